@@ -1,0 +1,67 @@
+"""Command line of lvs-agent.
+
+Each sub-command lives in its own module and is imported only when it runs, so that
+`check-config` on a controller never needs pyroute2 and `--help` always works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from . import __version__
+
+DEFAULT_CONFIG = "/etc/lvs-agent/lvs-agent.conf"
+DEFAULT_CONTROL_SOCKET = "/run/lvs-agent/control.sock"
+
+# sub-command -> (module in this package, function taking the parsed arguments, returning exit code)
+COMMANDS = {
+    "check-config": ("configcmd", "check_config"),
+    "dump-config": ("configcmd", "dump_config"),
+    "run": ("agent", "run"),
+    "status": ("control", "status_command"),
+    "reload": ("control", "reload_command"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lvs-agent",
+        description="keepalived-compatible VRRP and IPVS health-checking agent",
+    )
+    parser.add_argument("--version", action="version", version=f"lvs-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    check = sub.add_parser("check-config", help="validate a keepalived-syntax configuration")
+    check.add_argument("file", help="configuration file")
+    check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    check.add_argument(
+        "--no-host-checks",
+        action="store_true",
+        help="skip checks against this host (interfaces), e.g. on a controller",
+    )
+
+    dump = sub.add_parser("dump-config", help="print the normalised configuration model")
+    dump.add_argument("file", help="configuration file")
+    dump.add_argument("--json", action="store_true", help="JSON output (the default)")
+
+    run = sub.add_parser("run", help="run VRRP and the IPVS health checks")
+    run.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="configuration file")
+    run.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    status = sub.add_parser("status", help="state of the running agent")
+    status.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
+    status.add_argument("--json", action="store_true", help="JSON output")
+
+    reload = sub.add_parser("reload", help="ask the running agent to re-read its configuration")
+    reload.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, function_name = COMMANDS[args.command]
+    module = importlib.import_module(f".{module_name}", __package__)
+    return getattr(module, function_name)(args)
