@@ -8,3 +8,5 @@ REPO = os.path.dirname(HERE)
 for path in (os.path.join(REPO, "plugins", "module_utils"), HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+pytest_plugins = ["testbed.fixtures"]
