@@ -1,0 +1,60 @@
+"""keepalived.conf for lvs-agent: parse, check and model a configuration.
+
+    load(path, *, host_checks=True, overrides=None) -> Config
+    loads(text, filename="<string>", *, host_checks=False) -> Config
+
+Both raise ConfigError (with every problem, each `FILE:LINE: message`) when the
+configuration has an error; warnings are returned in `Config.warnings`.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError, Problem
+from .model import (
+    Checker,
+    Config,
+    GlobalDefs,
+    HttpCheck,
+    Location,
+    MiscCheck,
+    RealServer,
+    SorryServer,
+    SyncGroup,
+    TcpCheck,
+    TrackInterface,
+    TrackScript,
+    Url,
+    VirtualAddress,
+    VirtualServer,
+    VirtualServerGroup,
+    VirtualServerGroupEntry,
+    VrrpInstance,
+    VrrpScript,
+)
+from .parser import load, loads
+
+__all__ = [
+    "Checker",
+    "Config",
+    "ConfigError",
+    "GlobalDefs",
+    "HttpCheck",
+    "Location",
+    "MiscCheck",
+    "Problem",
+    "RealServer",
+    "SorryServer",
+    "SyncGroup",
+    "TcpCheck",
+    "TrackInterface",
+    "TrackScript",
+    "Url",
+    "VirtualAddress",
+    "VirtualServer",
+    "VirtualServerGroup",
+    "VirtualServerGroupEntry",
+    "VrrpInstance",
+    "VrrpScript",
+    "load",
+    "loads",
+]

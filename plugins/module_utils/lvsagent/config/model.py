@@ -1,0 +1,321 @@
+"""Typed model of a keepalived.conf, with keepalived's defaults.
+
+The parser fills these objects; the VRRP and LVS engines, the Ansible modules and
+`dump-config` read them. Values inherited in keepalived (real server from virtual server,
+checker from real server) are resolved by the parser where DESIGN.md says so; a field left
+at None means "inherit" as documented on the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+# Every scheduler the Linux IPVS code (and keepalived) knows.
+SCHEDULERS = (
+    "rr",
+    "wrr",
+    "lc",
+    "wlc",
+    "lblc",
+    "lblcr",
+    "dh",
+    "sh",
+    "sed",
+    "nq",
+    "fo",
+    "ovf",
+    "mh",
+    "twos",
+)
+DEFAULT_SCHEDULER = "wlc"  # keepalived's IPVS_DEF_SCHED
+LVS_METHODS = ("NAT", "DR", "TUN")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+SCHEDULER_FLAGS = (
+    "flag-1",
+    "flag-2",
+    "flag-3",
+    "sh-port",
+    "sh-fallback",
+    "mh-port",
+    "mh-fallback",
+    "ops",
+)
+DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an object was declared, for messages in the `FILE:LINE: message` form."""
+
+    file: str = "<string>"
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
+class GlobalDefs:
+    router_id: Optional[str] = None
+    vrrp_version: int = 2
+    vrrp_garp_master_delay: int = 5
+    vrrp_garp_master_repeat: int = 5
+    vrrp_garp_master_refresh: int = 0  # 0 = no periodic refresh
+    vrrp_garp_master_refresh_repeat: int = 1
+    vrrp_garp_interval: float = 0.0
+    vrrp_gna_interval: float = 0.0
+    vrrp_startup_delay: float = 0.0
+    vrrp_mcast_group4: str = "224.0.0.18"
+    vrrp_mcast_group6: str = "ff02::12"
+    script_user: Optional[str] = None
+    enable_script_security: bool = False
+    vrrp_strict: bool = False
+    v3_checksum_as_v2: bool = False
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class VrrpScript:
+    name: str
+    script: str = ""
+    interval: float = 1.0
+    timeout: Optional[float] = None  # None = interval
+    weight: int = 0
+    weight_reverse: bool = False
+    rise: int = 1
+    fall: int = 1
+    user: Optional[str] = None
+    init_fail: bool = False
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class TrackInterface:
+    name: str
+    weight: int = 0
+    reverse: bool = False
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class TrackScript:
+    name: str
+    weight: Optional[int] = None  # None = the vrrp_script's weight
+    reverse: bool = False
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class SyncGroup:
+    name: str
+    group: list[str] = field(default_factory=list)
+    notify_master: Optional[str] = None
+    notify_backup: Optional[str] = None
+    notify_fault: Optional[str] = None
+    notify_stop: Optional[str] = None
+    notify: Optional[str] = None
+    track_interfaces: list[TrackInterface] = field(default_factory=list)
+    track_scripts: list[TrackScript] = field(default_factory=list)
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class VirtualAddress:
+    address: IPInterface  # /32 or /128 when the configuration gives no prefix
+    dev: Optional[str] = None  # None = the instance's interface
+    label: Optional[str] = None
+    scope: Optional[str] = None
+    broadcast: Optional[str] = None
+    peer: Optional[str] = None
+    no_track: bool = False
+    location: Location = field(default_factory=Location)
+
+    @property
+    def family(self) -> int:
+        return self.address.version
+
+
+@dataclass
+class VrrpInstance:
+    name: str
+    state: str = "BACKUP"  # initial state: "BACKUP" or "MASTER"
+    interface: Optional[str] = None
+    virtual_router_id: int = 0
+    priority: int = 100
+    advert_int: float = 1.0
+    version: int = 2
+    nopreempt: bool = False
+    preempt_delay: float = 0.0
+    auth_type: Optional[str] = None  # None, "PASS" or "AH"
+    auth_pass: Optional[str] = field(default=None, repr=False)  # secret: never shown
+    unicast_src_ip: Optional[str] = None
+    unicast_peers: list[str] = field(default_factory=list)
+    mcast_src_ip: Optional[str] = None
+    virtual_ipaddresses: list[VirtualAddress] = field(default_factory=list)
+    virtual_ipaddresses_excluded: list[VirtualAddress] = field(default_factory=list)
+    track_interfaces: list[TrackInterface] = field(default_factory=list)
+    track_scripts: list[TrackScript] = field(default_factory=list)
+    dont_track_primary: bool = False
+    notify_master: Optional[str] = None
+    notify_backup: Optional[str] = None
+    notify_fault: Optional[str] = None
+    notify_stop: Optional[str] = None
+    notify: Optional[str] = None
+    garp_master_delay: Optional[int] = None  # None = global_defs value
+    garp_master_repeat: Optional[int] = None
+    garp_master_refresh: Optional[int] = None
+    garp_master_refresh_repeat: Optional[int] = None
+    checksum_with_pseudo_header: bool = True  # False with v3_checksum_as_v2
+    accept: Optional[bool] = None  # None = keepalived's default (accept unless strict)
+    family: int = 4  # 4 or 6, from the VIPs
+    sync_group: Optional[str] = None
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class Url:
+    path: str = "/"
+    digest: Optional[str] = None
+    status_codes: list[tuple[int, int]] = field(default_factory=list)  # empty = 200-299
+    virtualhost: Optional[str] = None
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class Checker:
+    """Options shared by every health checker (resolved from real/virtual server)."""
+
+    connect_ip: Optional[str] = None  # None = the real server's address
+    connect_port: Optional[int] = None  # None = the real server's port
+    bindto: Optional[str] = None
+    bind_port: Optional[int] = None
+    connect_timeout: float = 5.0
+    retry: int = 1
+    delay_before_retry: float = 1.0
+    warmup: Optional[float] = None  # None = a random delay up to delay_loop
+    delay_loop: Optional[float] = None  # None = the virtual server's
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class TcpCheck(Checker):
+    kind: str = "TCP_CHECK"
+
+
+@dataclass
+class HttpCheck(Checker):
+    kind: str = "HTTP_GET"  # or "SSL_GET"
+    urls: list[Url] = field(default_factory=list)
+    http_protocol: Optional[str] = None
+    virtualhost: Optional[str] = None  # None = the real server's / virtual server's
+    delay_before_retry: float = 3.0
+
+
+@dataclass
+class MiscCheck(Checker):
+    kind: str = "MISC_CHECK"
+    misc_path: str = ""
+    misc_timeout: Optional[float] = None  # None = delay_loop
+    misc_dynamic: bool = False
+    user: Optional[str] = None
+    retry: int = 0
+
+
+@dataclass
+class SorryServer:
+    address: str
+    port: Optional[int] = None
+    lvs_method: Optional[str] = None  # None = the virtual server's
+    inhibit: bool = False
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class RealServer:
+    address: str
+    port: Optional[int] = None
+    weight: int = 1
+    lvs_method: Optional[str] = None  # None = the virtual server's
+    notify_up: Optional[str] = None
+    notify_down: Optional[str] = None
+    uthreshold: int = 0
+    lthreshold: int = 0
+    inhibit_on_failure: Optional[bool] = None  # None = the virtual server's
+    virtualhost: Optional[str] = None
+    delay_loop: Optional[float] = None  # None = the virtual server's
+    alpha: Optional[bool] = None  # None = the virtual server's
+    checkers: list[Checker] = field(default_factory=list)
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class VirtualServerGroupEntry:
+    """An address (or inclusive range) with an optional port, or a fwmark."""
+
+    address: Optional[str] = None
+    last_address: Optional[str] = None  # end of a range; None for a single address
+    port: Optional[int] = None
+    fwmark: Optional[int] = None
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class VirtualServerGroup:
+    name: str
+    entries: list[VirtualServerGroupEntry] = field(default_factory=list)
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class VirtualServer:
+    kind: str = "ip"  # "ip", "fwmark" or "group"
+    address: Optional[str] = None
+    port: Optional[int] = None
+    fwmark: Optional[int] = None
+    group: Optional[str] = None
+    protocol: str = "TCP"
+    lvs_sched: str = DEFAULT_SCHEDULER
+    lvs_method: str = "NAT"
+    persistence_timeout: int = 0  # 0 = not persistent
+    persistence_granularity: Optional[str] = None
+    scheduler_flags: list[str] = field(default_factory=list)
+    delay_loop: float = 60.0
+    quorum: int = 1
+    hysteresis: int = 0
+    quorum_up: Optional[str] = None
+    quorum_down: Optional[str] = None
+    sorry_server: Optional[SorryServer] = None
+    inhibit_on_failure: bool = False
+    alpha: bool = False
+    omega: bool = False
+    ha_suspend: bool = False
+    virtualhost: Optional[str] = None
+    family: int = 4
+    real_servers: list[RealServer] = field(default_factory=list)
+    location: Location = field(default_factory=Location)
+
+    @property
+    def name(self) -> str:
+        """keepalived's way of naming the service in messages."""
+        if self.kind == "fwmark":
+            return f"FWM {self.fwmark}"
+        if self.kind == "group":
+            return f"[{self.group}]"
+        host = f"[{self.address}]"
+        return f"{host}:{self.port}" if self.port is not None else host
+
+
+@dataclass
+class Config:
+    global_defs: GlobalDefs = field(default_factory=GlobalDefs)
+    vrrp_scripts: dict[str, VrrpScript] = field(default_factory=dict)
+    sync_groups: list[SyncGroup] = field(default_factory=list)
+    vrrp_instances: list[VrrpInstance] = field(default_factory=list)
+    virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
+    virtual_servers: list[VirtualServer] = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # list[Problem]
+    files: list[str] = field(default_factory=list)  # every file read, main file first
