@@ -1,7 +1,6 @@
 """Entry point for `python3 -m lvsagent` and the installed `lvs-agent` command."""
 
-import sys
-
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())
