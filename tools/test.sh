@@ -24,7 +24,10 @@ pytest_stage() {  # pytest with a JUnit report that must show no skip and at lea
 }
 
 stage_lint() {
-  ruff check . && ruff format --check . && ansible-lint --offline
+  local collections
+  collections="$(tools/collection-path):$(tools/ansible-collections)" || return 1
+  ruff check . && ruff format --check . &&
+    ANSIBLE_COLLECTIONS_PATH="$collections" ansible-lint
 }
 
 stage_unit() {
