@@ -294,13 +294,13 @@ def _ipvsadm_service_name(key: ServiceKey) -> str:
 
 
 def _largenum(value: int) -> str:
-    # ipvsadm abbreviates large counters without -x: 8 columns, K/M/G beyond.
-    if value < 100_000_000:
-        return f"{value:8d}"
-    for unit, scale in (("K", 1000), ("M", 1000**2), ("G", 1000**3), ("T", 1000**4)):
-        if value // scale < 100_000_000 // 10:
-            return f"{value // scale:7d}{unit}"
-    return f"{value // 1000**4:7d}T"
+    """A counter as ipvsadm prints it without -x: 9 columns, K/M/G/T past 100 million."""
+    if value < 10**8:
+        return f"{value:9d}"
+    for limit, unit, scale in ((10**9, "K", 10**3), (10**11, "M", 10**6), (10**14, "G", 10**9)):
+        if value < limit:
+            return f"{value // scale:8d}{unit}"
+    return f"{value // 10**12:8d}T"
 
 
 def render_table(
@@ -367,7 +367,7 @@ def _ipvsadm_service_flags(service: Service) -> str:
 def _stats_columns(stats: Optional[Stats]) -> str:
     stats = stats or Stats()
     values = (stats.connections, stats.packets_in, stats.packets_out, stats.bytes_in)
-    return "".join(f" {_largenum(v)}" for v in (*values, stats.bytes_out))
+    return "".join(_largenum(v) for v in (*values, stats.bytes_out))
 
 
 def _ipvsadm_sort_key(key: ServiceKey):
@@ -538,9 +538,7 @@ class IpvsClient:
     def service(self, key: ServiceKey) -> Optional[Service]:
         """The service as the kernel holds it, or None."""
         try:
-            messages = self._call(
-                f"read virtual service {key}", self._netlink.service, "get", _service_request(key)
-            )
+            messages = self._service_call("get", f"read virtual service {key}", key)
         except IpvsError as exc:
             if exc.errno == errno.ESRCH:
                 return None
@@ -548,65 +546,43 @@ class IpvsClient:
         return next((_service_from_message(msg) for msg in messages), None)
 
     def add_service(self, service: Service) -> None:
-        self._call(
-            f"add virtual service {service.key}",
-            self._netlink.service,
-            "add",
-            _service_request(service.key, service),
-            scheduler=service.scheduler,
-        )
+        self._service_call("add", f"add virtual service {service.key}", service.key, service)
 
     def edit_service(self, service: Service) -> None:
-        self._call(
-            f"change virtual service {service.key}",
-            self._netlink.service,
-            "set",
-            _service_request(service.key, service),
-            scheduler=service.scheduler,
-        )
+        self._service_call("set", f"change virtual service {service.key}", service.key, service)
 
     def delete_service(self, key: ServiceKey) -> None:
-        self._call(
-            f"delete virtual service {key}", self._netlink.service, "del", _service_request(key)
-        )
+        self._service_call("del", f"delete virtual service {key}", key)
+
+    def _service_call(self, command: str, action: str, key: ServiceKey, service=None):
+        scheduler = service.scheduler if service is not None else None
+        request = _service_request(key, service)
+        return self._call(action, self._netlink.service, command, request, scheduler=scheduler)
 
     # -- destinations ---------------------------------------------------------------------
 
     def destinations(self, key: ServiceKey) -> list:
-        messages = self._call(
-            f"list the real servers of {key}",
-            self._netlink.dest,
-            "dump",
-            _service_request(key),
-        )
+        messages = self._dest_call("dump", f"list the real servers of {key}", key)
         return [_destination_from_message(msg) for msg in messages]
 
     def add_destination(self, key: ServiceKey, dest: Destination) -> None:
-        self._call(
-            f"add real server {format_endpoint(dest.address, dest.port)} to {key}",
-            self._netlink.dest,
-            "add",
-            _service_request(key),
-            _destination_request(dest),
-        )
+        endpoint = format_endpoint(dest.address, dest.port)
+        self._dest_call("add", f"add real server {endpoint} to {key}", key, dest)
 
     def edit_destination(self, key: ServiceKey, dest: Destination) -> None:
-        self._call(
-            f"change real server {format_endpoint(dest.address, dest.port)} of {key}",
-            self._netlink.dest,
-            "set",
-            _service_request(key),
-            _destination_request(dest),
-        )
+        endpoint = format_endpoint(dest.address, dest.port)
+        self._dest_call("set", f"change real server {endpoint} of {key}", key, dest)
 
     def delete_destination(self, key: ServiceKey, address: str, port: int) -> None:
-        self._call(
-            f"delete real server {format_endpoint(address, port)} from {key}",
-            self._netlink.dest,
-            "del",
-            _service_request(key),
-            _destination_request(Destination(address, port)),
-        )
+        dest = Destination(address, port)
+        endpoint = format_endpoint(dest.address, dest.port)
+        self._dest_call("del", f"delete real server {endpoint} from {key}", key, dest)
+
+    def _dest_call(self, command: str, action: str, key: ServiceKey, dest=None):
+        args = [_service_request(key)]
+        if dest is not None:
+            args.append(_destination_request(dest))
+        return self._call(action, self._netlink.dest, command, *args)
 
     def table(self) -> Table:
         """The whole table: {key: (service, [destinations])}."""

@@ -1,0 +1,263 @@
+"""lvsagent.ipvs against a fake netlink family: value handling, requests, parsing, errors."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+
+import pytest
+from ipvs_fake import FakeIpvsNetlink
+
+from lvsagent import ipvs
+from lvsagent.ipvs import (
+    Destination,
+    IpvsClient,
+    IpvsError,
+    Service,
+    ServiceKey,
+    format_endpoint,
+    format_service,
+    render_table,
+)
+
+WEB = ServiceKey.for_address("10.0.0.100", 80)
+
+
+@pytest.fixture
+def kernel():
+    return FakeIpvsNetlink()
+
+
+@pytest.fixture
+def client(kernel):
+    return IpvsClient(kernel)
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+def test_service_key_normalizes_and_infers_family():
+    key = ServiceKey.for_address("2001:DB8:0::1", "443", "UDP")
+    assert key == ServiceKey(6, "udp", "2001:db8::1", 443)
+    assert ServiceKey.for_fwmark(7).family == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"family": 4, "protocol": "tcp", "address": "10.0.0.1"}, "needs address, port"),
+        ({"family": 4, "protocol": "icmp", "address": "10.0.0.1", "port": 1}, "protocol"),
+        ({"family": 6, "protocol": "tcp", "address": "10.0.0.1", "port": 1}, "not an IPv6"),
+        ({"family": 4, "protocol": "tcp", "address": "10.0.0.1", "port": 70000}, "port"),
+        ({"family": 4, "fwmark": 0}, "fwmark must be"),
+        ({"family": 4, "fwmark": 1, "port": 80}, "no protocol, address or port"),
+        ({"family": 5, "fwmark": 1}, "family"),
+    ],
+)
+def test_service_key_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ServiceKey(**kwargs)
+
+
+def test_scheduler_flags_are_named_after_the_scheduler():
+    under_sh = Service(WEB, "sh", flags={"flag-1", "flag-2", "ops"})
+    assert under_sh.flags == {"sh-fallback", "sh-port", "ops"}
+    assert under_sh.flag_bits == 0x8 | 0x10 | 0x4
+    # the same bits under rr carry the generic names, so equality follows the kernel bits
+    assert Service(WEB, "rr", flags={"sh-port"}).flags == {"flag-2"}
+    with pytest.raises(ValueError, match="unknown service flag 'hashed'"):
+        Service(WEB, flags={"hashed"})
+
+
+def test_persistence_sets_the_persistent_bit_and_normalizes_the_netmask():
+    service = Service(WEB, persistence_timeout=300, persistence_netmask=24)
+    assert service.flag_bits == ipvs.FLAG_PERSISTENT
+    assert service.persistence_netmask == "255.255.255.0"
+    assert Service(WEB).persistence_netmask == "255.255.255.255"
+    v6 = Service(ServiceKey.for_fwmark(1, family=6), persistence_netmask="/64")
+    assert v6.persistence_netmask == 64
+    with pytest.raises(ValueError, match="prefix length"):
+        Service(ServiceKey.for_fwmark(1, family=6), persistence_netmask="255.255.255.0")
+    with pytest.raises(ValueError, match="not an IPv4 netmask"):
+        Service(WEB, persistence_netmask="255.0.255.0")
+
+
+def test_destination_validation_and_comparison_ignores_counters():
+    assert Destination("10.0.0.2", 80, active_connections=5) == Destination("10.0.0.2", 80)
+    assert Destination("10.0.0.2", 80) != Destination("10.0.0.2", 80, weight=2)
+    with pytest.raises(ValueError, match="forwarding"):
+        Destination("10.0.0.2", 80, "route")
+    with pytest.raises(ValueError, match="weight cannot be negative"):
+        Destination("10.0.0.2", 80, weight=-1)
+
+
+def test_formatting_as_keepalived_logs_it():
+    assert format_endpoint("10.0.0.2", 80) == "[10.0.0.2]:80"
+    assert format_service(WEB) == "[10.0.0.100]:80"
+    dns = ServiceKey.for_address("2001:db8::1", 53, "udp")
+    assert format_service(dns) == "[2001:db8::1]:53/udp"
+    assert format_service(ServiceKey.for_fwmark(3, family=6)) == "FWM 3 IPv6"
+
+
+# -- requests and parsing -------------------------------------------------------------------
+
+
+def test_add_then_read_back_every_field(client, kernel):
+    service = Service(WEB, "sh", 600, "255.255.255.0", {"sh-port", "ops"})
+    client.add_service(service)
+    back = client.service(WEB)
+    assert back == service  # HASHED (set by the "kernel") is masked, persistence read back
+    assert back.stats is not None
+    assert (
+        kernel.services[(socket.AF_INET, 6, "10.0.0.100", 80)]["IPVS_SVC_ATTR_FLAGS"]["flags"]
+        & ipvs.FLAG_HASHED
+    )
+
+
+def test_ipv6_prefix_length_travels_in_host_byte_order(client, kernel):
+    key = ServiceKey.for_address("2001:db8::1", 80)
+    client.add_service(Service(key, persistence_timeout=60, persistence_netmask=64))
+    raw = next(iter(kernel.services.values()))["IPVS_SVC_ATTR_NETMASK"]
+    assert socket.inet_aton(raw) == (64).to_bytes(4, sys.byteorder)
+    assert client.service(key).persistence_netmask == 64
+
+
+def test_fwmark_service_always_carries_a_netmask(client):
+    key = ServiceKey.for_fwmark(5)
+    client.add_service(Service(key, "rr"))  # the fake, like the kernel, refuses it without one
+    assert client.services() == [Service(key, "rr")]
+
+
+def test_edit_uses_set_never_update(client, kernel):
+    client.add_service(Service(WEB))
+    client.edit_service(Service(WEB, "rr", 30))
+    assert ("service", "set") in kernel.commands
+    assert all(command != "update" for _, command in kernel.commands)
+    assert client.service(WEB) == Service(WEB, "rr", 30)
+
+
+def test_persistence_is_off_when_the_flag_is_clear_even_with_a_timeout(client, kernel):
+    kernel.put_service(
+        {
+            "IPVS_SVC_ATTR_PROTOCOL": 6,
+            "IPVS_SVC_ATTR_ADDR": "10.0.0.100",
+            "IPVS_SVC_ATTR_PORT": 80,
+            "IPVS_SVC_ATTR_SCHED_NAME": "wlc",
+            "IPVS_SVC_ATTR_FLAGS": {"flags": ipvs.FLAG_HASHED, "mask": 0xFFFFFFFF},
+            "IPVS_SVC_ATTR_TIMEOUT": 300,
+            "IPVS_SVC_ATTR_NETMASK": "255.255.255.255",
+        }
+    )
+    assert client.service(WEB).persistence_timeout == 0
+
+
+def test_destinations_round_trip(client):
+    client.add_service(Service(WEB))
+    dests = [
+        Destination("10.0.0.2", 80, "dr", 1),
+        Destination("10.0.0.3", 8080, "nat", 5, upper_threshold=100, lower_threshold=10),
+        Destination("10.0.0.4", 80, "tun", 0),
+    ]
+    for dest in dests:
+        client.add_destination(WEB, dest)
+    assert sorted(client.destinations(WEB), key=lambda d: d.address) == dests
+    client.edit_destination(WEB, Destination("10.0.0.2", 80, "dr", 7))
+    client.delete_destination(WEB, "10.0.0.4", 80)
+    table = client.table()
+    assert list(table) == [WEB]
+    assert {d.address: d.weight for d in table[WEB][1]} == {"10.0.0.2": 7, "10.0.0.3": 5}
+
+
+def test_service_returns_none_when_absent(client):
+    assert client.service(WEB) is None
+
+
+def test_close_closes_the_socket(kernel):
+    with IpvsClient(kernel):
+        pass
+    assert kernel.closed
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_errors_are_translated(client):
+    client.add_service(Service(WEB))
+    with pytest.raises(IpvsError, match=r"cannot add virtual service \[10.0.0.100\]:80: it al"):
+        client.add_service(Service(WEB))
+    other = ServiceKey.for_address("10.0.0.101", 80)
+    with pytest.raises(IpvsError, match="cannot change .*: the virtual service does not exist"):
+        client.edit_service(Service(other))
+    with pytest.raises(IpvsError, match="no ip_vs_bogus module") as scheduler_error:
+        client.add_service(Service(other, "bogus"))
+    assert scheduler_error.value.errno == errno.ENOENT
+    with pytest.raises(IpvsError, match=r"real server \[10.0.0.9\]:80 .*does not exist") as exc:
+        client.delete_destination(WEB, "10.0.0.9", 80)
+    assert exc.value.errno == errno.ENOENT
+    with pytest.raises(IpvsError, match="virtual service does not exist"):
+        client.add_destination(other, Destination("10.0.0.2", 80))
+    with pytest.raises(IpvsError, match="invalid"):
+        client.add_destination(WEB, Destination("2001:db8::2", 80, "dr"))
+
+
+def test_missing_ipvs_in_the_kernel(monkeypatch):
+    class NoIpvs:
+        def __init__(self):
+            raise ipvs.NetlinkError(errno.ENOENT)
+
+    monkeypatch.setattr(ipvs, "IPVS", NoIpvs)
+    with pytest.raises(IpvsError) as exc:
+        IpvsClient()
+    assert str(exc.value) == "IPVS is not available in this kernel: load the ip_vs module"
+
+
+def test_missing_pyroute2(monkeypatch):
+    monkeypatch.setattr(ipvs, "HAS_PYROUTE2", False)
+    with pytest.raises(IpvsError, match=r"pyroute2 >= 0.9.6 is required"):
+        IpvsClient()
+
+
+# -- ipvsadm layout -------------------------------------------------------------------------
+
+
+def test_render_matches_ipvsadm_layout():
+    dns = ServiceKey.for_address("2001:db8::53", 53, "udp")
+    mark = ServiceKey.for_fwmark(1)
+    table = {
+        WEB: (
+            Service(WEB, "wrr", 300, "255.255.255.0", {"ops"}),
+            [
+                Destination("10.0.0.3", 80, "nat", 2, active_connections=12),
+                Destination("10.0.0.2", 80, "dr", 1, inactive_connections=3),
+            ],
+        ),
+        dns: (Service(dns, "sh", flags={"sh-port"}), [Destination("2001:db8::2", 53, "tun")]),
+        mark: (Service(mark, "rr"), []),
+    }
+    assert render_table(table).splitlines() == [
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+        "FWM  1 rr",
+        "TCP  10.0.0.100:80 wrr persistent 300 mask 255.255.255.0 ops",
+        "  -> 10.0.0.2:80                  Route   1      0          3         ",
+        "  -> 10.0.0.3:80                  Masq    2      12         0         ",
+        "UDP  [2001:db8::53]:53 sh (sh-port)",
+        "  -> [2001:db8::2]:53             Tunnel  1      0          0         ",
+    ]
+
+
+def test_render_annotates_each_real_server():
+    table = {WEB: (Service(WEB), [Destination("10.0.0.2", 80)])}
+    text = render_table(table, annotate=lambda key, dest: f"up {format_service(key)}")
+    assert text.splitlines()[-1].endswith("0          0          up [10.0.0.100]:80")
+
+
+def test_render_stats_abbreviates_large_counters():
+    stats = ipvs.Stats(connections=7, packets_in=123_456_789, bytes_in=5_000_000_000_000)
+    table = {WEB: (Service(WEB, stats=stats), [])}
+    lines = render_table(table, stats=True).splitlines()
+    assert lines[0] == f"{'Prot LocalAddress:Port':<33}" + "".join(
+        f" {title:>8}" for title in ("Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+    )
+    assert lines[2].split() == ["TCP", "10.0.0.100:80", "7", "123456K", "0", "5000G", "0"]
