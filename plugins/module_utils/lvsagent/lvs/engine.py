@@ -1,0 +1,576 @@
+"""LvsEngine: the IPVS table follows the configuration, filtered by live health.
+
+Each virtual server's real servers are checked (one running check per distinct checker,
+however many virtual servers share it); a health change recomputes that virtual server's
+destinations and the reconciler applies the difference at once. A periodic full pass
+puts back whatever someone changed by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import ipaddress
+import logging
+import random
+import shlex
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ..config.model import Checker, Config, HttpCheck, MiscCheck, RealServer, VirtualServer
+from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from . import reconciler
+from .checkers import DEFAULT_STATUS_RANGES, CheckResult, CheckSpec, UrlSpec, probe
+from .health import HealthCheck, Quorum, sleep
+
+log = logging.getLogger("lvsagent.lvs")
+
+FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
+RESYNC_INTERVAL = 5.0  # seconds between full passes that undo hand edits
+SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def _address(text: str) -> str:
+    return ipaddress.ip_address(text).compressed
+
+
+@dataclass
+class RealServerEntry:
+    """One real server of one virtual server, and what its checks say about it."""
+
+    address: str
+    port: int
+    weight: int  # configured
+    forwarding: str
+    upper_threshold: int
+    lower_threshold: int
+    inhibit: bool
+    notify_up: Optional[str]
+    notify_down: Optional[str]
+    checks: list[HealthCheck]
+    alive: bool = True
+    current_weight: int = 0
+    since: float = 0.0  # clock.monotonic() of the last up/down change
+
+    @property
+    def target(self) -> str:
+        return format_endpoint(self.address, self.port)
+
+    def healthy(self) -> bool:
+        return all(check.up for check in self.checks)
+
+    def effective_weight(self) -> int:
+        """The configured weight, moved by every misc_dynamic check's exit status."""
+        weight = self.weight
+        for check in self.checks:
+            if check.state.weight is not None:
+                weight += check.state.weight - self.weight
+        return max(weight, 0)
+
+    def last_error(self) -> str:
+        return next((c.state.last_error for c in self.checks if c.state.last_error), "")
+
+    def destination(self, weight: int) -> Destination:
+        return Destination(
+            self.address,
+            self.port,
+            self.forwarding,
+            weight,
+            self.upper_threshold,
+            self.lower_threshold,
+        )
+
+
+@dataclass
+class VirtualServerEntry:
+    config: VirtualServer
+    services: list[Service]  # one per kernel service (a group declares several)
+    real_servers: list[RealServerEntry]
+    sorry: Optional[Destination]
+    sorry_inhibit: bool
+    quorum: Quorum
+    vrrp_instance: Optional[str]  # whose VIP this virtual server listens on (ha_suspend)
+    keys: list[ServiceKey] = field(init=False)
+
+    def __post_init__(self):
+        self.keys = [service.key for service in self.services]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def alive_weight(self) -> int:
+        return sum(rs.current_weight for rs in self.real_servers if rs.alive)
+
+    def destinations(self) -> list[Destination]:
+        """What the kernel should hold: live servers, or the sorry server without quorum."""
+        use_sorry = self.sorry is not None and not self.quorum.up
+        wanted = []
+        for rs in self.real_servers:
+            if rs.alive and not use_sorry:
+                wanted.append(rs.destination(rs.current_weight))
+            elif rs.inhibit:
+                wanted.append(rs.destination(0))
+        if use_sorry:
+            wanted.append(self.sorry)
+        elif self.sorry is not None and self.sorry_inhibit:
+            wanted.append(dataclasses.replace(self.sorry, weight=0))
+        return wanted
+
+    def desired(self) -> dict:
+        destinations = self.destinations()
+        return {service.key: (service, destinations) for service in self.services}
+
+    def suspended(self, vrrp_states: dict) -> bool:
+        """ha_suspend: checks pause while the VRRP instance holding our address is not master."""
+        if not self.config.ha_suspend or self.vrrp_instance is None:
+            return False
+        return vrrp_states.get(self.vrrp_instance) != "MASTER"
+
+
+def service_keys(vs: VirtualServer, config: Config) -> list[ServiceKey]:
+    protocol = vs.protocol.lower()
+    if vs.kind == "fwmark":
+        return [ServiceKey.for_fwmark(vs.fwmark, vs.family)]
+    if vs.kind == "ip":
+        return [ServiceKey.for_address(vs.address, vs.port or 0, protocol)]
+    keys = []
+    for entry in config.virtual_server_groups[vs.group].entries:
+        if entry.fwmark is not None:
+            keys.append(ServiceKey.for_fwmark(entry.fwmark, vs.family))
+            continue
+        first = ipaddress.ip_address(entry.address)
+        last = ipaddress.ip_address(entry.last_address or entry.address)
+        port = _first(entry.port, vs.port, 0)
+        keys.extend(
+            ServiceKey.for_address(str(first + offset), port, protocol)
+            for offset in range(int(last) - int(first) + 1)
+        )
+    return keys
+
+
+def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer) -> CheckSpec:
+    """The checker's settings with keepalived's inheritance (checker, real, virtual server)."""
+    fields = dict(
+        kind=checker.kind,
+        address=_address(checker.connect_ip or rs.address),
+        port=_first(checker.connect_port, rs_port),
+        connect_timeout=checker.connect_timeout,
+        retry=checker.retry,
+        delay_before_retry=checker.delay_before_retry,
+        delay_loop=_first(checker.delay_loop, rs.delay_loop, vs.delay_loop),
+        warmup=checker.warmup,
+        alpha=_first(rs.alpha, vs.alpha),
+        bindto=checker.bindto,
+        bind_port=checker.bind_port,
+    )
+    if isinstance(checker, HttpCheck):
+        host = _first(checker.virtualhost, rs.virtualhost, vs.virtualhost)
+        fields["urls"] = tuple(
+            UrlSpec(
+                path=url.path,
+                digest=url.digest.lower() if url.digest else None,
+                status_ranges=tuple(tuple(r) for r in url.status_codes) or DEFAULT_STATUS_RANGES,
+                virtualhost=_first(url.virtualhost, host),
+            )
+            for url in checker.urls
+        )
+        fields["http_protocol"] = checker.http_protocol
+    elif isinstance(checker, MiscCheck):
+        fields.update(
+            misc_path=checker.misc_path,
+            misc_timeout=checker.misc_timeout,
+            misc_dynamic=checker.misc_dynamic,
+            user=checker.user,
+        )
+    return CheckSpec(**fields)
+
+
+def _vrrp_instance_of(keys: list[ServiceKey], config: Config) -> Optional[str]:
+    addresses = {key.address for key in keys if key.address is not None}
+    for instance in config.vrrp_instances:
+        if any(str(vip.address.ip) in addresses for vip in instance.virtual_ipaddresses):
+            return instance.name
+    return None
+
+
+def _iso(wall_time: float) -> str:
+    moment = datetime.datetime.fromtimestamp(wall_time, datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def run_script(command: str, reason: str) -> None:
+    """Runs a notify/quorum script as keepalived does: split into words, no shell."""
+    log.info("Executing [%s] for %s", command, reason)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *shlex.split(command),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        code = await process.wait()
+    except (OSError, ValueError) as exc:
+        log.error("Cannot run [%s]: %s", command, exc)
+        return
+    if code != 0:
+        log.warning("Script [%s] exited with status %d", command, code)
+
+
+class LvsEngine:
+    """Owns the checks and the IPVS services the configuration declares."""
+
+    def __init__(
+        self,
+        config: Config,
+        ipvs_client,
+        clock,
+        *,
+        resync_interval: float = RESYNC_INTERVAL,
+        rng: Optional[random.Random] = None,
+        prober: Callable[[CheckSpec], Awaitable[CheckResult]] = probe,
+    ):
+        self._config = config
+        self._client = ipvs_client
+        self._clock = clock
+        self._resync_interval = resync_interval
+        self._rng = rng or random.Random()
+        self._prober = prober
+        self._checks: dict[CheckSpec, HealthCheck] = {}
+        self._servers: list[VirtualServerEntry] = []
+        self._vrrp_states: dict[str, str] = {}
+        self._dirty: set[ServiceKey] = set()
+        self._full_pass_due = False
+        self._wakeup: Optional[asyncio.Event] = None
+        self._tasks: list[asyncio.Task] = []
+        self._scripts: set[asyncio.Task] = set()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Adopts what the kernel already holds, then starts checking."""
+        self._wakeup = asyncio.Event()
+        await self._install(self._config)
+        changes = self._reconcile(self._all_keys(), full=True)
+        log.info("IPVS: %d services declared, %d changes applied", len(self._all_keys()), changes)
+        self._tasks = [
+            asyncio.ensure_future(self._apply_loop()),
+            asyncio.ensure_future(self._resync_loop()),
+        ]
+
+    async def stop(self) -> None:
+        """Stops the checks and removes the declared services, as keepalived does on exit."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for check in self._checks.values():
+            await check.stop()
+        for vse in self._servers:
+            if vse.config.omega:
+                self._omega(vse)
+        keys = self._all_keys()
+        self._checks, self._servers = {}, []
+        try:
+            current = reconciler.read_current(self._client, keys, whole_table=True)
+            reconciler.apply(self._client, reconciler.plan({}, current, keys))
+        except IpvsError as exc:
+            log.error("%s", exc)
+        if self._scripts:
+            await asyncio.wait(set(self._scripts), timeout=SCRIPT_GRACE)
+
+    async def apply_config(self, config: Config) -> None:
+        """Reload: checks that did not change keep running (and their state)."""
+        old_keys = self._all_keys()
+        self._config = config
+        await self._install(config)
+        retired = old_keys - self._all_keys()
+        changes = self._reconcile(self._all_keys(), full=True, retired=retired)
+        log.info("IPVS: configuration applied, %d changes", changes)
+
+    def on_vrrp_state(self, instance_name: str, state: str) -> None:
+        self._vrrp_states[instance_name] = state
+        self._update_suspension()
+
+    # -- building from the configuration ----------------------------------------------------
+
+    async def _install(self, config: Config) -> None:
+        previous = {tuple(vse.keys): vse for vse in self._servers}
+        old_checks, self._checks = self._checks, {}
+        servers = [self._build(vs, config, old_checks, previous) for vs in config.virtual_servers]
+        for spec, check in old_checks.items():
+            if spec not in self._checks:
+                await check.stop()
+        for check in self._checks.values():
+            if check not in old_checks.values():
+                check.start()
+        self._servers = servers
+        self._update_suspension()
+
+    def _check_for(self, spec: CheckSpec, old_checks: dict) -> HealthCheck:
+        check = self._checks.get(spec) or old_checks.get(spec)
+        if check is None:
+            check = HealthCheck(
+                spec, self._clock, self._check_changed, rng=self._rng, prober=self._prober
+            )
+        self._checks[spec] = check
+        return check
+
+    def _build(self, vs, config, old_checks, previous) -> VirtualServerEntry:
+        keys = service_keys(vs, config)
+        old = previous.get(tuple(keys))
+        old_members = {(rs.address, rs.port): rs for rs in old.real_servers} if old else {}
+        members = []
+        for rs in vs.real_servers:
+            port = _first(rs.port, vs.port, 0)
+            checks = [self._check_for(check_spec(c, rs, port, vs), old_checks) for c in rs.checkers]
+            entry = RealServerEntry(
+                address=_address(rs.address),
+                port=port,
+                weight=rs.weight,
+                forwarding=FORWARDING[rs.lvs_method or vs.lvs_method],
+                upper_threshold=rs.uthreshold,
+                lower_threshold=rs.lthreshold,
+                inhibit=_first(rs.inhibit_on_failure, vs.inhibit_on_failure),
+                notify_up=rs.notify_up,
+                notify_down=rs.notify_down,
+                checks=checks,
+            )
+            entry.alive = entry.healthy()
+            entry.current_weight = entry.effective_weight()
+            before = old_members.get((entry.address, entry.port))
+            keep_since = before is not None and before.alive == entry.alive
+            entry.since = before.since if keep_since else self._clock.monotonic()
+            members.append(entry)
+        sorry = None
+        if vs.sorry_server is not None:
+            sorry = Destination(
+                _address(vs.sorry_server.address),
+                _first(vs.sorry_server.port, vs.port, 0),
+                FORWARDING[vs.sorry_server.lvs_method or vs.lvs_method],
+                1,
+            )
+        services = [
+            Service(
+                key,
+                scheduler=vs.lvs_sched,
+                persistence_timeout=vs.persistence_timeout,
+                persistence_netmask=vs.persistence_granularity,
+                flags=frozenset(vs.scheduler_flags),
+            )
+            for key in keys
+        ]
+        alive_weight = sum(m.current_weight for m in members if m.alive)
+        quorum = Quorum(vs.quorum, vs.hysteresis, alive_weight)
+        entry = VirtualServerEntry(
+            config=vs,
+            services=services,
+            real_servers=members,
+            sorry=sorry,
+            sorry_inhibit=vs.sorry_server is not None and vs.sorry_server.inhibit,
+            quorum=quorum,
+            vrrp_instance=_vrrp_instance_of(keys, config),
+        )
+        if old is not None:
+            quorum.up = old.quorum.up
+            self._refresh_quorum(entry)
+        return entry
+
+    def _all_keys(self) -> set:
+        return {key for vse in self._servers for key in vse.keys}
+
+    def _update_suspension(self) -> None:
+        wanted = {
+            check.spec
+            for vse in self._servers
+            if not vse.suspended(self._vrrp_states)
+            for rs in vse.real_servers
+            for check in rs.checks
+        }
+        for spec, check in self._checks.items():
+            check.set_suspended(spec not in wanted)
+
+    # -- health changes ---------------------------------------------------------------------
+
+    def _check_changed(self, check: HealthCheck) -> None:
+        for vse in self._servers:
+            members = [rs for rs in vse.real_servers if check in rs.checks]
+            for rs in members:
+                self._refresh_real_server(vse, rs)
+            if members:
+                self._refresh_quorum(vse)
+                self._dirty.update(vse.keys)
+                self._wakeup.set()
+
+    def _refresh_real_server(self, vse: VirtualServerEntry, rs: RealServerEntry) -> None:
+        alive, weight = rs.healthy(), rs.effective_weight()
+        if weight != rs.current_weight and alive and rs.alive:
+            log.info(
+                "Changing weight from %d to %d for service %s of VS %s",
+                rs.current_weight,
+                weight,
+                rs.target,
+                vse.name,
+            )
+        rs.current_weight = weight
+        if alive == rs.alive:
+            return
+        rs.alive = alive
+        rs.since = self._clock.monotonic()
+        if rs.inhibit:
+            verb, preposition = ("Enabling", "to") if alive else ("Disabling", "from")
+        else:
+            verb, preposition = ("Adding", "to") if alive else ("Removing", "from")
+        log.info("%s service %s %s VS %s", verb, rs.target, preposition, vse.name)
+        script = rs.notify_up if alive else rs.notify_down
+        if script:
+            self._spawn(script, f"service {rs.target} in VS {vse.name}")
+
+    def _refresh_quorum(self, vse: VirtualServerEntry) -> None:
+        message = vse.quorum.update(vse.alive_weight())
+        if message is None:
+            return
+        log.info("%s for VS %s", message, vse.name)
+        script = vse.config.quorum_up if vse.quorum.up else vse.config.quorum_down
+        if script:
+            self._spawn(script, f"VS {vse.name}")
+        if vse.sorry is not None:
+            sorry = format_endpoint(vse.sorry.address, vse.sorry.port)
+            if vse.quorum.up:
+                log.info("Removing sorry server %s from VS %s", sorry, vse.name)
+            else:
+                log.info("Adding sorry server %s to VS %s", sorry, vse.name)
+
+    def _omega(self, vse: VirtualServerEntry) -> None:
+        """omega: on shutdown, run the down notifiers of what was up."""
+        for rs in vse.real_servers:
+            if rs.alive and rs.notify_down:
+                self._spawn(rs.notify_down, f"service {rs.target} in VS {vse.name}")
+        if vse.quorum.up and vse.config.quorum_down:
+            self._spawn(vse.config.quorum_down, f"VS {vse.name}")
+
+    def _spawn(self, command: str, reason: str) -> None:
+        task = asyncio.ensure_future(run_script(command, reason))
+        self._scripts.add(task)
+        task.add_done_callback(self._scripts.discard)
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    async def _apply_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            dirty, self._dirty = self._dirty, set()
+            full, self._full_pass_due = self._full_pass_due, False
+            try:
+                self._reconcile(self._all_keys() if full else dirty, full=full, expected=dirty)
+            except Exception:
+                log.exception("IPVS reconciliation failed; retrying on the next pass")
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await sleep(self._clock, self._resync_interval)
+            self._full_pass_due = True
+            self._wakeup.set()
+
+    def _reconcile(self, keys, *, full: bool, retired=(), expected=None) -> int:
+        """One pass over `keys`; returns how many changes were needed.
+
+        With `expected` (the keys a health change just touched), a change needed anywhere
+        else means someone edited the table by hand: it is logged and undone.
+        """
+        desired = {}
+        for vse in self._servers:
+            desired.update({k: v for k, v in vse.desired().items() if k in keys})
+        try:
+            current = reconciler.read_current(
+                self._client, set(desired) | set(retired), whole_table=full
+            )
+        except IpvsError as exc:
+            log.error("%s", exc)
+            self._full_pass_due = True
+            return 0
+        changes = reconciler.plan(desired, current, retired)
+        if expected is not None:
+            for change in changes:
+                if change.key not in expected:
+                    log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
+        if reconciler.apply(self._client, changes):
+            self._full_pass_due = True
+        return len(changes)
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self) -> list:
+        """The "ipvs" part of the status reply: the kernel's view with each server's health."""
+        try:
+            table = reconciler.read_current(self._client, self._all_keys(), whole_table=True)
+        except IpvsError as exc:
+            log.error("%s", exc)
+            table = {}
+        wall_offset = time.time() - self._clock.monotonic()
+        reply = []
+        for vse in self._servers:
+            members = {(rs.address, rs.port): rs for rs in vse.real_servers}
+            for service in vse.services:
+                live_service, live_destinations = table.get(service.key, (None, []))
+                rows = [
+                    self._row(d, members.pop((d.address, d.port), None), vse, wall_offset)
+                    for d in live_destinations
+                ]
+                rows.extend(self._absent_row(rs, wall_offset) for rs in members.values())
+                shown = live_service or service
+                reply.append(
+                    {
+                        "service": str(service.key),
+                        "scheduler": shown.scheduler,
+                        "persistence_timeout": shown.persistence_timeout,
+                        "realservers": rows,
+                    }
+                )
+        return reply
+
+    @staticmethod
+    def _row(dest: Destination, rs, vse: VirtualServerEntry, wall_offset: float) -> dict:
+        row = {
+            "address": dest.address,
+            "port": dest.port,
+            "forwarding": dest.forwarding,
+            "weight": dest.weight,
+            "active": dest.active_connections,
+            "inactive": dest.inactive_connections,
+        }
+        if rs is not None:
+            row["health"] = "up" if rs.alive else "down"
+            row["since"] = _iso(rs.since + wall_offset)
+            row["last_error"] = rs.last_error()
+        elif vse.sorry is not None and (dest.address, dest.port) == (
+            vse.sorry.address,
+            vse.sorry.port,
+        ):
+            row.update(health="sorry", since=None, last_error="")
+        else:
+            row.update(health="unknown", since=None, last_error="")
+        return row
+
+    @staticmethod
+    def _absent_row(rs: RealServerEntry, wall_offset: float) -> dict:
+        """A declared real server the kernel does not hold (down): weight null."""
+        return {
+            "address": rs.address,
+            "port": rs.port,
+            "forwarding": rs.forwarding,
+            "weight": None,
+            "active": None,
+            "inactive": None,
+            "health": "up" if rs.alive else "down",
+            "since": _iso(rs.since + wall_offset),
+            "last_error": rs.last_error(),
+        }

@@ -1,0 +1,128 @@
+"""Fakes for the LVS unit tests: a clock driving asyncio tasks, an in-memory IPVS table,
+and a prober whose answers the test sets per real server."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+
+from lvsagent.ipvs import IpvsError
+from lvsagent.lvs.checkers import CheckResult
+
+
+class FakeTimer:
+    def __init__(self, when, callback):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class FakeClock:
+    """Time moves only in advance(); tasks sleeping on it wake in order of their deadlines."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self._queue: list = []
+        self._order = itertools.count()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def call_at(self, when, callback):
+        timer = FakeTimer(when, callback)
+        heapq.heappush(self._queue, (when, next(self._order), timer))
+        return timer
+
+    async def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        await settle()
+        while self._queue and self._queue[0][0] <= end:
+            when, _, timer = heapq.heappop(self._queue)
+            if timer.cancelled:
+                continue
+            self.now = max(self.now, when)
+            timer.callback()
+            await settle()
+        self.now = end
+        await settle()
+
+
+async def settle() -> None:
+    """Let every runnable task run until it waits on the clock again."""
+    for _ in range(30):
+        await asyncio.sleep(0)
+
+
+class FakeIpvs:
+    """IpvsClient's interface over a dict; counts every change it is asked for."""
+
+    def __init__(self):
+        self.kernel: dict = {}  # key -> (Service, {(address, port): Destination})
+        self.calls: list = []
+
+    def services(self):
+        return [service for service, _ in self.kernel.values()]
+
+    def service(self, key):
+        entry = self.kernel.get(key)
+        return entry[0] if entry else None
+
+    def destinations(self, key):
+        if key not in self.kernel:
+            raise IpvsError(f"cannot list the real servers of {key}", 3)
+        return list(self.kernel[key][1].values())
+
+    def table(self):
+        return {key: (svc, list(dests.values())) for key, (svc, dests) in self.kernel.items()}
+
+    def add_service(self, service):
+        self.calls.append(("add_service", service.key))
+        if service.key in self.kernel:
+            raise IpvsError("exists", 17)
+        self.kernel[service.key] = (service, {})
+
+    def edit_service(self, service):
+        self.calls.append(("edit_service", service.key))
+        self.kernel[service.key] = (service, self.kernel[service.key][1])
+
+    def delete_service(self, key):
+        self.calls.append(("delete_service", key))
+        del self.kernel[key]
+
+    def add_destination(self, key, dest):
+        self.calls.append(("add_destination", key, dest.address, dest.port))
+        self.kernel[key][1][(dest.address, dest.port)] = dest
+
+    def edit_destination(self, key, dest):
+        self.calls.append(("edit_destination", key, dest.address, dest.port))
+        self.kernel[key][1][(dest.address, dest.port)] = dest
+
+    def delete_destination(self, key, address, port):
+        self.calls.append(("delete_destination", key, address, port))
+        del self.kernel[key][1][(address, port)]
+
+    def weights(self, key) -> dict:
+        """{"10.0.0.2:80": weight} of one service, for short assertions."""
+        return {f"{a}:{p}": d.weight for (a, p), d in self.kernel[key][1].items()}
+
+
+class FakeProber:
+    """Answers probes from `results[(address, port)]` (default: success), counting them."""
+
+    def __init__(self):
+        self.results: dict = {}
+        self.probes: list = []
+
+    def fail(self, address, port, error="connection refused"):
+        self.results[(address, port)] = CheckResult(False, error)
+
+    def succeed(self, address, port, weight=None):
+        self.results[(address, port)] = CheckResult(True, weight=weight)
+
+    async def __call__(self, spec):
+        self.probes.append((spec.address, spec.port))
+        return self.results.get((spec.address, spec.port), CheckResult(True))

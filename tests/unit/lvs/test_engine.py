@@ -1,0 +1,273 @@
+"""LvsEngine on a fake clock, a fake IPVS table and probes whose answers the test sets."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+
+from fakes import FakeClock, FakeIpvs, FakeProber
+
+from lvsagent.config.model import (
+    Config,
+    MiscCheck,
+    RealServer,
+    SorryServer,
+    TcpCheck,
+    VirtualAddress,
+    VirtualServer,
+    VrrpInstance,
+)
+from lvsagent.ipvs import Destination, Service, ServiceKey
+from lvsagent.lvs import LvsEngine
+
+VIP = "192.168.179.199"
+KEY = ServiceKey.for_address(VIP, 80)
+RS1, RS2 = "192.168.179.104", "192.168.179.99"
+
+
+def tcp_check():
+    return TcpCheck(connect_timeout=10, retry=3, delay_before_retry=3, connect_port=80, warmup=0)
+
+
+def seed_vs(**overrides) -> VirtualServer:
+    """The seed's virtual server: DR, rr, persistence 60, two real servers with TCP_CHECK."""
+    fields = dict(
+        address=VIP,
+        port=80,
+        lvs_sched="rr",
+        lvs_method="DR",
+        persistence_timeout=60,
+        delay_loop=6,
+        real_servers=[
+            RealServer(RS1, 80, weight=100, checkers=[tcp_check()]),
+            RealServer(RS2, 80, weight=100, checkers=[tcp_check()]),
+        ],
+    )
+    fields.update(overrides)
+    return VirtualServer(**fields)
+
+
+class Bed:
+    """An engine with its fakes; `run(test)` drives an async test on a fresh loop."""
+
+    def __init__(self, *servers, instances=()):
+        self.config = Config(virtual_servers=list(servers), vrrp_instances=list(instances))
+        self.clock = FakeClock()
+        self.ipvs = FakeIpvs()
+        self.prober = FakeProber()
+        self.engine = LvsEngine(
+            self.config, self.ipvs, self.clock, rng=random.Random(1), prober=self.prober
+        )
+
+
+def run(test):
+    asyncio.run(test())
+
+
+def test_start_programs_the_seed_table():
+    async def test():
+        bed = Bed(seed_vs())
+        await bed.engine.start()
+        service, _ = bed.ipvs.kernel[KEY]
+        assert service == Service(KEY, "rr", persistence_timeout=60)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
+        assert {d.forwarding for d in bed.ipvs.destinations(KEY)} == {"dr"}
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_dead_server_removed_within_the_bound_and_readded(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def test():
+        bed = Bed(seed_vs())
+        await bed.engine.start()
+        await bed.clock.advance(0)  # warmup 0: the first checks ran at once
+        bed.prober.fail(RS2, 80)
+        # Worst case: the failure starts right after a check, then 3 retries 3 s apart.
+        await bed.clock.advance(6 + 3 * 3 - 0.5)
+        assert f"{RS2}:80" in bed.ipvs.weights(KEY)
+        await bed.clock.advance(1)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100}
+        bed.prober.succeed(RS2, 80)
+        await bed.clock.advance(6)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
+        await bed.engine.stop()
+
+    run(test)
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"TCP connection to [{RS2}]:80 failed." in messages
+    assert f"Check on service [{RS2}]:80 failed after 3 retries." in messages
+    assert f"Removing service [{RS2}]:80 from VS [{VIP}]:80" in messages
+    assert f"TCP connection to [{RS2}]:80 success." in messages
+    assert f"Adding service [{RS2}]:80 to VS [{VIP}]:80" in messages
+
+
+def test_inhibit_on_failure_sets_weight_zero_instead_of_removing():
+    async def test():
+        bed = Bed(seed_vs(inhibit_on_failure=True))
+        bed.prober.fail(RS1, 80)
+        await bed.engine.start()
+        await bed.clock.advance(30)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 0, f"{RS2}:80": 100}
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_alpha_keeps_servers_out_until_their_first_success():
+    async def test():
+        bed = Bed(seed_vs(alpha=True))
+        bed.prober.fail(RS1, 80)
+        await bed.engine.start()
+        assert bed.ipvs.weights(KEY) == {}
+        await bed.clock.advance(1)
+        assert bed.ipvs.weights(KEY) == {f"{RS2}:80": 100}
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_sorry_server_replaces_the_pool_without_quorum(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def test():
+        vs = seed_vs(alpha=True, sorry_server=SorryServer("192.168.179.50", 8080))
+        bed = Bed(vs)
+        await bed.engine.start()
+        assert bed.ipvs.weights(KEY) == {"192.168.179.50:8080": 1}
+        await bed.clock.advance(1)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
+        bed.prober.fail(RS1, 80)
+        bed.prober.fail(RS2, 80)
+        await bed.clock.advance(20)
+        assert bed.ipvs.weights(KEY) == {"192.168.179.50:8080": 1}
+        await bed.engine.stop()
+
+    run(test)
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"Gained quorum 1+0=1 <= 100 for VS [{VIP}]:80" in messages
+    assert f"Lost quorum 1-0=1 > 0 for VS [{VIP}]:80" in messages
+
+
+def test_shared_real_server_is_checked_once_for_all_its_virtual_servers():
+    async def test():
+        vs443 = seed_vs(port=443, real_servers=[RealServer(RS1, 80, 5, checkers=[tcp_check()])])
+        bed = Bed(seed_vs(), vs443)
+        await bed.engine.start()
+        await bed.clock.advance(6 * 10)
+        assert bed.prober.probes.count((RS1, 80)) == bed.prober.probes.count((RS2, 80))
+        bed.prober.fail(RS1, 80)
+        await bed.clock.advance(20)
+        key443 = ServiceKey.for_address(VIP, 443)
+        assert bed.ipvs.weights(key443) == {} and f"{RS1}:80" not in bed.ipvs.weights(KEY)
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_misc_dynamic_exit_status_sets_the_weight():
+    async def test():
+        misc = MiscCheck(misc_path="/bin/weight", misc_dynamic=True, warmup=0)
+        vs = seed_vs(real_servers=[RealServer(RS1, 80, weight=100, checkers=[misc])])
+        bed = Bed(vs)
+        bed.prober.succeed(RS1, 80, weight=10)
+        await bed.engine.start()
+        await bed.clock.advance(1)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 10}
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_start_adopts_an_existing_table_without_touching_it():
+    async def test():
+        bed = Bed(seed_vs())
+        bed.ipvs.add_service(Service(KEY, "rr", persistence_timeout=60))
+        for address in (RS1, RS2):
+            bed.ipvs.add_destination(KEY, Destination(address, 80, "dr", 100))
+        bed.ipvs.calls.clear()
+        await bed.engine.start()
+        assert bed.ipvs.calls == []
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_hand_edits_are_reverted_and_foreign_services_left_alone(caplog):
+    caplog.set_level(logging.WARNING, logger="lvsagent")
+
+    async def test():
+        bed = Bed(seed_vs())
+        foreign = ServiceKey.for_address("10.1.1.1", 25)
+        bed.ipvs.add_service(Service(foreign, "wlc"))
+        await bed.engine.start()
+        bed.ipvs.delete_destination(KEY, RS1, 80)
+        bed.ipvs.edit_destination(KEY, Destination(RS2, 80, "dr", 3))
+        bed.ipvs.add_destination(KEY, Destination("10.9.9.9", 80, "dr", 1))
+        await bed.clock.advance(5)
+        assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
+        await bed.engine.stop()
+        assert set(bed.ipvs.kernel) == {foreign}
+
+    run(test)
+    assert any("reverting" in r.getMessage() for r in caplog.records)
+
+
+def test_reload_keeps_running_checks_and_retires_removed_services():
+    async def test():
+        bed = Bed(seed_vs())
+        bed.prober.fail(RS1, 80)
+        await bed.engine.start()
+        await bed.clock.advance(20)
+        assert f"{RS1}:80" not in bed.ipvs.weights(KEY)
+        new_vs = seed_vs(port=8080, lvs_sched="wlc")
+        new_vs.real_servers = seed_vs().real_servers
+        await bed.engine.apply_config(Config(virtual_servers=[new_vs]))
+        key8080 = ServiceKey.for_address(VIP, 8080)
+        assert set(bed.ipvs.kernel) == {key8080}
+        assert bed.ipvs.weights(key8080) == {f"{RS2}:80": 100}  # RS1's down state survived
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_ha_suspend_pauses_checks_while_backup():
+    async def test():
+        vip = VirtualAddress(ipaddress.ip_interface(f"{VIP}/32"))
+        instance = VrrpInstance("VI_1", virtual_ipaddresses=[vip])
+        bed = Bed(seed_vs(ha_suspend=True), instances=[instance])
+        await bed.engine.start()
+        await bed.clock.advance(30)
+        assert bed.prober.probes == []
+        bed.engine.on_vrrp_state("VI_1", "MASTER")
+        await bed.clock.advance(1)
+        assert len(bed.prober.probes) == 2
+        bed.engine.on_vrrp_state("VI_1", "BACKUP")
+        await bed.clock.advance(30)
+        assert len(bed.prober.probes) <= 4
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_status_reports_kernel_entries_with_health():
+    async def test():
+        bed = Bed(seed_vs())
+        bed.prober.fail(RS2, 80, "connection refused")
+        await bed.engine.start()
+        await bed.clock.advance(20)
+        (service,) = bed.engine.status()
+        assert service["service"] == f"[{VIP}]:80"
+        assert service["scheduler"] == "rr" and service["persistence_timeout"] == 60
+        up, down = service["realservers"]
+        assert (up["address"], up["weight"], up["health"]) == (RS1, 100, "up")
+        assert (down["address"], down["weight"], down["health"]) == (RS2, None, "down")
+        assert down["last_error"] == "connection refused"
+        assert up["since"].endswith("Z")
+        await bed.engine.stop()
+
+    run(test)
