@@ -1,0 +1,413 @@
+"""Checks across objects, and keepalived's completion rules for VRRP instances.
+
+keepalived completes each instance after reading it (version from the family, priority from
+the state, clearing nopreempt for an initial MASTER...). The same rules are applied here, with
+keepalived's warnings, so the model the engines get is the one keepalived would run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Callable
+
+from .errors import Problem
+from .model import Config, Location, VirtualServer, VrrpInstance
+
+SYS_CLASS_NET = "/sys/class/net"
+PRIORITY_OWNER = 255
+MAX_V2_ADVERT_INT = 255
+MAX_V3_ADVERT_INT = 40.95
+AUTH_PASS_LENGTH = 8
+
+Report = Callable[[Problem], None]
+
+
+class Checker:
+    """Runs every check over a built Config, reporting through `report`."""
+
+    def __init__(self, config: Config, report: Report, instance_keywords: dict):
+        self.config = config
+        self.report = report
+        self.instance_keywords = instance_keywords
+
+    def error(self, where: Location, message: str) -> None:
+        self.report(Problem(where.file, where.line, message, "error"))
+
+    def warning(self, where: Location, message: str) -> None:
+        self.report(Problem(where.file, where.line, message, "warning"))
+
+    def keyword_location(self, instance: VrrpInstance, keyword: str) -> Location:
+        return self.instance_keywords.get(id(instance), {}).get(keyword, instance.location)
+
+    # ---- VRRP ------------------------------------------------------------------------------
+
+    def complete_instance(self, instance: VrrpInstance) -> None:
+        given = self.instance_keywords.get(id(instance), {})
+        name = f"({instance.name})"
+        here = instance.location
+        if "virtual_router_id" not in given:
+            self.error(here, f"{name} virtual_router_id is required")
+        if instance.interface is None and not instance.unicast_peers:
+            self.error(here, f"{name} interface is required (unless unicast peers are given)")
+        self.set_family(instance)
+        self.set_version(instance, given)
+        if "v3_checksum_as_v2" not in given:
+            instance.checksum_with_pseudo_header = not self.config.global_defs.v3_checksum_as_v2
+        strict = self.config.global_defs.vrrp_strict
+        if not instance.virtual_ipaddresses:
+            if instance.version == 3 or instance.family == 6 or strict:
+                self.error(here, f"{name} No VIP specified; at least one is required")
+            else:
+                self.warning(here, f"{name} No VIP specified")
+        if "priority" not in given and instance.state == "MASTER":
+            instance.priority = PRIORITY_OWNER
+        if "state" not in given and instance.priority == PRIORITY_OWNER:
+            instance.state = "MASTER"
+        if strict and (instance.state == "MASTER") != (instance.priority == PRIORITY_OWNER):
+            self.warning(here, f"{name} State MASTER must match being address owner")
+            instance.state = "MASTER" if instance.priority == PRIORITY_OWNER else "BACKUP"
+        self.complete_authentication(instance, given)
+        self.complete_preemption(instance, given)
+        self.complete_advert_int(instance, given)
+        if (
+            instance.family == 6
+            and not instance.unicast_peers
+            and instance.virtual_ipaddresses
+            and not instance.virtual_ipaddresses[0].address.ip.is_link_local
+        ):
+            where = instance.virtual_ipaddresses[0].location
+            self.warning(where, f"{name} the first IPv6 VIP address must be link local")
+
+    def set_family(self, instance: VrrpInstance) -> None:
+        vips = instance.virtual_ipaddresses
+        if vips:
+            instance.family = vips[0].family
+        elif instance.virtual_ipaddresses_excluded:
+            instance.family = instance.virtual_ipaddresses_excluded[0].family
+        for vip in vips[1:]:
+            if vip.family != instance.family:
+                self.error(
+                    vip.location,
+                    f"({instance.name}) {vip.address}: all virtual_ipaddress entries must be "
+                    f"IPv{instance.family} (use virtual_ipaddress_excluded to mix families)",
+                )
+        seen: dict[tuple, Location] = {}
+        for vip in vips + instance.virtual_ipaddresses_excluded:
+            key = (vip.address.ip, vip.dev)
+            if key in seen:
+                self.warning(
+                    vip.location,
+                    f"({instance.name}) {vip.address.ip} is listed twice (first at {seen[key]})",
+                )
+            seen.setdefault(key, vip.location)
+        addresses = [("unicast_peer", peer) for peer in instance.unicast_peers]
+        for keyword in ("unicast_src_ip", "mcast_src_ip"):
+            if getattr(instance, keyword):
+                addresses.append((keyword, getattr(instance, keyword)))
+        for keyword, address in addresses:
+            if ipaddress.ip_address(address).version != instance.family:
+                where = self.keyword_location(instance, keyword)
+                self.error(
+                    where,
+                    f"({instance.name}) {keyword} {address} is not IPv{instance.family} "
+                    "like the instance",
+                )
+
+    def set_version(self, instance: VrrpInstance, given: dict) -> None:
+        if "version" not in given:
+            instance.version = 3 if instance.family == 6 else self.config.global_defs.vrrp_version
+        elif instance.family == 6 and instance.version == 2:
+            self.error(given["version"], f"({instance.name}) cannot use IPv6 with VRRP version 2")
+
+    def complete_authentication(self, instance: VrrpInstance, given: dict) -> None:
+        name = f"({instance.name})"
+        if instance.auth_type is None:
+            if instance.auth_pass is not None and "auth_type" not in given:
+                self.warning(given["auth_pass"], f"{name} auth_pass without auth_type is ignored")
+            instance.auth_pass = None
+            return
+        where = given.get("auth_type", instance.location)
+        if self.config.global_defs.vrrp_strict:
+            self.warning(where, f"{name} Strict mode does not support authentication. Ignoring.")
+        elif instance.version == 3:
+            self.warning(where, f"{name} VRRP version 3 does not support authentication. Ignoring.")
+        elif not instance.auth_pass:
+            self.warning(where, f"{name} Authentication specified but no password given. Ignoring")
+        else:
+            if len(instance.auth_pass) > AUTH_PASS_LENGTH:
+                self.warning(
+                    given["auth_pass"],
+                    f"{name} auth_pass is longer than {AUTH_PASS_LENGTH} characters: "
+                    f"only the first {AUTH_PASS_LENGTH} are sent",
+                )
+            return
+        instance.auth_type = None
+        instance.auth_pass = None
+
+    def complete_preemption(self, instance: VrrpInstance, given: dict) -> None:
+        name = f"({instance.name})"
+        if instance.priority == PRIORITY_OWNER and instance.nopreempt:
+            self.warning(
+                given["nopreempt"],
+                f"{name} nopreempt is incompatible with priority {PRIORITY_OWNER} - resetting",
+            )
+            instance.nopreempt = False
+        if instance.state == "MASTER":
+            if instance.nopreempt:
+                self.warning(
+                    given["nopreempt"],
+                    f"{name} Warning - nopreempt will not work with initial state MASTER"
+                    " - clearing",
+                )
+                instance.nopreempt = False
+            if instance.preempt_delay:
+                self.warning(
+                    given["preempt_delay"],
+                    f"{name} Warning - preempt delay will not work with initial state MASTER"
+                    " - clearing",
+                )
+                instance.preempt_delay = 0.0
+        if instance.preempt_delay and instance.nopreempt:
+            self.warning(
+                given["preempt_delay"],
+                f"{name} preempt_delay is incompatible with nopreempt mode - resetting",
+            )
+            instance.preempt_delay = 0.0
+
+    def complete_advert_int(self, instance: VrrpInstance, given: dict) -> None:
+        where = given.get("advert_int", instance.location)
+        name = f"({instance.name})"
+        interval = instance.advert_int
+        if instance.version == 2:
+            if interval > MAX_V2_ADVERT_INT:
+                self.error(where, f"{name} VRRPv2 advert_int {interval:g}s must be at most 255s")
+            elif interval != int(interval):
+                rounded = max(1, int(interval + 0.5))
+                self.warning(
+                    where,
+                    f"{name} VRRPv2 advertisement interval {interval:g}s must be an integer - "
+                    f"rounding to {rounded}s",
+                )
+                instance.advert_int = float(rounded)
+        else:
+            if interval > MAX_V3_ADVERT_INT:
+                self.error(where, f"{name} VRRPv3 advert_int {interval:g}s must be at most 40.95s")
+            centiseconds = interval * 100
+            if abs(centiseconds - round(centiseconds)) > 1e-6:
+                rounded = max(1, int(centiseconds + 0.5)) / 100
+                self.warning(
+                    where,
+                    f"{name} VRRPv3 advertisement interval {interval:g}s must be in units of "
+                    f"10ms - rounding to {rounded:g}s",
+                )
+                instance.advert_int = rounded
+
+    def check_instances(self) -> None:
+        names: dict[str, VrrpInstance] = {}
+        for instance in self.config.vrrp_instances:
+            if instance.name in names:
+                first = names[instance.name].location
+                self.error(
+                    instance.location, f"vrrp_instance {instance.name} already defined at {first}"
+                )
+            names.setdefault(instance.name, instance)
+            self.complete_instance(instance)
+            for track in instance.track_scripts:
+                if track.name not in self.config.vrrp_scripts:
+                    self.error(
+                        track.location,
+                        f"({instance.name}) track_script {track.name}: no vrrp_script of that name",
+                    )
+        self.check_duplicate_vrids()
+        self.check_sync_groups(names)
+
+    def check_duplicate_vrids(self) -> None:
+        seen: dict[tuple, list[VrrpInstance]] = {}
+        for instance in self.config.vrrp_instances:
+            if instance.interface is None:
+                continue
+            key = (instance.interface, instance.family, instance.virtual_router_id)
+            for other in seen.get(key, []):
+                peers = set(instance.unicast_peers)
+                other_peers = set(other.unicast_peers)
+                if (not peers and not other_peers) or peers & other_peers:
+                    self.error(
+                        self.keyword_location(instance, "virtual_router_id"),
+                        f"({instance.name}) virtual_router_id {instance.virtual_router_id} is "
+                        f"already used on {instance.interface} by {other.name} "
+                        f"({other.location})",
+                    )
+                    break
+            seen.setdefault(key, []).append(instance)
+
+    def check_sync_groups(self, instances: dict[str, VrrpInstance]) -> None:
+        group_names: dict[str, Location] = {}
+        for group in self.config.sync_groups:
+            if group.name in group_names:
+                self.error(
+                    group.location,
+                    f"vrrp_sync_group {group.name} already defined at {group_names[group.name]}",
+                )
+            group_names.setdefault(group.name, group.location)
+            for member in group.group:
+                instance = instances.get(member)
+                if instance is None:
+                    self.error(
+                        group.location,
+                        f"vrrp_sync_group {group.name}: no vrrp_instance named {member}",
+                    )
+                elif instance.sync_group not in (None, group.name):
+                    self.error(
+                        group.location,
+                        f"vrrp_sync_group {group.name}: {member} is already in sync group "
+                        f"{instance.sync_group}",
+                    )
+                else:
+                    instance.sync_group = group.name
+            if len(group.group) == 1:
+                self.warning(
+                    group.location,
+                    f"Sync group {group.name} has only 1 virtual router(s) - "
+                    "this probably isn't what you want",
+                )
+            for track in group.track_scripts:
+                if track.name not in self.config.vrrp_scripts:
+                    self.error(
+                        track.location,
+                        f"vrrp_sync_group {group.name} track_script {track.name}: "
+                        "no vrrp_script of that name",
+                    )
+
+    # ---- LVS -------------------------------------------------------------------------------
+
+    def check_virtual_servers(self) -> None:
+        seen: dict[tuple, VirtualServer] = {}
+        for server in self.config.virtual_servers:
+            self.check_virtual_server(server)
+            key = self.service_key(server)
+            if key in seen:
+                self.error(
+                    server.location,
+                    f"virtual server {server.name} {server.protocol} already defined at "
+                    f"{seen[key].location}",
+                )
+            seen.setdefault(key, server)
+
+    @staticmethod
+    def service_key(server: VirtualServer) -> tuple:
+        if server.kind == "fwmark":
+            return ("fwmark", server.fwmark, server.family)
+        return (server.kind, server.address, server.port, server.group, server.protocol)
+
+    def check_virtual_server(self, server: VirtualServer) -> None:
+        name = f"virtual server {server.name}"
+        if server.kind == "group" and server.group not in self.config.virtual_server_groups:
+            self.error(server.location, f"{name}: no virtual_server_group named {server.group}")
+        if server.kind == "ip" and server.port is None and not server.persistence_timeout:
+            self.error(
+                server.location,
+                f"{name}: the port can only be omitted if the service is persistent",
+            )
+        if server.kind != "ip":
+            self.derive_family(server)
+        self.check_scheduler_flags(server)
+        if server.persistence_granularity is not None:
+            is_mask = "." in server.persistence_granularity
+            if is_mask != (server.family == 4):
+                self.error(
+                    server.location,
+                    f"{name}: persistence_granularity {server.persistence_granularity} does not "
+                    f"suit an IPv{server.family} service",
+                )
+        endpoints: dict[tuple, Location] = {}
+        for real in server.real_servers:
+            method = real.lvs_method or server.lvs_method
+            family = ipaddress.ip_address(real.address).version
+            if method != "TUN" and family != server.family:
+                self.error(
+                    real.location,
+                    f"{name}: address family of real server {real.address} does not match",
+                )
+            endpoint = (real.address, real.port)
+            if endpoint in endpoints:
+                self.error(
+                    real.location,
+                    f"{name}: real server {real.address} port {real.port} already defined at "
+                    f"{endpoints[endpoint]}",
+                )
+            endpoints.setdefault(endpoint, real.location)
+        sorry = server.sorry_server
+        if (
+            sorry is not None
+            and (sorry.lvs_method or server.lvs_method) != "TUN"
+            and ipaddress.ip_address(sorry.address).version != server.family
+        ):
+            self.error(
+                sorry.location,
+                f"{name}: address family of sorry server {sorry.address} does not match",
+            )
+
+    def derive_family(self, server: VirtualServer) -> None:
+        """fwmark and group services take their family from their non-tunnelled servers."""
+        for real in server.real_servers:
+            if (real.lvs_method or server.lvs_method) != "TUN":
+                server.family = ipaddress.ip_address(real.address).version
+                return
+        if server.kind == "group":
+            group = self.config.virtual_server_groups.get(server.group)
+            for entry in group.entries if group else []:
+                if entry.address:
+                    server.family = ipaddress.ip_address(entry.address).version
+                    return
+
+    def check_scheduler_flags(self, server: VirtualServer) -> None:
+        kept = []
+        for flag in server.scheduler_flags:
+            owner = flag.split("-")[0]
+            if owner in ("sh", "mh") and server.lvs_sched != owner:
+                self.warning(
+                    server.location,
+                    f"virtual server {server.name}: {flag} only applies to the {owner} "
+                    "scheduler - ignoring",
+                )
+                continue
+            kept.append(flag)
+        server.scheduler_flags = kept
+
+    # ---- host ------------------------------------------------------------------------------
+
+    def check_host(self) -> None:
+        for instance in self.config.vrrp_instances:
+            if instance.interface and not interface_exists(instance.interface):
+                self.error(
+                    self.keyword_location(instance, "interface"),
+                    f"({instance.name}) interface {instance.interface} does not exist on this host",
+                )
+            for vip in instance.virtual_ipaddresses + instance.virtual_ipaddresses_excluded:
+                if vip.dev and not interface_exists(vip.dev):
+                    self.error(
+                        vip.location,
+                        f"({instance.name}) {vip.address}: interface {vip.dev} does not exist "
+                        "on this host",
+                    )
+            for track in instance.track_interfaces:
+                if not interface_exists(track.name):
+                    self.warning(
+                        track.location,
+                        f"({instance.name}) track_interface {track.name} does not exist "
+                        "on this host",
+                    )
+
+
+def interface_exists(name: str) -> bool:
+    return os.path.exists(os.path.join(SYS_CLASS_NET, name))
+
+
+def check(config: Config, report: Report, instance_keywords: dict, *, host_checks: bool) -> None:
+    """Complete the VRRP instances and report every problem across objects."""
+    checker = Checker(config, report, instance_keywords)
+    checker.check_instances()
+    checker.check_virtual_servers()
+    if host_checks:
+        checker.check_host()

@@ -1,0 +1,353 @@
+"""Turn keepalived.conf text (and the files it includes) into a tree of statements.
+
+keepalived's syntax is line based: a statement is the words of one line, a word followed by
+`{` opens a block that `}` closes, `!` and `#` start comments anywhere outside quotes, and
+quotes only group words (`'a" b "c'` is the single word `a b c`). `include` is resolved
+here, relative to the directory of the file that contains it, so every statement keeps the
+file and line it really comes from.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Callable, Optional
+
+from .errors import Problem
+
+INCLUDE_KEYWORDS = ("include", "includer", "includem", "includew", "includeb", "includea")
+MAX_INCLUDE_DEPTH = 32
+PARAMETER_DEFINITION = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*=")
+SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+SIMPLE_ESCAPES["v"] = "\v"
+
+
+@dataclass
+class Node:
+    """One statement: its words, and the statements of its block when it opens one."""
+
+    words: list[str]
+    file: str
+    line: int
+    children: Optional[list[Node]] = None
+    # the statement uses syntax lvs-agent rejects; the problem is already reported
+    unsupported: bool = False
+    block_line: int = 0
+    block_file: str = ""
+
+    @property
+    def keyword(self) -> str:
+        return self.words[0] if self.words else ""
+
+    @property
+    def args(self) -> list[str]:
+        return self.words[1:]
+
+    @property
+    def is_block(self) -> bool:
+        return self.children is not None
+
+
+@dataclass
+class Token:
+    text: str
+    file: str
+    line: int
+    kind: str = "word"  # "word", "{", "}", "eol", "unsupported-eol"
+
+
+@dataclass
+class Source:
+    """Reads files for the lexer; `overrides` replaces (or hides) files by absolute path."""
+
+    overrides: dict = field(default_factory=dict)
+
+    def read(self, path: str) -> Optional[str]:
+        absolute = os.path.abspath(path)
+        if absolute in self.overrides:
+            return self.overrides[absolute]
+        try:
+            with open(absolute, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return None
+        return data.decode("utf-8", errors="replace").lstrip("\ufeff")
+
+    def expand(self, pattern: str) -> list[str]:
+        """Files matching a glob pattern (with csh braces), overrides included, sorted."""
+        found: set[str] = set()
+        for alternative in expand_braces(pattern):
+            if glob.has_magic(alternative):
+                found.update(os.path.abspath(p) for p in glob.glob(alternative))
+                found.update(p for p in self.overrides if path_matches(p, alternative))
+            else:
+                found.add(os.path.abspath(alternative))
+        return sorted(
+            path
+            for path in found
+            if self.overrides.get(path, "") is not None and not os.path.isdir(path)
+        )
+
+
+def path_matches(path: str, pattern: str) -> bool:
+    """Glob matching where wildcards never cross a `/`, as glob() does."""
+    path_parts = os.path.abspath(path).split(os.sep)
+    pattern_parts = os.path.abspath(pattern).split(os.sep)
+    return len(path_parts) == len(pattern_parts) and all(
+        fnmatchcase(part, wanted) for part, wanted in zip(path_parts, pattern_parts)
+    )
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """csh style `{a,b}` expansion, which keepalived's glob(GLOB_BRACE) performs."""
+    depth = 0
+    start = -1
+    for index, char in enumerate(pattern):
+        if char == "{":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                options = split_top_level(pattern[start + 1 : index])
+                if len(options) < 2:
+                    continue
+                head, tail = pattern[:start], pattern[index + 1 :]
+                expanded: list[str] = []
+                for option in options:
+                    expanded.extend(expand_braces(head + option + tail))
+                return expanded
+    return [pattern]
+
+
+def split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+class Lexer:
+    """Tokenises a file and its includes; problems go to the `report` callback."""
+
+    def __init__(self, source: Source, report: Callable[[Problem], None]):
+        self.source = source
+        self.report = report
+        self.include_stack: list[str] = []
+        self.files: list[str] = []
+
+    def error(self, file: str, line: int, message: str) -> None:
+        self.report(Problem(file, line, message, "error"))
+
+    def warning(self, file: str, line: int, message: str) -> None:
+        self.report(Problem(file, line, message, "warning"))
+
+    def tokenize_file(self, path: str, text: Optional[str] = None) -> list[Token]:
+        if text is None:
+            text = self.source.read(path)
+        if text is None:
+            return []
+        absolute = os.path.abspath(path)
+        self.files.append(path)
+        self.include_stack.append(absolute)
+        tokens: list[Token] = []
+        try:
+            for number, line in enumerate(text.splitlines(), start=1):
+                tokens.extend(self.tokenize_line(line, path, number))
+        finally:
+            self.include_stack.pop()
+        return tokens
+
+    def tokenize_line(self, line: str, file: str, number: int) -> list[Token]:
+        stripped = line.strip()
+        unsupported = self.unsupported_syntax(stripped)
+        if unsupported:
+            self.error(file, number, f"{unsupported}: not supported by lvs-agent")
+            if stripped.startswith("@"):
+                stripped = stripped.split(None, 1)[1] if " " in stripped else ""
+            else:
+                return []
+        tokens = self.split_words(stripped, file, number)
+        words = [token.text for token in tokens if token.kind == "word"]
+        if not unsupported and words and words[0] in INCLUDE_KEYWORDS and tokens[0].kind == "word":
+            return self.include(words, file, number)
+        tokens.append(Token("", file, number, "unsupported-eol" if unsupported else "eol"))
+        return tokens
+
+    @staticmethod
+    def unsupported_syntax(line: str) -> str:
+        if line.startswith("@"):
+            return f"conditional configuration line ({line.split()[0]})"
+        if PARAMETER_DEFINITION.match(line):
+            return "parameter definition (" + line.split("=", 1)[0] + "=)"
+        if line.startswith("~SEQ") or line.startswith("~LST"):
+            return f"{line[:4]} block"
+        return ""
+
+    def split_words(self, line: str, file: str, number: int) -> list[Token]:
+        tokens: list[Token] = []
+        word: list[str] = []
+        in_word = False
+        quote = ""
+        index = 0
+        while index < len(line):
+            char = line[index]
+            if quote:
+                if char == quote:
+                    quote = ""
+                elif char == "\\" and index + 1 < len(line):
+                    text, index = read_escape(line, index + 1)
+                    word.append(text)
+                    continue
+                else:
+                    word.append(char)
+                index += 1
+                continue
+            if char in "\"'":
+                quote = char
+                in_word = True
+            elif char in "#!":
+                break
+            elif char in "{}":
+                if in_word:
+                    tokens.append(Token("".join(word), file, number))
+                    word, in_word = [], False
+                tokens.append(Token(char, file, number, char))
+            elif char.isspace():
+                if in_word:
+                    tokens.append(Token("".join(word), file, number))
+                    word, in_word = [], False
+            else:
+                word.append(char)
+                in_word = True
+            index += 1
+        if quote:
+            self.error(file, number, f"unterminated quoted string (missing {quote})")
+        if in_word:
+            tokens.append(Token("".join(word), file, number))
+        return tokens
+
+    def include(self, words: list[str], file: str, number: int) -> list[Token]:
+        keyword = words[0]
+        if len(words) < 2:
+            self.error(file, number, f"{keyword}: missing file name")
+            return []
+        if len(words) > 2:
+            self.warning(
+                file, number, f"{keyword}: ignoring extra arguments: {' '.join(words[2:])}"
+            )
+        if len(self.include_stack) >= MAX_INCLUDE_DEPTH:
+            self.error(file, number, f"{keyword}: includes nested too deeply")
+            return []
+        pattern = words[1]
+        if not os.path.isabs(pattern):
+            pattern = os.path.join(os.path.dirname(os.path.abspath(file)), pattern)
+        paths = self.source.expand(pattern)
+        wildcard = glob.has_magic(pattern) or len(expand_braces(pattern)) > 1
+        tokens: list[Token] = []
+        if not paths and wildcard and keyword != "includer":
+            self.warning(file, number, f"{keyword} {words[1]}: no file matches")
+        for path in paths:
+            if path in self.include_stack:
+                self.error(file, number, f"{keyword} {words[1]}: {path} includes itself")
+                continue
+            text = self.source.read(path)
+            if text is None:
+                if keyword != "includer":
+                    self.error(file, number, f"{keyword}: cannot read {path}")
+                continue
+            tokens.extend(self.tokenize_file(display_path(path, file), text))
+        return tokens
+
+
+def display_path(path: str, including_file: str) -> str:
+    """Show included files the way the main file was named (relative stays relative)."""
+    if os.path.isabs(including_file):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def read_escape(line: str, index: int) -> tuple[str, int]:
+    """Decode the escape sequence whose first character is at `index`; return text, next."""
+    char = line[index]
+    if char in SIMPLE_ESCAPES:
+        return SIMPLE_ESCAPES[char], index + 1
+    if char == "x":
+        digits = re.match(r"[0-9A-Fa-f]{1,2}", line[index + 1 :])
+        if digits:
+            return chr(int(digits.group(), 16)), index + 1 + len(digits.group())
+        return "x", index + 1
+    if char in "01234567":
+        digits = re.match(r"[0-7]{1,3}", line[index:])
+        return chr(int(digits.group(), 8) & 0xFF), index + len(digits.group())
+    if char == "c" and index + 1 < len(line):
+        return chr(ord(line[index + 1].upper()) ^ 0x40), index + 2
+    return char, index + 1
+
+
+def build_tree(tokens: list[Token], report: Callable[[Problem], None]) -> list[Node]:
+    """Group tokens into statements and blocks; unbalanced braces are reported."""
+    root: list[Node] = []
+    stack: list[tuple[Node, list[Node]]] = []
+    current: list[str] = []
+    current_start: Optional[Token] = None
+    last_leaf: Optional[Node] = None
+    siblings = root
+
+    def finish(unsupported: bool = False) -> Optional[Node]:
+        nonlocal current, current_start
+        if not current or current_start is None:
+            current, current_start = [], None
+            return None
+        node = Node(current, current_start.file, current_start.line, unsupported=unsupported)
+        siblings.append(node)
+        current, current_start = [], None
+        return node
+
+    for token in tokens:
+        if token.kind == "word":
+            if current_start is None:
+                current_start = token
+            current.append(token.text)
+        elif token.kind in ("eol", "unsupported-eol"):
+            node = finish(token.kind == "unsupported-eol")
+            if node is not None:
+                last_leaf = node
+        elif token.kind == "{":
+            node = finish()
+            if node is None and last_leaf is not None and last_leaf is siblings[-1]:
+                node = last_leaf  # `{` on the line after the block's keyword
+            if node is None or node.children is not None:
+                report(Problem(token.file, token.line, "unexpected '{'"))
+                node = Node(["{"], token.file, token.line, unsupported=True)
+                siblings.append(node)
+            node.children = []
+            node.block_file, node.block_line = token.file, token.line
+            stack.append((node, siblings))
+            siblings = node.children
+            last_leaf = None
+        else:  # "}"
+            finish()
+            last_leaf = None
+            if not stack:
+                report(Problem(token.file, token.line, "unexpected '}'"))
+                continue
+            _, siblings = stack.pop()
+    finish()
+    for node, _ in reversed(stack):
+        report(Problem(node.file, node.line, f"{node.keyword}: missing '}}' to close this block"))
+    return root
