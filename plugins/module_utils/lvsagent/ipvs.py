@@ -16,7 +16,8 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional, Union
 
 try:
@@ -25,6 +26,7 @@ try:
 except ImportError as exc:  # the config code and ansible-test's import test run without it
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR: Optional[ImportError] = exc
+    PYROUTE2_IMPORT_TRACEBACK: Optional[str] = traceback.format_exc()
     IPVS = IPVSDest = IPVSService = None
 
     class NetlinkError(Exception):  # placeholder so `except NetlinkError` stays valid
@@ -33,6 +35,7 @@ except ImportError as exc:  # the config code and ansible-test's import test run
 else:
     HAS_PYROUTE2 = True
     PYROUTE2_IMPORT_ERROR = None
+    PYROUTE2_IMPORT_TRACEBACK = None
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -266,6 +269,85 @@ def service_key_dict(key: ServiceKey) -> dict:
 Table = dict  # dict[ServiceKey, tuple[Service, list[Destination]]]
 
 
+def service_key_from(
+    address: Optional[str] = None,
+    port: Optional[int] = None,
+    protocol: Optional[str] = "tcp",
+    fwmark: Optional[int] = None,
+    family: int = 4,
+) -> ServiceKey:
+    """The key named by user options: a fwmark (with a family) or address+port+protocol."""
+    if fwmark is not None:
+        if address is not None or port is not None:
+            raise ValueError("a service is either fwmark or address+port, not both")
+        return ServiceKey.for_fwmark(fwmark, family)
+    if address is None or port is None:
+        raise ValueError("a service needs address and port, or fwmark")
+    return ServiceKey.for_address(address, port, protocol or "tcp")
+
+
+def with_changes(current, default, **changes):
+    """`current` (or `default` when absent) with the changes that are not None.
+
+    An option left out keeps what the kernel holds, so an entry made by ipvsadm is left alone
+    unless it conflicts with what was asked.
+    """
+    return replace(current or default, **{k: v for k, v in changes.items() if v is not None})
+
+
+DESTINATION_OPTIONS = ("forwarding", "weight", "upper_threshold", "lower_threshold")
+
+
+def desired_destination(current: list, address: str, port: int, **changes) -> Destination:
+    """The real server address:port as asked: the one the kernel holds with `changes` applied."""
+    wanted = Destination(address, port)
+    have = next((d for d in current if (d.address, d.port) == (wanted.address, wanted.port)), None)
+    return with_changes(have, wanted, **changes)
+
+
+@dataclass
+class DestinationPlan:
+    """The smallest set of changes that turns the current real servers into the desired ones."""
+
+    add: list = field(default_factory=list)
+    edit: list = field(default_factory=list)
+    delete: list = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.add or self.edit or self.delete)
+
+    def result(self, current: list) -> list:
+        """The real servers once the plan is applied (what check mode reports)."""
+        gone = {(d.address, d.port) for d in (*self.delete, *self.edit)}
+        return [d for d in current if (d.address, d.port) not in gone] + self.edit + self.add
+
+    def apply(self, client: IpvsClient, key: ServiceKey) -> None:
+        for dest in self.delete:
+            client.delete_destination(key, dest.address, dest.port)
+        for dest in self.edit:
+            client.edit_destination(key, dest)
+        for dest in self.add:
+            client.add_destination(key, dest)
+
+
+def plan_destinations(current: list, desired: list, *, purge: bool = False) -> DestinationPlan:
+    """Adds the missing, edits the different (never delete and re-add: that drops
+    connections), and deletes the undeclared ones only when `purge` is set."""
+    existing = {(d.address, d.port): d for d in current}
+    wanted = {(d.address, d.port) for d in desired}
+    plan = DestinationPlan()
+    for dest in desired:
+        have = existing.get((dest.address, dest.port))
+        if have is None:
+            plan.add.append(dest)
+        elif have != dest:
+            plan.edit.append(dest)
+    if purge:
+        plan.delete = [d for d in current if (d.address, d.port) not in wanted]
+    return plan
+
+
 # ---------------------------------------------------------------------------------------
 # Formatting
 
@@ -346,6 +428,27 @@ def render_table(
                 line = f"{line} {annotate(key, dest)}"
             lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def table_as_data(table: Table) -> list:
+    """The table as plain data with counters (ipvs_info, JSON output), in ipvsadm's order."""
+    return [
+        {
+            **table[key][0].to_dict(),
+            "stats": asdict(table[key][0].stats or Stats()),
+            "realservers": [
+                {
+                    **dest.to_dict(),
+                    "active_connections": dest.active_connections,
+                    "inactive_connections": dest.inactive_connections,
+                    "persistent_connections": dest.persistent_connections,
+                    "stats": asdict(dest.stats or Stats()),
+                }
+                for dest in sorted(table[key][1], key=_destination_sort_key)
+            ],
+        }
+        for key in sorted(table, key=_ipvsadm_sort_key)
+    ]
 
 
 def _ipvsadm_service_flags(service: Service) -> str:
