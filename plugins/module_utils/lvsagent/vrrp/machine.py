@@ -9,6 +9,7 @@ same under a fake clock in the unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from dataclasses import dataclass
@@ -39,6 +40,19 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     def call_at(self, when: float, callback: Callable[[], Any]) -> TimerHandle: ...
+
+
+class LoopClock:
+    """The real clock: the agent's event loop (monotonic time, timers at absolute times)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def monotonic(self) -> float:
+        return self.loop.time()
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> asyncio.TimerHandle:
+        return self.loop.call_at(when, callback)
 
 
 @dataclass

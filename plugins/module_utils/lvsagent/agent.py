@@ -1,0 +1,131 @@
+"""`lvs-agent run`: VRRP and (when the configuration has virtual servers) LVS in one event loop.
+
+SIGTERM / SIGINT: masters resign with priority 0, the VIPs are removed, exit 0.
+SIGHUP (or the control socket's reload): the configuration is read again; a bad one is logged
+as `FILE:LINE: message` and the running one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from .config import ConfigError, load
+from .config.model import Config
+from .control import ControlServer
+from .vrrp.engine import VrrpEngine
+from .vrrp.machine import LoopClock
+
+log = logging.getLogger("lvsagent.agent")
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s lvs-agent: %(message)s"))
+    root = logging.getLogger("lvsagent")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def run(args) -> int:
+    configure_logging(args.log_level)
+    try:
+        config = load(args.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            log.error("%s", problem)
+        return 1
+    except OSError as error:
+        log.error("%s: %s", args.config, error.strerror)
+        return 1
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    return asyncio.run(Agent(args, config).main())
+
+
+class Agent:
+    def __init__(self, args, config: Config) -> None:
+        self.args = args
+        self.config = config
+        self.vrrp: VrrpEngine | None = None
+        self.lvs = None
+        self._stopping: asyncio.Event | None = None
+        self._reload_lock: asyncio.Lock | None = None
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        log.info("Starting lvs-agent")
+        self.vrrp = VrrpEngine(self.config, loop)
+        control = ControlServer(
+            self.args.control_socket, {"status": self.status, "reload": self.reload}
+        )
+        try:
+            await control.start()
+            await self._start_lvs(loop)
+            if not await self._stop_requested_within(self.config.global_defs.vrrp_startup_delay):
+                await self.vrrp.start()
+                await self._stopping.wait()
+        finally:
+            log.info("Stopping lvs-agent")
+            await control.close()
+            await self.vrrp.stop()
+            if self.lvs is not None:
+                await self.lvs.stop()
+        log.info("Stopped lvs-agent")
+        return 0
+
+    async def _stop_requested_within(self, seconds: float) -> bool:
+        """vrrp_startup_delay: wait before VRRP starts, unless asked to stop meanwhile."""
+        if seconds:
+            log.info("Delaying startup for %g seconds", seconds)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    async def _start_lvs(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The IPVS half plugs in here, only when the configuration declares virtual servers."""
+        if not self.config.virtual_servers:
+            return
+        from .ipvs import IpvsClient
+        from .lvs import LvsEngine
+
+        self.lvs = LvsEngine(self.config, IpvsClient(), LoopClock(loop))
+        self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
+        await self.lvs.start()
+
+    async def reload(self) -> dict:
+        async with self._reload_lock:
+            log.info("Reloading configuration from %s", self.args.config)
+            try:
+                config = load(self.args.config)
+            except ConfigError as error:
+                problems = [str(problem) for problem in error.problems]
+                for problem in problems:
+                    log.error("%s", problem)
+                log.error("Reload failed: keeping the running configuration")
+                return {"error": "configuration has errors", "problems": problems}
+            except OSError as error:
+                log.error("%s: %s - keeping the running configuration", self.args.config, error)
+                return {"error": f"{self.args.config}: {error.strerror}"}
+            self.config = config
+            await self.vrrp.apply_config(config)
+            if self.lvs is not None:
+                await self.lvs.apply_config(config)
+            elif config.virtual_servers:
+                await self._start_lvs(asyncio.get_running_loop())
+            return {"reloaded": True, "warnings": [str(w) for w in config.warnings]}
+
+    async def status(self) -> dict:
+        return {
+            "vrrp": self.vrrp.status(),
+            "ipvs": self.lvs.status() if self.lvs is not None else [],
+            "vrrp_drops": dict(self.vrrp.drops),
+        }

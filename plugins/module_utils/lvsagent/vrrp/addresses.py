@@ -1,0 +1,160 @@
+"""Virtual addresses through rtnetlink (pyroute2), and the gratuitous ARP / unsolicited NA frames.
+
+pyroute2 is imported when the agent first needs it, so that the configuration code works
+without it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import logging
+import socket
+import struct
+from dataclasses import dataclass
+
+from ..config.model import VirtualAddress
+from . import packet
+
+log = logging.getLogger("lvsagent.vrrp")
+
+IFA_F_SECONDARY = 0x01
+IFA_F_NODAD = 0x02
+SIOCGIFHWADDR = 0x8927
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+@dataclass(frozen=True)
+class AddressEntry:
+    ifindex: int
+    address: str
+    prefixlen: int
+    secondary: bool
+
+
+def interface_mac(ifname: str) -> str:
+    """The interface's own MAC (keepalived sends from it unless use_vmac)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("256s", ifname.encode()[:15])
+        answer = fcntl.ioctl(probe.fileno(), SIOCGIFHWADDR, request)
+    return ":".join(f"{byte:02x}" for byte in answer[18:24])
+
+
+class AddressManager:
+    """Adds, removes and lists addresses; one rtnetlink socket in the agent's loop."""
+
+    def __init__(self) -> None:
+        self._ipr = None
+
+    async def _rtnl(self):
+        if self._ipr is None:
+            try:
+                from pyroute2 import AsyncIPRoute
+            except ImportError as missing:
+                raise RuntimeError("lvs-agent run needs pyroute2 >= 0.9.6") from missing
+            self._ipr = AsyncIPRoute()
+        return self._ipr
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    async def addresses(self) -> list[AddressEntry]:
+        ipr = await self._rtnl()
+        return [
+            AddressEntry(
+                ifindex=msg["index"],
+                address=msg.get("address"),
+                prefixlen=msg["prefixlen"],
+                secondary=bool(msg["flags"] & IFA_F_SECONDARY),
+            )
+            async for msg in await ipr.addr("dump")
+        ]
+
+    async def source_address(self, ifname: str, family: int) -> ipaddress._BaseAddress | None:
+        """keepalived's choice: the primary IPv4 address, or the IPv6 link-local address."""
+        ifindex = socket.if_nametoindex(ifname)
+        for entry in await self.addresses():
+            if entry.ifindex != ifindex or entry.secondary:
+                continue
+            address = ipaddress.ip_address(entry.address)
+            if family == 4 and address.version == 4:
+                return address
+            if family == 6 and address.version == 6 and address.is_link_local:
+                return address
+        return None
+
+    async def present(self, vip: VirtualAddress, ifname: str) -> bool:
+        ifindex = socket.if_nametoindex(ifname)
+        wanted = str(vip.address.ip)
+        return any(
+            entry.ifindex == ifindex and entry.address == wanted for entry in await self.addresses()
+        )
+
+    async def add(self, vip: VirtualAddress, ifname: str) -> None:
+        ipr = await self._rtnl()
+        options = {
+            "index": socket.if_nametoindex(ifname),
+            "address": str(vip.address.ip),
+            "prefixlen": vip.address.network.prefixlen,
+        }
+        if vip.family == 6:
+            options["flags"] = IFA_F_NODAD
+        if vip.label:
+            options["label"] = vip.label
+        if vip.broadcast:
+            options["broadcast"] = vip.broadcast
+        if vip.scope:
+            options["scope"] = SCOPES.get(vip.scope, vip.scope)
+        try:
+            await ipr.addr("add", **options)
+        except Exception as error:
+            if getattr(error, "code", None) != errno.EEXIST:
+                raise
+
+    async def remove(self, vip: VirtualAddress, ifname: str) -> None:
+        ipr = await self._rtnl()
+        try:
+            await ipr.addr(
+                "del",
+                index=socket.if_nametoindex(ifname),
+                address=str(vip.address.ip),
+                prefixlen=vip.address.network.prefixlen,
+            )
+        except Exception as error:
+            if getattr(error, "code", None) not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+                raise
+
+
+class Announcer:
+    """Sends gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) as frames."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, socket.socket] = {}
+
+    def announce(self, ifname: str, address: ipaddress._BaseAddress) -> None:
+        try:
+            mac = interface_mac(ifname)
+            if address.version == 4:
+                frame = packet.gratuitous_arp(mac, address)
+                log.info("Sending gratuitous ARP on %s for %s", ifname, address)
+            else:
+                frame = packet.unsolicited_neighbour_advert(mac, address)
+                log.info("Sending unsolicited Neighbour Advert on %s for %s", ifname, address)
+            self._socket(ifname).send(frame)
+        except OSError as error:
+            log.warning("Announcing %s on %s failed: %s", address, ifname, error.strerror)
+
+    def _socket(self, ifname: str) -> socket.socket:
+        if ifname not in self._sockets:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            sock.bind((ifname, 0))
+            self._sockets[ifname] = sock
+        return self._sockets[ifname]
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()

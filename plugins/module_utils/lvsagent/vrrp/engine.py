@@ -1,0 +1,214 @@
+"""Every vrrp_instance of a configuration in the agent's loop: start, stop, reload, status.
+
+Sync groups are kept together here: when one member becomes master, backup or faulty, the
+others follow (keepalived's vrrp_sync_group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from typing import Callable, Optional
+
+from ..config.model import Config, SyncGroup
+from .addresses import AddressManager, Announcer
+from .instance import Instance, Services
+from .machine import State
+from .notify import Notifier
+from .sockets import SocketPool
+from .tracking import LinkMonitor, ScriptTracker
+
+log = logging.getLogger("lvsagent.vrrp")
+
+SYNC_FAULT = "sync group"
+
+
+def without_locations(value):
+    """A comparable form of a model object: reloading must not restart what only moved lines."""
+    if dataclasses.is_dataclass(value):
+        return tuple(
+            (f.name, without_locations(getattr(value, f.name)))
+            for f in dataclasses.fields(value)
+            if f.name != "location"
+        )
+    if isinstance(value, (list, tuple)):
+        return tuple(without_locations(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, without_locations(item)) for key, item in value.items()))
+    return value
+
+
+class VrrpEngine:
+    """Runs the instances; `add_state_listener` tells others (LVS ha_suspend) of transitions."""
+
+    def __init__(self, config: Config, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        self.config = config
+        self.loop = loop or asyncio.get_event_loop()
+        self.drops: collections.Counter = collections.Counter()
+        self.addresses = AddressManager()
+        self.announcer = Announcer()
+        self.notifier = Notifier(self.loop)
+        self.links = LinkMonitor(self.loop)
+        self.sockets = SocketPool(self.loop, self.drops)
+        self.scripts: dict[str, ScriptTracker] = {}
+        self.instances: dict[str, Instance] = {}
+        self._listeners: list[Callable[[str, str], None]] = []
+        self._propagating = False
+
+    def add_state_listener(self, listener: Callable[[str, str], None]) -> None:
+        """`listener(instance_name, state)` on every transition (state: MASTER, BACKUP, ...)."""
+        self._listeners.append(listener)
+
+    # -- life cycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._start_scripts(self.config)
+        for instance_config in self.config.vrrp_instances:
+            await self._start_instance(self.config, instance_config)
+
+    async def stop(self) -> None:
+        for name in list(self.instances):
+            await self._stop_instance(name)
+        for tracker in self.scripts.values():
+            await tracker.stop()
+        self.scripts.clear()
+        await self.notifier.drain()
+        self.sockets.close()
+        self.links.close()
+        self.announcer.close()
+        self.addresses.close()
+
+    async def apply_config(self, config: Config) -> None:
+        """Reload: keep instances whose settings did not change, restart the others."""
+        old, self.config = self.config, config
+        old_keys = {i.name: self._signature(old, i) for i in old.vrrp_instances}
+        new_keys = {i.name: self._signature(config, i) for i in config.vrrp_instances}
+        for name in list(self.instances):
+            if old_keys.get(name) != new_keys.get(name):
+                await self._stop_instance(name)
+        changed_scripts = [
+            name
+            for name, tracker in self.scripts.items()
+            if without_locations(config.vrrp_scripts.get(name)) != without_locations(tracker.script)
+        ]
+        for name in changed_scripts:
+            await self.scripts.pop(name).stop()
+        await self._start_scripts(config)
+        for instance_config in config.vrrp_instances:
+            if instance_config.name not in self.instances:
+                await self._start_instance(config, instance_config)
+        log.info("Reload finished: %d VRRP instance(s)", len(self.instances))
+
+    def _signature(self, config: Config, instance_config) -> tuple:
+        scripts = [config.vrrp_scripts.get(track.name) for track in instance_config.track_scripts]
+        return without_locations(
+            (
+                instance_config,
+                scripts,
+                self._group_of(config, instance_config.name),
+                config.global_defs,
+            )
+        )
+
+    async def _start_scripts(self, config: Config) -> None:
+        used = {t.name for i in config.vrrp_instances for t in i.track_scripts}
+        for name in sorted(used):
+            if name in config.vrrp_scripts and name not in self.scripts:
+                tracker = ScriptTracker(config.vrrp_scripts[name], self.loop)
+                self.scripts[name] = tracker
+                tracker.start()
+
+    def _services(self) -> Services:
+        return Services(
+            loop=self.loop,
+            sockets=self.sockets,
+            addresses=self.addresses,
+            announcer=self.announcer,
+            notifier=self.notifier,
+            links=self.links,
+            scripts=self.scripts,
+            drops=self.drops,
+        )
+
+    async def _start_instance(self, config: Config, instance_config) -> None:
+        instance = Instance(
+            instance_config, config.global_defs, self._services(), self._state_changed
+        )
+        self.instances[instance.name] = instance
+        try:
+            await instance.start()
+        except (OSError, RuntimeError) as error:
+            log.error("(%s) cannot start: %s", instance.name, error)
+            self.instances.pop(instance.name, None)
+
+    async def _stop_instance(self, name: str) -> None:
+        instance = self.instances.pop(name)
+        await instance.stop()
+
+    # -- sync groups ----------------------------------------------------------------------------
+    @staticmethod
+    def _group_of(config: Config, name: str) -> Optional[SyncGroup]:
+        return next((group for group in config.sync_groups if name in group.group), None)
+
+    def _state_changed(self, instance: Instance, old: State, new: State) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(instance.name, new.value)
+            except Exception:
+                log.exception("state listener failed for %s", instance.name)
+        group = self._group_of(self.config, instance.name)
+        if group is None or self._propagating:
+            return
+        members = [
+            self.instances[name]
+            for name in group.group
+            if name in self.instances and name != instance.name
+        ]
+        self._propagating = True
+        try:
+            for member in members:
+                self._follow(member, instance, old, new)
+        finally:
+            self._propagating = False
+        if new in (State.MASTER, State.BACKUP, State.FAULT) and not self._group_settled(group, new):
+            return
+        if new in (State.MASTER, State.BACKUP, State.FAULT):
+            log.info("VRRP_Group(%s) Syncing instances to %s state", group.name, new.value)
+            self.notifier.state_changed(
+                "GROUP",
+                group.name,
+                new.value,
+                instance.machine.effective_priority,
+                {
+                    State.MASTER: group.notify_master,
+                    State.BACKUP: group.notify_backup,
+                    State.FAULT: group.notify_fault,
+                }[new],
+                group.notify,
+            )
+
+    def _group_settled(self, group: SyncGroup, state: State) -> bool:
+        return all(
+            self.instances[name].machine.state == state
+            for name in group.group
+            if name in self.instances and self.instances[name].machine is not None
+        )
+
+    @staticmethod
+    def _follow(member: Instance, leader: Instance, old: State, new: State) -> None:
+        machine = member.machine
+        if machine is None:
+            return
+        if new == State.FAULT:
+            machine.add_fault(SYNC_FAULT)
+        elif old == State.FAULT:
+            machine.clear_fault(SYNC_FAULT)
+        if new == State.MASTER:
+            machine.force_master()
+        elif new == State.BACKUP and old == State.MASTER:
+            machine.force_backup()
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self) -> list[dict]:
+        return [instance.status() for instance in self.instances.values()]

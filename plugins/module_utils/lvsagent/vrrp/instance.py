@@ -1,0 +1,395 @@
+"""One vrrp_instance at work: the state machine wired to its socket, VIPs, tracking and scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..config.model import GlobalDefs, VrrpInstance
+from . import packet
+from .addresses import AddressManager, Announcer
+from .machine import LoopClock, MachineSettings, State, VrrpMachine
+from .notify import Notifier
+from .packet import Advertisement, InvalidPacket
+from .sockets import Received, SocketPool, VrrpSocket
+from .tracking import LinkMonitor, ScriptTracker
+
+log = logging.getLogger("lvsagent.vrrp")
+
+
+@dataclass
+class Services:
+    """What every instance shares: the loop, sockets, netlink, announcer, trackers, counters."""
+
+    loop: asyncio.AbstractEventLoop
+    sockets: SocketPool
+    addresses: AddressManager
+    announcer: Announcer
+    notifier: Notifier
+    links: LinkMonitor
+    scripts: dict[str, ScriptTracker]
+    drops: collections.Counter
+
+
+class Instance:
+    def __init__(
+        self,
+        config: VrrpInstance,
+        global_defs: GlobalDefs,
+        services: Services,
+        on_state: Callable[[Instance, State, State], None],
+    ) -> None:
+        self.config = config
+        self.global_defs = global_defs
+        self.services = services
+        self.on_state = on_state
+        self.ifname = config.interface
+        self.family = config.family
+        self.machine: Optional[VrrpMachine] = None
+        self.source: Optional[packet.IPAddress] = None
+        self.socket: Optional[VrrpSocket] = None
+        self._vip_lock = asyncio.Lock()
+        self._vip_tasks: set[asyncio.Task] = set()
+        self._vips_up = False
+        self._garp_timers: list[asyncio.TimerHandle] = []
+        self._priority_parts: dict[str, int] = {}
+        self._address_mismatch_logged = False
+        self._expected_auth = packet.auth_data_for(config.auth_pass)
+        self._advertised = tuple(
+            vip.address.ip for vip in config.virtual_ipaddresses if vip.family == self.family
+        )
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # -- life cycle -----------------------------------------------------------------------------
+    async def start(self, remove_leftovers: bool = True) -> None:
+        config, services = self.config, self.services
+        self.source = await self._choose_source()
+        settings = MachineSettings(
+            name=config.name,
+            version=config.version,
+            priority=config.priority,
+            advert_interval=config.advert_int,
+            preempt=not config.nopreempt,
+            preempt_delay=config.preempt_delay,
+            start_as_master=config.state == "MASTER",
+            primary_address=self.source,
+        )
+        self.machine = VrrpMachine(
+            settings, LoopClock(services.loop), self._transmit, self._on_transition
+        )
+        self.socket = services.sockets.register(
+            self.ifname, self.family, config.virtual_router_id, self._receive
+        )
+        if not config.unicast_peers:
+            self.socket.join(self._multicast_group())
+        self._watch_tracking()
+        if remove_leftovers:
+            await self._remove_leftover_vips()
+        self.machine.startup()
+
+    async def stop(self) -> None:
+        """Resign (priority 0 when master), remove the VIPs, run notify_stop."""
+        if self.machine is None:
+            return
+        self.machine.shutdown()
+        await self._settle_vips()
+        self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
+        self.services.links.unwatch(self._link_changed)
+        self.services.notifier.state_changed(
+            "INSTANCE",
+            self.name,
+            "STOP",
+            self.machine.effective_priority,
+            self.config.notify_stop,
+            self.config.notify,
+        )
+
+    async def _choose_source(self) -> packet.IPAddress:
+        """unicast_src_ip, mcast_src_ip, else the primary IPv4 or the link-local IPv6 address."""
+        chosen = self.config.unicast_src_ip or self.config.mcast_src_ip
+        if chosen:
+            return ipaddress.ip_address(chosen)
+        found = await self.services.addresses.source_address(self.ifname, self.family)
+        if found is None:
+            kind = "IPv4" if self.family == 4 else "IPv6 link-local"
+            raise RuntimeError(f"({self.name}) no {kind} address on {self.ifname}")
+        return found
+
+    def _multicast_group(self) -> packet.IPAddress:
+        if self.family == 4:
+            return ipaddress.ip_address(self.global_defs.vrrp_mcast_group4)
+        return ipaddress.ip_address(self.global_defs.vrrp_mcast_group6)
+
+    # -- sending --------------------------------------------------------------------------------
+    def _transmit(self, priority: int) -> None:
+        config = self.config
+        advert = Advertisement(
+            version=config.version,
+            vrid=config.virtual_router_id,
+            priority=priority,
+            addresses=self._advertised,
+            interval=config.advert_int,
+            auth_type=packet.AUTH_TYPES.get(config.auth_type, packet.AUTH_NONE),
+            auth_data=self._expected_auth,
+            pseudo_header_checksum=config.checksum_with_pseudo_header,
+        )
+        if config.unicast_peers:
+            for peer in config.unicast_peers:
+                self.socket.send(advert, self.source, ipaddress.ip_address(peer))
+        else:
+            self.socket.send(advert, self.source, self._multicast_group())
+        if priority == 0:
+            log.info("(%s) sent 0 priority", self.name)
+
+    # -- receiving (RFC 3768/9568 section 7.1) --------------------------------------------------
+    def _receive(self, received: Received) -> None:
+        reason = self._check(received)
+        if reason is not None:
+            self.services.drops[reason] += 1
+
+    def _check(self, received: Received) -> Optional[str]:
+        """Returns the reason to drop the packet, or None after handing it to the machine."""
+        if received.source == self.source or self.machine is None:
+            return None
+        if received.ttl != packet.VRRP_TTL:
+            log.info("(%s) invalid TTL/HL. Received %d and expect 255", self.name, received.ttl)
+            return "ttl"
+        try:
+            advert = packet.decode(received.message, received.source, received.destination)
+        except InvalidPacket as bad:
+            log.debug("(%s) invalid packet from %s: %s", self.name, received.source, bad)
+            return bad.reason
+        config = self.config
+        if advert.version != config.version:
+            log.info(
+                "(%s) wrong version. Received %d and expect %d",
+                self.name,
+                advert.version,
+                config.version,
+            )
+            return "version"
+        if advert.version == 2:
+            expected_type = packet.AUTH_TYPES.get(config.auth_type, packet.AUTH_NONE)
+            if advert.auth_type != expected_type:
+                log.info(
+                    "(%s) received a %d auth, expecting %d!",
+                    self.name,
+                    advert.auth_type,
+                    expected_type,
+                )
+                return "auth_type"
+            if expected_type == packet.AUTH_PASS and not hmac.compare_digest(
+                advert.auth_data, self._expected_auth
+            ):
+                log.info("(%s) received an invalid passwd!", self.name)
+                return "auth_password"
+            if advert.interval != config.advert_int:
+                log.info(
+                    "(%s) advertisement interval mismatch mine=%g sec rcv'd=%g sec",
+                    self.name,
+                    config.advert_int,
+                    advert.interval,
+                )
+                return "interval"
+        self._check_addresses(advert)
+        self.machine.receive(advert, received.source)
+        return None
+
+    def _check_addresses(self, advert: Advertisement) -> None:
+        """keepalived logs a differing address list once and still accepts the advert."""
+        mismatch = set(advert.addresses) != set(self._advertised)
+        if mismatch and not self._address_mismatch_logged:
+            log.info(
+                "(%s) ip address list in advert from VRID %d differs from ours",
+                self.name,
+                advert.vrid,
+            )
+        self._address_mismatch_logged = mismatch
+
+    # -- transitions ----------------------------------------------------------------------------
+    def _on_transition(self, old: State, new: State) -> None:
+        self._request_vip_sync()
+        if new in (State.MASTER, State.BACKUP, State.FAULT):
+            scripts = {
+                State.MASTER: self.config.notify_master,
+                State.BACKUP: self.config.notify_backup,
+                State.FAULT: self.config.notify_fault,
+            }
+            self.services.notifier.state_changed(
+                "INSTANCE",
+                self.name,
+                new.value,
+                self.machine.effective_priority,
+                scripts[new],
+                self.config.notify,
+            )
+        self.on_state(self, old, new)
+
+    def _request_vip_sync(self) -> None:
+        task = self.services.loop.create_task(self._sync_vips())
+        self._vip_tasks.add(task)
+        task.add_done_callback(self._vip_tasks.discard)
+
+    async def _settle_vips(self) -> None:
+        if self._vip_tasks:
+            await asyncio.gather(*list(self._vip_tasks), return_exceptions=True)
+
+    async def _sync_vips(self) -> None:
+        """Bring the VIPs in line with the state now (requests run one at a time, in order)."""
+        async with self._vip_lock:
+            wanted = self.machine is not None and self.machine.state == State.MASTER
+            if wanted == self._vips_up:
+                return
+            self._vips_up = wanted
+            if wanted:
+                await self._each_vip(self.services.addresses.add, "adding")
+                self._start_announcing()
+            else:
+                self._stop_announcing()
+                log.info("(%s) removing VIPs.", self.name)
+                await self._each_vip(self.services.addresses.remove, "removing")
+
+    def _all_vips(self):
+        for vip in (*self.config.virtual_ipaddresses, *self.config.virtual_ipaddresses_excluded):
+            yield vip, vip.dev or self.ifname
+
+    async def _each_vip(self, action, verb: str) -> None:
+        for vip, dev in self._all_vips():
+            try:
+                await action(vip, dev)
+            except Exception as error:  # one bad VIP must not keep the others away
+                log.error("(%s) %s %s on %s failed: %s", self.name, verb, vip.address, dev, error)
+
+    async def _remove_leftover_vips(self) -> None:
+        """A run that crashed may have left our VIPs behind: a backup must not hold them."""
+        for vip, dev in self._all_vips():
+            try:
+                if await self.services.addresses.present(vip, dev):
+                    log.info("(%s) removing leftover VIP %s from %s", self.name, vip.address, dev)
+                    await self.services.addresses.remove(vip, dev)
+            except Exception as error:
+                log.warning("(%s) cannot check VIP %s: %s", self.name, vip.address, error)
+
+    # -- gratuitous ARP / unsolicited NA --------------------------------------------------------
+    def _garp_setting(self, name: str):
+        value = getattr(self.config, name)
+        return getattr(self.global_defs, f"vrrp_{name}") if value is None else value
+
+    def _start_announcing(self) -> None:
+        """A burst now, another after garp_master_delay, then every garp_master_refresh."""
+        self._stop_announcing()
+        loop = self.services.loop
+        self._announce_burst(self._garp_setting("garp_master_repeat"))
+        delay = self._garp_setting("garp_master_delay")
+        if delay:
+            self._garp_timers.append(
+                loop.call_later(
+                    delay, self._announce_burst, self._garp_setting("garp_master_repeat")
+                )
+            )
+        refresh = self._garp_setting("garp_master_refresh")
+        if refresh:
+            self._schedule_refresh(loop.time() + refresh, refresh)
+
+    def _schedule_refresh(self, when: float, every: float) -> None:
+        def refresh() -> None:
+            self._announce_burst(self._garp_setting("garp_master_refresh_repeat"))
+            self._schedule_refresh(when + every, every)
+
+        self._garp_timers.append(self.services.loop.call_at(when, refresh))
+
+    def _announce_burst(self, count: int) -> None:
+        spacing = self.global_defs.vrrp_garp_interval
+        for number in range(max(1, count)):
+            if spacing:
+                self._garp_timers.append(
+                    self.services.loop.call_later(number * spacing, self._announce_all)
+                )
+            else:
+                self._announce_all()
+
+    def _announce_all(self) -> None:
+        if self.machine is None or self.machine.state != State.MASTER:
+            return
+        for vip, dev in self._all_vips():
+            self.services.announcer.announce(dev, vip.address.ip)
+
+    def _stop_announcing(self) -> None:
+        for timer in self._garp_timers:
+            timer.cancel()
+        self._garp_timers.clear()
+
+    # -- tracking -------------------------------------------------------------------------------
+    def _watch_tracking(self) -> None:
+        links, config = self.services.links, self.config
+        if not config.dont_track_primary:
+            self._apply_link(self.ifname, links.watch(self.ifname, self._link_changed))
+        for track in config.track_interfaces:
+            self._apply_link(track.name, links.watch(track.name, self._link_changed))
+        for track in config.track_scripts:
+            tracker = self.services.scripts.get(track.name)
+            if tracker is not None:
+                tracker.subscribe(self._script_changed)
+                self._apply_script(track.name, tracker.ok)
+        self._update_priority()
+
+    def _link_changed(self, ifname: str, up: bool) -> None:
+        self._apply_link(ifname, up)
+        self._update_priority()
+
+    def _script_changed(self, name: str, ok: bool) -> None:
+        self._apply_script(name, ok)
+        self._update_priority()
+
+    def _apply_link(self, ifname: str, up: bool) -> None:
+        if ifname == self.ifname and not self.config.dont_track_primary:
+            self._set_fault(f"{ifname} down", not up)
+        for track in self.config.track_interfaces:
+            if track.name == ifname:
+                self._apply_weight(f"interface {ifname}", track.weight, up != track.reverse)
+
+    def _apply_script(self, name: str, ok: bool) -> None:
+        script = self.services.scripts[name].script
+        for track in self.config.track_scripts:
+            if track.name == name:
+                weight = script.weight if track.weight is None else track.weight
+                reverse = track.reverse or script.weight_reverse
+                self._apply_weight(f"script {name}", weight, ok != reverse)
+
+    def _apply_weight(self, what: str, weight: int, good: bool) -> None:
+        """keepalived's rule: weight 0 faults; positive weight adds when good, negative when bad."""
+        if weight == 0:
+            self._set_fault(f"{what} failed", not good)
+            return
+        self._priority_parts[what] = weight if (good == (weight > 0)) else 0
+
+    def _set_fault(self, reason: str, faulty: bool) -> None:
+        if faulty:
+            self.machine.add_fault(reason)
+        else:
+            self.machine.clear_fault(reason)
+
+    def _update_priority(self) -> None:
+        self.machine.set_effective_priority(
+            self.config.priority + sum(self._priority_parts.values())
+        )
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self) -> dict:
+        machine = self.machine
+        return {
+            "name": self.name,
+            "state": machine.state.value if machine else State.INITIALIZE.value,
+            "priority": self.config.priority,
+            "effective_priority": machine.effective_priority if machine else self.config.priority,
+            "interface": self.ifname,
+            "vips": [str(vip.address) for vip in self.config.virtual_ipaddresses],
+        }

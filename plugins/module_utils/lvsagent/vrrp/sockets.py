@@ -1,0 +1,219 @@
+"""Raw IP protocol 112 sockets, one per (interface, family), shared by the instances on it.
+
+Sending builds keepalived's own IPv4 header (IP_HDRINCL, TOS 0xc0, TTL 255, IP ID from 1) so
+the frames equal keepalived's; IPv6 sets hop limit 255 and traffic class 0xc0 by option and
+computes the VRRP checksum itself. Receiving reads the TTL / hop limit and the destination so
+that the instance can apply the receive rules; nothing here raises on what the network sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from . import packet
+from .packet import InvalidPacket, IPAddress
+
+log = logging.getLogger("lvsagent.vrrp")
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IP_MULTICAST_ALL = 49  # Linux: deliver only the groups joined on this socket
+RECEIVE_BUFFER = 65535
+
+
+@dataclass(frozen=True)
+class Received:
+    """A VRRP message as it arrived, before any check."""
+
+    message: bytes
+    source: IPAddress
+    destination: IPAddress
+    ttl: int
+    ifname: str
+
+
+class VrrpSocket:
+    """Protocol 112 on one interface and family: send adverts, hand received ones to a callback."""
+
+    def __init__(
+        self,
+        ifname: str,
+        family: int,
+        on_receive: Callable[[Received], None],
+        drops: collections.Counter,
+    ) -> None:
+        self.ifname = ifname
+        self.family = family
+        self.on_receive = on_receive
+        self.drops = drops
+        self.ifindex = socket.if_nametoindex(ifname)
+        self._ip_id = 0
+        self._joined: set[IPAddress] = set()
+        self._send_errors = 0
+        self.sock = self._open()
+
+    def _open(self) -> socket.socket:
+        af = socket.AF_INET if self.family == 4 else socket.AF_INET6
+        sock = socket.socket(af, socket.SOCK_RAW, packet.IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+            if self.family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+                interface = struct.pack("4s4si", b"\0" * 4, b"\0" * 4, self.ifindex)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, interface)
+            else:
+                for option, value in (
+                    (socket.IPV6_MULTICAST_HOPS, packet.VRRP_TTL),
+                    (socket.IPV6_UNICAST_HOPS, packet.VRRP_TTL),
+                    (socket.IPV6_TCLASS, packet.VRRP_TOS),
+                    (socket.IPV6_MULTICAST_LOOP, 0),
+                    (socket.IPV6_MULTICAST_IF, self.ifindex),
+                    (socket.IPV6_RECVHOPLIMIT, 1),
+                    (socket.IPV6_RECVPKTINFO, 1),
+                ):
+                    sock.setsockopt(socket.IPPROTO_IPV6, option, value)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def join(self, group: IPAddress) -> None:
+        """Multicast membership on this interface (224.0.0.18 / ff02::12 by default)."""
+        if group in self._joined:
+            return
+        if self.family == 4:
+            request = struct.pack("4s4si", group.packed, b"\0" * 4, self.ifindex)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
+        else:
+            request = struct.pack("16sI", group.packed, self.ifindex)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
+        self._joined.add(group)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    # -- sending ---------------------------------------------------------------------------------
+    def send(self, advert: packet.Advertisement, source: IPAddress, destination: IPAddress) -> bool:
+        message = packet.encode(advert, source, destination)
+        try:
+            if self.family == 4:
+                self._ip_id = self._ip_id % 0xFFFF + 1
+                datagram = packet.ipv4_header(source, destination, len(message), self._ip_id)
+                self.sock.sendto(datagram + message, (str(destination), 0))
+            else:
+                scope = self.ifindex if destination.is_link_local or destination.is_multicast else 0
+                self.sock.sendto(message, (str(destination), 0, 0, scope))
+        except OSError as error:
+            self._send_errors += 1
+            if self._send_errors == 1 or error.errno not in (errno.ENETDOWN, errno.ENXIO):
+                log.warning("VRRP send on %s failed: %s", self.ifname, error.strerror)
+            return False
+        self._send_errors = 0
+        return True
+
+    # -- receiving -------------------------------------------------------------------------------
+    def _readable(self) -> None:
+        """Drain what is queued; a bad packet is counted and dropped, never raised."""
+        for _ in range(64):
+            try:
+                received = self._receive_one()
+            except BlockingIOError:
+                return
+            except InvalidPacket as bad:
+                self.drops[bad.reason] += 1
+                continue
+            except OSError as error:
+                log.debug("VRRP receive on %s: %s", self.ifname, error)
+                return
+            if received is not None:
+                self.on_receive(received)
+
+    def _receive_one(self) -> Received | None:
+        if self.family == 4:
+            data, _ = self.sock.recvfrom(RECEIVE_BUFFER)
+            header = packet.parse_ipv4_header(data)
+            if header.protocol != packet.IPPROTO_VRRP:
+                return None
+            return Received(
+                message=data[header.header_len : header.total_len],
+                source=header.source,
+                destination=header.destination,
+                ttl=header.ttl,
+                ifname=self.ifname,
+            )
+        ancillary_space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
+        data, ancillary, _, address = self.sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
+        hop_limit, destination = -1, None
+        for level, kind, value in ancillary:
+            if level != socket.IPPROTO_IPV6:
+                continue
+            if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hop_limit = struct.unpack("i", value[:4])[0]
+            elif kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                destination = ipaddress.IPv6Address(value[:16])
+        if destination is None:
+            raise InvalidPacket("truncated", "no destination address")
+        source = ipaddress.IPv6Address(address[0].split("%")[0])
+        return Received(data, source, destination, hop_limit, self.ifname)
+
+
+class SocketPool:
+    """One socket per (interface, family); each instance registers its VRID on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, drops: collections.Counter) -> None:
+        self.loop = loop
+        self.drops = drops
+        self._sockets: dict[tuple[str, int], VrrpSocket] = {}
+        self._handlers: dict[tuple[str, int], dict[int, Callable[[Received], None]]] = {}
+
+    def register(
+        self, ifname: str, family: int, vrid: int, handler: Callable[[Received], None]
+    ) -> VrrpSocket:
+        key = (ifname, family)
+        if key not in self._sockets:
+            sock = VrrpSocket(ifname, family, lambda got: self._dispatch(key, got), self.drops)
+            sock.start(self.loop)
+            self._sockets[key] = sock
+            self._handlers[key] = {}
+        self._handlers[key][vrid] = handler
+        return self._sockets[key]
+
+    def unregister(self, ifname: str, family: int, vrid: int) -> None:
+        key = (ifname, family)
+        handlers = self._handlers.get(key, {})
+        handlers.pop(vrid, None)
+        if not handlers and key in self._sockets:
+            self._sockets.pop(key).close(self.loop)
+            self._handlers.pop(key, None)
+
+    def _dispatch(self, key: tuple[str, int], received: Received) -> None:
+        vrid = received.message[1] if len(received.message) > 1 else -1
+        handler = self._handlers.get(key, {}).get(vrid)
+        if handler is None:
+            self.drops["vrid"] += 1
+            return
+        try:
+            handler(received)
+        except Exception:  # a bug must not take the agent down with one packet
+            self.drops["internal"] += 1
+            log.exception("VRRP packet from %s on %s not handled", received.source, key[0])
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close(self.loop)
+        self._sockets.clear()
+        self._handlers.clear()
