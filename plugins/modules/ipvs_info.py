@@ -148,27 +148,15 @@ services:
                   bytes_in_rate: 0, bytes_out_rate: 0}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
-    HAS_PYROUTE2,
-    PYROUTE2_IMPORT_TRACEBACK,
-    IpvsClient,
-    IpvsError,
-    table_as_data,
-)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import ipvs_client
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import table_as_data
 
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    if not HAS_PYROUTE2:
-        module.fail_json(
-            msg=missing_required_lib("pyroute2 >= 0.9.6"), exception=PYROUTE2_IMPORT_TRACEBACK
-        )
-    try:
-        with IpvsClient() as client:
-            services = table_as_data(client.table())
-    except IpvsError as exc:
-        module.fail_json(msg=str(exc))
+    with ipvs_client(module) as client:
+        services = table_as_data(client.table())
     module.exit_json(changed=False, services=services)
 
 

@@ -146,20 +146,16 @@ realserver:
     inactive_connections: 12
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import FAMILIES, run_manager
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
     DESTINATION_OPTIONS,
-    HAS_PYROUTE2,
-    PYROUTE2_IMPORT_TRACEBACK,
     DestinationPlan,
-    IpvsClient,
     IpvsError,
     desired_destination,
     plan_destinations,
     service_key_from,
 )
-
-FAMILIES = {"ipv4": 4, "ipv6": 6}
 
 
 def realserver_view(dest):
@@ -247,20 +243,7 @@ def main():
         required_together=[("virtual_address", "virtual_port")],
         supports_check_mode=True,
     )
-    if not HAS_PYROUTE2:
-        module.fail_json(
-            msg=missing_required_lib("pyroute2 >= 0.9.6"), exception=PYROUTE2_IMPORT_TRACEBACK
-        )
-    try:
-        with IpvsClient() as client:
-            manager = RealServerManager(module, client)
-            if module.params["state"] == "present":
-                manager.present()
-            else:
-                manager.absent()
-    except (IpvsError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**manager.results())
+    run_manager(module, RealServerManager)
 
 
 if __name__ == "__main__":

@@ -197,14 +197,11 @@ service:
         lower_threshold: 0
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import FAMILIES, run_manager
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
     DESTINATION_OPTIONS,
-    HAS_PYROUTE2,
-    PYROUTE2_IMPORT_TRACEBACK,
     SCHEDULERS,
-    IpvsClient,
-    IpvsError,
     Service,
     desired_destination,
     plan_destinations,
@@ -212,7 +209,6 @@ from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
     with_changes,
 )
 
-FAMILIES = {"ipv4": 4, "ipv6": 6}
 SCHEDULER_FLAGS = ["sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2", "flag-3"]
 
 
@@ -337,20 +333,7 @@ def main():
         required_together=[("address", "port")],
         supports_check_mode=True,
     )
-    if not HAS_PYROUTE2:
-        module.fail_json(
-            msg=missing_required_lib("pyroute2 >= 0.9.6"), exception=PYROUTE2_IMPORT_TRACEBACK
-        )
-    try:
-        with IpvsClient() as client:
-            manager = ServiceManager(module, client)
-            if module.params["state"] == "present":
-                manager.present()
-            else:
-                manager.absent()
-    except (IpvsError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**manager.results())
+    run_manager(module, ServiceManager)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ if COLLECTIONS.strip() not in sys.path:
 
 PREFIX = "ansible_collections.lvs.ha.plugins"
 ipvs = importlib.import_module(f"{PREFIX}.module_utils.lvsagent.ipvs")
+ipvs_module = importlib.import_module(f"{PREFIX}.module_utils.ipvs_module")
 
 WEB = {"address": "10.0.0.100", "port": 80}
 WEB_KEY = ipvs.ServiceKey.for_address("10.0.0.100", 80)
@@ -36,7 +37,7 @@ def run(kernel, capsys, monkeypatch):
 
     def run_module(name, args, check=False):
         module = importlib.import_module(f"{PREFIX}.modules.{name}")
-        monkeypatch.setattr(module, "IpvsClient", lambda: ipvs.IpvsClient(kernel))
+        monkeypatch.setattr(ipvs_module, "IpvsClient", lambda: ipvs.IpvsClient(kernel))
         args = dict(args, _ansible_check_mode=check, _ansible_diff=True)
         with patch_module_args(args), pytest.raises(SystemExit):
             module.main()
@@ -182,8 +183,7 @@ def test_kernel_errors_fail_the_module(run, kernel, monkeypatch):
 
 
 def test_missing_pyroute2_is_reported(run, monkeypatch):
-    module = importlib.import_module(f"{PREFIX}.modules.ipvs_service")
-    monkeypatch.setattr(module, "HAS_PYROUTE2", False)
+    monkeypatch.setattr(ipvs_module, "HAS_PYROUTE2", False)
     result = run("ipvs_service", WEB)
     assert result["failed"] is True
     assert "pyroute2 >= 0.9.6" in result["msg"]

@@ -1,0 +1,42 @@
+# Copyright: lvs.ha contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the IPVS modules share on the Ansible side: opening the client and failing clearly."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
+    HAS_PYROUTE2,
+    PYROUTE2_IMPORT_TRACEBACK,
+    IpvsClient,
+    IpvsError,
+)
+
+FAMILIES = {"ipv4": 4, "ipv6": 6}
+
+
+@contextmanager
+def ipvs_client(module):
+    """An IpvsClient; a missing pyroute2, a kernel without IPVS or a bad value fails the task."""
+    if not HAS_PYROUTE2:
+        module.fail_json(
+            msg=missing_required_lib("pyroute2 >= 0.9.6"), exception=PYROUTE2_IMPORT_TRACEBACK
+        )
+    try:
+        with IpvsClient() as client:
+            yield client
+    except (IpvsError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+
+
+def run_manager(module, manager_class):
+    """Runs manager.present() or .absent() as `state` asks and exits with its results."""
+    with ipvs_client(module) as client:
+        manager = manager_class(module, client)
+        if module.params["state"] == "present":
+            manager.present()
+        else:
+            manager.absent()
+    module.exit_json(**manager.results())
