@@ -8,11 +8,9 @@ there; the agent never waits for them before acting.
 from __future__ import annotations
 
 import asyncio
-import logging
-import shlex
 from typing import Optional
 
-log = logging.getLogger("lvsagent.vrrp")
+from ..lvs.engine import run_script
 
 
 class Notifier:
@@ -30,30 +28,16 @@ class Notifier:
         generic_script: Optional[str],
     ) -> None:
         """Run the script for `state` (MASTER/BACKUP/FAULT/STOP) and the generic one."""
+        reason = f"{kind.lower()} {name} {state}"
         if state_script:
-            self._spawn(shlex.split(state_script))
+            self._spawn(state_script, reason)
         if generic_script:
-            self._spawn([*shlex.split(generic_script), kind, name, state, str(priority)])
+            self._spawn(f"{generic_script} {kind} {name} {state} {priority}", reason)
 
-    def _spawn(self, argv: list[str]) -> None:
-        task = self.loop.create_task(self._run(argv))
+    def _spawn(self, command: str, reason: str) -> None:
+        task = self.loop.create_task(run_script(command, reason))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-
-    async def _run(self, argv: list[str]) -> None:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            status = await process.wait()
-        except OSError as error:
-            log.warning("Failed to exec notify script %s: %s", argv[0], error.strerror)
-            return
-        if status != 0:
-            log.info("Notify script %s exited with status %d", argv[0], status)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Give running notify scripts (notify_stop at shutdown) a chance to finish."""
