@@ -106,8 +106,8 @@ def _open_socket(spec: CheckSpec) -> socket.socket:
 def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"timeout after {timeout:g}s"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
 
 
