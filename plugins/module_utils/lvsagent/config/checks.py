@@ -311,7 +311,6 @@ class Checker:
             )
         if server.kind != "ip":
             self.derive_family(server)
-        self.check_scheduler_flags(server)
         if server.persistence_granularity is not None:
             is_mask = "." in server.persistence_granularity
             if is_mask != (server.family == 4):
@@ -360,20 +359,6 @@ class Checker:
                 if entry.address:
                     server.family = ipaddress.ip_address(entry.address).version
                     return
-
-    def check_scheduler_flags(self, server: VirtualServer) -> None:
-        kept = []
-        for flag in server.scheduler_flags:
-            owner = flag.split("-")[0]
-            if owner in ("sh", "mh") and server.lvs_sched != owner:
-                self.warning(
-                    server.location,
-                    f"virtual server {server.name}: {flag} only applies to the {owner} "
-                    "scheduler - ignoring",
-                )
-                continue
-            kept.append(flag)
-        server.scheduler_flags = kept
 
     # ---- host ------------------------------------------------------------------------------
 

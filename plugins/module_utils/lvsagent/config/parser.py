@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -48,6 +48,8 @@ from .model import (
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
+INTEGER = re.compile(r"[+-]?[0-9]+")
+DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 VIP_SCOPES = ("site", "link", "host", "nowhere", "global")
 VIP_UNSUPPORTED_OPTIONS = (
@@ -207,11 +209,10 @@ class Builder:
 
     def integer(self, node: Node, low: int, high: int, text: Optional[str] = None) -> int:
         raw = self.value(node) if text is None else text
-        try:
-            number = int(raw, 10)
-        except ValueError:
+        if not INTEGER.fullmatch(raw):
             self.error(node, f"{node.keyword}: '{raw}' is not an integer")
-            raise Invalid from None
+            raise Invalid
+        number = int(raw, 10)
         if not low <= number <= high:
             self.error(node, f"{node.keyword}: {number} is out of range {low}-{high}")
             raise Invalid
@@ -219,12 +220,11 @@ class Builder:
 
     def number(self, node: Node, low: float, high: float, text: Optional[str] = None) -> float:
         raw = self.value(node) if text is None else text
-        try:
-            number = float(raw)
-        except ValueError:
+        if not DECIMAL.fullmatch(raw):
             self.error(node, f"{node.keyword}: '{raw}' is not a number")
-            raise Invalid from None
-        if not math.isfinite(number) or not low <= number <= high:
+            raise Invalid
+        number = float(raw)
+        if not low <= number <= high:
             self.error(node, f"{node.keyword}: {raw} is out of range {low:g}-{high:g}")
             raise Invalid
         return number
@@ -429,7 +429,13 @@ class Builder:
     @staticmethod
     def tainted(node: Node) -> bool:
         """True when part of the block was rejected, so missing settings are expected."""
-        return any(child.unsupported or Builder.tainted(child) for child in node.children or [])
+        waiting = list(node.children or [])
+        while waiting:
+            child = waiting.pop()
+            if child.unsupported:
+                return True
+            waiting.extend(child.children or [])
+        return False
 
     # ---- vrrp_sync_group -------------------------------------------------------------------
 
@@ -637,7 +643,10 @@ class Builder:
         if words[0] != "weight" or len(words) < 2:
             self.error(node, f"{node.keyword}: expected 'weight N', got '{' '.join(words)}'")
             raise Invalid
-        weight = self.integer(node, low, high, words[1])
+        weight = int(words[1], 10) if INTEGER.fullmatch(words[1]) else high + 1
+        if not low <= weight <= high:
+            self.error(node, f"{node.keyword}: weight must be between {low} and {high}")
+            raise Invalid
         return weight, self.reverse_option(node, words[2:])
 
     def vrrp_instance(self, node: Node, config: Config) -> None:
@@ -751,9 +760,7 @@ class Builder:
         if len(node.args) > 1:
             options = " ".join(node.args[1:])
             if method == "TUN":
-                self.error(
-                    node, f"lvs_method TUN {options}: tunnel types not supported by lvs-agent"
-                )
+                self.error(node, f"lvs_method TUN {options}: not supported by lvs-agent")
             else:
                 self.error(node, f"lvs_method {method}: unexpected '{options}'")
             raise Invalid
@@ -847,7 +854,27 @@ class Builder:
             )
         for pending in state.pending:
             self.resolve_checker(pending, server, state.defaults)
+        self.drop_foreign_scheduler_flags(server, state)
         config.virtual_servers.append(server)
+
+    def drop_foreign_scheduler_flags(self, server: VirtualServer, state: BlockState) -> None:
+        """sh-port and friends only mean something to their scheduler; keepalived drops them."""
+        kept = []
+        for flag in server.scheduler_flags:
+            owner = flag.split("-")[0]
+            if owner in ("sh", "mh") and server.lvs_sched != owner:
+                where = state.explicit[flag]
+                self.report(
+                    Problem(
+                        where.file,
+                        where.line,
+                        f"{flag} only applies to the {owner} scheduler - ignoring",
+                        "warning",
+                    )
+                )
+                continue
+            kept.append(flag)
+        server.scheduler_flags = kept
 
     # ---- real_server and checkers ----------------------------------------------------------
 

@@ -1,0 +1,100 @@
+"""The operator's seed configs pass; every keepalived sample passes or fails only with
+"not supported by lvs-agent" errors, each at the line that uses the feature."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from lvsagent.config import ConfigError, load
+
+SHARED = os.environ.get("LVS_HA_SHARED", "/work/shared")
+SAMPLES = os.path.join(SHARED, "reference", "keepalived-samples")
+SEEDS = sorted(glob.glob(os.path.join(SHARED, "seed", "*.conf")))
+
+NOT_SUPPORTED = ": not supported by lvs-agent"
+# sample -> the exact unsupported errors, as (line, message)
+EXPECTED_UNSUPPORTED = {
+    "keepalived.conf.HTTP_GET.port": [],
+    "keepalived.conf.IPv6": [(24, "SMTP_CHECK")],
+    "keepalived.conf.PING_CHECK": [(23, "PING_CHECK")],
+    "keepalived.conf.SMTP_CHECK": [(39, "SMTP_CHECK"), (58, "SMTP_CHECK"), (89, "SMTP_CHECK")],
+    "keepalived.conf.SSL_GET": [(20, "auth_type AH")],
+    "keepalived.conf.UDP_CHECK": [(23, "UDP_CHECK")],
+    "keepalived.conf.conditional_conf": [
+        (3, "conditional configuration line (@high)"),
+        (4, "conditional configuration line (@low)"),
+        (7, "conditional configuration line (@high)"),
+        (8, "conditional configuration line (@low)"),
+        (19, "conditional configuration line (@high)"),
+        (20, "conditional configuration line (@low)"),
+        (23, "use_vmac"),
+    ],
+    "keepalived.conf.fwmark": [],
+    "keepalived.conf.inhibit": [],
+    "keepalived.conf.misc_check": [],
+    "keepalived.conf.misc_check_arg": [],
+    "keepalived.conf.quorum": [],
+    "keepalived.conf.sample": [],
+    "keepalived.conf.status_code": [],
+    "keepalived.conf.track_interface": [(7, "static_routes"), (28, "virtual_routes")],
+    "keepalived.conf.virtual_server_group": [],
+    "keepalived.conf.virtualhost": [],
+    "keepalived.conf.vrrp": [],
+    "keepalived.conf.vrrp.localcheck": [],
+    "keepalived.conf.vrrp.lvs_syncd": [(11, "lvs_sync_daemon_interface")],
+    "keepalived.conf.vrrp.routes": [(7, "static_routes"), (25, "virtual_routes")],
+    "keepalived.conf.vrrp.rules": [(9, "static_rules"), (24, "virtual_rules")],
+    "keepalived.conf.vrrp.scripts": [],
+    "keepalived.conf.vrrp.static_ipaddress": [(7, "static_ipaddress"), (21, "virtual_routes")],
+    "keepalived.conf.vrrp.sync": [],
+}
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(SAMPLES), reason="shared reference absent")
+
+
+def test_every_sample_is_listed():
+    assert sorted(os.listdir(SAMPLES)) == sorted(EXPECTED_UNSUPPORTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_UNSUPPORTED))
+def test_sample_passes_or_fails_only_with_not_supported_lines(name):
+    path = os.path.join(SAMPLES, name)
+    expected = [(path, line, what + NOT_SUPPORTED) for line, what in EXPECTED_UNSUPPORTED[name]]
+    try:
+        config = load(path, host_checks=False)
+    except ConfigError as error:
+        errors = [(p.file, p.line, p.message) for p in error.problems if p.severity == "error"]
+        assert errors == expected
+    else:
+        assert expected == []
+        assert config.vrrp_instances or config.virtual_servers
+
+
+@pytest.mark.parametrize("path", SEEDS, ids=os.path.basename)
+def test_seed_configs_pass_without_host_checks(path):
+    config = load(path, host_checks=False)
+    (server,) = config.virtual_servers
+    assert (server.address, server.port, server.protocol) == ("192.168.179.199", 80, "TCP")
+    assert (server.lvs_sched, server.lvs_method, server.persistence_timeout) == ("rr", "DR", 60)
+    assert server.delay_loop == 6.0
+    for real in server.real_servers:
+        assert real.weight == 100
+        (checker,) = real.checkers
+        assert (checker.retry, checker.delay_before_retry) == (3, 3.0)
+    (instance,) = config.vrrp_instances
+    assert (instance.virtual_router_id, instance.advert_int) == (51, 5.0)
+    assert instance.auth_type == "PASS"
+    assert [str(v.address) for v in instance.virtual_ipaddresses] == ["192.168.179.199/32"]
+
+
+def test_master_seed_in_detail():
+    config = load(os.path.join(SHARED, "seed", "master.keepalived.conf"), host_checks=False)
+    (instance,) = config.vrrp_instances
+    assert (instance.state, instance.interface, instance.priority) == ("MASTER", "ens32", 100)
+    reals = config.virtual_servers[0].real_servers
+    assert [(r.address, r.port) for r in reals] == [("192.168.179.104", 80), ("192.168.179.99", 80)]
+    checker = reals[0].checkers[0]
+    assert (checker.kind, checker.connect_timeout, checker.connect_port) == ("TCP_CHECK", 10.0, 80)
