@@ -1,0 +1,404 @@
+"""ARP suppression on an LVS-DR real server: the VIPs on `lo`, arp_ignore/arp_announce.
+
+A DR real server holds the VIP so that it accepts the packets the director forwards, but must
+never answer ARP for it (the director owns the VIP on the LAN). This module applies that now
+(/proc/sys and netlink) and persists it: a sysctl.d file for the sysctls and a small systemd
+unit for the addresses (both replayed at boot), plus a JSON state file that remembers the
+values found before the first change so that `absent()` can restore them.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from typing import Optional
+
+try:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+except ImportError as exc:  # ansible-test's import test and check-config run without it
+    HAS_PYROUTE2 = False
+    PYROUTE2_IMPORT_ERROR: Optional[ImportError] = exc
+    PYROUTE2_IMPORT_TRACEBACK: Optional[str] = traceback.format_exc()
+    IPRoute = None
+
+    class NetlinkError(Exception):  # placeholder so `except NetlinkError` stays valid
+        code = 0
+
+else:
+    HAS_PYROUTE2 = True
+    PYROUTE2_IMPORT_ERROR = None
+    PYROUTE2_IMPORT_TRACEBACK = None
+
+PROC_SYS = "/proc/sys"
+SYSCTL_FILE = "/etc/sysctl.d/90-lvs-ha-arp-suppress.conf"
+UNIT_DIR = "/etc/systemd/system"
+UNIT_NAME = "lvs-ha-vips.service"
+STATE_FILE = "/var/lib/lvs-ha/arp_suppress.json"
+HEADER = "# Managed by lvs.ha.arp_suppress (LVS-DR real server): do not edit.\n"
+ARP_PARAMS = ("arp_ignore", "arp_announce")
+
+
+class ArpSuppressError(Exception):
+    """A problem the operator must fix; the message says which setting and why."""
+
+
+def normalize_vip(text: str) -> str:
+    """`10.0.0.1` -> `10.0.0.1/32`; only host routes make sense on lo (a /24 would answer
+    for the whole subnet)."""
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError as exc:
+        raise ArpSuppressError(f"{text!r} is not an IP address") from exc
+    if iface.network.prefixlen != iface.max_prefixlen:
+        raise ArpSuppressError(f"VIP {text} must be a single address (/32 or /128)")
+    return str(iface)
+
+
+def sysctl_key(interface: str, param: str) -> str:
+    """sysctl's dotted name; a dot inside an interface name (VLAN eth0.10) is written `/`."""
+    return f"net.ipv4.conf.{interface.replace('.', '/')}.{param}"
+
+
+def sysctl_path(key: str, proc_sys: str = PROC_SYS) -> str:
+    parts = key.split(".")
+    return os.path.join(proc_sys, *[p.replace("/", ".") for p in parts])
+
+
+@dataclass
+class Settings:
+    vips: list[str] = field(default_factory=list)
+    interface: str = "lo"
+    label: Optional[str] = None
+    arp_ignore: int = 1
+    arp_announce: int = 2
+    arp_interfaces: list[str] = field(default_factory=lambda: ["all", "lo"])
+    persist: bool = True
+    sysctl_file: str = SYSCTL_FILE
+    unit_dir: str = UNIT_DIR
+    state_file: str = STATE_FILE
+
+    def __post_init__(self) -> None:
+        self.vips = sorted({normalize_vip(v) for v in self.vips}, key=_address_order)
+        if self.label is None:
+            self.label = f"{self.interface}:lvs"
+        if self.label != self.interface and not self.label.startswith(f"{self.interface}:"):
+            raise ArpSuppressError(f"label {self.label!r} must start with '{self.interface}:'")
+        if len(self.label) > 15:
+            raise ArpSuppressError(f"label {self.label!r} is longer than 15 characters")
+
+    def wanted_sysctls(self) -> dict[str, str]:
+        values = {"arp_ignore": self.arp_ignore, "arp_announce": self.arp_announce}
+        return {
+            sysctl_key(iface, param): str(values[param])
+            for iface in self.arp_interfaces
+            for param in ARP_PARAMS
+        }
+
+    @property
+    def unit_file(self) -> str:
+        return os.path.join(self.unit_dir, UNIT_NAME)
+
+    @property
+    def wants_link(self) -> str:
+        return os.path.join(self.unit_dir, "multi-user.target.wants", UNIT_NAME)
+
+
+def _address_order(cidr: str) -> tuple[int, int]:
+    iface = ipaddress.ip_interface(cidr)
+    return iface.version, int(iface.ip)
+
+
+def sysctl_file_text(sysctls: dict[str, str]) -> str:
+    return HEADER + "".join(f"{key} = {value}\n" for key, value in sysctls.items())
+
+
+def unit_file_text(settings: Settings) -> str:
+    """A oneshot unit that puts the VIPs back on every boot, before the network comes up.
+
+    A unit rather than ifupdown/netplan/NetworkManager configuration: it is the same on every
+    systemd distribution, it owns one file of its own, and it does not depend on which network
+    manager (if any) handles `lo`.
+    """
+    starts, stops = [], []
+    for vip in settings.vips:
+        label = ["label", settings.label] if ipaddress.ip_interface(vip).version == 4 else []
+        dev = ["dev", settings.interface]
+        starts.append(" ".join(["ExecStart=/sbin/ip", "addr", "replace", vip, *dev, *label]))
+        stops.append(" ".join(["ExecStop=-/sbin/ip", "addr", "del", vip, *dev]))
+    return (
+        HEADER
+        + "[Unit]\n"
+        + "Description=LVS-DR virtual IPs on the loopback (lvs.ha.arp_suppress)\n"
+        + "DefaultDependencies=no\n"
+        + "After=local-fs.target systemd-sysctl.service\n"
+        + "Before=network-pre.target\n"
+        + "Wants=network-pre.target\n\n"
+        + "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        + "".join(f"{line}\n" for line in starts + stops)
+        + "\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+class ProcSys:
+    """Reads and writes sysctls under /proc/sys (of the caller's network namespace)."""
+
+    def __init__(self, root: str = PROC_SYS):
+        self.root = root
+
+    def read(self, key: str) -> str:
+        path = sysctl_path(key, self.root)
+        try:
+            with open(path) as handle:
+                return handle.read().strip()
+        except FileNotFoundError as exc:
+            raise ArpSuppressError(f"{key} does not exist (no such interface?)") from exc
+
+    def writable(self, key: str) -> bool:
+        return os.access(sysctl_path(key, self.root), os.W_OK)
+
+    def write(self, key: str, value: str) -> None:
+        with open(sysctl_path(key, self.root), "w") as handle:
+            handle.write(f"{value}\n")
+
+
+class LinkAddresses:
+    """Addresses of one interface over rtnetlink (pyroute2)."""
+
+    def __init__(self, interface: str):
+        if not HAS_PYROUTE2:
+            raise ArpSuppressError(f"pyroute2 >= 0.9.6 is required: {PYROUTE2_IMPORT_ERROR}")
+        self.interface = interface
+
+    def _index(self, ipr) -> int:
+        found = ipr.link_lookup(ifname=self.interface)
+        if not found:
+            raise ArpSuppressError(f"interface {self.interface} does not exist")
+        return found[0]
+
+    def list(self) -> list[str]:
+        with IPRoute() as ipr:
+            messages = ipr.get_addr(index=self._index(ipr))
+            return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in messages]
+
+    def add(self, cidr: str, label: str) -> None:
+        label_attr = {"label": label} if ipaddress.ip_interface(cidr).version == 4 else {}
+        self._request("add", cidr, errno.EEXIST, **label_attr)
+
+    def delete(self, cidr: str) -> None:
+        self._request("del", cidr, errno.EADDRNOTAVAIL)
+
+    def _request(self, command: str, cidr: str, done_code: int, **attrs) -> None:
+        """`done_code` is the error that means the address is already as asked."""
+        iface = ipaddress.ip_interface(cidr)
+        with IPRoute() as ipr:
+            index = self._index(ipr)
+            try:
+                ipr.addr(
+                    command,
+                    index=index,
+                    address=str(iface.ip),
+                    prefixlen=iface.network.prefixlen,
+                    **attrs,
+                )
+            except NetlinkError as exc:
+                if exc.code != done_code:
+                    raise ArpSuppressError(
+                        f"cannot {command} {cidr} on {self.interface}: {exc}"
+                    ) from exc
+
+
+def read_text(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_text(path: str, text: str) -> None:
+    """Atomic replace, mode 0644, parent folders created."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".lvs-ha-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_file(path: str) -> None:
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+class ArpSuppress:
+    """present()/absent() for one host. Each returns a result dict with `changed` and
+    `diff` (before/after); with check_mode nothing is written."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        check_mode: bool = False,
+        proc_sys: Optional[ProcSys] = None,
+        addresses: Optional[LinkAddresses] = None,
+    ):
+        self.settings = settings
+        self.check_mode = check_mode
+        self.proc_sys = proc_sys or ProcSys()
+        self.addresses = addresses or LinkAddresses(settings.interface)
+
+    # --- what is there now -------------------------------------------------------------
+    def _state(self) -> dict:
+        text = read_text(self.settings.state_file)
+        if not text:
+            return {"sysctls": {}, "vips": []}
+        try:
+            state = json.loads(text)
+        except ValueError as exc:
+            raise ArpSuppressError(f"{self.settings.state_file} is not valid JSON: {exc}") from exc
+        state.setdefault("sysctls", {})
+        state.setdefault("vips", [])
+        return state
+
+    def _files(self) -> dict[str, Optional[str]]:
+        s = self.settings
+        return {path: read_text(path) for path in (s.sysctl_file, s.unit_file)}
+
+    def _snapshot(self, sysctl_keys, vips, present_vips) -> dict:
+        return {
+            "sysctls": {key: self.proc_sys.read(key) for key in sysctl_keys},
+            "vips": [vip for vip in vips if vip in present_vips],
+            "files": {path: text or "" for path, text in self._files().items()},
+        }
+
+    # --- the two states ----------------------------------------------------------------
+    def present(self) -> dict:
+        s = self.settings
+        wanted = s.wanted_sysctls()
+        current = {key: self.proc_sys.read(key) for key in wanted}
+        on_link = set(self.addresses.list())
+        before = self._snapshot(wanted, s.vips, on_link)
+
+        to_set = {key: value for key, value in wanted.items() if current[key] != value}
+        self._refuse_read_only(to_set, current)
+        to_add = [vip for vip in s.vips if vip not in on_link]
+
+        state = self._state()
+        new_state = {
+            "sysctls": {**{k: current[k] for k in to_set}, **state["sysctls"]},
+            "vips": sorted(set(state["vips"]) | set(to_add), key=_address_order),
+        }
+        files = {}
+        if s.persist:
+            files[s.sysctl_file] = sysctl_file_text(wanted)
+            files[s.unit_file] = unit_file_text(s) if s.vips else None
+        if new_state != state:
+            files[s.state_file] = json.dumps(new_state, indent=2, sort_keys=True) + "\n"
+        files = {p: t for p, t in files.items() if read_text(p) != t}
+        link_target = s.unit_file if s.persist and s.vips else None
+        fix_link = _link_target(s.wants_link) != link_target
+
+        changed = bool(to_set or to_add or files or fix_link)
+        if changed and not self.check_mode:
+            # the state file first: if anything below fails, the old values are remembered
+            for path in sorted(files, key=lambda p: p != s.state_file):
+                _write_or_remove(path, files[path])
+            for key, value in to_set.items():
+                self.proc_sys.write(key, value)
+            for vip in to_add:
+                self.addresses.add(vip, s.label)
+            if fix_link:
+                _set_link(s.wants_link, link_target)
+
+        after = {
+            "sysctls": {**current, **to_set},
+            "vips": list(s.vips),
+            "files": {**before["files"], **{p: t or "" for p, t in files.items()
+                                            if p != s.state_file}},
+        }  # fmt: skip
+        return self._result(changed, before, after, new_state)
+
+    def absent(self) -> dict:
+        s = self.settings
+        state = self._state()
+        previous = state["sysctls"]
+        keys = list(dict.fromkeys([*s.wanted_sysctls(), *previous]))
+        current = {key: self.proc_sys.read(key) for key in keys}
+        on_link = set(self.addresses.list())
+        managed_vips = sorted(set(s.vips) | set(state["vips"]), key=_address_order)
+        before = self._snapshot(keys, managed_vips, on_link)
+
+        to_set = {k: v for k, v in previous.items() if current.get(k) != v}
+        self._refuse_read_only(to_set, current)
+        to_remove = [vip for vip in managed_vips if vip in on_link]
+        paths = [s.sysctl_file, s.unit_file, s.wants_link, s.state_file]
+        to_delete = [path for path in paths if os.path.lexists(path)]
+
+        changed = bool(to_set or to_remove or to_delete)
+        if changed and not self.check_mode:
+            for key, value in to_set.items():
+                self.proc_sys.write(key, value)
+            for vip in to_remove:
+                self.addresses.delete(vip)
+            # the state file last: it is what remembers the values to restore
+            for path in to_delete:
+                remove_file(path)
+
+        after = {
+            "sysctls": {**current, **to_set},
+            "vips": [],
+            "files": {path: "" for path in before["files"]},
+        }
+        return self._result(changed, before, after, {"sysctls": {}, "vips": []})
+
+    def _refuse_read_only(self, to_set: dict[str, str], current: dict[str, str]) -> None:
+        """Fail before changing anything when a value must change but cannot (a container)."""
+        for key, value in to_set.items():
+            if not self.proc_sys.writable(key):
+                raise ArpSuppressError(
+                    f"{key} is {current[key]} and must be {value}, but /proc/sys is read-only "
+                    f"here (a container?): set it when the container is created, e.g. "
+                    f"`podman run --sysctl {key}={value}`"
+                )
+
+    def _result(self, changed: bool, before: dict, after: dict, state: dict) -> dict:
+        s = self.settings
+        return {
+            "changed": changed,
+            "diff": {"before": before, "after": after},
+            "sysctls": after["sysctls"],
+            "vips": after["vips"],
+            "previous": state["sysctls"],
+            "sysctl_file": s.sysctl_file if s.persist else None,
+            "unit_file": s.unit_file if s.persist and s.vips else None,
+        }
+
+
+def _link_target(path: str) -> Optional[str]:
+    return os.readlink(path) if os.path.islink(path) else None
+
+
+def _set_link(path: str, target: Optional[str]) -> None:
+    """The `systemctl enable` symlink, made by hand: works in a chroot or a temporary root."""
+    remove_file(path)
+    if target:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(target, path)
+
+
+def _write_or_remove(path: str, text: Optional[str]) -> None:
+    if text is None:
+        remove_file(path)
+    else:
+        write_text(path, text)
