@@ -6,32 +6,15 @@ reference behaviour our own agent is compared with.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from testbed import keepalived
+from testbed.services import start_responder, tcp_answer
 
 pytestmark = pytest.mark.netns
 
 VIP = "192.168.77.100"
 PORT = 8080
-LISTENER = """
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("0.0.0.0", int(sys.argv[2])))
-server.listen()
-while True:
-    conn, _ = server.accept()
-    conn.sendall(sys.argv[1].encode())
-    conn.close()
-"""
-CLIENT = """
-import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1) as conn:
-    print(conn.recv(100).decode())
-"""
 
 
 def keepalived_conf(router_id: str, priority: int) -> str:
@@ -52,12 +35,6 @@ vrrp_instance VI_1 {{
 """
 
 
-def answer_from(client, address: str) -> str:
-    """The name the listener behind `address` sends, or "" when the connection fails."""
-    result = client.run([sys.executable, "-c", CLIENT, address, PORT], check=False, timeout=5)
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
 def adverts_of(host, capture) -> list[str]:
     return [line for line in capture.read() if f"{host.ip} > 224.0.0.18: VRRP" in line]
 
@@ -71,7 +48,7 @@ def test_keepalived_elects_master_and_fails_over_on_sigterm(lab, tmp_path):
     d2 = lab.host("d2", "192.168.77.12/24")
     client = lab.host("client", "192.168.77.20/24")
     for director in (d1, d2):
-        director.popen([sys.executable, "-c", LISTENER, director.short_name, PORT])
+        start_responder(director, PORT)
     adverts = lab.capture("proto 112")
 
     master = keepalived.start(d1, keepalived_conf("d1", 150), tmp_path)
@@ -80,13 +57,13 @@ def test_keepalived_elects_master_and_fails_over_on_sigterm(lab, tmp_path):
     d1.wait_for(lambda: has_vip(d1), timeout=10)
     assert not has_vip(d2), "both directors hold the VIP"
     assert client.run(["ping", "-c", "1", "-W", "2", VIP], check=False).returncode == 0
-    assert client.wait_for(lambda: answer_from(client, VIP), timeout=5) == "d1"
+    assert client.wait_for(lambda: tcp_answer(client, VIP, PORT), timeout=5) == "d1"
 
     master.terminate()
     master.wait(timeout=10)
     d2.wait_for(lambda: has_vip(d2), timeout=5)
     assert not has_vip(d1), "the stopped master kept the VIP"
-    assert client.wait_for(lambda: answer_from(client, VIP), timeout=5) == "d2"
+    assert client.wait_for(lambda: tcp_answer(client, VIP, PORT), timeout=5) == "d2"
     assert client.run(["ping", "-c", "1", "-W", "2", VIP], check=False).returncode == 0
 
     d2.wait_for(lambda: adverts_of(d2, adverts), timeout=3)

@@ -1,0 +1,46 @@
+"""Tiny TCP services for data-path tests: a responder that names its host, a one-shot client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .netns import Host
+
+RESPONDER = """
+import socket, sys
+server = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((sys.argv[2], int(sys.argv[3])))
+server.listen()
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(sys.argv[1].encode())
+    conn.close()
+"""
+CLIENT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])) as conn:
+    print(conn.recv(100).decode())
+"""
+
+
+def start_responder(host: Host, port: int, bind: str = "0.0.0.0") -> subprocess.Popen:
+    """Listen on `bind`:`port` in `host` and answer every connection with the host's short
+    name, so a client can tell which host it reached. Returns once it listens."""
+    proc = host.popen(
+        [sys.executable, "-c", RESPONDER, host.short_name, bind, port],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"the responder in {host.name} did not start (exit {proc.wait()})")
+    return proc
+
+
+def tcp_answer(client: Host, address: str, port: int, timeout: float = 1.0) -> str:
+    """What the service at `address`:`port` sends, seen from `client`; "" when it fails."""
+    argv = [sys.executable, "-c", CLIENT, address, port, timeout]
+    result = client.run(argv, check=False, timeout=timeout + 10)
+    return result.stdout.strip() if result.returncode == 0 else ""
