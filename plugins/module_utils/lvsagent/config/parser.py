@@ -490,7 +490,7 @@ class Builder:
             "interface": self.scalar("interface", self.interface_name),
             "virtual_router_id": self.ranged("virtual_router_id", 1, 255),
             "priority": self.ranged("priority", 1, 255),
-            "advert_int": self.timer("advert_int", 0.001, 255),
+            "advert_int": self.timer("advert_int", 0.001, 4095),  # per version in checks
             "version": self.ranged("version", 2, 3),
             "nopreempt": self.scalar("nopreempt", self.bare_flag),
             "preempt": self.preempt,

@@ -1,0 +1,202 @@
+"""Checks across objects and keepalived's completion rules for instances."""
+
+from __future__ import annotations
+
+import pytest
+from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
+
+from lvsagent.config import ConfigError, checks, loads
+
+
+def instance(*lines: str, vips: str = "10.0.0.100", name: str = "VI_1", vrid: int = 51) -> str:
+    body = "\n".join(f"    {line}" for line in lines)
+    return (
+        f"vrrp_instance {name} {{\n    interface eth0\n    virtual_router_id {vrid}\n{body}\n"
+        f"    virtual_ipaddress {{\n        {vips}\n    }}\n}}\n"
+    )
+
+
+def test_nopreempt_with_state_master_is_cleared_with_keepalived_warning():
+    config = parse(instance("state MASTER", "priority 150", "nopreempt"))
+    assert config.vrrp_instances[0].nopreempt is False
+    assert warnings_of(config) == [
+        "6: (VI_1) Warning - nopreempt will not work with initial state MASTER - clearing"
+    ]
+
+
+def test_nopreempt_is_reset_for_the_address_owner():
+    config = parse(instance("priority 255", "nopreempt"))
+    assert config.vrrp_instances[0].nopreempt is False
+    assert warnings_of(config) == [
+        "5: (VI_1) nopreempt is incompatible with priority 255 - resetting"
+    ]
+
+
+def test_preempt_delay_with_nopreempt_is_reset():
+    config = parse(instance("nopreempt", "preempt_delay 10"))
+    assert (config.vrrp_instances[0].nopreempt, config.vrrp_instances[0].preempt_delay) == (
+        True,
+        0.0,
+    )
+    assert warnings_of(config) == [
+        "5: (VI_1) preempt_delay is incompatible with nopreempt mode - resetting"
+    ]
+
+
+def test_priority_derived_from_state_and_state_from_priority():
+    master = parse(instance("state MASTER")).vrrp_instances[0]
+    assert master.priority == 255
+    owner = parse(instance("priority 255")).vrrp_instances[0]
+    assert owner.state == "MASTER"
+
+
+def test_long_pass_password_is_a_warning():
+    config = parse(instance("authentication {", "auth_type PASS", "auth_pass 123456789", "}"))
+    assert config.vrrp_instances[0].auth_pass == "123456789"
+    assert warnings_of(config) == [
+        "6: (VI_1) auth_pass is longer than 8 characters: only the first 8 are sent"
+    ]
+
+
+def test_authentication_is_dropped_for_vrrp_v3():
+    config = parse(instance("version 3", "authentication {", "auth_type PASS", "auth_pass x", "}"))
+    assert (config.vrrp_instances[0].auth_type, config.vrrp_instances[0].auth_pass) == (None, None)
+    message = "6: (VI_1) VRRP version 3 does not support authentication. Ignoring."
+    assert message in warnings_of(config)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["advert_int 1.4"],
+         "4: (VI_1) VRRPv2 advertisement interval 1.4s must be an integer - rounding to 1s"),
+        (["version 3", "advert_int 0.125"],
+         "5: (VI_1) VRRPv3 advertisement interval 0.125s must be in units of 10ms"
+         " - rounding to 0.13s"),
+    ],
+)  # fmt: skip
+def test_advert_int_rounding_per_version(lines, message):
+    assert message in warnings_of(parse(instance(*lines)))
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["advert_int 255.5"], "4: (VI_1) VRRPv2 advert_int 255.5s must be at most 255s"),
+        (["version 3", "advert_int 41"], "5: (VI_1) VRRPv3 advert_int 41s must be at most 40.95s"),
+    ],
+)
+def test_advert_int_range_per_version(lines, message):
+    assert message in errors_of(instance(*lines))
+
+
+def test_duplicate_vrid_on_one_interface():
+    text = instance() + instance(name="VI_2", vips="10.0.0.101")
+    assert errors_of(text) == [
+        "11: (VI_2) virtual_router_id 51 is already used on eth0 by VI_1 (test.conf:1)"
+    ]
+
+
+def test_same_vrid_allowed_on_other_interface_family_or_disjoint_unicast_peers():
+    other_family = instance() + instance(name="VI_2", vips="2001:db8::1")
+    parse(other_family)
+    peers_a = instance("unicast_peer {", "10.0.0.2", "}")
+    peers_b = instance("unicast_peer {", "10.0.0.3", "}", name="VI_2", vips="10.0.0.101")
+    parse(peers_a + peers_b)
+    same_peer = instance("unicast_peer {", "10.0.0.2", "}", name="VI_2", vips="10.0.0.101")
+    assert "already used on eth0" in errors_of(peers_a + same_peer)[0]
+
+
+def test_required_fields_and_families():
+    assert errors_of("vrrp_instance V {\n}\n") == [
+        "1: (V) virtual_router_id is required",
+        "1: (V) interface is required (unless unicast peers are given)",
+    ]
+    mixed = (
+        "7: (VI_1) 2001:db8::1/128: all virtual_ipaddress entries must be IPv4 (use "
+        "virtual_ipaddress_excluded to mix families)"
+    )
+    assert mixed in errors_of(instance(vips="10.0.0.1\n2001:db8::1"))
+    assert "4: (VI_1) cannot use IPv6 with VRRP version 2" in errors_of(
+        instance("version 2", vips="fe80::1")
+    )
+    assert "1: (VI_1) No VIP specified; at least one is required" in errors_of(
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n version 3\n}\n"
+    )
+
+
+def test_track_script_must_name_a_vrrp_script():
+    text = instance("track_script {", "chk_missing", "}")
+    assert errors_of(text) == ["5: (VI_1) track_script chk_missing: no vrrp_script of that name"]
+
+
+def test_sync_group_members_must_exist_once():
+    text = MINIMAL_INSTANCE + "vrrp_sync_group A {\n group {\n  VI_1\n  VI_X\n }\n}\n"
+    text += "vrrp_sync_group B {\n group {\n  VI_1\n }\n}\n"
+    errors = errors_of(text)
+    assert errors == [
+        "9: vrrp_sync_group A: no vrrp_instance named VI_X",
+        "15: vrrp_sync_group B: VI_1 is already in sync group A",
+    ]
+
+
+def test_old_style_sync_group_members_are_accepted_with_warning():
+    config = parse(MINIMAL_INSTANCE + "vrrp_sync_group A {\n VI_1\n}\n")
+    assert config.sync_groups[0].group == ["VI_1"]
+    assert (
+        "10: vrrp_sync_group A: instance names outside 'group { }' are deprecated"
+        in warnings_of(config)
+    )
+
+
+VS = "virtual_server {header} {{\n lvs_sched rr\n{body}\n}}\n"
+
+
+def virtual_server(header: str = "10.0.0.1 80", *body: str) -> str:
+    return VS.format(header=header, body="\n".join(body))
+
+
+def test_duplicate_virtual_servers_and_real_servers():
+    text = virtual_server() + virtual_server()
+    assert errors_of(text) == ["5: virtual server [10.0.0.1]:80 TCP already defined at test.conf:1"]
+    parse(virtual_server() + virtual_server("10.0.0.1 80", "protocol UDP"))
+    rs = "real_server 10.0.0.2 80 {\n}"
+    assert errors_of(virtual_server("10.0.0.1 80", rs, rs)) == [
+        "5: virtual server [10.0.0.1]:80: real server 10.0.0.2 port 80 already defined at "
+        "test.conf:3"
+    ]
+
+
+def test_port_omitted_only_when_persistent():
+    assert errors_of(virtual_server("10.0.0.1")) == [
+        "1: virtual server [10.0.0.1]: the port can only be omitted if the service is persistent"
+    ]
+    parse(virtual_server("10.0.0.1", "persistence_timeout 30"))
+
+
+def test_real_server_family_must_match_unless_tunnelled():
+    v6 = "real_server 2001:db8::1 80 {\n}"
+    assert errors_of(virtual_server("10.0.0.1 80", v6)) == [
+        "3: virtual server [10.0.0.1]:80: address family of real server 2001:db8::1 does not match"
+    ]
+    parse(virtual_server("10.0.0.1 80", "lvs_method TUN", v6))
+
+
+def test_group_virtual_server_needs_its_group():
+    assert errors_of(virtual_server("group NOPE")) == [
+        "1: virtual server [NOPE]: no virtual_server_group named NOPE"
+    ]
+
+
+def test_host_checks_look_for_interfaces(tmp_path, monkeypatch):
+    (tmp_path / "eth0").mkdir()
+    monkeypatch.setattr(checks, "SYS_CLASS_NET", str(tmp_path))
+    text = instance("track_interface {", "eth9", "}", vips="10.0.0.1 dev eth7")
+    with pytest.raises(ConfigError) as raised:
+        loads(text, "h.conf", host_checks=True)
+    assert [str(p) for p in raised.value.problems] == [
+        "h.conf:5: warning: (VI_1) track_interface eth9 does not exist on this host",
+        "h.conf:8: (VI_1) 10.0.0.1/32: interface eth7 does not exist on this host",
+    ]
+    loads(text.replace("eth7", "eth0").replace("eth9", "eth0"), "h.conf", host_checks=True)
+    parse(text)  # no host checks: the controller cannot know the director's interfaces
