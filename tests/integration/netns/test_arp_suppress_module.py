@@ -7,53 +7,22 @@ touched; the persisted files go to a temporary root (module options).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from testbed.ansible import ansible_env, local_argv, run_target
+
 pytestmark = pytest.mark.netns
 
-REPO = Path(__file__).resolve().parents[3]
-TARGETS = REPO / "tests" / "integration" / "targets"
 
-
-def ansible_env() -> dict[str, str]:
-    collections = subprocess.run(
-        [str(REPO / "tools" / "collection-path")], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": collections,
-        "ANSIBLE_ROLES_PATH": str(TARGETS),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_NOCOLOR": "1",
-    }
-
-
-def ansible_bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
-def run_in(host, argv, **kw):
-    return host.run(argv, check=False, timeout=300, env=ansible_env(), **kw)
+def run_in(host, argv):
+    return host.run(argv, check=False, timeout=300, env=ansible_env())
 
 
 def test_integration_target_in_a_namespace(lab, tmp_path):
     host = lab.host("rs1", "192.168.79.11/24")
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        "- hosts: localhost\n"
-        "  gather_facts: false\n"
-        "  roles: [arp_suppress]\n"
-    )  # fmt: skip
     root = tmp_path / "root"
-    result = run_in(host, [ansible_bin("ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}",
-                           "-e", f"arp_suppress_root={root}", str(playbook)])  # fmt: skip
+    result = run_target("arp_suppress", tmp_path, host, {"arp_suppress_root": root})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed=0" in result.stdout
     # and from outside the play: the namespace is as the role left it, the machine untouched
@@ -70,9 +39,7 @@ def adhoc(host, tmp_path, args: str, read_only: bool):
         f"{args} sysctl_file={tmp_path}/sysctl.conf unit_dir={tmp_path}/units "
         f"state_file={tmp_path}/state.json"
     )
-    ansible = [ansible_bin("ansible"), "localhost", "-i", "localhost,", "-c", "local",
-               "-e", f"ansible_python_interpreter={sys.executable}",
-               "-m", "lvs.ha.arp_suppress", "-a", module_args]  # fmt: skip
+    ansible = [*local_argv("ansible"), "localhost", "-m", "lvs.ha.arp_suppress", "-a", module_args]
     if read_only:
         script = (
             'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"'
@@ -91,6 +58,7 @@ def test_read_only_proc_sys_matching_succeeds_and_differing_fails(lab, tmp_path)
     assert status == "FAILED!", differing
     assert "net.ipv4.conf.all.arp_ignore is 0 and must be 1" in differing["msg"]
     assert "read-only" in differing["msg"]
+    assert not (tmp_path / "state.json").exists(), "wrote before failing"
     assert "192.0.2.20" not in host.run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout
 
     for key in ("all", "lo"):
