@@ -23,6 +23,11 @@ from .tracking import LinkMonitor, ScriptTracker
 log = logging.getLogger("lvsagent.vrrp")
 
 SYNC_FAULT = "sync group"
+GROUP_SCRIPTS = {
+    State.MASTER: "notify_master",
+    State.BACKUP: "notify_backup",
+    State.FAULT: "notify_fault",
+}
 
 
 def without_locations(value):
@@ -167,24 +172,23 @@ class VrrpEngine:
         ]
         self._propagating = True
         try:
+            if old == State.FAULT and any(
+                m.machine and m.machine.fault_reasons - {SYNC_FAULT} for m in members
+            ):
+                instance.machine.add_fault(SYNC_FAULT)  # a member is still faulty: the group too
+                return
             for member in members:
-                self._follow(member, instance, old, new)
+                self._follow(member, old, new)
         finally:
             self._propagating = False
-        if new in (State.MASTER, State.BACKUP, State.FAULT) and not self._group_settled(group, new):
-            return
-        if new in (State.MASTER, State.BACKUP, State.FAULT):
+        if new in GROUP_SCRIPTS and self._group_settled(group, new):
             log.info("VRRP_Group(%s) Syncing instances to %s state", group.name, new.value)
             self.notifier.state_changed(
                 "GROUP",
                 group.name,
                 new.value,
                 instance.machine.effective_priority,
-                {
-                    State.MASTER: group.notify_master,
-                    State.BACKUP: group.notify_backup,
-                    State.FAULT: group.notify_fault,
-                }[new],
+                getattr(group, GROUP_SCRIPTS[new]),
                 group.notify,
             )
 
@@ -196,7 +200,7 @@ class VrrpEngine:
         )
 
     @staticmethod
-    def _follow(member: Instance, leader: Instance, old: State, new: State) -> None:
+    def _follow(member: Instance, old: State, new: State) -> None:
         machine = member.machine
         if machine is None:
             return

@@ -115,8 +115,14 @@ class VrrpSocket:
                 datagram = packet.ipv4_header(source, destination, len(message), self._ip_id)
                 self.sock.sendto(datagram + message, (str(destination), 0))
             else:
-                scope = self.ifindex if destination.is_link_local or destination.is_multicast else 0
-                self.sock.sendto(message, (str(destination), 0, 0, scope))
+                # the source the checksum was computed with, whatever the routing would pick
+                source_info = struct.pack("16sI", source.packed, self.ifindex)
+                self.sock.sendmsg(
+                    [message],
+                    [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, source_info)],
+                    0,
+                    (str(destination), 0, 0, self.ifindex),
+                )
         except OSError as error:
             self._send_errors += 1
             if self._send_errors == 1 or error.errno not in (errno.ENETDOWN, errno.ENXIO):
