@@ -45,6 +45,13 @@ def start_pair(pair, tmp_path, extra1="", extra2=""):
     return a1, a2
 
 
+def add_uplink(host):
+    """A second interface to track: `uplink` loses carrier when `uplink_peer` goes down."""
+    host.run(["ip", "link", "add", "uplink", "type", "veth", "peer", "name", "uplink_peer"])
+    host.run(["ip", "link", "set", "uplink", "up"])
+    host.run(["ip", "link", "set", "uplink_peer", "up"])
+
+
 def test_election_sigterm_handover_and_preempt_back(pair, tmp_path):
     d1, d2 = pair
     a1, a2 = start_pair(pair, tmp_path)
@@ -120,9 +127,7 @@ def test_preempt_delay_is_honoured(pair, tmp_path):
 
 def test_track_interface_down_moves_the_vip(pair, tmp_path):
     d1, d2 = pair
-    d1.run(["ip", "link", "add", "uplink", "type", "veth", "peer", "name", "uplink_peer"])
-    d1.run(["ip", "link", "set", "uplink", "up"])
-    d1.run(["ip", "link", "set", "uplink_peer", "up"])
+    add_uplink(d1)
     a1, _ = start_pair(pair, tmp_path, extra1="  track_interface {\n    uplink\n  }\n")
     wait_single_holder(pair, d1)
     d1.run(["ip", "link", "set", "uplink_peer", "down"])  # uplink loses its carrier
@@ -173,9 +178,7 @@ def test_notify_scripts_get_keepalived_arguments(pair, tmp_path):
 
 def test_sync_group_members_move_together(pair, tmp_path):
     d1, d2 = pair
-    d1.run(["ip", "link", "add", "uplink", "type", "veth", "peer", "name", "uplink_peer"])
-    d1.run(["ip", "link", "set", "uplink", "up"])
-    d1.run(["ip", "link", "set", "uplink_peer", "up"])
+    add_uplink(d1)
     group = "vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
 
     def blocks(priority, track=""):
