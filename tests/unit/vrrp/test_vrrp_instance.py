@@ -1,0 +1,325 @@
+"""An instance's receive rules, sending, VIPs and tracking with the network replaced by fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+
+from lvsagent.config import loads
+from lvsagent.vrrp import packet
+from lvsagent.vrrp.engine import VrrpEngine
+from lvsagent.vrrp.instance import Instance, Services
+from lvsagent.vrrp.machine import State
+from lvsagent.vrrp.sockets import Received
+
+OURS = ipaddress.ip_address("192.168.77.11")
+PEER = ipaddress.ip_address("192.168.77.12")
+V2_PASS_FRAME = (
+    "01005e000012deff2ed707a8080045c0002800010000ff70ccdec0a84d0be0000012"
+    "213396010101cc3ec0a84d647365637265743132"
+)
+
+
+def conf_text(state="BACKUP", priority=150, extra="", prefix=""):
+    return f"""
+{prefix}
+vrrp_instance VI_1 {{
+  state {state}
+  interface eth0
+  virtual_router_id 51
+  priority {priority}
+  advert_int 1
+  authentication {{
+    auth_type PASS
+    auth_pass secret12
+  }}
+  virtual_ipaddress {{
+    192.168.77.100/24
+  }}
+{extra}
+}}
+"""
+
+
+class FakeSocket:
+    def __init__(self):
+        self.sent = []
+
+    def join(self, group):
+        self.group = group
+
+    def send(self, advert, source, destination):
+        self.sent.append((packet.encode(advert, source, destination), source, destination))
+        return True
+
+
+class FakeSockets:
+    def __init__(self):
+        self.socket = FakeSocket()
+        self.handlers = {}
+
+    def register(self, ifname, family, vrid, handler):
+        self.handlers[vrid] = handler
+        return self.socket
+
+    def unregister(self, ifname, family, vrid):
+        self.handlers.pop(vrid, None)
+
+    def close(self):
+        pass
+
+
+class FakeAddresses:
+    def __init__(self, present=()):
+        self.held = set(present)
+        self.log = []
+
+    async def source_address(self, ifname, family):
+        return OURS
+
+    async def present(self, vip, dev):
+        return str(vip.address.ip) in self.held
+
+    async def add(self, vip, dev):
+        self.log.append(("add", str(vip.address), dev))
+        self.held.add(str(vip.address.ip))
+
+    async def remove(self, vip, dev):
+        self.log.append(("remove", str(vip.address), dev))
+        self.held.discard(str(vip.address.ip))
+
+    def close(self):
+        pass
+
+
+class FakeAnnouncer:
+    def __init__(self):
+        self.announced = []
+
+    def announce(self, ifname, address):
+        self.announced.append((ifname, str(address)))
+
+    def close(self):
+        pass
+
+
+class FakeNotifier:
+    def __init__(self):
+        self.calls = []
+
+    def state_changed(self, kind, name, state, priority, state_script, generic_script):
+        self.calls.append((kind, name, state, priority))
+
+    async def drain(self):
+        pass
+
+
+class FakeLinks:
+    def __init__(self, up=True):
+        self.up = up
+        self.listeners = []
+
+    def watch(self, ifname, listener):
+        self.listeners.append(listener)
+        return self.up
+
+    def unwatch(self, listener):
+        pass
+
+    def close(self):
+        pass
+
+
+def services(loop, addresses=None, links=None):
+    return Services(
+        loop=loop,
+        sockets=FakeSockets(),
+        addresses=addresses or FakeAddresses(),
+        announcer=FakeAnnouncer(),
+        notifier=FakeNotifier(),
+        links=links or FakeLinks(),
+        scripts={},
+        drops=collections.Counter(),
+    )
+
+
+async def started(text, addresses=None, links=None):
+    config = loads(text)
+    shared = services(asyncio.get_running_loop(), addresses, links)
+    instance = Instance(config.vrrp_instances[0], config.global_defs, shared, lambda *a: None)
+    await instance.start()
+    await asyncio.sleep(0)
+    await instance._settle_vips()
+    return instance, shared
+
+
+def received(advert=None, ttl=255, message=None, source=PEER):
+    if message is None:
+        message = packet.encode(advert, source, packet.MCAST_GROUP4)
+    return Received(message, source, packet.MCAST_GROUP4, ttl, "eth0")
+
+
+def v2(priority, password="secret12", interval=1.0):
+    return packet.Advertisement(
+        version=2,
+        vrid=51,
+        priority=priority,
+        addresses=(ipaddress.ip_address("192.168.77.100"),),
+        interval=interval,
+        auth_type=packet.AUTH_PASS,
+        auth_data=packet.auth_data_for(password),
+    )
+
+
+def test_master_sends_keepalived_bytes_and_takes_the_vips():
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER"))
+        message, source, destination = shared.sockets.socket.sent[0]
+        assert message == bytes.fromhex(V2_PASS_FRAME)[34:]
+        assert (source, destination) == (OURS, packet.MCAST_GROUP4)
+        assert shared.addresses.log == [("add", "192.168.77.100/24", "eth0")]
+        assert shared.announcer.announced[:1] == [("eth0", "192.168.77.100")]
+        assert len(shared.announcer.announced) == 5  # vrrp_garp_master_repeat
+        assert shared.notifier.calls[-1] == ("INSTANCE", "VI_1", "MASTER", 150)
+        await instance.stop()
+        assert shared.sockets.socket.sent[-1][0][2] == 0  # priority 0 on the way out
+        assert shared.addresses.log[-1] == ("remove", "192.168.77.100/24", "eth0")
+        assert shared.notifier.calls[-1] == ("INSTANCE", "VI_1", "STOP", 150)
+
+    asyncio.run(scenario())
+
+
+def test_receive_rules_count_and_drop(caplog):
+    caplog.set_level(logging.DEBUG, logger="lvsagent")
+
+    async def scenario():
+        instance, shared = await started(conf_text(priority=100))
+        handler = shared.sockets.handlers[51]
+        handler(received(v2(150), ttl=64))
+        handler(received(v2(150, password="wrong123")))
+        handler(received(v2(150, interval=2.0)))
+        handler(received(message=b"\x21\x33"))
+        broken = bytearray(packet.encode(v2(150)))
+        broken[-1] ^= 1
+        handler(received(message=bytes(broken)))
+        v3 = packet.Advertisement(version=3, vrid=51, priority=150, addresses=())
+        handler(received(v3))
+        assert dict(shared.drops) == {
+            "ttl": 1,
+            "auth_password": 1,
+            "interval": 1,
+            "truncated": 1,
+            "checksum": 1,
+            "version": 1,
+        }
+        assert instance.machine.master_address is None
+        handler(received(v2(150)))
+        assert instance.machine.master_address == PEER
+        await instance.stop()
+
+    asyncio.run(scenario())
+    assert "(VI_1) received an invalid passwd!" in caplog.text
+    assert "secret12" not in caplog.text
+
+
+def test_master_steps_down_for_a_higher_keepalived_advert():
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", priority=100))
+        shared.sockets.handlers[51](
+            received(
+                message=bytes.fromhex(V2_PASS_FRAME)[34:], source=OURS.__class__("192.168.77.13")
+            )
+        )
+        await instance._settle_vips()
+        assert instance.machine.state == State.BACKUP
+        assert shared.addresses.log[-1][0] == "remove"
+        assert shared.notifier.calls[-1][2] == "BACKUP"
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_leftover_vip_of_a_crashed_run_is_removed_at_start():
+    async def scenario():
+        addresses = FakeAddresses(present={"192.168.77.100"})
+        instance, shared = await started(conf_text(), addresses=addresses)
+        assert addresses.log == [("remove", "192.168.77.100/24", "eth0")]
+        assert instance.machine.state == State.BACKUP
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_interface_down_at_start_is_fault_and_link_up_recovers():
+    async def scenario():
+        links = FakeLinks(up=False)
+        instance, _ = await started(conf_text(), links=links)
+        assert instance.machine.state == State.FAULT
+        for listener in links.listeners:
+            listener("eth0", True)
+        assert instance.machine.state == State.BACKUP
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unicast_peers_get_each_advert():
+    extra = (
+        "  unicast_src_ip 192.168.77.11\n"
+        "  unicast_peer {\n    192.168.77.12\n    192.168.77.13\n  }\n"
+    )
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra))
+        destinations = [str(dest) for _, _, dest in shared.sockets.socket.sent]
+        assert destinations == ["192.168.77.12", "192.168.77.13"]
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_track_interface_weight_changes_effective_priority():
+    extra = "  track_interface {\n    eth1 weight -60\n  }\n"
+
+    async def scenario():
+        links = FakeLinks(up=True)
+        instance, _ = await started(conf_text(extra=extra), links=links)
+        assert instance.machine.effective_priority == 150
+        for listener in links.listeners:
+            listener("eth1", False)
+        assert instance.machine.effective_priority == 90
+        assert instance.status()["effective_priority"] == 90
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_sync_group_members_follow_each_other():
+    text = conf_text(
+        prefix="vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
+    ) + conf_text().replace("VI_1", "VI_2").replace(
+        "virtual_router_id 51", "virtual_router_id 52"
+    ).replace("192.168.77.100", "192.168.77.101")
+
+    async def scenario():
+        config = loads(text)
+        engine = VrrpEngine(config, asyncio.get_running_loop())
+        fakes = services(engine.loop)
+        engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
+        engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+        seen = []
+        engine.add_state_listener(lambda name, state: seen.append((name, state)))
+        await engine.start()
+        engine.instances["VI_1"].machine.force_master()
+        assert {i.machine.state for i in engine.instances.values()} == {State.MASTER}
+        engine.instances["VI_2"].machine.add_fault("eth1 down")
+        assert {i.machine.state for i in engine.instances.values()} == {State.FAULT}
+        engine.instances["VI_2"].machine.clear_fault("eth1 down")
+        assert {i.machine.state for i in engine.instances.values()} == {State.BACKUP}
+        assert ("GROUP", "G1", "FAULT", 150) in fakes.notifier.calls
+        assert ("VI_2", "MASTER") in seen
+        await engine.stop()
+
+    asyncio.run(scenario())
