@@ -88,6 +88,8 @@ def test_destination_validation_and_comparison_ignores_counters():
     assert Destination("10.0.0.2", 80) != Destination("10.0.0.2", 80, weight=2)
     with pytest.raises(ValueError, match="forwarding"):
         Destination("10.0.0.2", 80, "route")
+    with pytest.raises(ValueError, match="lower_threshold 5 is above upper_threshold 0"):
+        Destination("10.0.0.2", 80, lower_threshold=5)
     with pytest.raises(ValueError, match="weight cannot be negative"):
         Destination("10.0.0.2", 80, weight=-1)
 
@@ -238,12 +240,12 @@ def test_render_matches_ipvsadm_layout():
     assert render_table(table).splitlines() == [
         "Prot LocalAddress:Port Scheduler Flags",
         "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
-        "FWM  1 rr",
         "TCP  10.0.0.100:80 wrr persistent 300 mask 255.255.255.0 ops",
         "  -> 10.0.0.2:80                  Route   1      0          3         ",
         "  -> 10.0.0.3:80                  Masq    2      12         0         ",
         "UDP  [2001:db8::53]:53 sh (sh-port)",
         "  -> [2001:db8::2]:53             Tunnel  1      0          0         ",
+        "FWM  1 rr",
     ]
 
 

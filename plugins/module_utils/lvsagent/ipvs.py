@@ -240,6 +240,11 @@ class Destination:
         for name in ("port", "weight", "upper_threshold", "lower_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative")
+        if self.lower_threshold > self.upper_threshold:  # the kernel answers ERANGE
+            raise ValueError(
+                f"lower_threshold {self.lower_threshold} is above upper_threshold "
+                f"{self.upper_threshold}"
+            )
 
     @property
     def family(self) -> int:
@@ -474,11 +479,12 @@ def _stats_columns(stats: Optional[Stats]) -> str:
 
 
 def _ipvsadm_sort_key(key: ServiceKey):
-    # ipvsadm lists services by protocol, address, port (fwmark services first, by mark).
+    # libipvs's ipvs_cmp_services: fwmark (0 for address services), family, protocol,
+    # address, port.
     if key.fwmark is not None:
-        return (0, key.family, key.fwmark, b"", 0)
+        return (key.fwmark, FAMILIES[key.family], 0, b"", 0)
     packed = ipaddress.ip_address(key.address).packed
-    return (PROTOCOLS[key.protocol], key.family, 0, packed, key.port)
+    return (0, FAMILIES[key.family], PROTOCOLS[key.protocol], packed, key.port)
 
 
 def _destination_sort_key(dest: Destination):
@@ -665,6 +671,8 @@ class IpvsClient:
     # -- destinations ---------------------------------------------------------------------
 
     def destinations(self, key: ServiceKey) -> list:
+        """The real servers of the service; none when the service does not exist (the kernel
+        answers a dump for a missing service with nothing)."""
         messages = self._dest_call("dump", f"list the real servers of {key}", key)
         return [_destination_from_message(msg) for msg in messages]
 
@@ -724,6 +732,8 @@ class IpvsClient:
             reason = "the real server does not exist"
         elif code in (errno.EPERM, errno.EACCES):
             reason = "permission denied: IPVS needs root (CAP_NET_ADMIN)"
+        elif code == errno.ERANGE:
+            reason = "the lower threshold is above the upper threshold (ERANGE)"
         elif code == errno.EINVAL:
             reason = "the kernel rejected the request as invalid (EINVAL)"
         else:
