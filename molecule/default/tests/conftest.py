@@ -1,0 +1,108 @@
+"""Fixtures for the lab's verification: testinfra hosts reached with `podman exec` (podman://),
+and the lab's settings read from the inventory that the converge used (inventory/lab)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+LAB_VARS = REPO / "inventory" / "lab" / "group_vars"
+DIRECTORS = ("lvs-director1", "lvs-director2")  # the first one is the configured MASTER
+REALSERVERS = {"lvs-rs1": "10.251.51.99", "lvs-rs2": "10.251.51.104"}
+CLIENT = "lvs-client"
+
+
+def podman_host(name: str):
+    return testinfra.get_host(f"podman://{name}")
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The settings the lab was converged with: VIP, VRRP and health-check timings."""
+    all_vars = yaml.safe_load((LAB_VARS / "all.yml").read_text())
+    director_vars = yaml.safe_load((LAB_VARS / "lvs_directors.yml").read_text())
+    service = director_vars["lvs_director_virtual_servers"][0]
+    check = service["check"]
+    advert = float(director_vars["lvs_director_advert_int"])
+    return {
+        "vip": all_vars["lvs_vip"],
+        "port": service["port"],
+        "nopreempt": os.environ.get("LVS_HA_NOPREEMPT", "false").lower() in ("1", "true", "yes"),
+        "advert_int": advert,
+        # keepalived's TCP_CHECK: a failing server is removed after its check fails `retry` more
+        # times, delay_before_retry apart, each attempt bounded by connect_timeout, the first one
+        # within delay_loop; the margin covers the agent's scheduling and `ipvsadm` polling.
+        "removal_bound": service["delay_loop"]
+        + (check["retry"] + 1) * check["connect_timeout"]
+        + check["retry"] * check["delay_before_retry"]
+        + 3.0,
+        "addition_bound": service["delay_loop"] + check["connect_timeout"] + 3.0,
+        # RFC 3768: master down after 3 adverts + skew; a stopping master sends priority 0, so
+        # the backup takes over after the skew time. The bound is the no-priority-0 case + margin.
+        "vrrp_bound": 3 * advert + advert + 2.0,
+    }
+
+
+@pytest.fixture(scope="session")
+def directors():
+    return {name: podman_host(name) for name in DIRECTORS}
+
+
+@pytest.fixture(scope="session")
+def realservers():
+    return {name: podman_host(name) for name in REALSERVERS}
+
+
+@pytest.fixture(scope="session")
+def client():
+    return podman_host(CLIENT)
+
+
+def vip_holders(directors, vip) -> list[str]:
+    holders = []
+    for name, host in directors.items():
+        out = host.check_output("ip -4 -o addr show")
+        if f" {vip}/" in out:
+            holders.append(name)
+    return holders
+
+
+def ipvs_realservers(host, vip, port) -> set[str]:
+    """Real servers of the virtual service VIP:PORT in this host's IPVS table (`ipvsadm -Ln`)."""
+    out = host.check_output("ipvsadm -Ln")
+    found, inside = set(), False
+    for line in out.splitlines():
+        fields = line.split()
+        if fields[:1] in (["TCP"], ["UDP"], ["FWM"], ["SCTP"]):
+            inside = fields[1] == f"{vip}:{port}"
+        elif inside and fields[:1] == ["->"] and fields[1] != "RemoteAddress:Port":
+            found.add(fields[1].rsplit(":", 1)[0])
+    return found
+
+
+def ask(client, vip, count=12) -> list[str]:
+    """`count` requests from the client to the VIP, one connection each; the pages' texts
+    (each real server's page names it), or "" for a request that got no answer."""
+    script = (
+        f"for i in $(seq {count}); do "
+        f"printf '%s\\n' \"$(curl -s --max-time 2 http://{vip}/)\"; done"
+    )
+    out = client.run(script).stdout
+    return [line.strip() for line in out.splitlines()][:count]
+
+
+def wait_for(predicate, timeout, interval=0.25):
+    """Polls predicate() until true; returns the seconds it took, or None on timeout."""
+    start = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            return None
+        time.sleep(interval)

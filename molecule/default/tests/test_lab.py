@@ -1,0 +1,107 @@
+"""The seed's scenario played out on the lab: observations from outside the agent.
+
+Runs in file order: each failure test restores what it broke before it ends.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import DIRECTORS, REALSERVERS, ask, ipvs_realservers, vip_holders, wait_for
+
+MASTER, BACKUP = DIRECTORS
+
+
+def current_master(directors, lab) -> str:
+    holders = vip_holders(directors, lab["vip"])
+    assert len(holders) == 1, f"VIP {lab['vip']} held by {holders or 'nobody'}"
+    return holders[0]
+
+
+def test_agents_are_running(directors):
+    for name, host in directors.items():
+        assert host.service("lvs-agent").is_running, f"lvs-agent is not running on {name}"
+        assert host.service("lvs-agent").is_enabled
+
+
+def test_exactly_one_director_holds_the_vip_and_it_is_the_master(directors, lab):
+    # Give a fresh pair the time of one election.
+    wait_for(lambda: len(vip_holders(directors, lab["vip"])) == 1, lab["vrrp_bound"])
+    holders = vip_holders(directors, lab["vip"])
+    assert len(holders) == 1, f"VIP held by {holders}"
+    if not lab["nopreempt"]:
+        assert holders == [MASTER]
+
+
+def test_agent_status_names_the_states(directors, lab):
+    master = current_master(directors, lab)
+    for name, host in directors.items():
+        out = host.check_output("lvs-agent status")
+        expected = "MASTER" if name == master else "BACKUP"
+        assert expected in out, f"{name}: {out}"
+
+
+def test_master_ipvs_table_lists_both_real_servers(directors, lab):
+    master = directors[current_master(directors, lab)]
+    wanted = set(REALSERVERS.values())
+    took = wait_for(lambda: ipvs_realservers(master, lab["vip"], lab["port"]) == wanted, lab["addition_bound"])
+    assert took is not None, master.check_output("ipvsadm -Ln")
+
+
+def test_requests_through_the_vip_are_answered_by_both_real_servers(client, lab):
+    answers = ask(client, lab["vip"])
+    assert "" not in answers, answers
+    assert set(answers) == set(REALSERVERS), answers
+
+
+def test_stopped_real_server_is_removed_then_added_back(directors, realservers, client, lab):
+    master = directors[current_master(directors, lab)]
+    stopped, other = "lvs-rs1", "lvs-rs2"
+    vip, port = lab["vip"], lab["port"]
+    realservers[stopped].check_output("systemctl stop nginx")
+    try:
+        took = wait_for(
+            lambda: REALSERVERS[stopped] not in ipvs_realservers(master, vip, port), lab["removal_bound"]
+        )
+        assert took is not None, f"{stopped} still in the table after {lab['removal_bound']} s"
+        print(f"{stopped} removed from the IPVS table {took:.1f} s after nginx stopped")
+        assert ipvs_realservers(master, vip, port) == {REALSERVERS[other]}
+        answers = ask(client, vip)
+        assert answers == [other] * len(answers), answers
+    finally:
+        realservers[stopped].check_output("systemctl start nginx")
+    took = wait_for(lambda: REALSERVERS[stopped] in ipvs_realservers(master, vip, port), lab["addition_bound"])
+    assert took is not None, f"{stopped} not back in the table after {lab['addition_bound']} s"
+    print(f"{stopped} added back {took:.1f} s after nginx started")
+    assert set(ask(client, vip)) == set(REALSERVERS)
+
+
+def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, client, lab):
+    vip = lab["vip"]
+    master_name = current_master(directors, lab)
+    backup_name = BACKUP if master_name == MASTER else MASTER
+    master = directors[master_name]
+    started = time.monotonic()
+    master.check_output("systemctl stop lvs-agent")
+    try:
+        took = wait_for(lambda: vip_holders(directors, vip) == [backup_name], lab["vrrp_bound"])
+        assert took is not None, f"VIP not moved to {backup_name}: holders {vip_holders(directors, vip)}"
+        print(f"VIP moved {master_name} -> {backup_name} in {time.monotonic() - started:.1f} s")
+        backup = directors[backup_name]
+        wait_for(lambda: ipvs_realservers(backup, vip, lab["port"]) == set(REALSERVERS.values()), lab["addition_bound"])
+        answers = ask(client, vip)
+        assert "" not in answers, answers
+        assert set(answers) == set(REALSERVERS), answers
+    finally:
+        master.check_output("systemctl start lvs-agent")
+
+    if lab["nopreempt"]:
+        # nopreempt: the restarted director stays BACKUP; the VIP stays where it is.
+        time.sleep(lab["vrrp_bound"])
+        assert vip_holders(directors, vip) == [backup_name]
+    else:
+        took = wait_for(lambda: vip_holders(directors, vip) == [master_name], lab["vrrp_bound"] + 2)
+        assert took is not None, f"VIP not given back to {master_name}: {vip_holders(directors, vip)}"
+        print(f"VIP back on {master_name} {took:.1f} s after its agent started (preempt)")
+    answers = ask(client, vip)
+    assert "" not in answers, answers
