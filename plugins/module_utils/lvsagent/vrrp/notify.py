@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-from ..lvs.engine import run_script
-
 
 class Notifier:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -35,6 +33,8 @@ class Notifier:
             self._spawn(f"{generic_script} {kind} {name} {state} {priority}", reason)
 
     def _spawn(self, command: str, reason: str) -> None:
+        from ..lvs.engine import run_script  # here: a VRRP-only agent never loads the IPVS code
+
         task = self.loop.create_task(run_script(command, reason))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
