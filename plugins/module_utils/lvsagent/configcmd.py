@@ -13,9 +13,9 @@ import sys
 from typing import Any
 
 from .config import Config, ConfigError, load
+from .config.render import MASK
 
 SECRET_FIELDS = ("auth_pass",)
-MASK = "********"
 
 
 def summary(config: Config) -> str:

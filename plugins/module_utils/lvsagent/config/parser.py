@@ -1050,3 +1050,35 @@ def load(path: str, *, host_checks: bool = True, overrides: Optional[dict] = Non
 def loads(text: str, filename: str = "<string>", *, host_checks: bool = False) -> Config:
     """Parse and check configuration text; includes are resolved relative to `filename`."""
     return run(filename, text, host_checks, None)
+
+
+# block of a vrrp_instance -> the VrrpInstance list its entries go to
+ENTRY_BLOCKS = {
+    "virtual_ipaddress": "virtual_ipaddresses",
+    "virtual_ipaddress_excluded": "virtual_ipaddresses_excluded",
+    "unicast_peer": "unicast_peers",
+    "track_interface": "track_interfaces",
+    "track_script": "track_scripts",
+}
+
+
+def parse_entry(block: str, text: str, filename: str = "<string>") -> Any:
+    """One entry of a vrrp_instance block, read exactly as in a file: e.g.
+    `parse_entry("virtual_ipaddress", "10.0.0.1/24 dev eth0")` -> VirtualAddress.
+
+    Returns a VirtualAddress, a peer address (str), a TrackInterface or a TrackScript;
+    raises ConfigError when the entry is invalid.
+    """
+    problems: list[Problem] = []
+    tokens = Lexer(Source(), problems.append).split_words(text, filename, 1)
+    words = [token.text for token in tokens if token.kind == "word"]
+    instance = VrrpInstance("entry")
+    if not words or len(words) != len(tokens):
+        problems.append(Problem(filename, 1, f"{block}: expected one entry, got '{text}'"))
+    else:
+        node = Node([block], filename, 1, children=[Node(words, filename, 1)])
+        Builder(problems.append).tables["vrrp_instance"][block](node, instance)
+    entries = getattr(instance, ENTRY_BLOCKS[block])
+    if any(problem.severity == "error" for problem in problems) or not entries:
+        raise ConfigError(problems)
+    return entries[0]

@@ -1,0 +1,171 @@
+"""The model back to keepalived syntax: one `vrrp_instance` block.
+
+`loads(render_instance(x))` gives back `x` (locations aside) for an instance as `load` returns
+it, so the vrrp_instance module can build the model, write its text and let the one parser
+judge it. Keywords at their default are left out, except `state` and `priority`, which are
+always written: keepalived derives each from the other when one is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from .model import TrackInterface, TrackScript, VirtualAddress, VrrpInstance
+
+MASK = "********"
+INDENT = "    "
+# characters that end or split a bare word, or start a comment or a block
+SPECIAL = set(" \t\"'#!{}\\")
+# a line starting with these means something else to the lexer (conditionals, parameters)
+SPECIAL_START = ("@", "$", "~")
+ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+LINE_BREAKS = "\u2028\u2029"  # str.splitlines() breaks there, no escape exists
+AUTH_PASS_LINE = re.compile(r"^([ \t]*auth_pass[ \t]+).*$", re.MULTILINE)
+NOTIFY_KEYWORDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+GARP_KEYWORDS = (
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_master_refresh",
+    "garp_master_refresh_repeat",
+)
+
+
+def quote(word: str) -> str:
+    """One word as the lexer will read it back: bare when it can be, else double-quoted."""
+    bare = word and word.isprintable() and not word.startswith(SPECIAL_START)
+    if bare and not SPECIAL.intersection(word):
+        return word
+    escaped = []
+    for char in word:
+        if char in ESCAPES:
+            escaped.append(ESCAPES[char])
+        elif not char.isprintable() and ord(char) < 0x100:
+            escaped.append(f"\\x{ord(char):02x}")
+        elif char in LINE_BREAKS:
+            raise ValueError(f"{word!r}: a line break cannot be written in a configuration word")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def number(value: float) -> str:
+    """`1.0` -> `1`, `0.5` -> `0.5`: the shortest text that reads back as the same float."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def statement(*words: object) -> str:
+    return " ".join(quote(str(word)) for word in words)
+
+
+def address_text(vip: VirtualAddress) -> str:
+    """`10.0.0.1` for a host address, `10.0.0.1/24` otherwise (keepalived's default is /32)."""
+    address = vip.address
+    if address.network.prefixlen == address.max_prefixlen:
+        return str(address.ip)
+    return address.with_prefixlen
+
+
+def render_virtual_address(vip: VirtualAddress) -> str:
+    """A virtual_ipaddress entry: `ADDRESS[/LEN] [brd B] [dev D] [scope S] [label L] ...`."""
+    words = [address_text(vip)]
+    for keyword, value in (
+        ("brd", vip.broadcast),
+        ("dev", vip.dev),
+        ("scope", vip.scope),
+        ("label", vip.label),
+        ("peer", vip.peer),
+    ):
+        if value is not None:
+            words += [keyword, value]
+    if vip.no_track:
+        words.append("no_track")
+    return statement(*words)
+
+
+def render_track(track: TrackInterface | TrackScript) -> str:
+    """`NAME [weight N [reverse]]`; a reverse without a weight cannot be written."""
+    if track.weight is None:
+        if track.reverse:
+            raise ValueError(f"track_script {track.name}: reverse needs a weight")
+        return statement(track.name)
+    if isinstance(track, TrackInterface) and track.weight == 0 and not track.reverse:
+        return statement(track.name)
+    words: list[object] = [track.name, "weight", track.weight]
+    if track.reverse:
+        words.append("reverse")
+    return statement(*words)
+
+
+def block(keyword: str, entries: list[str], depth: int = 1) -> list[str]:
+    pad = INDENT * depth
+    return [f"{pad}{keyword} {{", *(f"{pad}{INDENT}{entry}" for entry in entries), f"{pad}}}"]
+
+
+def render_instance(instance: VrrpInstance) -> str:
+    """The `vrrp_instance NAME { ... }` block of one instance, ending with a newline."""
+    pad = INDENT
+    lines = [f"vrrp_instance {quote(instance.name)} {{"]
+
+    def add(*words: object) -> None:
+        lines.append(pad + statement(*words))
+
+    add("state", instance.state)
+    if instance.interface is not None:
+        add("interface", instance.interface)
+    add("virtual_router_id", instance.virtual_router_id)
+    add("priority", instance.priority)
+    if instance.advert_int != 1.0:
+        add("advert_int", number(instance.advert_int))
+    if instance.version != 2:
+        add("version", instance.version)
+    if instance.nopreempt:
+        add("nopreempt")
+    if instance.preempt_delay:
+        add("preempt_delay", number(instance.preempt_delay))
+    if instance.auth_type is not None or instance.auth_pass is not None:
+        entries = []
+        if instance.auth_type is not None:
+            entries.append(statement("auth_type", instance.auth_type))
+        if instance.auth_pass is not None:
+            entries.append(statement("auth_pass", instance.auth_pass))
+        lines += block("authentication", entries)
+    if instance.unicast_src_ip is not None:
+        add("unicast_src_ip", instance.unicast_src_ip)
+    if instance.mcast_src_ip is not None:
+        add("mcast_src_ip", instance.mcast_src_ip)
+    if instance.unicast_peers:
+        lines += block("unicast_peer", [statement(peer) for peer in instance.unicast_peers])
+    if instance.virtual_ipaddresses:
+        vips = [render_virtual_address(vip) for vip in instance.virtual_ipaddresses]
+        lines += block("virtual_ipaddress", vips)
+    if instance.virtual_ipaddresses_excluded:
+        vips = [render_virtual_address(vip) for vip in instance.virtual_ipaddresses_excluded]
+        lines += block("virtual_ipaddress_excluded", vips)
+    if instance.track_interfaces:
+        lines += block("track_interface", [render_track(t) for t in instance.track_interfaces])
+    if instance.track_scripts:
+        lines += block("track_script", [render_track(t) for t in instance.track_scripts])
+    if instance.dont_track_primary:
+        add("dont_track_primary")
+    for keyword in NOTIFY_KEYWORDS:
+        script: Optional[str] = getattr(instance, keyword)
+        if script is not None:
+            add(keyword, script)
+    for keyword in GARP_KEYWORDS:
+        value = getattr(instance, keyword)
+        if value is not None:
+            add(keyword, value)
+    if not instance.checksum_with_pseudo_header:
+        add("v3_checksum_as_v2")
+    if instance.accept is not None:
+        add("accept" if instance.accept else "no_accept")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def mask_secrets(text: Optional[str]) -> Optional[str]:
+    """The text with every `auth_pass` value replaced by ********, for diffs and logs."""
+    if text is None:
+        return None
+    return AUTH_PASS_LINE.sub(lambda match: match.group(1) + MASK, text)
