@@ -103,6 +103,8 @@ class Instance:
         await self._settle_vips()
         self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
         self.services.links.unwatch(self._link_changed)
+        for tracker in self.services.scripts.values():
+            tracker.unsubscribe(self._script_changed)
         self.services.notifier.state_changed(
             "INSTANCE",
             self.name,
@@ -290,11 +292,8 @@ class Instance:
         self._announce_burst(self._garp_setting("garp_master_repeat"))
         delay = self._garp_setting("garp_master_delay")
         if delay:
-            self._garp_timers.append(
-                loop.call_later(
-                    delay, self._announce_burst, self._garp_setting("garp_master_repeat")
-                )
-            )
+            repeat = self._garp_setting("garp_master_repeat")
+            self._keep_timer(loop.call_later(delay, self._announce_burst, repeat))
         refresh = self._garp_setting("garp_master_refresh")
         if refresh:
             self._schedule_refresh(loop.time() + refresh, refresh)
@@ -304,13 +303,19 @@ class Instance:
             self._announce_burst(self._garp_setting("garp_master_refresh_repeat"))
             self._schedule_refresh(when + every, every)
 
-        self._garp_timers.append(self.services.loop.call_at(when, refresh))
+        self._keep_timer(self.services.loop.call_at(when, refresh))
+
+    def _keep_timer(self, timer: asyncio.TimerHandle) -> None:
+        """Remember a pending announcement so leaving MASTER can cancel it; forget fired ones."""
+        now = self.services.loop.time()
+        self._garp_timers = [t for t in self._garp_timers if t.when() >= now]
+        self._garp_timers.append(timer)
 
     def _announce_burst(self, count: int) -> None:
         spacing = self.global_defs.vrrp_garp_interval
         for number in range(max(1, count)):
             if spacing:
-                self._garp_timers.append(
+                self._keep_timer(
                     self.services.loop.call_later(number * spacing, self._announce_all)
                 )
             else:

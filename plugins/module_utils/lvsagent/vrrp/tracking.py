@@ -93,13 +93,24 @@ class LinkMonitor:
         except OSError:
             return
         for ifindex, up in parse_link_events(data):
-            ifname = self._index.get(ifindex)
+            ifname = self._index.get(ifindex) or self._learn(ifindex)
             if ifname is None or self._state.get(ifname) == up:
                 continue
             self._state[ifname] = up
             log.info("Netlink reports %s %s", ifname, "up" if up else "down")
             for listener in list(self._listeners.get(ifname, [])):
                 listener(ifname, up)
+
+    def _learn(self, ifindex: int) -> str | None:
+        """A watched interface that did not exist yet when watching started."""
+        try:
+            ifname = socket.if_indextoname(ifindex)
+        except OSError:
+            return None
+        if ifname not in self._listeners:
+            return None
+        self._index[ifindex] = ifname
+        return ifname
 
     def close(self) -> None:
         if self._sock is not None:
@@ -121,6 +132,10 @@ class ScriptTracker:
 
     def subscribe(self, listener: Callable[[str, bool], None]) -> None:
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[str, bool], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def start(self) -> None:
         if self._task is None:
