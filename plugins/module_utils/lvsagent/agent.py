@@ -22,6 +22,10 @@ from .vrrp.machine import LoopClock
 log = logging.getLogger("lvsagent.agent")
 
 
+class StartupError(Exception):
+    """Something the agent needs is missing (e.g. IPVS in the kernel): log it, exit 1."""
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s lvs-agent: %(message)s"))
@@ -67,12 +71,16 @@ class Agent:
         control = ControlServer(
             self.args.control_socket, {"status": self.status, "reload": self.reload}
         )
+        exit_code = 0
         try:
             await control.start()
             await self._start_lvs(loop)
             if not await self._stop_requested_within(self.config.global_defs.vrrp_startup_delay):
                 await self.vrrp.start()
                 await self._stopping.wait()
+        except (StartupError, OSError) as error:
+            log.error("%s", error)
+            exit_code = 1
         finally:
             log.info("Stopping lvs-agent")
             await control.close()
@@ -80,7 +88,7 @@ class Agent:
             if self.lvs is not None:
                 await self.lvs.stop()
         log.info("Stopped lvs-agent")
-        return 0
+        return exit_code
 
     async def _stop_requested_within(self, seconds: float) -> bool:
         """vrrp_startup_delay: wait before VRRP starts, unless asked to stop meanwhile."""
@@ -94,10 +102,14 @@ class Agent:
         """The IPVS half plugs in here, only when the configuration declares virtual servers."""
         if not self.config.virtual_servers:
             return
-        from .ipvs import IpvsClient
+        from .ipvs import IpvsClient, IpvsError
         from .lvs import LvsEngine
 
-        self.lvs = LvsEngine(self.config, IpvsClient(), LoopClock(loop))
+        try:
+            client = IpvsClient()
+        except IpvsError as error:
+            raise StartupError(str(error)) from error
+        self.lvs = LvsEngine(self.config, client, LoopClock(loop))
         self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
         await self.lvs.start()
 

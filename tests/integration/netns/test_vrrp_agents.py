@@ -104,6 +104,24 @@ def test_link_cut_takeover_then_preempt_back(pair, tmp_path):
     wait_single_holder(pair, d1, timeout=15)
 
 
+def test_unicast_peers_without_multicast(pair, tmp_path):
+    d1, d2 = pair
+
+    def unicast(source, peer):
+        return f"  unicast_src_ip {source}\n  unicast_peer {{\n    {peer}\n  }}\n"
+
+    a1, a2 = start_pair(
+        pair,
+        tmp_path,
+        extra1=unicast("192.168.77.11", "192.168.77.12"),
+        extra2=unicast("192.168.77.12", "192.168.77.11"),
+    )
+    wait_single_holder(pair, d1)
+    assert stays(lambda: holders(pair) == [d1], 4)  # the backup hears the unicast adverts
+    a1.stop()
+    wait_single_holder(pair, d2, timeout=5)
+
+
 def test_nopreempt_keeps_the_lower_master(pair, tmp_path):
     d1, d2 = pair
     Agent(d2, tmp_path, config(instance_block(100, extra="  nopreempt\n"))).start()
