@@ -69,7 +69,7 @@ class Instance:
         return self.config.name
 
     # -- life cycle -----------------------------------------------------------------------------
-    async def start(self, remove_leftovers: bool = True) -> None:
+    async def start(self) -> None:
         config, services = self.config, self.services
         self.source = await self._choose_source()
         settings = MachineSettings(
@@ -91,8 +91,7 @@ class Instance:
         if not config.unicast_peers:
             self.socket.join(self._multicast_group())
         self._watch_tracking()
-        if remove_leftovers:
-            await self._remove_leftover_vips()
+        await self._remove_leftover_vips()
         self.machine.startup()
 
     async def stop(self) -> None:
