@@ -1,0 +1,44 @@
+# Shared by tools/molecule-test and tools/lab/{up,down} (sourced; bash).
+# Chooses where the lab's containers run and prepares that Podman.
+
+lab_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+lab_stage() { printf '\n===== %s (%s)\n' "$1" "$(date +%T)" >&2; }
+
+# True when this kernel has IPVS (then the containers can run on the host's Podman).
+lab_host_has_ipvs() {
+    [[ $(id -u) == 0 ]] &&
+        "$lab_repo/.venv/bin/python" -c 'from pyroute2 import IPVS; IPVS().service("dump")' >/dev/null 2>&1
+}
+
+# Decides the Podman to use; exports CONTAINER_HOST when it is the guest's. LVS_HA_PODMAN=host
+# forces the host's (for working on the roles where IPVS is missing).
+lab_wants_guest() {
+    [[ ${LVS_HA_PODMAN:-} != host ]] && ! lab_host_has_ipvs
+}
+
+# Boots the QEMU guest with the node image baked into its disk and serves its Podman API on
+# 127.0.0.1:PORT; exports CONTAINER_HOST.
+lab_start_guest_podman() {
+    local port=$1 tool tarball image
+    for tool in serve-podman stop-podman bake-image; do
+        if [[ ! -x $lab_repo/tools/guest/$tool ]]; then
+            echo "tools/guest/$tool is missing: this kernel has no IPVS, and the QEMU guest that" \
+                "would host the containers cannot serve Podman" >&2
+            return 1
+        fi
+    done
+    lab_stage "node image"
+    tarball=$("$lab_repo/tools/image/build")
+    image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag")
+    "$lab_repo/tools/guest/bake-image" "$tarball" "$image"
+    lab_stage "QEMU guest serving Podman on 127.0.0.1:$port"
+    "$lab_repo/tools/guest/serve-podman" "$port"
+    export CONTAINER_HOST=tcp://127.0.0.1:$port
+}
+
+lab_stop_guest_podman() {
+    local port=$1
+    lab_stage "stopping the QEMU guest"
+    "$lab_repo/tools/guest/stop-podman" "$port" || true
+}
