@@ -1,0 +1,74 @@
+# Shared by the tools/guest commands that boot the guest (sourced, not run). Not a build input.
+# shellcheck shell=bash
+# shellcheck source=tools/guest/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+require_guest() {
+    command -v qemu-system-x86_64 >/dev/null ||
+        die "qemu-system-x86_64 is missing: apt-get install qemu-system-x86 (or run tools/setup.sh)"
+    GUEST=$(find_guest)
+    [[ -n $GUEST ]] || die "the guest is not built for these inputs: run tools/guest/build"
+}
+
+# qemu_args MEMORY_MIB DISK SNAPSHOT(on|off) KERNEL_CMDLINE_EXTRA: the machine, into the array QEMU.
+# TCG because this host's KVM cannot boot a stock kernel; qemu64 measured faster than max.
+qemu_args() {
+    local memory=$1 disk=$2 snapshot=$3 extra=$4
+    QEMU=(qemu-system-x86_64
+        -accel tcg,thread=multi,tb-size=1024 -cpu qemu64 -m "$memory" -smp 2
+        -nodefaults -no-user-config -display none -no-reboot
+        -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initramfs.cpio"
+        -append "console=ttyS0 quiet panic=-1 $extra"
+        -drive "file=$disk,if=virtio,format=raw,cache=unsafe,snapshot=$snapshot"
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+}
+
+# The guest reports its command's status through isa-debug-exit: QEMU exits with (rc << 1) | 1.
+guest_status() {
+    local qemu_status=$1
+    if ((qemu_status % 2 == 1)); then
+        echo $((qemu_status >> 1))
+    else
+        echo "tools/guest: the guest stopped without reporting a status (qemu exit $qemu_status)" >&2
+        echo 125
+    fi
+}
+
+# Used in EXIT traps, so it must not fail (set -e would turn the script's status into 1).
+stop_qemu() {
+    kill "$1" 2>/dev/null || return 0
+    wait "$1" 2>/dev/null || true
+}
+
+# run_job MEMORY_MIB DISK SNAPSHOT CWD COMMAND [QEMU ARGS...]: boots the guest, runs the bash
+# COMMAND in CWD with the repository mounted at its host path, streams the serial console to
+# stdout and sets JOB_STATUS to the command's exit status. Never leaves QEMU behind.
+run_job() {
+    local memory=$1 disk=$2 snapshot=$3 cwd=$4 command=$5
+    shift 5
+    local job timeout=${LVS_HA_GUEST_TIMEOUT:-3600} waited=0 qemu_status=0
+    job=$(mktemp -d "${TMPDIR:-/tmp}/lvs-guest-job.XXXXXX")
+    printf '%s\n' "$REPO" >"$job/repo"
+    printf '%s\n' "$cwd" >"$job/cwd"
+    printf '%s\n' "$command" >"$job/command"
+    qemu_args "$memory" "$disk" "$snapshot" ""
+    "${QEMU[@]}" -serial stdio \
+        -virtfs "local,path=$REPO,mount_tag=repo,security_model=none" \
+        -virtfs "local,path=$job,mount_tag=job,security_model=none" "$@" </dev/null &
+    QEMU_PID=$!
+    # shellcheck disable=SC2064 # expand now: the job folder is local
+    trap "stop_qemu $QEMU_PID; rm -rf '$job'" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if [[ ! -e $job/booted ]] && ((waited >= BOOT_TIMEOUT)); then
+            die "the guest failed to boot within ${BOOT_TIMEOUT}s (LVS_HA_GUEST_BOOT_TIMEOUT)"
+        fi
+        ((waited < timeout)) || die "the guest command ran longer than ${timeout}s (LVS_HA_GUEST_TIMEOUT)"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    wait "$QEMU_PID" || qemu_status=$?
+    [[ -e $job/booted ]] || die "the guest failed to boot (qemu exit $qemu_status)"
+    JOB_STATUS=$(guest_status "$qemu_status")
+}
