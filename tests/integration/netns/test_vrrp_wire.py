@@ -1,0 +1,67 @@
+"""lvs-agent's frames on the lab wire equal real keepalived's (../shared/reference/vrrp-wire.md).
+
+Same setup as the reference capture (node 192.168.77.11, priority 150, VRID 51, VIP
+192.168.77.100/24, advert_int 1); only the source MAC differs, and it is substituted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from vrrp_support import Agent, config, holds, instance_block
+
+from lvsagent.vrrp import packet
+
+pytestmark = pytest.mark.netns
+
+REFERENCE_MAC = {2: "deff2ed707a8", 3: "b6bbad3f00d5"}
+V2_PASS = (
+    "01005e000012deff2ed707a8080045c0002800010000ff70ccdec0a84d0be0000012"
+    "213396010101cc3ec0a84d647365637265743132"
+)
+V3_IPV4 = (
+    "01005e000012b6bbad3f00d5080045c0002000010000ff70cce6c0a84d0be00000123133960100643c17c0a84d64"
+)
+V2_PRIORITY0_VRRP = "213300010101623fc0a84d647365637265743132"
+V3_PRIORITY0_VRRP = "313300010064d217c0a84d64"
+GARP = "ffffffffffffdeff2ed707a808060001080006040001deff2ed707a8c0a84d64ffffffffffffc0a84d64"
+
+
+def frames(capture) -> list[bytes]:
+    """Whole frames from `tcpdump -xx` output: a header line, then indented hex lines."""
+    found: list[str] = []
+    for line in capture.read("-xx"):
+        if not line[0].isspace():
+            found.append("")
+        elif found:
+            found[-1] += "".join(line.split(":", 1)[1].split())
+    return [bytes.fromhex(frame) for frame in found]
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_frames_equal_keepalived(lab, tmp_path, version):
+    node = lab.host("d1", "192.168.77.11/24", ipv6="fd00:77::11/64")
+    capture = lab.capture("proto 112 or arp")
+    auth = {"auth_pass": "secret12"} if version == 2 else {}
+    agent = Agent(node, tmp_path, config(instance_block(150, version=version, **auth))).start()
+    node.wait_for(lambda: holds(node), timeout=15)
+    time.sleep(1.5)
+    assert agent.stop() == 0
+    time.sleep(0.5)
+    capture.stop()
+    ours = node.mac.replace(":", "")
+
+    def as_reference(text: str) -> bytes:
+        return bytes.fromhex(text.replace(REFERENCE_MAC[version], ours))
+
+    seen = frames(capture)
+    adverts = [f for f in seen if f[12:14] == b"\x08\x00" and f[23] == packet.IPPROTO_VRRP]
+    first = as_reference(V2_PASS if version == 2 else V3_IPV4)
+    assert adverts[0] == first
+    # the IP ID counts up from 1, as keepalived's does
+    assert [int.from_bytes(f[18:20], "big") for f in adverts] == list(range(1, len(adverts) + 1))
+    resign = V2_PRIORITY0_VRRP if version == 2 else V3_PRIORITY0_VRRP
+    assert adverts[-1][34:].hex() == resign
+    garps = [f for f in seen if f[12:14] == b"\x08\x06"]
+    assert garps and all(f == bytes.fromhex(GARP.replace(REFERENCE_MAC[2], ours)) for f in garps)
