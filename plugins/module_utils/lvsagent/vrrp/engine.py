@@ -48,9 +48,9 @@ def without_locations(value):
 class VrrpEngine:
     """Runs the instances; `add_state_listener` tells others (LVS ha_suspend) of transitions."""
 
-    def __init__(self, config: Config, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
-        self.loop = loop or asyncio.get_event_loop()
+        self.loop = loop
         self.drops: collections.Counter = collections.Counter()
         self.addresses = AddressManager()
         self.announcer = Announcer()
