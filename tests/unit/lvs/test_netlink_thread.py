@@ -1,0 +1,45 @@
+"""IpvsThread runs the client where no asyncio loop is running, even when called from one."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from lvsagent.ipvs import IpvsError
+from lvsagent.lvs.netlink_thread import IpvsThread
+
+
+class LoopHatingClient:
+    """Fails like pyroute2's sync socket would inside a running loop."""
+
+    def __init__(self):
+        self.created_on = threading.get_ident()
+
+    def table(self):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return {"thread": threading.get_ident()}
+        raise RuntimeError("This event loop is already running")
+
+
+def test_calls_from_inside_a_loop_run_on_the_worker_thread():
+    async def use():
+        proxy = IpvsThread(LoopHatingClient)
+        return proxy, proxy.table()
+
+    proxy, answer = asyncio.run(use())
+    assert answer["thread"] == proxy._client.created_on != threading.get_ident()
+
+
+def test_only_client_operations_are_exposed_and_creation_errors_surface():
+    with pytest.raises(AttributeError):
+        IpvsThread(LoopHatingClient).close_everything  # noqa: B018
+
+    def no_ipvs():
+        raise IpvsError("IPVS is not available in this kernel: load the ip_vs module")
+
+    with pytest.raises(IpvsError, match="load the ip_vs module"):
+        IpvsThread(no_ipvs)
