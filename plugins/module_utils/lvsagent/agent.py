@@ -102,11 +102,12 @@ class Agent:
         """The IPVS half plugs in here, only when the configuration declares virtual servers."""
         if not self.config.virtual_servers:
             return
-        from .ipvs import IpvsClient, IpvsError
+        from .ipvs import IpvsError
         from .lvs import LvsEngine
+        from .lvs.netlink_thread import IpvsThread
 
         try:
-            client = IpvsClient()
+            client = IpvsThread()  # pyroute2's sync socket cannot run inside this loop
         except IpvsError as error:
             raise StartupError(str(error)) from error
         self.lvs = LvsEngine(self.config, client, LoopClock(loop))
