@@ -44,7 +44,9 @@ def test_agent_status_names_the_states(directors, lab):
 def test_master_ipvs_table_lists_both_real_servers(directors, lab):
     master = directors[current_master(directors, lab)]
     wanted = set(REALSERVERS.values())
-    took = wait_for(lambda: ipvs_realservers(master, lab["vip"], lab["port"]) == wanted, lab["addition_bound"])
+    took = wait_for(
+        lambda: ipvs_realservers(master, lab["vip"], lab["port"]) == wanted, lab["addition_bound"]
+    )
     assert took is not None, master.check_output("ipvsadm -Ln")
 
 
@@ -61,7 +63,8 @@ def test_stopped_real_server_is_removed_then_added_back(directors, realservers, 
     realservers[stopped].check_output("systemctl stop nginx")
     try:
         took = wait_for(
-            lambda: REALSERVERS[stopped] not in ipvs_realservers(master, vip, port), lab["removal_bound"]
+            lambda: REALSERVERS[stopped] not in ipvs_realservers(master, vip, port),
+            lab["removal_bound"],
         )
         assert took is not None, f"{stopped} still in the table after {lab['removal_bound']} s"
         print(f"{stopped} removed from the IPVS table {took:.1f} s after nginx stopped")
@@ -70,7 +73,9 @@ def test_stopped_real_server_is_removed_then_added_back(directors, realservers, 
         assert answers == [other] * len(answers), answers
     finally:
         realservers[stopped].check_output("systemctl start nginx")
-    took = wait_for(lambda: REALSERVERS[stopped] in ipvs_realservers(master, vip, port), lab["addition_bound"])
+    took = wait_for(
+        lambda: REALSERVERS[stopped] in ipvs_realservers(master, vip, port), lab["addition_bound"]
+    )
     assert took is not None, f"{stopped} not back in the table after {lab['addition_bound']} s"
     print(f"{stopped} added back {took:.1f} s after nginx started")
     assert set(ask(client, vip)) == set(REALSERVERS)
@@ -85,10 +90,15 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
     master.check_output("systemctl stop lvs-agent")
     try:
         took = wait_for(lambda: vip_holders(directors, vip) == [backup_name], lab["vrrp_bound"])
-        assert took is not None, f"VIP not moved to {backup_name}: holders {vip_holders(directors, vip)}"
+        assert took is not None, (
+            f"VIP not moved to {backup_name}: holders {vip_holders(directors, vip)}"
+        )
         print(f"VIP moved {master_name} -> {backup_name} in {time.monotonic() - started:.1f} s")
         backup = directors[backup_name]
-        wait_for(lambda: ipvs_realservers(backup, vip, lab["port"]) == set(REALSERVERS.values()), lab["addition_bound"])
+        wait_for(
+            lambda: ipvs_realservers(backup, vip, lab["port"]) == set(REALSERVERS.values()),
+            lab["addition_bound"],
+        )
         answers = ask(client, vip)
         assert "" not in answers, answers
         assert set(answers) == set(REALSERVERS), answers
@@ -101,7 +111,9 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         assert vip_holders(directors, vip) == [backup_name]
     else:
         took = wait_for(lambda: vip_holders(directors, vip) == [master_name], lab["vrrp_bound"] + 2)
-        assert took is not None, f"VIP not given back to {master_name}: {vip_holders(directors, vip)}"
+        assert took is not None, (
+            f"VIP not given back to {master_name}: {vip_holders(directors, vip)}"
+        )
         print(f"VIP back on {master_name} {took:.1f} s after its agent started (preempt)")
     answers = ask(client, vip)
     assert "" not in answers, answers

@@ -15,6 +15,14 @@ remote Podman): files are copied with `podman cp`, as the parent does whenever m
 
 from __future__ import annotations
 
+import shlex
+
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.connection import ConnectionBase, ensure_connect
+from ansible_collections.containers.podman.plugins.connection.podman import (
+    Connection as PodmanConnection,
+)
+
 DOCUMENTATION = """
     name: podman_pipelined
     short_description: containers.podman.podman with pipelining (podman exec -i)
@@ -59,14 +67,6 @@ DOCUMENTATION = """
         env:
           - name: ANSIBLE_PODMAN_EXECUTABLE
 """
-
-import shlex
-
-from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.connection import ConnectionBase, ensure_connect
-from ansible_collections.containers.podman.plugins.connection.podman import (
-    Connection as PodmanConnection,
-)
 
 
 class Connection(PodmanConnection):
