@@ -271,3 +271,36 @@ def test_status_reports_kernel_entries_with_health():
         await bed.engine.stop()
 
     run(test)
+
+
+async def wait_for_lines(path, count: int) -> list:
+    for _ in range(200):
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            break
+        await asyncio.sleep(0.02)
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_notify_and_quorum_scripts_and_omega_at_shutdown(tmp_path):
+    events = tmp_path / "events"  # scripts of one event run concurrently: compare sorted
+
+    def script(word):
+        return f"/bin/sh -c 'echo {word} >> {events}'"
+
+    async def test():
+        rs = RealServer(RS1, 80, 100, checkers=[tcp_check()])
+        rs.notify_up, rs.notify_down = script("rs-up"), script("rs-down")
+        vs = seed_vs(real_servers=[rs], quorum_up=script("quorum-up"), omega=True)
+        vs.quorum_down = script("quorum-down")
+        bed = Bed(vs)
+        await bed.engine.start()
+        bed.prober.fail(RS1, 80)
+        await bed.clock.advance(20)
+        assert sorted(await wait_for_lines(events, 2)) == ["quorum-down", "rs-down"]
+        bed.prober.succeed(RS1, 80)
+        await bed.clock.advance(6)
+        assert sorted((await wait_for_lines(events, 4))[2:]) == ["quorum-up", "rs-up"]
+        await bed.engine.stop()  # omega: what was up is notified down
+        assert sorted((await wait_for_lines(events, 6))[4:]) == ["quorum-down", "rs-down"]
+
+    run(test)

@@ -41,7 +41,7 @@ def _address(text: str) -> str:
     return ipaddress.ip_address(text).compressed
 
 
-@dataclass
+@dataclass(eq=False)
 class RealServerEntry:
     """One real server of one virtual server, and what its checks say about it."""
 
@@ -88,7 +88,7 @@ class RealServerEntry:
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class VirtualServerEntry:
     config: VirtualServer
     services: list[Service]  # one per kernel service (a group declares several)
@@ -245,6 +245,7 @@ class LvsEngine:
         self._prober = prober
         self._checks: dict[CheckSpec, HealthCheck] = {}
         self._servers: list[VirtualServerEntry] = []
+        self._users: dict[CheckSpec, list] = {}  # check -> [(virtual server, real server)]
         self._vrrp_states: dict[str, str] = {}
         self._dirty: set[ServiceKey] = set()
         self._full_pass_due = False
@@ -308,10 +309,15 @@ class LvsEngine:
         for spec, check in old_checks.items():
             if spec not in self._checks:
                 await check.stop()
-        for check in self._checks.values():
-            if check not in old_checks.values():
+        for spec, check in self._checks.items():
+            if spec not in old_checks:
                 check.start()
         self._servers = servers
+        self._users = {}
+        for vse in servers:
+            for rs in vse.real_servers:
+                for check in rs.checks:
+                    self._users.setdefault(check.spec, []).append((vse, rs))
         self._update_suspension()
 
     def _check_for(self, spec: CheckSpec, old_checks: dict) -> HealthCheck:
@@ -400,14 +406,15 @@ class LvsEngine:
     # -- health changes ---------------------------------------------------------------------
 
     def _check_changed(self, check: HealthCheck) -> None:
-        for vse in self._servers:
-            members = [rs for rs in vse.real_servers if check in rs.checks]
-            for rs in members:
-                self._refresh_real_server(vse, rs)
-            if members:
-                self._refresh_quorum(vse)
-                self._dirty.update(vse.keys)
-                self._wakeup.set()
+        touched = []
+        for vse, rs in self._users.get(check.spec, ()):
+            self._refresh_real_server(vse, rs)
+            if vse not in touched:
+                touched.append(vse)
+        for vse in touched:
+            self._refresh_quorum(vse)
+            self._dirty.update(vse.keys)
+            self._wakeup.set()
 
     def _refresh_real_server(self, vse: VirtualServerEntry, rs: RealServerEntry) -> None:
         alive, weight = rs.healthy(), rs.effective_weight()
@@ -488,7 +495,8 @@ class LvsEngine:
         """
         desired = {}
         for vse in self._servers:
-            desired.update({k: v for k, v in vse.desired().items() if k in keys})
+            if any(key in keys for key in vse.keys):
+                desired.update({k: v for k, v in vse.desired().items() if k in keys})
         try:
             current = reconciler.read_current(
                 self._client, set(desired) | set(retired), whole_table=full
