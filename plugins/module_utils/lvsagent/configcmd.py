@@ -18,6 +18,11 @@ from .config.render import MASK
 SECRET_FIELDS = ("auth_pass",)
 
 
+def say(line: object, stream: Any = None) -> None:
+    """One line of output (module_utils code may not call print(): ansible-test's pylint)."""
+    (stream or sys.stdout).write(f"{line}\n")
+
+
 def summary(config: Config) -> str:
     vips = sum(len(instance.virtual_ipaddresses) for instance in config.vrrp_instances)
     real_servers = sum(len(server.real_servers) for server in config.virtual_servers)
@@ -33,34 +38,36 @@ def check_config(args: Any) -> int:
         config = load(args.file, host_checks=not args.no_host_checks)
     except ConfigError as error:
         for problem in error.problems:
-            print(problem, file=sys.stderr)
+            say(problem, sys.stderr)
         return 1
     if args.strict and config.warnings:
         for problem in config.warnings:
-            print(problem, file=sys.stderr)
-        print(f"{args.file}: warnings are errors with --strict", file=sys.stderr)
+            say(problem, sys.stderr)
+        say(f"{args.file}: warnings are errors with --strict", sys.stderr)
         return 1
     for problem in config.warnings:
-        print(problem)
-    print(f"{args.file}: configuration OK: {summary(config)}")
+        say(problem)
+    say(f"{args.file}: configuration OK: {summary(config)}")
     return 0
 
 
-def to_plain(value: Any) -> Any:
-    """The model as JSON-ready data, with secrets masked."""
+def to_plain(value: Any, *, locations: bool = True) -> Any:
+    """The model as JSON-ready data, with secrets masked (and without `location`s if asked)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         plain = {}
         for item in dataclasses.fields(value):
             content = getattr(value, item.name)
+            if item.name == "location" and not locations:
+                continue
             if item.name in SECRET_FIELDS and content is not None:
                 plain[item.name] = MASK
             else:
-                plain[item.name] = to_plain(content)
+                plain[item.name] = to_plain(content, locations=locations)
         return plain
     if isinstance(value, dict):
-        return {str(key): to_plain(content) for key, content in value.items()}
+        return {str(key): to_plain(content, locations=locations) for key, content in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_plain(content) for content in value]
+        return [to_plain(content, locations=locations) for content in value]
     if isinstance(value, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         return value.with_prefixlen
     return value
@@ -72,11 +79,11 @@ def dump_config(args: Any) -> int:
         config = load(args.file, host_checks=False)
     except ConfigError as error:
         for problem in error.problems:
-            print(problem, file=sys.stderr)
+            say(problem, sys.stderr)
         return 1
     for problem in config.warnings:
-        print(problem, file=sys.stderr)
+        say(problem, sys.stderr)
     data = to_plain(config)
     data["warnings"] = [str(problem) for problem in config.warnings]
-    print(json.dumps(data, indent=2, sort_keys=False))
+    say(json.dumps(data, indent=2, sort_keys=False))
     return 0

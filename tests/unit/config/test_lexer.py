@@ -41,12 +41,12 @@ def test_quotes_group_words_and_keep_comment_characters():
 
 
 def test_escapes_inside_quotes():
-    nodes, _ = tree('x "a\\tb\\x41\\101\\"q"\n')
+    nodes = tree('x "a\\tb\\x41\\101\\"q"\n')[0]
     assert nodes[0].words == ["x", 'a\tbAA"q']
 
 
 def test_unterminated_quote_is_reported_with_its_line():
-    _, problems = tree('\nscript "abc\n')
+    problems = tree('\nscript "abc\n')[1]
     assert [(p.line, p.message) for p in problems] == [
         (2, 'unterminated quoted string (missing ")')
     ]

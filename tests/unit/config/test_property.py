@@ -36,7 +36,7 @@ INTERESTING = st.sampled_from(
 @st.composite
 def mutated_config(draw):
     text = draw(st.sampled_from(CORPUS))
-    for _ in range(draw(st.integers(1, 6))):
+    for _round in range(draw(st.integers(1, 6))):
         where = draw(st.integers(0, len(text)))
         action = draw(st.sampled_from(["insert", "delete", "replace_line"]))
         if action == "insert":

@@ -346,8 +346,8 @@ def build_tree(tokens: list[Token], report: Callable[[Problem], None]) -> list[N
             if not stack:
                 report(Problem(token.file, token.line, "unexpected '}'"))
                 continue
-            _, siblings = stack.pop()
+            siblings = stack.pop()[1]
     finish()
-    for node, _ in reversed(stack):
+    for node, _siblings in reversed(stack):
         report(Problem(node.file, node.line, f"{node.keyword}: missing '}}' to close this block"))
     return root

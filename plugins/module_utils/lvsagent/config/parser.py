@@ -994,7 +994,7 @@ class Builder:
         if not node.args or node.is_block:
             self.value(node)
         for word in node.args:
-            low_text, _, high_text = word.partition("-")
+            low_text, _dash, high_text = word.partition("-")
             low = self.integer(node, 100, 599, low_text)
             high = self.integer(node, low, 599, high_text) if high_text else low
             url.status_codes.append((low, high))
