@@ -37,13 +37,15 @@ stage_unit() {
 stage_sanity() {
   # ansible-test needs the collection at a real ansible_collections/lvs/ha path (no symlink),
   # outside this git checkout (inside it, git would hide the ignored copy from ansible-test).
-  local root tree
-  root="${TMPDIR:-/tmp}/lvs-ha-sanity-$(printf %s "$repo" | md5sum | cut -c1-12)"
-  tree="$root/ansible_collections/lvs/ha"
-  rm -rf "$root"
+  local root status
+  root=$(mktemp -d "${TMPDIR:-/tmp}/lvs-ha-sanity.XXXXXX")
+  local tree="$root/ansible_collections/lvs/ha"
   mkdir -p "$tree"
   git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$tree"
   (cd "$tree" && ansible-test sanity --local --python 3.11 --color no)
+  status=$?
+  rm -rf "$root"
+  return "$status"
 }
 
 stage_integration-host() {
