@@ -186,16 +186,25 @@ class UnvalidatedDestination(Destination):
 
 
 def test_kernel_without_ipvs_says_so():
+    """ip_vs unloaded and the kernel's module autoloading (which would bring it back for the
+    genetlink lookup) pointed at /bin/false for the time of the test."""
     ipvsadm("-C")
+    with open("/proc/sys/kernel/modprobe") as helper:
+        modprobe = helper.read().strip()
     with open("/proc/modules") as loaded:
         schedulers = [line.split()[0] for line in loaded if line.startswith("ip_vs_")]
-    modules = [*schedulers, "ip_vs"]
-    unloaded = subprocess.run(["modprobe", "-r", "-a", *modules], capture_output=True, text=True)
+    unloaded = subprocess.run(
+        ["modprobe", "-r", "-a", *schedulers, "ip_vs"], capture_output=True, text=True
+    )
     if unloaded.returncode != 0:
         pytest.skip(f"cannot unload ip_vs here: {unloaded.stderr.strip()}")
     try:
+        with open("/proc/sys/kernel/modprobe", "w") as helper:
+            helper.write("/bin/false\n")
         with pytest.raises(IpvsError) as exc:
             IpvsClient()
         assert str(exc.value) == "IPVS is not available in this kernel: load the ip_vs module"
     finally:
+        with open("/proc/sys/kernel/modprobe", "w") as helper:
+            helper.write(modprobe + "\n")
         subprocess.run(["modprobe", "ip_vs"], check=True)
