@@ -251,7 +251,7 @@ def test_info_returns_the_table_as_data(run, client):
     client.add_destination(WEB_KEY, ipvs.Destination("10.0.0.2", 80))
     result = run("ipvs_info", {})
     assert result["changed"] is False
-    fwmark, web = result["services"]
+    web, fwmark = result["services"]
     assert fwmark["fwmark"] == 2 and fwmark["realservers"] == []
     assert web["scheduler"] == "rr" and web["stats"]["connections"] == 0
     assert [(d["address"], d["weight"]) for d in web["realservers"]] == [
