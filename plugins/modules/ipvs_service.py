@@ -3,7 +3,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 # Ansible wants the documentation blocks before the imports.
-# ruff: noqa: E402
 
 from __future__ import annotations
 
