@@ -32,12 +32,17 @@ description:
 requirements:
   - pyroute2 >= 0.9.6
 author:
-  - lvs.ha contributors
+  - lvs.ha developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+  platform:
+    support: full
+    platforms: posix
 options:
   vips:
     description:

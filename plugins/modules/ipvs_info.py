@@ -19,13 +19,18 @@ requirements:
   - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
-  - lvs.ha contributors
+  - lvs.ha developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: The module only reads.
   diff_mode:
     support: none
+  platform:
+    support: full
+    platforms: posix
 options: {}
 seealso:
   - module: lvs.ha.ipvs_service

@@ -22,12 +22,17 @@ requirements:
   - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
-  - lvs.ha contributors
+  - lvs.ha developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+  platform:
+    support: full
+    platforms: posix
 options:
   address:
     description:
