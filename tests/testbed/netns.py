@@ -56,7 +56,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def _run(argv: list[str], check: bool = True, timeout: float = 30, **kw: Any):
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
-    proc = subprocess.run(argv, timeout=timeout, **kw)
+    proc = subprocess.run(argv, timeout=timeout, check=False, **kw)
     if check and proc.returncode != 0:
         raise CommandError(proc.returncode, argv, proc.stdout, proc.stderr)
     return proc
@@ -65,7 +65,7 @@ def _run(argv: list[str], check: bool = True, timeout: float = 30, **kw: Any):
 def run_id(pid: int | None = None) -> str:
     """`<pid>-<token>`: the pid lets the sweeper know the run is dead, the token separates
     several labs of one process."""
-    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(_TOKEN_LEN))
+    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _position in range(_TOKEN_LEN))
     return f"{os.getpid() if pid is None else pid}-{token}"
 
 
@@ -99,7 +99,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _kill_netns_processes(netns: str) -> None:
     """Kill whatever still runs in the namespace: daemons that forked away from our Popen."""
-    for _ in range(50):
+    for _attempt in range(50):
         pids = [int(p) for p in _ip("netns", "pids", netns, check=False).stdout.split()]
         pids = [p for p in pids if p != os.getpid()]
         if not pids:

@@ -91,7 +91,7 @@ def run(kernel, tmp_path, capsys):
 
 def files_under(root):
     found = {}
-    for folder, _, names in os.walk(root):
+    for folder, _subfolders, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
             if os.path.islink(path):
@@ -168,14 +168,14 @@ def test_absent_restores_the_values_found_before_the_first_change(run, kernel, t
 
 
 def test_absent_removes_vips_added_earlier_even_if_not_listed(run, kernel):
-    _, addresses = kernel
+    _proc, addresses = kernel
     run(VIPS)
     run({"state": "absent"})
     assert addresses.addresses == ["127.0.0.1/8", "::1/128"]
 
 
 def test_values_already_right_are_not_remembered_or_written(run, kernel):
-    proc, _ = kernel
+    proc, _addresses = kernel
     proc.values.update({k: ("1" if k.endswith("ignore") else "2") for k in KEYS})
     result = run({"persist": False})
     assert result["previous"] == {} and proc.writes == []

@@ -135,7 +135,7 @@ def test_edit_uses_set_never_update(client, kernel):
     client.add_service(Service(WEB))
     client.edit_service(Service(WEB, "rr", 30))
     assert ("service", "set") in kernel.commands
-    assert all(command != "update" for _, command in kernel.commands)
+    assert all(command != "update" for _request, command in kernel.commands)
     assert client.service(WEB) == Service(WEB, "rr", 30)
 
 

@@ -75,7 +75,7 @@ def test_service_check_mode_changes_nothing(run, kernel, client):
     result = run("ipvs_service", {**WEB, "state": "absent"}, check=True)
     assert result["changed"] is True and result["service"] == {}
     assert client.service(WEB_KEY) is not None
-    assert all(command in ("get", "dump") for _, command in kernel.commands)
+    assert all(command in ("get", "dump") for _request, command in kernel.commands)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from testbed.netns import port_name, run_id, stale_pattern
 
 
 def test_run_id_holds_the_pid_and_differs_between_labs():
-    ids = {run_id() for _ in range(50)}
+    ids = {run_id() for _attempt in range(50)}
     assert len(ids) == 50
     assert all(i.startswith(f"{os.getpid()}-") for i in ids)
 

@@ -194,7 +194,7 @@ def test_kernel_without_ipvs_says_so():
     with open("/proc/modules") as loaded:
         schedulers = [line.split()[0] for line in loaded if line.startswith("ip_vs_")]
     unloaded = subprocess.run(
-        ["modprobe", "-r", "-a", *schedulers, "ip_vs"], capture_output=True, text=True
+        ["modprobe", "-r", "-a", *schedulers, "ip_vs"], capture_output=True, text=True, check=False
     )
     if unloaded.returncode != 0:
         pytest.skip(f"cannot unload ip_vs here: {unloaded.stderr.strip()}")
