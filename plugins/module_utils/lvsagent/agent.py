@@ -83,8 +83,8 @@ class Agent:
             exit_code = 1
         finally:
             log.info("Stopping lvs-agent")
+            await self.vrrp.stop()  # first: the priority-0 adverts are what the peers wait for
             await control.close()
-            await self.vrrp.stop()
             if self.lvs is not None:
                 await self.lvs.stop()
         log.info("Stopped lvs-agent")

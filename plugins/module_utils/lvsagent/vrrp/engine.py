@@ -73,6 +73,9 @@ class VrrpEngine:
             await self._start_instance(self.config, instance_config)
 
     async def stop(self) -> None:
+        """Every master resigns at once (priority 0), then the VIPs go and the rest closes."""
+        for instance in self.instances.values():
+            instance.resign()
         for name in list(self.instances):
             await self._stop_instance(name)
         for tracker in self.scripts.values():

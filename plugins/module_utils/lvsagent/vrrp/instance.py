@@ -94,11 +94,16 @@ class Instance:
         await self._remove_leftover_vips()
         self.machine.startup()
 
+    def resign(self) -> None:
+        """Shutdown event: a master sends priority 0 so that a backup takes over at once."""
+        if self.machine is not None:
+            self.machine.shutdown()
+
     async def stop(self) -> None:
         """Resign (priority 0 when master), remove the VIPs, run notify_stop."""
         if self.machine is None:
             return
-        self.machine.shutdown()
+        self.resign()
         await self._settle_vips()
         self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
         self.services.links.unwatch(self._link_changed)
