@@ -4,7 +4,6 @@
 GUEST_TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(git -C "$GUEST_TOOLS" rev-parse --show-toplevel 2>/dev/null || (cd "$GUEST_TOOLS/../.." && pwd))
 CACHE=${LVS_HA_CACHE:-$HOME/.cache/lvs-ha}
-BOOT_TIMEOUT=${LVS_HA_GUEST_BOOT_TIMEOUT:-120}
 
 # Everything that ends up in the image; a change to any of them means another cache entry.
 BUILD_INPUTS=(build common.sh packages customize-rootfs guest-init initramfs-init)
@@ -21,7 +20,7 @@ guest_python_pins() {
 
 input_hash() {
     (
-        cd "$GUEST_TOOLS"
+        cd "$GUEST_TOOLS" || exit
         cat "${BUILD_INPUTS[@]}"
         guest_python_pins
     ) | sha256sum | cut -c1-12
@@ -30,7 +29,8 @@ input_hash() {
 # The newest built guest for the current build inputs, or nothing.
 find_guest() {
     local dir
-    dir=$(ls -1dt "$CACHE"/guest-*-"$(input_hash)" 2>/dev/null | head -n1)
+    dir=$(find "$CACHE" -maxdepth 1 -name "guest-*-$(input_hash)" -printf '%T@ %p\n' 2>/dev/null |
+        sort -rn | head -n1 | cut -d' ' -f2-)
     if [[ -n $dir && -f $dir/disk.img ]]; then
         echo "$dir"
     fi

@@ -3,6 +3,21 @@
 # shellcheck source=tools/guest/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+BOOT_TIMEOUT=${LVS_HA_GUEST_BOOT_TIMEOUT:-120}
+
+# Files removed when the script exits, whatever the reason (scripts append to it).
+CLEANUP_PATHS=()
+QEMU_PID=
+on_exit() {
+    if [[ -n $QEMU_PID ]] && kill "$QEMU_PID" 2>/dev/null; then
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+    rm -rf "${CLEANUP_PATHS[@]}"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 require_guest() {
     command -v qemu-system-x86_64 >/dev/null ||
         die "qemu-system-x86_64 is missing: apt-get install qemu-system-x86 (or run tools/setup.sh)"
@@ -10,17 +25,31 @@ require_guest() {
     [[ -n $GUEST ]] || die "the guest is not built for these inputs: run tools/guest/build"
 }
 
-# qemu_args MEMORY_MIB DISK SNAPSHOT(on|off) KERNEL_CMDLINE_EXTRA: the machine, into the array QEMU.
+# new_job DIR CWD COMMAND: the job the guest's init runs: the bash COMMAND in CWD, with the
+# repository mounted at its host path. The guest creates DIR/booted once it is up.
+new_job() {
+    local job=$1 cwd=$2 command=$3
+    mkdir -p "$job"
+    rm -f "$job/booted"
+    printf '%s\n' "$REPO" >"$job/repo"
+    printf '%s\n' "$cwd" >"$job/cwd"
+    printf '%s\n' "$command" >"$job/command"
+}
+
+# qemu_args MEMORY_MIB DISK SNAPSHOT(on|off) JOB: the machine, into the array QEMU.
 # TCG because this host's KVM cannot boot a stock kernel; qemu64 measured faster than max.
 qemu_args() {
-    local memory=$1 disk=$2 snapshot=$3 extra=$4
+    local memory=$1 disk=$2 snapshot=$3 job=$4
+    # shellcheck disable=SC2054 # the commas belong to QEMU's options
     QEMU=(qemu-system-x86_64
         -accel tcg,thread=multi,tb-size=1024 -cpu qemu64 -m "$memory" -smp 2
         -nodefaults -no-user-config -display none -no-reboot
         -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initramfs.cpio"
-        -append "console=ttyS0 quiet panic=-1 $extra"
+        -append "console=ttyS0 quiet panic=-1"
         -drive "file=$disk,if=virtio,format=raw,cache=unsafe,snapshot=$snapshot"
-        -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04
+        -virtfs "local,path=$REPO,mount_tag=repo,security_model=none"
+        -virtfs "local,path=$job,mount_tag=job,security_model=none")
 }
 
 # The guest reports its command's status through isa-debug-exit: QEMU exits with (rc << 1) | 1.
@@ -34,32 +63,19 @@ guest_status() {
     fi
 }
 
-# Used in EXIT traps, so it must not fail (set -e would turn the script's status into 1).
-stop_qemu() {
-    kill "$1" 2>/dev/null || return 0
-    wait "$1" 2>/dev/null || true
-}
-
-# run_job MEMORY_MIB DISK SNAPSHOT CWD COMMAND [QEMU ARGS...]: boots the guest, runs the bash
-# COMMAND in CWD with the repository mounted at its host path, streams the serial console to
-# stdout and sets JOB_STATUS to the command's exit status. Never leaves QEMU behind.
+# run_job MEMORY_MIB DISK SNAPSHOT CWD COMMAND [QEMU ARGS...]: boots the guest, runs the job
+# (see new_job), streams the serial console to stdout and sets JOB_STATUS to the command's
+# exit status. Never leaves QEMU behind.
 run_job() {
     local memory=$1 disk=$2 snapshot=$3 cwd=$4 command=$5
     shift 5
     local job timeout=${LVS_HA_GUEST_TIMEOUT:-3600} waited=0 qemu_status=0
     job=$(mktemp -d "${TMPDIR:-/tmp}/lvs-guest-job.XXXXXX")
-    printf '%s\n' "$REPO" >"$job/repo"
-    printf '%s\n' "$cwd" >"$job/cwd"
-    printf '%s\n' "$command" >"$job/command"
-    qemu_args "$memory" "$disk" "$snapshot" ""
-    "${QEMU[@]}" -serial stdio \
-        -virtfs "local,path=$REPO,mount_tag=repo,security_model=none" \
-        -virtfs "local,path=$job,mount_tag=job,security_model=none" "$@" </dev/null &
+    CLEANUP_PATHS+=("$job")
+    new_job "$job" "$cwd" "$command"
+    qemu_args "$memory" "$disk" "$snapshot" "$job"
+    "${QEMU[@]}" -serial stdio "$@" </dev/null &
     QEMU_PID=$!
-    # shellcheck disable=SC2064 # expand now: the job folder is local
-    trap "stop_qemu $QEMU_PID; rm -rf '$job'" EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if [[ ! -e $job/booted ]] && ((waited >= BOOT_TIMEOUT)); then
             die "the guest failed to boot within ${BOOT_TIMEOUT}s (LVS_HA_GUEST_BOOT_TIMEOUT)"
@@ -69,6 +85,26 @@ run_job() {
         waited=$((waited + 1))
     done
     wait "$QEMU_PID" || qemu_status=$?
+    QEMU_PID=
     [[ -e $job/booted ]] || die "the guest failed to boot (qemu exit $qemu_status)"
+    # shellcheck disable=SC2034 # read by the caller
     JOB_STATUS=$(guest_status "$qemu_status")
+}
+
+# Where serve-podman keeps the state of the guest serving on a port (pid, console log, job).
+podman_state_dir() {
+    local port=$1
+    if [[ ! $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+        die "not a TCP port: $port"
+    fi
+    echo "${TMPDIR:-/tmp}/lvs-ha-guest-podman-$port"
+}
+
+# The disk bake-image made last, else the plain one.
+podman_disk() {
+    if [[ -e $GUEST/baked.img ]]; then
+        readlink -f "$GUEST/baked.img"
+    else
+        echo "$GUEST/disk.img"
+    fi
 }
