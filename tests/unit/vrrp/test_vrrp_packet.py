@@ -49,7 +49,7 @@ def read_pcap(path: str) -> list[bytes]:
     return frames
 
 
-def vrrp_frames(path: str) -> list[tuple[bytes, ipaddress._BaseAddress, ipaddress._BaseAddress]]:
+def vrrp_frames(path: str) -> list[tuple[bytes, packet.IPAddress, packet.IPAddress]]:
     """(VRRP message, source, destination) of each VRRP frame in a capture."""
     found = []
     for frame in read_pcap(path):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..config.model import VirtualAddress
 from . import packet
+from .packet import IPAddress
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -73,7 +74,7 @@ class AddressManager:
             async for msg in await ipr.addr("dump")
         ]
 
-    async def source_address(self, ifname: str, family: int) -> ipaddress._BaseAddress | None:
+    async def source_address(self, ifname: str, family: int) -> IPAddress | None:
         """keepalived's choice: the primary IPv4 address, or the IPv6 link-local address."""
         ifindex = socket.if_nametoindex(ifname)
         for entry in await self.addresses():
@@ -134,7 +135,7 @@ class Announcer:
     def __init__(self) -> None:
         self._sockets: dict[str, socket.socket] = {}
 
-    def announce(self, ifname: str, address: ipaddress._BaseAddress) -> None:
+    def announce(self, ifname: str, address: IPAddress) -> None:
         try:
             mac = interface_mac(ifname)
             if address.version == 4:
