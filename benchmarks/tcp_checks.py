@@ -94,6 +94,9 @@ class MemoryIpvs:
     def __init__(self):
         self.kernel = {}
 
+    async def run(self, job, *args):
+        return job(self, *args)
+
     def table(self):
         return {k: (s, list(d.values())) for k, (s, d) in self.kernel.items()}
 

@@ -64,6 +64,9 @@ class FakeIpvs:
         self.kernel: dict = {}  # key -> (Service, {(address, port): Destination})
         self.calls: list = []
 
+    async def run(self, job, *args):
+        return job(self, *args)
+
     def services(self):
         return [service for service, _ in self.kernel.values()]
 

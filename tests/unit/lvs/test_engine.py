@@ -304,3 +304,24 @@ def test_notify_and_quorum_scripts_and_omega_at_shutdown(tmp_path):
         assert sorted((await wait_for_lines(events, 6))[4:]) == ["quorum-down", "rs-down"]
 
     run(test)
+
+
+def test_large_tables_are_audited_in_slices_that_cover_every_service(monkeypatch):
+    monkeypatch.setattr("lvsagent.lvs.engine.AUDIT_BUDGET", 20)  # two services of 9 per pass
+
+    async def test():
+        members = [RealServer(f"10.0.0.{i}", 80) for i in range(1, 10)]
+        servers = [seed_vs(port=port, real_servers=members) for port in range(8001, 8007)]
+        bed = Bed(*servers)
+        await bed.engine.start()
+        keys = [ServiceKey.for_address(VIP, port) for port in range(8001, 8007)]
+        for key in keys:
+            bed.ipvs.delete_destination(key, "10.0.0.1", 80)
+        repaired = []
+        for _ in range(3):
+            await bed.clock.advance(5)
+            repaired.append(sum("10.0.0.1:80" in bed.ipvs.weights(key) for key in keys))
+        assert repaired == [2, 4, 6]
+        await bed.engine.stop()
+
+    run(test)

@@ -43,3 +43,27 @@ def test_only_client_operations_are_exposed_and_creation_errors_surface():
 
     with pytest.raises(IpvsError, match="load the ip_vs module"):
         IpvsThread(no_ipvs)
+
+
+def test_jobs_run_on_the_worker_thread_while_the_loop_goes_on():
+    async def use():
+        proxy = IpvsThread(LoopHatingClient)
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(1)
+                await asyncio.sleep(0.01)
+
+        task = asyncio.ensure_future(ticker())
+
+        def slow_job(client, seconds):
+            threading.Event().wait(seconds)
+            return client.table()
+
+        answer = await proxy.run(slow_job, 0.2)
+        task.cancel()
+        return proxy, answer, len(ticks)
+
+    proxy, answer, ticks = asyncio.run(use())
+    assert answer["thread"] == proxy._client.created_on and ticks >= 5

@@ -29,7 +29,8 @@ from .health import HealthCheck, Quorum, sleep
 log = logging.getLogger("lvsagent.lvs")
 
 FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
-RESYNC_INTERVAL = 5.0  # seconds between full passes that undo hand edits
+RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
+AUDIT_BUDGET = 2000  # destinations read from the kernel per audit
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
 
 
@@ -224,8 +225,20 @@ async def run_script(command: str, reason: str) -> None:
         log.warning("Script [%s] exited with status %d", command, code)
 
 
+def _sync_pass(client, desired: dict, retired, whole_table: bool) -> tuple:
+    """Read, compare, change: one job on the netlink thread. Returns (changes, failed)."""
+    keys = set(desired) | set(retired)
+    current = reconciler.read_current(client, keys, whole_table=whole_table)
+    changes = reconciler.plan(desired, current, retired)
+    return changes, reconciler.apply(client, changes)
+
+
 class LvsEngine:
-    """Owns the checks and the IPVS services the configuration declares."""
+    """Owns the checks and the IPVS services the configuration declares.
+
+    `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
+    `job(client, *args)` where netlink may block (`IpvsThread` in the agent).
+    """
 
     def __init__(
         self,
@@ -248,7 +261,8 @@ class LvsEngine:
         self._users: dict[CheckSpec, list] = {}  # check -> [(virtual server, real server)]
         self._vrrp_states: dict[str, str] = {}
         self._dirty: set[ServiceKey] = set()
-        self._full_pass_due = False
+        self._audit: set[ServiceKey] = set()  # services to compare with the kernel
+        self._audit_cursor = 0
         self._wakeup: Optional[asyncio.Event] = None
         self._tasks: list[asyncio.Task] = []
         self._scripts: set[asyncio.Task] = set()
@@ -259,7 +273,7 @@ class LvsEngine:
         """Adopts what the kernel already holds, then starts checking."""
         self._wakeup = asyncio.Event()
         await self._install(self._config)
-        changes = self._reconcile(self._all_keys(), full=True)
+        changes = await self._reconcile(self._all_keys())
         log.info("IPVS: %d services declared, %d changes applied", len(self._all_keys()), changes)
         self._tasks = [
             asyncio.ensure_future(self._apply_loop()),
@@ -280,8 +294,7 @@ class LvsEngine:
         keys = self._all_keys()
         self._checks, self._servers = {}, []
         try:
-            current = reconciler.read_current(self._client, keys, whole_table=True)
-            reconciler.apply(self._client, reconciler.plan({}, current, keys))
+            await self._client.run(_sync_pass, {}, keys, True)
         except IpvsError as exc:
             log.error("%s", exc)
         if self._scripts:
@@ -293,7 +306,7 @@ class LvsEngine:
         self._config = config
         await self._install(config)
         retired = old_keys - self._all_keys()
-        changes = self._reconcile(self._all_keys(), full=True, retired=retired)
+        changes = await self._reconcile(self._all_keys(), retired=retired)
         log.info("IPVS: configuration applied, %d changes", changes)
 
     def on_vrrp_state(self, instance_name: str, state: str) -> None:
@@ -475,43 +488,57 @@ class LvsEngine:
             await self._wakeup.wait()
             self._wakeup.clear()
             dirty, self._dirty = self._dirty, set()
-            full, self._full_pass_due = self._full_pass_due, False
+            audit, self._audit = self._audit, set()
             try:
-                self._reconcile(self._all_keys() if full else dirty, full=full, expected=dirty)
+                await self._reconcile(dirty | audit, expected=dirty)
             except Exception:
                 log.exception("IPVS reconciliation failed; retrying on the next pass")
 
     async def _resync_loop(self) -> None:
         while True:
             await sleep(self._clock, self._resync_interval)
-            self._full_pass_due = True
+            self._audit |= self._next_audit_slice()
             self._wakeup.set()
 
-    def _reconcile(self, keys, *, full: bool, retired=(), expected=None) -> int:
+    def _next_audit_slice(self) -> set:
+        """The next declared services to compare with the kernel, in turn.
+
+        About AUDIT_BUDGET destinations per pass: a small table is audited whole every
+        pass, a large one in slices, so that reading it never hogs the netlink thread.
+        """
+        entries = [(key, len(vse.real_servers) + 1) for vse in self._servers for key in vse.keys]
+        chosen, cost = set(), 0
+        while entries and cost < AUDIT_BUDGET and len(chosen) < len(entries):
+            key, size = entries[self._audit_cursor % len(entries)]
+            self._audit_cursor += 1
+            chosen.add(key)
+            cost += size
+        return chosen
+
+    async def _reconcile(self, keys, *, retired=(), expected=None) -> int:
         """One pass over `keys`; returns how many changes were needed.
 
-        With `expected` (the keys a health change just touched), a change needed anywhere
-        else means someone edited the table by hand: it is logged and undone.
+        The desired state is taken here, on the loop; reading and changing the kernel runs
+        as one job on the client's netlink thread. With `expected` (the keys a health change
+        just touched), a change needed anywhere else means someone edited the table by hand:
+        it is logged and undone.
         """
         desired = {}
         for vse in self._servers:
             if any(key in keys for key in vse.keys):
                 desired.update({k: v for k, v in vse.desired().items() if k in keys})
+        whole_table = set(keys) >= self._all_keys()
         try:
-            current = reconciler.read_current(
-                self._client, set(desired) | set(retired), whole_table=full
-            )
+            changes, failed = await self._client.run(_sync_pass, desired, retired, whole_table)
         except IpvsError as exc:
             log.error("%s", exc)
-            self._full_pass_due = True
+            self._audit |= set(keys)
             return 0
-        changes = reconciler.plan(desired, current, retired)
         if expected is not None:
             for change in changes:
                 if change.key not in expected:
                     log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
-        if reconciler.apply(self._client, changes):
-            self._full_pass_due = True
+        self._audit |= {change.key for change in failed}
         return len(changes)
 
     # -- status -----------------------------------------------------------------------------

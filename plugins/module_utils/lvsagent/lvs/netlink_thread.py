@@ -2,11 +2,13 @@
 
 pyroute2's synchronous sockets drive an asyncio loop of their own, which cannot run in a
 thread whose loop is already running (the agent's). So the netlink socket is created and
-used on a dedicated thread; callers block until each call returns, as with a plain call.
+used on a dedicated thread. `run()` awaits a whole job there without blocking the loop;
+the plain operations block until they return, as a direct call would.
 """
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -34,6 +36,10 @@ class IpvsThread:
     def __init__(self, factory: Callable[[], IpvsClient] = IpvsClient):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs-netlink")
         self._client = self._executor.submit(factory).result()  # IpvsError when no IPVS
+
+    async def run(self, job, *args):
+        """`job(client, *args)` on the netlink thread; the loop keeps running meanwhile."""
+        return await asyncio.wrap_future(self._executor.submit(job, self._client, *args))
 
     def __getattr__(self, name: str):
         if name not in OPERATIONS:
