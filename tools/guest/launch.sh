@@ -38,15 +38,17 @@ new_job() {
 
 # qemu_args MEMORY_MIB DISK SNAPSHOT(on|off) JOB: the machine, into the array QEMU.
 # TCG because this host's KVM cannot boot a stock kernel; qemu64 measured faster than max.
+# DISK: the raw disk.img, or a baked qcow2 overlay on it.
 qemu_args() {
-    local memory=$1 disk=$2 snapshot=$3 job=$4
+    local memory=$1 disk=$2 snapshot=$3 job=$4 format=raw
+    [[ $disk == *.qcow2 ]] && format=qcow2
     # shellcheck disable=SC2054 # the commas belong to QEMU's options
     QEMU=(qemu-system-x86_64
         -accel tcg,thread=multi,tb-size=1024 -cpu qemu64 -m "$memory" -smp 2
         -nodefaults -no-user-config -display none -no-reboot
         -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initramfs.cpio"
         -append "console=ttyS0 quiet panic=-1"
-        -drive "file=$disk,if=virtio,format=raw,cache=unsafe,snapshot=$snapshot"
+        -drive "file=$disk,if=virtio,format=$format,cache=unsafe,snapshot=$snapshot"
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
         -virtfs "local,path=$REPO,mount_tag=repo,security_model=none"
         -virtfs "local,path=$job,mount_tag=job,security_model=none")
@@ -102,8 +104,8 @@ podman_state_dir() {
 
 # The disk bake-image made last, else the plain one.
 podman_disk() {
-    if [[ -e $GUEST/baked.img ]]; then
-        readlink -f "$GUEST/baked.img"
+    if [[ -e $GUEST/baked.qcow2 ]]; then
+        readlink -f "$GUEST/baked.qcow2"
     else
         echo "$GUEST/disk.img"
     fi
