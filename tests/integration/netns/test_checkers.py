@@ -222,7 +222,7 @@ def test_ssl_get_with_digest(nginx):
     url = UrlSpec("/index.html", digest=digest)
     assert check("SSL_GET", nginx["tls"], urls=(url,), connect_timeout=3).ok
     plain = check("SSL_GET", nginx["plain"], urls=(url,), connect_timeout=3)
-    assert not plain.ok  # plain HTTP is not TLS
+    assert not plain.ok and "tls" in plain.error  # plain HTTP is not TLS
 
 
 def test_http_get_server_answering_500(server):

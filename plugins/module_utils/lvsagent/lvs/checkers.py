@@ -106,6 +106,8 @@ def _open_socket(spec: CheckSpec) -> socket.socket:
 def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"timeout after {timeout:g}s"
+    if isinstance(exc, ssl.SSLError):  # its errno is the library's, not the system's
+        return f"TLS: {exc.reason or exc}".lower()
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
