@@ -310,6 +310,13 @@ def test_dr_director_with_tcp_checks(lab):
     assert_agree(director)
     assert "reverting" in director.logs()
 
+    # Reload with a new weight: the destination is edited in place, never re-added.
+    director.config.write_text(director.config.read_text().replace("weight 100", "weight 50", 1))
+    director.agent("reload")
+    wait_for_table(director, vip, {**both, "10.77.0.11:80": ("dr", 50)}, timeout=10 + SLACK)
+    assert_agree(director)
+    assert f"IPVS: edit_destination [10.77.0.11]:80 of [{vip}]:80" in director.logs()
+
     director.process.terminate()
     assert director.process.wait(timeout=30) == 0, director.logs()[-4000:]
     remaining = parse_ipvsadm(director.ipvsadm("-Ln"))
