@@ -21,17 +21,19 @@ lab_wants_guest() {
 # 127.0.0.1:PORT; exports CONTAINER_HOST.
 lab_start_guest_podman() {
     local port=$1 tool tarball image
-    for tool in serve-podman stop-podman bake-image; do
+    for tool in ensure serve-podman stop-podman bake-image; do
         if [[ ! -x $lab_repo/tools/guest/$tool ]]; then
             echo "tools/guest/$tool is missing: this kernel has no IPVS, and the QEMU guest that" \
                 "would host the containers cannot serve Podman" >&2
             return 1
         fi
     done
-    lab_stage "node image"
+    lab_stage "QEMU guest (built once, cached)"
+    "$lab_repo/tools/guest/ensure" >/dev/null
+    lab_stage "node image, baked into the guest's disk (once per image)"
     tarball=$("$lab_repo/tools/image/build")
     image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag")
-    "$lab_repo/tools/guest/bake-image" "$tarball" "$image"
+    "$lab_repo/tools/guest/bake-image" "$tarball" "$image" >/dev/null
     lab_stage "QEMU guest serving Podman on 127.0.0.1:$port"
     "$lab_repo/tools/guest/serve-podman" "$port"
     export CONTAINER_HOST=tcp://127.0.0.1:$port
@@ -41,4 +43,18 @@ lab_stop_guest_podman() {
     local port=$1
     lab_stage "stopping the QEMU guest"
     "$lab_repo/tools/guest/stop-podman" "$port" || true
+}
+
+# Runs a command, prefixing Molecule's "Executing"/"Executed" lines with the time of day, so the
+# log shows how long each stage took. Returns the command's status.
+lab_timed() {
+    local status
+    "$@" 2>&1 | while IFS= read -r line; do
+        case $line in
+            *" Executing"* | *" Executed"*) printf '[%s] %s\n' "$(date +%T)" "$line" ;;
+            *) printf '%s\n' "$line" ;;
+        esac
+    done
+    status=${PIPESTATUS[0]}
+    return "$status"
 }
