@@ -58,3 +58,18 @@ lab_timed() {
     status=${PIPESTATUS[0]}
     return "$status"
 }
+
+# Removes whatever of the lab is left in the current Podman after `molecule destroy` (under load
+# the driver's `podman rm -f` can give up on a container still shutting down, and then the
+# network stays in use).
+lab_remove_leftovers() {
+    local name
+    for name in lvs-director1 lvs-director2 lvs-rs1 lvs-rs2 lvs-client; do
+        if podman container exists "$name" 2>/dev/null; then
+            podman rm --force --time 2 "$name" >/dev/null 2>&1 || true
+        fi
+    done
+    if podman network exists lvs-ha-lab 2>/dev/null; then
+        podman network rm --force lvs-ha-lab >/dev/null 2>&1 || true
+    fi
+}
