@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The reconciler against `ipvsadm -R` on a real IPVS table (run it in the guest, as root).
 
 100 virtual servers x 100 real servers (10,100 kernel objects), side by side:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """TCP_CHECK at scale on this host: CPU use and detection latency of the LVS engine.
 
 2,000 real servers (127.1.x.y on loopback, accepted by a listener in a child process) are
@@ -10,7 +9,7 @@ delay_loop + retry x delay_before_retry (a refused connection costs no connect_t
 The host has no IPVS, so the table is kept in memory: what is measured is the checking.
 keepalived cannot run here for comparison (it exits when a virtual server has no IPVS).
 
-    benchmarks/tcp_checks.py [--servers 2000] [--seconds 20]
+    .venv/bin/python benchmarks/tcp_checks.py [--servers 2000] [--seconds 20]
 """
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """VRRP failover figures of lvs-agent side by side with keepalived, in the same lab topology.
 
 Two directors (priorities 150 and 100) on a namespace LAN, for VRRPv2 advert_int 1 and VRRPv3
@@ -54,6 +53,7 @@ def has_vip(host) -> bool:
         ["ip", "-n", host.name, "-o", "addr", "show", "dev", host.ifname],
         capture_output=True,
         text=True,
+        check=False,
     ).stdout
     return f" {VIP4}/" in out
 
@@ -104,7 +104,7 @@ def one_trial(lab, kind, settings: dict, workdir: Path) -> dict[str, float]:
 def busy_loops() -> list[subprocess.Popen]:
     return [
         subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 2)
+        for _cpu in range(os.cpu_count() or 2)
     ]
 
 

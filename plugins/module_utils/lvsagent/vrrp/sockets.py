@@ -134,7 +134,7 @@ class VrrpSocket:
     # -- receiving -------------------------------------------------------------------------------
     def _readable(self) -> None:
         """Drain what is queued; a bad packet is counted and dropped, never raised."""
-        for _ in range(64):
+        for _attempt in range(64):
             try:
                 received = self._receive_one()
             except BlockingIOError:
@@ -150,7 +150,7 @@ class VrrpSocket:
 
     def _receive_one(self) -> Received | None:
         if self.family == 4:
-            data, _ = self.sock.recvfrom(RECEIVE_BUFFER)
+            data, _sender = self.sock.recvfrom(RECEIVE_BUFFER)
             header = packet.parse_ipv4_header(data)
             if header.protocol != packet.IPPROTO_VRRP:
                 return None
@@ -162,7 +162,7 @@ class VrrpSocket:
                 ifname=self.ifname,
             )
         ancillary_space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
-        data, ancillary, _, address = self.sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
+        data, ancillary, _msg_flags, address = self.sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
         hop_limit, destination = -1, None
         for level, kind, value in ancillary:
             if level != socket.IPPROTO_IPV6:

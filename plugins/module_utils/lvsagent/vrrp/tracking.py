@@ -47,12 +47,12 @@ def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
     """(ifindex, up) of each RTM_NEWLINK / RTM_DELLINK message in one netlink datagram."""
     events, offset = [], 0
     while offset + NLMSG_HEADER.size <= len(data):
-        length, kind, _, _, _ = NLMSG_HEADER.unpack_from(data, offset)
+        length, kind = NLMSG_HEADER.unpack_from(data, offset)[:2]
         if length < NLMSG_HEADER.size:
             break
         body = offset + NLMSG_HEADER.size
         if kind in (RTM_NEWLINK, RTM_DELLINK) and body + IFINFOMSG.size <= len(data):
-            _, _, ifindex, flags, _ = IFINFOMSG.unpack_from(data, body)
+            ifindex, flags = IFINFOMSG.unpack_from(data, body)[2:4]
             up = kind == RTM_NEWLINK and bool(flags & IFF_UP and flags & IFF_RUNNING)
             events.append((ifindex, up))
         offset += (length + 3) & ~3
