@@ -21,7 +21,7 @@ debian_packages=(
   make git python3-venv ca-certificates curl
 )
 
-stamp() { printf '%s\n' "$@" | cat - "$repo/tools/requirements.txt" "$0" | md5sum | cut -c1-16; }
+stamp() { cat "$repo/tools/requirements.txt" "$0" | md5sum | cut -c1-16; }
 
 apt_stamp="$cache/apt-$(printf '%s\n' "${debian_packages[@]}" | md5sum | cut -c1-16)"
 if [ ! -e "$apt_stamp" ]; then

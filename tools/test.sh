@@ -4,7 +4,7 @@
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 export PATH="$repo/.venv/bin:$PATH"
 out="$repo/tests/output/stages"
 mkdir -p "$out"
@@ -67,12 +67,24 @@ stage_molecule() {
   tools/molecule-test
 }
 
+run_stage() {
+  case $1 in
+    lint) stage_lint ;;
+    unit) stage_unit ;;
+    sanity) stage_sanity ;;
+    integration-host) stage_integration-host ;;
+    integration-guest) stage_integration-guest ;;
+    molecule) stage_molecule ;;
+    *) echo "unknown stage $1 (stages: ${all_stages[*]})"; return 2 ;;
+  esac
+}
+
 declare -a summary
 failed=0
 for stage in "${stages[@]}"; do
   echo "===== stage $stage"
   start=$(date +%s)
-  if "stage_$stage" 2>&1 | tee "$out/$stage.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+  if run_stage "$stage" 2>&1 | tee "$out/$stage.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
     result=PASS
   else
     result=FAIL
