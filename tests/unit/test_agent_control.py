@@ -57,7 +57,7 @@ def test_request_round_trip_and_socket_mode(tmp_path):
 
 
 def test_unknown_command_is_an_error_reply(tmp_path):
-    _, answer = serve_and_ask(tmp_path, {}, lambda path: control.request(path, "dance"))
+    _mode, answer = serve_and_ask(tmp_path, {}, lambda path: control.request(path, "dance"))
     assert answer == {"error": "unknown command 'dance'"}
 
 
@@ -70,7 +70,7 @@ def test_malformed_request_is_an_error_reply(tmp_path):
             sock.sendall(b"not json\n")
             return json.loads(sock.makefile().readline())
 
-    _, answer = serve_and_ask(tmp_path, {"status": status_handler}, ask)
+    _mode, answer = serve_and_ask(tmp_path, {"status": status_handler}, ask)
     assert "error" in answer
 
 
@@ -78,7 +78,7 @@ def test_status_command_prints_a_summary(tmp_path, capsys):
     def ask(path):
         return control.status_command(argparse.Namespace(control_socket=path, json=False))
 
-    _, code = serve_and_ask(tmp_path, {"status": status_handler}, ask)
+    _mode, code = serve_and_ask(tmp_path, {"status": status_handler}, ask)
     assert code == 0
     out = capsys.readouterr().out
     assert "VRRP VI_1: MASTER on eth0 priority 140/150 VIPs 192.168.77.100/24" in out
@@ -91,7 +91,7 @@ def test_reload_command_reports_problems(tmp_path, capsys):
     def ask(path):
         return control.reload_command(argparse.Namespace(control_socket=path))
 
-    _, code = serve_and_ask(tmp_path, {"reload": failing_reload}, ask)
+    _mode, code = serve_and_ask(tmp_path, {"reload": failing_reload}, ask)
     assert code == 1
     assert "configuration has errors" in capsys.readouterr().err
 

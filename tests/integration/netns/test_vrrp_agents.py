@@ -146,7 +146,7 @@ def test_preempt_delay_is_honoured(pair, tmp_path):
 def test_track_interface_down_moves_the_vip(pair, tmp_path):
     d1, d2 = pair
     add_uplink(d1)
-    a1, _ = start_pair(pair, tmp_path, extra1="  track_interface {\n    uplink\n  }\n")
+    a1, _a2 = start_pair(pair, tmp_path, extra1="  track_interface {\n    uplink\n  }\n")
     wait_single_holder(pair, d1)
     d1.run(["ip", "link", "set", "uplink_peer", "down"])  # uplink loses its carrier
     wait_single_holder(pair, d2, timeout=5)
@@ -182,7 +182,7 @@ def test_notify_scripts_get_keepalived_arguments(pair, tmp_path):
     script = tmp_path / "notify.sh"
     script.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
     script.chmod(0o755)
-    a1, _ = start_pair(pair, tmp_path, extra1=f"  notify {script}\n")
+    a1, _a2 = start_pair(pair, tmp_path, extra1=f"  notify {script}\n")
     wait_single_holder(pair, d1)
     d1.wait_for(lambda: out.exists() and "MASTER" in out.read_text(), timeout=5)
     a1.stop()
@@ -218,7 +218,7 @@ def test_sync_group_members_move_together(pair, tmp_path):
 
 def test_reload_keeps_running_config_on_error_and_applies_a_good_one(pair, tmp_path):
     d1, d2 = pair
-    a1, _ = start_pair(pair, tmp_path)
+    a1, _a2 = start_pair(pair, tmp_path)
     wait_single_holder(pair, d1)
     good = a1.conf.read_text()
     a1.conf.write_text(good.replace("priority 150", "priority banana"))
@@ -261,14 +261,14 @@ def test_client_keeps_reaching_the_vip_across_a_failover(lab, pair, tmp_path):
     client = lab.host("c1", "192.168.77.50/24")
     for host in pair:
         host.popen([sys.executable, "-c", LISTENER, host.short_name, str(PORT)])
-    a1, _ = start_pair(pair, tmp_path)
+    a1, _a2 = start_pair(pair, tmp_path)
     wait_single_holder(pair, d1)
     probe = client.popen(
         [sys.executable, "-c", CLIENT, VIP4, str(PORT), "8"], stdout=subprocess.PIPE
     )
     time.sleep(2)
     a1.stop()
-    out, _ = probe.communicate(timeout=20)
+    out, _err = probe.communicate(timeout=20)
     answers = [line.split()[1] for line in out.decode().splitlines()]
     assert answers[0] == "d1" and answers[-1] == "d2"
     switch = answers.index("d2")

@@ -1,60 +1,10 @@
-"""Fakes for the LVS unit tests: a clock driving asyncio tasks, an in-memory IPVS table,
-and a prober whose answers the test sets per real server."""
+"""Fakes for the LVS unit tests: an in-memory IPVS table and a prober whose answers the test
+sets per real server."""
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
-
 from lvsagent.ipvs import IpvsError
 from lvsagent.lvs.checkers import CheckResult
-
-
-class FakeTimer:
-    def __init__(self, when, callback):
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self):
-        self.cancelled = True
-
-
-class FakeClock:
-    """Time moves only in advance(); tasks sleeping on it wake in order of their deadlines."""
-
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-        self._queue: list = []
-        self._order = itertools.count()
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def call_at(self, when, callback):
-        timer = FakeTimer(when, callback)
-        heapq.heappush(self._queue, (when, next(self._order), timer))
-        return timer
-
-    async def advance(self, seconds: float) -> None:
-        end = self.now + seconds
-        await settle()
-        while self._queue and self._queue[0][0] <= end:
-            when, _, timer = heapq.heappop(self._queue)
-            if timer.cancelled:
-                continue
-            self.now = max(self.now, when)
-            timer.callback()
-            await settle()
-        self.now = end
-        await settle()
-
-
-async def settle() -> None:
-    """Let every runnable task run until it waits on the clock again."""
-    for _ in range(30):
-        await asyncio.sleep(0)
 
 
 class FakeIpvs:
@@ -68,7 +18,7 @@ class FakeIpvs:
         return job(self, *args)
 
     def services(self):
-        return [service for service, _ in self.kernel.values()]
+        return [service for service, _destinations in self.kernel.values()]
 
     def service(self, key):
         entry = self.kernel.get(key)

@@ -7,7 +7,8 @@ import ipaddress
 import logging
 import random
 
-from fakes import FakeClock, FakeIpvs, FakeProber
+from fakeclock import FakeClock
+from fakes import FakeIpvs, FakeProber
 
 from lvsagent.config.model import (
     Config,
@@ -70,7 +71,7 @@ def test_start_programs_the_seed_table():
     async def test():
         bed = Bed(seed_vs())
         await bed.engine.start()
-        service, _ = bed.ipvs.kernel[KEY]
+        service, _destinations = bed.ipvs.kernel[KEY]
         assert service == Service(KEY, "rr", persistence_timeout=60)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
         assert {d.forwarding for d in bed.ipvs.destinations(KEY)} == {"dr"}
@@ -85,15 +86,15 @@ def test_dead_server_removed_within_the_bound_and_readded(caplog):
     async def test():
         bed = Bed(seed_vs())
         await bed.engine.start()
-        await bed.clock.advance(0)  # warmup 0: the first checks ran at once
+        await bed.clock.advance_with_tasks(0)  # warmup 0: the first checks ran at once
         bed.prober.fail(RS2, 80)
         # Worst case: the failure starts right after a check, then 3 retries 3 s apart.
-        await bed.clock.advance(6 + 3 * 3 - 0.5)
+        await bed.clock.advance_with_tasks(6 + 3 * 3 - 0.5)
         assert f"{RS2}:80" in bed.ipvs.weights(KEY)
-        await bed.clock.advance(1)
+        await bed.clock.advance_with_tasks(1)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100}
         bed.prober.succeed(RS2, 80)
-        await bed.clock.advance(6)
+        await bed.clock.advance_with_tasks(6)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
         await bed.engine.stop()
 
@@ -111,7 +112,7 @@ def test_inhibit_on_failure_sets_weight_zero_instead_of_removing():
         bed = Bed(seed_vs(inhibit_on_failure=True))
         bed.prober.fail(RS1, 80)
         await bed.engine.start()
-        await bed.clock.advance(30)
+        await bed.clock.advance_with_tasks(30)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 0, f"{RS2}:80": 100}
         await bed.engine.stop()
 
@@ -124,7 +125,7 @@ def test_alpha_keeps_servers_out_until_their_first_success():
         bed.prober.fail(RS1, 80)
         await bed.engine.start()
         assert bed.ipvs.weights(KEY) == {}
-        await bed.clock.advance(1)
+        await bed.clock.advance_with_tasks(1)
         assert bed.ipvs.weights(KEY) == {f"{RS2}:80": 100}
         await bed.engine.stop()
 
@@ -139,11 +140,11 @@ def test_sorry_server_replaces_the_pool_without_quorum(caplog):
         bed = Bed(vs)
         await bed.engine.start()
         assert bed.ipvs.weights(KEY) == {"192.168.179.50:8080": 1}
-        await bed.clock.advance(1)
+        await bed.clock.advance_with_tasks(1)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
         bed.prober.fail(RS1, 80)
         bed.prober.fail(RS2, 80)
-        await bed.clock.advance(20)
+        await bed.clock.advance_with_tasks(20)
         assert bed.ipvs.weights(KEY) == {"192.168.179.50:8080": 1}
         await bed.engine.stop()
 
@@ -158,10 +159,10 @@ def test_shared_real_server_is_checked_once_for_all_its_virtual_servers():
         vs443 = seed_vs(port=443, real_servers=[RealServer(RS1, 80, 5, checkers=[tcp_check()])])
         bed = Bed(seed_vs(), vs443)
         await bed.engine.start()
-        await bed.clock.advance(6 * 10)
+        await bed.clock.advance_with_tasks(6 * 10)
         assert bed.prober.probes.count((RS1, 80)) == bed.prober.probes.count((RS2, 80))
         bed.prober.fail(RS1, 80)
-        await bed.clock.advance(20)
+        await bed.clock.advance_with_tasks(20)
         key443 = ServiceKey.for_address(VIP, 443)
         assert bed.ipvs.weights(key443) == {} and f"{RS1}:80" not in bed.ipvs.weights(KEY)
         await bed.engine.stop()
@@ -176,7 +177,7 @@ def test_misc_dynamic_exit_status_sets_the_weight():
         bed = Bed(vs)
         bed.prober.succeed(RS1, 80, weight=10)
         await bed.engine.start()
-        await bed.clock.advance(1)
+        await bed.clock.advance_with_tasks(1)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 10}
         await bed.engine.stop()
 
@@ -208,7 +209,7 @@ def test_hand_edits_are_reverted_and_foreign_services_left_alone(caplog):
         bed.ipvs.delete_destination(KEY, RS1, 80)
         bed.ipvs.edit_destination(KEY, Destination(RS2, 80, "dr", 3))
         bed.ipvs.add_destination(KEY, Destination("10.9.9.9", 80, "dr", 1))
-        await bed.clock.advance(5)
+        await bed.clock.advance_with_tasks(5)
         assert bed.ipvs.weights(KEY) == {f"{RS1}:80": 100, f"{RS2}:80": 100}
         await bed.engine.stop()
         assert set(bed.ipvs.kernel) == {foreign}
@@ -222,7 +223,7 @@ def test_reload_keeps_running_checks_and_retires_removed_services():
         bed = Bed(seed_vs())
         bed.prober.fail(RS1, 80)
         await bed.engine.start()
-        await bed.clock.advance(20)
+        await bed.clock.advance_with_tasks(20)
         assert f"{RS1}:80" not in bed.ipvs.weights(KEY)
         new_vs = seed_vs(port=8080, lvs_sched="wlc")
         new_vs.real_servers = seed_vs().real_servers
@@ -241,13 +242,13 @@ def test_ha_suspend_pauses_checks_while_backup():
         instance = VrrpInstance("VI_1", virtual_ipaddresses=[vip])
         bed = Bed(seed_vs(ha_suspend=True), instances=[instance])
         await bed.engine.start()
-        await bed.clock.advance(30)
+        await bed.clock.advance_with_tasks(30)
         assert bed.prober.probes == []
         bed.engine.on_vrrp_state("VI_1", "MASTER")
-        await bed.clock.advance(1)
+        await bed.clock.advance_with_tasks(1)
         assert len(bed.prober.probes) == 2
         bed.engine.on_vrrp_state("VI_1", "BACKUP")
-        await bed.clock.advance(30)
+        await bed.clock.advance_with_tasks(30)
         assert len(bed.prober.probes) <= 4
         await bed.engine.stop()
 
@@ -259,7 +260,7 @@ def test_status_reports_kernel_entries_with_health():
         bed = Bed(seed_vs())
         bed.prober.fail(RS2, 80, "connection refused")
         await bed.engine.start()
-        await bed.clock.advance(20)
+        await bed.clock.advance_with_tasks(20)
         (service,) = bed.engine.status()
         assert service["service"] == f"[{VIP}]:80"
         assert service["scheduler"] == "rr" and service["persistence_timeout"] == 60
@@ -274,7 +275,7 @@ def test_status_reports_kernel_entries_with_health():
 
 
 async def wait_for_lines(path, count: int) -> list:
-    for _ in range(200):
+    for _attempt in range(200):
         if path.exists() and len(path.read_text().splitlines()) >= count:
             break
         await asyncio.sleep(0.02)
@@ -295,10 +296,10 @@ def test_notify_and_quorum_scripts_and_omega_at_shutdown(tmp_path):
         bed = Bed(vs)
         await bed.engine.start()
         bed.prober.fail(RS1, 80)
-        await bed.clock.advance(20)
+        await bed.clock.advance_with_tasks(20)
         assert sorted(await wait_for_lines(events, 2)) == ["quorum-down", "rs-down"]
         bed.prober.succeed(RS1, 80)
-        await bed.clock.advance(6)
+        await bed.clock.advance_with_tasks(6)
         assert sorted((await wait_for_lines(events, 4))[2:]) == ["quorum-up", "rs-up"]
         await bed.engine.stop()  # omega: what was up is notified down
         assert sorted((await wait_for_lines(events, 6))[4:]) == ["quorum-down", "rs-down"]
@@ -318,8 +319,8 @@ def test_large_tables_are_audited_in_slices_that_cover_every_service(monkeypatch
         for key in keys:
             bed.ipvs.delete_destination(key, "10.0.0.1", 80)
         repaired = []
-        for _ in range(3):
-            await bed.clock.advance(5)
+        for _round in range(3):
+            await bed.clock.advance_with_tasks(5)
             repaired.append(sum("10.0.0.1:80" in bed.ipvs.weights(key) for key in keys))
         assert repaired == [2, 4, 6]
         await bed.engine.stop()

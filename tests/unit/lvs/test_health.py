@@ -30,7 +30,7 @@ def spec(**overrides) -> CheckSpec:
 def test_up_checker_goes_down_only_after_its_retries():
     state = CheckState(spec())
     delays = []
-    for _ in range(3):
+    for _probe in range(3):
         outcome = state.record(REFUSED)
         assert state.up and not outcome.changed
         assert outcome.messages == ["TCP connection to [192.168.179.99]:80 failed."]
@@ -102,7 +102,7 @@ def test_a_checker_goes_down_only_after_retry_plus_one_failures_in_a_row(results
 
 def test_warmup_spreads_the_first_check_up_to_delay_loop_by_default():
     rng = random.Random(7)
-    delays = [first_delay(spec(), rng) for _ in range(200)]
+    delays = [first_delay(spec(), rng) for _sample in range(200)]
     assert all(0 <= d <= 6.0 for d in delays) and max(delays) > 5.0
     assert first_delay(spec(warmup=0.0), rng) == 0.0
     assert 0 <= first_delay(spec(warmup=1.5), rng) <= 1.5

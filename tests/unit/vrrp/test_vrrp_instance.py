@@ -255,7 +255,7 @@ def test_leftover_vip_of_a_crashed_run_is_removed_at_start():
 def test_interface_down_at_start_is_fault_and_link_up_recovers():
     async def scenario():
         links = FakeLinks(up=False)
-        instance, _ = await started(conf_text(), links=links)
+        instance, _shared = await started(conf_text(), links=links)
         assert instance.machine.state == State.FAULT
         for listener in links.listeners:
             listener("eth0", True)
@@ -273,7 +273,7 @@ def test_unicast_peers_get_each_advert():
 
     async def scenario():
         instance, shared = await started(conf_text(state="MASTER", extra=extra))
-        destinations = [str(dest) for _, _, dest in shared.sockets.socket.sent]
+        destinations = [str(dest) for _message, _source, dest in shared.sockets.socket.sent]
         assert destinations == ["192.168.77.12", "192.168.77.13"]
         await instance.stop()
 
@@ -285,7 +285,7 @@ def test_track_interface_weight_changes_effective_priority():
 
     async def scenario():
         links = FakeLinks(up=True)
-        instance, _ = await started(conf_text(extra=extra), links=links)
+        instance, _shared = await started(conf_text(extra=extra), links=links)
         assert instance.machine.effective_priority == 150
         for listener in links.listeners:
             listener("eth1", False)

@@ -58,9 +58,9 @@ def test_backup_takes_over_after_master_down_interval(clock):
 
 
 def test_adverts_keep_the_master_backup(clock):
-    machine, _ = make(clock, priority=100)
+    machine, _net = make(clock, priority=100)
     machine.startup()
-    for _ in range(10):
+    for _advert in range(10):
         clock.advance(1.0)
         machine.receive(advert(150), PEER_HIGH)
     assert machine.state == State.BACKUP
@@ -72,7 +72,7 @@ def test_master_sends_on_the_ideal_schedule_without_drift(clock):
     start = clock.now
     machine.startup()
     clock.advance(100.0)
-    times = [when - start for when, _ in net.sent]
+    times = [when - start for when, _priority in net.sent]
     assert times == pytest.approx([float(n) for n in range(101)])
 
 
@@ -83,11 +83,11 @@ def test_a_late_loop_skips_missed_adverts_and_keeps_the_phase(clock):
     clock.advance(0.5)
     clock.stall(3.0)  # the adverts due at 1, 2 and 3 s are late; one goes out at 3.5 s
     clock.advance(2.0)
-    assert [round(when - start, 6) for when, _ in net.sent] == [0.0, 3.5, 4.0, 5.0]
+    assert [round(when - start, 6) for when, _priority in net.sent] == [0.0, 3.5, 4.0, 5.0]
 
 
 def test_priority_zero_triggers_skew_only_takeover(clock):
-    machine, _ = make(clock, priority=100)
+    machine, _net = make(clock, priority=100)
     machine.startup()
     clock.advance(1.0)
     machine.receive(advert(150), PEER_HIGH)
@@ -100,10 +100,10 @@ def test_priority_zero_triggers_skew_only_takeover(clock):
 
 
 def test_preempt_discards_lower_priority_and_takes_over(clock, caplog):
-    machine, _ = make(clock, priority=150)
+    machine, _net = make(clock, priority=150)
     machine.startup()
     caplog.set_level(logging.INFO, logger="lvsagent.vrrp")
-    for _ in range(4):
+    for _advert in range(4):
         machine.receive(advert(100), PEER_HIGH)
         clock.advance(1.0)
     assert machine.state == State.MASTER
@@ -114,16 +114,16 @@ def test_preempt_discards_lower_priority_and_takes_over(clock, caplog):
 
 
 def test_nopreempt_keeps_a_lower_master(clock):
-    machine, _ = make(clock, priority=150, preempt=False)
+    machine, _net = make(clock, priority=150, preempt=False)
     machine.startup()
-    for _ in range(20):
+    for _advert in range(20):
         machine.receive(advert(100), PEER_HIGH)
         clock.advance(1.0)
     assert machine.state == State.BACKUP
 
 
 def test_preempt_delay_holds_then_preempts(clock):
-    machine, _ = make(clock, priority=150, preempt_delay=10.0)
+    machine, _net = make(clock, priority=150, preempt_delay=10.0)
     machine.startup()
     start = clock.now
     while machine.state == State.BACKUP and clock.now - start < 30:
@@ -145,7 +145,7 @@ def test_master_steps_down_for_higher_priority(clock):
 
 
 def test_equal_priority_larger_primary_address_wins(clock):
-    machine, _ = make(clock, priority=100, start_as_master=True)
+    machine, _net = make(clock, priority=100, start_as_master=True)
     machine.startup()
     machine.receive(advert(100), PEER_LOW)
     assert machine.state == State.MASTER
@@ -197,7 +197,7 @@ def test_address_owner_is_master_at_once(clock):
 
 
 def test_v3_skew_uses_the_masters_interval_and_backup_adopts_it(clock):
-    machine, _ = make(clock, version=3, priority=100, advert_interval=1.0)
+    machine, _net = make(clock, version=3, priority=100, advert_interval=1.0)
     machine.startup()
     machine.receive(advert(200, version=3, interval=0.1), PEER_HIGH)
     assert machine.master_adver_interval == pytest.approx(0.1)
@@ -207,7 +207,7 @@ def test_v3_skew_uses_the_masters_interval_and_backup_adopts_it(clock):
 
 
 def test_v2_skew(clock):
-    machine, _ = make(clock, priority=200)
+    machine, _net = make(clock, priority=200)
     assert machine.skew_time == pytest.approx(56 / 256)
 
 
@@ -235,7 +235,7 @@ def test_fault_before_startup_starts_in_fault(clock):
 
 
 def test_effective_priority_is_clamped(clock):
-    machine, _ = make(clock, priority=100)
+    machine, _net = make(clock, priority=100)
     machine.set_effective_priority(300)
     assert machine.effective_priority == 254
     machine.set_effective_priority(-5)
@@ -243,7 +243,7 @@ def test_effective_priority_is_clamped(clock):
 
 
 def test_force_master_and_backup_for_sync_groups(clock):
-    machine, _ = make(clock, priority=100)
+    machine, _net = make(clock, priority=100)
     machine.startup()
     machine.force_master()
     assert machine.state == State.MASTER
