@@ -24,7 +24,80 @@ STATUS = {
             "vips": ["192.168.77.100/24"],
         }
     ],
-    "ipvs": [],
+    "ipvs": [
+        {
+            "service": "[192.168.77.100]:80",
+            "family": 4,
+            "protocol": "tcp",
+            "address": "192.168.77.100",
+            "port": 80,
+            "fwmark": None,
+            "scheduler": "rr",
+            "persistence_timeout": 60,
+            "persistence_netmask": "255.255.255.255",
+            "flags": [],
+            "realservers": [
+                {
+                    "address": "192.168.77.21",
+                    "port": 80,
+                    "forwarding": "dr",
+                    "weight": 100,
+                    "active": 3,
+                    "inactive": 7,
+                    "health": "up",
+                    "since": "2025-01-01T10:00:00Z",
+                    "last_error": "",
+                },
+                {
+                    "address": "192.168.77.22",
+                    "port": 80,
+                    "forwarding": "dr",
+                    "weight": None,
+                    "active": None,
+                    "inactive": None,
+                    "health": "down",
+                    "since": "2025-01-01T10:05:00Z",
+                    "last_error": "connection refused",
+                },
+            ],
+        },
+        {
+            "service": "FWM 1",
+            "family": 4,
+            "protocol": None,
+            "address": None,
+            "port": None,
+            "fwmark": 1,
+            "scheduler": "sh",
+            "persistence_timeout": 0,
+            "persistence_netmask": "255.255.255.255",
+            "flags": ["sh-port"],
+            "realservers": [
+                {
+                    "address": "10.0.0.5",
+                    "port": 443,
+                    "forwarding": "nat",
+                    "weight": 0,
+                    "active": 0,
+                    "inactive": 1,
+                    "health": "down",
+                    "since": "2025-01-01T10:06:00Z",
+                    "last_error": "status code 500",
+                },
+                {
+                    "address": "10.0.0.9",
+                    "port": 443,
+                    "forwarding": "nat",
+                    "weight": 1,
+                    "active": 0,
+                    "inactive": 0,
+                    "health": "sorry",
+                    "since": None,
+                    "last_error": "",
+                },
+            ],
+        },
+    ],
 }
 
 
@@ -74,14 +147,41 @@ def test_malformed_request_is_an_error_reply(tmp_path):
     assert "error" in answer
 
 
-def test_status_command_prints_a_summary(tmp_path, capsys):
+def run_status_command(tmp_path, capsys, *, as_json: bool) -> str:
     def ask(path):
-        return control.status_command(argparse.Namespace(control_socket=path, json=False))
+        return control.status_command(argparse.Namespace(control_socket=path, json=as_json))
 
     _mode, code = serve_and_ask(tmp_path, {"status": status_handler}, ask)
     assert code == 0
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_status_command_prints_a_summary(tmp_path, capsys):
+    out = run_status_command(tmp_path, capsys, as_json=False)
     assert "VRRP VI_1: MASTER on eth0 priority 140/150 VIPs 192.168.77.100/24" in out
+
+
+def test_status_command_shows_the_ipvsadm_table_with_health(tmp_path, capsys):
+    out = run_status_command(tmp_path, capsys, as_json=False)
+    assert out.splitlines() == [
+        "VRRP VI_1: MASTER on eth0 priority 140/150 VIPs 192.168.77.100/24",
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+        "TCP  192.168.77.100:80 rr persistent 60",
+        "  -> 192.168.77.21:80             Route   100    3          7          "
+        "up since 2025-01-01T10:00:00Z",
+        "FWM  1 sh (sh-port)",
+        "  -> 10.0.0.5:443                 Masq    0      0          1          "
+        "down since 2025-01-01T10:06:00Z, last error: status code 500",
+        "  -> 10.0.0.9:443                 Masq    1      0          0          sorry",
+        "Real servers not in the kernel's table:",
+        "  [192.168.77.22]:80 of [192.168.77.100]:80: "
+        "down since 2025-01-01T10:05:00Z, last error: connection refused",
+    ]
+
+
+def test_status_command_json_is_the_agent_reply(tmp_path, capsys):
+    assert json.loads(run_status_command(tmp_path, capsys, as_json=True)) == STATUS
 
 
 def test_reload_command_reports_problems(tmp_path, capsys):

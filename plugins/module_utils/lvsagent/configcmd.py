@@ -12,15 +12,11 @@ import json
 import sys
 from typing import Any
 
+from .cli import say
 from .config import Config, ConfigError, load
 from .config.render import MASK
 
 SECRET_FIELDS = ("auth_pass",)
-
-
-def say(line: object, stream: Any = None) -> None:
-    """One line of output (module_utils code may not call print(): ansible-test's pylint)."""
-    (stream or sys.stdout).write(f"{line}\n")
 
 
 def summary(config: Config) -> str:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Awaitable
 from typing import Callable
 
+from .cli import say
+
 MAX_LINE = 65536
 CLIENT_TIMEOUT = 10.0
 
@@ -104,7 +106,7 @@ def _call(args, command: str) -> dict | None:
     try:
         return request(args.control_socket, command)
     except ControlError as error:
-        print(f"lvs-agent: {error}", file=sys.stderr)
+        say(f"lvs-agent: {error}", sys.stderr)
         return None
 
 
@@ -113,23 +115,58 @@ def status_command(args) -> int:
     answer = _call(args, "status")
     if answer is None:
         return 1
-    if args.json:
-        print(json.dumps(answer, indent=2, sort_keys=True))
-        return 0
-    for instance in answer.get("vrrp", []):
-        print(
-            f"VRRP {instance['name']}: {instance['state']} on {instance['interface']} "
-            f"priority {instance['effective_priority']}/{instance['priority']} "
-            f"VIPs {' '.join(instance['vips'])}"
-        )
-    for service in answer.get("ipvs", []):
-        print(f"IPVS {service['service']} {service['scheduler']}")
-        for real in service.get("realservers", []):
-            print(
-                f"  -> [{real['address']}]:{real['port']} {real['forwarding']} "
-                f"weight {real['weight']} {real['health']}"
-            )
+    say(json.dumps(answer, indent=2, sort_keys=True) if args.json else status_text(answer))
     return 0
+
+
+def status_text(status: dict) -> str:
+    """The VRRP instances, then the IPVS table in `ipvsadm -Ln` layout with a health column."""
+    # Imported here: ipvs loads pyroute2, which the vrrp_instance module (a client) never needs.
+    from .ipvs import Destination, Service, format_endpoint, render_table
+
+    lines = [
+        f"VRRP {instance['name']}: {instance['state']} on {instance['interface']} "
+        f"priority {instance['effective_priority']}/{instance['priority']} "
+        f"VIPs {' '.join(instance['vips'])}"
+        for instance in status.get("vrrp", [])
+    ]
+    table, health, not_in_kernel = {}, {}, []
+    for entry in status.get("ipvs", []):
+        service = Service.from_dict(entry)
+        destinations = []
+        for row in entry["realservers"]:
+            if row["weight"] is None:  # declared, but the kernel does not hold it
+                endpoint = format_endpoint(row["address"], row["port"])
+                not_in_kernel.append(f"  {endpoint} of {entry['service']}: {_health(row)}")
+                continue
+            destination = Destination(
+                row["address"],
+                row["port"],
+                row["forwarding"],
+                row["weight"],
+                active_connections=row["active"],
+                inactive_connections=row["inactive"],
+            )
+            destinations.append(destination)
+            health[service.key, destination.address, destination.port] = _health(row)
+        table[service.key] = (service, destinations)
+    if table:
+        text = render_table(table, annotate=lambda key, dest: health[key, dest.address, dest.port])
+        lines.append(text.rstrip("\n"))
+    if not_in_kernel:
+        lines.append("Real servers not in the kernel's table:")
+        lines.extend(not_in_kernel)
+    return "\n".join(lines)
+
+
+def _health(row: dict) -> str:
+    """`up since 2025-01-01T10:00:00Z`, `down since ..., last error: connection refused`."""
+    text = row["health"]
+    if row["since"]:
+        text += f" since {row['since']}"
+    if row["last_error"]:
+        text += f", last error: {row['last_error']}"
+    return text
 
 
 def reload_command(args) -> int:
@@ -138,7 +175,7 @@ def reload_command(args) -> int:
     if answer is None:
         return 1
     if answer.get("error"):
-        print(f"lvs-agent: {answer['error']}", file=sys.stderr)
+        say(f"lvs-agent: {answer['error']}", sys.stderr)
         return 1
-    print("configuration reloaded")
+    say("configuration reloaded")
     return 0

@@ -217,6 +217,20 @@ class Service:
             "flags": sorted(self.flags),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Service:
+        """The service to_dict() described (how `lvs-agent status` rebuilds the agent's table)."""
+        key = ServiceKey(
+            data["family"], data["protocol"], data["address"], data["port"], data["fwmark"]
+        )
+        return cls(
+            key,
+            scheduler=data["scheduler"],
+            persistence_timeout=data["persistence_timeout"],
+            persistence_netmask=data["persistence_netmask"],
+            flags=frozenset(data["flags"]),
+        )
+
 
 @dataclass
 class Destination:

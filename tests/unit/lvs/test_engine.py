@@ -264,6 +264,7 @@ def test_status_reports_kernel_entries_with_health():
         (service,) = bed.engine.status()
         assert service["service"] == f"[{VIP}]:80"
         assert service["scheduler"] == "rr" and service["persistence_timeout"] == 60
+        assert Service.from_dict(service) == Service(KEY, "rr", persistence_timeout=60)
         up, down = service["realservers"]
         assert (up["address"], up["weight"], up["health"]) == (RS1, 100, "up")
         assert (down["address"], down["weight"], down["health"]) == (RS2, None, "down")

@@ -562,14 +562,7 @@ class LvsEngine:
                 ]
                 rows.extend(self._absent_row(rs, wall_offset) for rs in members.values())
                 shown = live_service or service
-                reply.append(
-                    {
-                        "service": str(service.key),
-                        "scheduler": shown.scheduler,
-                        "persistence_timeout": shown.persistence_timeout,
-                        "realservers": rows,
-                    }
-                )
+                reply.append({"service": str(service.key), **shown.to_dict(), "realservers": rows})
         return reply
 
     @staticmethod
