@@ -7,11 +7,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import IpvsClient, IpvsError
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.netlink import (
     HAS_PYROUTE2,
     PYROUTE2_IMPORT_TRACEBACK,
-    IpvsClient,
-    IpvsError,
+    REQUIREMENT,
 )
 
 FAMILIES = {"ipv4": 4, "ipv6": 6}
@@ -21,9 +21,7 @@ FAMILIES = {"ipv4": 4, "ipv6": 6}
 def ipvs_client(module):
     """An IpvsClient; a missing pyroute2, a kernel without IPVS or a bad value fails the task."""
     if not HAS_PYROUTE2:
-        module.fail_json(
-            msg=missing_required_lib("pyroute2 >= 0.9.6"), exception=PYROUTE2_IMPORT_TRACEBACK
-        )
+        module.fail_json(msg=missing_required_lib(REQUIREMENT), exception=PYROUTE2_IMPORT_TRACEBACK)
     try:
         with IpvsClient() as client:
             yield client

@@ -179,14 +179,17 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.arpsuppress import (
-    HAS_PYROUTE2,
-    PYROUTE2_IMPORT_TRACEBACK,
     STATE_FILE,
     SYSCTL_FILE,
     UNIT_DIR,
     ArpSuppress,
     ArpSuppressError,
     Settings,
+)
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.netlink import (
+    HAS_PYROUTE2,
+    PYROUTE2_IMPORT_TRACEBACK,
+    REQUIREMENT,
 )
 
 ARGUMENT_SPEC = {
@@ -223,9 +226,7 @@ def reload_systemd(module, settings, result) -> None:
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if not HAS_PYROUTE2:
-        module.fail_json(
-            msg=missing_required_lib("pyroute2 >= 0.9.6"), exception=PYROUTE2_IMPORT_TRACEBACK
-        )
+        module.fail_json(msg=missing_required_lib(REQUIREMENT), exception=PYROUTE2_IMPORT_TRACEBACK)
     try:
         settings = settings_from(module.params)
         manager = ArpSuppress(settings, check_mode=module.check_mode)

@@ -14,26 +14,10 @@ import ipaddress
 import json
 import os
 import tempfile
-import traceback
 from dataclasses import dataclass, field
 from typing import Optional
 
-try:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-except ImportError as exc:  # ansible-test's import test and check-config run without it
-    HAS_PYROUTE2 = False
-    PYROUTE2_IMPORT_ERROR: Optional[ImportError] = exc
-    PYROUTE2_IMPORT_TRACEBACK: Optional[str] = traceback.format_exc()
-    IPRoute = None
-
-    class NetlinkError(Exception):  # placeholder so `except NetlinkError` stays valid
-        code = 0
-
-else:
-    HAS_PYROUTE2 = True
-    PYROUTE2_IMPORT_ERROR = None
-    PYROUTE2_IMPORT_TRACEBACK = None
+from .netlink import HAS_PYROUTE2, IPRoute, NetlinkError, missing_pyroute2
 
 PROC_SYS = "/proc/sys"
 SYSCTL_FILE = "/etc/sysctl.d/90-lvs-ha-arp-suppress.conf"
@@ -172,7 +156,7 @@ class LinkAddresses:
 
     def __init__(self, interface: str):
         if not HAS_PYROUTE2:
-            raise ArpSuppressError(f"pyroute2 >= 0.9.6 is required: {PYROUTE2_IMPORT_ERROR}")
+            raise ArpSuppressError(missing_pyroute2())
         self.interface = interface
 
     def _index(self, ipr) -> int:

@@ -16,26 +16,17 @@ import ipaddress
 import os
 import socket
 import struct
-import traceback
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional, Union
 
-try:
-    from pyroute2 import IPVS, IPVSDest, IPVSService
-    from pyroute2.netlink.exceptions import NetlinkError
-except ImportError as exc:  # the config code and ansible-test's import test run without it
-    HAS_PYROUTE2 = False
-    PYROUTE2_IMPORT_ERROR: Optional[ImportError] = exc
-    PYROUTE2_IMPORT_TRACEBACK: Optional[str] = traceback.format_exc()
-    IPVS = IPVSDest = IPVSService = None
-
-    class NetlinkError(Exception):  # placeholder so `except NetlinkError` stays valid
-        code = 0
-
-else:
-    HAS_PYROUTE2 = True
-    PYROUTE2_IMPORT_ERROR = None
-    PYROUTE2_IMPORT_TRACEBACK = None
+from .netlink import (
+    HAS_PYROUTE2,
+    IPVS,
+    IPVSDest,
+    IPVSService,
+    NetlinkError,
+    missing_pyroute2,
+)
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -631,7 +622,7 @@ class IpvsClient:
     def __init__(self, netlink=None):
         if netlink is None:
             if not HAS_PYROUTE2:
-                raise IpvsError(f"pyroute2 >= 0.9.6 is required: {PYROUTE2_IMPORT_ERROR}")
+                raise IpvsError(missing_pyroute2())
             try:
                 netlink = IPVS()
             except NetlinkError as exc:

@@ -1,8 +1,5 @@
-"""Virtual addresses through rtnetlink (pyroute2), and the gratuitous ARP / unsolicited NA frames.
-
-pyroute2 is imported when the agent first needs it, so that the configuration code works
-without it.
-"""
+"""Virtual addresses through rtnetlink (pyroute2), and the gratuitous ARP / unsolicited NA
+frames."""
 
 from __future__ import annotations
 
@@ -15,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from ..config.model import VirtualAddress
+from ..netlink import HAS_PYROUTE2, AsyncIPRoute, missing_pyroute2
 from . import packet
 from .packet import IPAddress
 
@@ -50,10 +48,8 @@ class AddressManager:
 
     async def _rtnl(self):
         if self._ipr is None:
-            try:
-                from pyroute2 import AsyncIPRoute
-            except ImportError as missing:
-                raise RuntimeError("lvs-agent run needs pyroute2 >= 0.9.6") from missing
+            if not HAS_PYROUTE2:
+                raise RuntimeError(f"lvs-agent run: {missing_pyroute2()}")
             self._ipr = AsyncIPRoute()
         return self._ipr
 
