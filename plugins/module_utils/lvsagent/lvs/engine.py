@@ -14,7 +14,6 @@ import datetime
 import ipaddress
 import logging
 import random
-import shlex
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Callable, Optional
 
 from ..config.model import Checker, Config, HttpCheck, MiscCheck, RealServer, VirtualServer
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..scripts import ScriptRunner
 from . import reconciler
 from .checkers import DEFAULT_STATUS_RANGES, CheckResult, CheckSpec, UrlSpec, probe
 from .health import HealthCheck, Quorum, sleep
@@ -207,24 +207,6 @@ def _iso(wall_time: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def run_script(command: str, reason: str) -> None:
-    """Runs a notify/quorum script as keepalived does: split into words, no shell."""
-    log.info("Executing [%s] for %s", command, reason)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *shlex.split(command),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        code = await process.wait()
-    except (OSError, ValueError) as exc:
-        log.error("Cannot run [%s]: %s", command, exc)
-        return
-    if code != 0:
-        log.warning("Script [%s] exited with status %d", command, code)
-
-
 def _sync_pass(client, desired: dict, retired, whole_table: bool) -> tuple:
     """Read, compare, change: one job on the netlink thread. Returns (changes, failed)."""
     keys = set(desired) | set(retired)
@@ -265,7 +247,7 @@ class LvsEngine:
         self._audit_cursor = 0
         self._wakeup: Optional[asyncio.Event] = None
         self._tasks: list[asyncio.Task] = []
-        self._scripts: set[asyncio.Task] = set()
+        self._scripts = ScriptRunner()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -297,8 +279,7 @@ class LvsEngine:
             await self._client.run(_sync_pass, {}, keys, True)
         except IpvsError as exc:
             log.error("%s", exc)
-        if self._scripts:
-            await asyncio.wait(set(self._scripts), timeout=SCRIPT_GRACE)
+        await self._scripts.drain(SCRIPT_GRACE)
 
     async def apply_config(self, config: Config) -> None:
         """Reload: checks that did not change keep running (and their state)."""
@@ -451,7 +432,7 @@ class LvsEngine:
         log.info("%s service %s %s VS %s", verb, rs.target, preposition, vse.name)
         script = rs.notify_up if alive else rs.notify_down
         if script:
-            self._spawn(script, f"service {rs.target} in VS {vse.name}")
+            self._scripts.spawn(script, f"service {rs.target} in VS {vse.name}")
 
     def _refresh_quorum(self, vse: VirtualServerEntry) -> None:
         message = vse.quorum.update(vse.alive_weight())
@@ -460,7 +441,7 @@ class LvsEngine:
         log.info("%s for VS %s", message, vse.name)
         script = vse.config.quorum_up if vse.quorum.up else vse.config.quorum_down
         if script:
-            self._spawn(script, f"VS {vse.name}")
+            self._scripts.spawn(script, f"VS {vse.name}")
         if vse.sorry is not None:
             sorry = format_endpoint(vse.sorry.address, vse.sorry.port)
             if vse.quorum.up:
@@ -472,14 +453,9 @@ class LvsEngine:
         """omega: on shutdown, run the down notifiers of what was up."""
         for rs in vse.real_servers:
             if rs.alive and rs.notify_down:
-                self._spawn(rs.notify_down, f"service {rs.target} in VS {vse.name}")
+                self._scripts.spawn(rs.notify_down, f"service {rs.target} in VS {vse.name}")
         if vse.quorum.up and vse.config.quorum_down:
-            self._spawn(vse.config.quorum_down, f"VS {vse.name}")
-
-    def _spawn(self, command: str, reason: str) -> None:
-        task = asyncio.ensure_future(run_script(command, reason))
-        self._scripts.add(task)
-        task.add_done_callback(self._scripts.discard)
+            self._scripts.spawn(vse.config.quorum_down, f"VS {vse.name}")
 
     # -- reconciliation ---------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class VrrpEngine:
         self.drops: collections.Counter = collections.Counter()
         self.addresses = AddressManager()
         self.announcer = Announcer()
-        self.notifier = Notifier(self.loop)
+        self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drops)
         self.scripts: dict[str, ScriptTracker] = {}
