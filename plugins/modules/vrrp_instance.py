@@ -290,6 +290,7 @@ live:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent import files
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config import (
     ConfigError,
     VrrpInstance,
@@ -471,7 +472,7 @@ class VrrpInstanceManager:
         self.params = module.params
         self.agent = agent
         self.path = dropin.instance_path(self.params["config_dir"], self.params["name"])
-        self.before = dropin.read(self.path)
+        self.before = files.read(self.path)
         self.after = self.before
         self.changed = False
         self.instance = {}
@@ -507,9 +508,9 @@ class VrrpInstanceManager:
             if os.path.abspath(loaded.location.file) == self.path:
                 self.instance = to_plain(loaded, locations=False)
         self.after = text
-        self.changed = text != self.before or dropin.mode_of(self.path) != FILE_MODE
+        self.changed = text != self.before or files.mode_of(self.path) != FILE_MODE
         if self.changed and not self.module.check_mode:
-            dropin.write_atomic(self.path, text, FILE_MODE)
+            files.write_atomic(self.path, text, FILE_MODE)
 
     def absent(self) -> None:
         if self.before is None:
@@ -518,7 +519,7 @@ class VrrpInstanceManager:
         self.after = None
         self.changed = True
         if not self.module.check_mode:
-            dropin.remove(self.path)
+            files.remove(self.path)
 
     def talk_to_agent(self) -> None:
         """Reload after a change, then read the live state; a silent agent is only a warning."""

@@ -27,6 +27,7 @@ module = importlib.import_module(f"{PREFIX}.modules.vrrp_instance")
 config = importlib.import_module(f"{PREFIX}.module_utils.lvsagent.config")
 render = importlib.import_module(f"{PREFIX}.module_utils.lvsagent.config.render")
 dropin = importlib.import_module(f"{PREFIX}.module_utils.lvsagent.config.dropin")
+files = importlib.import_module(f"{PREFIX}.module_utils.lvsagent.files")
 control = importlib.import_module(f"{PREFIX}.module_utils.lvsagent.control")
 
 MAIN = """global_defs {
@@ -84,7 +85,7 @@ def test_present_writes_a_0600_file_the_agent_reads_back_as_the_options(run, fil
     result = run({"priority": 150, "advert_int": 2, "auth_pass": "s3cret", "nopreempt": True})
     assert result["changed"] is True and result["file"] == file_of
     assert stat.S_IMODE(os.stat(file_of).st_mode) == 0o600
-    text = dropin.read(file_of)
+    text = files.read(file_of)
     assert text.startswith(dropin.HEADER)
     (loaded,) = config.loads(text, file_of).vrrp_instances
     assert (loaded.name, loaded.interface, loaded.virtual_router_id) == ("VI_1", "lo", 51)
@@ -138,7 +139,7 @@ def test_dict_and_keepalived_string_forms_are_the_same(run, file_of):
     with open(os.path.join(os.path.dirname(file_of), "scripts.conf"), "w") as handle:
         handle.write("vrrp_script chk {\n    script /bin/true\n}\n")
     assert run(strings)["changed"] is True
-    text = dropin.read(file_of)
+    text = files.read(file_of)
     assert run(dicts)["changed"] is False
     assert "10.0.0.100/24 brd + dev lo scope global label lo:vip no_track" in text
     assert "lo weight -10 reverse" in text and "chk weight 5" in text
@@ -211,9 +212,9 @@ def test_an_invalid_value_fails_with_file_and_line_and_writes_nothing(run, paths
     assert any("priority: 300" in problem for problem in result["problems"])
     assert not os.path.exists(file_of)
     run({"priority": 120})
-    before = dropin.read(file_of)
+    before = files.read(file_of)
     assert run({"priority": 0})["failed"] is True
-    assert dropin.read(file_of) == before, "a bad change must leave the old file alone"
+    assert files.read(file_of) == before, "a bad change must leave the old file alone"
 
 
 def test_conflicts_with_the_rest_of_the_configuration_are_found(run, paths):
@@ -259,10 +260,10 @@ def test_check_mode_writes_nothing(run, paths, file_of):
     assert os.listdir(paths["config_dir"]) == []
     assert "auth_pass ********" in result["diff"]["after"]
     run({})
-    before = dropin.read(file_of)
+    before = files.read(file_of)
     assert run({"priority": 90}, check=True)["changed"] is True
     assert run({"state": "absent"}, check=True)["changed"] is True
-    assert dropin.read(file_of) == before
+    assert files.read(file_of) == before
 
 
 def test_diff_masks_the_password_before_and_after(run, file_of):
@@ -274,7 +275,7 @@ def test_diff_masks_the_password_before_and_after(run, file_of):
     assert "        auth_pass ********\n" in diff["before"]
     assert "        auth_pass ********\n" in diff["after"]
     assert diff["before_header"] == diff["after_header"] == file_of
-    assert "newpass2" in dropin.read(file_of)
+    assert "newpass2" in files.read(file_of)
 
 
 # -- absent ---------------------------------------------------------------------------------

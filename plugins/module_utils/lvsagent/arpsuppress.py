@@ -13,10 +13,10 @@ import errno
 import ipaddress
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import files
 from .netlink import HAS_PYROUTE2, IPRoute, NetlinkError, missing_pyroute2
 
 PROC_SYS = "/proc/sys"
@@ -197,35 +197,6 @@ class LinkAddresses:
                     ) from exc
 
 
-def read_text(path: str) -> Optional[str]:
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_text(path: str, text: str) -> None:
-    """Atomic replace, mode 0644, parent folders created."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".lvs-ha-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def remove_file(path: str) -> None:
-    if os.path.lexists(path):
-        os.unlink(path)
-
-
 class ArpSuppress:
     """present()/absent() for one host. Each returns a result dict with `changed` and
     `diff` (before/after); with check_mode nothing is written."""
@@ -244,7 +215,7 @@ class ArpSuppress:
 
     # --- what is there now -------------------------------------------------------------
     def _state(self) -> dict:
-        text = read_text(self.settings.state_file)
+        text = files.read(self.settings.state_file)
         if not text:
             return {"sysctls": {}, "vips": []}
         try:
@@ -257,7 +228,7 @@ class ArpSuppress:
 
     def _files(self) -> dict[str, Optional[str]]:
         s = self.settings
-        return {path: read_text(path) for path in (s.sysctl_file, s.unit_file)}
+        return {path: files.read(path) for path in (s.sysctl_file, s.unit_file)}
 
     def _snapshot(self, sysctl_keys, vips, present_vips) -> dict:
         return {
@@ -283,21 +254,21 @@ class ArpSuppress:
             "sysctls": {**{k: current[k] for k in to_set}, **state["sysctls"]},
             "vips": sorted(set(state["vips"]) | set(to_add), key=_address_order),
         }
-        files = {}
+        to_write = {}
         if s.persist:
-            files[s.sysctl_file] = sysctl_file_text(wanted)
-            files[s.unit_file] = unit_file_text(s) if s.vips else None
+            to_write[s.sysctl_file] = sysctl_file_text(wanted)
+            to_write[s.unit_file] = unit_file_text(s) if s.vips else None
         if new_state != state:
-            files[s.state_file] = json.dumps(new_state, indent=2, sort_keys=True) + "\n"
-        files = {p: t for p, t in files.items() if read_text(p) != t}
+            to_write[s.state_file] = json.dumps(new_state, indent=2, sort_keys=True) + "\n"
+        to_write = {p: t for p, t in to_write.items() if files.read(p) != t}
         link_target = s.unit_file if s.persist and s.vips else None
         fix_link = _link_target(s.wants_link) != link_target
 
-        changed = bool(to_set or to_add or files or fix_link)
+        changed = bool(to_set or to_add or to_write or fix_link)
         if changed and not self.check_mode:
             # the state file first: if anything below fails, the old values are remembered
-            for path in sorted(files, key=lambda p: p != s.state_file):
-                _write_or_remove(path, files[path])
+            for path in sorted(to_write, key=lambda p: p != s.state_file):
+                _write_or_remove(path, to_write[path])
             for key, value in to_set.items():
                 self.proc_sys.write(key, value)
             for vip in to_add:
@@ -308,7 +279,7 @@ class ArpSuppress:
         after = {
             "sysctls": {**current, **to_set},
             "vips": list(s.vips),
-            "files": {**before["files"], **{p: t or "" for p, t in files.items()
+            "files": {**before["files"], **{p: t or "" for p, t in to_write.items()
                                             if p != s.state_file}},
         }  # fmt: skip
         return self._result(changed, before, after, new_state)
@@ -337,7 +308,7 @@ class ArpSuppress:
                 self.addresses.delete(vip)
             # the state file last: it is what remembers the values to restore
             for path in to_delete:
-                remove_file(path)
+                files.remove(path)
 
         after = {
             "sysctls": {**current, **to_set},
@@ -375,7 +346,7 @@ def _link_target(path: str) -> Optional[str]:
 
 def _set_link(path: str, target: Optional[str]) -> None:
     """The `systemctl enable` symlink, made by hand: works in a chroot or a temporary root."""
-    remove_file(path)
+    files.remove(path)
     if target:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.symlink(target, path)
@@ -383,6 +354,6 @@ def _set_link(path: str, target: Optional[str]) -> None:
 
 def _write_or_remove(path: str, text: Optional[str]) -> None:
     if text is None:
-        remove_file(path)
+        files.remove(path)
     else:
-        write_text(path, text)
+        files.write_atomic(path, text, 0o644)

@@ -8,7 +8,6 @@ so a change the agent would refuse is never made.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional
 
 from .errors import ConfigError, Problem
@@ -47,42 +46,3 @@ def validate(main_config: str, path: str, text: Optional[str], *, host_checks: b
             ]
         )
     return config
-
-
-def read(path: str) -> Optional[str]:
-    """The file's text, or None when it does not exist."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def mode_of(path: str) -> Optional[int]:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        return None
-
-
-def write_atomic(path: str, text: str, mode: int = 0o600) -> None:
-    """Replace `path` in one step; the new file has `mode` from its creation (secrets inside)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, mode=0o755, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".lvs-ha-")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def remove(path: str) -> None:
-    if os.path.lexists(path):
-        os.unlink(path)
