@@ -3,6 +3,7 @@ machine or inside a lab host (`ip netns exec`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,3 +64,14 @@ def run_target(
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(), check=False
     )
+
+
+def run_adhoc(host: Host, argv: list[str], timeout: float = 300) -> tuple[str, dict]:
+    """Run an `ansible localhost -m MODULE` command line in `host` with one-line output (-o);
+    returns the status (SUCCESS, CHANGED, FAILED!...) and the module's result."""
+    result = host.run([*argv, "-o"], check=False, timeout=timeout, env=ansible_env())
+    lines = result.stdout.strip().splitlines()
+    line = lines[-1] if lines else ""
+    assert " => " in line, result.stdout + result.stderr
+    status, data = line.split(" => ", 1)
+    return status.split(" | ")[-1], json.loads(data)

@@ -6,17 +6,11 @@ touched; the persisted files go to a temporary root (module options).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from testbed.ansible import ansible_env, local_argv, run_target
+from testbed.ansible import local_argv, run_adhoc, run_target
 
 pytestmark = pytest.mark.netns
-
-
-def run_in(host, argv):
-    return host.run(argv, check=False, timeout=300, env=ansible_env())
 
 
 def test_integration_target_in_a_namespace(lab, tmp_path):
@@ -45,11 +39,7 @@ def adhoc(host, tmp_path, args: str, read_only: bool):
             'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"'
         )
         ansible = ["unshare", "--mount", "sh", "-c", script, "sh", *ansible]
-    result = run_in(host, [*ansible, "-o"])
-    line = result.stdout.strip().splitlines()[-1]
-    assert " => " in line, result.stdout + result.stderr
-    status, data = line.split(" => ", 1)
-    return status.split(" | ")[-1], json.loads(data)
+    return run_adhoc(host, ansible)
 
 
 def test_read_only_proc_sys_matching_succeeds_and_differing_fails(lab, tmp_path):

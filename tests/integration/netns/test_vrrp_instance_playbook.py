@@ -3,13 +3,12 @@ under a temporary root), then against a real lvs-agent running in the same names
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from vrrp_support import Agent, config, holds
 
-from testbed.ansible import ansible_env, local_argv, run_target
+from testbed.ansible import local_argv, run_adhoc, run_target
 
 pytestmark = pytest.mark.netns
 
@@ -34,11 +33,7 @@ def adhoc(host, module_args: str, check: bool = False) -> tuple[str, dict]:
     argv = [*local_argv("ansible"), "localhost", "-m", "lvs.ha.vrrp_instance", "-a", module_args]
     if check:
         argv.append("--check")
-    result = host.run([*argv, "-o"], check=False, timeout=300, env=ansible_env())
-    line = result.stdout.strip().splitlines()[-1]
-    assert " => " in line, result.stdout + result.stderr
-    status, data = line.split(" => ", 1)
-    return status.split(" | ")[-1], json.loads(data)
+    return run_adhoc(host, argv)
 
 
 def test_against_a_running_agent(lab, tmp_path):
