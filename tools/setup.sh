@@ -18,10 +18,10 @@ debian_packages=(
   # Podman for Molecule (client side; the server runs in the guest)
   podman runc crun iptables netavark aardvark-dns catatonit conmon slirp4netns uidmap
   # tool chain
-  make git python3-venv ca-certificates curl
+  make git python3-venv ca-certificates curl shellcheck
 )
 
-stamp() { cat "$repo/tools/requirements.txt" "$0" | md5sum | cut -c1-16; }
+python_stamp() { cat "$repo/tools/requirements.txt" "$0" | md5sum | cut -c1-16; }
 
 apt_stamp="$cache/apt-$(printf '%s\n' "${debian_packages[@]}" | md5sum | cut -c1-16)"
 if [ ! -e "$apt_stamp" ]; then
@@ -36,7 +36,7 @@ if [ ! -e "$apt_stamp" ]; then
   touch "$apt_stamp"
 fi
 
-venv_stamp="$repo/.venv/.lvs-ha-$(stamp)"
+venv_stamp="$repo/.venv/.lvs-ha-$(python_stamp)"
 if [ ! -e "$venv_stamp" ]; then
   echo "setup: installing the Python tool chain into .venv"
   python3 -m venv "$repo/.venv"
