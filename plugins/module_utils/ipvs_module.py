@@ -15,6 +15,15 @@ from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.netlink import (
 )
 
 FAMILIES = {"ipv4": 4, "ipv6": 6}
+# One real server: ipvs_realserver's options, and each entry of ipvs_service's realservers.
+REALSERVER_SPEC = {
+    "address": {"type": "str", "required": True},
+    "port": {"type": "int"},
+    "forwarding": {"type": "str", "choices": ["dr", "nat", "tun"]},
+    "weight": {"type": "int"},
+    "upper_threshold": {"type": "int"},
+    "lower_threshold": {"type": "int"},
+}
 
 
 @contextmanager

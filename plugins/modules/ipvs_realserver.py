@@ -151,9 +151,12 @@ realserver:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import FAMILIES, run_manager
+from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import (
+    FAMILIES,
+    REALSERVER_SPEC,
+    run_manager,
+)
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
-    DESTINATION_OPTIONS,
     DestinationPlan,
     IpvsError,
     desired_destination,
@@ -191,9 +194,7 @@ class RealServerManager:
                 f"virtual service {self.key} does not exist: create it with lvs.ha.ipvs_service"
             )
         self.destinations = client.destinations(self.key)
-        port = params["port"] if params["port"] is not None else (self.key.port or 0)
-        changes = {name: params[name] for name in DESTINATION_OPTIONS}
-        self.desired = desired_destination(self.destinations, params["address"], port, **changes)
+        self.desired = desired_destination(self.destinations, self.key, params)
         self.current = self.find(self.destinations)
         self.after = realserver_view(self.current)
         self.changed = False
@@ -234,12 +235,7 @@ def main():
             "protocol": {"type": "str", "choices": ["tcp", "udp", "sctp"], "default": "tcp"},
             "fwmark": {"type": "int"},
             "family": {"type": "str", "choices": list(FAMILIES), "default": "ipv4"},
-            "address": {"type": "str", "required": True},
-            "port": {"type": "int"},
-            "forwarding": {"type": "str", "choices": ["dr", "nat", "tun"]},
-            "weight": {"type": "int"},
-            "upper_threshold": {"type": "int"},
-            "lower_threshold": {"type": "int"},
+            **REALSERVER_SPEC,
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         mutually_exclusive=[("fwmark", "virtual_address"), ("fwmark", "virtual_port")],

@@ -202,9 +202,12 @@ service:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import FAMILIES, run_manager
+from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import (
+    FAMILIES,
+    REALSERVER_SPEC,
+    run_manager,
+)
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
-    DESTINATION_OPTIONS,
     SCHEDULERS,
     Service,
     desired_destination,
@@ -265,7 +268,10 @@ class ServiceManager:
             persistence_netmask=params["persistence_netmask"],
             flags=self.desired_flags(),
         )
-        declared = [self.destination(entry) for entry in params["realservers"] or []]
+        declared = [
+            desired_destination(self.current_destinations, self.key, entry)
+            for entry in params["realservers"] or []
+        ]
         plan = plan_destinations(
             self.current_destinations, declared, purge=params["purge_realservers"]
         )
@@ -289,11 +295,6 @@ class ServiceManager:
         if not self.module.check_mode:
             self.client.delete_service(self.key)
 
-    def destination(self, entry):
-        port = entry["port"] if entry["port"] is not None else (self.key.port or 0)
-        changes = {name: entry[name] for name in DESTINATION_OPTIONS}
-        return desired_destination(self.current_destinations, entry["address"], port, **changes)
-
     def read_back(self):
         service = self.client.service(self.key)
         destinations = self.client.destinations(self.key) if service else []
@@ -308,14 +309,6 @@ class ServiceManager:
 
 
 def main():
-    realserver_options = {
-        "address": {"type": "str", "required": True},
-        "port": {"type": "int"},
-        "forwarding": {"type": "str", "choices": ["dr", "nat", "tun"]},
-        "weight": {"type": "int"},
-        "upper_threshold": {"type": "int"},
-        "lower_threshold": {"type": "int"},
-    }
     module = AnsibleModule(
         argument_spec={
             "address": {"type": "str"},
@@ -328,7 +321,7 @@ def main():
             "persistence_netmask": {"type": "str"},
             "scheduler_flags": {"type": "list", "elements": "str", "choices": SCHEDULER_FLAGS},
             "one_packet_scheduling": {"type": "bool"},
-            "realservers": {"type": "list", "elements": "dict", "options": realserver_options},
+            "realservers": {"type": "list", "elements": "dict", "options": REALSERVER_SPEC},
             "purge_realservers": {"type": "bool", "default": False},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },

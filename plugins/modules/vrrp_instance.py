@@ -298,6 +298,7 @@ from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config import (
 )
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config.parser import parse_entry
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config.render import (
+    NOTIFY_KEYWORDS,
     mask_secrets,
     render_instance,
     statement,
@@ -309,7 +310,6 @@ from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.control import (
 )
 
 FILE_MODE = 0o600
-NOTIFY_OPTIONS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 VIP_KEYS = {"address": None, "broadcast": "brd", "dev": "dev", "scope": "scope"}
 VIP_KEYS.update({"label": "label", "peer": "peer", "no_track": "no_track"})
 TRACK_KEYS = {"name": None, "weight": "weight", "reverse": "reverse"}
@@ -332,7 +332,7 @@ ARGUMENT_SPEC = {
     "virtual_ipaddresses_excluded": {"type": "list", "elements": "raw", "default": []},
     "track_interfaces": {"type": "list", "elements": "raw", "default": []},
     "track_scripts": {"type": "list", "elements": "raw", "default": []},
-    **{option: {"type": "str"} for option in NOTIFY_OPTIONS},
+    **{option: {"type": "str"} for option in NOTIFY_KEYWORDS},
     "config_dir": {"type": "path", "default": dropin.DEFAULT_CONFIG_DIR},
     "main_config": {"type": "path", "default": "/etc/lvs-agent/lvs-agent.conf"},
     "host_checks": {"type": "bool", "default": True},
@@ -404,7 +404,7 @@ def instance_from(params: dict) -> VrrpInstance:
         instance.preempt_delay = params["preempt_delay"]
     if params["auth_pass"] is not None:
         instance.auth_type, instance.auth_pass = "PASS", params["auth_pass"]
-    for option in NOTIFY_OPTIONS:
+    for option in NOTIFY_KEYWORDS:
         setattr(instance, option, params[option])
     instance.unicast_peers = [
         entry("unicast_peers", index, "unicast_peer", peer, {"address": None})

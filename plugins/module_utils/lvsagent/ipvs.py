@@ -308,11 +308,13 @@ def with_changes(current, default, **changes):
 DESTINATION_OPTIONS = ("forwarding", "weight", "upper_threshold", "lower_threshold")
 
 
-def desired_destination(current: list, address: str, port: int, **changes) -> Destination:
-    """The real server address:port as asked: the one the kernel holds with `changes` applied."""
-    wanted = Destination(address, port)
+def desired_destination(current: list, key: ServiceKey, options: dict) -> Destination:
+    """The real server `options` ask for (address, port: None = the service's, and
+    DESTINATION_OPTIONS): the one the kernel holds with the options given applied."""
+    port = options["port"] if options["port"] is not None else (key.port or 0)
+    wanted = Destination(options["address"], port)
     have = next((d for d in current if (d.address, d.port) == (wanted.address, wanted.port)), None)
-    return with_changes(have, wanted, **changes)
+    return with_changes(have, wanted, **{name: options[name] for name in DESTINATION_OPTIONS})
 
 
 @dataclass
