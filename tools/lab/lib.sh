@@ -51,7 +51,7 @@ lab_timed() {
     local status
     "$@" 2>&1 | while IFS= read -r line; do
         case $line in
-            *" Executing"* | *" Executed"*) printf '[%s] %s\n' "$(date +%T)" "$line" ;;
+            *Executing* | *Executed:*) printf '[%s] %s\n' "$(date +%T)" "$line" ;;
             *) printf '%s\n' "$line" ;;
         esac
     done
