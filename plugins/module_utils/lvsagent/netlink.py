@@ -9,6 +9,20 @@ from __future__ import annotations
 import traceback
 from typing import Optional
 
+__all__ = [
+    "HAS_PYROUTE2",
+    "IPVS",
+    "PYROUTE2_IMPORT_ERROR",
+    "PYROUTE2_IMPORT_TRACEBACK",
+    "REQUIREMENT",
+    "AsyncIPRoute",
+    "IPRoute",
+    "IPVSDest",
+    "IPVSService",
+    "NetlinkError",
+    "missing_pyroute2",
+]
+
 REQUIREMENT = "pyroute2 >= 0.9.6"
 
 try:
