@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tools/molecule-test and tools/lab/{up,down} (sourced; bash).
 # Chooses where the lab's containers run and prepares that Podman.
 

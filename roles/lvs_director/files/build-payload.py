@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Packs Python packages for a host's virtualenv: pure-Python wheels and package directories.
 
 Runs on the controller (the lvs_director role calls it with ansible_playbook_python):
