@@ -232,6 +232,28 @@ def test_reload_keeps_running_config_on_error_and_applies_a_good_one(pair, tmp_p
     wait_single_holder(pair, d2, timeout=10)
 
 
+def test_reloaded_master_keeps_the_vip_and_takes_the_new_settings(lab, pair, tmp_path):
+    d1, d2 = pair
+    adverts = lab.capture("proto 112")
+    a1, _a2 = start_pair(pair, tmp_path)
+    wait_single_holder(pair, d1)
+    new_vips = f"{VIP4}/24\n    192.168.77.101/24"
+    a1.conf.write_text(config(instance_block(140, vip=new_vips, extra="  nopreempt\n")))
+    reload = a1.command("reload")
+    assert reload.returncode == 0, reload.stderr
+    assert stays(lambda: holders(pair) == [d1], 3, interval=0.05)
+    assert holders(pair, "192.168.77.101") == [d1]
+    status = a1.command("status")
+    assert "VRRP VI_1: MASTER on eth0 priority 140/140" in status.stdout
+    time.sleep(1.2)
+    adverts.stop()
+    from_d1 = [line for line in adverts.read() if "192.168.77.11 >" in line]
+    assert not [line for line in from_d1 if "prio 0," in line], from_d1
+    assert "prio 140," in from_d1[-1]
+    log = a1.log_text()
+    assert log.count("Entering MASTER STATE") == 1 and "sent 0 priority" not in log
+
+
 LISTENER = """
 import socket, sys
 server = socket.socket()

@@ -323,3 +323,95 @@ def test_sync_group_members_follow_each_other():
         await engine.stop()
 
     asyncio.run(scenario())
+
+
+async def engine_with_fakes(text):
+    engine = VrrpEngine(loads(text), asyncio.get_running_loop())
+    fakes = services(engine.loop)
+    engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
+    engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+    await engine.start()
+    await asyncio.sleep(0)
+    for instance in engine.instances.values():
+        await instance._settle_vips()
+    return engine, fakes
+
+
+def sent_priorities(fakes):
+    return [(message[1], message[2]) for message, _source, _dest in fakes.sockets.socket.sent]
+
+
+def test_reloaded_master_keeps_its_state_and_the_common_vips(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    before = conf_text(state="MASTER").replace(
+        "192.168.77.100/24", "192.168.77.100/24\n    192.168.77.102/24"
+    )
+    after = conf_text(state="BACKUP", priority=120, extra="  nopreempt").replace(
+        "192.168.77.100/24", "192.168.77.100/24\n    192.168.77.101/24"
+    )
+
+    async def scenario():
+        engine, fakes = await engine_with_fakes(before)
+        instance = engine.instances["VI_1"]
+        fakes.addresses.log.clear()
+        fakes.announcer.announced.clear()
+        notified = list(fakes.notifier.calls)
+        await engine.apply_config(loads(after))
+        assert engine.instances["VI_1"] is instance
+        assert instance.machine.state == State.MASTER
+        assert instance.machine.effective_priority == 120
+        assert not instance.machine.settings.preempt
+        assert (51, 0) not in sent_priorities(fakes)
+        assert fakes.addresses.log == [
+            ("remove", "192.168.77.102/24", "eth0"),
+            ("add", "192.168.77.101/24", "eth0"),
+        ]
+        assert fakes.addresses.held == {"192.168.77.100", "192.168.77.101"}
+        assert ("eth0", "192.168.77.101") in fakes.announcer.announced
+        assert fakes.notifier.calls == notified  # no transition, no notify script
+        assert "removing VIPs" not in caplog.text
+        await asyncio.sleep(1.1)  # the next advert: the new priority, the new address list
+        advert = packet.decode(fakes.sockets.socket.sent[-1][0], OURS, packet.MCAST_GROUP4)
+        assert advert.priority == 120
+        assert set(map(str, advert.addresses)) == {"192.168.77.100", "192.168.77.101"}
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reloaded_backup_stays_backup_whatever_the_initial_state():
+    async def scenario():
+        engine, fakes = await engine_with_fakes(conf_text(priority=100))
+        instance = engine.instances["VI_1"]
+        fakes.sockets.handlers[51](received(v2(150)))
+        await engine.apply_config(loads(conf_text(state="MASTER", priority=120)))
+        assert engine.instances["VI_1"] is instance
+        assert instance.machine.state == State.BACKUP
+        assert instance.machine.effective_priority == 120
+        assert instance.machine.master_address == PEER
+        assert fakes.sockets.socket.sent == []
+        assert fakes.addresses.log == []
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reload_with_another_vrid_restarts_the_instance():
+    async def scenario():
+        engine, fakes = await engine_with_fakes(conf_text(state="MASTER"))
+        instance = engine.instances["VI_1"]
+        fakes.addresses.log.clear()
+        moved = conf_text(state="MASTER").replace("virtual_router_id 51", "virtual_router_id 52")
+        await engine.apply_config(loads(moved))
+        await asyncio.sleep(0)
+        await engine.instances["VI_1"]._settle_vips()
+        assert engine.instances["VI_1"] is not instance
+        assert (51, 0) in sent_priorities(fakes)  # the old one resigned
+        assert sent_priorities(fakes)[-1] == (52, 150)
+        assert fakes.addresses.log == [
+            ("remove", "192.168.77.100/24", "eth0"),
+            ("add", "192.168.77.100/24", "eth0"),
+        ]
+        await engine.stop()
+
+    asyncio.run(scenario())

@@ -249,3 +249,64 @@ def test_force_master_and_backup_for_sync_groups(clock):
     assert machine.state == State.MASTER
     machine.force_backup()
     assert machine.state == State.BACKUP
+
+
+def settings(**overrides):
+    return MachineSettings(name="VI_1", primary_address=OURS, **overrides)
+
+
+def test_reconfigured_master_stays_master_and_adverts_at_the_new_priority_and_interval(clock):
+    machine, net = make(clock, priority=150, start_as_master=True)
+    start = clock.now
+    machine.startup()
+    clock.advance(1.5)  # adverts at 0 and 1 s
+    machine.reconfigure(settings(priority=90, advert_interval=2.0, preempt=False))
+    clock.advance(4.0)
+    assert machine.state == State.MASTER
+    assert [t for t in net.transitions if t[2] != State.MASTER] == []
+    assert [(round(when - start, 6), prio) for when, prio in net.sent] == [
+        (0.0, 150),
+        (1.0, 150),
+        (3.0, 90),  # one new interval after the last advert, no priority 0
+        (5.0, 90),
+    ]
+    # RFC: a master still gives way to a higher advert with its new priority
+    machine.receive(advert(100), PEER_HIGH)
+    assert machine.state == State.BACKUP
+
+
+def test_reconfigured_master_whose_next_advert_is_overdue_sends_at_once(clock):
+    machine, net = make(clock, priority=150, advert_interval=3.0, start_as_master=True)
+    start = clock.now
+    machine.startup()
+    clock.advance(2.0)
+    machine.reconfigure(settings(priority=150, advert_interval=1.0))
+    clock.advance(0.0)
+    assert [round(when - start, 6) for when, _prio in net.sent] == [0.0, 2.0]
+
+
+def test_reconfigured_backup_keeps_its_master_down_timer_start(clock):
+    machine, net = make(clock, priority=100)
+    machine.startup()
+    machine.receive(advert(150), PEER_HIGH)
+    armed = clock.now
+    clock.advance(1.0)
+    machine.reconfigure(settings(priority=200, advert_interval=2.0, preempt=False))
+    assert machine.state == State.BACKUP
+    assert machine.master_address == PEER_HIGH
+    clock.advance(6.0 + 56 / 256 - 1.0 - 0.001)
+    assert machine.state == State.BACKUP
+    clock.advance(0.002)
+    assert machine.state == State.MASTER
+    assert net.sent == [(pytest.approx(armed + 6.0 + 56 / 256), 200)]
+
+
+def test_reconfigured_backup_with_preempt_now_outranks_the_master(clock):
+    machine, _net = make(clock, priority=100, preempt=False)
+    machine.startup()
+    machine.receive(advert(150), PEER_HIGH)
+    machine.reconfigure(settings(priority=200))
+    for _advert in range(4):
+        clock.advance(1.0)
+        machine.receive(advert(150), PEER_HIGH)  # lower now: discarded
+    assert machine.state == State.MASTER

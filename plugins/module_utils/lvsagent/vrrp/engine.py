@@ -88,12 +88,14 @@ class VrrpEngine:
         self.addresses.close()
 
     async def apply_config(self, config: Config) -> None:
-        """Reload: keep instances whose settings did not change, restart the others."""
+        """Reload as keepalived: an instance that keeps its name, interface, VRID and family keeps
+        its state and takes the new settings; the others stop (a master resigns) or start."""
         old, self.config = self.config, config
         old_keys = {i.name: self._signature(old, i) for i in old.vrrp_instances}
-        new_keys = {i.name: self._signature(config, i) for i in config.vrrp_instances}
-        for name in list(self.instances):
-            if old_keys.get(name) != new_keys.get(name):
+        new_configs = {i.name: i for i in config.vrrp_instances}
+        for name, instance in list(self.instances.items()):
+            new = new_configs.get(name)
+            if new is None or self._identity(new) != self._identity(instance.config):
                 await self._stop_instance(name)
         changed_scripts = [
             name
@@ -104,9 +106,20 @@ class VrrpEngine:
             await self.scripts.pop(name).stop()
         await self._start_scripts(config)
         for instance_config in config.vrrp_instances:
-            if instance_config.name not in self.instances:
+            name = instance_config.name
+            if name not in self.instances:
                 await self._start_instance(config, instance_config)
+            elif old_keys.get(name) != self._signature(config, instance_config):
+                await self._update_instance(config, instance_config)
         log.info("Reload finished: %d VRRP instance(s)", len(self.instances))
+
+    @staticmethod
+    def _identity(instance_config) -> tuple:
+        return (
+            instance_config.interface,
+            instance_config.virtual_router_id,
+            instance_config.family,
+        )
 
     def _signature(self, config: Config, instance_config) -> tuple:
         scripts = [config.vrrp_scripts.get(track.name) for track in instance_config.track_scripts]
@@ -149,6 +162,14 @@ class VrrpEngine:
         except (OSError, RuntimeError) as error:
             log.error("(%s) cannot start: %s", instance.name, error)
             self.instances.pop(instance.name, None)
+
+    async def _update_instance(self, config: Config, instance_config) -> None:
+        instance = self.instances[instance_config.name]
+        try:
+            await instance.update(instance_config, config.global_defs)
+        except (OSError, RuntimeError) as error:
+            log.error("(%s) cannot reload: %s", instance.name, error)
+            await self._stop_instance(instance.name)
 
     async def _stop_instance(self, name: str) -> None:
         instance = self.instances.pop(name)

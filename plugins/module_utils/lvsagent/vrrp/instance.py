@@ -55,24 +55,28 @@ class Instance:
         self.socket: Optional[VrrpSocket] = None
         self._vip_lock = asyncio.Lock()
         self._vip_tasks: set[asyncio.Task] = set()
-        self._vips_up = False
+        self._vips_held: dict[tuple, tuple] = {}  # (address, dev) -> (VirtualAddress, dev)
         self._garp_timers: list[asyncio.TimerHandle] = []
         self._priority_parts: dict[str, int] = {}
+        self._faults: set[str] = set()  # the fault reasons this instance's tracking set
         self._address_mismatch_logged = False
-        self._expected_auth = packet.auth_data_for(config.auth_pass)
-        self._advertised = tuple(
-            vip.address.ip for vip in config.virtual_ipaddresses if vip.family == self.family
-        )
+        self._take_settings(config, global_defs)
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    # -- life cycle -----------------------------------------------------------------------------
-    async def start(self) -> None:
-        config, services = self.config, self.services
-        self.source = await self._choose_source()
-        settings = MachineSettings(
+    def _take_settings(self, config: VrrpInstance, global_defs: GlobalDefs) -> None:
+        self.config = config
+        self.global_defs = global_defs
+        self._expected_auth = packet.auth_data_for(config.auth_pass)
+        self._advertised = tuple(
+            vip.address.ip for vip in config.virtual_ipaddresses if vip.family == self.family
+        )
+
+    def _machine_settings(self) -> MachineSettings:
+        config = self.config
+        return MachineSettings(
             name=config.name,
             version=config.version,
             priority=config.priority,
@@ -82,17 +86,43 @@ class Instance:
             start_as_master=config.state == "MASTER",
             primary_address=self.source,
         )
+
+    # -- life cycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        services = self.services
+        self.source = await self._choose_source()
         self.machine = VrrpMachine(
-            settings, LoopClock(services.loop), self._transmit, self._on_transition
+            self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
         )
         self.socket = services.sockets.register(
-            self.ifname, self.family, config.virtual_router_id, self._receive
+            self.ifname, self.family, self.config.virtual_router_id, self._receive
         )
-        if not config.unicast_peers:
-            self.socket.join(self._multicast_group())
+        self._join_group()
         self._watch_tracking()
         await self._remove_leftover_vips()
         self.machine.startup()
+
+    async def update(self, config: VrrpInstance, global_defs: GlobalDefs) -> None:
+        """Reload with the same interface, VRID and family: keep the state, take the settings.
+
+        Priority, advert_int, preempt, auth, peers, VIPs, tracking and scripts change in place;
+        `state` is only the initial state. A master adds and announces the new VIPs and removes
+        the dropped ones.
+        """
+        source = await self._choose_source(config)
+        self._unwatch_tracking()
+        self._take_settings(config, global_defs)
+        self.source = source
+        self._address_mismatch_logged = False
+        self.machine.reconfigure(self._machine_settings())
+        self._join_group()
+        previous_faults, self._faults = self._faults, set()
+        self._priority_parts.clear()
+        self._watch_tracking()
+        for reason in previous_faults - self._faults:
+            self.machine.clear_fault(reason)
+        self._request_vip_sync()
+        await self._settle_vips()
 
     def resign(self) -> None:
         """Shutdown event: a master sends priority 0 so that a backup takes over at once."""
@@ -106,9 +136,7 @@ class Instance:
         self.resign()
         await self._settle_vips()
         self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
-        self.services.links.unwatch(self._link_changed)
-        for tracker in self.services.scripts.values():
-            tracker.unsubscribe(self._script_changed)
+        self._unwatch_tracking()
         self.services.notifier.state_changed(
             "INSTANCE",
             self.name,
@@ -118,9 +146,10 @@ class Instance:
             self.config.notify,
         )
 
-    async def _choose_source(self) -> packet.IPAddress:
+    async def _choose_source(self, config: Optional[VrrpInstance] = None) -> packet.IPAddress:
         """unicast_src_ip, mcast_src_ip, else the primary IPv4 or the link-local IPv6 address."""
-        chosen = self.config.unicast_src_ip or self.config.mcast_src_ip
+        config = config or self.config
+        chosen = config.unicast_src_ip or config.mcast_src_ip
         if chosen:
             return ipaddress.ip_address(chosen)
         found = await self.services.addresses.source_address(self.ifname, self.family)
@@ -128,6 +157,10 @@ class Instance:
             kind = "IPv4" if self.family == 4 else "IPv6 link-local"
             raise RuntimeError(f"({self.name}) no {kind} address on {self.ifname}")
         return found
+
+    def _join_group(self) -> None:
+        if not self.config.unicast_peers:
+            self.socket.join(self._multicast_group())
 
     def _multicast_group(self) -> packet.IPAddress:
         if self.family == 4:
@@ -249,26 +282,30 @@ class Instance:
             await asyncio.gather(*list(self._vip_tasks), return_exceptions=True)
 
     async def _sync_vips(self) -> None:
-        """Bring the VIPs in line with the state now (requests run one at a time, in order)."""
+        """Bring the VIPs in line with the state and the configuration now (requests run one at
+        a time, in order): a master holds every configured VIP, the other states none."""
         async with self._vip_lock:
-            wanted = self.machine is not None and self.machine.state == State.MASTER
-            if wanted == self._vips_up:
-                return
-            self._vips_up = wanted
-            if wanted:
-                await self._each_vip(self.services.addresses.add, "adding")
+            wanted = {}
+            if self.machine is not None and self.machine.state == State.MASTER:
+                wanted = {(vip.address, dev): (vip, dev) for vip, dev in self._all_vips()}
+            held, self._vips_held = self._vips_held, wanted
+            added = [entry for key, entry in wanted.items() if key not in held]
+            dropped = [entry for key, entry in held.items() if key not in wanted]
+            if dropped:
+                if not wanted:
+                    self._stop_announcing()
+                    log.info("(%s) removing VIPs.", self.name)
+                await self._each_vip(dropped, self.services.addresses.remove, "removing")
+            if added:
+                await self._each_vip(added, self.services.addresses.add, "adding")
                 self._start_announcing()
-            else:
-                self._stop_announcing()
-                log.info("(%s) removing VIPs.", self.name)
-                await self._each_vip(self.services.addresses.remove, "removing")
 
     def _all_vips(self):
         for vip in (*self.config.virtual_ipaddresses, *self.config.virtual_ipaddresses_excluded):
             yield vip, vip.dev or self.ifname
 
-    async def _each_vip(self, action, verb: str) -> None:
-        for vip, dev in self._all_vips():
+    async def _each_vip(self, vips, action, verb: str) -> None:
+        for vip, dev in vips:
             try:
                 await action(vip, dev)
             except Exception as error:  # one bad VIP must not keep the others away
@@ -337,6 +374,11 @@ class Instance:
         self._garp_timers.clear()
 
     # -- tracking -------------------------------------------------------------------------------
+    def _unwatch_tracking(self) -> None:
+        self.services.links.unwatch(self._link_changed)
+        for tracker in self.services.scripts.values():
+            tracker.unsubscribe(self._script_changed)
+
     def _watch_tracking(self) -> None:
         links, config = self.services.links, self.config
         if not config.dont_track_primary:
@@ -382,8 +424,10 @@ class Instance:
 
     def _set_fault(self, reason: str, faulty: bool) -> None:
         if faulty:
+            self._faults.add(reason)
             self.machine.add_fault(reason)
         else:
+            self._faults.discard(reason)
             self.machine.clear_fault(reason)
 
     def _update_priority(self) -> None:

@@ -91,6 +91,8 @@ class VrrpMachine:
         self._adver_timer: TimerHandle | None = None
         self._adver_deadline = 0.0
         self._master_down_timer: TimerHandle | None = None
+        self._master_down_since = 0.0
+        self._master_down_skew_only = False
         self._preempt_until: float | None = None
 
     # -- derived timers (RFC 9568 6.1) ---------------------------------------------------------
@@ -116,7 +118,29 @@ class VrrpMachine:
         elif self.settings.priority == PRIORITY_OWNER or self.settings.start_as_master:
             self._become_master()
         else:
-            self._become_backup(self.master_down_interval)
+            self._become_backup()
+
+    def reconfigure(self, settings: MachineSettings) -> None:
+        """Reload: take new settings and keep the state; the running timers keep their start.
+
+        The effective priority restarts from the configured one (tracking sets it again). A master
+        sends its next advert one new interval after the last one (at once if that is past); a
+        backup's Master_Down_Timer is recomputed from when it was last armed. start_as_master
+        only matters at startup.
+        """
+        old, self.settings = self.settings, settings
+        self.effective_priority = settings.priority
+        if settings.preempt_delay != old.preempt_delay:
+            self._preempt_until = None
+        if self.state == State.MASTER:
+            self.master_adver_interval = settings.advert_interval
+            self.master_address = settings.primary_address
+            last = self._adver_deadline - old.advert_interval
+            self._schedule_adver(max(last + settings.advert_interval, self.clock.monotonic()))
+        elif settings.version == 2 or self.master_address is None:
+            self.master_adver_interval = settings.advert_interval  # v3 learns it from the master
+        if self._master_down_timer is not None:
+            self._set_master_down_timer()
 
     def shutdown(self) -> None:
         """Shutdown event: a master resigns with a priority-0 advertisement."""
@@ -141,7 +165,7 @@ class VrrpMachine:
             if self.settings.priority == PRIORITY_OWNER:
                 self._become_master()
             else:
-                self._become_backup(self.master_down_interval)
+                self._become_backup()
 
     def force_master(self) -> None:
         """A sync group member became master: follow it now."""
@@ -151,7 +175,7 @@ class VrrpMachine:
     def force_backup(self) -> None:
         """A sync group member fell back to backup: follow it."""
         if self.state == State.MASTER:
-            self._become_backup(self.master_down_interval)
+            self._become_backup()
 
     def receive(self, advert: Advertisement, source: IPAddress) -> None:
         """An advertisement that passed the receive checks of section 7.1."""
@@ -164,7 +188,7 @@ class VrrpMachine:
     def _backup_receive(self, advert: Advertisement, source: IPAddress) -> None:
         now = self.clock.monotonic()
         if advert.priority == PRIORITY_STOP:
-            self._arm_master_down(self.skew_time)
+            self._arm_master_down(skew_only=True)
             return
         lower = advert.priority < self.effective_priority
         if lower and self.settings.preempt and not self._preempt_delay_running(now):
@@ -180,7 +204,7 @@ class VrrpMachine:
         if self.settings.version == 3:
             self.master_adver_interval = advert.interval
         self.master_address = source
-        self._arm_master_down(self.master_down_interval)
+        self._arm_master_down()
 
     def _master_receive(self, advert: Advertisement, source: IPAddress) -> None:
         if advert.priority == PRIORITY_STOP:
@@ -198,7 +222,7 @@ class VrrpMachine:
             if self.settings.version == 3:
                 self.master_adver_interval = advert.interval
             self.master_address = source
-            self._become_backup(self.master_down_interval)
+            self._become_backup()
             return
         log.info(
             "(%s) Received advert from %s with lower priority %d, ours %d, forcing new election",
@@ -243,9 +267,9 @@ class VrrpMachine:
             self.transmit(PRIORITY_STOP)
         self._enter(new)
 
-    def _become_backup(self, master_down_after: float) -> None:
+    def _become_backup(self) -> None:
         self._cancel_timers()
-        self._arm_master_down(master_down_after)
+        self._arm_master_down()
         self._enter(State.BACKUP)
 
     def _enter(self, new: State) -> None:
@@ -257,10 +281,17 @@ class VrrpMachine:
         self.on_transition(old, new)
 
     # -- timers ---------------------------------------------------------------------------------
-    def _arm_master_down(self, delay: float) -> None:
+    def _arm_master_down(self, skew_only: bool = False) -> None:
+        """Master_Down_Interval from now, or only Skew_Time after a priority-0 advert."""
+        self._master_down_since = self.clock.monotonic()
+        self._master_down_skew_only = skew_only
+        self._set_master_down_timer()
+
+    def _set_master_down_timer(self) -> None:
         if self._master_down_timer is not None:
             self._master_down_timer.cancel()
-        when = self.clock.monotonic() + delay
+        delay = self.skew_time if self._master_down_skew_only else self.master_down_interval
+        when = max(self._master_down_since + delay, self.clock.monotonic())
         self._master_down_timer = self.clock.call_at(when, self._master_down_expired)
 
     def _master_down_expired(self) -> None:
