@@ -126,6 +126,22 @@ def test_a_short_password_is_masked_as_a_word_not_inside_other_words(tmp_path):
     assert any("(VI_1) track_script chk: no vrrp_script of that name" in p for p in problems)
 
 
+def test_list_blocks_name_the_entry_not_the_rest_of_its_line(tmp_path):
+    path = tmp_path / "keepalived.conf"
+    path.write_text(
+        MINIMAL_INSTANCE
+        + f"vrrp_sync_group G {{\n group {{\n VI_1 {SECRET}\n }}\n}}\n"
+        + f"virtual_server_group W {{\n 10.0.0.1 80 {SECRET}\n}}\n"
+    )
+    problems = "\n".join(problems_of(path))
+    assert "group: expected a vrrp_instance name alone on a line, got more after 'VI_1'" in problems
+    assert (
+        "virtual_server_group: expected 'ADDRESS [PORT]' alone on a line, "
+        "got more after '10.0.0.1'" in problems
+    )
+    assert_hidden(problems)
+
+
 # -- every command and reply that shows problems ------------------------------------------------
 
 BAD = instance_with(f"auth_type PASS auth_pass {SECRET} {SECOND}", extra="    priority banana")

@@ -457,7 +457,7 @@ class Builder:
             if child.args or child.is_block:
                 self.error(
                     child,
-                    f"group: expected one vrrp_instance name per line, "
+                    "group: expected a vrrp_instance name alone on a line, "
                     f"got more after '{excerpt(child.keyword)}'",
                 )
                 continue
@@ -689,8 +689,8 @@ class Builder:
         if node.is_block or len(node.args) > 1:
             self.error(
                 node,
-                f"virtual_server_group: expected 'ADDRESS [PORT]', got '{excerpt(node.keyword)}' "
-                f"and {len(node.args)} more",
+                "virtual_server_group: expected 'ADDRESS [PORT]' alone on a line, "
+                f"got more after '{excerpt(node.keyword)}'",
             )
             raise Invalid
         entry.address, entry.last_address = self.address_range(node, node.keyword)
