@@ -47,7 +47,7 @@ options:
   vips:
     description:
       - Virtual IP addresses to hold on O(interface), IPv4 or IPv6, without a prefix or with
-        V(/32) or V(/128).
+        V(/32) or V(/128), and without a scope (V(%ZONE)).
       - With O(state=absent), these and the VIPs the module added before are removed.
     type: list
     elements: str
@@ -55,12 +55,16 @@ options:
   interface:
     description:
       - Interface that holds the VIPs.
+      - A Linux interface name of 1 to 15 characters, not V(.) or V(..), made of letters,
+        digits and C(_ . + -) (not first). Blanks, C(/), C(:), and characters a systemd unit
+        or a C(sysctl.d) file would read as syntax (C(% $ ; = *), quotes, C(\)) are refused.
     type: str
     default: lo
   label:
     description:
-      - Label of the IPv4 VIPs (IPv6 addresses have none). It must start with O(interface)
-        followed by C(:) and be at most 15 characters.
+      - Label of the IPv4 VIPs (IPv6 addresses have none), as C(ip address) wants it, either
+        O(interface) itself or O(interface) followed by C(:) and a non-empty suffix of
+        letters, digits and C(_ . + - :), at most 15 characters in all.
       - V(INTERFACE:lvs) when left out.
     type: str
   arp_ignore:
@@ -81,6 +85,7 @@ options:
     description:
       - Interfaces whose C(arp_ignore) and C(arp_announce) are set; V(all) is the kernel's
         C(net.ipv4.conf.all) entry.
+      - Each name follows the rules of O(interface).
     type: list
     elements: str
     default: [all, lo]

@@ -297,9 +297,9 @@ from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config import (
     dropin,
 )
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config.parser import parse_entry
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config.redact import mask_secrets
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config.render import (
     NOTIFY_KEYWORDS,
-    mask_secrets,
     render_instance,
     statement,
 )

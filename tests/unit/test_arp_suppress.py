@@ -215,7 +215,7 @@ def test_other_interfaces_values_and_label(run, kernel, tmp_path):
     [
         ({"vips": ["192.0.2.0/24"]}, "must be a single address"),
         ({"vips": ["not-an-ip"]}, "is not an IP address"),
-        ({"label": "eth0:x"}, "must start with 'lo:'"),
+        ({"label": "eth0:x"}, "must be 'lo' or start with 'lo:'"),
         ({"label": "lo:a-very-long-label"}, "longer than 15"),
         ({"arp_ignore": 4}, "value of arp_ignore must be one of"),
         ({"arp_interfaces": ["nosuch0"]}, "net.ipv4.conf.nosuch0.arp_ignore does not exist"),
@@ -225,6 +225,75 @@ def test_bad_arguments_fail_clearly(run, args, message):
     result = run(args)
     assert result["failed"] is True
     assert message in result["msg"]
+
+
+UNSAFE_NAMES = [
+    "lo\nExecStart=/bin/sh",
+    "eth0 x",
+    "eth0\t",
+    "eth0;x",
+    "%n",
+    "$HOME",
+    'lo"',
+    "lo'",
+    "lo\\x",
+    "eth0=1",
+    "eth*",
+    "eth0:1",
+    "a/b",
+    ".",
+    "..",
+    "-lo",
+    "",
+    "a" * 16,
+]
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+@pytest.mark.parametrize("option", ["interface", "arp_interfaces"])
+def test_unsafe_interface_names_are_refused_before_anything_is_written(
+    run, kernel, tmp_path, option, name
+):
+    proc, addresses = kernel
+    value = [name] if option == "arp_interfaces" else name
+    result = run({**VIPS, option: value, "label": "lo:x" if option == "arp_interfaces" else None})
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"{option}: {name!r} ")
+    assert files_under(tmp_path) == {} and proc.writes == [] and addresses.labels == {}
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ("lo:%i", "may only contain"),
+        ("lo:a b", "may only contain"),
+        ("lo:x;y", "may only contain"),
+        ("lo:a'b", "may only contain"),
+        ("lo:\\x", "may only contain"),
+        ("lo:\nx", "may only contain"),
+        ("lo:", "must be 'lo' or start with 'lo:'"),
+        ("lox", "must be 'lo' or start with 'lo:'"),
+        ("lo:" + "a" * 13, "longer than 15 characters"),
+    ],
+)
+def test_labels_follow_ip_address_rules(run, kernel, tmp_path, label, message):
+    result = run({**VIPS, "label": label})
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"label: {label!r} ") and message in result["msg"]
+    assert files_under(tmp_path) == {}
+
+
+@pytest.mark.parametrize("label", ["lo", "lo:web", "lo:a:b", "lo:vip-1.2_x+"])
+def test_valid_labels_reach_the_unit_file(run, kernel, tmp_path, label):
+    assert run({**VIPS, "label": label})["changed"] is True
+    unit = files_under(tmp_path)[str(tmp_path / "units" / "lvs-ha-vips.service")]
+    assert f"dev lo label {label}\n" in unit
+
+
+def test_a_vip_with_a_scope_is_refused(run, tmp_path):
+    result = run({"vips": ["fe80::1%a;$X"]})
+    assert result["failed"] is True and "a scope (%ZONE) is not allowed" in result["msg"]
+    assert files_under(tmp_path) == {}
 
 
 def test_missing_pyroute2_is_reported(run, monkeypatch):

@@ -186,7 +186,7 @@ def test_instance_from_round_trips_through_render(paths):
         ({"virtual_ipaddresses": [["10.0.0.1"]]}, "expected a string or a dict"),
         ({"track_interfaces": ["eth0 weight 999"]}, "track_interfaces[0]: eth0: weight must"),
         ({"track_scripts": [{"name": "x", "reverse": True}]}, "expected 'weight N'"),
-        ({"unicast_peers": ["peer.example"]}, "unicast_peers[0]: peer.example: invalid IP"),
+        ({"unicast_peers": ["peer.example"]}, "unicast_peers[0]: unicast_peer: invalid IP"),
         ({"name": "../etc"}, "no '/', blanks or leading '.'"),
     ],
 )
@@ -276,6 +276,37 @@ def test_diff_masks_the_password_before_and_after(run, file_of):
     assert "        auth_pass ********\n" in diff["after"]
     assert diff["before_header"] == diff["after_header"] == file_of
     assert "newpass2" in files.read(file_of)
+
+
+def test_a_hand_edited_file_is_masked_in_the_diff_wherever_the_password_sits(run, file_of):
+    with open(file_of, "w") as handle:
+        handle.write(
+            "vrrp_instance VI_1 {\n interface lo\n virtual_router_id 51\n"
+            "  authentication { auth_type PASS auth_pass Hx4dEdited }\n"
+            "  virtual_ipaddress {\n 10.0.0.100/24\n }\n} # auth_pass Hx4dOld\n"
+        )
+    result = run({})
+    assert result["changed"] is True
+    assert "Hx4d" not in json.dumps(result)
+    assert "auth_pass ********" in result["diff"]["before"]
+
+
+def test_a_password_that_cannot_be_written_is_not_shown(run, file_of):
+    result = run({"auth_pass": "Zq9kSecret\u2028"})
+    assert result["failed"] is True and "auth_pass: a line break" in result["msg"]
+    assert "Zq9k" not in json.dumps(result)
+
+
+def test_another_files_passwords_stay_hidden_when_it_fails_validation(run, paths):
+    with open(os.path.join(paths["config_dir"], "other.conf"), "w") as handle:
+        handle.write(
+            "vrrp_instance OTHER {\n interface lo\n virtual_router_id 52\n"
+            "  authentication { auth_type PASS auth_pass Ot7hSecret Ot7hMore }\n"
+            "  priority banana\n  virtual_ipaddress {\n 10.0.0.200\n }\n}\n"
+        )
+    result = run({})
+    assert result["failed"] is True and "priority: 'banana'" in result["msg"]
+    assert "Ot7h" not in json.dumps(result)
 
 
 # -- absent ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -26,6 +27,12 @@ UNIT_NAME = "lvs-ha-vips.service"
 STATE_FILE = "/var/lib/lvs-ha/arp_suppress.json"
 HEADER = "# Managed by lvs.ha.arp_suppress (LVS-DR real server): do not edit.\n"
 ARP_PARAMS = ("arp_ignore", "arp_announce")
+IFNAMSIZ = 16  # the kernel's buffer for a device name or an address label, NUL included
+# The kernel takes any name without '/', ':' or blanks; these names are also written into a
+# systemd unit and a sysctl.d file, where % $ ; = * \ and quotes are syntax: only plain
+# characters are accepted, which every real interface name uses.
+NAME = re.compile(r"[A-Za-z0-9_.+][A-Za-z0-9_.+-]*")
+NAME_RULE = "letters, digits and _ . + - (not first)"
 
 
 class ArpSuppressError(Exception):
@@ -39,9 +46,36 @@ def normalize_vip(text: str) -> str:
         iface = ipaddress.ip_interface(text)
     except ValueError as exc:
         raise ArpSuppressError(f"{text!r} is not an IP address") from exc
+    if getattr(iface, "scope_id", None) is not None:
+        raise ArpSuppressError(f"VIP {text!r}: a scope (%ZONE) is not allowed")
     if iface.network.prefixlen != iface.max_prefixlen:
         raise ArpSuppressError(f"VIP {text} must be a single address (/32 or /128)")
     return str(iface)
+
+
+def check_interface_name(option: str, name: str) -> str:
+    """A Linux device name (1-15 characters, not `.` or `..`) of plain characters."""
+    if not 0 < len(name) < IFNAMSIZ:
+        raise ArpSuppressError(f"{option}: {name!r} must be 1 to {IFNAMSIZ - 1} characters")
+    if name in (".", "..") or not NAME.fullmatch(name):
+        raise ArpSuppressError(f"{option}: {name!r} is not an interface name ({NAME_RULE})")
+    return name
+
+
+def check_label(label: str, interface: str) -> str:
+    """ip-address(8): the device name, or `DEVICE:` and more; at most 15 characters."""
+    suffix = label[len(interface) + 1 :]
+    if label != interface and not (label.startswith(f"{interface}:") and suffix):
+        raise ArpSuppressError(
+            f"label: {label!r} must be '{interface}' or start with '{interface}:'"
+        )
+    if len(label) >= IFNAMSIZ:
+        raise ArpSuppressError(f"label: {label!r} is longer than {IFNAMSIZ - 1} characters")
+    if suffix and not NAME.fullmatch(suffix.replace(":", "_")):
+        raise ArpSuppressError(
+            f"label: {label!r} may only contain {NAME_RULE} and ':' after '{interface}:'"
+        )
+    return label
 
 
 def sysctl_key(interface: str, param: str) -> str:
@@ -68,13 +102,14 @@ class Settings:
     state_file: str = STATE_FILE
 
     def __post_init__(self) -> None:
+        """Every name checked before it reaches /proc/sys, the unit or the sysctl.d file."""
         self.vips = sorted({normalize_vip(v) for v in self.vips}, key=_address_order)
+        check_interface_name("interface", self.interface)
+        for name in self.arp_interfaces:
+            check_interface_name("arp_interfaces", name)
         if self.label is None:
             self.label = f"{self.interface}:lvs"
-        if self.label != self.interface and not self.label.startswith(f"{self.interface}:"):
-            raise ArpSuppressError(f"label {self.label!r} must start with '{self.interface}:'")
-        if len(self.label) > 15:
-            raise ArpSuppressError(f"label {self.label!r} is longer than 15 characters")
+        check_label(self.label, self.interface)
 
     def wanted_sysctls(self) -> dict[str, str]:
         values = {"arp_ignore": self.arp_ignore, "arp_announce": self.arp_announce}

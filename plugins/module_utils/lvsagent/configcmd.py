@@ -14,9 +14,7 @@ from typing import Any
 
 from .cli import say
 from .config import Config, ConfigError, load
-from .config.render import MASK
-
-SECRET_FIELDS = ("auth_pass",)
+from .config.redact import MASK, SECRET_KEYWORDS
 
 
 def summary(config: Config) -> str:
@@ -55,7 +53,7 @@ def to_plain(value: Any, *, locations: bool = True) -> Any:
             content = getattr(value, item.name)
             if item.name == "location" and not locations:
                 continue
-            if item.name in SECRET_FIELDS and content is not None:
+            if item.name in SECRET_KEYWORDS and content is not None:
                 plain[item.name] = MASK
             else:
                 plain[item.name] = to_plain(content, locations=locations)

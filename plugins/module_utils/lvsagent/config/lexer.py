@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 from typing import Callable, Optional
 
 from .errors import Problem
+from .redact import secret_values
 
 INCLUDE_KEYWORDS = ("include", "includer", "includem", "includew", "includeb", "includea")
 MAX_INCLUDE_DEPTH = 32
@@ -148,6 +149,7 @@ class Lexer:
         self.report = report
         self.include_stack: list[str] = []
         self.files: list[str] = []
+        self.secrets: set[str] = set()  # every secret value read, for `redact`
 
     def error(self, file: str, line: int, message: str) -> None:
         self.report(Problem(file, line, message, "error"))
@@ -182,6 +184,7 @@ class Lexer:
                 return []
         tokens = self.split_words(stripped, file, number)
         words = [token.text for token in tokens if token.kind == "word"]
+        self.secrets.update(secret_values(words))
         if not unsupported and words and words[0] in INCLUDE_KEYWORDS and tokens[0].kind == "word":
             return self.include(words, file, number)
         tokens.append(Token("", file, number, "unsupported-eol" if unsupported else "eol"))

@@ -45,6 +45,7 @@ from .model import (
     VrrpInstance,
     VrrpScript,
 )
+from .redact import excerpt, redact
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
@@ -185,7 +186,7 @@ class Builder:
         elif keyword in KEEPALIVED_KEYWORDS:
             self.error(node, f"{keyword}: not supported by lvs-agent")
         else:
-            self.error(node, f"unknown keyword '{keyword}' {where}")
+            self.error(node, f"unknown keyword '{excerpt(keyword)}' {where}")
 
     def build(self, nodes: list[Node]) -> Config:
         self.walk(Node(["<top>"], "", 0, children=nodes), "top", self.config)
@@ -268,7 +269,7 @@ class Builder:
         try:
             return str(ipaddress.ip_address(raw))
         except ValueError:
-            self.error(node, f"{node.keyword}: invalid IP address '{raw}'")
+            self.error(node, f"{node.keyword}: invalid IP address '{excerpt(raw)}'")
             raise Invalid from None
 
     def port(self, node: Node, text: str) -> int:
@@ -455,7 +456,9 @@ class Builder:
         for child in self.require_block(node):
             if child.args or child.is_block:
                 self.error(
-                    child, f"group: expected one vrrp_instance name, got '{' '.join(child.words)}'"
+                    child,
+                    "group: expected a vrrp_instance name alone on a line, "
+                    f"got more after '{excerpt(child.keyword)}'",
                 )
                 continue
             group.group.append(child.keyword)
@@ -553,11 +556,13 @@ class Builder:
         for child in self.require_block(node):
             if child.args:
                 self.error(
-                    child, f"unicast_peer option '{child.args[0]}': not supported by lvs-agent"
+                    child,
+                    f"unicast_peer option '{excerpt(child.args[0])}': not supported by lvs-agent",
                 )
                 continue
             try:
-                instance.unicast_peers.append(self.address(child, child.keyword))
+                peer = dataclasses.replace(child, words=["unicast_peer", child.keyword])
+                instance.unicast_peers.append(self.address(peer))
             except Invalid:
                 continue
 
@@ -577,7 +582,7 @@ class Builder:
         try:
             address = ipaddress.ip_interface(raw)
         except ValueError:
-            self.error(node, f"invalid virtual address '{raw}'")
+            self.error(node, f"invalid virtual address '{excerpt(raw)}'")
             raise Invalid from None
         vip = VirtualAddress(address, location=location(node))
         words = node.args
@@ -597,7 +602,7 @@ class Builder:
                 self.error(node, f"{raw}: option '{option}' not supported by lvs-agent")
                 raise Invalid
             else:
-                self.error(node, f"{raw}: unknown option '{option}'")
+                self.error(node, f"{raw}: unknown option '{excerpt(option)}'")
                 raise Invalid
         return vip
 
@@ -641,7 +646,7 @@ class Builder:
     def track_weight(self, node: Node, low: int, high: int) -> tuple[int, bool]:
         words = node.args
         if words[0] != "weight" or len(words) < 2:
-            self.error(node, f"{node.keyword}: expected 'weight N', got '{' '.join(words)}'")
+            self.error(node, f"{node.keyword}: expected 'weight N', got '{excerpt(words[0])}'")
             raise Invalid
         weight = int(words[1], 10) if INTEGER.fullmatch(words[1]) else high + 1
         if not low <= weight <= high:
@@ -684,7 +689,8 @@ class Builder:
         if node.is_block or len(node.args) > 1:
             self.error(
                 node,
-                f"virtual_server_group: expected 'ADDRESS [PORT]', got '{' '.join(node.words)}'",
+                "virtual_server_group: expected 'ADDRESS [PORT]' alone on a line, "
+                f"got more after '{excerpt(node.keyword)}'",
             )
             raise Invalid
         entry.address, entry.last_address = self.address_range(node, node.keyword)
@@ -698,7 +704,7 @@ class Builder:
             try:
                 network = ipaddress.ip_network(raw, strict=False)
             except ValueError:
-                self.error(node, f"invalid address range '{raw}'")
+                self.error(node, f"invalid address range '{excerpt(raw)}'")
                 raise Invalid from None
             return str(network[0]), str(network[-1])
         if "-" not in raw:
@@ -715,10 +721,10 @@ class Builder:
             try:
                 last = ipaddress.ip_address(f"{head}{separator}{last_text}")
             except ValueError:
-                self.error(node, f"invalid address range '{raw}'")
+                self.error(node, f"invalid address range '{excerpt(raw)}'")
                 raise Invalid from None
         if last.version != first.version or last < first:
-            self.error(node, f"invalid address range '{raw}'")
+            self.error(node, f"invalid address range '{excerpt(raw)}'")
             raise Invalid
         return str(first), str(last)
 
@@ -1028,11 +1034,17 @@ def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[d
     config = builder.build(build_tree(tokens, problems.append))
     config.files = lexer.files
     checks.check(config, problems.append, builder.instance_keywords, host_checks=host_checks)
+    problems = [hide_secrets(problem, lexer.secrets) for problem in problems]
     errors = [problem for problem in problems if problem.severity == "error"]
     if errors:
         raise ConfigError(sorted_problems(problems, lexer.files))
     config.warnings = sorted_problems(problems, lexer.files)
     return config
+
+
+def hide_secrets(problem: Problem, secrets: set[str]) -> Problem:
+    """The one gate every problem passes: no message shows a password, whoever wrote it."""
+    return dataclasses.replace(problem, message=redact(problem.message, secrets))
 
 
 def sorted_problems(problems: list[Problem], files: list[str]) -> list[Problem]:

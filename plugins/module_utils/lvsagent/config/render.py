@@ -8,12 +8,10 @@ always written: keepalived derives each from the other when one is missing.
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 from .model import TrackInterface, TrackScript, VirtualAddress, VrrpInstance
 
-MASK = "********"
 INDENT = "    "
 # characters that end or split a bare word, or start a comment or a block
 SPECIAL = set(" \t\"'#!{}\\")
@@ -21,7 +19,7 @@ SPECIAL = set(" \t\"'#!{}\\")
 SPECIAL_START = ("@", "$", "~")
 ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 LINE_BREAKS = "\u2028\u2029"  # str.splitlines() breaks there, no escape exists
-AUTH_PASS_LINE = re.compile(r"^([ \t]*auth_pass[ \t]+).*$", re.MULTILINE)
+LINE_BREAK_ERROR = "a line break (U+2028, U+2029) cannot be written in a configuration word"
 NOTIFY_KEYWORDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 GARP_KEYWORDS = (
     "garp_master_delay",
@@ -43,7 +41,7 @@ def quote(word: str) -> str:
         elif not char.isprintable() and ord(char) < 0x100:
             escaped.append(f"\\x{ord(char):02x}")
         elif char in LINE_BREAKS:
-            raise ValueError(f"{word!r}: a line break cannot be written in a configuration word")
+            raise ValueError(LINE_BREAK_ERROR)
         else:
             escaped.append(char)
     return '"' + "".join(escaped) + '"'
@@ -55,7 +53,14 @@ def number(value: float) -> str:
 
 
 def statement(*words: object) -> str:
-    return " ".join(quote(str(word)) for word in words)
+    """One line; a value that cannot be written is named by the line's first word, not shown."""
+    quoted: list[str] = []
+    for word in words:
+        try:
+            quoted.append(quote(str(word)))
+        except ValueError:
+            raise ValueError(": ".join([*quoted[:1], LINE_BREAK_ERROR])) from None
+    return " ".join(quoted)
 
 
 def address_text(vip: VirtualAddress) -> str:
@@ -162,10 +167,3 @@ def render_instance(instance: VrrpInstance) -> str:
         add("accept" if instance.accept else "no_accept")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def mask_secrets(text: Optional[str]) -> Optional[str]:
-    """The text with every `auth_pass` value replaced by ********, for diffs and logs."""
-    if text is None:
-        return None
-    return AUTH_PASS_LINE.sub(lambda match: match.group(1) + MASK, text)
