@@ -17,6 +17,7 @@ import pytest
 
 from lvsagent import scripts
 from lvsagent.config.model import Script
+from lvsagent.lvs.checkers import CheckSpec, probe
 from lvsagent.scripts import (
     Identity,
     ScriptRunner,
@@ -27,17 +28,9 @@ from lvsagent.scripts import (
     unsafe_part,
 )
 from lvsagent.vrrp.notify import notify_argv
+from testbed.netns import process_running as running
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changing users needs root")
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a zombie's parent was told, it is no longer ours to reap)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def exists(pid: int) -> bool:
@@ -256,3 +249,19 @@ def test_a_script_made_unsafe_after_load_is_refused_at_run_time(tmp_path, caplog
     assert asyncio.run(run_script([str(script)], root_identity(False), 10)).ok  # not enforced
     nobody = resolve_identity("nobody", None, False, True)
     assert security_violation(nobody, str(script)) is None  # not root: nothing to protect
+
+
+def test_misc_check_runs_as_its_user_and_keeps_dynamic_weights(shared_dir):
+    out = shared_dir / "misc"
+    nobody = resolve_identity("nobody", "nogroup", False, True)
+    spec = CheckSpec(
+        "MISC_CHECK",
+        "10.0.0.1",
+        80,
+        misc_path=f"/bin/sh -c 'id -u > {out}; exit 12'",
+        misc_dynamic=True,
+        run_as=nobody,
+    )
+    result = asyncio.run(probe(spec))
+    assert (result.ok, result.weight) == (True, 10)
+    assert out.read_text() == f"{nobody.uid}\n"
