@@ -204,7 +204,6 @@ async def run_script(
     if identity is not None:
         refusal = security_violation(identity, path)
         if refusal:
-            log.error("%s", refusal)
             return Outcome(None, refusal)
     try:
         process = await asyncio.create_subprocess_exec(

@@ -146,6 +146,14 @@ def test_unbalanced_quotes_in_a_script_are_errors():
     assert "5: script: cannot split '/bin/echo 'oops' into words: No closing quotation" in errors
 
 
+def test_a_script_the_parser_refused_is_not_checked_again():
+    errors = host_errors(conf(global_defs="script_user root", script="/bin/echo 'oops"))
+    assert errors == [
+        "test.conf:4: vrrp_script chk: no script given",
+        "test.conf:5: script: cannot split '/bin/echo 'oops' into words: No closing quotation",
+    ]
+
+
 def test_unknown_users_and_groups_are_errors_at_their_line():
     text = conf(
         global_defs="script_user no-such-default",

@@ -448,7 +448,10 @@ class Checker:
                     )
                 continue
             target.run_as = identity
-            program = split_command(command)[0]
+            try:
+                program = split_command(command)[0]
+            except ValueError:
+                continue  # the parser has said what is wrong with the line
             path = program_path(program)
             if path is None:
                 self.warning(where, f"{what}: Cannot find script {program} in path")

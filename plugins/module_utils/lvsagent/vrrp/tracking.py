@@ -127,6 +127,7 @@ class ScriptTracker:
         self.loop = loop
         self.ok = not script.init_fail
         self._streak = 0
+        self._trouble = ""  # why the last run did not finish (timeout, refused...)
         self._listeners: list[Callable[[str, bool], None]] = []
         self._task: asyncio.Task | None = None
 
@@ -159,8 +160,10 @@ class ScriptTracker:
     async def run_once(self) -> bool:
         timeout = self.script.timeout or self.script.interval
         outcome = await run_script(split_command(self.script.script), self.script.run_as, timeout)
-        if outcome.code is None or outcome.code < 0:
-            log.warning("VRRP_Script(%s) %s", self.script.name, outcome.error)
+        trouble = outcome.error if outcome.code is None or outcome.code < 0 else ""
+        if trouble and trouble != self._trouble:  # once, not every interval
+            log.warning("VRRP_Script(%s) %s", self.script.name, trouble)
+        self._trouble = trouble
         return outcome.ok
 
     def record(self, success: bool) -> None:
