@@ -240,8 +240,9 @@ class ScriptRunner:
     """Runs notify and quorum scripts in the background, a few at a time per owner, and
     remembers the process groups they leave behind until they are empty.
 
-    A process group id cannot be reused while any member lives, so killing a remembered
-    group at close never hits a stranger.
+    A process group id is not reused while any member lives; a remembered group is checked
+    for members just before it is killed, so a stranger could only be hit if its group had
+    emptied and the kernel's pid counter had wrapped round to that very id in between.
     """
 
     def __init__(self) -> None:
@@ -307,5 +308,6 @@ class ScriptRunner:
         if self._background:
             await asyncio.wait(set(self._background))
         for pgid in self._lingering:
-            kill_group(pgid)
+            if group_alive(pgid):
+                kill_group(pgid)
         self._lingering.clear()
