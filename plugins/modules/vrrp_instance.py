@@ -293,6 +293,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent import files
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config import (
     ConfigError,
+    Script,
     VrrpInstance,
     dropin,
 )
@@ -405,7 +406,8 @@ def instance_from(params: dict) -> VrrpInstance:
     if params["auth_pass"] is not None:
         instance.auth_type, instance.auth_pass = "PASS", params["auth_pass"]
     for option in NOTIFY_KEYWORDS:
-        setattr(instance, option, params[option])
+        if params[option] is not None:
+            setattr(instance, option, Script(params[option]))
     instance.unicast_peers = [
         entry("unicast_peers", index, "unicast_peer", peer, {"address": None})
         for index, peer in enumerate(params["unicast_peers"])

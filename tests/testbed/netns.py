@@ -97,6 +97,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie: a dead process still waiting for its parent no longer runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _kill_netns_processes(netns: str) -> None:
     """Kill whatever still runs in the namespace: daemons that forked away from our Popen."""
     for _attempt in range(50):

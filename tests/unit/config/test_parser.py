@@ -10,6 +10,11 @@ from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 from lvsagent.config import HttpCheck, MiscCheck, TcpCheck
 from lvsagent.config.model import SCHEDULERS
 
+
+def commands(*scripts):
+    return tuple(script.command for script in scripts)
+
+
 FULL_VRRP = """
 global_defs {
     router_id DIRECTOR_1
@@ -114,7 +119,8 @@ def test_global_defs(vrrp_config):
     assert (g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat) == (10, 3)
     assert (g.vrrp_garp_master_refresh, g.vrrp_garp_master_refresh_repeat) == (60, 2)
     assert (g.vrrp_garp_interval, g.vrrp_gna_interval, g.vrrp_startup_delay) == (0.001, 0.002, 5.5)
-    assert (g.script_user, g.enable_script_security) == ("keepalived_script", True)
+    assert (g.script_user.user, g.script_user.group) == ("keepalived_script", None)
+    assert g.enable_script_security is True
     assert (g.vrrp_strict, g.vrrp_mcast_group4) == (False, "224.0.0.19")
 
 
@@ -129,7 +135,7 @@ def test_vrrp_script(vrrp_config):
     s = vrrp_config.vrrp_scripts["chk_web"]
     assert s.script == "/usr/bin/curl -sf http://127.0.0.1/"
     assert (s.interval, s.timeout, s.weight, s.weight_reverse) == (2.0, 3.0, -20, True)
-    assert (s.rise, s.fall, s.user, s.init_fail) == (2, 4, "nobody", True)
+    assert (s.rise, s.fall, s.user.user, s.init_fail) == (2, 4, "nobody", True)
 
 
 def test_vrrp_script_timeout_defaults_to_interval():
@@ -140,12 +146,12 @@ def test_vrrp_script_timeout_defaults_to_interval():
 def test_sync_group(vrrp_config):
     (group,) = vrrp_config.sync_groups
     assert group.group == ["VI_1", "VI_6"]
-    assert (group.notify_master, group.notify_backup, group.notify_fault) == (
+    assert commands(group.notify_master, group.notify_backup, group.notify_fault) == (
         "/sg/master",
         "/sg/backup",
         "/sg/fault",
     )
-    assert (group.notify_stop, group.notify) == ("/sg/stop", "/sg/any")
+    assert commands(group.notify_stop, group.notify) == ("/sg/stop", "/sg/any")
     assert [t.name for t in group.track_scripts] == ["chk_web"]
     assert [i.sync_group for i in vrrp_config.vrrp_instances] == ["SG", "SG"]
 
@@ -155,12 +161,12 @@ def test_vrrp_instance_scalars(vrrp_config):
     assert (vi.name, vi.state, vi.interface, vi.virtual_router_id) == ("VI_1", "MASTER", "eth0", 51)
     assert (vi.priority, vi.advert_int, vi.version, vi.family) == (150, 0.5, 3, 4)
     assert (vi.unicast_src_ip, vi.unicast_peers) == ("10.0.0.1", ["10.0.0.2", "10.0.0.3"])
-    assert (vi.notify_master, vi.notify_backup, vi.notify_fault) == (
+    assert commands(vi.notify_master, vi.notify_backup, vi.notify_fault) == (
         "/usr/local/bin/notify master",
         "/b",
         "/f",
     )
-    assert (vi.notify_stop, vi.notify) == ("/s", "/n")
+    assert commands(vi.notify_stop, vi.notify) == ("/s", "/n")
     assert (vi.garp_master_delay, vi.garp_master_repeat) == (1, 2)
     assert (vi.garp_master_refresh, vi.garp_master_refresh_repeat) == (30, 4)
     assert (vi.checksum_with_pseudo_header, vi.dont_track_primary) == (False, True)
@@ -338,12 +344,8 @@ def test_virtual_server_keywords(lvs_config):
     assert (vs.kind, vs.address, vs.port, vs.protocol) == ("ip", "192.168.1.10", 80, "TCP")
     assert (vs.delay_loop, vs.lvs_sched, vs.lvs_method) == (6.0, "wrr", "DR")
     assert (vs.persistence_timeout, vs.persistence_granularity) == (60, "255.255.255.0")
-    assert (vs.quorum, vs.hysteresis, vs.quorum_up, vs.quorum_down) == (
-        2,
-        1,
-        "/bin/up arg",
-        "/bin/down",
-    )
+    assert (vs.quorum, vs.hysteresis) == (2, 1)
+    assert commands(vs.quorum_up, vs.quorum_down) == ("/bin/up arg", "/bin/down")
     sorry = vs.sorry_server
     assert (sorry.address, sorry.port, sorry.inhibit, sorry.lvs_method) == (
         "192.168.1.99",
@@ -359,12 +361,8 @@ def test_virtual_server_keywords(lvs_config):
 def test_real_server_keywords(lvs_config):
     rs = lvs_config.virtual_servers[0].real_servers[0]
     assert (rs.address, rs.port, rs.weight, rs.lvs_method) == ("192.168.1.1", 80, 3, "TUN")
-    assert (rs.notify_up, rs.notify_down, rs.uthreshold, rs.lthreshold) == (
-        "/bin/rs-up",
-        "/bin/rs-down",
-        100,
-        10,
-    )
+    assert commands(rs.notify_up, rs.notify_down) == ("/bin/rs-up", "/bin/rs-down")
+    assert (rs.uthreshold, rs.lthreshold) == (100, 10)
     assert rs.inhibit_on_failure is False
     other = lvs_config.virtual_servers[0].real_servers[1]
     assert (other.weight, other.lvs_method, other.inhibit_on_failure) == (1, None, None)
@@ -390,7 +388,7 @@ def test_checkers_and_inheritance(lvs_config):
     assert (ssl.kind, ssl.http_protocol, ssl.delay_loop) == ("SSL_GET", "1.1", 6.0)
     assert isinstance(tcp, TcpCheck) and tcp.retry == 2  # nb_get_retry
     assert isinstance(misc, MiscCheck)
-    assert (misc.misc_path, misc.misc_timeout, misc.misc_dynamic, misc.user) == (
+    assert (misc.misc_path, misc.misc_timeout, misc.misc_dynamic, misc.user.user) == (
         "/bin/check arg",
         5.0,
         True,
@@ -488,10 +486,6 @@ def test_default_scheduler_is_wlc_with_keepalived_warning():
         (
             "vrrp_instance V {\n virtual_ipaddress {\n  10.0.0.1 home\n }\n}\n",
             "3: 10.0.0.1: option 'home' not supported by lvs-agent",
-        ),
-        (
-            "vrrp_instance V {\n notify_master /x.sh root\n}\n",
-            "2: notify_master: running a script as another user (root): not supported by lvs-agent",
         ),
     ],
 )

@@ -125,10 +125,10 @@ vrrp_instance "VI 1" {
     }
     dont_track_primary
     notify_master "/usr/local/bin/notify master"
-    notify_backup /bin/true
-    notify_fault /bin/true
+    notify_backup /bin/true nobody
+    notify_fault /bin/true nobody nogroup
     notify_stop /bin/true
-    notify /bin/true
+    notify "/bin/echo 'a b'" daemon:daemon
     garp_master_delay 2
     garp_master_repeat 3
     garp_master_refresh 60
@@ -142,6 +142,7 @@ vrrp_instance "VI 1" {
 def test_every_keyword_round_trips():
     (instance,) = parse(FULL).vrrp_instances
     assert instance.auth_pass == "p#ss w!d" and instance.name == "VI 1"
+    assert (instance.notify.user.user, instance.notify.user.group) == ("daemon", "daemon")
     assert_round_trip(instance)
 
 

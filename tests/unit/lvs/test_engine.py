@@ -14,6 +14,7 @@ from lvsagent.config.model import (
     Config,
     MiscCheck,
     RealServer,
+    Script,
     SorryServer,
     TcpCheck,
     VirtualAddress,
@@ -287,7 +288,7 @@ def test_notify_and_quorum_scripts_and_omega_at_shutdown(tmp_path):
     events = tmp_path / "events"  # scripts of one event run concurrently: compare sorted
 
     def script(word):
-        return f"/bin/sh -c 'echo {word} >> {events}'"
+        return Script(f"/bin/sh -c 'echo {word} >> {events}'")
 
     async def test():
         rs = RealServer(RS1, 80, 100, checkers=[tcp_check()])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
 
 from lvsagent.config.model import VrrpScript
@@ -50,3 +52,15 @@ def test_script_needs_fall_failures_then_rise_successes():
 def test_init_fail_starts_failed():
     tracker = tracking.ScriptTracker(VrrpScript(name="chk", init_fail=True), loop=None)
     assert tracker.ok is False
+
+
+def test_a_script_that_keeps_timing_out_is_logged_once(caplog):
+    script = VrrpScript(name="chk", script="/bin/sleep 5", timeout=0.2)
+    tracker = tracking.ScriptTracker(script, loop=None)
+
+    async def three_runs():
+        return [await tracker.run_once() for _ in range(3)]
+
+    with caplog.at_level(logging.WARNING, "lvsagent.vrrp"):
+        assert asyncio.run(three_runs()) == [False, False, False]
+    assert caplog.messages == ["VRRP_Script(chk) timed out after 0.2s"]

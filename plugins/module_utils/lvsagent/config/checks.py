@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Callable
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
 
+from ..scripts import (
+    KEEPALIVED_SCRIPT_USER,
+    Identity,
+    program_path,
+    resolve_identity,
+    root_identity,
+    split_command,
+    unsafe_script,
+)
 from .errors import Problem
-from .model import Config, Location, VirtualServer, VrrpInstance
+from .model import Config, Location, MiscCheck, ScriptUser, VirtualServer, VrrpInstance
 
 SYS_CLASS_NET = "/sys/class/net"
 PRIORITY_OWNER = 255
 MAX_V2_ADVERT_INT = 255
 MAX_V3_ADVERT_INT = 40.95
 AUTH_PASS_LENGTH = 8
+VRRP_NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 
 Report = Callable[[Problem], None]
 
@@ -384,6 +395,118 @@ class Checker:
                         "on this host",
                     )
 
+    # ---- scripts (host): whom each one runs as, and enable_script_security ------------------
+
+    def scripts(self) -> Iterator[tuple[str, str, Optional[ScriptUser], Any, Location]]:
+        """(what, command, user, object to give its run_as, location) of every script run."""
+        config = self.config
+        used = {t.name for i in config.vrrp_instances for t in i.track_scripts}
+        used.update(t.name for g in config.sync_groups for t in g.track_scripts)
+        for name, script in config.vrrp_scripts.items():
+            if name in used:
+                yield f"vrrp_script {name}", script.script, script.user, script, script.location
+        owners = [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
+        owners += [(f"vrrp_sync_group {g.name}", g, VRRP_NOTIFY) for g in config.sync_groups]
+        for server in config.virtual_servers:
+            owners.append((f"virtual server {server.name}", server, ("quorum_up", "quorum_down")))
+            for real in server.real_servers:
+                what = f"virtual server {server.name} real server {real.address}"
+                owners.append((what, real, ("notify_up", "notify_down")))
+                for checker in real.checkers:
+                    if isinstance(checker, MiscCheck):
+                        where = checker.location
+                        yield f"{what} MISC_CHECK", checker.misc_path, checker.user, checker, where
+        for what, owner, keywords in owners:
+            for keyword in keywords:
+                script = getattr(owner, keyword)
+                if script is not None:
+                    yield f"{what} {keyword}", script.command, script.user, script, script.location
+
+    def check_scripts(self) -> None:
+        settings = self.config.global_defs
+        default: Optional[Identity] = None
+        default_known = False
+        first: Optional[Location] = None
+        insecure = False
+        if settings.script_user is not None:  # resolved even when every script names its user
+            default, default_known = self.default_identity(settings.script_user.location), True
+        for what, command, user, target, where in self.scripts():
+            first = first or where
+            if user is None and not default_known:
+                default, default_known = self.default_identity(where), True
+            try:
+                identity = self.identity(user) if user is not None else default
+            except LookupError as exc:
+                self.error(user.location, f"{what}: {exc}")
+                continue
+            if identity is None:
+                if settings.script_user is None:
+                    self.error(
+                        where,
+                        f"{what}: Unable to set default user {KEEPALIVED_SCRIPT_USER} for script "
+                        "(enable_script_security: set script_user, or create the user)",
+                    )
+                continue
+            target.run_as = identity
+            try:
+                program = split_command(command)[0]
+            except ValueError:
+                continue  # the parser has said what is wrong with the line
+            path = program_path(program)
+            if path is None:
+                self.warning(where, f"{what}: Cannot find script {program} in path")
+                continue
+            unsafe = unsafe_script(identity, path)
+            if unsafe is None:
+                continue
+            insecure = True
+            if settings.enable_script_security:
+                self.error(
+                    where,
+                    f"{what}: {unsafe} - SECURITY VIOLATION, enable_script_security "
+                    "refuses to run it as root",
+                )
+            else:
+                self.warning(where, f"{what}: {unsafe}.")
+        if first is not None and not settings.enable_script_security:
+            self.warning(
+                first,
+                "SECURITY VIOLATION - scripts are being executed but script_security not "
+                "enabled." + (" There are insecure scripts." if insecure else ""),
+            )
+
+    def identity(self, user: ScriptUser) -> Identity:
+        settings = self.config.global_defs
+        return resolve_identity(
+            user.user,
+            user.group,
+            settings.set_supplementary_groups,
+            settings.enable_script_security,
+        )
+
+    def default_identity(self, where: Location) -> Optional[Identity]:
+        """script_user; else keepalived_script if it exists; else root, with keepalived's
+        warning, or None when enable_script_security forbids that."""
+        settings = self.config.global_defs
+        if settings.script_user is not None:
+            try:
+                return self.identity(settings.script_user)
+            except LookupError as exc:
+                self.error(settings.script_user.location, f"script_user: {exc}")
+                return None
+        try:
+            return self.identity(ScriptUser(KEEPALIVED_SCRIPT_USER))
+        except LookupError:
+            pass
+        if settings.enable_script_security:
+            return None
+        self.warning(
+            where,
+            f"WARNING - default user '{KEEPALIVED_SCRIPT_USER}' for script execution does not "
+            "exist - please create.",
+        )
+        return root_identity(False)
+
 
 def interface_exists(name: str) -> bool:
     return os.path.exists(os.path.join(SYS_CLASS_NET, name))
@@ -396,3 +519,4 @@ def check(config: Config, report: Report, instance_keywords: dict, *, host_check
     checker.check_virtual_servers()
     if host_checks:
         checker.check_host()
+        checker.check_scripts()

@@ -12,6 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ..scripts import Identity
+
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
 # Every scheduler the Linux IPVS code (and keepalived) knows.
@@ -59,6 +61,26 @@ class Location:
 
 
 @dataclass
+class ScriptUser:
+    """`USER [GROUP]` (or `USER:GROUP`) after script_user, `user`, or a notify script."""
+
+    user: str
+    group: Optional[str] = None  # None = the user's group
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class Script:
+    """A notify or quorum script: its command line and, optionally, whom it runs as."""
+
+    command: str
+    user: Optional[ScriptUser] = None  # None = global_defs' script_user (or its default)
+    location: Location = field(default_factory=Location)
+    # whom it runs as on this host: set by the host checks, None without them
+    run_as: Optional[Identity] = field(default=None, compare=False, repr=False)
+
+
+@dataclass
 class GlobalDefs:
     router_id: Optional[str] = None
     vrrp_version: int = 2
@@ -71,8 +93,9 @@ class GlobalDefs:
     vrrp_startup_delay: float = 0.0
     vrrp_mcast_group4: str = "224.0.0.18"
     vrrp_mcast_group6: str = "ff02::12"
-    script_user: Optional[str] = None
+    script_user: Optional[ScriptUser] = None  # None = keepalived_script if it exists, else root
     enable_script_security: bool = False
+    set_supplementary_groups: bool = False
     vrrp_strict: bool = False
     v3_checksum_as_v2: bool = False
     location: Location = field(default_factory=Location)
@@ -88,9 +111,10 @@ class VrrpScript:
     weight_reverse: bool = False
     rise: int = 1
     fall: int = 1
-    user: Optional[str] = None
+    user: Optional[ScriptUser] = None  # None = global_defs' script_user
     init_fail: bool = False
     location: Location = field(default_factory=Location)
+    run_as: Optional[Identity] = field(default=None, compare=False, repr=False)  # as Script
 
 
 @dataclass
@@ -113,11 +137,11 @@ class TrackScript:
 class SyncGroup:
     name: str
     group: list[str] = field(default_factory=list)
-    notify_master: Optional[str] = None
-    notify_backup: Optional[str] = None
-    notify_fault: Optional[str] = None
-    notify_stop: Optional[str] = None
-    notify: Optional[str] = None
+    notify_master: Optional[Script] = None
+    notify_backup: Optional[Script] = None
+    notify_fault: Optional[Script] = None
+    notify_stop: Optional[Script] = None
+    notify: Optional[Script] = None
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
     location: Location = field(default_factory=Location)
@@ -160,11 +184,11 @@ class VrrpInstance:
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
     dont_track_primary: bool = False
-    notify_master: Optional[str] = None
-    notify_backup: Optional[str] = None
-    notify_fault: Optional[str] = None
-    notify_stop: Optional[str] = None
-    notify: Optional[str] = None
+    notify_master: Optional[Script] = None
+    notify_backup: Optional[Script] = None
+    notify_fault: Optional[Script] = None
+    notify_stop: Optional[Script] = None
+    notify: Optional[Script] = None
     garp_master_delay: Optional[int] = None  # None = global_defs value
     garp_master_repeat: Optional[int] = None
     garp_master_refresh: Optional[int] = None
@@ -221,8 +245,9 @@ class MiscCheck(Checker):
     misc_path: str = ""
     misc_timeout: Optional[float] = None  # None = delay_loop
     misc_dynamic: bool = False
-    user: Optional[str] = None
+    user: Optional[ScriptUser] = None  # None = global_defs' script_user
     retry: int = 0
+    run_as: Optional[Identity] = field(default=None, compare=False, repr=False)  # as Script
 
 
 @dataclass
@@ -240,8 +265,8 @@ class RealServer:
     port: Optional[int] = None
     weight: int = 1
     lvs_method: Optional[str] = None  # None = the virtual server's
-    notify_up: Optional[str] = None
-    notify_down: Optional[str] = None
+    notify_up: Optional[Script] = None
+    notify_down: Optional[Script] = None
     uthreshold: int = 0
     lthreshold: int = 0
     inhibit_on_failure: Optional[bool] = None  # None = the virtual server's
@@ -286,8 +311,8 @@ class VirtualServer:
     delay_loop: float = 60.0
     quorum: int = 1
     hysteresis: int = 0
-    quorum_up: Optional[str] = None
-    quorum_down: Optional[str] = None
+    quorum_up: Optional[Script] = None
+    quorum_down: Optional[Script] = None
     sorry_server: Optional[SorryServer] = None
     inhibit_on_failure: bool = False
     alpha: bool = False

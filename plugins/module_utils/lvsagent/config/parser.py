@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..scripts import split_command
 from . import checks
 from .errors import ConfigError, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS
@@ -32,6 +33,8 @@ from .model import (
     Location,
     MiscCheck,
     RealServer,
+    Script,
+    ScriptUser,
     SorryServer,
     SyncGroup,
     TcpCheck,
@@ -281,22 +284,47 @@ class Builder:
     def extra_arguments(self, node: Node, words: list[str]) -> None:
         self.warning(node, f"{node.keyword}: ignoring extra arguments: {' '.join(words)}")
 
-    def script(self, node: Node) -> str:
-        """A notify/quorum script: the command, optionally followed by user [group]."""
+    def script(self, node: Node) -> Script:
+        """A notify/quorum script: the command, optionally followed by USER [GROUP]."""
         if node.is_block:
             self.error(node, f"{node.keyword} does not take a block")
             raise Invalid
         if not node.args:
             self.error(node, f"{node.keyword}: missing script")
             raise Invalid
-        if len(node.args) > 1:
+        command = self.command(node, node.args[0])
+        user = self.script_user(node, node.args[1:]) if len(node.args) > 1 else None
+        return Script(command, user, location(node))
+
+    def command(self, node: Node, text: str) -> str:
+        """A script line: its words must split (balanced quotes) into at least a program."""
+        try:
+            split_command(text)
+        except ValueError as exc:
+            self.error(node, f"{node.keyword}: cannot split '{text}' into words: {exc}")
+            raise Invalid from None
+        return text
+
+    def script_user(self, node: Node, words: Optional[list[str]] = None) -> ScriptUser:
+        """keepalived's `username [:][groupname]`: `nobody nogroup`, `nobody:nogroup`, ..."""
+        words = node.args if words is None else words
+        if node.is_block:
+            self.error(node, f"{node.keyword} does not take a block")
+            raise Invalid
+        text = " ".join(words)
+        if ":" in text:
+            names = [name.strip() for name in text.split(":", 1)]
+            malformed = any(not name or len(name.split()) != 1 for name in names)
+        else:
+            names = text.split()
+            malformed = len(names) not in (1, 2)
+        if malformed:
             self.error(
                 node,
-                f"{node.keyword}: running a script as another user ({' '.join(node.args[1:])}): "
-                "not supported by lvs-agent",
+                f"{node.keyword}: expected USER [GROUP] or USER:GROUP, got '{' '.join(words)}'",
             )
             raise Invalid
-        return node.args[0]
+        return ScriptUser(names[0], names[1] if len(names) == 2 else None, location(node))
 
     def digest(self, node: Node) -> str:
         raw = self.value(node)
@@ -352,8 +380,9 @@ class Builder:
             "vrrp_startup_delay": self.timer("vrrp_startup_delay", 0, 3600),
             "vrrp_mcast_group4": self.scalar("vrrp_mcast_group4", self.multicast_group(4)),
             "vrrp_mcast_group6": self.scalar("vrrp_mcast_group6", self.multicast_group(6)),
-            "script_user": self.scalar("script_user", lambda node: " ".join(node.args) or None),
+            "script_user": self.scalar("script_user", self.script_user),
             "enable_script_security": self.scalar("enable_script_security", self.bare_flag),
+            "set_supplementary_groups": self.scalar("set_supplementary_groups", self.bare_flag),
             "vrrp_strict": self.scalar("vrrp_strict", self.bare_flag),
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
         }
@@ -379,13 +408,13 @@ class Builder:
 
     def vrrp_script_table(self) -> dict[str, Handler]:
         return {
-            "script": self.scalar("script", self.text),
+            "script": self.scalar("script", lambda node: self.command(node, self.value(node))),
             "interval": self.timer("interval", 0.001, 86400),
             "timeout": self.timer("timeout", 0.001, 86400),
             "weight": self.script_weight,
             "rise": self.ranged("rise", 1, INT32_MAX),
             "fall": self.ranged("fall", 1, INT32_MAX),
-            "user": self.scalar("user", lambda node: " ".join(node.args) or None),
+            "user": self.scalar("user", self.script_user),
             "init_fail": self.scalar("init_fail", self.bare_flag),
         }
 
@@ -951,10 +980,12 @@ class Builder:
         table = self.checker_table(connection=False)
         table.update(
             {
-                "misc_path": self.scalar("misc_path", self.text),
+                "misc_path": self.scalar(
+                    "misc_path", lambda node: self.command(node, self.value(node))
+                ),
                 "misc_timeout": self.timer("misc_timeout", 0.001, 86400),
                 "misc_dynamic": self.scalar("misc_dynamic", self.bare_flag),
-                "user": self.scalar("user", lambda node: " ".join(node.args) or None),
+                "user": self.scalar("user", self.script_user),
             }
         )
         return table

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .model import TrackInterface, TrackScript, VirtualAddress, VrrpInstance
+from .model import Script, ScriptUser, TrackInterface, TrackScript, VirtualAddress, VrrpInstance
 
 INDENT = "    "
 # characters that end or split a bare word, or start a comment or a block
@@ -102,6 +102,13 @@ def render_track(track: TrackInterface | TrackScript) -> str:
     return statement(*words)
 
 
+def script_user_words(user: Optional[ScriptUser]) -> list[str]:
+    """`USER [GROUP]` after a script, nothing when it runs as script_user."""
+    if user is None:
+        return []
+    return [user.user] if user.group is None else [user.user, user.group]
+
+
 def block(keyword: str, entries: list[str], depth: int = 1) -> list[str]:
     pad = INDENT * depth
     return [f"{pad}{keyword} {{", *(f"{pad}{INDENT}{entry}" for entry in entries), f"{pad}}}"]
@@ -154,9 +161,9 @@ def render_instance(instance: VrrpInstance) -> str:
     if instance.dont_track_primary:
         add("dont_track_primary")
     for keyword in NOTIFY_KEYWORDS:
-        script: Optional[str] = getattr(instance, keyword)
+        script: Optional[Script] = getattr(instance, keyword)
         if script is not None:
-            add(keyword, script)
+            add(keyword, script.command, *script_user_words(script.user))
     for keyword in GARP_KEYWORDS:
         value = getattr(instance, keyword)
         if value is not None:

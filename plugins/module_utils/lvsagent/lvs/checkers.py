@@ -8,17 +8,16 @@ raise: whatever a real server sends back, the answer is a `CheckResult`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ipaddress
 import os
-import shlex
-import signal
 import socket
 import ssl
 import struct
 from dataclasses import dataclass
 from typing import Optional
+
+from ..scripts import Identity, run_script, split_command
 
 HEADER_LIMIT = 64 * 1024  # a status line plus headers larger than this is a failure
 READ_CHUNK = 64 * 1024
@@ -53,7 +52,7 @@ class CheckSpec:
     misc_path: str = ""
     misc_timeout: Optional[float] = None
     misc_dynamic: bool = False
-    user: Optional[str] = None
+    run_as: Optional[Identity] = None  # None: as the agent (a config loaded without host checks)
 
     @property
     def target(self) -> str:
@@ -237,41 +236,12 @@ async def misc_probe(spec: CheckSpec) -> CheckResult:
     """MISC_CHECK: run misc_path; exit 0 passes, 1 fails, 2-255 set a weight (misc_dynamic)."""
     timeout = spec.misc_timeout if spec.misc_timeout else spec.delay_loop
     try:
-        argv = shlex.split(spec.misc_path)
+        argv = split_command(spec.misc_path)
     except ValueError as exc:
         return CheckResult(False, f"misc_path: {exc}")
-    if not argv:
-        return CheckResult(False, "misc_path is empty")
-    extra = {"user": spec.user} if spec.user else {}
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            **extra,
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        return CheckResult(False, f"cannot run {argv[0]}: {_describe(exc, timeout)}")
-    try:
-        code = await asyncio.wait_for(process.wait(), timeout)
-    except asyncio.TimeoutError:
-        _kill_group(process.pid)
-        await process.wait()
-        return CheckResult(False, f"timed out after {timeout:g}s")
-    except asyncio.CancelledError:
-        _kill_group(process.pid)
-        raise
-    if code == 0:
+    outcome = await run_script(argv, spec.run_as, timeout)
+    if outcome.ok:
         return CheckResult(True)
-    if spec.misc_dynamic and dynamic_weight(code) is not None:
-        return CheckResult(True, weight=dynamic_weight(code))
-    if code < 0:
-        return CheckResult(False, f"killed by signal {-code}")
-    return CheckResult(False, f"exit status {code}")
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    if spec.misc_dynamic and outcome.code is not None and dynamic_weight(outcome.code) is not None:
+        return CheckResult(True, weight=dynamic_weight(outcome.code))
+    return CheckResult(False, outcome.error)

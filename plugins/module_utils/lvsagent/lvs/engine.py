@@ -19,9 +19,17 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..config.model import Checker, Config, HttpCheck, MiscCheck, RealServer, VirtualServer
+from ..config.model import (
+    Checker,
+    Config,
+    HttpCheck,
+    MiscCheck,
+    RealServer,
+    Script,
+    VirtualServer,
+)
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
-from ..scripts import ScriptRunner
+from ..scripts import ScriptRunner, split_command
 from . import reconciler
 from .checkers import DEFAULT_STATUS_RANGES, CheckResult, CheckSpec, UrlSpec, probe
 from .health import HealthCheck, Quorum, sleep
@@ -53,8 +61,8 @@ class RealServerEntry:
     upper_threshold: int
     lower_threshold: int
     inhibit: bool
-    notify_up: Optional[str]
-    notify_down: Optional[str]
+    notify_up: Optional[Script]
+    notify_down: Optional[Script]
     checks: list[HealthCheck]
     alive: bool = True
     current_weight: int = 0
@@ -189,7 +197,7 @@ def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer
             misc_path=checker.misc_path,
             misc_timeout=checker.misc_timeout,
             misc_dynamic=checker.misc_dynamic,
-            user=checker.user,
+            run_as=checker.run_as,
         )
     return CheckSpec(**fields)
 
@@ -279,7 +287,7 @@ class LvsEngine:
             await self._client.run(_sync_pass, {}, keys, True)
         except IpvsError as exc:
             log.error("%s", exc)
-        await self._scripts.drain(SCRIPT_GRACE)
+        await self._scripts.close(SCRIPT_GRACE)
 
     async def apply_config(self, config: Config) -> None:
         """Reload: checks that did not change keep running (and their state)."""
@@ -430,18 +438,14 @@ class LvsEngine:
         else:
             verb, preposition = ("Adding", "to") if alive else ("Removing", "from")
         log.info("%s service %s %s VS %s", verb, rs.target, preposition, vse.name)
-        script = rs.notify_up if alive else rs.notify_down
-        if script:
-            self._scripts.spawn(script, f"service {rs.target} in VS {vse.name}")
+        self._notify(rs.notify_up if alive else rs.notify_down, vse)
 
     def _refresh_quorum(self, vse: VirtualServerEntry) -> None:
         message = vse.quorum.update(vse.alive_weight())
         if message is None:
             return
         log.info("%s for VS %s", message, vse.name)
-        script = vse.config.quorum_up if vse.quorum.up else vse.config.quorum_down
-        if script:
-            self._scripts.spawn(script, f"VS {vse.name}")
+        self._notify(vse.config.quorum_up if vse.quorum.up else vse.config.quorum_down, vse)
         if vse.sorry is not None:
             sorry = format_endpoint(vse.sorry.address, vse.sorry.port)
             if vse.quorum.up:
@@ -452,10 +456,15 @@ class LvsEngine:
     def _omega(self, vse: VirtualServerEntry) -> None:
         """omega: on shutdown, run the down notifiers of what was up."""
         for rs in vse.real_servers:
-            if rs.alive and rs.notify_down:
-                self._scripts.spawn(rs.notify_down, f"service {rs.target} in VS {vse.name}")
-        if vse.quorum.up and vse.config.quorum_down:
-            self._scripts.spawn(vse.config.quorum_down, f"VS {vse.name}")
+            if rs.alive:
+                self._notify(rs.notify_down, vse)
+        if vse.quorum.up:
+            self._notify(vse.config.quorum_down, vse)
+
+    def _notify(self, script: Optional[Script], vse: VirtualServerEntry) -> None:
+        """A notify or quorum script, in the background (at most a few at once per VS)."""
+        if script is not None:
+            self._scripts.spawn(split_command(script.command), script.run_as, f"VS {vse.name}")
 
     # -- reconciliation ---------------------------------------------------------------------
 

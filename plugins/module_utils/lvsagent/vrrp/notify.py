@@ -1,16 +1,26 @@
 """notify_master / notify_backup / notify_fault / notify_stop and `notify`, as keepalived runs them.
 
 The state script runs as written; `notify` gets keepalived's arguments TYPE NAME STATE PRIORITY
-(TYPE is INSTANCE or GROUP). They run through lvsagent.scripts.
+(TYPE is INSTANCE or GROUP), each one word whatever the name holds. They run through
+lvsagent.scripts, as their configured user.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
-from ..scripts import ScriptRunner
+from ..config.model import Script
+from ..scripts import ScriptRunner, split_command
+
+log = logging.getLogger("lvsagent.vrrp")
 
 STOP_GRACE = 5.0  # seconds the agent's shutdown waits for notify_stop scripts
+
+
+def notify_argv(script: Script, kind: str, name: str, state: str, priority: int) -> list[str]:
+    """The generic `notify` script's words, then TYPE NAME STATE PRIORITY as single arguments."""
+    return [*split_command(script.command), kind, name, state, str(priority)]
 
 
 class Notifier:
@@ -23,16 +33,22 @@ class Notifier:
         name: str,
         state: str,
         priority: int,
-        state_script: Optional[str],
-        generic_script: Optional[str],
+        state_script: Optional[Script],
+        generic_script: Optional[Script],
     ) -> None:
         """Run the script for `state` (MASTER/BACKUP/FAULT/STOP) and the generic one."""
-        reason = f"{kind.lower()} {name} {state}"
-        if state_script:
-            self._scripts.spawn(state_script, reason)
-        if generic_script:
-            self._scripts.spawn(f"{generic_script} {kind} {name} {state} {priority}", reason)
+        owner = f"({name})" if kind == "INSTANCE" else f"VRRP_Group({name})"
+        try:
+            if state_script:
+                argv = split_command(state_script.command)
+                self._scripts.spawn(argv, state_script.run_as, owner)
+            if generic_script:
+                argv = notify_argv(generic_script, kind, name, state, priority)
+                self._scripts.spawn(argv, generic_script.run_as, owner)
+        except ValueError as error:  # the parser checks quoting; this is a last guard
+            log.error("%s notify script: %s", owner, error)
 
     async def drain(self, timeout: float = STOP_GRACE) -> None:
-        """Give running notify scripts (notify_stop at shutdown) a chance to finish."""
-        await self._scripts.drain(timeout)
+        """Give running notify scripts (notify_stop at shutdown) a chance to finish, then kill
+        what is left of them."""
+        await self._scripts.close(timeout)

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import shlex
 import socket
 import struct
 from typing import Callable
 
 from ..config.model import VrrpScript
+from ..scripts import run_script, split_command
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -127,6 +127,7 @@ class ScriptTracker:
         self.loop = loop
         self.ok = not script.init_fail
         self._streak = 0
+        self._trouble = ""  # why the last run did not finish (timeout, refused...)
         self._listeners: list[Callable[[str, bool], None]] = []
         self._task: asyncio.Task | None = None
 
@@ -158,23 +159,12 @@ class ScriptTracker:
 
     async def run_once(self) -> bool:
         timeout = self.script.timeout or self.script.interval
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *shlex.split(self.script.script),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-        except (OSError, ValueError) as error:
-            log.warning("VRRP_Script(%s) cannot run: %s", self.script.name, error)
-            return False
-        try:
-            return await asyncio.wait_for(process.wait(), timeout) == 0
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
-            log.warning("VRRP_Script(%s) timed out", self.script.name)
-            return False
+        outcome = await run_script(split_command(self.script.script), self.script.run_as, timeout)
+        trouble = outcome.error if outcome.code is None or outcome.code < 0 else ""
+        if trouble and trouble != self._trouble:  # once, not every interval
+            log.warning("VRRP_Script(%s) %s", self.script.name, trouble)
+        self._trouble = trouble
+        return outcome.ok
 
     def record(self, success: bool) -> None:
         """Count toward rise/fall; tell the listeners when the state flips."""
