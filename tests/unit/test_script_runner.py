@@ -9,6 +9,7 @@ import logging
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -186,10 +187,25 @@ def test_a_script_runs_as_its_user_and_group_with_only_that_group(shared_dir):
     assert ids_seen(identity, shared_dir) == [str(nobody), str(daemon), str(daemon)]
 
 
-def test_set_supplementary_groups_gives_the_users_groups(shared_dir):
-    member = next((g.gr_mem[0] for g in grp.getgrall() if g.gr_mem and g.gr_mem[0] != "root"), None)
-    if member is None:
-        pytest.skip("no user on this host belongs to a supplementary group")
+@pytest.fixture
+def user_with_a_second_group():
+    """A throwaway user who also belongs to a throwaway group (no host has to provide one)."""
+    name = f"lvsha{os.getpid()}"
+    extra = f"lvshx{os.getpid()}"
+    subprocess.run(["groupadd", "--system", extra], check=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--user-group", "--groups", extra, name],
+        check=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        subprocess.run(["groupdel", extra], check=False)
+
+
+def test_set_supplementary_groups_gives_the_users_groups(shared_dir, user_with_a_second_group):
+    member = user_with_a_second_group
     entry = pwd.getpwnam(member)
     expected = sorted(os.getgrouplist(member, entry.pw_gid))
     assert len(expected) > 1
