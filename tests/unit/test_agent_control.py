@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from lvsagent import agent, control
+from lvsagent import agent, cli, control
 
 STATUS = {
     "vrrp": [
@@ -210,3 +210,13 @@ def test_run_refuses_a_bad_configuration_with_file_and_line(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="lvsagent"):
         assert agent.run(args) == 1
     assert f"{conf}:2:" in caplog.text
+
+
+def test_state_dir_defaults_to_the_control_socket_folder(tmp_path):
+    def state_dir(*argv):
+        args = cli.build_parser().parse_args(["run", *argv])
+        return agent.Agent(args, None).state_dir()
+
+    assert state_dir() == "/run/lvs-agent"
+    assert state_dir("--control-socket", str(tmp_path / "c.sock")) == str(tmp_path)
+    assert state_dir("--control-socket", "c.sock", "--state-dir", "/var/x") == "/var/x"

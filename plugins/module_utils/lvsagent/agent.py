@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -105,14 +106,21 @@ class Agent:
         from .ipvs import IpvsError
         from .lvs import LvsEngine
         from .lvs.netlink_thread import IpvsThread
+        from .lvs.owned import OWNED_FILE, OwnedServices
 
         try:
             client = IpvsThread()  # pyroute2's sync socket cannot run inside this loop
         except IpvsError as error:
             raise StartupError(str(error)) from error
-        self.lvs = LvsEngine(self.config, client, LoopClock(loop))
+        owned = OwnedServices(os.path.join(self.state_dir(), OWNED_FILE))
+        self.lvs = LvsEngine(self.config, client, LoopClock(loop), owned=owned)
         self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
         await self.lvs.start()
+
+    def state_dir(self) -> str:
+        """--state-dir, else the control socket's folder: agents with their own sockets
+        (tests in namespaces) never share a record."""
+        return self.args.state_dir or os.path.dirname(os.path.abspath(self.args.control_socket))
 
     async def reload(self) -> dict:
         async with self._reload_lock:
