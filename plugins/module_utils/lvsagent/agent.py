@@ -3,6 +3,8 @@
 SIGTERM / SIGINT: masters resign with priority 0, the VIPs are removed, exit 0.
 SIGHUP (or the control socket's reload): the configuration is read again; a bad one is logged
 as `FILE:LINE: message` and the running one stays.
+SIGKILL: the next run removes the IPVS services and VIPs it recorded (lvsagent.owned) and no
+longer declares.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from .config import ConfigError, load
 from .config.model import Config
 from .control import ControlServer
+from .owned import declared_vips, owned_services, owned_vips, remove_orphan_vips
 from .vrrp.engine import VrrpEngine
 from .vrrp.machine import LoopClock
 
@@ -59,6 +62,7 @@ class Agent:
         self.lvs = None
         self._stopping: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
+        self._vips = owned_vips(self.state_dir())
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -75,6 +79,7 @@ class Agent:
         exit_code = 0
         try:
             await control.start()
+            await remove_orphan_vips(self._vips, self.config, self.vrrp.addresses)
             await self._start_lvs(loop)
             if not await self._stop_requested_within(self.config.global_defs.vrrp_startup_delay):
                 await self.vrrp.start()
@@ -85,6 +90,7 @@ class Agent:
         finally:
             log.info("Stopping lvs-agent")
             await self.vrrp.stop()  # first: the priority-0 adverts are what the peers wait for
+            await self._record_vips()  # the VIPs are gone
             await control.close()
             if self.lvs is not None:
                 await self.lvs.stop()
@@ -106,20 +112,22 @@ class Agent:
         from .ipvs import IpvsError
         from .lvs import LvsEngine
         from .lvs.netlink_thread import IpvsThread
-        from .lvs.owned import OWNED_FILE, OwnedServices
 
         try:
             client = IpvsThread()  # pyroute2's sync socket cannot run inside this loop
         except IpvsError as error:
             raise StartupError(str(error)) from error
-        owned = OwnedServices(os.path.join(self.state_dir(), OWNED_FILE))
+        owned = owned_services(self.state_dir())
         self.lvs = LvsEngine(self.config, client, LoopClock(loop), owned=owned)
         self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
         await self.lvs.start()
 
+    async def _record_vips(self, *configs: Config) -> None:
+        vips = set().union(*(declared_vips(config) for config in configs))
+        await asyncio.to_thread(self._vips.save, vips)
+
     def state_dir(self) -> str:
-        """--state-dir, else the control socket's folder: agents with their own sockets
-        (tests in namespaces) never share a record."""
+        """--state-dir, else the control socket's folder (agents sharing one need their own)."""
         return self.args.state_dir or os.path.dirname(os.path.abspath(self.args.control_socket))
 
     async def reload(self) -> dict:
@@ -136,8 +144,11 @@ class Agent:
             except OSError as error:
                 log.error("%s: %s - keeping the running configuration", self.args.config, error)
                 return {"error": f"{self.args.config}: {error.strerror}"}
+            # The record leads: new VIPs are owned before VRRP may add them.
+            await self._record_vips(self.config, config)
             self.config = config
             await self.vrrp.apply_config(config)
+            await self._record_vips(config)
             if self.lvs is not None:
                 await self.lvs.apply_config(config)
             elif config.virtual_servers:

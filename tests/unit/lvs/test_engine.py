@@ -22,7 +22,7 @@ from lvsagent.config.model import (
 )
 from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
 from lvsagent.lvs import LvsEngine
-from lvsagent.lvs.owned import OwnedServices
+from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"
 KEY = ServiceKey.for_address(VIP, 80)
@@ -54,7 +54,7 @@ def seed_vs(**overrides) -> VirtualServer:
 class Bed:
     """An engine with its fakes; `run(test)` drives an async test on a fresh loop."""
 
-    def __init__(self, *servers, instances=(), ipvs=None, record=None):
+    def __init__(self, *servers, instances=(), ipvs=None, state_dir=None):
         self.config = Config(virtual_servers=list(servers), vrrp_instances=list(instances))
         self.clock = FakeClock()
         self.ipvs = ipvs or FakeIpvs()
@@ -65,7 +65,7 @@ class Bed:
             self.clock,
             rng=random.Random(1),
             prober=self.prober,
-            owned=OwnedServices(str(record)) if record else None,
+            owned=owned_services(str(state_dir)) if state_dir else None,
         )
 
 
@@ -345,16 +345,16 @@ def moved_to_443() -> Config:
     return Config(virtual_servers=[seed_vs(port=443)])
 
 
-def recorded(path) -> set:
-    return OwnedServices(str(path)).load()
+def recorded(state_dir) -> set:
+    return owned_services(str(state_dir)).load()
 
 
-async def killed_run(path) -> FakeIpvs:
+async def killed_run(state_dir) -> FakeIpvs:
     """A run with two virtual servers and a hand-made service beside them, never stopped."""
-    first = Bed(seed_vs(), seed_vs(port=443), record=path)
+    first = Bed(seed_vs(), seed_vs(port=443), state_dir=state_dir)
     first.ipvs.add_service(Service(HAND_MADE, "wlc"))
     await first.engine.start()
-    assert recorded(path) == {KEY, KEY443}
+    assert recorded(state_dir) == {KEY, KEY443}
     for task in first.engine._tasks:  # SIGKILL: nothing is cleaned up
         task.cancel()
     return first.ipvs
@@ -362,19 +362,18 @@ async def killed_run(path) -> FakeIpvs:
 
 def test_orphans_of_a_killed_run_are_removed_and_nothing_else(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lvsagent")
-    path = tmp_path / "ipvs-services.json"
 
     async def test():
-        ipvs = await killed_run(path)
+        ipvs = await killed_run(tmp_path)
         kept = ipvs.table()[KEY]
         ipvs.calls.clear()
-        bed = Bed(seed_vs(), ipvs=ipvs, record=path)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
         await bed.engine.start()
         assert ipvs.calls == [("delete_service", KEY443)]
         assert ipvs.table() == {KEY: kept, HAND_MADE: (Service(HAND_MADE, "wlc"), [])}
-        assert recorded(path) == {KEY}
+        assert recorded(tmp_path) == {KEY}
         await bed.engine.stop()
-        assert set(ipvs.kernel) == {HAND_MADE} and recorded(path) == set()
+        assert set(ipvs.kernel) == {HAND_MADE} and recorded(tmp_path) == set()
 
     run(test)
     messages = [r.getMessage() for r in caplog.records]
@@ -382,32 +381,28 @@ def test_orphans_of_a_killed_run_are_removed_and_nothing_else(tmp_path, caplog):
 
 
 def test_a_recorded_service_missing_from_the_kernel_needs_no_call(tmp_path):
-    path = tmp_path / "ipvs-services.json"
-
     async def test():
-        ipvs = await killed_run(path)
+        ipvs = await killed_run(tmp_path)
         ipvs.delete_service(KEY443)
         ipvs.calls.clear()
-        bed = Bed(seed_vs(), ipvs=ipvs, record=path)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
         await bed.engine.start()
-        assert ipvs.calls == [] and recorded(path) == {KEY}
+        assert ipvs.calls == [] and recorded(tmp_path) == {KEY}
         await bed.engine.stop()
 
     run(test)
 
 
 def test_a_corrupt_record_is_reported_and_only_declared_services_touched(tmp_path, caplog):
-    path = tmp_path / "ipvs-services.json"
-
     async def test():
-        ipvs = await killed_run(path)
-        path.write_text('{"services": [{"family": 4, "address": "10.0.0')
+        ipvs = await killed_run(tmp_path)
+        (tmp_path / "ipvs-services.json").write_text('{"services": [{"family": 4, "address": "10')
         ipvs.calls.clear()
-        bed = Bed(seed_vs(), ipvs=ipvs, record=path)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
         await bed.engine.start()
         assert ipvs.calls == []
         assert set(ipvs.kernel) == {KEY, KEY443, HAND_MADE}
-        assert recorded(path) == {KEY}  # from now on, a sound record again
+        assert recorded(tmp_path) == {KEY}  # from now on, a sound record again
         await bed.engine.stop()
 
     run(test)
@@ -417,14 +412,14 @@ def test_a_corrupt_record_is_reported_and_only_declared_services_touched(tmp_pat
 class WatchedIpvs(FakeIpvs):
     """Notes what the record held when each service was created; refuses to delete `stuck`."""
 
-    def __init__(self, path, stuck=None):
+    def __init__(self, state_dir, stuck=None):
         super().__init__()
-        self.path = path
+        self.state_dir = state_dir
         self.stuck = stuck
         self.recorded_at_creation = {}
 
     def add_service(self, service):
-        self.recorded_at_creation[service.key] = recorded(self.path)
+        self.recorded_at_creation[service.key] = recorded(self.state_dir)
         super().add_service(service)
 
     def delete_service(self, key):
@@ -434,33 +429,29 @@ class WatchedIpvs(FakeIpvs):
 
 
 def test_the_record_follows_a_reload_and_leads_every_creation(tmp_path):
-    path = tmp_path / "ipvs-services.json"
-
     async def test():
-        ipvs = WatchedIpvs(path)
-        bed = Bed(seed_vs(), ipvs=ipvs, record=path)
+        ipvs = WatchedIpvs(tmp_path)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
         await bed.engine.start()
         assert ipvs.recorded_at_creation[KEY] == {KEY}
         await bed.engine.apply_config(moved_to_443())
         assert ipvs.recorded_at_creation[KEY443] == {KEY, KEY443}
-        assert set(ipvs.kernel) == {KEY443} and recorded(path) == {KEY443}
+        assert set(ipvs.kernel) == {KEY443} and recorded(tmp_path) == {KEY443}
         await bed.engine.stop()
 
     run(test)
 
 
 def test_a_service_that_failed_to_go_stays_recorded_until_it_is_gone(tmp_path):
-    path = tmp_path / "ipvs-services.json"
-
     async def test():
-        ipvs = WatchedIpvs(path, stuck=KEY)
-        bed = Bed(seed_vs(), ipvs=ipvs, record=path)
+        ipvs = WatchedIpvs(tmp_path, stuck=KEY)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
         await bed.engine.start()
         await bed.engine.apply_config(moved_to_443())
-        assert recorded(path) == {KEY, KEY443}
+        assert recorded(tmp_path) == {KEY, KEY443}
         ipvs.stuck = None
         await bed.engine.apply_config(moved_to_443())
-        assert set(ipvs.kernel) == {KEY443} and recorded(path) == {KEY443}
+        assert set(ipvs.kernel) == {KEY443} and recorded(tmp_path) == {KEY443}
         await bed.engine.stop()
 
     run(test)

@@ -21,11 +21,11 @@ from typing import Callable, Optional
 
 from ..config.model import Checker, Config, HttpCheck, MiscCheck, RealServer, VirtualServer
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..owned import OwnedRecord
 from ..scripts import ScriptRunner
 from . import reconciler
 from .checkers import DEFAULT_STATUS_RANGES, CheckResult, CheckSpec, UrlSpec, probe
 from .health import HealthCheck, Quorum, sleep
-from .owned import OwnedServices
 
 log = logging.getLogger("lvsagent.lvs")
 
@@ -216,20 +216,12 @@ def _sync_pass(client, desired: dict, retired, whole_table: bool) -> tuple:
     return changes, reconciler.apply(client, changes)
 
 
-def _load_owned(_client, owned: OwnedServices) -> set:
-    return owned.load()
-
-
-def _save_owned(_client, owned: OwnedServices, keys: set) -> None:
-    owned.save(keys)
-
-
 class LvsEngine:
     """Owns the checks and the IPVS services the configuration declares.
 
     `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
-    `job(client, *args)` where netlink may block (`IpvsThread` in the agent); the record of
-    owned services (`owned`, optional) is read and written there too, off the loop.
+    `job(client, *args)` where netlink may block (`IpvsThread` in the agent). `owned`
+    (optional) records the services this engine owns, for the next run (`owned_services`).
     """
 
     def __init__(
@@ -241,7 +233,7 @@ class LvsEngine:
         resync_interval: float = RESYNC_INTERVAL,
         rng: Optional[random.Random] = None,
         prober: Callable[[CheckSpec], Awaitable[CheckResult]] = probe,
-        owned: Optional[OwnedServices] = None,
+        owned: Optional[OwnedRecord] = None,
     ):
         self._config = config
         self._owned = owned
@@ -270,7 +262,7 @@ class LvsEngine:
         await self._install(self._config)
         orphans = set()
         if self._owned is not None:
-            orphans = await self._client.run(_load_owned, self._owned) - self._all_keys()
+            orphans = await asyncio.to_thread(self._owned.load) - self._all_keys()
         changes = await self._converge(orphans)
         for change in changes:
             if change.action == "delete_service":
@@ -523,7 +515,7 @@ class LvsEngine:
 
     async def _record(self, keys: set) -> None:
         if self._owned is not None:
-            await self._client.run(_save_owned, self._owned, keys)
+            await asyncio.to_thread(self._owned.save, keys)
 
     async def _reconcile(self, keys, *, retired=(), expected=None) -> list:
         """One pass over `keys`; returns the changes that were needed.
