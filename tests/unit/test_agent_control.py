@@ -12,6 +12,10 @@ import stat
 import pytest
 
 from lvsagent import agent, cli, control
+from lvsagent.config.model import Config
+from lvsagent.ipvs import IpvsError, ServiceKey
+from lvsagent.lvs import netlink_thread
+from lvsagent.owned import owned_services
 
 STATUS = {
     "vrrp": [
@@ -220,3 +224,26 @@ def test_state_dir_defaults_to_the_control_socket_folder(tmp_path):
     assert state_dir() == "/run/lvs-agent"
     assert state_dir("--control-socket", str(tmp_path / "c.sock")) == str(tmp_path)
     assert state_dir("--control-socket", "c.sock", "--state-dir", "/var/x") == "/var/x"
+
+
+def test_without_virtual_servers_ipvs_is_opened_only_for_a_killed_runs_leftovers(
+    tmp_path, monkeypatch, caplog
+):
+    """A VRRP-only configuration never needs IPVS, unless the record lists services to remove;
+    then IPVS missing is a warning, not a failed start."""
+    opened = []
+
+    def no_ipvs():
+        opened.append(True)
+        raise IpvsError("IPVS is not available in this kernel")
+
+    monkeypatch.setattr(netlink_thread, "IpvsThread", no_ipvs)
+    args = cli.build_parser().parse_args(["run", "--state-dir", str(tmp_path)])
+    runner = agent.Agent(args, Config())
+    asyncio.run(runner._start_lvs(None))
+    assert opened == [] and runner.lvs is None
+    owned_services(str(tmp_path)).save({ServiceKey.for_address("10.0.0.1", 80)})
+    with caplog.at_level(logging.WARNING, logger="lvsagent"):
+        asyncio.run(runner._start_lvs(None))
+    assert opened == [True] and runner.lvs is None
+    assert "services a previous run left behind are not removed" in caplog.text

@@ -106,8 +106,11 @@ class Agent:
         return self._stopping.is_set()
 
     async def _start_lvs(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The IPVS half plugs in here, only when the configuration declares virtual servers."""
-        if not self.config.virtual_servers:
+        """The IPVS half plugs in here when the configuration declares virtual servers, or
+        when a killed run left services to remove."""
+        owned = owned_services(self.state_dir())
+        declared = bool(self.config.virtual_servers)
+        if not declared and not await asyncio.to_thread(owned.load):
             return
         from .ipvs import IpvsError
         from .lvs import LvsEngine
@@ -116,8 +119,10 @@ class Agent:
         try:
             client = IpvsThread()  # pyroute2's sync socket cannot run inside this loop
         except IpvsError as error:
+            if not declared:
+                log.warning("%s: services a previous run left behind are not removed", error)
+                return
             raise StartupError(str(error)) from error
-        owned = owned_services(self.state_dir())
         self.lvs = LvsEngine(self.config, client, LoopClock(loop), owned=owned)
         self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
         await self.lvs.start()

@@ -3,7 +3,8 @@
 The agent declares two virtual servers beside a service made by hand with ipvsadm; it is
 killed with SIGKILL (so it removes nothing) and started again with one virtual server less.
 The orphan goes; the remaining virtual server and the hand-made service are exactly as they
-were, as `ipvsadm -S -n` shows them.
+were, as `ipvsadm -S -n` shows them. Killed again and started without virtual servers, it
+removes the last one it owned.
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ class Agent:
     def started(self) -> bool:
         return self.logs().count("services declared") == self.starts
 
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def recorded(self) -> list:
+        services = json.loads(self.record.read_text())["services"]
+        return [f"{service['address']}:{service['port']}" for service in services]
+
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -76,10 +85,11 @@ def saved_table(host) -> list:
     return sorted(host.run(["ipvsadm", "-S", "-n"]).stdout.splitlines())
 
 
-def test_a_killed_agents_orphan_is_removed_and_nothing_else(lab):
+def test_a_killed_agents_orphans_are_removed_and_nothing_else(lab):
     director = lab.host("director", "10.79.0.2/24")
     director.run(["ipvsadm", "-A", "-t", "10.79.0.200:8080", "-s", "wlc"])
     director.run(["ipvsadm", "-a", "-t", "10.79.0.200:8080", "-r", "10.79.0.50:8080", "-g"])
+    hand_made = saved_table(director)
     agent = Agent(director, lab.workdir)
     agent.start(BOTH)
     before = saved_table(director)
@@ -88,23 +98,25 @@ def test_a_killed_agents_orphan_is_removed_and_nothing_else(lab):
         f"-A -t {ORPHAN} -s rr -p 60",
         "-A -t 10.79.0.200:8080 -s wlc",
     ], before
-    os.killpg(agent.process.pid, signal.SIGKILL)
-    agent.process.wait(timeout=30)
+    agent.kill()
     assert saved_table(director) == before  # killed: nothing was cleaned up
-    recorded = {
-        f"{s['address']}:{s['port']}" for s in json.loads(agent.record.read_text())["services"]
-    }
-    assert recorded == {KEPT, ORPHAN}
+    assert agent.recorded() == [KEPT, ORPHAN]
 
     agent.start(ONE)
     after = saved_table(director)
     assert after == [line for line in before if f"-t {ORPHAN} " not in line], agent.logs()
     assert "Removing Virtual Server [10.79.0.101]:443 left by a previous run" in agent.logs()
     assert "IPVS: 1 services declared, 1 changes applied" in agent.logs()
-    recorded = json.loads(agent.record.read_text())["services"]
-    assert [f"{s['address']}:{s['port']}" for s in recorded] == [KEPT]
+    assert agent.recorded() == [KEPT]
+
+    # Killed again, then started with no virtual server at all: IPVS is opened to clean up.
+    agent.kill()
+    agent.start("! VRRP only\n")
+    assert saved_table(director) == hand_made, agent.logs()
+    assert "Removing Virtual Server [10.79.0.100]:80 left by a previous run" in agent.logs()
+    assert "IPVS: 0 services declared, 1 changes applied" in agent.logs()
+    assert agent.recorded() == []
 
     agent.process.terminate()
     assert agent.process.wait(timeout=30) == 0, agent.logs()[-4000:]
-    assert saved_table(director) == [line for line in after if "10.79.0.200:8080" in line]
-    assert json.loads(agent.record.read_text()) == {"services": []}
+    assert saved_table(director) == hand_made
