@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from lvsagent import agent, cli, control
 from lvsagent.config.model import Config
 from lvsagent.ipvs import IpvsError, ServiceKey
 from lvsagent.lvs import netlink_thread
-from lvsagent.owned import owned_services
+from lvsagent.owned import owned_services, owned_vips
 
 STATUS = {
     "vrrp": [
@@ -247,3 +248,15 @@ def test_without_virtual_servers_ipvs_is_opened_only_for_a_killed_runs_leftovers
         asyncio.run(runner._start_lvs(None))
     assert opened == [True] and runner.lvs is None
     assert "services a previous run left behind are not removed" in caplog.text
+
+
+def test_a_start_that_fails_before_vrrp_keeps_the_record_of_vips(tmp_path):
+    """The VIPs of a killed run may still be on their interfaces: the record must outlive a
+    start that failed (here: a control socket path too long for AF_UNIX)."""
+    socket_path = str(tmp_path / ("x" * 120 + ".sock"))
+    argv = ["run", "--control-socket", socket_path, "--state-dir", str(tmp_path)]
+    vips = owned_vips(str(tmp_path))
+    left = (ipaddress.ip_interface("10.0.0.5/24"), "eth0")
+    vips.save({left})
+    assert asyncio.run(agent.Agent(cli.build_parser().parse_args(argv), Config()).main()) == 1
+    assert owned_vips(str(tmp_path)).load() == {left}

@@ -76,12 +76,13 @@ class Agent:
         control = ControlServer(
             self.args.control_socket, {"status": self.status, "reload": self.reload}
         )
-        exit_code = 0
+        exit_code, vrrp_started = 0, False
         try:
             await control.start()
             await remove_orphan_vips(self._vips, self.config, self.vrrp.addresses)
             await self._start_lvs(loop)
             if not await self._stop_requested_within(self.config.global_defs.vrrp_startup_delay):
+                vrrp_started = True
                 await self.vrrp.start()
                 await self._stopping.wait()
         except (StartupError, OSError) as error:
@@ -90,7 +91,8 @@ class Agent:
         finally:
             log.info("Stopping lvs-agent")
             await self.vrrp.stop()  # first: the priority-0 adverts are what the peers wait for
-            await self._record_vips()  # the VIPs are gone
+            if vrrp_started:  # else a killed run's VIPs may still be there: keep the record
+                await self._record_vips()  # the VIPs are gone
             await control.close()
             if self.lvs is not None:
                 await self.lvs.stop()
