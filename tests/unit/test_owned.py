@@ -99,10 +99,10 @@ def vip(text: str, dev: str = "eth0") -> tuple:
     return ipaddress.ip_interface(text), dev
 
 
-def instance(name: str, *vips: str, excluded=()) -> VrrpInstance:
+def instance(name: str, *vips: str, excluded=(), interface="eth0") -> VrrpInstance:
     return VrrpInstance(
         name,
-        interface="eth0",
+        interface=interface,
         virtual_ipaddresses=[VirtualAddress(ipaddress.ip_interface(v)) for v in vips],
         virtual_ipaddresses_excluded=[
             VirtualAddress(ipaddress.ip_interface(v), dev="eth1") for v in excluded
@@ -132,7 +132,10 @@ def test_vips_the_configuration_dropped_are_removed_and_nothing_else(tmp_path, c
     dropped, kept, by_hand = vip("10.0.0.2/24"), vip("10.0.0.1/24"), vip("10.0.0.9/24")
     record.save({kept, dropped, vip("10.0.0.3/32", "eth1")})
     addresses = FakeAddresses(kept, dropped, by_hand)
-    config = Config(vrrp_instances=[instance("VI_1", "10.0.0.1/24", excluded=["10.0.0.3"])])
+    unicast_only = instance("VI_2", "10.0.0.4/24", interface=None)  # records nothing
+    config = Config(
+        vrrp_instances=[instance("VI_1", "10.0.0.1/24", excluded=["10.0.0.3"]), unicast_only]
+    )
     asyncio.run(remove_orphan_vips(record, config, addresses))
     assert addresses.held == {kept, by_hand}
     assert owned_vips(str(tmp_path)).load() == {kept, vip("10.0.0.3/32", "eth1")}

@@ -109,11 +109,13 @@ def owned_vips(state_dir: str) -> OwnedRecord:
 
 
 def declared_vips(config: Config) -> set:
-    return {
+    """(address, interface) of every VIP; one without an interface has nowhere to be."""
+    vips = {
         (vip.address, vip.dev or instance.interface)
         for instance in config.vrrp_instances
         for vip in (*instance.virtual_ipaddresses, *instance.virtual_ipaddresses_excluded)
     }
+    return {(address, dev) for address, dev in vips if dev}
 
 
 async def remove_orphan_vips(record: OwnedRecord, config: Config, addresses) -> None:
