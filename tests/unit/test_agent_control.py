@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -11,7 +12,11 @@ import stat
 
 import pytest
 
-from lvsagent import agent, control
+from lvsagent import agent, cli, control
+from lvsagent.config.model import Config
+from lvsagent.ipvs import IpvsError, ServiceKey
+from lvsagent.lvs import netlink_thread
+from lvsagent.owned import owned_services, owned_vips
 
 STATUS = {
     "vrrp": [
@@ -210,3 +215,48 @@ def test_run_refuses_a_bad_configuration_with_file_and_line(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="lvsagent"):
         assert agent.run(args) == 1
     assert f"{conf}:2:" in caplog.text
+
+
+def test_state_dir_defaults_to_the_control_socket_folder(tmp_path):
+    def state_dir(*argv):
+        args = cli.build_parser().parse_args(["run", *argv])
+        return agent.Agent(args, None).state_dir()
+
+    assert state_dir() == "/run/lvs-agent"
+    assert state_dir("--control-socket", str(tmp_path / "c.sock")) == str(tmp_path)
+    assert state_dir("--control-socket", "c.sock", "--state-dir", "/var/x") == "/var/x"
+
+
+def test_without_virtual_servers_ipvs_is_opened_only_for_a_killed_runs_leftovers(
+    tmp_path, monkeypatch, caplog
+):
+    """A VRRP-only configuration never needs IPVS, unless the record lists services to remove;
+    then IPVS missing is a warning, not a failed start."""
+    opened = []
+
+    def no_ipvs():
+        opened.append(True)
+        raise IpvsError("IPVS is not available in this kernel")
+
+    monkeypatch.setattr(netlink_thread, "IpvsThread", no_ipvs)
+    args = cli.build_parser().parse_args(["run", "--state-dir", str(tmp_path)])
+    runner = agent.Agent(args, Config())
+    asyncio.run(runner._start_lvs(None))
+    assert opened == [] and runner.lvs is None
+    owned_services(str(tmp_path)).save({ServiceKey.for_address("10.0.0.1", 80)})
+    with caplog.at_level(logging.WARNING, logger="lvsagent"):
+        asyncio.run(runner._start_lvs(None))
+    assert opened == [True] and runner.lvs is None
+    assert "services a previous run left behind are not removed" in caplog.text
+
+
+def test_a_start_that_fails_before_vrrp_keeps_the_record_of_vips(tmp_path):
+    """The VIPs of a killed run may still be on their interfaces: the record must outlive a
+    start that failed (here: a control socket path too long for AF_UNIX)."""
+    socket_path = str(tmp_path / ("x" * 120 + ".sock"))
+    argv = ["run", "--control-socket", socket_path, "--state-dir", str(tmp_path)]
+    vips = owned_vips(str(tmp_path))
+    left = (ipaddress.ip_interface("10.0.0.5/24"), "eth0")
+    vips.save({left})
+    assert asyncio.run(agent.Agent(cli.build_parser().parse_args(argv), Config()).main()) == 1
+    assert owned_vips(str(tmp_path)).load() == {left}

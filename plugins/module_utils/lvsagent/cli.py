@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run VRRP and the IPVS health checks")
     run.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="configuration file")
     run.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
+    run.add_argument(
+        "--state-dir",
+        help="where the agent records what it created, to clean up after a crash "
+        "(default: the control socket's folder)",
+    )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     status = sub.add_parser("status", help="state of the running agent")

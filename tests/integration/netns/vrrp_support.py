@@ -74,6 +74,8 @@ class Agent:
                     self.conf,
                     "--control-socket",
                     self.socket,
+                    "--state-dir",
+                    self.base,
                     "--log-level",
                     "DEBUG",
                 ],

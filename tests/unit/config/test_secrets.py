@@ -3,7 +3,6 @@ is not keepalived syntax (an include of /etc/shadow, JSON, binary) is not echoed
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -14,7 +13,7 @@ from config_helpers import MINIMAL_INSTANCE, parse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lvsagent import agent
+from lvsagent import agent, cli
 from lvsagent.cli import main
 from lvsagent.config import ConfigError, load, loads
 from lvsagent.config.redact import MASK, excerpt, mask_secrets
@@ -178,8 +177,8 @@ def test_dump_config_masks_the_password_in_the_model(tmp_path, capsys):
 def test_agent_start_and_reload_logs_and_reply_never_show_a_password(tmp_path, caplog):
     path = tmp_path / "keepalived.conf"
     path.write_text(BAD)
-    args = argparse.Namespace(
-        config=str(path), control_socket=str(tmp_path / "c.sock"), log_level="INFO"
+    args = cli.build_parser().parse_args(
+        ["run", "-f", str(path), "--control-socket", str(tmp_path / "c.sock")]
     )
 
     async def reload() -> dict:

@@ -21,8 +21,9 @@ from lvsagent.config.model import (
     VirtualServer,
     VrrpInstance,
 )
-from lvsagent.ipvs import Destination, Service, ServiceKey
+from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
 from lvsagent.lvs import LvsEngine
+from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"
 KEY = ServiceKey.for_address(VIP, 80)
@@ -54,13 +55,18 @@ def seed_vs(**overrides) -> VirtualServer:
 class Bed:
     """An engine with its fakes; `run(test)` drives an async test on a fresh loop."""
 
-    def __init__(self, *servers, instances=()):
+    def __init__(self, *servers, instances=(), ipvs=None, state_dir=None):
         self.config = Config(virtual_servers=list(servers), vrrp_instances=list(instances))
         self.clock = FakeClock()
-        self.ipvs = FakeIpvs()
+        self.ipvs = ipvs or FakeIpvs()
         self.prober = FakeProber()
         self.engine = LvsEngine(
-            self.config, self.ipvs, self.clock, rng=random.Random(1), prober=self.prober
+            self.config,
+            self.ipvs,
+            self.clock,
+            rng=random.Random(1),
+            prober=self.prober,
+            owned=owned_services(str(state_dir)) if state_dir else None,
         )
 
 
@@ -325,6 +331,128 @@ def test_large_tables_are_audited_in_slices_that_cover_every_service(monkeypatch
             await bed.clock.advance_with_tasks(5)
             repaired.append(sum("10.0.0.1:80" in bed.ipvs.weights(key) for key in keys))
         assert repaired == [2, 4, 6]
+        await bed.engine.stop()
+
+    run(test)
+
+
+# -- services left by a killed run ---------------------------------------------------------
+
+KEY443 = ServiceKey.for_address(VIP, 443)
+HAND_MADE = ServiceKey.for_address("10.1.1.1", 25)
+
+
+def moved_to_443() -> Config:
+    return Config(virtual_servers=[seed_vs(port=443)])
+
+
+def recorded(state_dir) -> set:
+    return owned_services(str(state_dir)).load()
+
+
+async def killed_run(state_dir) -> FakeIpvs:
+    """A run with two virtual servers and a hand-made service beside them, never stopped."""
+    first = Bed(seed_vs(), seed_vs(port=443), state_dir=state_dir)
+    first.ipvs.add_service(Service(HAND_MADE, "wlc"))
+    await first.engine.start()
+    assert recorded(state_dir) == {KEY, KEY443}
+    for task in first.engine._tasks:  # SIGKILL: nothing is cleaned up
+        task.cancel()
+    return first.ipvs
+
+
+def test_orphans_of_a_killed_run_are_removed_and_nothing_else(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def test():
+        ipvs = await killed_run(tmp_path)
+        kept = ipvs.table()[KEY]
+        ipvs.calls.clear()
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
+        await bed.engine.start()
+        assert ipvs.calls == [("delete_service", KEY443)]
+        assert ipvs.table() == {KEY: kept, HAND_MADE: (Service(HAND_MADE, "wlc"), [])}
+        assert recorded(tmp_path) == {KEY}
+        await bed.engine.stop()
+        assert set(ipvs.kernel) == {HAND_MADE} and recorded(tmp_path) == set()
+
+    run(test)
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"Removing Virtual Server [{VIP}]:443 left by a previous run" in messages
+
+
+def test_a_recorded_service_missing_from_the_kernel_needs_no_call(tmp_path):
+    async def test():
+        ipvs = await killed_run(tmp_path)
+        ipvs.delete_service(KEY443)
+        ipvs.calls.clear()
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
+        await bed.engine.start()
+        assert ipvs.calls == [] and recorded(tmp_path) == {KEY}
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_a_corrupt_record_is_reported_and_only_declared_services_touched(tmp_path, caplog):
+    async def test():
+        ipvs = await killed_run(tmp_path)
+        (tmp_path / "ipvs-services.json").write_text('{"services": [{"family": 4, "address": "10')
+        ipvs.calls.clear()
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
+        await bed.engine.start()
+        assert ipvs.calls == []
+        assert set(ipvs.kernel) == {KEY, KEY443, HAND_MADE}
+        assert recorded(tmp_path) == {KEY}  # from now on, a sound record again
+        await bed.engine.stop()
+
+    run(test)
+    assert any("Cannot read" in r.getMessage() for r in caplog.records)
+
+
+class WatchedIpvs(FakeIpvs):
+    """Notes what the record held when each service was created; refuses to delete `stuck`."""
+
+    def __init__(self, state_dir, stuck=None):
+        super().__init__()
+        self.state_dir = state_dir
+        self.stuck = stuck
+        self.recorded_at_creation = {}
+
+    def add_service(self, service):
+        self.recorded_at_creation[service.key] = recorded(self.state_dir)
+        super().add_service(service)
+
+    def delete_service(self, key):
+        if key == self.stuck:
+            raise IpvsError(f"cannot delete {key}", 16)
+        super().delete_service(key)
+
+
+def test_the_record_follows_a_reload_and_leads_every_creation(tmp_path):
+    async def test():
+        ipvs = WatchedIpvs(tmp_path)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
+        await bed.engine.start()
+        assert ipvs.recorded_at_creation[KEY] == {KEY}
+        await bed.engine.apply_config(moved_to_443())
+        assert ipvs.recorded_at_creation[KEY443] == {KEY, KEY443}
+        assert set(ipvs.kernel) == {KEY443} and recorded(tmp_path) == {KEY443}
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_a_service_that_failed_to_go_stays_recorded_until_it_is_gone(tmp_path):
+    async def test():
+        ipvs = WatchedIpvs(tmp_path, stuck=KEY)
+        bed = Bed(seed_vs(), ipvs=ipvs, state_dir=tmp_path)
+        await bed.engine.start()
+        await bed.engine.apply_config(moved_to_443())
+        assert recorded(tmp_path) == {KEY, KEY443}
+        ipvs.stuck = None
+        await bed.engine.apply_config(moved_to_443())
+        assert set(ipvs.kernel) == {KEY443} and recorded(tmp_path) == {KEY443}
         await bed.engine.stop()
 
     run(test)

@@ -29,6 +29,7 @@ from ..config.model import (
     VirtualServer,
 )
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
 from . import reconciler
 from .checkers import DEFAULT_STATUS_RANGES, CheckResult, CheckSpec, UrlSpec, probe
@@ -227,7 +228,8 @@ class LvsEngine:
     """Owns the checks and the IPVS services the configuration declares.
 
     `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
-    `job(client, *args)` where netlink may block (`IpvsThread` in the agent).
+    `job(client, *args)` where netlink may block (`IpvsThread` in the agent). `owned`
+    (optional) records the services this engine owns, for the next run (`owned_services`).
     """
 
     def __init__(
@@ -239,8 +241,11 @@ class LvsEngine:
         resync_interval: float = RESYNC_INTERVAL,
         rng: Optional[random.Random] = None,
         prober: Callable[[CheckSpec], Awaitable[CheckResult]] = probe,
+        owned: Optional[OwnedRecord] = None,
     ):
         self._config = config
+        self._owned = owned
+        self._undeleted: set[ServiceKey] = set()  # retired, but deleting them failed
         self._client = ipvs_client
         self._clock = clock
         self._resync_interval = resync_interval
@@ -260,11 +265,18 @@ class LvsEngine:
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Adopts what the kernel already holds, then starts checking."""
+        """Adopts what the kernel already holds, removes a killed run's orphans, starts checking."""
         self._wakeup = asyncio.Event()
         await self._install(self._config)
-        changes = await self._reconcile(self._all_keys())
-        log.info("IPVS: %d services declared, %d changes applied", len(self._all_keys()), changes)
+        orphans = set()
+        if self._owned is not None:
+            orphans = await asyncio.to_thread(self._owned.load) - self._all_keys()
+        changes = await self._converge(orphans)
+        for change in changes:
+            if change.action == "delete_service":
+                log.info("Removing Virtual Server %s left by a previous run", change.key)
+        declared = len(self._all_keys())
+        log.info("IPVS: %d services declared, %d changes applied", declared, len(changes))
         self._tasks = [
             asyncio.ensure_future(self._apply_loop()),
             asyncio.ensure_future(self._resync_loop()),
@@ -283,10 +295,7 @@ class LvsEngine:
                 self._omega(vse)
         keys = self._all_keys()
         self._checks, self._servers = {}, []
-        try:
-            await self._client.run(_sync_pass, {}, keys, True)
-        except IpvsError as exc:
-            log.error("%s", exc)
+        await self._converge(keys)
         await self._scripts.close(SCRIPT_GRACE)
 
     async def apply_config(self, config: Config) -> None:
@@ -294,9 +303,8 @@ class LvsEngine:
         old_keys = self._all_keys()
         self._config = config
         await self._install(config)
-        retired = old_keys - self._all_keys()
-        changes = await self._reconcile(self._all_keys(), retired=retired)
-        log.info("IPVS: configuration applied, %d changes", changes)
+        changes = await self._converge(old_keys - self._all_keys())
+        log.info("IPVS: configuration applied, %d changes", len(changes))
 
     def on_vrrp_state(self, instance_name: str, state: str) -> None:
         self._vrrp_states[instance_name] = state
@@ -500,8 +508,26 @@ class LvsEngine:
             cost += size
         return chosen
 
-    async def _reconcile(self, keys, *, retired=(), expected=None) -> int:
-        """One pass over `keys`; returns how many changes were needed.
+    async def _converge(self, retired: set) -> list:
+        """A full pass: the declared services in, `retired` ones out; returns the changes.
+
+        The record of owned services runs ahead of the kernel: a service is recorded before
+        it may be created and forgotten only once deleted, so a kill at any point leaves
+        nothing the next run would not know about.
+        """
+        declared = self._all_keys()
+        retired = (set(retired) | self._undeleted) - declared
+        await self._record(declared | retired)
+        changes = await self._reconcile(declared, retired=retired)
+        await self._record(declared | self._undeleted)
+        return changes
+
+    async def _record(self, keys: set) -> None:
+        if self._owned is not None:
+            await asyncio.to_thread(self._owned.save, keys)
+
+    async def _reconcile(self, keys, *, retired=(), expected=None) -> list:
+        """One pass over `keys`; returns the changes that were needed.
 
         The desired state is taken here, on the loop; reading and changing the kernel runs
         as one job on the client's netlink thread. With `expected` (the keys a health change
@@ -518,13 +544,16 @@ class LvsEngine:
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
-            return 0
+            self._undeleted |= set(retired)
+            return []
+        deleting = {change.key for change in failed if change.action == "delete_service"}
+        self._undeleted = (self._undeleted - set(retired)) | deleting
         if expected is not None:
             for change in changes:
                 if change.key not in expected:
                     log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
         self._audit |= {change.key for change in failed}
-        return len(changes)
+        return changes
 
     # -- status -----------------------------------------------------------------------------
 

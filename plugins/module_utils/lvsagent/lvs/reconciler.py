@@ -1,8 +1,9 @@
 """Bring the kernel's IPVS table to the desired one with the fewest changes.
 
-Only the services the configuration declares (and those it just stopped declaring) are
-looked at: an operator's other services are never touched. An unchanged destination is
-never deleted and re-added, so adopting a table left by a previous run keeps connections.
+Only the services the configuration declares (and those it just stopped declaring, or a
+killed run recorded as its own) are looked at: an operator's other services are never
+touched. An unchanged destination is never deleted and re-added, so adopting a table left by
+a previous run keeps connections.
 """
 
 from __future__ import annotations
