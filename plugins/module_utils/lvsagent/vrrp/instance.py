@@ -17,7 +17,7 @@ from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
 from .sockets import Received, SocketPool, VrrpSocket
-from .tracking import LinkMonitor, ScriptTracker
+from .tracking import Link, LinkMonitor, ScriptTracker
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -381,10 +381,9 @@ class Instance:
 
     def _watch_tracking(self) -> None:
         links, config = self.services.links, self.config
-        if not config.dont_track_primary:
-            self._apply_link(self.ifname, links.watch(self.ifname, self._link_changed))
-        for track in config.track_interfaces:
-            self._apply_link(track.name, links.watch(track.name, self._link_changed))
+        watched = [self.ifname, *self._vip_devices(), *(t.name for t in config.track_interfaces)]
+        for ifname in dict.fromkeys(watched):
+            self._apply_link(ifname, links.watch(ifname, self._link_changed))
         for track in config.track_scripts:
             tracker = self.services.scripts.get(track.name)
             if tracker is not None:
@@ -392,20 +391,30 @@ class Instance:
                 self._apply_script(track.name, tracker.ok)
         self._update_priority()
 
-    def _link_changed(self, ifname: str, up: bool) -> None:
-        self._apply_link(ifname, up)
+    def _vip_devices(self) -> set[str]:
+        return {dev for _vip, dev in self._all_vips()} - {self.ifname}
+
+    def _link_changed(self, ifname: str, link: Link) -> None:
+        self._apply_link(ifname, link)
         self._update_priority()
 
     def _script_changed(self, name: str, ok: bool) -> None:
         self._apply_script(name, ok)
         self._update_priority()
 
-    def _apply_link(self, ifname: str, up: bool) -> None:
+    def _apply_link(self, ifname: str, link: Link) -> None:
+        """Our interface or a VIP's gone is FAULT whatever the tracking; our interface back
+        (a new index) gets a new socket before the state can move, so that the first advert
+        goes out on it."""
+        if ifname == self.ifname:
+            self.socket.follow(link.index)
+        if ifname == self.ifname or ifname in self._vip_devices():
+            self._set_fault(f"{ifname} deleted", link.index is None)
         if ifname == self.ifname and not self.config.dont_track_primary:
-            self._set_fault(f"{ifname} down", not up)
+            self._set_fault(f"{ifname} down", not link.up)
         for track in self.config.track_interfaces:
             if track.name == ifname:
-                self._apply_weight(f"interface {ifname}", track.weight, up != track.reverse)
+                self._apply_weight(f"interface {ifname}", track.weight, link.up != track.reverse)
 
     def _apply_script(self, name: str, ok: bool) -> None:
         script = self.services.scripts[name].script
