@@ -3,8 +3,9 @@ its veth) and re-created with the same name on the bridge, so with a new index a
 as a VLAN taken down and up again, a bond rebuilt or a veth re-created would be.
 
 While the interface is gone the instance is in FAULT; once it is back the agent sends and
-receives on a socket bound to the new index (multicast group joined again), so the election
-is the one the priorities give: one master. advert_int 1, priorities 150 / 100, preempt.
+receives on a socket bound to the new index (multicast group joined again, IPv6 from the new
+link-local address), so the election is the one the priorities give: one master.
+advert_int 1, priorities 150 / 100, preempt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from vrrp_support import Agent, Keepalived, config, holders, holds, instance_block, stays
+from vrrp_support import (
+    VIP6,
+    Agent,
+    Keepalived,
+    config,
+    holders,
+    holds,
+    instance_block,
+    stays,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -100,3 +110,26 @@ def test_keepalived_peer_sees_the_agent_come_back(lab, pair, tmp_path):
     d1.wait_for(lambda: holders(pair) == [d1], MASTER_DOWN_150 + 5)
     assert stays(lambda: holders(pair) == [d1], 2.5)
     assert "Master received advert from 192.168.77.11 with higher priority 150" in (peer.log_text())
+
+
+def test_ipv6_master_comes_back_with_its_new_link_local_source(lab, tmp_path):
+    d1 = lab.host("d1", "192.168.77.11/24", ipv6="fd00:77::11/64")
+    d2 = lab.host("d2", "192.168.77.12/24", ipv6="fd00:77::12/64")
+    pair = (d1, d2)
+
+    def block(priority):
+        return config(instance_block(priority, version=3, vip=f"{VIP6}/64", vrid=52))
+
+    a1 = Agent(d1, tmp_path, block(150)).start()
+    Agent(d2, tmp_path, block(100)).start()
+    d1.wait_for(lambda: holders(pair, VIP6) == [d1], 15)
+    wire = lab.capture("ip6 and proto 112")
+    old_index = unplug(d1, a1)
+    d2.wait_for(lambda: holders(pair, VIP6) == [d2], MASTER_DOWN_100 + 3)
+    plug(d1, a1, old_index)
+    d1.wait_for(lambda: holders(pair, VIP6) == [d1], MASTER_DOWN_150 + 5)
+    assert stays(lambda: holders(pair, VIP6) == [d1], 2.5)
+    link_local = next(a for a in d1.addresses("eth0") if a.startswith("fe80:")).split("/")[0]
+    adverts = lines_from(wire, d1.mac, "VRRP")
+    assert adverts and all(f"{link_local} > ff02::12" in advert for advert in adverts)
+    assert f"(VI_1) source address on eth0 is now {link_local}" in a1.log_text()

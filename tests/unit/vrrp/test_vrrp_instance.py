@@ -82,9 +82,10 @@ class FakeAddresses:
     def __init__(self, present=()):
         self.held = set(present)
         self.log = []
+        self.sources = []  # what the next looks for the source address find, then OURS
 
     async def source_address(self, ifname, family):
-        return OURS
+        return self.sources.pop(0) if self.sources else OURS
 
     async def present(self, vip, dev):
         return str(vip.address.ip) in self.held
@@ -501,6 +502,51 @@ def test_interface_missing_at_watch_time_is_fault():
         links = FakeLinks(missing={"eth0"})
         instance, _shared = await started(conf_text(), links=links)
         assert instance.machine.state == State.FAULT
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_recreated_interface_source_address_is_found_again(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    monkeypatch.setattr("lvsagent.vrrp.instance.SOURCE_WAIT", 0.01)
+    new_source = ipaddress.ip_address("192.168.77.21")
+
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(priority=100), links=links)
+        links.report("eth0", tracking.GONE)
+        shared.addresses.sources = [None, None, new_source]  # the address comes a bit later
+        links.report("eth0", tracking.Link(7, False))
+        await asyncio.sleep(0.05)
+        assert instance.source == OURS  # looked for once the link is up, not before
+        links.report("eth0", tracking.Link(7, True))
+        await asyncio.sleep(0.1)
+        assert instance.source == new_source
+        assert instance.machine.settings.primary_address == new_source
+        assert shared.addresses.sources == []
+        links.report("eth0", tracking.Link(7, False))  # same index: nothing to look for
+        links.report("eth0", tracking.Link(7, True))
+        shared.addresses.sources = [OURS]
+        await asyncio.sleep(0.05)
+        assert instance.source == new_source
+        await instance.stop()
+
+    asyncio.run(scenario())
+    assert "(VI_1) source address on eth0 is now 192.168.77.21" in caplog.text
+
+
+def test_configured_source_address_is_kept_when_the_interface_comes_back():
+    extra = "  unicast_src_ip 192.168.77.11\n  unicast_peer {\n    192.168.77.12\n  }\n"
+
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(extra=extra), links=links)
+        links.report("eth0", tracking.GONE)
+        shared.addresses.sources = [ipaddress.ip_address("192.168.77.21")]
+        links.report("eth0", tracking.Link(7, True))
+        await asyncio.sleep(0.05)
+        assert instance.source == OURS and len(shared.addresses.sources) == 1
         await instance.stop()
 
     asyncio.run(scenario())

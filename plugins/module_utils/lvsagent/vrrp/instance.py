@@ -21,6 +21,9 @@ from .tracking import Link, LinkMonitor, ScriptTracker
 
 log = logging.getLogger("lvsagent.vrrp")
 
+SOURCE_LOOKS = 25  # an interface back again: look this many times for its address ...
+SOURCE_WAIT = 0.2  # ... this many seconds apart (its IPv6 link-local comes once it is up)
+
 
 @dataclass
 class Services:
@@ -55,6 +58,8 @@ class Instance:
         self.socket: Optional[VrrpSocket] = None
         self._vip_lock = asyncio.Lock()
         self._vip_tasks: set[asyncio.Task] = set()
+        self._source_stale = False  # our interface was re-created: its addresses are new
+        self._source_task: Optional[asyncio.Task] = None
         self._vips_held: dict[tuple, tuple] = {}  # (address, dev) -> (VirtualAddress, dev)
         self._garp_timers: list[asyncio.TimerHandle] = []
         self._priority_parts: dict[str, int] = {}
@@ -134,6 +139,8 @@ class Instance:
         if self.machine is None:
             return
         self.resign()
+        if self._source_task is not None:
+            self._source_task.cancel()
         await self._settle_vips()
         self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
         self._unwatch_tracking()
@@ -407,7 +414,7 @@ class Instance:
         (a new index) gets a new socket before the state can move, so that the first advert
         goes out on it."""
         if ifname == self.ifname:
-            self.socket.follow(link.index)
+            self._follow_interface(link)
         if ifname == self.ifname or ifname in self._vip_devices():
             self._set_fault(f"{ifname} deleted", link.index is None)
         if ifname == self.ifname and not self.config.dont_track_primary:
@@ -415,6 +422,37 @@ class Instance:
         for track in self.config.track_interfaces:
             if track.name == ifname:
                 self._apply_weight(f"interface {ifname}", track.weight, link.up != track.reverse)
+
+    def _follow_interface(self, link: Link) -> None:
+        """A new index: a new socket; once up, the source address found again (a re-created
+        interface has new addresses: an IPv6 link-local comes from its new MAC)."""
+        moved = link.index is not None and link.index != self.socket.ifindex
+        self.socket.follow(link.index)
+        configured = self.config.unicast_src_ip or self.config.mcast_src_ip
+        self._source_stale = (self._source_stale or moved) and not configured
+        if link.up and self._source_stale and self._source_task is None:
+            self._source_task = self.services.loop.create_task(self._refresh_source())
+
+    async def _refresh_source(self) -> None:
+        try:
+            for look in range(SOURCE_LOOKS):
+                try:
+                    source = await self._choose_source()
+                except OSError:
+                    return  # gone again: looked for once it is back
+                except RuntimeError as missing:
+                    if look == SOURCE_LOOKS - 1:
+                        log.warning("%s", missing)
+                    await asyncio.sleep(SOURCE_WAIT)
+                    continue
+                self._source_stale = False
+                if source != self.source:
+                    log.info("(%s) source address on %s is now %s", self.name, self.ifname, source)
+                    self.source = source
+                    self.machine.settings.primary_address = source
+                return
+        finally:
+            self._source_task = None
 
     def _apply_script(self, name: str, ok: bool) -> None:
         script = self.services.scripts[name].script
