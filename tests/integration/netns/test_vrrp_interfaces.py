@@ -10,9 +10,11 @@ advert_int 1, priorities 150 / 100, preempt.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import vrrp_support
 from vrrp_support import (
     VIP6,
     Agent,
@@ -133,3 +135,56 @@ def test_ipv6_master_comes_back_with_its_new_link_local_source(lab, tmp_path):
     adverts = lines_from(wire, d1.mac, "VRRP")
     assert adverts and all(f"{link_local} > ff02::12" in advert for advert in adverts)
     assert f"(VI_1) source address on eth0 is now {link_local}" in a1.log_text()
+
+
+OVERRUN = """
+import json, logging, socket, subprocess
+from lvsagent.vrrp import tracking
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+class NoLoop:  # _readable() is called by hand below, after the burst
+    def add_reader(self, fd, callback):
+        pass
+
+    def remove_reader(self, fd):
+        pass
+
+
+def small_socket():
+    sock = tracking.open_link_socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+def ip(*argv, stdin=None):
+    subprocess.run(["ip", *argv], input=stdin, text=True, check=True)
+
+
+ip("link", "add", "probe0", "type", "veth", "peer", "name", "probe1")
+monitor = tracking.LinkMonitor(NoLoop(), open_socket=small_socket)
+seen = []
+monitor.watch("probe0", lambda name, link: seen.append(link.index))
+burst = "".join(f"link add t{n} type veth peer name u{n}\\n" for n in range(40))
+ip("-batch", "-", stdin=burst)  # more events than the socket holds: the rest are lost
+ip("link", "del", "probe0")
+ip("link", "add", "probe0", "type", "veth", "peer", "name", "probe1")
+for _call in range(2000):
+    monitor._readable()
+now = socket.if_nametoindex("probe0")
+print(json.dumps({"seen": seen, "now": now, "overruns": monitor.overruns}))
+"""
+
+
+def test_monitor_overrun_resyncs_from_the_kernel(lab):
+    host = lab.host("d1", "192.168.77.11/24")
+    python = [vrrp_support.PYTHON, "-c", OVERRUN]
+    done = host.run(["env", f"PYTHONPATH={vrrp_support.MODULE_UTILS}", *python])
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["overruns"] >= 1
+    assert result["seen"] and result["seen"][-1] == result["now"]  # the re-created probe0
+    warnings = [line for line in done.stderr.splitlines() if "buffer overrun" in line]
+    assert warnings == [
+        "Netlink: Receive buffer overrun on monitor socket - (No buffer space available)"
+    ]
