@@ -109,7 +109,7 @@ class VrrpSocket:
         self._loop = loop
         loop.add_reader(self.sock.fileno(), self._readable)
 
-    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+    def close(self) -> None:
         self._shut()
         self._loop = None
 
@@ -240,7 +240,7 @@ class SocketPool:
         handlers = self._handlers.get(key, {})
         handlers.pop(vrid, None)
         if not handlers and key in self._sockets:
-            self._sockets.pop(key).close(self.loop)
+            self._sockets.pop(key).close()
             self._handlers.pop(key, None)
 
     def _dispatch(self, key: tuple[str, int], received: Received) -> None:
@@ -257,6 +257,6 @@ class SocketPool:
 
     def close(self) -> None:
         for sock in self._sockets.values():
-            sock.close(self.loop)
+            sock.close()
         self._sockets.clear()
         self._handlers.clear()
