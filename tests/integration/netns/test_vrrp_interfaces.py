@@ -125,7 +125,7 @@ def test_ipv6_master_comes_back_with_its_new_link_local_source(lab, tmp_path):
     a1 = Agent(d1, tmp_path, block(150)).start()
     Agent(d2, tmp_path, block(100)).start()
     d1.wait_for(lambda: holders(pair, VIP6) == [d1], 15)
-    wire = lab.capture("ip6 and proto 112")
+    wire = lab.capture("ip6 proto 112 or icmp6")
     old_index = unplug(d1, a1)
     d2.wait_for(lambda: holders(pair, VIP6) == [d2], MASTER_DOWN_100 + 3)
     plug(d1, a1, old_index)
@@ -135,6 +135,8 @@ def test_ipv6_master_comes_back_with_its_new_link_local_source(lab, tmp_path):
     adverts = lines_from(wire, d1.mac, "VRRP")
     assert adverts and all(f"{link_local} > ff02::12" in advert for advert in adverts)
     assert f"(VI_1) source address on eth0 is now {link_local}" in a1.log_text()
+    announced = lines_from(wire, d1.mac, "neighbor advertisement")
+    assert any(f"tgt is {VIP6}" in line for line in announced), announced
 
 
 OVERRUN = """
