@@ -218,6 +218,28 @@ class Host:
         infos = [info for link in links for info in link.get("addr_info", [])]
         return [f"{info['local']}/{info['prefixlen']}" for info in infos]
 
+    def plug(self) -> None:
+        """Create `eth0` (a veth into the lab bridge) with the host's addresses, and bring it up."""
+        br = self.lab.bridge_netns
+        _ip("-n", br, "link", "add", self.bridge_port, "type", "veth",
+            "peer", "name", HOST_IFNAME, "netns", self.name)  # fmt: skip
+        _ip("-n", br, "link", "set", self.bridge_port, "master", BRIDGE, "up")
+        self.add_address(str(self.interface))
+        if self.interface6:
+            self.add_address(str(self.interface6))
+        _ip("-n", self.name, "link", "set", HOST_IFNAME, "up")
+        link = json.loads(_ip("-n", self.name, "-j", "link", "show", HOST_IFNAME).stdout)[0]
+        self.mac = link["address"]
+
+    def unplug(self) -> None:
+        """Delete `eth0` (both ends of the veth): `plug()` creates it again, with a new index
+        and a new MAC, as a VLAN or bond rebuilt or a veth re-created would be."""
+        _ip("-n", self.name, "link", "del", HOST_IFNAME)
+
+    def ifindex(self, dev: str | None = None) -> int:
+        link = json.loads(_ip("-n", self.name, "-j", "link", "show", dev or self.ifname).stdout)
+        return link[0]["ifindex"]
+
     def link_down(self) -> None:
         """Cut the cable: the bridge side goes down, so eth0 here loses carrier too."""
         _ip("-n", self.lab.bridge_netns, "link", "set", self.bridge_port, "down")
@@ -319,15 +341,7 @@ class Lab:
         host = Host(self, name, netns, port, ip, ipv6)
         self.hosts[name] = host
         self._add_netns(netns)
-        _ip("-n", self.bridge_netns, "link", "add", port, "type", "veth",
-            "peer", "name", HOST_IFNAME, "netns", netns)  # fmt: skip
-        _ip("-n", self.bridge_netns, "link", "set", port, "master", BRIDGE, "up")
-        host.add_address(str(host.interface))
-        if host.interface6:
-            host.add_address(str(host.interface6))
-        _ip("-n", netns, "link", "set", HOST_IFNAME, "up")
-        link = json.loads(_ip("-n", netns, "-j", "link", "show", HOST_IFNAME).stdout)[0]
-        host.mac = link["address"]
+        host.plug()
         return host
 
     def capture(self, bpf_filter: str = "", host: Host | None = None) -> Capture:

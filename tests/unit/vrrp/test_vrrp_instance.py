@@ -8,7 +8,7 @@ import ipaddress
 import logging
 
 from lvsagent.config import loads
-from lvsagent.vrrp import packet
+from lvsagent.vrrp import packet, tracking
 from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
 from lvsagent.vrrp.machine import State
@@ -46,9 +46,16 @@ vrrp_instance VI_1 {{
 class FakeSocket:
     def __init__(self):
         self.sent = []
+        self.ifindex = 2
+        self.followed = []
 
     def join(self, group):
         self.group = group
+
+    def follow(self, ifindex):
+        if ifindex != self.ifindex:
+            self.followed.append(ifindex)
+        self.ifindex = ifindex
 
     def send(self, advert, source, destination):
         self.sent.append((packet.encode(advert, source, destination), source, destination))
@@ -75,9 +82,10 @@ class FakeAddresses:
     def __init__(self, present=()):
         self.held = set(present)
         self.log = []
+        self.sources = []  # what the next looks for the source address find, then OURS
 
     async def source_address(self, ifname, family):
-        return OURS
+        return self.sources.pop(0) if self.sources else OURS
 
     async def present(self, vip, dev):
         return str(vip.address.ip) in self.held
@@ -117,16 +125,24 @@ class FakeNotifier:
 
 
 class FakeLinks:
-    def __init__(self, up=True):
+    def __init__(self, up=True, missing=()):
         self.up = up
+        self.missing = set(missing)
         self.listeners = []
+        self.watched = []
 
     def watch(self, ifname, listener):
         self.listeners.append(listener)
-        return self.up
+        self.watched.append(ifname)
+        return tracking.GONE if ifname in self.missing else tracking.Link(2, self.up)
 
     def unwatch(self, listener):
-        pass
+        while listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def report(self, ifname, link):
+        for listener in list(dict.fromkeys(self.listeners)):
+            listener(ifname, link)
 
     def close(self):
         pass
@@ -257,8 +273,7 @@ def test_interface_down_at_start_is_fault_and_link_up_recovers():
         links = FakeLinks(up=False)
         instance, _shared = await started(conf_text(), links=links)
         assert instance.machine.state == State.FAULT
-        for listener in links.listeners:
-            listener("eth0", True)
+        links.report("eth0", tracking.Link(2, True))
         assert instance.machine.state == State.BACKUP
         await instance.stop()
 
@@ -287,8 +302,7 @@ def test_track_interface_weight_changes_effective_priority():
         links = FakeLinks(up=True)
         instance, _shared = await started(conf_text(extra=extra), links=links)
         assert instance.machine.effective_priority == 150
-        for listener in links.listeners:
-            listener("eth1", False)
+        links.report("eth1", tracking.Link(3, False))
         assert instance.machine.effective_priority == 90
         assert instance.status()["effective_priority"] == 90
         await instance.stop()
@@ -413,5 +427,126 @@ def test_reload_with_another_vrid_restarts_the_instance():
             ("add", "192.168.77.100/24", "eth0"),
         ]
         await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_own_interface_deleted_is_fault_and_back_reopens_before_the_first_advert(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(state="MASTER", priority=255), links=links)
+        sock = shared.sockets.socket
+        assert instance.machine.state == State.MASTER
+        links.report("eth0", tracking.Link(2, False))  # the kernel says down, then deleted
+        links.report("eth0", tracking.GONE)
+        await instance._settle_vips()
+        assert instance.machine.state == State.FAULT
+        assert shared.addresses.held == set()
+        assert sock.followed == [None]
+        sent_while_gone = len(sock.sent)
+        links.report("eth0", tracking.Link(7, False))  # re-created, not up yet
+        assert instance.machine.state == State.FAULT and sock.followed == [None, 7]
+        assert len(sock.sent) == sent_while_gone
+        links.report("eth0", tracking.Link(7, True))
+        await instance._settle_vips()
+        assert instance.machine.state == State.MASTER  # the owner takes over at once ...
+        assert sock.ifindex == 7  # ... on the new socket
+        assert shared.addresses.held == {"192.168.77.100"}
+        await instance.stop()
+
+    asyncio.run(scenario())
+    assert "(VI_1) Entering FAULT STATE" in caplog.text
+
+
+def test_backup_interface_recreated_comes_back_as_backup():
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(priority=100), links=links)
+        links.report("eth0", tracking.GONE)
+        assert instance.machine.state == State.FAULT
+        links.report("eth0", tracking.Link(9, True))
+        assert instance.machine.state == State.BACKUP
+        assert shared.sockets.socket.followed == [None, 9]
+        assert shared.sockets.socket.sent == []
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_vip_device_gone_is_fault_even_with_dont_track_primary():
+    extra = "  dont_track_primary\n"
+    text = conf_text(extra=extra).replace(
+        "192.168.77.100/24\n", "192.168.77.100/24\n    10.9.9.9/32 dev eth7\n"
+    )
+
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(text, links=links)
+        assert links.watched == ["eth0", "eth7"]
+        links.report("eth0", tracking.Link(2, False))  # not tracked: stays backup
+        assert instance.machine.state == State.BACKUP
+        links.report("eth7", tracking.GONE)
+        assert instance.machine.state == State.FAULT
+        links.report("eth7", tracking.Link(12, False))
+        assert instance.machine.state == State.BACKUP
+        assert shared.sockets.socket.followed == []  # the VRRP socket is on eth0
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_interface_missing_at_watch_time_is_fault():
+    async def scenario():
+        links = FakeLinks(missing={"eth0"})
+        instance, _shared = await started(conf_text(), links=links)
+        assert instance.machine.state == State.FAULT
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_recreated_interface_source_address_is_found_again(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    monkeypatch.setattr("lvsagent.vrrp.instance.SOURCE_WAIT", 0.01)
+    new_source = ipaddress.ip_address("192.168.77.21")
+
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(priority=100), links=links)
+        links.report("eth0", tracking.GONE)
+        shared.addresses.sources = [None, None, new_source]  # the address comes a bit later
+        links.report("eth0", tracking.Link(7, False))
+        await asyncio.sleep(0.05)
+        assert instance.source == OURS  # looked for once the link is up, not before
+        links.report("eth0", tracking.Link(7, True))
+        await asyncio.sleep(0.1)
+        assert instance.source == new_source
+        assert instance.machine.settings.primary_address == new_source
+        assert shared.addresses.sources == []
+        links.report("eth0", tracking.Link(7, False))  # same index: nothing to look for
+        links.report("eth0", tracking.Link(7, True))
+        shared.addresses.sources = [OURS]
+        await asyncio.sleep(0.05)
+        assert instance.source == new_source
+        await instance.stop()
+
+    asyncio.run(scenario())
+    assert "(VI_1) source address on eth0 is now 192.168.77.21" in caplog.text
+
+
+def test_configured_source_address_is_kept_when_the_interface_comes_back():
+    extra = "  unicast_src_ip 192.168.77.11\n  unicast_peer {\n    192.168.77.12\n  }\n"
+
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(extra=extra), links=links)
+        links.report("eth0", tracking.GONE)
+        shared.addresses.sources = [ipaddress.ip_address("192.168.77.21")]
+        links.report("eth0", tracking.Link(7, True))
+        await asyncio.sleep(0.05)
+        assert instance.source == OURS and len(shared.addresses.sources) == 1
+        await instance.stop()
 
     asyncio.run(scenario())

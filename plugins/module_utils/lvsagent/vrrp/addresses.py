@@ -114,9 +114,13 @@ class AddressManager:
     async def remove(self, vip: VirtualAddress, ifname: str) -> None:
         ipr = await self._rtnl()
         try:
+            ifindex = socket.if_nametoindex(ifname)
+        except OSError:
+            return  # the interface is gone, and its addresses with it
+        try:
             await ipr.addr(
                 "del",
-                index=socket.if_nametoindex(ifname),
+                index=ifindex,
                 address=str(vip.address.ip),
                 prefixlen=vip.address.network.prefixlen,
             )
@@ -126,10 +130,14 @@ class AddressManager:
 
 
 class Announcer:
-    """Sends gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) as frames."""
+    """Sends gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) as frames.
+
+    A packet socket is bound to an interface index: one deleted and re-created under the same
+    name needs a new socket, so each is kept with the index it was bound to and checked.
+    """
 
     def __init__(self) -> None:
-        self._sockets: dict[str, socket.socket] = {}
+        self._sockets: dict[str, tuple[int, socket.socket]] = {}
 
     def announce(self, ifname: str, address: IPAddress) -> None:
         try:
@@ -145,13 +153,22 @@ class Announcer:
             log.warning("Announcing %s on %s failed: %s", address, ifname, error.strerror)
 
     def _socket(self, ifname: str) -> socket.socket:
-        if ifname not in self._sockets:
+        ifindex = socket.if_nametoindex(ifname)
+        bound, sock = self._sockets.get(ifname, (None, None))
+        if bound != ifindex:
+            if sock is not None:
+                sock.close()
+                del self._sockets[ifname]
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-            sock.bind((ifname, 0))
-            self._sockets[ifname] = sock
-        return self._sockets[ifname]
+            try:
+                sock.bind((ifname, 0))
+            except OSError:
+                sock.close()
+                raise
+            self._sockets[ifname] = (ifindex, sock)
+        return sock
 
     def close(self) -> None:
-        for sock in self._sockets.values():
+        for _ifindex, sock in self._sockets.values():
             sock.close()
         self._sockets.clear()

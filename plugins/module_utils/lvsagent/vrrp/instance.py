@@ -17,9 +17,12 @@ from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
 from .sockets import Received, SocketPool, VrrpSocket
-from .tracking import LinkMonitor, ScriptTracker
+from .tracking import Link, LinkMonitor, ScriptTracker
 
 log = logging.getLogger("lvsagent.vrrp")
+
+SOURCE_LOOKS = 25  # an interface back again: look this many times for its address ...
+SOURCE_WAIT = 0.2  # ... this many seconds apart (its IPv6 link-local comes once it is up)
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Instance:
         self.socket: Optional[VrrpSocket] = None
         self._vip_lock = asyncio.Lock()
         self._vip_tasks: set[asyncio.Task] = set()
+        self._source_stale = False  # our interface was re-created: its addresses are new
+        self._source_task: Optional[asyncio.Task] = None
         self._vips_held: dict[tuple, tuple] = {}  # (address, dev) -> (VirtualAddress, dev)
         self._garp_timers: list[asyncio.TimerHandle] = []
         self._priority_parts: dict[str, int] = {}
@@ -134,6 +139,8 @@ class Instance:
         if self.machine is None:
             return
         self.resign()
+        if self._source_task is not None:
+            self._source_task.cancel()
         await self._settle_vips()
         self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
         self._unwatch_tracking()
@@ -381,10 +388,9 @@ class Instance:
 
     def _watch_tracking(self) -> None:
         links, config = self.services.links, self.config
-        if not config.dont_track_primary:
-            self._apply_link(self.ifname, links.watch(self.ifname, self._link_changed))
-        for track in config.track_interfaces:
-            self._apply_link(track.name, links.watch(track.name, self._link_changed))
+        watched = [self.ifname, *self._vip_devices(), *(t.name for t in config.track_interfaces)]
+        for ifname in dict.fromkeys(watched):
+            self._apply_link(ifname, links.watch(ifname, self._link_changed))
         for track in config.track_scripts:
             tracker = self.services.scripts.get(track.name)
             if tracker is not None:
@@ -392,20 +398,61 @@ class Instance:
                 self._apply_script(track.name, tracker.ok)
         self._update_priority()
 
-    def _link_changed(self, ifname: str, up: bool) -> None:
-        self._apply_link(ifname, up)
+    def _vip_devices(self) -> set[str]:
+        return {dev for _vip, dev in self._all_vips()} - {self.ifname}
+
+    def _link_changed(self, ifname: str, link: Link) -> None:
+        self._apply_link(ifname, link)
         self._update_priority()
 
     def _script_changed(self, name: str, ok: bool) -> None:
         self._apply_script(name, ok)
         self._update_priority()
 
-    def _apply_link(self, ifname: str, up: bool) -> None:
+    def _apply_link(self, ifname: str, link: Link) -> None:
+        """Our interface or a VIP's gone is FAULT whatever the tracking; our interface back
+        (a new index) gets a new socket before the state can move, so that the first advert
+        goes out on it."""
+        if ifname == self.ifname:
+            self._follow_interface(link)
+        if ifname == self.ifname or ifname in self._vip_devices():
+            self._set_fault(f"{ifname} deleted", link.index is None)
         if ifname == self.ifname and not self.config.dont_track_primary:
-            self._set_fault(f"{ifname} down", not up)
+            self._set_fault(f"{ifname} down", not link.up)
         for track in self.config.track_interfaces:
             if track.name == ifname:
-                self._apply_weight(f"interface {ifname}", track.weight, up != track.reverse)
+                self._apply_weight(f"interface {ifname}", track.weight, link.up != track.reverse)
+
+    def _follow_interface(self, link: Link) -> None:
+        """A new index: a new socket; once up, the source address found again (a re-created
+        interface has new addresses: an IPv6 link-local comes from its new MAC)."""
+        moved = link.index is not None and link.index != self.socket.ifindex
+        self.socket.follow(link.index)
+        configured = self.config.unicast_src_ip or self.config.mcast_src_ip
+        self._source_stale = (self._source_stale or moved) and not configured
+        if link.up and self._source_stale and self._source_task is None:
+            self._source_task = self.services.loop.create_task(self._refresh_source())
+
+    async def _refresh_source(self) -> None:
+        try:
+            for look in range(SOURCE_LOOKS):
+                try:
+                    source = await self._choose_source()
+                except OSError:
+                    return  # gone again: looked for once it is back
+                except RuntimeError as missing:
+                    if look == SOURCE_LOOKS - 1:
+                        log.warning("%s", missing)
+                    await asyncio.sleep(SOURCE_WAIT)
+                    continue
+                self._source_stale = False
+                if source != self.source:
+                    log.info("(%s) source address on %s is now %s", self.name, self.ifname, source)
+                    self.source = source
+                    self.machine.settings.primary_address = source
+                return
+        finally:
+            self._source_task = None
 
     def _apply_script(self, name: str, ok: bool) -> None:
         script = self.services.scripts[name].script

@@ -26,6 +26,7 @@ log = logging.getLogger("lvsagent.vrrp")
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IP_MULTICAST_ALL = 49  # Linux: deliver only the groups joined on this socket
 RECEIVE_BUFFER = 65535
+QUIET_SEND_ERRORS = (errno.ENETDOWN, errno.ENXIO, errno.ENODEV)  # the link is down or gone
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,12 @@ class VrrpSocket:
         self.family = family
         self.on_receive = on_receive
         self.drops = drops
-        self.ifindex = socket.if_nametoindex(ifname)
+        self.ifindex: int | None = socket.if_nametoindex(ifname)
         self._ip_id = 0
         self._joined: set[IPAddress] = set()
         self._send_errors = 0
-        self.sock = self._open()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sock: socket.socket | None = self._open()
 
     def _open(self) -> socket.socket:
         af = socket.AF_INET if self.family == 4 else socket.AF_INET6
@@ -91,23 +93,58 @@ class VrrpSocket:
         """Multicast membership on this interface (224.0.0.18 / ff02::12 by default)."""
         if group in self._joined:
             return
+        if self.sock is not None:
+            self._add_membership(group)
+        self._joined.add(group)
+
+    def _add_membership(self, group: IPAddress) -> None:
         if self.family == 4:
             request = struct.pack("4s4si", group.packed, b"\0" * 4, self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
         else:
             request = struct.pack("16sI", group.packed, self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
-        self._joined.add(group)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         loop.add_reader(self.sock.fileno(), self._readable)
 
-    def close(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+    def close(self) -> None:
+        self._shut()
+        self._loop = None
+
+    def _shut(self) -> None:
+        if self.sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def follow(self, ifindex: int | None) -> None:
+        """The interface was deleted (None: close) or is there again under a new index: the old
+        socket and its memberships are bound to the old index, so open anew and re-join."""
+        if ifindex == self.ifindex and self.sock is not None:
+            return
+        self._shut()
+        self.ifindex = ifindex
+        if ifindex is None or self._loop is None:
+            return
+        try:
+            self.sock = self._open()
+            for group in self._joined:
+                self._add_membership(group)
+        except OSError as error:
+            log.warning("VRRP socket on %s cannot be opened: %s", self.ifname, error.strerror)
+            self._shut()
+            return
+        self._send_errors = 0
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+        log.info("VRRP socket on %s reopened (ifindex %d)", self.ifname, ifindex)
 
     # -- sending ---------------------------------------------------------------------------------
     def send(self, advert: packet.Advertisement, source: IPAddress, destination: IPAddress) -> bool:
+        if self.sock is None:
+            return False
         message = packet.encode(advert, source, destination)
         try:
             if self.family == 4:
@@ -125,7 +162,7 @@ class VrrpSocket:
                 )
         except OSError as error:
             self._send_errors += 1
-            if self._send_errors == 1 or error.errno not in (errno.ENETDOWN, errno.ENXIO):
+            if self._send_errors == 1 or error.errno not in QUIET_SEND_ERRORS:
                 log.warning("VRRP send on %s failed: %s", self.ifname, error.strerror)
             return False
         self._send_errors = 0
@@ -203,7 +240,7 @@ class SocketPool:
         handlers = self._handlers.get(key, {})
         handlers.pop(vrid, None)
         if not handlers and key in self._sockets:
-            self._sockets.pop(key).close(self.loop)
+            self._sockets.pop(key).close()
             self._handlers.pop(key, None)
 
     def _dispatch(self, key: tuple[str, int], received: Received) -> None:
@@ -220,6 +257,6 @@ class SocketPool:
 
     def close(self) -> None:
         for sock in self._sockets.values():
-            sock.close(self.loop)
+            sock.close()
         self._sockets.clear()
         self._handlers.clear()

@@ -1,18 +1,20 @@
 """What moves an instance's priority or puts it in FAULT: interface links and vrrp_scripts.
 
-Links are watched through rtnetlink link events (no polling); scripts run as child processes
-of the agent's one event loop, each on its own schedule with a timeout.
+Links are watched by name through rtnetlink link events (no polling); scripts run as child
+processes of the agent's one event loop, each on its own schedule with a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import socket
 import struct
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from ..config.model import VrrpScript
 from ..scripts import run_script, split_command
@@ -28,6 +30,8 @@ IFF_RUNNING = 0x40
 SIOCGIFFLAGS = 0x8913
 NLMSG_HEADER = struct.Struct("=IHHII")
 IFINFOMSG = struct.Struct("=BxHiII")
+RTATTR = struct.Struct("=HH")
+IFLA_IFNAME = 3
 
 
 def link_is_up(ifname: str) -> bool:
@@ -43,46 +47,118 @@ def link_is_up(ifname: str) -> bool:
     return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
 
-def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
-    """(ifindex, up) of each RTM_NEWLINK / RTM_DELLINK message in one netlink datagram."""
+@dataclass(frozen=True)
+class Link:
+    """An interface as the monitor knows it: its index (None: no such interface) and state."""
+
+    index: Optional[int]
+    up: bool
+
+
+GONE = Link(None, False)
+
+
+def read_link(ifname: str) -> Link:
+    """The interface's state now, asked of the kernel (not from events)."""
+    try:
+        index = socket.if_nametoindex(ifname)
+    except OSError:
+        return GONE
+    return Link(index, link_is_up(ifname))
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """One RTM_NEWLINK / RTM_DELLINK message."""
+
+    index: int
+    ifname: Optional[str]
+    up: bool
+    deleted: bool
+
+
+def _ifname_attribute(data: bytes, start: int, end: int) -> Optional[str]:
+    """IFLA_IFNAME among the attributes that follow the ifinfomsg."""
+    offset = start
+    while offset + RTATTR.size <= end:
+        length, kind = RTATTR.unpack_from(data, offset)
+        if length < RTATTR.size or offset + length > end:
+            return None
+        if kind == IFLA_IFNAME:
+            value = data[offset + RTATTR.size : offset + length]
+            return value.split(b"\0", 1)[0].decode(errors="replace") or None
+        offset += (length + 3) & ~3
+    return None
+
+
+def parse_link_events(data: bytes) -> list[LinkEvent]:
+    """The link messages of one netlink datagram; anything else or malformed is skipped."""
     events, offset = [], 0
     while offset + NLMSG_HEADER.size <= len(data):
         length, kind = NLMSG_HEADER.unpack_from(data, offset)[:2]
         if length < NLMSG_HEADER.size:
             break
         body = offset + NLMSG_HEADER.size
-        if kind in (RTM_NEWLINK, RTM_DELLINK) and body + IFINFOMSG.size <= len(data):
+        end = min(offset + length, len(data))
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and body + IFINFOMSG.size <= end:
             ifindex, flags = IFINFOMSG.unpack_from(data, body)[2:4]
-            up = kind == RTM_NEWLINK and bool(flags & IFF_UP and flags & IFF_RUNNING)
-            events.append((ifindex, up))
+            deleted = kind == RTM_DELLINK
+            up = not deleted and bool(flags & IFF_UP and flags & IFF_RUNNING)
+            ifname = _ifname_attribute(data, body + IFINFOMSG.size, end)
+            events.append(LinkEvent(ifindex, ifname, up, deleted))
         offset += (length + 3) & ~3
     return events
 
 
+def open_link_socket() -> socket.socket:
+    """rtnetlink, subscribed to the link group, non-blocking."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.bind((0, RTMGRP_LINK))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+LinkListener = Callable[[str, Link], None]
+
+
 class LinkMonitor:
-    """Calls `listener(ifname, up)` when a watched interface's link changes."""
+    """Calls `listener(ifname, link)` when a watched interface goes down or up, is deleted, or
+    comes back (then with a new index). Interfaces are watched by name, as keepalived does: one
+    deleted and re-created is the same interface again.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    When the kernel could not queue every event (ENOBUFS: the socket's buffer overran) some
+    changes were lost, so every watched interface is read again and the differences reported.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        probe: Callable[[str], Link] = read_link,
+        open_socket: Callable[[], socket.socket] = open_link_socket,
+    ) -> None:
         self.loop = loop
-        self._listeners: dict[str, list[Callable[[str, bool], None]]] = {}
-        self._state: dict[str, bool] = {}
-        self._index: dict[int, str] = {}
-        self._sock: socket.socket | None = None
+        self.probe = probe
+        self.open_socket = open_socket
+        self.overruns = 0
+        self._listeners: dict[str, list[LinkListener]] = {}
+        self._links: dict[str, Link] = {}
+        self._sock: Optional[socket.socket] = None
 
-    def watch(self, ifname: str, listener: Callable[[str, bool], None]) -> bool:
-        """Start watching; returns the link's state now."""
+    def watch(self, ifname: str, listener: LinkListener) -> Link:
+        """Start watching; returns the link as known now."""
         if self._sock is None:
-            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-            self._sock.bind((0, RTMGRP_LINK))
-            self._sock.setblocking(False)
+            self._sock = self.open_socket()
             self.loop.add_reader(self._sock.fileno(), self._readable)
         self._listeners.setdefault(ifname, []).append(listener)
-        self._state[ifname] = link_is_up(ifname)
-        with contextlib.suppress(OSError):
-            self._index[socket.if_nametoindex(ifname)] = ifname
-        return self._state[ifname]
+        if ifname not in self._links:
+            self._links[ifname] = self.probe(ifname)
+        return self._links[ifname]
 
-    def unwatch(self, listener: Callable[[str, bool], None]) -> None:
+    def unwatch(self, listener: LinkListener) -> None:
         for listeners in self._listeners.values():
             if listener in listeners:
                 listeners.remove(listener)
@@ -90,27 +166,56 @@ class LinkMonitor:
     def _readable(self) -> None:
         try:
             data = self._sock.recv(65536)
-        except OSError:
+        except BlockingIOError:
             return
-        for ifindex, up in parse_link_events(data):
-            ifname = self._index.get(ifindex) or self._learn(ifindex)
-            if ifname is None or self._state.get(ifname) == up:
-                continue
-            self._state[ifname] = up
-            log.info("Netlink reports %s %s", ifname, "up" if up else "down")
-            for listener in list(self._listeners.get(ifname, [])):
-                listener(ifname, up)
+        except OSError as error:
+            if error.errno == errno.ENOBUFS:
+                self._overrun(error)
+            else:
+                log.debug("Netlink: recv error on monitor socket - (%s)", error.strerror)
+            return
+        for event in parse_link_events(data):
+            self._apply_event(event)
 
-    def _learn(self, ifindex: int) -> str | None:
-        """A watched interface that did not exist yet when watching started."""
-        try:
-            ifname = socket.if_indextoname(ifindex)
-        except OSError:
-            return None
-        if ifname not in self._listeners:
-            return None
-        self._index[ifindex] = ifname
-        return ifname
+    def _apply_event(self, event: LinkEvent) -> None:
+        for ifname, link in list(self._links.items()):
+            if link.index == event.index and event.ifname not in (None, ifname):
+                self._update(ifname, GONE)  # renamed away: the name is free again
+        ifname = event.ifname or self._name_of(event.index)
+        if ifname not in self._links:
+            return
+        self._update(ifname, GONE if event.deleted else Link(event.index, event.up))
+
+    def _name_of(self, index: int) -> Optional[str]:
+        return next((name for name, link in self._links.items() if link.index == index), None)
+
+    def _overrun(self, error: OSError) -> None:
+        """Events were lost: log (once) and read every watched interface again."""
+        self.overruns += 1
+        level = logging.WARNING if self.overruns == 1 else logging.DEBUG
+        log.log(level, "Netlink: Receive buffer overrun on monitor socket - (%s)", error.strerror)
+        self.resync()
+
+    def resync(self) -> None:
+        """Read every watched interface and report what differs from what was known."""
+        for ifname in list(self._links):
+            self._update(ifname, self.probe(ifname))
+
+    def _update(self, ifname: str, link: Link) -> None:
+        old = self._links[ifname]
+        if link == old:
+            return
+        self._links[ifname] = link
+        if old.up and not link.up:
+            log.info("Netlink reports %s down", ifname)
+        if old.index is not None and link.index != old.index:
+            log.info("Interface %s deleted", ifname)
+        if link.index is not None and link.index != old.index:
+            log.info("Interface %s added", ifname)
+        if link.up and not old.up:
+            log.info("Netlink reports %s up", ifname)
+        for listener in list(self._listeners.get(ifname, [])):
+            listener(ifname, link)
 
     def close(self) -> None:
         if self._sock is not None:
