@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from . import checks
 from .errors import ConfigError, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS
-from .lexer import Lexer, Node, Source, build_tree
+from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
     LVS_METHODS,
@@ -1020,9 +1020,12 @@ def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[d
     source = Source({os.path.abspath(k): v for k, v in (overrides or {}).items()})
     lexer = Lexer(source, problems.append)
     if text is None:
-        text = source.read(path)
-        if text is None:
-            raise ConfigError([Problem(path, 0, "cannot read the configuration file")])
+        try:
+            text = source.read(path)
+        except ReadError as error:
+            raise ConfigError(
+                [Problem(path, 0, f"cannot read the configuration file: {error}")]
+            ) from error
     tokens = lexer.tokenize_file(path, text)
     builder = Builder(problems.append)
     config = builder.build(build_tree(tokens, problems.append))
