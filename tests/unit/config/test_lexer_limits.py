@@ -147,3 +147,8 @@ def test_a_megabyte_of_quotes_and_backslashes_outside_quotes():
     line = '""' * (1 << 19) + "\\" * (1 << 20)
     tokens = Lexer(Source(), [].append).split_words(line, "t.conf", 1)
     assert [token.text for token in tokens] == ["\\" * (1 << 20)]
+
+
+def test_a_nul_character_in_an_include_name_is_an_error(tmp_path):
+    main = write_main(tmp_path, 'include "a\\0b.conf"\n')
+    assert errors_loading(main) == [f"{main}:{LINE}: include: file name contains a NUL character"]

@@ -339,6 +339,9 @@ class Lexer:
             self.error(file, number, f"{keyword}: includes nested too deeply")
             return []
         pattern = words[1]
+        if "\0" in pattern:  # no file name holds one; os functions raise ValueError on it
+            self.error(file, number, f"{keyword}: file name contains a NUL character")
+            return []
         if not os.path.isabs(pattern):
             pattern = os.path.join(os.path.dirname(os.path.abspath(file)), pattern)
         try:
