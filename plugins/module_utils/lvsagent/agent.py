@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
 import threading
+import time
 
 from .config import ConfigError, load
 from .config.model import Config
@@ -35,6 +37,26 @@ class StartupError(Exception):
 
 class ParseStillRunning(Exception):
     """A reload's parse timed out, or an abandoned one has not finished yet."""
+
+
+@contextlib.contextmanager
+def collection_deferred():
+    """No cyclic garbage collection while a parse builds millions of objects, and none of
+    them walked afterwards: a collection walks every object it tracks in one call that holds
+    the GIL (hundreds of ms for a 10 MB file: a stalled loop) and would halve the parse's speed.
+
+    The parser leaves no reference cycles, so reference counting frees all it drops; what is
+    alive at the end (the new configuration) is frozen out of later collections and freed,
+    by reference counting too, when a reload replaces it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def removes_everything(running: Config, new: Config) -> str:
@@ -74,7 +96,8 @@ def run(args) -> int:
 
 def run_locked(args) -> int:
     try:
-        config = load(args.config)
+        with collection_deferred():
+            config = load(args.config)
     except ConfigError as error:
         for problem in error.problems:
             log.error("%s", problem)
@@ -155,6 +178,7 @@ class Agent:
     async def reload(self) -> dict:
         async with self._reload_lock:
             log.info("Reloading configuration from %s", self.args.config)
+            started = time.monotonic()
             try:
                 config = await self._parse()
             except ParseStillRunning as error:
@@ -179,6 +203,7 @@ class Agent:
                 await self.lvs.apply_config(config)
             elif config.virtual_servers:
                 await self._start_lvs(asyncio.get_running_loop())
+            log.info("Reload finished in %d usec", (time.monotonic() - started) * 1e6)
             return {"reloaded": True, "warnings": [str(w) for w in config.warnings]}
 
     async def _parse(self) -> Config:
@@ -205,9 +230,10 @@ class Agent:
         def parse() -> None:
             config, error = None, None
             try:
-                config = load(self.args.config)
+                with collection_deferred():
+                    config = load(self.args.config)
             except Exception as raised:  # handed to the loop, which reports it
-                error = raised
+                error = raised.with_traceback(None)  # its frames hold the whole parse
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(deliver, config, error)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 
 import pytest
@@ -152,3 +154,20 @@ def test_a_megabyte_of_quotes_and_backslashes_outside_quotes():
 def test_a_nul_character_in_an_include_name_is_an_error(tmp_path):
     main = write_main(tmp_path, 'include "a\\0b.conf"\n')
     assert errors_loading(main) == [f"{main}:{LINE}: include: file name contains a NUL character"]
+
+
+def test_a_parse_leaves_nothing_for_the_cyclic_garbage_collector(tmp_path):
+    """The agent freezes what a reload leaves alive; a cycle left behind would leak, and
+    collecting the parse's cycles would stall the loop for hundreds of milliseconds."""
+    good = write_main(tmp_path, "")
+    bad = tmp_path / "bad.conf"
+    bad.write_text(MINIMAL_INSTANCE + "vrrp_instance VI_2 {\n  priority banana\n}\n")
+    gc.collect()
+    gc.disable()
+    try:
+        load(str(good), host_checks=False)
+        with contextlib.suppress(ConfigError):
+            load(str(bad), host_checks=False)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

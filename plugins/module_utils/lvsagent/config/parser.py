@@ -187,6 +187,13 @@ class Builder:
         else:
             self.error(node, f"unknown keyword '{keyword}' {where}")
 
+    def release(self) -> None:
+        """Break the cycle self -> tables -> bound methods -> self, so that reference counting
+        frees the builder (the cyclic GC would walk its state in one long pause)."""
+        self.tables.clear()
+        release(self.state)
+        release(self.instance_keywords)
+
     def build(self, nodes: list[Node]) -> Config:
         self.walk(Node(["<top>"], "", 0, children=nodes), "top", self.config)
         return self.config
@@ -1027,15 +1034,31 @@ def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[d
                 [Problem(path, 0, f"cannot read the configuration file: {error}")]
             ) from error
     tokens = lexer.tokenize_file(path, text)
+    tree = build_tree(tokens, problems.append)
+    release(tokens)
     builder = Builder(problems.append)
-    config = builder.build(build_tree(tokens, problems.append))
-    config.files = lexer.files
-    checks.check(config, problems.append, builder.instance_keywords, host_checks=host_checks)
+    try:
+        config = builder.build(tree)
+        release(tree)
+        config.files = lexer.files
+        checks.check(config, problems.append, builder.instance_keywords, host_checks=host_checks)
+    finally:
+        builder.release()
     errors = [problem for problem in problems if problem.severity == "error"]
     if errors:
         raise ConfigError(sorted_problems(problems, lexer.files))
     config.warnings = sorted_problems(problems, lexer.files)
     return config
+
+
+def release(items: list | dict) -> None:
+    """Free a large list or dict a slice at a time: freeing millions of objects at once is one
+    long C call that holds the GIL, which would stall the agent's loop while a reload parses."""
+    if isinstance(items, dict):
+        for key in list(items):
+            del items[key]
+    while items:
+        del items[-4096:]
 
 
 def sorted_problems(problems: list[Problem], files: list[str]) -> list[Problem]:
