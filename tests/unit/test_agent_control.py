@@ -260,3 +260,114 @@ def test_a_start_that_fails_before_vrrp_keeps_the_record_of_vips(tmp_path):
     vips.save({left})
     assert asyncio.run(agent.Agent(cli.build_parser().parse_args(argv), Config()).main()) == 1
     assert owned_vips(str(tmp_path)).load() == {left}
+
+
+def raw_exchange(path: str, data: bytes, *, half_close: bool = True) -> bytes:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+BAD_REQUESTS = {
+    b"not json\n": "expected one JSON object with a command",
+    b"[1, 2]\n": "expected one JSON object with a command",
+    b"42\n": "expected one JSON object with a command",
+    b"{}\n": "expected one JSON object with a command",
+    b'{"command": ["status"]}\n': "expected one JSON object with a command",
+    b'{"command": {"a": 1}}\n': "expected one JSON object with a command",
+    b'{"command": "dance"}\n': "unknown command 'dance'",
+    b"\xff\xfe\x00\x01binary\x80garbage\n": "expected one JSON object with a command",
+    b'{"command": "sta': "expected one JSON object with a command",  # half a line, then close
+    b"": "expected one JSON object with a command",
+    b"x" * (control.MAX_LINE * 2): f"request longer than {control.MAX_LINE} bytes",
+}
+
+
+def test_every_malformed_request_gets_an_error_reply_and_the_server_keeps_serving(tmp_path):
+    async def broken():
+        raise RuntimeError("handler bug")
+
+    def ask(path):
+        replies = {data: json.loads(raw_exchange(path, data)) for data in BAD_REQUESTS}
+        replies[b"broken"] = control.request(path, "broken")
+        return replies, control.request(path, "status")
+
+    handlers = {"status": status_handler, "broken": broken}
+    _mode, (replies, status) = serve_and_ask(tmp_path, handlers, ask)
+    for data, message in BAD_REQUESTS.items():
+        assert replies[data] == {"error": message}, data[:40]
+    assert replies[b"broken"] == {"error": "broken failed, see the agent's log"}
+    assert status == STATUS
+
+
+def test_lock_path_follows_the_control_socket():
+    assert control.lock_path("/run/lvs-agent/control.sock") == "/run/lvs-agent/control.pid"
+    assert control.lock_path("/tmp/x/agent-d1.sock") == "/tmp/x/agent-d1.pid"
+
+
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from lvsagent.control import AgentLock
+AgentLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_agent_refuses_to_start_and_leaves_the_socket_alone(tmp_path, caplog):
+    import subprocess
+    import sys
+
+    socket_path = tmp_path / "control.sock"
+    socket_path.write_text("the first agent's socket")
+    module_utils = os.path.dirname(os.path.dirname(os.path.abspath(agent.__file__)))
+    lock = str(tmp_path / "control.pid")
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, lock, module_utils], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout.readline() == "locked\n"
+        conf = tmp_path / "k.conf"
+        conf.write_text("")
+        args = argparse.Namespace(
+            config=str(conf), control_socket=str(socket_path), log_level="INFO"
+        )
+        with caplog.at_level(logging.ERROR, logger="lvsagent"):
+            assert agent.run(args) == 1
+        assert f"lvs-agent is already running (pid {first.pid}, lock {lock})" in caplog.text
+        assert socket_path.read_text() == "the first agent's socket"
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_stale_pid_file_does_not_block_a_start(tmp_path):
+    path = tmp_path / "run" / "control.pid"
+    path.parent.mkdir()
+    path.write_text("999999\n")  # left by a killed agent: its lock died with it
+    lock = control.AgentLock(str(path))
+    lock.acquire()
+    try:
+        assert path.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(control.AlreadyRunning, match=f"pid {os.getpid()}"):
+            control.AgentLock(str(path)).acquire()  # another open file: flock conflicts
+    finally:
+        lock.release()
+    assert path.read_text() == ""
+    again = control.AgentLock(str(path))
+    again.acquire()
+    again.release()

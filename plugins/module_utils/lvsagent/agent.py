@@ -1,8 +1,10 @@
 """`lvs-agent run`: VRRP and (when the configuration has virtual servers) LVS in one event loop.
 
 SIGTERM / SIGINT: masters resign with priority 0, the VIPs are removed, exit 0.
-SIGHUP (or the control socket's reload): the configuration is read again; a bad one is logged
-as `FILE:LINE: message` and the running one stays.
+SIGHUP (or the control socket's reload): the configuration is read again in a worker thread,
+so that VRRP keeps its timers while a large file is parsed; a bad one is logged as
+`FILE:LINE: message` and the running one stays. One agent per control socket: a lock file next
+to it (control.AgentLock) makes a second `run` refuse to start.
 SIGKILL: the next run removes the IPVS services and VIPs it recorded (lvsagent.owned) and no
 longer declares.
 """
@@ -11,23 +13,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 from .config import ConfigError, load
 from .config.model import Config
-from .control import ControlServer
+from .control import AgentLock, AlreadyRunning, ControlServer, lock_path
 from .owned import declared_vips, owned_services, owned_vips, remove_orphan_vips
 from .vrrp.engine import VrrpEngine
 from .vrrp.machine import LoopClock
 
 log = logging.getLogger("lvsagent.agent")
 
+# A reload whose parsing takes longer is abandoned (the running configuration stays). The
+# reading limits of config.lexer bound a parse; this is the backstop.
+RELOAD_PARSE_TIMEOUT = 60.0
+
 
 class StartupError(Exception):
     """Something the agent needs is missing (e.g. IPVS in the kernel): log it, exit 1."""
+
+
+class ParseStillRunning(Exception):
+    """A reload's parse timed out, or an abandoned one has not finished yet."""
+
+
+@contextlib.contextmanager
+def collection_deferred():
+    """No cyclic garbage collection while a parse builds millions of objects, and none of
+    them walked afterwards: a collection walks every object it tracks in one call that holds
+    the GIL (hundreds of ms for a 10 MB file: a stalled loop) and would halve the parse's speed.
+
+    The parser leaves no reference cycles, so reference counting frees all it drops; what is
+    alive at the end (the new configuration) is frozen out of later collections and freed,
+    by reference counting too, when a reload replaces it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def removes_everything(running: Config, new: Config) -> str:
+    """Why `new` is refused when it would drop every VRRP instance and virtual server
+    (an emptied or truncated file, most likely), or "" when it is acceptable."""
+    if new.vrrp_instances or new.virtual_servers:
+        return ""
+    if not (running.vrrp_instances or running.virtual_servers):
+        return ""
+    return "the new configuration has no vrrp_instance and no virtual_server (empty or truncated?)"
 
 
 def configure_logging(level: str) -> None:
@@ -40,8 +83,25 @@ def configure_logging(level: str) -> None:
 
 def run(args) -> int:
     configure_logging(args.log_level)
+    lock = AgentLock(lock_path(args.control_socket))
     try:
-        config = load(args.config)
+        lock.acquire()
+    except AlreadyRunning as error:
+        log.error("%s", error)
+        return 1
+    except OSError as error:
+        log.error("%s: %s", lock.path, error.strerror)
+        return 1
+    try:
+        return run_locked(args)
+    finally:
+        lock.release()
+
+
+def run_locked(args) -> int:
+    try:
+        with collection_deferred():
+            config = load(args.config)
     except ConfigError as error:
         for problem in error.problems:
             log.error("%s", problem)
@@ -63,6 +123,7 @@ class Agent:
         self._stopping: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._vips = owned_vips(self.state_dir())
+        self._parser: threading.Thread | None = None
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -140,8 +201,12 @@ class Agent:
     async def reload(self) -> dict:
         async with self._reload_lock:
             log.info("Reloading configuration from %s", self.args.config)
+            started = time.monotonic()
             try:
-                config = load(self.args.config)
+                config = await self._parse()
+            except ParseStillRunning as error:
+                log.error("Reload failed: %s - keeping the running configuration", error)
+                return {"error": str(error)}
             except ConfigError as error:
                 problems = [str(problem) for problem in error.problems]
                 for problem in problems:
@@ -151,6 +216,10 @@ class Agent:
             except OSError as error:
                 log.error("%s: %s - keeping the running configuration", self.args.config, error)
                 return {"error": f"{self.args.config}: {error.strerror}"}
+            emptied = removes_everything(self.config, config)
+            if emptied:
+                log.error("Reload refused: %s - keeping the running configuration", emptied)
+                return {"error": emptied}
             # The record leads: new VIPs are owned before VRRP may add them.
             await self._record_vips(self.config, config)
             self.config = config
@@ -160,7 +229,48 @@ class Agent:
                 await self.lvs.apply_config(config)
             elif config.virtual_servers:
                 await self._start_lvs(asyncio.get_running_loop())
+            log.info("Reload finished in %d usec", (time.monotonic() - started) * 1e6)
             return {"reloaded": True, "warnings": [str(w) for w in config.warnings]}
+
+    async def _parse(self) -> Config:
+        """config.load() in a worker thread, abandoned after RELOAD_PARSE_TIMEOUT.
+
+        A daemon thread rather than an executor's: an abandoned parse must not delay exit.
+        While one still runs, a new reload is refused rather than piling threads up.
+        """
+        if self._parser is not None and self._parser.is_alive():
+            raise ParseStillRunning(
+                f"the parsing of {self.args.config} by an earlier reload has not finished"
+            )
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future = loop.create_future()
+
+        def deliver(config: Config | None, error: BaseException | None) -> None:
+            if result.done():  # abandoned
+                return
+            if error is not None:
+                result.set_exception(error)
+            else:
+                result.set_result(config)
+
+        def parse() -> None:
+            config, error = None, None
+            try:
+                with collection_deferred():
+                    config = load(self.args.config)
+            except Exception as raised:  # handed to the loop, which reports it
+                error = raised.with_traceback(None)  # its frames hold the whole parse
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(deliver, config, error)
+
+        self._parser = threading.Thread(target=parse, name="config-parse", daemon=True)
+        self._parser.start()
+        try:
+            return await asyncio.wait_for(result, RELOAD_PARSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise ParseStillRunning(
+                f"parsing {self.args.config} took more than {RELOAD_PARSE_TIMEOUT:g} seconds"
+            ) from None
 
     async def status(self) -> dict:
         return {

@@ -3,13 +3,18 @@
 Requests: `{"command": "status"}` and `{"command": "reload"}`. The server runs in the agent's
 event loop; `request()` is the blocking client used by `lvs-agent status|reload` and by the
 vrrp_instance Ansible module.
+
+One agent per control socket: `AgentLock` holds an flock on a pid file next to the socket for
+the agent's lifetime, so a second agent refuses to start instead of taking the socket over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
+import logging
 import os
 import socket
 import sys
@@ -20,6 +25,8 @@ from .cli import say
 
 MAX_LINE = 65536
 CLIENT_TIMEOUT = 10.0
+
+log = logging.getLogger("lvsagent.control")
 
 
 class ControlError(Exception):
@@ -48,6 +55,52 @@ def request(socket_path: str, command: str, timeout: float = CLIENT_TIMEOUT) -> 
     if not isinstance(answer, dict):
         raise ControlError(f"unexpected reply from lvs-agent at {socket_path}")
     return answer
+
+
+def lock_path(socket_path: str) -> str:
+    """The agent's pid file: the control socket's name with `.pid` (control.sock -> control.pid),
+    so that agents given different sockets (tests run several on one host) never collide."""
+    return os.path.splitext(socket_path)[0] + ".pid"
+
+
+class AlreadyRunning(Exception):
+    """Another agent holds the lock."""
+
+
+class AgentLock:
+    """An flock()ed pid file; the kernel drops the lock when the process dies, so a stale file
+    from a killed agent never blocks a restart."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"lvs-agent is already running (pid {holder}, lock {self.path}): not starting"
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Empty the file, then unlock; the file stays (unlinking it would race a starter)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
 
 
 class ControlServer:
@@ -81,25 +134,37 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request, one reply; whatever the client sends, it gets an error reply at worst."""
         try:
-            line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
-            reply = await self._answer(line)
+            try:
+                line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
+            except ValueError:  # no newline within MAX_LINE bytes
+                reply = {"error": f"request longer than {MAX_LINE} bytes"}
+            else:
+                reply = await self._answer(line)
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (OSError, asyncio.TimeoutError, ValueError):
-            pass
+        except (OSError, asyncio.TimeoutError):
+            pass  # the client went away or never finished its line: nobody to answer
         finally:
             writer.close()
 
     async def _answer(self, line: bytes) -> dict:
         try:
-            command = json.loads(line).get("command")
-        except (ValueError, AttributeError):
+            request = json.loads(line)
+        except ValueError:
+            request = None
+        command = request.get("command") if isinstance(request, dict) else None
+        if not isinstance(command, str):
             return {"error": "expected one JSON object with a command"}
         handler = self.handlers.get(command)
         if handler is None:
-            return {"error": f"unknown command {command!r}"}
-        return await handler()
+            return {"error": f"unknown command {command[:64]!r}"}
+        try:
+            return await handler()
+        except Exception:  # a bug in a handler must not take the control socket down
+            log.exception("control command %s failed", command)
+            return {"error": f"{command} failed, see the agent's log"}
 
 
 def _call(args, command: str) -> dict | None:

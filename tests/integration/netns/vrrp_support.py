@@ -159,3 +159,28 @@ def stays(predicate, seconds: float, interval: float = 0.1) -> bool:
             return False
         time.sleep(interval)
     return True
+
+
+def unused_scripts(megabytes: float) -> str:
+    """vrrp_script blocks no instance tracks (so never run), `megabytes` of them: a large
+    configuration that is slow to parse and that lvs-agent and keepalived both accept."""
+    block = (
+        'vrrp_script chk_{0} {{\n  script "/bin/true {0}"\n  interval 2\n  fall 2\n  rise 2\n}}\n'
+    )
+    count = int(megabytes * 1_000_000 / len(block.format(50000)))
+    return "".join(block.format(index) for index in range(count))
+
+
+def advert_times(capture, source: str) -> list[float]:
+    """Capture times (seconds since the epoch) of the VRRP adverts `source` sent."""
+    return [
+        float(line.split()[0])
+        for line in capture.read("-tt")
+        if f" {source} > " in line and "VRRP" in line
+    ]
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest time without an advert between `start` and `end` (epoch seconds)."""
+    inside = [start] + [t for t in times if start < t < end] + [end]
+    return max(later - earlier for earlier, later in zip(inside, inside[1:]))

@@ -114,7 +114,9 @@ def test_missing_include_is_an_error_and_unmatched_glob_a_warning(tmp_path):
     main.write_text("include nothing.conf\n")
     with pytest.raises(ConfigError) as raised:
         load(str(main), host_checks=False)
-    assert str(raised.value) == f"{main}:1: include: cannot read {tmp_path}/nothing.conf"
+    assert str(raised.value) == (
+        f"{main}:1: include: cannot read {tmp_path}/nothing.conf: No such file or directory"
+    )
     main.write_text("include none/*.conf\nincluder none/*.conf\n")
     config = load(str(main), host_checks=False)
     assert [str(p) for p in config.warnings] == [

@@ -9,9 +9,12 @@ file and line it really comes from.
 
 from __future__ import annotations
 
+import errno
 import glob
+import itertools
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Callable, Optional
@@ -21,6 +24,17 @@ from .redact import secret_values
 
 INCLUDE_KEYWORDS = ("include", "includer", "includem", "includew", "includeb", "includea")
 MAX_INCLUDE_DEPTH = 32
+# Limits on what one load reads, so that no file makes a reload hang or exhaust memory.
+# A 10 MB configuration (thousands of virtual servers) stays well within them.
+MIB = 1024 * 1024
+MAX_FILE_BYTES = 16 * MIB
+MAX_TOTAL_BYTES = 64 * MIB
+MAX_FILES = 1024
+MAX_PATTERN_LENGTH = 4096  # PATH_MAX
+MAX_GLOB_ALTERNATIVES = 1024  # `{a,b}{c,d}...` multiplies: stop before it explodes
+MAX_GLOB_NESTING = 32
+OCTAL_ESCAPE = re.compile(r"[0-7]{1,3}")
+HEX_ESCAPE = re.compile(r"[0-9A-Fa-f]{1,2}")
 PARAMETER_DEFINITION = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*=")
 SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 SIMPLE_ESCAPES["v"] = "\v"
@@ -60,37 +74,93 @@ class Token:
     kind: str = "word"  # "word", "{", "}", "eol", "unsupported-eol"
 
 
+class ReadError(Exception):
+    """A file the configuration names cannot be read; the message says why."""
+
+
+class LimitError(ReadError):
+    """Reading the file would exceed a limit of the whole load: reading stops there."""
+
+
+class PatternError(Exception):
+    """An include pattern that lvs-agent refuses to expand; the message says why."""
+
+
 @dataclass
 class Source:
-    """Reads files for the lexer; `overrides` replaces (or hides) files by absolute path."""
+    """Reads files for the lexer; `overrides` replaces (or hides) files by absolute path.
+
+    Only regular files are opened (a FIFO or a device would block the reader forever), and
+    the limits above hold per file and for everything one Source reads.
+    """
 
     overrides: dict = field(default_factory=dict)
+    files_read: int = 0
+    bytes_read: int = 0
 
-    def read(self, path: str) -> Optional[str]:
+    def read(self, path: str) -> str:
         absolute = os.path.abspath(path)
         if absolute in self.overrides:
-            return self.overrides[absolute]
+            text = self.overrides[absolute]
+            if text is None:
+                raise ReadError(os.strerror(errno.ENOENT))
+            self.account(len(text))
+            return text
         try:
-            with open(absolute, "rb") as handle:
-                data = handle.read()
-        except OSError:
-            return None
+            # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat() refuses it
+            fd = os.open(absolute, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError as error:
+            raise ReadError(error.strerror) from error
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise ReadError(f"not a regular file ({file_kind(mode)})")
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # a bound even if the file grows meanwhile
+        self.account(len(data))
         return data.decode("utf-8", errors="replace").lstrip("\ufeff")
 
+    def account(self, size: int) -> None:
+        """Count one more file of `size` bytes against the limits; raise when one is exceeded."""
+        if size > MAX_FILE_BYTES:
+            raise ReadError(f"larger than {MAX_FILE_BYTES // MIB} MiB")
+        self.files_read += 1
+        self.bytes_read += size
+        if self.files_read > MAX_FILES:
+            raise LimitError(f"more than {MAX_FILES} files in the configuration")
+        if self.bytes_read > MAX_TOTAL_BYTES:
+            raise LimitError(f"configuration files total more than {MAX_TOTAL_BYTES // MIB} MiB")
+
     def expand(self, pattern: str) -> list[str]:
-        """Files matching a glob pattern (with csh braces), overrides included, sorted."""
+        """Files matching a glob pattern (with csh braces), overrides included, sorted.
+
+        A name without wildcards is kept even when it is not a regular file, so that read()
+        reports it; directories that a wildcard matches are skipped.
+        """
         found: set[str] = set()
         for alternative in expand_braces(pattern):
             if glob.has_magic(alternative):
-                found.update(os.path.abspath(p) for p in glob.glob(alternative))
+                matches = itertools.islice(glob.iglob(alternative), MAX_FILES + 1)
+                found.update(os.path.abspath(p) for p in matches if not os.path.isdir(p))
                 found.update(p for p in self.overrides if path_matches(p, alternative))
             else:
                 found.add(os.path.abspath(alternative))
-        return sorted(
-            path
-            for path in found
-            if self.overrides.get(path, "") is not None and not os.path.isdir(path)
-        )
+            if len(found) > MAX_FILES:
+                raise PatternError(f"matches more than {MAX_FILES} files")
+        return sorted(path for path in found if self.overrides.get(path, "") is not None)
+
+
+def file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def path_matches(path: str, pattern: str) -> bool:
@@ -103,7 +173,30 @@ def path_matches(path: str, pattern: str) -> bool:
 
 
 def expand_braces(pattern: str) -> list[str]:
-    """csh style `{a,b}` expansion, which keepalived's glob(GLOB_BRACE) performs."""
+    """csh style `{a,b}` expansion, which keepalived's glob(GLOB_BRACE) performs.
+
+    Works through a list rather than by recursion; raises PatternError when the pattern is
+    too long, nests braces too deeply or expands to too many alternatives.
+    """
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise PatternError(f"pattern longer than {MAX_PATTERN_LENGTH} characters")
+    pending, done = [pattern], []
+    while pending:
+        current = pending.pop()
+        group = first_brace_group(current)
+        if group is None:
+            done.append(current)
+        else:
+            start, end, options = group
+            head, tail = current[:start], current[end + 1 :]
+            pending.extend(head + option + tail for option in reversed(options))
+        if len(done) + len(pending) > MAX_GLOB_ALTERNATIVES:
+            raise PatternError(f"expands to more than {MAX_GLOB_ALTERNATIVES} alternatives")
+    return done
+
+
+def first_brace_group(pattern: str) -> Optional[tuple[int, int, list[str]]]:
+    """The first top-level `{...}` holding at least two comma-separated options, if any."""
     depth = 0
     start = -1
     for index, char in enumerate(pattern):
@@ -111,18 +204,15 @@ def expand_braces(pattern: str) -> list[str]:
             if depth == 0:
                 start = index
             depth += 1
+            if depth > MAX_GLOB_NESTING:
+                raise PatternError(f"braces nested more than {MAX_GLOB_NESTING} deep")
         elif char == "}" and depth:
             depth -= 1
             if depth == 0:
                 options = split_top_level(pattern[start + 1 : index])
-                if len(options) < 2:
-                    continue
-                head, tail = pattern[:start], pattern[index + 1 :]
-                expanded: list[str] = []
-                for option in options:
-                    expanded.extend(expand_braces(head + option + tail))
-                return expanded
-    return [pattern]
+                if len(options) >= 2:
+                    return start, index, options
+    return None
 
 
 def split_top_level(text: str) -> list[str]:
@@ -157,11 +247,7 @@ class Lexer:
     def warning(self, file: str, line: int, message: str) -> None:
         self.report(Problem(file, line, message, "warning"))
 
-    def tokenize_file(self, path: str, text: Optional[str] = None) -> list[Token]:
-        if text is None:
-            text = self.source.read(path)
-        if text is None:
-            return []
+    def tokenize_file(self, path: str, text: str) -> list[Token]:
         absolute = os.path.abspath(path)
         self.files.append(path)
         self.include_stack.append(absolute)
@@ -256,10 +342,17 @@ class Lexer:
             self.error(file, number, f"{keyword}: includes nested too deeply")
             return []
         pattern = words[1]
+        if "\0" in pattern:  # no file name holds one; os functions raise ValueError on it
+            self.error(file, number, f"{keyword}: file name contains a NUL character")
+            return []
         if not os.path.isabs(pattern):
             pattern = os.path.join(os.path.dirname(os.path.abspath(file)), pattern)
-        paths = self.source.expand(pattern)
-        wildcard = glob.has_magic(pattern) or len(expand_braces(pattern)) > 1
+        try:
+            paths = self.source.expand(pattern)
+            wildcard = glob.has_magic(pattern) or len(expand_braces(pattern)) > 1
+        except PatternError as error:
+            self.error(file, number, f"{keyword} {shorten(words[1])}: {error}")
+            return []
         tokens: list[Token] = []
         if not paths and wildcard and keyword != "includer":
             self.warning(file, number, f"{keyword} {words[1]}: no file matches")
@@ -267,13 +360,22 @@ class Lexer:
             if path in self.include_stack:
                 self.error(file, number, f"{keyword} {words[1]}: {path} includes itself")
                 continue
-            text = self.source.read(path)
-            if text is None:
-                if keyword != "includer":
-                    self.error(file, number, f"{keyword}: cannot read {path}")
+            try:
+                text = self.source.read(path)
+            except LimitError as error:
+                self.error(file, number, f"{keyword}: cannot read {path}: {error}")
+                break
+            except ReadError as error:
+                if keyword != "includer" or os.path.lexists(path):
+                    self.error(file, number, f"{keyword}: cannot read {path}: {error}")
                 continue
             tokens.extend(self.tokenize_file(display_path(path, file), text))
         return tokens
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """A word as quoted in a message: a pathological one is cut."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def display_path(path: str, including_file: str) -> str:
@@ -290,13 +392,13 @@ def read_escape(line: str, index: int) -> tuple[str, int]:
     if char in SIMPLE_ESCAPES:
         return SIMPLE_ESCAPES[char], index + 1
     if char == "x":
-        digits = re.match(r"[0-9A-Fa-f]{1,2}", line[index + 1 :])
+        digits = HEX_ESCAPE.match(line, index + 1)  # match at a position: no copy of the line
         if digits:
-            return chr(int(digits.group(), 16)), index + 1 + len(digits.group())
+            return chr(int(digits.group(), 16)), digits.end()
         return "x", index + 1
     if char in "01234567":
-        digits = re.match(r"[0-7]{1,3}", line[index:])
-        return chr(int(digits.group(), 8) & 0xFF), index + len(digits.group())
+        digits = OCTAL_ESCAPE.match(line, index)
+        return chr(int(digits.group(), 8) & 0xFF), digits.end()
     if char == "c" and index + 1 < len(line):
         return chr(ord(line[index + 1].upper()) ^ 0x40), index + 2
     return char, index + 1

@@ -20,7 +20,7 @@ from ..scripts import split_command
 from . import checks
 from .errors import ConfigError, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS
-from .lexer import Lexer, Node, Source, build_tree
+from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
     LVS_METHODS,
@@ -190,6 +190,13 @@ class Builder:
             self.error(node, f"{keyword}: not supported by lvs-agent")
         else:
             self.error(node, f"unknown keyword '{excerpt(keyword)}' {where}")
+
+    def release(self) -> None:
+        """Break the cycle self -> tables -> bound methods -> self, so that reference counting
+        frees the builder (the cyclic GC would walk its state in one long pause)."""
+        self.tables.clear()
+        release(self.state)
+        release(self.instance_keywords)
 
     def build(self, nodes: list[Node]) -> Config:
         self.walk(Node(["<top>"], "", 0, children=nodes), "top", self.config)
@@ -1057,14 +1064,23 @@ def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[d
     source = Source({os.path.abspath(k): v for k, v in (overrides or {}).items()})
     lexer = Lexer(source, problems.append)
     if text is None:
-        text = source.read(path)
-        if text is None:
-            raise ConfigError([Problem(path, 0, "cannot read the configuration file")])
+        try:
+            text = source.read(path)
+        except ReadError as error:
+            raise ConfigError(
+                [Problem(path, 0, f"cannot read the configuration file: {error}")]
+            ) from error
     tokens = lexer.tokenize_file(path, text)
+    tree = build_tree(tokens, problems.append)
+    release(tokens)
     builder = Builder(problems.append)
-    config = builder.build(build_tree(tokens, problems.append))
-    config.files = lexer.files
-    checks.check(config, problems.append, builder.instance_keywords, host_checks=host_checks)
+    try:
+        config = builder.build(tree)
+        release(tree)
+        config.files = lexer.files
+        checks.check(config, problems.append, builder.instance_keywords, host_checks=host_checks)
+    finally:
+        builder.release()
     problems = [hide_secrets(problem, lexer.secrets) for problem in problems]
     errors = [problem for problem in problems if problem.severity == "error"]
     if errors:
@@ -1076,6 +1092,16 @@ def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[d
 def hide_secrets(problem: Problem, secrets: set[str]) -> Problem:
     """The one gate every problem passes: no message shows a password, whoever wrote it."""
     return dataclasses.replace(problem, message=redact(problem.message, secrets))
+
+
+def release(items: list | dict) -> None:
+    """Free a large list or dict a slice at a time: freeing millions of objects at once is one
+    long C call that holds the GIL, which would stall the agent's loop while a reload parses."""
+    if isinstance(items, dict):
+        for key in list(items):
+            del items[key]
+    while items:
+        del items[-4096:]
 
 
 def sorted_problems(problems: list[Problem], files: list[str]) -> list[Problem]:

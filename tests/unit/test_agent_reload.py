@@ -1,0 +1,158 @@
+"""Reload: parsed in a worker thread (VRRP keeps running), abandoned after a timeout, and an
+empty configuration refused; the running configuration stays whenever a reload fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+
+import pytest
+
+from lvsagent import agent, cli
+from lvsagent.config import load
+
+INSTANCE = """vrrp_instance VI_1 {
+  interface lo
+  virtual_router_id 51
+  priority 100
+  virtual_ipaddress {
+    192.168.77.100/24
+  }
+}
+"""
+
+
+class FakeVrrp:
+    def __init__(self) -> None:
+        self.applied = []
+
+    async def apply_config(self, config) -> None:
+        self.applied.append(config)
+
+
+def make_agent(tmp_path, text: str = INSTANCE) -> agent.Agent:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(text)
+    args = cli.build_parser().parse_args(
+        ["run", "-f", str(conf), "--control-socket", str(tmp_path / "c.sock")]
+    )
+    running = agent.Agent(args, load(str(conf)))
+    running.vrrp = FakeVrrp()
+    return running
+
+
+def reload(running: agent.Agent) -> dict:
+    async def scenario():
+        running._reload_lock = asyncio.Lock()
+        return await running.reload()
+
+    return asyncio.run(scenario())
+
+
+def test_the_loop_keeps_running_while_a_reload_parses(tmp_path, monkeypatch):
+    running = make_agent(tmp_path)
+    parsing, released = threading.Event(), threading.Event()
+    parsed_in = []
+    real_load = agent.load
+
+    def slow_load(path):
+        parsed_in.append(threading.current_thread())
+        parsing.set()
+        released.wait(5)  # on the loop's thread this would hold every timer for 5 s
+        parsing.clear()
+        return real_load(path)
+
+    monkeypatch.setattr(agent, "load", slow_load)
+
+    async def scenario():
+        running._reload_lock = asyncio.Lock()
+        ticks_during_parse = 0
+
+        async def ticker():
+            nonlocal ticks_during_parse
+            for _tick in range(500):
+                await asyncio.sleep(0.01)
+                ticks_during_parse += parsing.is_set()
+                if ticks_during_parse == 3:
+                    released.set()
+
+        ticking = asyncio.ensure_future(ticker())
+        answer = await running.reload()
+        ticking.cancel()
+        return answer, ticks_during_parse
+
+    answer, ticks_during_parse = asyncio.run(scenario())
+    assert answer["reloaded"] is True
+    assert ticks_during_parse >= 3  # the loop ran its timers while the parse was blocked
+    assert parsed_in and parsed_in[0] is not threading.main_thread()
+    assert len(running.vrrp.applied) == 1
+
+
+def test_a_parse_that_times_out_is_abandoned_and_the_next_reload_waits_for_it(
+    tmp_path, monkeypatch, caplog
+):
+    running = make_agent(tmp_path)
+    before = running.config
+    released = threading.Event()
+    real_load = agent.load
+
+    def stuck_load(path):
+        released.wait(10)
+        return real_load(path)
+
+    monkeypatch.setattr(agent, "load", stuck_load)
+    monkeypatch.setattr(agent, "RELOAD_PARSE_TIMEOUT", 0.2)
+    with caplog.at_level(logging.ERROR, logger="lvsagent"):
+        first = reload(running)
+        second = reload(running)
+    assert "took more than 0.2 seconds" in first["error"]
+    assert "has not finished" in second["error"]
+    assert "keeping the running configuration" in caplog.text
+    assert running.config is before and running.vrrp.applied == []
+    released.set()
+    running._parser.join(5)
+    assert reload(running)["reloaded"] is True
+
+
+def test_a_reload_that_would_remove_everything_is_refused(tmp_path, caplog):
+    running = make_agent(tmp_path)
+    before = running.config
+    with open(running.args.config, "w") as emptied:
+        emptied.write("global_defs {\n  router_id R1\n}\n")
+    with caplog.at_level(logging.ERROR, logger="lvsagent"):
+        answer = reload(running)
+    assert "no vrrp_instance and no virtual_server" in answer["error"]
+    assert "Reload refused: the new configuration has no vrrp_instance" in caplog.text
+    assert running.config is before and running.vrrp.applied == []
+
+
+def test_an_empty_configuration_may_replace_an_empty_one(tmp_path):
+    running = make_agent(tmp_path, "")
+    assert reload(running)["reloaded"] is True
+
+
+def test_a_reload_that_includes_a_fifo_fails_at_the_including_line(tmp_path, caplog):
+    running = make_agent(tmp_path)
+    fifo = tmp_path / "pipe.conf"
+    os.mkfifo(fifo)
+    with open(running.args.config, "a") as conf:
+        conf.write("include pipe.conf\n")
+    with caplog.at_level(logging.ERROR, logger="lvsagent"):
+        answer = reload(running)
+    line = INSTANCE.count("\n") + 1
+    problem = f"{running.args.config}:{line}: include: cannot read {fifo}: not a regular file"
+    assert answer["problems"][0].startswith(problem)
+    assert problem in caplog.text
+    assert running.vrrp.applied == []
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.9])
+def test_a_truncated_configuration_keeps_the_running_one(tmp_path, cut):
+    running = make_agent(tmp_path)
+    before = running.config
+    with open(running.args.config, "w") as truncated:
+        truncated.write(INSTANCE[: int(len(INSTANCE) * cut)])
+    assert "error" in reload(running)
+    assert running.config is before and running.vrrp.applied == []
