@@ -156,7 +156,7 @@ def test_hanging_scripts_and_their_children_do_not_survive(d1, tmp_path, script_
     )
     agent = Agent(d1, tmp_path, text).start()
     try:
-        d1.wait_for(lambda: (out / "chk").exists(), 10)
+        d1.wait_for((out / "chk").exists, 10)
         first = [int(pid) for pid in (out / "chk").read_text().split()[:2]]
         assert all(running(pid) for pid in first)
         d1.wait_for(lambda: not any(running(pid) for pid in first), 5)  # timeout 1 s

@@ -174,7 +174,7 @@ def test_a_script_that_keeps_timing_out_is_logged_once(caplog):
     tracker = tracking.ScriptTracker(script, loop=None)
 
     async def three_runs():
-        return [await tracker.run_once() for _ in range(3)]
+        return [await tracker.run_once() for _run in range(3)]
 
     with caplog.at_level(logging.WARNING, "lvsagent.vrrp"):
         assert asyncio.run(three_runs()) == [False, False, False]
