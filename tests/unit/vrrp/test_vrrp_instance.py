@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import ipaddress
 import logging
 
@@ -11,7 +10,8 @@ from lvsagent.config import loads
 from lvsagent.vrrp import packet
 from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
-from lvsagent.vrrp.machine import State
+from lvsagent.vrrp.machine import LoopClock, State
+from lvsagent.vrrp.receive import Drops
 from lvsagent.vrrp.sockets import Received
 
 OURS = ipaddress.ip_address("192.168.77.11")
@@ -141,7 +141,7 @@ def services(loop, addresses=None, links=None):
         notifier=FakeNotifier(),
         links=links or FakeLinks(),
         scripts={},
-        drops=collections.Counter(),
+        drops=Drops(LoopClock(loop)),
     )
 
 
@@ -206,7 +206,7 @@ def test_receive_rules_count_and_drop(caplog):
         handler(received(message=bytes(broken)))
         v3 = packet.Advertisement(version=3, vrid=51, priority=150, addresses=())
         handler(received(v3))
-        assert dict(shared.drops) == {
+        assert dict(shared.drops.counts) == {
             "ttl": 1,
             "auth_password": 1,
             "interval": 1,
@@ -415,3 +415,49 @@ def test_reload_with_another_vrid_restarts_the_instance():
         await engine.stop()
 
     asyncio.run(scenario())
+
+
+def test_unicast_takes_a_routed_peer_and_check_unicast_src_refuses_strangers():
+    extra = (
+        "  unicast_src_ip 192.168.77.11\n  unicast_peer {\n    192.168.77.12\n  }\n"
+        "  check_unicast_src\n"
+    )
+
+    async def scenario():
+        instance, shared = await started(conf_text(priority=100, extra=extra))
+        handler = shared.sockets.handlers[51]
+        stranger = ipaddress.ip_address("192.168.77.66")
+        to_us = packet.encode(v2(150), stranger, OURS)
+        handler(Received(to_us, stranger, OURS, 255, "eth0"))
+        assert dict(shared.drops.counts) == {"unicast source": 1}
+        assert instance.machine.master_address is None
+        routed = packet.encode(v2(150), PEER, OURS)
+        handler(Received(routed, PEER, OURS, 62, "eth0"))  # three hops away
+        assert instance.machine.master_address == PEER
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_flood_of_bad_adverts_writes_a_bounded_log(caplog):
+    caplog.set_level(logging.DEBUG, logger="lvsagent")
+
+    async def scenario():
+        instance, shared = await started(conf_text(priority=100))
+        caplog.clear()
+        handler = shared.sockets.handlers[51]
+        flood = [
+            received(v2(150), ttl=64),
+            received(v2(255, password="wrong123")),
+            received(v2(255, interval=0)),
+        ]
+        for _round in range(2000):
+            for bad in flood:
+                handler(bad)
+        assert dict(shared.drops.counts) == {"ttl": 2000, "auth_password": 2000, "interval 0": 2000}
+        assert instance.machine.state == State.BACKUP
+        await instance.stop()
+
+    asyncio.run(scenario())
+    drop_lines = [r for r in caplog.records if "STATE" not in r.getMessage()]
+    assert len(drop_lines) <= 6

@@ -355,6 +355,7 @@ class Builder:
             "enable_script_security": self.scalar("enable_script_security", self.bare_flag),
             "vrrp_strict": self.scalar("vrrp_strict", self.bare_flag),
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
+            "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
         }
 
     def multicast_group(self, family: int) -> Callable[[Node], str]:
@@ -499,6 +500,7 @@ class Builder:
             "unicast_src_ip": self.scalar("unicast_src_ip", self.address),
             "mcast_src_ip": self.scalar("mcast_src_ip", self.address),
             "unicast_peer": self.unicast_peers,
+            "check_unicast_src": self.scalar("check_unicast_src", self.bare_flag),
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
             "track_interface": self.track_interfaces,

@@ -9,7 +9,6 @@ that the instance can apply the receive rules; nothing here raises on what the n
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import ipaddress
 import logging
@@ -20,6 +19,7 @@ from typing import Callable
 
 from . import packet
 from .packet import InvalidPacket, IPAddress
+from .receive import Drops
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -47,7 +47,7 @@ class VrrpSocket:
         ifname: str,
         family: int,
         on_receive: Callable[[Received], None],
-        drops: collections.Counter,
+        drops: Drops,
     ) -> None:
         self.ifname = ifname
         self.family = family
@@ -140,7 +140,7 @@ class VrrpSocket:
             except BlockingIOError:
                 return
             except InvalidPacket as bad:
-                self.drops[bad.reason] += 1
+                self.drops.drop(self.ifname, bad.reason, f"VRRP packet on {self.ifname}: {bad}")
                 continue
             except OSError as error:
                 log.debug("VRRP receive on %s: %s", self.ifname, error)
@@ -180,7 +180,7 @@ class VrrpSocket:
 class SocketPool:
     """One socket per (interface, family); each instance registers its VRID on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, drops: collections.Counter) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, drops: Drops) -> None:
         self.loop = loop
         self.drops = drops
         self._sockets: dict[tuple[str, int], VrrpSocket] = {}
@@ -210,12 +210,14 @@ class SocketPool:
         vrid = received.message[1] if len(received.message) > 1 else -1
         handler = self._handlers.get(key, {}).get(vrid)
         if handler is None:
-            self.drops["vrid"] += 1
+            # keepalived too says nothing of other routers' VRIDs (unless log_unknown_vrids)
+            message = f"VRRP packet for unknown VRID {vrid} on {key[0]}"
+            self.drops.drop(key[0], "vrid", message, logging.DEBUG)
             return
         try:
             handler(received)
         except Exception:  # a bug must not take the agent down with one packet
-            self.drops["internal"] += 1
+            self.drops.counts["internal"] += 1
             log.exception("VRRP packet from %s on %s not handled", received.source, key[0])
 
     def close(self) -> None:
