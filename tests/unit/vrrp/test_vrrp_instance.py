@@ -60,7 +60,7 @@ class FakeSockets:
         self.socket = FakeSocket()
         self.handlers = {}
 
-    def register(self, ifname, family, vrid, handler):
+    def register(self, ifname, family, vrid, handler, rules):
         self.handlers[vrid] = handler
         return self.socket
 

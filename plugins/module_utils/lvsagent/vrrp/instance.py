@@ -97,9 +97,7 @@ class Instance:
         self.machine = VrrpMachine(
             self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
         )
-        self.socket = services.sockets.register(
-            self.ifname, self.family, self.config.virtual_router_id, self._receive
-        )
+        self._register()
         self._join_group()
         self._watch_tracking()
         await self._remove_leftover_vips()
@@ -117,6 +115,7 @@ class Instance:
         self._take_settings(config, global_defs, source)
         self._address_mismatch_logged = False
         self.machine.reconfigure(self._machine_settings())
+        self._register()
         self._join_group()
         previous_faults, self._faults = self._faults, set()
         self._priority_parts.clear()
@@ -159,6 +158,12 @@ class Instance:
             kind = "IPv4" if self.family == 4 else "IPv6 link-local"
             raise RuntimeError(f"({self.name}) no {kind} address on {self.ifname}")
         return found
+
+    def _register(self) -> None:
+        """On the shared socket: our VRID's handler, and our rules for the kernel filter."""
+        self.socket = self.services.sockets.register(
+            self.ifname, self.family, self.config.virtual_router_id, self._receive, self._rules
+        )
 
     def _join_group(self) -> None:
         if not self.config.unicast_peers:

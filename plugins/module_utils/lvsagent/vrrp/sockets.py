@@ -17,9 +17,9 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from . import packet
+from . import kernel_filter, packet
 from .packet import InvalidPacket, IPAddress
-from .receive import Drops
+from .receive import Drops, ReceiveRules
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -58,6 +58,8 @@ class VrrpSocket:
         self._joined: set[IPAddress] = set()
         self._send_errors = 0
         self.sock = self._open()
+        # IPv4: the adverts the kernel filter finds certainly bad queue here, not on `sock`
+        self.bulk = self._open() if family == 4 else None
 
     def _open(self) -> socket.socket:
         af = socket.AF_INET if self.family == 4 else socket.AF_INET6
@@ -93,18 +95,31 @@ class VrrpSocket:
             return
         if self.family == 4:
             request = struct.pack("4s4si", group.packed, b"\0" * 4, self.ifindex)
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
+            for sock in (self.sock, self.bulk):
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
         else:
             request = struct.pack("16sI", group.packed, self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
         self._joined.add(group)
 
+    def set_filter(self, rules_by_vrid: dict) -> None:
+        """IPv4: the kernel sorts the adverts by the instances' rules (kernel_filter)."""
+        if self.bulk is not None:
+            first, bulk = kernel_filter.ipv4_programs(rules_by_vrid)
+            kernel_filter.attach(self.sock, first)
+            kernel_filter.attach(self.bulk, bulk)
+
+    def _receivers(self) -> list[socket.socket]:
+        return [self.sock] if self.bulk is None else [self.sock, self.bulk]
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.add_reader(self.sock.fileno(), self._readable)
+        for sock in self._receivers():
+            loop.add_reader(sock.fileno(), self._readable, sock)
 
     def close(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        for sock in self._receivers():
+            loop.remove_reader(sock.fileno())
+            sock.close()
 
     # -- sending ---------------------------------------------------------------------------------
     def send(self, advert: packet.Advertisement, source: IPAddress, destination: IPAddress) -> bool:
@@ -132,11 +147,11 @@ class VrrpSocket:
         return True
 
     # -- receiving -------------------------------------------------------------------------------
-    def _readable(self) -> None:
+    def _readable(self, sock: socket.socket) -> None:
         """Drain what is queued; a bad packet is counted and dropped, never raised."""
         for _attempt in range(64):
             try:
-                received = self._receive_one()
+                received = self._receive_one(sock)
             except BlockingIOError:
                 return
             except InvalidPacket as bad:
@@ -148,9 +163,9 @@ class VrrpSocket:
             if received is not None:
                 self.on_receive(received)
 
-    def _receive_one(self) -> Received | None:
+    def _receive_one(self, sock: socket.socket) -> Received | None:
         if self.family == 4:
-            data, _sender = self.sock.recvfrom(RECEIVE_BUFFER)
+            data, _sender = sock.recvfrom(RECEIVE_BUFFER)
             header = packet.parse_ipv4_header(data)
             if header.protocol != packet.IPPROTO_VRRP:
                 return None
@@ -162,7 +177,7 @@ class VrrpSocket:
                 ifname=self.ifname,
             )
         ancillary_space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
-        data, ancillary, _msg_flags, address = self.sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
+        data, ancillary, _msg_flags, address = sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
         hop_limit, destination = -1, None
         for level, kind, value in ancillary:
             if level != socket.IPPROTO_IPV6:
@@ -185,26 +200,41 @@ class SocketPool:
         self.drops = drops
         self._sockets: dict[tuple[str, int], VrrpSocket] = {}
         self._handlers: dict[tuple[str, int], dict[int, Callable[[Received], None]]] = {}
+        self._rules: dict[tuple[str, int], dict[int, ReceiveRules]] = {}
 
     def register(
-        self, ifname: str, family: int, vrid: int, handler: Callable[[Received], None]
+        self,
+        ifname: str,
+        family: int,
+        vrid: int,
+        handler: Callable[[Received], None],
+        rules: ReceiveRules,
     ) -> VrrpSocket:
+        """Add (or, on reload, update) an instance: its handler and the rules of its filter."""
         key = (ifname, family)
         if key not in self._sockets:
             sock = VrrpSocket(ifname, family, lambda got: self._dispatch(key, got), self.drops)
-            sock.start(self.loop)
             self._sockets[key] = sock
             self._handlers[key] = {}
+            self._rules[key] = {}
+            sock.set_filter({vrid: rules})
+            sock.start(self.loop)
         self._handlers[key][vrid] = handler
+        self._rules[key][vrid] = rules
+        self._sockets[key].set_filter(self._rules[key])
         return self._sockets[key]
 
     def unregister(self, ifname: str, family: int, vrid: int) -> None:
         key = (ifname, family)
         handlers = self._handlers.get(key, {})
         handlers.pop(vrid, None)
+        self._rules.get(key, {}).pop(vrid, None)
         if not handlers and key in self._sockets:
             self._sockets.pop(key).close(self.loop)
             self._handlers.pop(key, None)
+            self._rules.pop(key, None)
+        elif key in self._sockets:
+            self._sockets[key].set_filter(self._rules[key])
 
     def _dispatch(self, key: tuple[str, int], received: Received) -> None:
         vrid = received.message[1] if len(received.message) > 1 else -1
@@ -225,3 +255,4 @@ class SocketPool:
             sock.close(self.loop)
         self._sockets.clear()
         self._handlers.clear()
+        self._rules.clear()
