@@ -7,11 +7,13 @@ master's real adverts are lost with the rest, so the backup takes over. With the
 kernel keeps off the first socket the packets the rules of `receive.ReceiveRules` certainly drop:
 unknown VRID, wrong TTL, version, destination kind, source (check_unicast_src), auth type or
 password, interval (0, or another one in v2) and bad checksum (computed here for packets that
-carry as many addresses as the instance, the only ones keepalived 2.2.7 accepts). Anything it
-cannot judge (IP options, another address count) goes to the first socket. Both sockets feed
-the same receive path, which applies every rule again: the filters only sort, they never
-accept on their own, and what the bulk socket holds is still counted and logged per reason.
-Only what overflows the bulk socket's queue in a flood goes uncounted, as any queue overflow.
+carry as many addresses as the instance, the only ones keepalived 2.2.7 accepts). What it
+cannot judge (IP options, another address count) goes to the bulk socket too: a flood cannot
+use it to reach the first one. Both sockets feed the same receive path, which applies every
+rule again: the filters only sort, they never accept or drop on their own, and what the bulk
+socket holds is still counted and logged per reason (or accepted, for the odd advert with
+another address count). Only what overflows the bulk queue in a flood goes uncounted, as
+any queue overflow does.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ TAX, TXA = 0x07, 0x87
 JEQ_K, JGE_K, JA = 0x15, 0x35, 0x05
 RET_K = 0x06
 
-IP_HEADER = 20  # keepalived sends no IP options; a header with options goes to the agent
+IP_HEADER = 20  # keepalived sends no IP options; a header with options goes to the bulk socket
 TTL, DESTINATION, SOURCE = 8, 16, 12
 
 
@@ -92,7 +94,7 @@ def instance_block(rules) -> Program:
     count = len(rules.vips)
     length = packet.HEADER_LEN + 4 * count + (packet.AUTH_DATA_LEN if rules.version == 2 else 0)
     vrrp = IP_HEADER
-    block.require(LD_B, vrrp + 3, count, otherwise=PASS)
+    block.require(LD_B, vrrp + 3, count)
     block.op(LD_LEN)
     block.op(JGE_K, IP_HEADER + length, jt=1)  # long enough (padding is allowed)
     block.op(RET_K, DROP)
@@ -140,14 +142,14 @@ def instance_block(rules) -> Program:
 
 
 def ipv4_programs(rules_by_vrid: dict) -> tuple[bytes, bytes]:
-    """The filter of the socket the agent reads first (what may be a real advert) and its
-    inverse, for the bulk socket (what is certainly dropped: read when there is time, to count
-    and log it). Other VRIDs are certainly dropped (keepalived says nothing of them)."""
+    """The filter of the socket the agent reads first (what looks in every way like a real
+    advert of one of the instances) and its inverse, for the bulk socket (everything else:
+    read when there is time, to count and log it, and to judge the odd rest)."""
     program = Program()
     program.op(LD_LEN)
     program.op(JGE_K, IP_HEADER + 4, jt=1)  # every load below stays inside the packet
     program.op(RET_K, DROP)
-    program.require(LD_B, 0, 0x45, otherwise=PASS)
+    program.require(LD_B, 0, 0x45)
     for vrid, rules in rules_by_vrid.items():
         block = instance_block(rules)
         program.op(LD_B, IP_HEADER + 1)
