@@ -6,13 +6,18 @@ the master's adverts keep coming (the longest gap seen on the backup's wire stay
 advert interval plus a margin for this loaded machine: a backup takes over only after 3.6
 intervals), every kind of bad advert is counted, and the logs grow by a bounded number of
 lines. The figures are printed by benchmarks/vrrp_hostile.py.
+
+Unicast peers may be routed: their adverts arrive with a TTL below 255 and are taken, as
+keepalived takes them; multicast adverts still need 255.
 """
 
 from __future__ import annotations
 
 import pytest
-from hostile_support import flood_pair
-from vrrp_support import Agent
+from hostile_support import VIPS, director_config, flood_pair
+from vrrp_support import Agent, holders, stays, wait_single_holder
+
+from lvsagent import control
 
 pytestmark = pytest.mark.netns
 
@@ -34,3 +39,29 @@ def test_flood_of_hostile_adverts_changes_nothing(lab, tmp_path):
     backup_drops = seen["drops"][1]
     for reason in ("ttl", "checksum", "interval 0", "auth_password", "unicast source"):
         assert backup_drops.get(reason, 0) > 0, seen  # counted, though sorted in the kernel
+
+
+def routed(host, ttl: int) -> None:
+    """Make the host's VRRP packets leave with TTL `ttl`, as if a few routers were between."""
+    rules = (
+        "table ip routed {\n  chain out {\n    type filter hook postrouting priority 0;\n"
+        f"    ip protocol 112 ip ttl set {ttl}\n  }}\n}}\n"
+    )
+    host.run(["nft", "-f", "-"], input=rules)
+
+
+def test_routed_unicast_peers_hold_an_election_and_multicast_still_wants_255(lab, tmp_path):
+    master = lab.host("d1", "192.168.77.11/24")
+    backup = lab.host("d2", "192.168.77.12/24")
+    for host in (master, backup):
+        routed(host, 61)
+    agents = [
+        Agent(master, tmp_path, director_config(master, backup, 150)).start(),
+        Agent(backup, tmp_path, director_config(backup, master, 100)).start(),
+    ]
+    wait_single_holder([master, backup], master, vip=VIPS["VI_2"])
+    assert stays(lambda: holders([master, backup], VIPS["VI_2"]) == [master], 4)
+    assert holders([master, backup], VIPS["VI_1"]) == [master, backup]  # multicast: TTL 61 fails
+    drops = control.request(str(agents[1].socket), "status")["vrrp_drops"]
+    assert drops.get("ttl", 0) > 0
+    assert "(VI_1) invalid TTL/HL. Received 61 and expect 255" in agents[1].log_text()

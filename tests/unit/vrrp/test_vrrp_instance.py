@@ -59,9 +59,11 @@ class FakeSockets:
     def __init__(self):
         self.socket = FakeSocket()
         self.handlers = {}
+        self.rules = {}
 
     def register(self, ifname, family, vrid, handler, rules):
         self.handlers[vrid] = handler
+        self.rules[vrid] = rules
         return self.socket
 
     def unregister(self, ifname, family, vrid):
@@ -461,3 +463,17 @@ def test_a_flood_of_bad_adverts_writes_a_bounded_log(caplog):
     asyncio.run(scenario())
     drop_lines = [r for r in caplog.records if "STATE" not in r.getMessage()]
     assert len(drop_lines) <= 6
+
+
+def test_reload_hands_the_socket_the_new_receive_rules():
+    async def scenario():
+        engine, fakes = await engine_with_fakes(conf_text(priority=100))
+        before = fakes.sockets.rules[51]
+        await engine.apply_config(loads(conf_text(priority=100).replace("secret12", "other123")))
+        after = fakes.sockets.rules[51]
+        assert (before.auth_data, after.auth_data) == (b"secret12", b"other123")
+        fakes.sockets.handlers[51](received(v2(150)))  # the old password is refused now
+        assert dict(engine.drops) == {"auth_password": 1}  # what the status shows
+        await engine.stop()
+
+    asyncio.run(scenario())
