@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
@@ -9,8 +10,10 @@ import pytest
 
 from lvsagent.config import loads
 from lvsagent.vrrp import packet
+from lvsagent.vrrp.machine import LoopClock
 from lvsagent.vrrp.packet import Advertisement, InvalidPacket
 from lvsagent.vrrp.receive import Drops, RateLimitedLog, ReceiveRules
+from lvsagent.vrrp.sockets import Received, SocketPool
 
 OURS = ipaddress.ip_address("192.168.77.11")
 PEER = ipaddress.ip_address("192.168.77.12")
@@ -128,3 +131,16 @@ def test_rate_limit_reports_what_it_held_back_then_logs_again(clock, caplog):
         "drop 4",  # held back alone: shown as it was, at 2 s
         "drop 99",
     ]
+
+
+def test_a_bug_hit_by_every_packet_is_counted_and_logged_once_with_its_traceback(caplog):
+    async def scenario():
+        pool = SocketPool(asyncio.get_running_loop(), Drops(LoopClock(asyncio.get_running_loop())))
+        pool._handlers[("eth0", 4)] = {51: lambda got: 1 / 0}
+        for _packet in range(1000):
+            pool._dispatch(("eth0", 4), Received(message(), PEER, packet.MCAST_GROUP4, 255, "eth0"))
+        return pool.drops.counts
+
+    assert dict(asyncio.run(scenario())) == {"internal": 1000}
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info[0] is ZeroDivisionError

@@ -50,11 +50,12 @@ class RateLimitedLog:
         self.period = period
         self._keys: dict[Any, _Held] = {}
 
-    def log(self, key: Any, level: int, message: str, *args: Any) -> None:
+    def log(self, key: Any, level: int, message: str, *args: Any, exc_info: bool = False) -> None:
+        """`exc_info` adds the traceback to a line written now (a summed-up one has none)."""
         now = self.clock.monotonic()
         held = self._keys.get(key)
         if held is None or (held.timer is None and now >= held.allowed_at):
-            self.logger.log(level, message, *args)
+            self.logger.log(level, message, *args, exc_info=exc_info)
             self._keys[key] = _Held(now + self.period)
             return
         held.count += 1
@@ -78,10 +79,12 @@ class Drops:
         self.counts = collections.Counter() if counts is None else counts
         self.log = RateLimitedLog(clock, log)
 
-    def drop(self, who: str, reason: str, message: str, level: int = logging.INFO) -> None:
+    def drop(
+        self, who: str, reason: str, message: str, level: int = logging.INFO, exc_info=False
+    ) -> None:
         """Count one drop; `who` (an instance name or an interface) keys the log limit."""
         self.counts[reason] += 1
-        self.log.log((who, reason), level, "%s", message)
+        self.log.log((who, reason), level, "%s", message, exc_info=exc_info)
 
 
 class ReceiveRules:

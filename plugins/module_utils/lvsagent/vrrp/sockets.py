@@ -247,8 +247,8 @@ class SocketPool:
         try:
             handler(received)
         except Exception:  # a bug must not take the agent down with one packet
-            self.drops.counts["internal"] += 1
-            log.exception("VRRP packet from %s on %s not handled", received.source, key[0])
+            message = f"VRRP packet from {received.source} on {key[0]} not handled"
+            self.drops.drop(key[0], "internal", message, logging.ERROR, exc_info=True)
 
     def close(self) -> None:
         for sock in self._sockets.values():
