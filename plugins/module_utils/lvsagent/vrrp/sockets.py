@@ -4,6 +4,8 @@ Sending builds keepalived's own IPv4 header (IP_HDRINCL, TOS 0xc0, TTL 255, IP I
 the frames equal keepalived's; IPv6 sets hop limit 255 and traffic class 0xc0 by option and
 computes the VRRP checksum itself. Receiving reads the TTL / hop limit and the destination so
 that the instance can apply the receive rules; nothing here raises on what the network sends.
+On IPv4 a second, bulk socket takes what the kernel filters (kernel_filter) find cannot be a
+real advert, so that a flood of those never pushes a real advert out of the first queue.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ class VrrpSocket:
         self._joined: set[IPAddress] = set()
         self._send_errors = 0
         self.sock = self._open()
-        # IPv4: the adverts the kernel filter finds certainly bad queue here, not on `sock`
-        self.bulk = self._open() if family == 4 else None
+        try:
+            # IPv4: what the kernel filter does not find a possible advert queues here instead
+            self.bulk = self._open() if family == 4 else None
+        except OSError:
+            self.sock.close()
+            raise
 
     def _open(self) -> socket.socket:
         af = socket.AF_INET if self.family == 4 else socket.AF_INET6
@@ -212,17 +218,20 @@ class SocketPool:
     ) -> VrrpSocket:
         """Add (or, on reload, update) an instance: its handler and the rules of its filter."""
         key = (ifname, family)
-        if key not in self._sockets:
-            sock = VrrpSocket(ifname, family, lambda got: self._dispatch(key, got), self.drops)
-            self._sockets[key] = sock
+        new = key not in self._sockets
+        if new:
+            self._sockets[key] = VrrpSocket(
+                ifname, family, lambda got: self._dispatch(key, got), self.drops
+            )
             self._handlers[key] = {}
             self._rules[key] = {}
-            sock.set_filter({vrid: rules})
-            sock.start(self.loop)
         self._handlers[key][vrid] = handler
         self._rules[key][vrid] = rules
-        self._sockets[key].set_filter(self._rules[key])
-        return self._sockets[key]
+        sock = self._sockets[key]
+        sock.set_filter(self._rules[key])
+        if new:
+            sock.start(self.loop)  # once the filters sort what arrives
+        return sock
 
     def unregister(self, ifname: str, family: int, vrid: int) -> None:
         key = (ifname, family)
