@@ -200,3 +200,18 @@ def test_host_checks_look_for_interfaces(tmp_path, monkeypatch):
     ]
     loads(text.replace("eth7", "eth0").replace("eth9", "eth0"), "h.conf", host_checks=True)
     parse(text)  # no host checks: the controller cannot know the director's interfaces
+
+
+def test_check_unicast_src_per_instance_and_global():
+    peers = ("unicast_peer {", "10.0.0.2", "}")
+    (checked,) = parse(instance(*peers, "check_unicast_src")).vrrp_instances
+    assert checked.check_unicast_src is True
+    (plain,) = parse(instance(*peers)).vrrp_instances
+    assert plain.check_unicast_src is False
+    config = parse("global_defs {\n    vrrp_check_unicast_src\n}\n" + instance(*peers))
+    assert config.global_defs.vrrp_check_unicast_src is True
+
+
+def test_check_unicast_src_without_unicast_peers_is_a_warning():
+    config = parse(instance("check_unicast_src"))
+    assert warnings_of(config) == ["4: (VI_1) check_unicast_src has no effect without unicast_peer"]

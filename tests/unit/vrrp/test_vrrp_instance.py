@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import ipaddress
 import logging
 
@@ -11,7 +10,8 @@ from lvsagent.config import loads
 from lvsagent.vrrp import packet, tracking
 from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
-from lvsagent.vrrp.machine import State
+from lvsagent.vrrp.machine import LoopClock, State
+from lvsagent.vrrp.receive import Drops
 from lvsagent.vrrp.sockets import Received
 
 OURS = ipaddress.ip_address("192.168.77.11")
@@ -66,9 +66,11 @@ class FakeSockets:
     def __init__(self):
         self.socket = FakeSocket()
         self.handlers = {}
+        self.rules = {}
 
-    def register(self, ifname, family, vrid, handler):
+    def register(self, ifname, family, vrid, handler, rules):
         self.handlers[vrid] = handler
+        self.rules[vrid] = rules
         return self.socket
 
     def unregister(self, ifname, family, vrid):
@@ -157,7 +159,7 @@ def services(loop, addresses=None, links=None):
         notifier=FakeNotifier(),
         links=links or FakeLinks(),
         scripts={},
-        drops=collections.Counter(),
+        drops=Drops(LoopClock(loop)),
     )
 
 
@@ -222,7 +224,7 @@ def test_receive_rules_count_and_drop(caplog):
         handler(received(message=bytes(broken)))
         v3 = packet.Advertisement(version=3, vrid=51, priority=150, addresses=())
         handler(received(v3))
-        assert dict(shared.drops) == {
+        assert dict(shared.drops.counts) == {
             "ttl": 1,
             "auth_password": 1,
             "interval": 1,
@@ -548,5 +550,63 @@ def test_configured_source_address_is_kept_when_the_interface_comes_back():
         await asyncio.sleep(0.05)
         assert instance.source == OURS and len(shared.addresses.sources) == 1
         await instance.stop()
+
+
+def test_unicast_takes_a_routed_peer_and_check_unicast_src_refuses_strangers():
+    extra = (
+        "  unicast_src_ip 192.168.77.11\n  unicast_peer {\n    192.168.77.12\n  }\n"
+        "  check_unicast_src\n"
+    )
+
+    async def scenario():
+        instance, shared = await started(conf_text(priority=100, extra=extra))
+        handler = shared.sockets.handlers[51]
+        stranger = ipaddress.ip_address("192.168.77.66")
+        to_us = packet.encode(v2(150), stranger, OURS)
+        handler(Received(to_us, stranger, OURS, 255, "eth0"))
+        assert dict(shared.drops.counts) == {"unicast source": 1}
+        assert instance.machine.master_address is None
+        routed = packet.encode(v2(150), PEER, OURS)
+        handler(Received(routed, PEER, OURS, 62, "eth0"))  # three hops away
+        assert instance.machine.master_address == PEER
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_flood_of_bad_adverts_writes_a_bounded_log(caplog):
+    caplog.set_level(logging.DEBUG, logger="lvsagent")
+
+    async def scenario():
+        instance, shared = await started(conf_text(priority=100))
+        caplog.clear()
+        handler = shared.sockets.handlers[51]
+        flood = [
+            received(v2(150), ttl=64),
+            received(v2(255, password="wrong123")),
+            received(v2(255, interval=0)),
+        ]
+        for _round in range(2000):
+            for bad in flood:
+                handler(bad)
+        assert dict(shared.drops.counts) == {"ttl": 2000, "auth_password": 2000, "interval 0": 2000}
+        assert instance.machine.state == State.BACKUP
+        await instance.stop()
+
+    asyncio.run(scenario())
+    drop_lines = [r for r in caplog.records if "STATE" not in r.getMessage()]
+    assert len(drop_lines) <= 6
+
+
+def test_reload_hands_the_socket_the_new_receive_rules():
+    async def scenario():
+        engine, fakes = await engine_with_fakes(conf_text(priority=100))
+        before = fakes.sockets.rules[51]
+        await engine.apply_config(loads(conf_text(priority=100).replace("secret12", "other123")))
+        after = fakes.sockets.rules[51]
+        assert (before.auth_data, after.auth_data) == (b"secret12", b"other123")
+        fakes.sockets.handlers[51](received(v2(150)))  # the old password is refused now
+        assert dict(engine.drops) == {"auth_password": 1}  # what the status shows
+        await engine.stop()
 
     asyncio.run(scenario())

@@ -310,3 +310,51 @@ def test_reconfigured_backup_with_preempt_now_outranks_the_master(clock):
         clock.advance(1.0)
         machine.receive(advert(150), PEER_HIGH)  # lower now: discarded
     assert machine.state == State.MASTER
+
+
+def test_v3_learned_interval_never_goes_below_one_centisecond(clock):
+    machine, _net = make(clock, version=3, priority=100, advert_interval=1.0)
+    machine.startup()
+    machine.receive(advert(200, version=3, interval=0.0), PEER_HIGH)
+    assert machine.master_adver_interval == pytest.approx(0.01)
+    clock.advance(0.02)
+    assert machine.state == State.BACKUP  # not Master_Down_Interval 0: no instant takeover
+
+
+def flips(net):
+    return [
+        when for when, old, new in net.transitions if {old, new} == {State.MASTER, State.BACKUP}
+    ]
+
+
+def test_a_burst_of_adverts_flips_master_backup_at_most_once_per_advert_interval(clock):
+    """A rogue alternating priority 255 and priority 0 a hundred times a second."""
+    machine, net = make(clock, version=3, priority=150, start_as_master=True)
+    machine.startup()
+    for _burst in range(1000):  # 10 s
+        machine.receive(advert(255, version=3, interval=0.01), PEER_HIGH)
+        clock.advance(0.005)
+        machine.receive(advert(0, version=3, interval=0.01), PEER_HIGH)
+        clock.advance(0.005)
+    times = flips(net)
+    assert 5 <= len(times) <= 11
+    assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[1:]))
+
+
+def test_a_held_flip_still_happens_at_the_end_of_the_hold(clock):
+    machine, net = make(clock, priority=100)
+    machine.startup()
+    clock.advance(4.0)
+    assert machine.state == State.MASTER  # flip 1 (BACKUP -> MASTER)
+    clock.advance(0.5)
+    machine.receive(advert(150), PEER_HIGH)
+    assert machine.state == State.MASTER  # held: 0.5 s after the last flip
+    clock.advance(0.5)
+    machine.receive(advert(150), PEER_HIGH)  # the next advert, after the hold
+    assert machine.state == State.BACKUP
+    machine.receive(advert(0), PEER_HIGH)  # the master resigns at once
+    clock.advance(156 / 256 + 0.01)
+    assert machine.state == State.BACKUP  # skew is over, but the hold is not
+    clock.advance(1.0 - 156 / 256)
+    assert machine.state == State.MASTER
+    assert flips(net)[-1] - flips(net)[-2] == pytest.approx(1.0)

@@ -81,6 +81,9 @@ class Checker:
         self.complete_authentication(instance, given)
         self.complete_preemption(instance, given)
         self.complete_advert_int(instance, given)
+        if instance.check_unicast_src and not instance.unicast_peers:
+            where = self.keyword_location(instance, "check_unicast_src")
+            self.warning(where, f"{name} check_unicast_src has no effect without unicast_peer")
         if (
             instance.family == 6
             and not instance.unicast_peers

@@ -98,6 +98,7 @@ class GlobalDefs:
     set_supplementary_groups: bool = False
     vrrp_strict: bool = False
     v3_checksum_as_v2: bool = False
+    vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
     location: Location = field(default_factory=Location)
 
 
@@ -178,6 +179,7 @@ class VrrpInstance:
     auth_pass: Optional[str] = field(default=None, repr=False)  # secret: never shown
     unicast_src_ip: Optional[str] = None
     unicast_peers: list[str] = field(default_factory=list)
+    check_unicast_src: bool = False  # accept unicast adverts from the unicast peers only
     mcast_src_ip: Optional[str] = None
     virtual_ipaddresses: list[VirtualAddress] = field(default_factory=list)
     virtual_ipaddresses_excluded: list[VirtualAddress] = field(default_factory=list)

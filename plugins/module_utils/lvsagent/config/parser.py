@@ -392,6 +392,7 @@ class Builder:
             "set_supplementary_groups": self.scalar("set_supplementary_groups", self.bare_flag),
             "vrrp_strict": self.scalar("vrrp_strict", self.bare_flag),
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
+            "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
         }
 
     def multicast_group(self, family: int) -> Callable[[Node], str]:
@@ -538,6 +539,7 @@ class Builder:
             "unicast_src_ip": self.scalar("unicast_src_ip", self.address),
             "mcast_src_ip": self.scalar("mcast_src_ip", self.address),
             "unicast_peer": self.unicast_peers,
+            "check_unicast_src": self.scalar("check_unicast_src", self.bare_flag),
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
             "track_interface": self.track_interfaces,

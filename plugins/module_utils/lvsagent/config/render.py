@@ -148,6 +148,8 @@ def render_instance(instance: VrrpInstance) -> str:
         add("mcast_src_ip", instance.mcast_src_ip)
     if instance.unicast_peers:
         lines += block("unicast_peer", [statement(peer) for peer in instance.unicast_peers])
+    if instance.check_unicast_src:
+        add("check_unicast_src")
     if instance.virtual_ipaddresses:
         vips = [render_virtual_address(vip) for vip in instance.virtual_ipaddresses]
         lines += block("virtual_ipaddress", vips)

@@ -15,8 +15,9 @@ from typing import Callable, Optional
 from ..config.model import Config, SyncGroup
 from .addresses import AddressManager, Announcer
 from .instance import Instance, Services
-from .machine import State
+from .machine import LoopClock, State
 from .notify import Notifier
+from .receive import Drops
 from .sockets import SocketPool
 from .tracking import LinkMonitor, ScriptTracker
 
@@ -51,12 +52,13 @@ class VrrpEngine:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
-        self.drops: collections.Counter = collections.Counter()
+        self.drops: collections.Counter = collections.Counter()  # per reason, for the status
+        self.drop_log = Drops(LoopClock(loop), self.drops)
         self.addresses = AddressManager()
         self.announcer = Announcer()
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
-        self.sockets = SocketPool(self.loop, self.drops)
+        self.sockets = SocketPool(self.loop, self.drop_log)
         self.scripts: dict[str, ScriptTracker] = {}
         self.instances: dict[str, Instance] = {}
         self._listeners: list[Callable[[str, str], None]] = []
@@ -149,7 +151,7 @@ class VrrpEngine:
             notifier=self.notifier,
             links=self.links,
             scripts=self.scripts,
-            drops=self.drops,
+            drops=self.drop_log,
         )
 
     async def _start_instance(self, config: Config, instance_config) -> None:

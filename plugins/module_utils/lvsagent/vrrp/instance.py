@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
-import hmac
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from .addresses import AddressManager, Announcer
 from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
+from .receive import Drops, ReceiveRules
 from .sockets import Received, SocketPool, VrrpSocket
 from .tracking import Link, LinkMonitor, ScriptTracker
 
@@ -36,7 +35,7 @@ class Services:
     notifier: Notifier
     links: LinkMonitor
     scripts: dict[str, ScriptTracker]
-    drops: collections.Counter
+    drops: Drops
 
 
 class Instance:
@@ -65,15 +64,19 @@ class Instance:
         self._priority_parts: dict[str, int] = {}
         self._faults: set[str] = set()  # the fault reasons this instance's tracking set
         self._address_mismatch_logged = False
-        self._take_settings(config, global_defs)
+        self._take_settings(config, global_defs, None)
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def _take_settings(self, config: VrrpInstance, global_defs: GlobalDefs) -> None:
+    def _take_settings(
+        self, config: VrrpInstance, global_defs: GlobalDefs, source: Optional[packet.IPAddress]
+    ) -> None:
         self.config = config
         self.global_defs = global_defs
+        self.source = source
+        self._rules = ReceiveRules(config, global_defs, source)
         self._expected_auth = packet.auth_data_for(config.auth_pass)
         self._advertised = tuple(
             vip.address.ip for vip in config.virtual_ipaddresses if vip.family == self.family
@@ -95,13 +98,11 @@ class Instance:
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         services = self.services
-        self.source = await self._choose_source()
+        self._take_settings(self.config, self.global_defs, await self._choose_source())
         self.machine = VrrpMachine(
             self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
         )
-        self.socket = services.sockets.register(
-            self.ifname, self.family, self.config.virtual_router_id, self._receive
-        )
+        self._register()
         self._join_group()
         self._watch_tracking()
         await self._remove_leftover_vips()
@@ -116,10 +117,10 @@ class Instance:
         """
         source = await self._choose_source(config)
         self._unwatch_tracking()
-        self._take_settings(config, global_defs)
-        self.source = source
+        self._take_settings(config, global_defs, source)
         self._address_mismatch_logged = False
         self.machine.reconfigure(self._machine_settings())
+        self._register()
         self._join_group()
         previous_faults, self._faults = self._faults, set()
         self._priority_parts.clear()
@@ -165,6 +166,12 @@ class Instance:
             raise RuntimeError(f"({self.name}) no {kind} address on {self.ifname}")
         return found
 
+    def _register(self) -> None:
+        """On the shared socket: our VRID's handler, and our rules for the kernel filter."""
+        self.socket = self.services.sockets.register(
+            self.ifname, self.family, self.config.virtual_router_id, self._receive, self._rules
+        )
+
     def _join_group(self) -> None:
         if not self.config.unicast_peers:
             self.socket.join(self._multicast_group())
@@ -195,68 +202,28 @@ class Instance:
         if priority == 0:
             log.info("(%s) sent 0 priority", self.name)
 
-    # -- receiving (RFC 3768/9568 section 7.1) --------------------------------------------------
+    # -- receiving (RFC 3768/9568 section 7.1: receive.ReceiveRules) ---------------------------
     def _receive(self, received: Received) -> None:
-        reason = self._check(received)
-        if reason is not None:
-            self.services.drops[reason] += 1
-
-    def _check(self, received: Received) -> Optional[str]:
-        """Returns the reason to drop the packet, or None after handing it to the machine."""
         if received.source == self.source or self.machine is None:
-            return None
-        if received.ttl != packet.VRRP_TTL:
-            log.info("(%s) invalid TTL/HL. Received %d and expect 255", self.name, received.ttl)
-            return "ttl"
+            return
         try:
-            advert = packet.decode(received.message, received.source, received.destination)
-        except InvalidPacket as bad:
-            log.debug("(%s) invalid packet from %s: %s", self.name, received.source, bad)
-            return bad.reason
-        config = self.config
-        if advert.version != config.version:
-            log.info(
-                "(%s) wrong version. Received %d and expect %d",
-                self.name,
-                advert.version,
-                config.version,
+            parsed = self._rules.check(
+                received.message, received.source, received.destination, received.ttl
             )
-            return "version"
-        if advert.version == 2:
-            expected_type = packet.AUTH_TYPES.get(config.auth_type, packet.AUTH_NONE)
-            if advert.auth_type != expected_type:
-                log.info(
-                    "(%s) received a %d auth, expecting %d!",
-                    self.name,
-                    advert.auth_type,
-                    expected_type,
-                )
-                return "auth_type"
-            if expected_type == packet.AUTH_PASS and not hmac.compare_digest(
-                advert.auth_data, self._expected_auth
-            ):
-                log.info("(%s) received an invalid passwd!", self.name)
-                return "auth_password"
-            if advert.interval != config.advert_int:
-                log.info(
-                    "(%s) advertisement interval mismatch mine=%g sec rcv'd=%g sec",
-                    self.name,
-                    config.advert_int,
-                    advert.interval,
-                )
-                return "interval"
-        self._check_addresses(advert)
-        self.machine.receive(advert, received.source)
-        return None
+        except InvalidPacket as bad:
+            self.services.drops.drop(self.name, bad.reason, f"({self.name}) {bad.detail}")
+            return
+        self._check_addresses(parsed)
+        self.machine.receive(parsed.advertisement(), received.source)
 
-    def _check_addresses(self, advert: Advertisement) -> None:
+    def _check_addresses(self, parsed: packet.Message) -> None:
         """keepalived logs a differing address list once and still accepts the advert."""
-        mismatch = set(advert.addresses) != set(self._advertised)
+        mismatch = not self._rules.same_addresses(parsed)
         if mismatch and not self._address_mismatch_logged:
             log.info(
                 "(%s) ip address list in advert from VRID %d differs from ours",
                 self.name,
-                advert.vrid,
+                parsed.vrid,
             )
         self._address_mismatch_logged = mismatch
 

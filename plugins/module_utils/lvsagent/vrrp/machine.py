@@ -15,7 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from .packet import Advertisement, IPAddress
+from .packet import MIN_ADVERT_INTERVAL, Advertisement, IPAddress
+from .receive import RateLimitedLog
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -94,6 +95,8 @@ class VrrpMachine:
         self._master_down_since = 0.0
         self._master_down_skew_only = False
         self._preempt_until: float | None = None
+        self._last_flip = float("-inf")  # when it last went MASTER -> BACKUP or back
+        self._log = RateLimitedLog(clock, log)
 
     # -- derived timers (RFC 9568 6.1) ---------------------------------------------------------
     @property
@@ -192,7 +195,9 @@ class VrrpMachine:
             return
         lower = advert.priority < self.effective_priority
         if lower and self.settings.preempt and not self._preempt_delay_running(now):
-            log.info(
+            self._log.log(
+                "lower",
+                logging.INFO,
                 "(%s) received lower priority (%d) advert from %s - discarding",
                 self.name,
                 advert.priority,
@@ -201,8 +206,7 @@ class VrrpMachine:
             return
         if self.settings.preempt_delay:
             self._track_preempt_delay(lower, now)
-        if self.settings.version == 3:
-            self.master_adver_interval = advert.interval
+        self._adopt_interval(advert)
         self.master_address = source
         self._arm_master_down()
 
@@ -219,12 +223,15 @@ class VrrpMachine:
             and source > ours
         )
         if higher:
-            if self.settings.version == 3:
-                self.master_adver_interval = advert.interval
+            if self._flip_held():
+                return  # the next advert of that master moves us, once the hold is over
+            self._adopt_interval(advert)
             self.master_address = source
             self._become_backup()
             return
-        log.info(
+        self._log.log(
+            "forcing election",
+            logging.INFO,
             "(%s) Received advert from %s with lower priority %d, ours %d, forcing new election",
             self.name,
             source,
@@ -232,6 +239,17 @@ class VrrpMachine:
             self.effective_priority,
         )
         self.transmit(self.effective_priority)
+
+    def _adopt_interval(self, advert: Advertisement) -> None:
+        """RFC 9568: a v3 backup times the master by the master's interval (never below the
+        smallest one there is, whatever a packet says)."""
+        if self.settings.version == 3:
+            self.master_adver_interval = max(advert.interval, MIN_ADVERT_INTERVAL)
+
+    def _flip_held(self) -> bool:
+        """At most one MASTER <-> BACKUP flip per advert interval: a burst of hostile or
+        confused adverts cannot make the VIPs flap faster than that."""
+        return self.clock.monotonic() < self._last_flip + self.settings.advert_interval
 
     def _preempt_delay_running(self, now: float) -> bool:
         """Not yet started (the lower master was just seen) or not yet over."""
@@ -276,6 +294,8 @@ class VrrpMachine:
         old, self.state = self.state, new
         if old == new:
             return
+        if {old, new} == {State.MASTER, State.BACKUP}:
+            self._last_flip = self.clock.monotonic()
         if new != State.INITIALIZE:
             log.info("(%s) Entering %s STATE", self.name, new.value)
         self.on_transition(old, new)
@@ -296,9 +316,14 @@ class VrrpMachine:
 
     def _master_down_expired(self) -> None:
         self._master_down_timer = None
-        if self.state == State.BACKUP:
-            log.info("(%s) Receive advertisement timeout", self.name)
-            self._become_master()
+        if self.state != State.BACKUP:
+            return
+        if self._flip_held():
+            hold_end = self._last_flip + self.settings.advert_interval
+            self._master_down_timer = self.clock.call_at(hold_end, self._master_down_expired)
+            return
+        log.info("(%s) Receive advertisement timeout", self.name)
+        self._become_master()
 
     def _schedule_adver(self, deadline: float) -> None:
         if self._adver_timer is not None:

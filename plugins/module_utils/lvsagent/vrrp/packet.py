@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from typing import Union
+from typing import NamedTuple, Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -25,6 +25,10 @@ AUTH_TYPES = {None: AUTH_NONE, "PASS": AUTH_PASS}
 AUTH_DATA_LEN = 8
 HEADER_LEN = 8
 V2_ADDRESS_LEN = 4
+# The smallest advert interval there is: VRRPv3 counts in centiseconds, and keepalived rounds a
+# configured advert_int up to one at least; 0 on the wire is dropped, and a learned interval
+# never goes below this.
+MIN_ADVERT_INTERVAL = 0.01
 
 
 class InvalidPacket(Exception):
@@ -108,54 +112,84 @@ def encode(
     return message[:6] + struct.pack("!H", checksum) + message[8:]
 
 
-def decode(data: bytes, source: IPAddress, destination: IPAddress) -> Advertisement:
-    """Parse and verify one VRRP message (RFC 3768/9568 7.1 checks that need no configuration)."""
+class Message(NamedTuple):
+    """A VRRP message whose header, length and checksum passed, its addresses still as bytes:
+    the receive rules judge this before any address object is built."""
+
+    version: int
+    vrid: int
+    priority: int
+    count: int
+    interval: float
+    auth_type: int
+    auth_data: bytes
+    address_bytes: bytes
+    pseudo_header_checksum: bool
+
+    def packed_addresses(self) -> list[bytes]:
+        size = len(self.address_bytes) // self.count if self.count else 4
+        return [self.address_bytes[at : at + size] for at in range(0, self.count * size, size)]
+
+    def advertisement(self) -> Advertisement:
+        return Advertisement(
+            version=self.version,
+            vrid=self.vrid,
+            priority=self.priority,
+            addresses=tuple(ipaddress.ip_address(raw) for raw in self.packed_addresses()),
+            interval=self.interval,
+            auth_type=self.auth_type,
+            auth_data=self.auth_data,
+            pseudo_header_checksum=self.pseudo_header_checksum,
+        )
+
+
+def parse(data: bytes, source: IPAddress, destination: IPAddress) -> Message:
+    """Verify one VRRP message (the RFC 3768/9568 7.1 checks that need no configuration),
+    cheapest first; the log text of an `InvalidPacket` is in keepalived's words."""
     if len(data) < HEADER_LEN:
-        raise InvalidPacket("truncated", f"{len(data)} bytes")
+        raise InvalidPacket("truncated", f"vrrp packet too short, length {len(data)}")
     version_type, vrid, priority, count = data[0], data[1], data[2], data[3]
     version = version_type >> 4
     if version not in (2, 3) or (version == 2 and source.version == 6):
-        raise InvalidPacket("version", f"version {version}")
+        raise InvalidPacket("version", f"wrong version. Received {version}")
     if version_type & 0x0F != ADVERTISEMENT:
-        raise InvalidPacket("type", f"type {version_type & 0x0F}")
+        raise InvalidPacket("type", f"Invalid packet type. {version_type & 0x0F} and expect 1")
     address_len = 4 if source.version == 4 else 16
     trailer_len = AUTH_DATA_LEN if version == 2 else 0
     expected = HEADER_LEN + count * address_len + trailer_len
     if len(data) < expected:
-        raise InvalidPacket("truncated", f"{len(data)} bytes for {count} addresses")
+        raise InvalidPacket(
+            "truncated", f"vrrp packet too short, length {len(data)} and expect {expected}"
+        )
     data = data[:expected]
-    addresses = tuple(
-        ipaddress.ip_address(data[offset : offset + address_len])
-        for offset in range(HEADER_LEN, HEADER_LEN + count * address_len, address_len)
-    )
+    address_bytes = data[HEADER_LEN : HEADER_LEN + count * address_len]
     if version == 2:
         if internet_checksum(data) != 0:
-            raise InvalidPacket("checksum")
-        return Advertisement(
-            version=2,
-            vrid=vrid,
-            priority=priority,
-            addresses=addresses,
-            interval=float(data[5]),
-            auth_type=data[4],
-            auth_data=data[-AUTH_DATA_LEN:],
-        )
+            raise InvalidPacket("checksum", "Invalid VRRPv2 checksum")
+        if data[5] == 0:
+            raise InvalidPacket("interval 0", "advertisement interval 0")
+        return Message(
+            2, vrid, priority, count, float(data[5]), data[4], data[-AUTH_DATA_LEN:],
+            address_bytes, True,
+        )  # fmt: skip
     with_pseudo = pseudo_header(source, destination, IPPROTO_VRRP, len(data)) + data
     if internet_checksum(with_pseudo) == 0:
         pseudo = True
     elif source.version == 4 and internet_checksum(data) == 0:
         pseudo = False
     else:
-        raise InvalidPacket("checksum")
+        raise InvalidPacket("checksum", "Invalid VRRPv3 checksum")
     centiseconds = struct.unpack_from("!H", data, 4)[0] & 0x0FFF
-    return Advertisement(
-        version=3,
-        vrid=vrid,
-        priority=priority,
-        addresses=addresses,
-        interval=centiseconds / 100,
-        pseudo_header_checksum=pseudo,
+    if centiseconds == 0:
+        raise InvalidPacket("interval 0", "advertisement interval 0")
+    return Message(
+        3, vrid, priority, count, centiseconds / 100, AUTH_NONE, b"", address_bytes, pseudo
     )
+
+
+def decode(data: bytes, source: IPAddress, destination: IPAddress) -> Advertisement:
+    """Parse and verify one VRRP message into an `Advertisement` (addresses included)."""
+    return parse(data, source, destination).advertisement()
 
 
 @dataclass(frozen=True)

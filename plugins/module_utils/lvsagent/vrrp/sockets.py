@@ -4,12 +4,13 @@ Sending builds keepalived's own IPv4 header (IP_HDRINCL, TOS 0xc0, TTL 255, IP I
 the frames equal keepalived's; IPv6 sets hop limit 255 and traffic class 0xc0 by option and
 computes the VRRP checksum itself. Receiving reads the TTL / hop limit and the destination so
 that the instance can apply the receive rules; nothing here raises on what the network sends.
+On IPv4 a second, bulk socket takes what the kernel filters (kernel_filter) find cannot be a
+real advert, so that a flood of those never pushes a real advert out of the first queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import ipaddress
 import logging
@@ -18,8 +19,9 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from . import packet
+from . import kernel_filter, packet
 from .packet import InvalidPacket, IPAddress
+from .receive import Drops, ReceiveRules
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -48,7 +50,7 @@ class VrrpSocket:
         ifname: str,
         family: int,
         on_receive: Callable[[Received], None],
-        drops: collections.Counter,
+        drops: Drops,
     ) -> None:
         self.ifname = ifname
         self.family = family
@@ -59,7 +61,10 @@ class VrrpSocket:
         self._joined: set[IPAddress] = set()
         self._send_errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.sock: socket.socket | None = self._open()
+        self._filter_rules: dict = {}
+        self.sock: socket.socket | None = None
+        self.bulk: socket.socket | None = None
+        self._open_all()
 
     def _open(self) -> socket.socket:
         af = socket.AF_INET if self.family == 4 else socket.AF_INET6
@@ -100,29 +105,53 @@ class VrrpSocket:
     def _add_membership(self, group: IPAddress) -> None:
         if self.family == 4:
             request = struct.pack("4s4si", group.packed, b"\0" * 4, self.ifindex)
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
+            for sock in self._receivers():
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
         else:
             request = struct.pack("16sI", group.packed, self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
 
+    def set_filter(self, rules_by_vrid: dict) -> None:
+        """IPv4: the kernel sorts the adverts by the instances' rules (kernel_filter)."""
+        self._filter_rules = rules_by_vrid
+        if self.bulk is not None:
+            first, bulk = kernel_filter.ipv4_programs(rules_by_vrid)
+            kernel_filter.attach(self.sock, first)
+            kernel_filter.attach(self.bulk, bulk)
+
+    def _receivers(self) -> list[socket.socket]:
+        return [sock for sock in (self.sock, self.bulk) if sock is not None]
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._readable)
+        for sock in self._receivers():
+            loop.add_reader(sock.fileno(), self._readable, sock)
 
     def close(self) -> None:
         self._shut()
         self._loop = None
 
-    def _shut(self) -> None:
-        if self.sock is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self.sock.fileno())
+    def _open_all(self) -> None:
+        """The socket and, on IPv4, its bulk companion (kernel_filter): both or neither."""
+        self.sock = self._open()
+        try:
+            # IPv4: what the kernel filter does not find a possible advert queues here instead
+            self.bulk = self._open() if self.family == 4 else None
+        except OSError:
             self.sock.close()
             self.sock = None
+            raise
+
+    def _shut(self) -> None:
+        for sock in self._receivers():
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self.sock = self.bulk = None
 
     def follow(self, ifindex: int | None) -> None:
         """The interface was deleted (None: close) or is there again under a new index: the old
-        socket and its memberships are bound to the old index, so open anew and re-join."""
+        sockets and their memberships are bound to the old index, so open anew and re-join."""
         if ifindex == self.ifindex and self.sock is not None:
             return
         self._shut()
@@ -130,15 +159,17 @@ class VrrpSocket:
         if ifindex is None or self._loop is None:
             return
         try:
-            self.sock = self._open()
+            self._open_all()
             for group in self._joined:
                 self._add_membership(group)
+            self.set_filter(self._filter_rules)  # before the first read, as at start
         except OSError as error:
             log.warning("VRRP socket on %s cannot be opened: %s", self.ifname, error.strerror)
             self._shut()
             return
         self._send_errors = 0
-        self._loop.add_reader(self.sock.fileno(), self._readable)
+        for sock in self._receivers():
+            self._loop.add_reader(sock.fileno(), self._readable, sock)
         log.info("VRRP socket on %s reopened (ifindex %d)", self.ifname, ifindex)
 
     # -- sending ---------------------------------------------------------------------------------
@@ -169,15 +200,15 @@ class VrrpSocket:
         return True
 
     # -- receiving -------------------------------------------------------------------------------
-    def _readable(self) -> None:
+    def _readable(self, sock: socket.socket) -> None:
         """Drain what is queued; a bad packet is counted and dropped, never raised."""
         for _attempt in range(64):
             try:
-                received = self._receive_one()
+                received = self._receive_one(sock)
             except BlockingIOError:
                 return
             except InvalidPacket as bad:
-                self.drops[bad.reason] += 1
+                self.drops.drop(self.ifname, bad.reason, f"VRRP packet on {self.ifname}: {bad}")
                 continue
             except OSError as error:
                 log.debug("VRRP receive on %s: %s", self.ifname, error)
@@ -185,9 +216,9 @@ class VrrpSocket:
             if received is not None:
                 self.on_receive(received)
 
-    def _receive_one(self) -> Received | None:
+    def _receive_one(self, sock: socket.socket) -> Received | None:
         if self.family == 4:
-            data, _sender = self.sock.recvfrom(RECEIVE_BUFFER)
+            data, _sender = sock.recvfrom(RECEIVE_BUFFER)
             header = packet.parse_ipv4_header(data)
             if header.protocol != packet.IPPROTO_VRRP:
                 return None
@@ -199,7 +230,7 @@ class VrrpSocket:
                 ifname=self.ifname,
             )
         ancillary_space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
-        data, ancillary, _msg_flags, address = self.sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
+        data, ancillary, _msg_flags, address = sock.recvmsg(RECEIVE_BUFFER, ancillary_space)
         hop_limit, destination = -1, None
         for level, kind, value in ancillary:
             if level != socket.IPPROTO_IPV6:
@@ -217,46 +248,67 @@ class VrrpSocket:
 class SocketPool:
     """One socket per (interface, family); each instance registers its VRID on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, drops: collections.Counter) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, drops: Drops) -> None:
         self.loop = loop
         self.drops = drops
         self._sockets: dict[tuple[str, int], VrrpSocket] = {}
         self._handlers: dict[tuple[str, int], dict[int, Callable[[Received], None]]] = {}
+        self._rules: dict[tuple[str, int], dict[int, ReceiveRules]] = {}
 
     def register(
-        self, ifname: str, family: int, vrid: int, handler: Callable[[Received], None]
+        self,
+        ifname: str,
+        family: int,
+        vrid: int,
+        handler: Callable[[Received], None],
+        rules: ReceiveRules,
     ) -> VrrpSocket:
+        """Add (or, on reload, update) an instance: its handler and the rules of its filter."""
         key = (ifname, family)
-        if key not in self._sockets:
-            sock = VrrpSocket(ifname, family, lambda got: self._dispatch(key, got), self.drops)
-            sock.start(self.loop)
-            self._sockets[key] = sock
+        new = key not in self._sockets
+        if new:
+            self._sockets[key] = VrrpSocket(
+                ifname, family, lambda got: self._dispatch(key, got), self.drops
+            )
             self._handlers[key] = {}
+            self._rules[key] = {}
         self._handlers[key][vrid] = handler
-        return self._sockets[key]
+        self._rules[key][vrid] = rules
+        sock = self._sockets[key]
+        sock.set_filter(self._rules[key])
+        if new:
+            sock.start(self.loop)  # once the filters sort what arrives
+        return sock
 
     def unregister(self, ifname: str, family: int, vrid: int) -> None:
         key = (ifname, family)
         handlers = self._handlers.get(key, {})
         handlers.pop(vrid, None)
+        self._rules.get(key, {}).pop(vrid, None)
         if not handlers and key in self._sockets:
             self._sockets.pop(key).close()
             self._handlers.pop(key, None)
+            self._rules.pop(key, None)
+        elif key in self._sockets:
+            self._sockets[key].set_filter(self._rules[key])
 
     def _dispatch(self, key: tuple[str, int], received: Received) -> None:
         vrid = received.message[1] if len(received.message) > 1 else -1
         handler = self._handlers.get(key, {}).get(vrid)
         if handler is None:
-            self.drops["vrid"] += 1
+            # keepalived too says nothing of other routers' VRIDs (unless log_unknown_vrids)
+            message = f"VRRP packet for unknown VRID {vrid} on {key[0]}"
+            self.drops.drop(key[0], "vrid", message, logging.DEBUG)
             return
         try:
             handler(received)
         except Exception:  # a bug must not take the agent down with one packet
-            self.drops["internal"] += 1
-            log.exception("VRRP packet from %s on %s not handled", received.source, key[0])
+            message = f"VRRP packet from {received.source} on {key[0]} not handled"
+            self.drops.drop(key[0], "internal", message, logging.ERROR, exc_info=True)
 
     def close(self) -> None:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
         self._handlers.clear()
+        self._rules.clear()
