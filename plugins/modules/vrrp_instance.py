@@ -185,6 +185,9 @@ options:
   reload:
     description:
       - Ask a running agent to reload after a change.
+      - The agent refuses a reload that leaves no C(vrrp_instance) and no C(virtual_server)
+        (an emptied file is the likelier cause), except when this module removes an instance
+        with O(state=absent): that request says so explicitly.
     type: bool
     default: true
 notes:
@@ -445,12 +448,12 @@ class AgentControl:
     def available(self) -> bool:
         return os.path.exists(self.socket_path)
 
-    def call(self, command: str) -> dict:
+    def call(self, command: str, **options) -> dict:
         """The one place that talks to the agent (protocol in docs/DESIGN.md)."""
-        return request(self.socket_path, command)
+        return request(self.socket_path, command, **options)
 
-    def reload(self) -> None:
-        answer = self.call("reload")
+    def reload(self, allow_empty: bool) -> None:
+        answer = self.call("reload", allow_empty=allow_empty)
         if answer.get("error"):
             problems = answer.get("problems") or []
             message = f"lvs-agent refused the reload: {answer['error']}"
@@ -529,7 +532,8 @@ class VrrpInstanceManager:
             return
         try:
             if self.changed and self.params["reload"] and not self.module.check_mode:
-                self.agent.reload()
+                # removing an instance is explicit: the agent may be left with none
+                self.agent.reload(allow_empty=self.params["state"] == "absent")
                 self.reloaded = True
             self.live = self.agent.instance(self.params["name"])
         except ControlError as error:

@@ -190,11 +190,13 @@ def test_status_command_json_is_the_agent_reply(tmp_path, capsys):
 
 
 def test_reload_command_reports_problems(tmp_path, capsys):
-    async def failing_reload():
+    async def failing_reload(allow_empty):
         return {"error": "configuration has errors", "problems": ["a.conf:3: bad"]}
 
     def ask(path):
-        return control.reload_command(argparse.Namespace(control_socket=path))
+        return control.reload_command(
+            cli.build_parser().parse_args(["reload", "--control-socket", path])
+        )
 
     _mode, code = serve_and_ask(tmp_path, {"reload": failing_reload}, ask)
     assert code == 1
@@ -310,6 +312,31 @@ def test_every_malformed_request_gets_an_error_reply_and_the_server_keeps_servin
         assert replies[data] == {"error": message}, data[:40]
     assert replies[b"broken"] == {"error": "broken failed, see the agent's log"}
     assert status == STATUS
+
+
+def test_request_options_are_checked_against_the_commands_own(tmp_path):
+    async def reload(allow_empty=False):
+        return {"reloaded": True, "allow_empty": allow_empty}
+
+    def ask(path):
+        return [
+            control.request(path, "reload", allow_empty=True),
+            control.request(path, "reload"),
+            control.request(path, "reload", allow_empty="yes"),
+            control.request(path, "reload", force=True),
+            control.request(path, "status", allow_empty=True),
+        ]
+
+    _mode, replies = serve_and_ask(tmp_path, {"reload": reload, "status": status_handler}, ask)
+    assert replies[:2] == [
+        {"reloaded": True, "allow_empty": True},
+        {"reloaded": True, "allow_empty": False},
+    ]
+    assert replies[2:] == [
+        {"error": "reload: unexpected option 'allow_empty'"},
+        {"error": "reload: unexpected option 'force'"},
+        {"error": "status: unexpected option 'allow_empty'"},
+    ]
 
 
 def test_lock_path_follows_the_control_socket():

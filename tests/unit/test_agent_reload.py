@@ -43,10 +43,10 @@ def make_agent(tmp_path, text: str = INSTANCE) -> agent.Agent:
     return running
 
 
-def reload(running: agent.Agent) -> dict:
+def reload(running: agent.Agent, **options) -> dict:
     async def scenario():
         running._reload_lock = asyncio.Lock()
-        return await running.reload()
+        return await running.reload(**options)
 
     return asyncio.run(scenario())
 
@@ -126,6 +126,14 @@ def test_a_reload_that_would_remove_everything_is_refused(tmp_path, caplog):
     assert "no vrrp_instance and no virtual_server" in answer["error"]
     assert "Reload refused: the new configuration has no vrrp_instance" in caplog.text
     assert running.config is before and running.vrrp.applied == []
+
+
+def test_an_explicit_request_may_leave_nothing_declared(tmp_path):
+    running = make_agent(tmp_path)
+    with open(running.args.config, "w") as emptied:
+        emptied.write("global_defs {\n  router_id R1\n}\n")
+    assert reload(running, allow_empty=True)["reloaded"] is True
+    assert running.config.vrrp_instances == [] and len(running.vrrp.applied) == 1
 
 
 def test_an_empty_configuration_may_replace_an_empty_one(tmp_path):

@@ -343,8 +343,9 @@ class StandInAgent:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    async def reload(self):
+    async def reload(self, allow_empty=False):
         self.reloads += 1
+        self.allowed_empty = allow_empty
         return self.reload_answer
 
     async def status(self):
@@ -372,6 +373,7 @@ def test_a_change_reloads_the_agent_and_returns_the_live_state(run, paths):
         assert run({}, check=True)["live"] is None and agent.reloads == 0
         result = run({})
         assert agent.reloads == 1 and result["reloaded"] is True
+        assert agent.allowed_empty is False, "a change keeps the guard against an emptied file"
         assert result["live"]["state"] == "MASTER"
         assert result["live"]["effective_priority"] == 90
         again = run({})
@@ -380,6 +382,7 @@ def test_a_change_reloads_the_agent_and_returns_the_live_state(run, paths):
         run({"reload": False, "priority": 99})
         assert agent.reloads == 1
         assert run({"state": "absent"})["reloaded"] is True and agent.reloads == 2
+        assert agent.allowed_empty is True, "removing the last instance is explicit"
 
 
 def test_a_refused_reload_fails_the_task(run, paths):

@@ -198,7 +198,9 @@ class Agent:
         """--state-dir, else the control socket's folder (agents sharing one need their own)."""
         return self.args.state_dir or os.path.dirname(os.path.abspath(self.args.control_socket))
 
-    async def reload(self) -> dict:
+    async def reload(self, allow_empty: bool = False) -> dict:
+        """`allow_empty`: an explicit request (`lvs-agent reload --allow-empty`, the
+        vrrp_instance module removing the last instance) may leave nothing declared."""
         async with self._reload_lock:
             log.info("Reloading configuration from %s", self.args.config)
             started = time.monotonic()
@@ -216,7 +218,7 @@ class Agent:
             except OSError as error:
                 log.error("%s: %s - keeping the running configuration", self.args.config, error)
                 return {"error": f"{self.args.config}: {error.strerror}"}
-            emptied = removes_everything(self.config, config)
+            emptied = "" if allow_empty else removes_everything(self.config, config)
             if emptied:
                 log.error("Reload refused: %s - keeping the running configuration", emptied)
                 return {"error": emptied}

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser("reload", help="ask the running agent to re-read its configuration")
     reload.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
+    reload.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="take a configuration without any vrrp_instance or virtual_server "
+        "(refused otherwise: an emptied or truncated file is the likelier cause)",
+    )
     return parser
 
 

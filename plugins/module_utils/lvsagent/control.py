@@ -25,6 +25,8 @@ from .cli import say
 
 MAX_LINE = 65536
 CLIENT_TIMEOUT = 10.0
+# the options a request may carry beside its command, and their types
+REQUEST_OPTIONS = {"reload": {"allow_empty": bool}}
 
 log = logging.getLogger("lvsagent.control")
 
@@ -33,13 +35,13 @@ class ControlError(Exception):
     """The agent cannot be reached or answered with an error."""
 
 
-def request(socket_path: str, command: str, timeout: float = CLIENT_TIMEOUT) -> dict:
-    """Send one command, return the agent's reply object."""
+def request(socket_path: str, command: str, timeout: float = CLIENT_TIMEOUT, **options) -> dict:
+    """Send one command (with the REQUEST_OPTIONS it takes), return the agent's reply object."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(socket_path)
-            sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+            sock.sendall(json.dumps({"command": command, **options}).encode() + b"\n")
             reply = b""
             while not reply.endswith(b"\n"):
                 chunk = sock.recv(MAX_LINE)
@@ -160,16 +162,21 @@ class ControlServer:
         handler = self.handlers.get(command)
         if handler is None:
             return {"error": f"unknown command {command[:64]!r}"}
+        options = {key: value for key, value in request.items() if key != "command"}
+        allowed = REQUEST_OPTIONS.get(command, {})
+        for key, value in options.items():
+            if key not in allowed or not isinstance(value, allowed[key]):
+                return {"error": f"{command}: unexpected option {key[:64]!r}"}
         try:
-            return await handler()
+            return await handler(**options)
         except Exception:  # a bug in a handler must not take the control socket down
             log.exception("control command %s failed", command)
             return {"error": f"{command} failed, see the agent's log"}
 
 
-def _call(args, command: str) -> dict | None:
+def _call(args, command: str, **options) -> dict | None:
     try:
-        return request(args.control_socket, command)
+        return request(args.control_socket, command, **options)
     except ControlError as error:
         say(f"lvs-agent: {error}", sys.stderr)
         return None
@@ -236,7 +243,7 @@ def _health(row: dict) -> str:
 
 def reload_command(args) -> int:
     """`lvs-agent reload`: exit 0 when the new configuration was taken."""
-    answer = _call(args, "reload")
+    answer = _call(args, "reload", allow_empty=args.allow_empty)
     if answer is None:
         return 1
     if answer.get("error"):
