@@ -492,9 +492,16 @@ class VrrpInstanceManager:
                 problems=[str(problem) for problem in error.problems],
                 file=self.path,
             )
-        for warning in config.warnings:
-            if os.path.abspath(warning.file) == self.path:
-                self.module.warn(str(warning))
+        # keepalived corrects or ignores what it warns about; in the file this module writes,
+        # that means an option with a value keepalived would not run: fail instead
+        own = [w for w in config.warnings if os.path.abspath(w.file) == self.path]
+        if own:
+            self.module.fail_json(
+                msg="keepalived would not use these values, nothing written:\n"
+                + "\n".join(str(problem) for problem in own),
+                problems=[str(problem) for problem in own],
+                file=self.path,
+            )
         return config
 
     def present(self) -> None:

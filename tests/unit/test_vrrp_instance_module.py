@@ -208,8 +208,9 @@ def test_virtual_router_id_is_required_when_present(run):
 def test_an_invalid_value_fails_with_file_and_line_and_writes_nothing(run, paths, file_of):
     result = run({"priority": 300})
     assert result["failed"] is True
-    assert f"{file_of}:" in result["msg"] and "priority: 300 is out of range 1-255" in result["msg"]
-    assert any("priority: 300" in problem for problem in result["problems"])
+    assert f"{file_of}:" in result["msg"]
+    assert "(VI_1) Priority not valid! must be between 1 & 255" in result["msg"]
+    assert any("Priority not valid" in problem for problem in result["problems"])
     assert not os.path.exists(file_of)
     run({"priority": 120})
     before = files.read(file_of)
@@ -302,10 +303,10 @@ def test_another_files_passwords_stay_hidden_when_it_fails_validation(run, paths
         handle.write(
             "vrrp_instance OTHER {\n interface lo\n virtual_router_id 52\n"
             "  authentication { auth_type PASS auth_pass Ot7hSecret Ot7hMore }\n"
-            "  priority banana\n  virtual_ipaddress {\n 10.0.0.200\n }\n}\n"
+            "  garp_master_delay\n  virtual_ipaddress {\n 10.0.0.200\n }\n}\n"
         )
     result = run({})
-    assert result["failed"] is True and "priority: 'banana'" in result["msg"]
+    assert result["failed"] is True and "garp_master_delay: missing value" in result["msg"]
     assert "Ot7h" not in json.dumps(result)
 
 

@@ -80,14 +80,25 @@ def test_advert_int_rounding_per_version(lines, message):
 
 
 @pytest.mark.parametrize(
-    ("lines", "message"),
+    ("lines", "message", "advert_int"),
     [
-        (["advert_int 255.5"], "4: (VI_1) VRRPv2 advert_int 255.5s must be at most 255s"),
-        (["version 3", "advert_int 41"], "5: (VI_1) VRRPv3 advert_int 41s must be at most 40.95s"),
+        (
+            ["advert_int 255.5"],
+            "4: (VI_1) Advert interval (255.5) not valid! Must be > 0 - ignoring",
+            1.0,
+        ),
+        (
+            ["version 3", "advert_int 41"],
+            "5: (VI_1) VRRPv3 advertisement interval 41.00s is out of range. "
+            "Must be less than 40.96s. Setting to 40.95s",
+            40.95,
+        ),
     ],
 )
-def test_advert_int_range_per_version(lines, message):
-    assert message in errors_of(instance(*lines))
+def test_advert_int_out_of_range_is_corrected_as_keepalived_does(lines, message, advert_int):
+    config = parse(instance(*lines))
+    assert message in warnings_of(config)
+    assert config.vrrp_instances[0].advert_int == advert_int
 
 
 def test_duplicate_vrid_on_one_interface():
@@ -140,13 +151,15 @@ def test_sync_group_members_must_exist_once():
     ]
 
 
-def test_old_style_sync_group_members_are_accepted_with_warning():
-    config = parse(MINIMAL_INSTANCE + "vrrp_sync_group A {\n VI_1\n}\n")
-    assert config.sync_groups[0].group == ["VI_1"]
-    assert (
-        "10: vrrp_sync_group A: instance names outside 'group { }' are deprecated"
-        in warnings_of(config)
-    )
+def test_old_style_sync_group_members_are_ignored_and_the_group_removed_as_by_keepalived():
+    config = parse(MINIMAL_INSTANCE + "vrrp_sync_group A {\n VI_1\n smtp_alert\n}\n")
+    assert config.sync_groups == []
+    assert warnings_of(config)[-3:] == [
+        "9: Sync group A has no virtual router(s). removing",
+        "10: Unknown keyword 'VI_1' - instance names belong in 'group { }'; ignored, "
+        "as keepalived does",
+        "11: smtp_alert: not supported by lvs-agent, ignored",
+    ]
 
 
 VS = "virtual_server {header} {{\n lvs_sched rr\n{body}\n}}\n"
@@ -158,8 +171,8 @@ def virtual_server(header: str = "10.0.0.1 80", *body: str) -> str:
 
 def test_duplicate_virtual_servers_and_real_servers():
     text = virtual_server() + virtual_server()
-    assert errors_of(text) == ["5: virtual server [10.0.0.1]:80 TCP already defined at test.conf:1"]
-    parse(virtual_server() + virtual_server("10.0.0.1 80", "protocol UDP"))
+    assert errors_of(text) == ["5: virtual server [10.0.0.1]:80 UDP already defined at test.conf:1"]
+    parse(virtual_server() + virtual_server("10.0.0.1 80", "protocol TCP"))
     rs = "real_server 10.0.0.2 80 {\n}"
     assert errors_of(virtual_server("10.0.0.1 80", rs, rs)) == [
         "5: virtual server [10.0.0.1]:80: real server 10.0.0.2 port 80 already defined at "

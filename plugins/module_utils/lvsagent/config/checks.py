@@ -181,7 +181,12 @@ class Checker:
         interval = instance.advert_int
         if instance.version == 2:
             if interval > MAX_V2_ADVERT_INT:
-                self.error(where, f"{name} VRRPv2 advert_int {interval:g}s must be at most 255s")
+                self.warning(
+                    where,
+                    f"{name} VRRPv2 advertisement interval {interval:.2f}s is out of range. "
+                    f"Must be less than 256s. Setting to {MAX_V2_ADVERT_INT}s",
+                )
+                instance.advert_int = float(MAX_V2_ADVERT_INT)
             elif interval != int(interval):
                 rounded = max(1, int(interval + 0.5))
                 self.warning(
@@ -192,7 +197,12 @@ class Checker:
                 instance.advert_int = float(rounded)
         else:
             if interval > MAX_V3_ADVERT_INT:
-                self.error(where, f"{name} VRRPv3 advert_int {interval:g}s must be at most 40.95s")
+                self.warning(
+                    where,
+                    f"{name} VRRPv3 advertisement interval {interval:.2f}s is out of range. "
+                    f"Must be less than 40.96s. Setting to {MAX_V3_ADVERT_INT}s",
+                )
+                instance.advert_int = interval = MAX_V3_ADVERT_INT
             centiseconds = interval * 100
             if abs(centiseconds - round(centiseconds)) > 1e-6:
                 rounded = max(1, int(centiseconds + 0.5)) / 100

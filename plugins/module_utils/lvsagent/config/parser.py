@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from . import checks
 from .errors import ConfigError, Problem
-from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS
+from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, Source, build_tree
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
@@ -49,6 +49,11 @@ from .redact import excerpt, redact
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
+TIMER_MIN = 0.000001  # keepalived's timers count microseconds
+TIMER_MAX = 1e9
+MAX_PERSISTENCE_TIMEOUT = 2678400  # keepalived's LVS_MAX_TIMEOUT: 31 days
+GARP_DELAY_MAX = UINT32_MAX // 1_000_000  # keepalived keeps timers in microseconds
+SCRIPT_PERIOD_MAX = UINT32_MAX // 1_000_000
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
@@ -66,12 +71,102 @@ VIP_UNSUPPORTED_OPTIONS = (
 )
 # options that every checker resolves from its real server, then its virtual server
 INHERITED_CHECKER_OPTIONS = ("connect_timeout", "retry", "delay_before_retry", "warmup")
-
 Handler = Callable[[Node, Any], None]
+
+
+IGNORE = object()  # `lenient` fallback: keepalived keeps what it had before the bad value
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """Parser for keepalived's read_unsigned/read_int: an integer within [low, high]."""
+
+    def parse(raw: str) -> int:
+        if not INTEGER.fullmatch(raw) or not low <= int(raw, 10) <= high:
+            raise ValueError(raw)
+        return int(raw, 10)
+
+    return parse
+
+
+def decimal(low: float, high: float) -> Callable[[str], float]:
+    """Parser for keepalived's read_decimal/read_timer: a number within [low, high]."""
+
+    def parse(raw: str) -> float:
+        if not DECIMAL.fullmatch(raw) or not low <= float(raw) <= high:
+            raise ValueError(raw)
+        return float(raw)
+
+    return parse
+
+
+def any_case(options: tuple) -> Callable[[str], str]:
+    """Parser for a word keepalived compares with strcasecmp."""
+
+    def parse(raw: str) -> str:
+        for option in options:
+            if raw.upper() == option.upper():
+                return option
+        raise ValueError(raw)
+
+    return parse
+
+
+def exact(options: tuple) -> Callable[[str], str]:
+    """Parser for a word keepalived compares with strcmp: case matters."""
+
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(raw)
+        return raw
+
+    return parse
+
+
+CONNECT_TIMEOUT_MAX = UINT32_MAX / 1_000_000
+
+
+def server_option_rules(server: str, delay_before_retry: str) -> dict:
+    """keepalived's checks of the checker options given on a virtual or real server."""
+    return {
+        "connect_timeout": (
+            decimal(TIMER_MIN, CONNECT_TIMEOUT_MAX),
+            f"{server} server connect_timeout {{value}} invalid - ignoring",
+        ),
+        "retry": (whole(1, UINT32_MAX), "retry value invalid - {value}"),
+        "delay_before_retry": (
+            decimal(0, TIMER_MAX),
+            f"{server} server {delay_before_retry} '{{value}}' invalid - ignoring",
+        ),
+        "warmup": (decimal(0, TIMER_MAX), f"{server} server warmup '{{value}}' invalid - ignoring"),
+    }
+
+
+# level -> option -> (keepalived's check, keepalived's warning when it ignores the value)
+CHECKER_OPTION_RULES = {
+    "virtual": server_option_rules("virtual", "delay before retry"),
+    "real": server_option_rules("real", "delay_before_retry"),
+    "checker": {
+        "connect_timeout": (
+            decimal(TIMER_MIN, CONNECT_TIMEOUT_MAX),
+            "connect_timeout {value} invalid - ignoring",
+        ),
+        "retry": (whole(0, UINT32_MAX), "Invalid retry connection value '{value}'"),
+        "delay_before_retry": (
+            decimal(0, TIMER_MAX),
+            "Invalid delay_before_retry connection value '{value}'",
+        ),
+        "warmup": (decimal(0, TIMER_MAX), "Invalid warmup connection value '{value}'"),
+        "delay_loop": (decimal(TIMER_MIN, TIMER_MAX), "delay_loop '{value}' is invalid - ignoring"),
+    },
+}
 
 
 class Invalid(Exception):
     """A value could not be read; the problem has already been reported."""
+
+
+class Ignored(Invalid):
+    """A value keepalived ignores with a warning; the warning has already been reported."""
 
 
 @dataclass
@@ -168,6 +263,8 @@ class Builder:
             state.explicit[keyword] = location(child)
             try:
                 handler(child, target)
+            except Ignored:
+                state.explicit.pop(keyword, None)  # as keepalived: as if never written
             except Invalid:
                 continue
         return state
@@ -177,6 +274,8 @@ class Builder:
         where = "at top level" if block == "top" else f"in {block}"
         if keyword in IGNORED:
             self.warning(node, f"{keyword}: not supported by lvs-agent, ignored")
+        elif keyword in OBSOLETE and block not in OBSOLETE[keyword]:
+            self.warning(node, f"Unknown keyword '{keyword}' - obsolete, ignored as by keepalived")
         elif keyword == "real_server":
             self.error(node, "real_server outside a virtual_server")
         elif keyword in self.everywhere and keyword in self.tables:
@@ -335,17 +434,83 @@ class Builder:
 
         return read
 
+    def lenient(
+        self, attribute: str, parse: Callable[[str], Any], message: str, fallback: Any = IGNORE
+    ) -> Handler:
+        """A value keepalived reports and then ignores (or replaces by `fallback`): the same
+        warning, in its words, and the same outcome. `message` may use {name} and {value}."""
+
+        def handle(node: Node, target: Any) -> None:
+            setattr(target, attribute, self.tolerate(node, target, parse, message, fallback))
+
+        return handle
+
+    def tolerate(
+        self, node: Node, target: Any, parse: Callable[[str], Any], message: str, fallback: Any
+    ) -> Any:
+        raw = self.value(node)
+        try:
+            return parse(raw)
+        except ValueError:
+            self.warning(node, message.format(name=getattr(target, "name", ""), value=raw))
+            if fallback is IGNORE:
+                raise Ignored from None
+            return fallback
+
+    def repeat_count(self, attribute: str, label: str) -> Handler:
+        """A gratuitous ARP count: keepalived ignores a bad one and turns 0 into 1."""
+        read = self.lenient(
+            attribute, whole(0, UINT32_MAX), label + " '{value}' invalid - ignoring"
+        )
+
+        def handle(node: Node, target: Any) -> None:
+            read(node, target)
+            if getattr(target, attribute) == 0:
+                name = getattr(target, "name", "")
+                self.warning(
+                    node, f"{label.format(name=name)} must be greater than 0, setting to 1"
+                )
+                setattr(target, attribute, 1)
+
+        return handle
+
+    def script_period(self, attribute: str, invalid: str) -> Handler:
+        """vrrp_script interval/timeout: whole seconds; 0 becomes 1, anything else is ignored."""
+        read = self.lenient(attribute, whole(0, SCRIPT_PERIOD_MAX), invalid + " - ignoring")
+
+        def handle(node: Node, script: VrrpScript) -> None:
+            read(node, script)
+            if getattr(script, attribute) == 0:
+                self.warning(
+                    node,
+                    f"({script.name}): vrrp script {attribute} must be greater than 0, "
+                    "setting to 1",
+                )
+                setattr(script, attribute, 1)
+
+        return handle
+
     # ---- global_defs -----------------------------------------------------------------------
 
     def global_defs_table(self) -> dict[str, Handler]:
         return {
             "router_id": self.scalar("router_id", self.text),
             "vrrp_version": self.ranged("vrrp_version", 2, 3),
-            "vrrp_garp_master_delay": self.ranged("vrrp_garp_master_delay", 0, 86400),
-            "vrrp_garp_master_repeat": self.ranged("vrrp_garp_master_repeat", 1, 255),
-            "vrrp_garp_master_refresh": self.ranged("vrrp_garp_master_refresh", 0, 86400),
-            "vrrp_garp_master_refresh_repeat": self.ranged(
-                "vrrp_garp_master_refresh_repeat", 1, 255
+            "vrrp_garp_master_delay": self.lenient(
+                "vrrp_garp_master_delay",
+                whole(0, GARP_DELAY_MAX),
+                "vrrp_garp_master_delay '{value}' invalid - ignoring",
+            ),
+            "vrrp_garp_master_repeat": self.repeat_count(
+                "vrrp_garp_master_repeat", "vrrp_garp_master_repeat"
+            ),
+            "vrrp_garp_master_refresh": self.lenient(
+                "vrrp_garp_master_refresh",
+                whole(0, UINT32_MAX),
+                "Invalid vrrp_garp_master_refresh '{value}' - ignoring",
+            ),
+            "vrrp_garp_master_refresh_repeat": self.repeat_count(
+                "vrrp_garp_master_refresh_repeat", "vrrp_garp_master_refresh_repeat"
             ),
             "vrrp_garp_interval": self.timer("vrrp_garp_interval", 0, 1),
             "vrrp_gna_interval": self.timer("vrrp_gna_interval", 0, 1),
@@ -380,11 +545,25 @@ class Builder:
     def vrrp_script_table(self) -> dict[str, Handler]:
         return {
             "script": self.scalar("script", self.text),
-            "interval": self.timer("interval", 0.001, 86400),
-            "timeout": self.timer("timeout", 0.001, 86400),
+            "interval": self.script_period(
+                "interval", "({name}): vrrp script interval '{value}' must be between 1 and 4294"
+            ),
+            "timeout": self.script_period(
+                "timeout", "({name}): vrrp script timeout '{value}' invalid"
+            ),
             "weight": self.script_weight,
-            "rise": self.ranged("rise", 1, INT32_MAX),
-            "fall": self.ranged("fall", 1, INT32_MAX),
+            "rise": self.lenient(
+                "rise",
+                whole(1, INT32_MAX),
+                "({name}): vrrp script rise value '{value}' invalid, defaulting to 1",
+                fallback=1,
+            ),
+            "fall": self.lenient(
+                "fall",
+                whole(1, INT32_MAX),
+                "({name}): vrrp script fall value '{value}' invalid, defaulting to 1",
+                fallback=1,
+            ),
             "user": self.scalar("user", lambda node: " ".join(node.args) or None),
             "init_fail": self.scalar("init_fail", self.bare_flag),
         }
@@ -469,35 +648,54 @@ class Builder:
         table = self.tables["vrrp_sync_group"]
         children = node.children or []
         bare = [c for c in children if not c.unsupported and not c.args and not c.is_block]
-        old_style = [
-            c for c in bare if c.keyword not in table and c.keyword not in KEEPALIVED_KEYWORDS
-        ]
-        if old_style:
-            # keepalived 1.x samples list the instances directly in the sync group
+        known = table.keys() | KEEPALIVED_KEYWORDS | IGNORED
+        old_style = [c for c in bare if c.keyword not in known]
+        for child in old_style:
+            # keepalived 1.x listed the instances directly in the group; 2.x ignores them
             self.warning(
-                old_style[0],
-                f"vrrp_sync_group {name}: instance names outside 'group {{ }}' are deprecated",
+                child,
+                f"Unknown keyword '{excerpt(child.keyword)}' - instance names belong in "
+                "'group { }'; ignored, as keepalived does",
             )
-            group.group.extend(c.keyword for c in old_style)
-            node = Node(
-                node.words, node.file, node.line, [c for c in children if c not in old_style]
-            )
+        node = Node(node.words, node.file, node.line, [c for c in children if c not in old_style])
         self.walk(node, "vrrp_sync_group", group)
+        if not group.group and not self.tainted(node):
+            self.warning(node, f"Sync group {name} has no virtual router(s). removing")
+            return
         config.sync_groups.append(group)
 
     # ---- vrrp_instance ---------------------------------------------------------------------
 
     def vrrp_instance_table(self) -> dict[str, Handler]:
         return {
-            "state": self.scalar("state", lambda node: self.choice(node, ("MASTER", "BACKUP"))),
+            "state": self.lenient(
+                "state",
+                exact(("MASTER", "BACKUP")),
+                "({name}) unknown state '{value}', defaulting to BACKUP",
+                fallback="BACKUP",
+            ),
             "interface": self.scalar("interface", self.interface_name),
             "virtual_router_id": self.ranged("virtual_router_id", 1, 255),
-            "priority": self.ranged("priority", 1, 255),
-            "advert_int": self.timer("advert_int", 0.001, 4095),  # per version in checks
+            "priority": self.lenient(
+                "priority",
+                whole(1, 255),
+                "({name}) Priority not valid! must be between 1 & 255. Using default 100",
+                fallback=100,
+            ),
+            "advert_int": self.lenient(  # rounded and capped per version in checks
+                "advert_int",
+                decimal(0.01, 255),
+                "({name}) Advert interval ({value}) not valid! Must be > 0 - ignoring",
+            ),
             "version": self.ranged("version", 2, 3),
             "nopreempt": self.scalar("nopreempt", self.bare_flag),
             "preempt": self.preempt,
-            "preempt_delay": self.timer("preempt_delay", 0, 1000),
+            "preempt_delay": self.lenient(
+                "preempt_delay",
+                decimal(0, 1000),
+                "({name}) Preempt_delay not valid! must be between 0-1000",
+                fallback=0.0,
+            ),
             "authentication": self.authentication,
             "unicast_src_ip": self.scalar("unicast_src_ip", self.address),
             "mcast_src_ip": self.scalar("mcast_src_ip", self.address),
@@ -512,10 +710,23 @@ class Builder:
             "notify_fault": self.scalar("notify_fault", self.script),
             "notify_stop": self.scalar("notify_stop", self.script),
             "notify": self.scalar("notify", self.script),
-            "garp_master_delay": self.ranged("garp_master_delay", 0, 86400),
-            "garp_master_repeat": self.ranged("garp_master_repeat", 1, 255),
-            "garp_master_refresh": self.ranged("garp_master_refresh", 0, 86400),
-            "garp_master_refresh_repeat": self.ranged("garp_master_refresh_repeat", 1, 255),
+            "garp_master_delay": self.lenient(
+                "garp_master_delay",
+                whole(0, GARP_DELAY_MAX),
+                "({name}): garp_master_delay '{value}' invalid - ignoring",
+            ),
+            "garp_master_repeat": self.repeat_count(
+                "garp_master_repeat", "({name}): garp_master_repeat"
+            ),
+            "garp_master_refresh": self.lenient(
+                "garp_master_refresh",
+                whole(0, UINT32_MAX),
+                "({name}): Invalid garp_master_refresh '{value}' - ignoring",
+                fallback=0,
+            ),
+            "garp_master_refresh_repeat": self.repeat_count(
+                "garp_master_refresh_repeat", "({name}): garp_master_refresh_repeat"
+            ),
             "v3_checksum_as_v2": self.checksum_style,
             "accept": self.scalar("accept", self.bare_flag),
             "no_accept": self.scalar("accept", lambda node: not self.bare_flag(node)),
@@ -546,7 +757,10 @@ class Builder:
         self.walk(node, "authentication", instance)
 
     def auth_type(self, node: Node, instance: VrrpInstance) -> None:
-        kind = self.choice(node, ("PASS", "AH"))
+        kind = self.value(node)
+        if kind not in ("PASS", "AH"):
+            self.warning(node, f"({instance.name}) unknown authentication type '{kind}'")
+            raise Ignored
         if kind == "AH":
             self.error(node, "auth_type AH: not supported by lvs-agent")
             raise Invalid
@@ -732,14 +946,31 @@ class Builder:
 
     def virtual_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
-            "lvs_sched": self.scalar("lvs_sched", lambda node: self.choice(node, SCHEDULERS)),
-            "lvs_method": self.scalar("lvs_method", self.lvs_method),
+            "lvs_sched": self.lenient(
+                "lvs_sched", exact(SCHEDULERS), "Invalid lvs_scheduler '{value}' - ignoring"
+            ),
+            "lvs_method": self.scalar("lvs_method", self.forwarding("virtual")),
             "persistence_timeout": self.persistence_timeout,
             "persistence_granularity": self.scalar("persistence_granularity", self.granularity),
-            "protocol": self.scalar("protocol", lambda node: self.choice(node, PROTOCOLS)),
-            "delay_loop": self.timer("delay_loop", 0.001, 86400),
-            "quorum": self.ranged("quorum", 1, UINT32_MAX),
-            "hysteresis": self.ranged("hysteresis", 0, UINT32_MAX),
+            "protocol": self.lenient(
+                "protocol", any_case(PROTOCOLS), "Unknown protocol {value} - ignoring"
+            ),
+            "delay_loop": self.lenient(
+                "delay_loop",
+                decimal(TIMER_MIN, TIMER_MAX),
+                "virtual server delay loop '{value}' invalid - ignoring",
+            ),
+            "quorum": self.lenient(
+                "quorum",
+                whole(1, UINT32_MAX),
+                "Quorum {value} must be in [1, 4294967295]. Setting to 1.",
+                fallback=1,
+            ),
+            "hysteresis": self.lenient(
+                "hysteresis",
+                whole(0, UINT32_MAX),
+                "Hysteresis {value} must be in [0, 4294967295] - ignoring",
+            ),
             "quorum_up": self.scalar("quorum_up", self.script),
             "quorum_down": self.scalar("quorum_down", self.script),
             "sorry_server": self.sorry_server,
@@ -755,14 +986,28 @@ class Builder:
         }
         for name in SCHEDULER_FLAGS:
             table[name] = self.scheduler_flag
+        table["hashed"] = self.hashed
         for name in INHERITED_CHECKER_OPTIONS:
             table[name] = self.checker_default
         return table
 
-    def lvs_method(self, node: Node) -> str:
+    def forwarding(self, server_type: str) -> Callable[[Node], str]:
+        """lvs_method of a virtual, real or sorry server: an unknown method is ignored."""
+
+        def read(node: Node) -> str:
+            return self.lvs_method(node, server_type)
+
+        return read
+
+    def lvs_method(self, node: Node, server_type: str) -> str:
         if node.is_block or not node.args:
             return self.value(node)
-        method = self.choice(node, LVS_METHODS, node.args[0])
+        method = node.args[0]
+        if method not in LVS_METHODS:
+            self.warning(
+                node, f"PARSER : unknown [{method}] routing method for {server_type} server."
+            )
+            raise Ignored
         if len(node.args) > 1:
             options = " ".join(node.args[1:])
             if method == "TUN":
@@ -776,7 +1021,11 @@ class Builder:
         if not node.args and not node.is_block:
             server.persistence_timeout = DEFAULT_PERSISTENCE_TIMEOUT
             return
-        server.persistence_timeout = self.integer(node, 1, UINT32_MAX)
+        self.lenient(
+            "persistence_timeout",
+            whole(1, MAX_PERSISTENCE_TIMEOUT),
+            "persistence_timeout invalid",  # 0 included: not persistent, as in keepalived
+        )(node, server)
 
     def granularity(self, node: Node) -> str:
         raw = self.value(node)
@@ -796,15 +1045,15 @@ class Builder:
     def sorry_server_inhibit(self, node: Node, server: VirtualServer) -> None:
         inhibit = self.flag(node)
         if server.sorry_server is None:
-            self.error(node, "sorry_server_inhibit before or without sorry_server")
-            raise Invalid
+            self.warning(node, "Ignoring sorry_server inhibit used before or without sorry_server")
+            raise Ignored
         server.sorry_server.inhibit = inhibit
 
     def sorry_server_lvs_method(self, node: Node, server: VirtualServer) -> None:
-        method = self.lvs_method(node)
+        method = self.lvs_method(node, "sorry")
         if server.sorry_server is None:
-            self.error(node, "sorry_server_lvs_method before or without sorry_server")
-            raise Invalid
+            self.warning(node, "sorry_server forwarding used without sorry_server")
+            raise Ignored
         server.sorry_server.lvs_method = method
 
     def ip_family(self, node: Node, server: VirtualServer) -> None:
@@ -818,12 +1067,12 @@ class Builder:
     def checker_default(self, node: Node, target: Any) -> None:
         """connect_timeout/retry/delay_before_retry/warmup given for the checkers below."""
         state = self.state.setdefault(id(target), BlockState())
-        state.defaults[node.keyword] = self.checker_option(node)
+        level = "virtual" if isinstance(target, VirtualServer) else "real"
+        state.defaults[node.keyword] = self.checker_option(node, target, level)
 
-    def checker_option(self, node: Node) -> Any:
-        if node.keyword == "retry":
-            return self.integer(node, 0, UINT32_MAX)
-        return self.number(node, 0, 86400)
+    def checker_option(self, node: Node, target: Any, level: str) -> Any:
+        parse, message = CHECKER_OPTION_RULES[level][node.keyword]
+        return self.tolerate(node, target, parse, message, IGNORE)
 
     def address_and_port(self, node: Node) -> tuple[str, Optional[int]]:
         if node.is_block and node.keyword not in ("virtual_server", "real_server"):
@@ -858,10 +1107,45 @@ class Builder:
             self.warning(
                 node, f"virtual server {server.name}: no scheduler set, using '{server.lvs_sched}'"
             )
+        self.complete_defaults(node, server, state, config)
         for pending in state.pending:
             self.resolve_checker(pending, server, state.defaults)
         self.drop_foreign_scheduler_flags(server, state)
         config.virtual_servers.append(server)
+
+    def complete_defaults(
+        self, node: Node, server: VirtualServer, state: BlockState, config: Config
+    ) -> None:
+        """keepalived's defaults for what the block left out, with its warnings."""
+        name = f"virtual server {server.name}"
+        group = config.virtual_server_groups.get(server.group or "")
+        by_address = server.kind == "ip" or (
+            group is not None and any(entry.address for entry in group.entries)
+        )
+        if "protocol" not in state.explicit and by_address:
+            # the kernel's default for protocol 0 is UDP, and keepalived sets it explicitly
+            self.warning(node, f"{name}: no protocol set - defaulting to UDP")
+            server.protocol = "UDP"
+        elif "protocol" in state.explicit and not by_address:
+            where = state.explicit["protocol"]
+            self.report(
+                Problem(
+                    where.file,
+                    where.line,
+                    f"{name}: protocol specified for fwmark - protocol will be ignored",
+                    "warning",
+                )
+            )
+        if server.persistence_granularity is not None and not server.persistence_timeout:
+            server.persistence_timeout = DEFAULT_PERSISTENCE_TIMEOUT  # a granularity persists
+        servers = [*server.real_servers, *filter(None, [server.sorry_server])]
+        if "lvs_method" not in state.explicit and any(s.lvs_method is None for s in servers):
+            self.warning(node, f"{name}: no forwarding method set, setting default NAT")
+
+    def hashed(self, node: Node, server: VirtualServer) -> None:
+        """An old scheduler flag keepalived reads and never applies."""
+        self.bare_flag(node)
+        self.warning(node, "hashed only applies to sh scheduler - ignoring")
 
     def drop_foreign_scheduler_flags(self, server: VirtualServer, state: BlockState) -> None:
         """sh-port and friends only mean something to their scheduler; keepalived drops them."""
@@ -886,16 +1170,32 @@ class Builder:
 
     def real_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
-            "weight": self.ranged("weight", 0, 65535),
-            "lvs_method": self.scalar("lvs_method", self.lvs_method),
+            "weight": self.lenient(
+                "weight",
+                whole(0, INT32_MAX),
+                "Real server weight {value} is outside range 0-2147483647",
+            ),
+            "lvs_method": self.scalar("lvs_method", self.forwarding("real")),
             "notify_up": self.scalar("notify_up", self.script),
             "notify_down": self.scalar("notify_down", self.script),
-            "uthreshold": self.ranged("uthreshold", 0, UINT32_MAX),
-            "lthreshold": self.ranged("lthreshold", 0, UINT32_MAX),
+            "uthreshold": self.lenient(
+                "uthreshold",
+                whole(0, UINT32_MAX),
+                "Invalid real_server uthreshold '{value}' - ignoring",
+            ),
+            "lthreshold": self.lenient(
+                "lthreshold",
+                whole(0, UINT32_MAX),
+                "Invalid real_server lthreshold '{value}' - ignoring",
+            ),
             "inhibit_on_failure": self.scalar("inhibit_on_failure", self.flag),
             "virtualhost": self.scalar("virtualhost", self.text),
             "alpha": self.scalar("alpha", self.flag),
-            "delay_loop": self.timer("delay_loop", 0.001, 86400),
+            "delay_loop": self.lenient(
+                "delay_loop",
+                decimal(TIMER_MIN, TIMER_MAX),
+                "real server delay_loop '{value}' invalid - ignoring",
+            ),
             "TCP_CHECK": self.checker(TcpCheck),
             "HTTP_GET": self.checker(HttpCheck),
             "SSL_GET": self.checker(HttpCheck),
@@ -960,11 +1260,7 @@ class Builder:
         return table
 
     def checker_explicit(self, node: Node, checker: Checker) -> None:
-        value = (
-            self.number(node, 0.001, 86400)
-            if node.keyword == "delay_loop"
-            else self.checker_option(node)
-        )
+        value = self.checker_option(node, checker, "checker")
         self.state.setdefault(id(checker), BlockState()).defaults[node.keyword] = value
 
     def checker(self, kind: type) -> Handler:

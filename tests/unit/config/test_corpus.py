@@ -1,0 +1,68 @@
+"""Every corpus configuration loads (warnings allowed) with exactly the warnings in its table;
+tests/integration/netns/test_corpus_keepalived.py holds real keepalived to the same table."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from config_corpus import CORPUS, FILES, unmatched_ours
+
+from lvsagent.cli import main
+from lvsagent.config import load
+
+
+def test_the_corpus_has_at_least_thirty_configurations():
+    assert len(FILES) >= 30
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_corpus_file_loads_with_the_expected_warnings(name):
+    config = load(os.path.join(CORPUS, name), host_checks=False)
+    assert config.vrrp_instances or config.virtual_servers
+    warnings = [(problem.line, problem.message) for problem in config.warnings]
+    extra, missing = unmatched_ours(name, warnings)
+    assert (extra, missing) == ([], [])
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_check_config_accepts_the_corpus_file_and_strict_refuses_its_warnings(name, capsys):
+    path = os.path.join(CORPUS, name)
+    assert main(["check-config", "--no-host-checks", path]) == 0
+    warned = "warning: " in capsys.readouterr().out
+    assert main(["check-config", "--no-host-checks", "--strict", path]) == (1 if warned else 0)
+
+
+def test_what_keepalived_corrects_is_what_the_model_holds():
+    """The values after keepalived's corrections, not the ones written."""
+    (slave, lower) = load(
+        os.path.join(CORPUS, "10-state-names.conf"), host_checks=False
+    ).vrrp_instances
+    assert (slave.state, lower.state) == ("BACKUP", "BACKUP")
+    (ranged,) = load(os.path.join(CORPUS, "11-out-of-range.conf"), host_checks=False).vrrp_instances
+    assert (ranged.priority, ranged.advert_int, ranged.preempt_delay) == (100, 1.0, 0.0)
+    servers = load(os.path.join(CORPUS, "12-persistence-zero.conf"), host_checks=False)
+    assert [s.persistence_timeout for s in servers.virtual_servers] == [0, 0]
+    reals = load(os.path.join(CORPUS, "13-weights.conf"), host_checks=False).virtual_servers[0]
+    assert [r.weight for r in reals.real_servers] == [0, 100000, 1]
+    (dns,) = load(os.path.join(CORPUS, "20-no-protocol.conf"), host_checks=False).virtual_servers
+    assert (dns.protocol, dns.lvs_method) == ("UDP", "DR")
+    (lower_case,) = load(
+        os.path.join(CORPUS, "24-lowercase-methods.conf"), host_checks=False
+    ).virtual_servers
+    assert (lower_case.lvs_sched, lower_case.lvs_method, lower_case.protocol) == (
+        "wlc",
+        "NAT",
+        "TCP",
+    )
+    (long_pass, lower_pass) = load(
+        os.path.join(CORPUS, "25-auth-variants.conf"), host_checks=False
+    ).vrrp_instances
+    assert (long_pass.auth_type, lower_pass.auth_type, lower_pass.auth_pass) == ("PASS", None, None)
+    script = load(os.path.join(CORPUS, "30-script-edge-values.conf"), host_checks=False)
+    chk = script.vrrp_scripts["chk_nginx"]
+    assert (chk.interval, chk.timeout, chk.fall, chk.rise) == (1, 1, 1, 1)
+    old = load(os.path.join(CORPUS, "32-old-sync-group.conf"), host_checks=False)
+    assert old.sync_groups == [] and all(i.sync_group is None for i in old.vrrp_instances)
+    fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
+    assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]
