@@ -64,5 +64,10 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
     assert (chk.interval, chk.timeout, chk.fall, chk.rise) == (1, 1, 1, 1)
     old = load(os.path.join(CORPUS, "32-old-sync-group.conf"), host_checks=False)
     assert old.sync_groups == [] and all(i.sync_group is None for i in old.vrrp_instances)
+    (flags,) = load(
+        os.path.join(CORPUS, "15-boolean-arguments.conf"), host_checks=False
+    ).virtual_servers
+    assert (flags.inhibit_on_failure, flags.alpha, flags.omega) == (True, True, True)
+    assert (flags.real_servers[0].inhibit_on_failure, flags.real_servers[0].alpha) == (False, True)
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

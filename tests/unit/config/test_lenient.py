@@ -53,6 +53,19 @@ def check(*lines: str) -> str:
          " virtual_ipaddress {\n  10.0.0.1\n }\n}\n",
          "4: (V): garp_master_delay '-1' invalid - ignoring",
          lambda c: c.vrrp_instances[0].garp_master_delay is None),
+        (server(real("  alpha maybe")), "6: Invalid alpha parameter maybe",
+         lambda c: c.virtual_servers[0].real_servers[0].alpha is None),
+        (server(" omega off"),
+         "5: omega off: keepalived ignores the value on a virtual_server and turns omega on",
+         lambda c: c.virtual_servers[0].omega is True),
+        ("global_defs {\n vrrp_version 4\n vrrp_garp_interval 0\n}\n" + server(),
+         "2: VRRP Error: Version must be either 2 or 3",
+         lambda c: (c.global_defs.vrrp_version, c.global_defs.vrrp_garp_interval) == (2, 0.0)),
+        ("global_defs {\n vrrp_garp_interval 0\n}\n" + server(),
+         "2: vrrp_garp_interval '0' is invalid", lambda c: c.global_defs.vrrp_garp_interval == 0.0),
+        ("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n version 4\n"
+         " virtual_ipaddress {\n  10.0.0.1\n }\n}\n",
+         "4: (V): Version must be either 2 or 3", lambda c: c.vrrp_instances[0].version == 2),
     ],
 )  # fmt: skip
 def test_keepalived_ignores_the_value_with_its_warning(text, warning, value):

@@ -144,7 +144,7 @@ def test_list_blocks_name_the_entry_not_the_rest_of_its_line(tmp_path):
 
 # -- every command and reply that shows problems ------------------------------------------------
 
-BAD = instance_with(f"auth_type PASS auth_pass {SECRET} {SECOND}", extra="    version 9")
+BAD = instance_with(f"auth_type PASS auth_pass {SECRET} {SECOND}", extra="    garp_master_delay")
 WARNED = instance_with(f"auth_type PASS\nauth_pass {SECRET} {SECOND}")
 
 

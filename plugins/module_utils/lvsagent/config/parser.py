@@ -122,14 +122,14 @@ def exact(options: tuple) -> Callable[[str], str]:
     return parse
 
 
-CONNECT_TIMEOUT_MAX = UINT32_MAX / 1_000_000
+UINT_TIMER_MAX = UINT32_MAX / 1_000_000  # a timer keepalived reads into UINT_MAX microseconds
 
 
 def server_option_rules(server: str, delay_before_retry: str) -> dict:
     """keepalived's checks of the checker options given on a virtual or real server."""
     return {
         "connect_timeout": (
-            decimal(TIMER_MIN, CONNECT_TIMEOUT_MAX),
+            decimal(TIMER_MIN, UINT_TIMER_MAX),
             f"{server} server connect_timeout {{value}} invalid - ignoring",
         ),
         "retry": (whole(1, UINT32_MAX), "retry value invalid - {value}"),
@@ -147,7 +147,7 @@ CHECKER_OPTION_RULES = {
     "real": server_option_rules("real", "delay_before_retry"),
     "checker": {
         "connect_timeout": (
-            decimal(TIMER_MIN, CONNECT_TIMEOUT_MAX),
+            decimal(TIMER_MIN, UINT_TIMER_MAX),
             "connect_timeout {value} invalid - ignoring",
         ),
         "retry": (whole(0, UINT32_MAX), "Invalid retry connection value '{value}'"),
@@ -340,11 +340,22 @@ class Builder:
             self.extra_arguments(node, node.args[1:])
         word = node.args[0].lower()
         if word not in BOOL_WORDS:
-            self.error(
-                node, f"{node.keyword}: '{node.args[0]}' is not one of on|off|true|false|yes|no"
-            )
-            raise Invalid
+            self.warning(node, f"Invalid {node.keyword} parameter {node.args[0]}")
+            raise Ignored
         return BOOL_WORDS[word]
+
+    def always_on(self, node: Node) -> bool:
+        """A virtual_server flag: keepalived 2.2 sets it whatever word follows, even `off`."""
+        if node.is_block:
+            self.error(node, f"{node.keyword} does not take a block")
+            raise Invalid
+        if node.args:
+            self.warning(
+                node,
+                f"{' '.join(node.words)}: keepalived ignores the value on a virtual_server "
+                f"and turns {node.keyword} on",
+            )
+        return True
 
     def bare_flag(self, node: Node) -> bool:
         """A keyword that takes no value at all."""
@@ -495,7 +506,9 @@ class Builder:
     def global_defs_table(self) -> dict[str, Handler]:
         return {
             "router_id": self.scalar("router_id", self.text),
-            "vrrp_version": self.ranged("vrrp_version", 2, 3),
+            "vrrp_version": self.lenient(
+                "vrrp_version", whole(2, 3), "VRRP Error: Version must be either 2 or 3"
+            ),
             "vrrp_garp_master_delay": self.lenient(
                 "vrrp_garp_master_delay",
                 whole(0, GARP_DELAY_MAX),
@@ -512,9 +525,21 @@ class Builder:
             "vrrp_garp_master_refresh_repeat": self.repeat_count(
                 "vrrp_garp_master_refresh_repeat", "vrrp_garp_master_refresh_repeat"
             ),
-            "vrrp_garp_interval": self.timer("vrrp_garp_interval", 0, 1),
-            "vrrp_gna_interval": self.timer("vrrp_gna_interval", 0, 1),
-            "vrrp_startup_delay": self.timer("vrrp_startup_delay", 0, 3600),
+            "vrrp_garp_interval": self.lenient(
+                "vrrp_garp_interval",
+                decimal(TIMER_MIN, UINT_TIMER_MAX),
+                "vrrp_garp_interval '{value}' is invalid",
+            ),
+            "vrrp_gna_interval": self.lenient(
+                "vrrp_gna_interval",
+                decimal(TIMER_MIN, UINT_TIMER_MAX),
+                "vrrp_gna_interval '{value}' is invalid",
+            ),
+            "vrrp_startup_delay": self.lenient(
+                "vrrp_startup_delay",
+                decimal(0.001, UINT_TIMER_MAX),
+                "vrrp_startup_delay '{value}' is invalid",
+            ),
             "vrrp_mcast_group4": self.scalar("vrrp_mcast_group4", self.multicast_group(4)),
             "vrrp_mcast_group6": self.scalar("vrrp_mcast_group6", self.multicast_group(6)),
             "script_user": self.scalar("script_user", lambda node: " ".join(node.args) or None),
@@ -687,7 +712,9 @@ class Builder:
                 decimal(0.01, 255),
                 "({name}) Advert interval ({value}) not valid! Must be > 0 - ignoring",
             ),
-            "version": self.ranged("version", 2, 3),
+            "version": self.lenient(
+                "version", whole(2, 3), "({name}): Version must be either 2 or 3"
+            ),
             "nopreempt": self.scalar("nopreempt", self.bare_flag),
             "preempt": self.preempt,
             "preempt_delay": self.lenient(
@@ -976,9 +1003,9 @@ class Builder:
             "sorry_server": self.sorry_server,
             "sorry_server_inhibit": self.sorry_server_inhibit,
             "sorry_server_lvs_method": self.sorry_server_lvs_method,
-            "inhibit_on_failure": self.scalar("inhibit_on_failure", self.flag),
-            "alpha": self.scalar("alpha", self.flag),
-            "omega": self.scalar("omega", self.flag),
+            "inhibit_on_failure": self.scalar("inhibit_on_failure", self.always_on),
+            "alpha": self.scalar("alpha", self.always_on),
+            "omega": self.scalar("omega", self.always_on),
             "ha_suspend": self.scalar("ha_suspend", self.bare_flag),
             "virtualhost": self.scalar("virtualhost", self.text),
             "ip_family": self.ip_family,
