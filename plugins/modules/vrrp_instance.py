@@ -381,7 +381,7 @@ def entry(option: str, index: int, block: str, value, keys: dict):
     try:
         return parse_entry(block, text, f"{option}[{index}]")
     except ConfigError as error:
-        messages = [f"{option}[{index}]: {problem.message}" for problem in error.errors]
+        messages = [f"{option}[{index}]: {problem.message}" for problem in error.problems]
         raise OptionError("; ".join(messages)) from None
 
 

@@ -184,8 +184,14 @@ def test_instance_from_round_trips_through_render(paths):
         ),
         ({"virtual_ipaddresses": [{"dev": "lo"}]}, "'address' is required"),
         ({"virtual_ipaddresses": [["10.0.0.1"]]}, "expected a string or a dict"),
-        ({"track_interfaces": ["eth0 weight 999"]}, "track_interfaces[0]: eth0: weight must"),
-        ({"track_scripts": [{"name": "x", "reverse": True}]}, "expected 'weight N'"),
+        (
+            {"track_interfaces": ["eth0 weight 999"]},
+            "track_interfaces[0]: (entry) weight 999 for eth0 must be between [-253..253]",
+        ),
+        (
+            {"track_scripts": [{"name": "x", "reverse": True}]},
+            "unknown track_script x option reverse - ignoring",
+        ),
         ({"unicast_peers": ["peer.example"]}, "unicast_peers[0]: unicast_peer: invalid IP"),
         ({"name": "../etc"}, "no '/', blanks or leading '.'"),
     ],

@@ -136,9 +136,10 @@ def test_required_fields_and_families():
     )
 
 
-def test_track_script_must_name_a_vrrp_script():
-    text = instance("track_script {", "chk_missing", "}")
-    assert errors_of(text) == ["5: (VI_1) track_script chk_missing: no vrrp_script of that name"]
+def test_a_track_script_naming_no_vrrp_script_is_dropped_as_by_keepalived():
+    config = parse(instance("track_script {", "chk_missing", "}"))
+    assert "5: (VI_1) track script chk_missing not found, ignoring..." in warnings_of(config)
+    assert config.vrrp_instances[0].track_scripts == []
 
 
 def test_sync_group_members_must_exist_once():

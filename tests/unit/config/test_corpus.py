@@ -69,5 +69,10 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
     ).virtual_servers
     assert (flags.inhibit_on_failure, flags.alpha, flags.omega) == (True, True, True)
     assert (flags.real_servers[0].inhibit_on_failure, flags.real_servers[0].alpha) == (False, True)
+    (edge,) = load(
+        os.path.join(CORPUS, "35-track-edge-values.conf"), host_checks=False
+    ).vrrp_instances
+    assert [(t.name, t.weight) for t in edge.track_interfaces] == [("eth1", -253)]
+    assert [(t.name, t.weight) for t in edge.track_scripts] == [("chk_api", 253)]
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

@@ -255,5 +255,5 @@ def test_parse_entry_reads_one_line_of_a_block():
     assert [str(p) for p in raised.value.errors] == ["vips[0]:1: 10.0.0.1: unknown option 'bogus'"]
     with pytest.raises(ConfigError, match="expected one entry"):
         parse_entry("track_interface", "eth0 {")
-    with pytest.raises(ConfigError, match="weight must be between"):
+    with pytest.raises(ConfigError, match=r"must be between \[-253\.\.253\]"):
         parse_entry("track_interface", "eth0 weight 300")

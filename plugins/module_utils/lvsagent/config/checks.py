@@ -223,14 +223,22 @@ class Checker:
                 )
             names.setdefault(instance.name, instance)
             self.complete_instance(instance)
-            for track in instance.track_scripts:
-                if track.name not in self.config.vrrp_scripts:
-                    self.error(
-                        track.location,
-                        f"({instance.name}) track_script {track.name}: no vrrp_script of that name",
-                    )
+            self.drop_unknown_scripts(instance)
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
+
+    def drop_unknown_scripts(self, tracker) -> None:
+        """keepalived tracks no script it cannot find, and says so."""
+        kept = []
+        for track in tracker.track_scripts:
+            if track.name in self.config.vrrp_scripts:
+                kept.append(track)
+            else:
+                self.warning(
+                    track.location,
+                    f"({tracker.name}) track script {track.name} not found, ignoring...",
+                )
+        tracker.track_scripts = kept
 
     def check_duplicate_vrids(self) -> None:
         seen: dict[tuple, list[VrrpInstance]] = {}
@@ -281,13 +289,7 @@ class Checker:
                     f"Sync group {group.name} has only 1 virtual router(s) - "
                     "this probably isn't what you want",
                 )
-            for track in group.track_scripts:
-                if track.name not in self.config.vrrp_scripts:
-                    self.error(
-                        track.location,
-                        f"vrrp_sync_group {group.name} track_script {track.name}: "
-                        "no vrrp_script of that name",
-                    )
+            self.drop_unknown_scripts(group)
 
     # ---- LVS -------------------------------------------------------------------------------
 

@@ -865,35 +865,59 @@ class Builder:
             vip.broadcast = value
 
     def track_interfaces(self, node: Node, target: Any) -> None:
-        for child in self.require_block(node):
-            track = TrackInterface(child.keyword, location=location(child))
-            try:
-                if child.args:
-                    track.weight, track.reverse = self.track_weight(child, -253, 253)
-            except Invalid:
-                continue
-            target.track_interfaces.append(track)
+        self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)
 
     def track_scripts(self, node: Node, target: Any) -> None:
+        self.tracked(node, target, target.track_scripts, TrackScript, "track_script", None)
+
+    def tracked(
+        self, node: Node, target: Any, entries: list, kind: type, block: str, default: Any
+    ) -> None:
+        """Entries of a track_* block, read as keepalived's alloc_track_* does: a bad entry is
+        dropped and a bad weight replaced, each with keepalived's warning."""
         for child in self.require_block(node):
-            track = TrackScript(child.keyword, location=location(child))
+            owner, name = target.name, child.keyword
+            if any(entry.name == name for entry in entries):
+                self.warning(child, f"({owner}) duplicate {block} {name} - ignoring")
+                continue
+            track = kind(name, location=location(child))
             try:
                 if child.args:
-                    track.weight, track.reverse = self.track_weight(child, -253, 253)
+                    track.weight, track.reverse = self.track_weight(child, owner, block, default)
             except Invalid:
                 continue
-            target.track_scripts.append(track)
+            entries.append(track)
 
-    def track_weight(self, node: Node, low: int, high: int) -> tuple[int, bool]:
-        words = node.args
-        if words[0] != "weight" or len(words) < 2:
-            self.error(node, f"{node.keyword}: expected 'weight N', got '{excerpt(words[0])}'")
-            raise Invalid
-        weight = int(words[1], 10) if INTEGER.fullmatch(words[1]) else high + 1
-        if not low <= weight <= high:
-            self.error(node, f"{node.keyword}: weight must be between {low} and {high}")
-            raise Invalid
-        return weight, self.reverse_option(node, words[2:])
+    def track_weight(self, node: Node, owner: str, block: str, default: Any) -> tuple[Any, bool]:
+        name, words = node.keyword, node.args
+        if words[0] != "weight":
+            self.warning(node, f"({owner}) unknown {block} {name} option {words[0]} - ignoring")
+            raise Ignored
+        if len(words) == 1:
+            self.warning(
+                node, f"({owner}) weight without value specified for {block} {name} - ignoring"
+            )
+            raise Ignored
+        try:
+            weight = whole(-254, 254)(words[1])
+        except ValueError:
+            self.warning(
+                node,
+                f"({owner}) weight {words[1]} for {name} must be between [-253..253] inclusive. "
+                "Ignoring...",
+            )
+            weight = default
+        if weight in (-254, 254):
+            self.warning(node, f"({owner}) weight for {name} cannot be +/-254. Setting to +/-253")
+            weight = 253 if weight > 0 else -253
+        reverse = False
+        if len(words) > 2 and words[2] in ("reverse", "noreverse"):
+            reverse = words[2] == "reverse"
+        elif len(words) > 2:
+            self.warning(
+                node, f"({owner}) unknown {block} {name} weight option {words[2]} - ignoring"
+            )
+        return weight, reverse
 
     def vrrp_instance(self, node: Node, config: Config) -> None:
         name = self.block_name(node)
@@ -1414,6 +1438,6 @@ def parse_entry(block: str, text: str, filename: str = "<string>") -> Any:
         node = Node([block], filename, 1, children=[Node(words, filename, 1)])
         Builder(problems.append).tables["vrrp_instance"][block](node, instance)
     entries = getattr(instance, ENTRY_BLOCKS[block])
-    if any(problem.severity == "error" for problem in problems) or not entries:
+    if problems or not entries:  # what keepalived would correct is no entry to write either
         raise ConfigError(problems)
     return entries[0]
