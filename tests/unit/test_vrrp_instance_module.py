@@ -177,7 +177,10 @@ def test_instance_from_round_trips_through_render(paths):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"virtual_ipaddresses": ["10.0.0.300"]}, "virtual_ipaddresses[0]: invalid virtual"),
+        (
+            {"virtual_ipaddresses": ["10.0.0.300"]},
+            "virtual_ipaddresses[0]: VRRP parsed invalid IP 10.0.0.300",
+        ),
         (
             {"virtual_ipaddresses": [{"address": "10.0.0.1", "device": "lo"}]},
             "virtual_ipaddresses: unknown key(s) device",

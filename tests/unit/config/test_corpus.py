@@ -74,5 +74,11 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
     ).vrrp_instances
     assert [(t.name, t.weight) for t in edge.track_interfaces] == [("eth1", -253)]
     assert [(t.name, t.weight) for t in edge.track_scripts] == [("chk_api", 253)]
+    vips = load(os.path.join(CORPUS, "36-vip-edge-values.conf"), host_checks=False).vrrp_instances
+    assert [(str(v.address), v.scope) for v in vips[0].virtual_ipaddresses] == [
+        ("198.51.100.37/24", None),
+        ("198.51.100.38/24", None),
+    ]
+    assert [v.label for v in vips[1].virtual_ipaddresses] == [None, None]
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

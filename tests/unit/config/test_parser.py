@@ -528,10 +528,6 @@ def test_ignored_keywords_are_warnings_not_silence():
         ("frobnicate 1\n", "1: unknown keyword 'frobnicate' at top level"),
         ("global_defs {\n priority 5\n}\n", "2: priority is not valid in global_defs"),
         ("real_server 10.0.0.1 80 {\n}\n", "1: real_server outside a virtual_server"),
-        (
-            "vrrp_instance V {\n virtual_ipaddress {\n  10.0.0.300\n }\n}\n",
-            "3: invalid virtual address '10.0.0.300'",
-        ),
         ("vrrp_instance V {\n virtual_router_id 256\n}\n",
          "2: virtual_router_id: 256 is out of range 1-255"),
         ("virtual_server 10.0.0.1 99999 {\n}\n",

@@ -823,8 +823,8 @@ class Builder:
         try:
             address = ipaddress.ip_interface(raw)
         except ValueError:
-            self.error(node, f"invalid virtual address '{excerpt(raw)}'")
-            raise Invalid from None
+            self.warning(node, f"VRRP parsed invalid IP {excerpt(raw)}. skipping IP...")
+            raise Ignored from None
         vip = VirtualAddress(address, location=location(node))
         words = node.args
         index = 0
@@ -832,8 +832,8 @@ class Builder:
             option = words[index]
             if option in ("dev", "label", "scope", "brd", "broadcast", "peer"):
                 if index + 1 >= len(words):
-                    self.error(node, f"{raw}: '{option}' needs a value")
-                    raise Invalid
+                    self.warning(node, f"No {option} parameter specified for {raw}")
+                    raise Ignored
                 self.vip_option(node, vip, option, words[index + 1])
                 index += 2
             elif option == "no_track":
@@ -843,9 +843,25 @@ class Builder:
                 self.error(node, f"{raw}: option '{option}' not supported by lvs-agent")
                 raise Invalid
             else:
-                self.error(node, f"{raw}: unknown option '{excerpt(option)}'")
-                raise Invalid
+                self.warning(
+                    node,
+                    f"Unknown configuration entry '{excerpt(option)}' for ip address - ignoring",
+                )
+                index += 1
+        if address.version == 6:
+            self.no_ipv6_scope_or_label(node, vip)
         return vip
+
+    def no_ipv6_scope_or_label(self, node: Node, vip: VirtualAddress) -> None:
+        """keepalived drops what only IPv4 addresses have."""
+        for option in ("scope", "label"):
+            if getattr(vip, option) is not None:
+                self.warning(
+                    node,
+                    f"Cannot specify {option} for IPv6 addresses ({node.keyword}) - "
+                    f"ignoring {option}",
+                )
+                setattr(vip, option, None)
 
     def vip_option(self, node: Node, vip: VirtualAddress, option: str, value: str) -> None:
         if option == "dev":
@@ -854,8 +870,10 @@ class Builder:
             vip.label = value
         elif option == "scope":
             if value not in VIP_SCOPES and not value.isdigit():
-                self.error(node, f"{node.keyword}: unknown scope '{value}'")
-                raise Invalid
+                self.warning(
+                    node, f"Invalid scope '{value}' specified for {node.keyword} - ignoring"
+                )
+                return
             vip.scope = value
         elif option == "peer":
             vip.peer = self.address(node, value)
