@@ -31,6 +31,7 @@ class Expected:
     line: int
     ours: Optional[str]
     keepalived: Optional[str]
+    keepalived_line: Optional[int] = None  # where keepalived says it, when not at `line`
 
 
 def expected(name: str) -> list[Expected]:
@@ -76,7 +77,11 @@ def unmatched_keepalived(name: str, messages: list) -> tuple[list, list]:
     missing = []
     for entry in wanted:
         found = next(
-            (m for m in left if entry.keepalived in m[1] and (m[0] is None or m[0] == entry.line)),
+            (
+                m
+                for m in left
+                if entry.keepalived in m[1] and m[0] in (None, entry.keepalived_line or entry.line)
+            ),
             None,
         )
         if found is None:

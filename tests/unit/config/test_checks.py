@@ -163,7 +163,7 @@ def test_old_style_sync_group_members_are_ignored_and_the_group_removed_as_by_ke
     ]
 
 
-VS = "virtual_server {header} {{\n lvs_sched rr\n{body}\n}}\n"
+VS = "virtual_server {header} {{\n lvs_sched rr\n{body}\n real_server 10.0.0.9 80 {{\n }}\n}}\n"
 
 
 def virtual_server(header: str = "10.0.0.1 80", *body: str) -> str:
@@ -172,28 +172,39 @@ def virtual_server(header: str = "10.0.0.1 80", *body: str) -> str:
 
 def test_duplicate_virtual_servers_and_real_servers():
     text = virtual_server() + virtual_server()
-    assert errors_of(text) == ["5: virtual server [10.0.0.1]:80 UDP already defined at test.conf:1"]
+    assert errors_of(text) == ["7: virtual server [10.0.0.1]:80 UDP already defined at test.conf:1"]
     parse(virtual_server() + virtual_server("10.0.0.1 80", "protocol TCP"))
     rs = "real_server 10.0.0.2 80 {\n}"
-    assert errors_of(virtual_server("10.0.0.1 80", rs, rs)) == [
-        "5: virtual server [10.0.0.1]:80: real server 10.0.0.2 port 80 already defined at "
-        "test.conf:3"
-    ]
+    config = parse(virtual_server("10.0.0.1 80", "protocol TCP", rs, rs))
+    assert (
+        "6: VS [10.0.0.1]:80: real server 10.0.0.2 port 80 is duplicated (first at test.conf:4)"
+        " - removing second rs" in warnings_of(config)
+    )
+    assert [r.address for r in config.virtual_servers[0].real_servers] == ["10.0.0.2", "10.0.0.9"]
 
 
-def test_port_omitted_only_when_persistent():
-    assert errors_of(virtual_server("10.0.0.1")) == [
-        "1: virtual server [10.0.0.1]: the port can only be omitted if the service is persistent"
+def test_port_omitted_makes_the_service_persistent_as_in_keepalived():
+    config = parse(virtual_server("10.0.0.1", "protocol TCP", "lvs_method DR"))
+    assert warnings_of(config) == [
+        "1: virtual server [10.0.0.1]: zero port only valid for persistent services - setting"
     ]
-    parse(virtual_server("10.0.0.1", "persistence_timeout 30"))
+    assert config.virtual_servers[0].persistence_timeout == 360
+    config = parse(
+        virtual_server("10.0.0.1", "protocol TCP", "lvs_method DR", "persistence_timeout 30")
+    )
+    assert (warnings_of(config), config.virtual_servers[0].persistence_timeout) == ([], 30)
 
 
 def test_real_server_family_must_match_unless_tunnelled():
     v6 = "real_server 2001:db8::1 80 {\n}"
-    assert errors_of(virtual_server("10.0.0.1 80", v6)) == [
-        "3: virtual server [10.0.0.1]:80: address family of real server 2001:db8::1 does not match"
-    ]
-    parse(virtual_server("10.0.0.1 80", "lvs_method TUN", v6))
+    config = parse(virtual_server("10.0.0.1 80", v6))
+    assert (
+        "3: Address family of virtual server and real server 2001:db8::1 don't match - "
+        "skipping real server." in warnings_of(config)
+    )
+    assert [r.address for r in config.virtual_servers[0].real_servers] == ["10.0.0.9"]
+    config = parse(virtual_server("10.0.0.1 80", "lvs_method TUN", v6))
+    assert len(config.virtual_servers[0].real_servers) == 2
 
 
 def test_group_virtual_server_needs_its_group():

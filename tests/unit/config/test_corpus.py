@@ -80,5 +80,13 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
         ("198.51.100.38/24", None),
     ]
     assert [v.label for v in vips[1].virtual_ipaddresses] == [None, None]
+    edges = load(os.path.join(CORPUS, "37-virtual-server-edges.conf"), host_checks=False)
+    https, zero_port, fwmark = edges.virtual_servers
+    assert [(r.address, r.weight) for r in https.real_servers] == [("192.0.2.138", 1)]
+    assert (https.scheduler_flags, zero_port.persistence_timeout, fwmark.ha_suspend) == (
+        [],
+        360,
+        False,
+    )
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from config_helpers import errors_of, parse, warnings_of
 
-SERVER = "virtual_server 10.0.0.1 80 {{\n lvs_sched rr\n lvs_method DR\n protocol TCP\n{body}\n}}\n"
+SERVER = (
+    "virtual_server 10.0.0.1 80 {{\n lvs_sched rr\n lvs_method DR\n protocol TCP\n{body}\n"
+    " real_server 10.0.0.9 80 {{\n }}\n}}\n"
+)
 REAL = " real_server 10.0.0.2 80 {{\n{body}\n }}"
 CHECK = "  TCP_CHECK {{\n{body}\n  }}"
 
@@ -83,8 +86,10 @@ def test_a_group_of_addresses_without_protocol_is_udp_and_a_fwmark_group_is_left
     groups = (
         "virtual_server_group ADDR {\n 10.0.0.1 80\n}\n"
         "virtual_server_group MARK {\n fwmark 3\n}\n"
-        "virtual_server group ADDR {\n lvs_sched rr\n lvs_method DR\n}\n"
-        "virtual_server group MARK {\n lvs_sched rr\n lvs_method DR\n}\n"
+        "virtual_server group ADDR {\n lvs_sched rr\n lvs_method DR\n"
+        " real_server 10.0.0.9 80 {\n }\n}\n"
+        "virtual_server group MARK {\n lvs_sched rr\n lvs_method DR\n"
+        " real_server 10.0.0.9 80 {\n }\n}\n"
     )
     config = parse(groups)
     assert [s.protocol for s in config.virtual_servers] == ["UDP", "TCP"]

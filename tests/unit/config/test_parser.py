@@ -308,6 +308,8 @@ virtual_server fwmark 7 {
 virtual_server group WEB {
     lvs_sched rr
     protocol SCTP
+    real_server 192.168.1.5 80 {
+    }
 }
 virtual_server 2001:db8::80 443 {
     lvs_sched rr
@@ -355,7 +357,8 @@ def test_virtual_server_keywords(lvs_config):
     )
     assert (vs.inhibit_on_failure, vs.alpha, vs.omega, vs.ha_suspend) == (True, True, True, True)
     assert vs.virtualhost == "www.example.com"
-    assert vs.scheduler_flags == ["ops"]  # sh-port dropped: the scheduler is wrr
+    # sh-port dropped: the scheduler is wrr; ops dropped: one-packet scheduling is for UDP
+    assert vs.scheduler_flags == []
 
 
 def test_real_server_keywords(lvs_config):
@@ -453,30 +456,40 @@ def test_fwmark_group_and_ipv6_services(lvs_config):
 
 def test_deprecated_names_and_keepalived_defaults_warn_with_their_line(lvs_config):
     assert warnings_of(lvs_config) == [
+        "9: virtual server [192.168.1.10]:80: one packet scheduling requires UDP - resetting",
         "28: sh-port only applies to the sh scheduler - ignoring",
         "66: Unknown keyword 'nb_get_retry' - obsolete, ignored as by keepalived",
         "79: lb_algo is deprecated, use lvs_sched",
         "80: lb_kind is deprecated, use lvs_method",
         "81: virtual server FWM 7: protocol specified for fwmark - protocol will be ignored",
-        "93: virtual server [2001:db8::80]:443: no protocol set - defaulting to UDP",
-        "93: virtual server [2001:db8::80]:443: no forwarding method set, setting default NAT",
+        "89: virtual server [WEB]: no forwarding method set, setting default NAT",
+        "95: virtual server [2001:db8::80]:443: no protocol set - defaulting to UDP",
+        "95: virtual server [2001:db8::80]:443: no forwarding method set, setting default NAT",
     ]
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_every_ipvs_scheduler(scheduler):
-    text = f"virtual_server 10.0.0.1 80 {{\n lvs_sched {scheduler}\n}}\n"
+    real = "real_server 10.0.0.2 80 {\n }"
+    text = f"virtual_server 10.0.0.1 80 {{\n lvs_sched {scheduler}\n {real}\n}}\n"
     assert parse(text).virtual_servers[0].lvs_sched == scheduler
 
 
 def test_default_scheduler_is_wlc_with_keepalived_warning():
-    config = parse("virtual_server 10.0.0.1 80 {\n}\n")
+    config = parse("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n")
     assert config.virtual_servers[0].lvs_sched == "wlc"
     assert config.virtual_servers[0].lvs_method == "NAT"
     assert warnings_of(config) == [
         "1: virtual server [10.0.0.1]:80: no scheduler set, using 'wlc'",
         "1: virtual server [10.0.0.1]:80: no protocol set - defaulting to UDP",
+        "1: virtual server [10.0.0.1]:80: no forwarding method set, setting default NAT",
     ]
+
+
+def test_a_virtual_server_without_real_servers_is_dropped_as_by_keepalived():
+    config = parse("virtual_server 10.0.0.1 80 {\n lvs_sched rr\n protocol TCP\n}\n")
+    assert config.virtual_servers == []
+    assert warnings_of(config) == ["1: Virtual server [10.0.0.1]:80 has no real servers - ignoring"]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import os
 from typing import Callable
 
 from .errors import Problem
-from .model import Config, Location, VirtualServer, VrrpInstance
+from .model import DEFAULT_PERSISTENCE_TIMEOUT, Config, Location, VirtualServer, VrrpInstance
 
 SYS_CLASS_NET = "/sys/class/net"
 PRIORITY_OWNER = 255
@@ -295,8 +295,15 @@ class Checker:
 
     def check_virtual_servers(self) -> None:
         seen: dict[tuple, VirtualServer] = {}
+        kept = []
         for server in self.config.virtual_servers:
             self.check_virtual_server(server)
+            if not server.real_servers:
+                self.warning(
+                    server.location, f"Virtual server {server.name} has no real servers - ignoring"
+                )
+                continue
+            kept.append(server)
             key = self.service_key(server)
             if key in seen:
                 self.error(
@@ -305,6 +312,7 @@ class Checker:
                     f"{seen[key].location}",
                 )
             seen.setdefault(key, server)
+        self.config.virtual_servers = kept
 
     @staticmethod
     def service_key(server: VirtualServer) -> tuple:
@@ -317,10 +325,19 @@ class Checker:
         if server.kind == "group" and server.group not in self.config.virtual_server_groups:
             self.error(server.location, f"{name}: no virtual_server_group named {server.group}")
         if server.kind == "ip" and server.port is None and not server.persistence_timeout:
-            self.error(
+            self.warning(
                 server.location,
-                f"{name}: the port can only be omitted if the service is persistent",
+                f"{name}: zero port only valid for persistent services - setting",
             )
+            server.persistence_timeout = DEFAULT_PERSISTENCE_TIMEOUT
+        if server.ha_suspend and server.kind == "fwmark":
+            self.warning(
+                server.location, f"{name}: cannot use ha_suspend with fwmarks - clearing ha_suspend"
+            )
+            server.ha_suspend = False
+        if "ops" in server.scheduler_flags and server.kind == "ip" and server.protocol != "UDP":
+            self.warning(server.location, f"{name}: one packet scheduling requires UDP - resetting")
+            server.scheduler_flags.remove("ops")
         if server.kind != "ip":
             self.derive_family(server)
         if server.persistence_granularity is not None:
@@ -332,32 +349,39 @@ class Checker:
                     f"suit an IPv{server.family} service",
                 )
         endpoints: dict[tuple, Location] = {}
+        kept = []
         for real in server.real_servers:
             method = real.lvs_method or server.lvs_method
             family = ipaddress.ip_address(real.address).version
-            if method != "TUN" and family != server.family:
-                self.error(
-                    real.location,
-                    f"{name}: address family of real server {real.address} does not match",
-                )
             endpoint = (real.address, real.port)
-            if endpoint in endpoints:
-                self.error(
+            if method != "TUN" and family != server.family:
+                self.warning(
                     real.location,
-                    f"{name}: real server {real.address} port {real.port} already defined at "
-                    f"{endpoints[endpoint]}",
+                    f"Address family of virtual server and real server {real.address} don't "
+                    "match - skipping real server.",
                 )
-            endpoints.setdefault(endpoint, real.location)
+            elif endpoint in endpoints:
+                self.warning(
+                    real.location,
+                    f"VS {server.name}: real server {real.address} port {real.port} is duplicated "
+                    f"(first at {endpoints[endpoint]}) - removing second rs",
+                )
+            else:
+                endpoints[endpoint] = real.location
+                kept.append(real)
+        server.real_servers = kept
         sorry = server.sorry_server
         if (
             sorry is not None
             and (sorry.lvs_method or server.lvs_method) != "TUN"
             and ipaddress.ip_address(sorry.address).version != server.family
         ):
-            self.error(
+            self.warning(
                 sorry.location,
-                f"{name}: address family of sorry server {sorry.address} does not match",
+                f"Address family of virtual server and sorry server {sorry.address} don't match "
+                "- skipping sorry server.",
             )
+            server.sorry_server = None
 
     def derive_family(self, server: VirtualServer) -> None:
         """fwmark and group services take their family from their non-tunnelled servers."""
