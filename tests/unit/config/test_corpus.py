@@ -62,8 +62,8 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
     script = load(os.path.join(CORPUS, "30-script-edge-values.conf"), host_checks=False)
     chk = script.vrrp_scripts["chk_nginx"]
     assert (chk.interval, chk.timeout, chk.fall, chk.rise) == (1, 1, 1, 1)
-    old = load(os.path.join(CORPUS, "32-old-sync-group.conf"), host_checks=False)
-    assert old.sync_groups == [] and all(i.sync_group is None for i in old.vrrp_instances)
+    sync = load(os.path.join(CORPUS, "32-old-sync-group.conf"), host_checks=False)
+    assert sync.sync_groups == [] and all(i.sync_group is None for i in sync.vrrp_instances)
     (flags,) = load(
         os.path.join(CORPUS, "15-boolean-arguments.conf"), host_checks=False
     ).virtual_servers
@@ -88,5 +88,9 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
         360,
         False,
     )
+    nat = load(os.path.join(CORPUS, "02-lvs-nat-http-get.conf"), host_checks=False)
+    assert [r.checkers[0].retry for r in nat.virtual_servers[0].real_servers] == [2, 2]
+    old = load(os.path.join(CORPUS, "09-old-keywords.conf"), host_checks=False)
+    assert old.virtual_servers[0].real_servers[0].checkers[0].retry == 1  # TCP_CHECK: ignored
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

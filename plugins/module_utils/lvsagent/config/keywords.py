@@ -13,6 +13,7 @@ from __future__ import annotations
 DEPRECATED_ALIASES = {
     "lb_algo": "lvs_sched",
     "lb_kind": "lvs_method",
+    "nb_get_retry": "retry",  # in HTTP_GET and SSL_GET only, see OBSOLETE
 }
 
 # keepalived 1.x keywords that keepalived 2.2 no longer knows: it warns "Unknown keyword"
@@ -21,7 +22,7 @@ DEPRECATED_ALIASES = {
 OBSOLETE = {
     "nat_mask": (),
     "lvs_id": (),
-    "nb_get_retry": (),
+    "nb_get_retry": ("HTTP_GET", "SSL_GET"),
     "lvs_sync_daemon_interface": ("vrrp_instance",),
 }
 

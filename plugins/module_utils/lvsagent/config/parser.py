@@ -251,7 +251,11 @@ class Builder:
                 continue
             keyword = child.keyword
             handler = table.get(keyword)
-            if handler is None and keyword in DEPRECATED_ALIASES:
+            if (
+                handler is None
+                and keyword in DEPRECATED_ALIASES
+                and self.still_read(keyword, table_name)
+            ):
                 replacement = DEPRECATED_ALIASES[keyword]
                 if replacement in table:
                     self.warning(child, f"{keyword} is deprecated, use {replacement}")
@@ -274,7 +278,7 @@ class Builder:
         where = "at top level" if block == "top" else f"in {block}"
         if keyword in IGNORED:
             self.warning(node, f"{keyword}: not supported by lvs-agent, ignored")
-        elif keyword in OBSOLETE and block not in OBSOLETE[keyword]:
+        elif not self.still_read(keyword, block):
             self.warning(node, f"Unknown keyword '{keyword}' - obsolete, ignored as by keepalived")
         elif keyword == "real_server":
             self.error(node, "real_server outside a virtual_server")
@@ -286,6 +290,11 @@ class Builder:
             self.error(node, f"{keyword}: not supported by lvs-agent")
         else:
             self.error(node, f"unknown keyword '{excerpt(keyword)}' {where}")
+
+    @staticmethod
+    def still_read(keyword: str, block: str) -> bool:
+        """False for a keyword keepalived 2.2 no longer knows in this block."""
+        return keyword not in OBSOLETE or block in OBSOLETE[keyword]
 
     def build(self, nodes: list[Node]) -> Config:
         self.walk(Node(["<top>"], "", 0, children=nodes), "top", self.config)
