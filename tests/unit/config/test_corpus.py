@@ -92,5 +92,14 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
     assert [r.checkers[0].retry for r in nat.virtual_servers[0].real_servers] == [2, 2]
     old = load(os.path.join(CORPUS, "09-old-keywords.conf"), host_checks=False)
     assert old.virtual_servers[0].real_servers[0].checkers[0].retry == 1  # TCP_CHECK: ignored
+    http = load(os.path.join(CORPUS, "38-http-check-edges.conf"), host_checks=False)
+    checked, unchecked = http.virtual_servers[0].real_servers
+    (get,) = checked.checkers
+    assert (get.urls[0].status_codes, get.http_protocol, get.connect_port) == (
+        [(200, 200)],
+        None,
+        None,
+    )
+    assert unchecked.checkers == []
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

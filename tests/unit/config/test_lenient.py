@@ -69,6 +69,14 @@ def check(*lines: str) -> str:
         ("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n version 4\n"
          " virtual_ipaddress {\n  10.0.0.1\n }\n}\n",
          "4: (V): Version must be either 2 or 3", lambda c: c.vrrp_instances[0].version == 2),
+        (server(real("  HTTP_GET {\n  }")),
+         "6: HTTP/SSL_GET checker has no urls specified - ignoring",
+         lambda c: c.virtual_servers[0].real_servers[0].checkers == []),
+        (server(real("  HTTP_GET {\n   url {\n    path /\n    status_code 200 99 300-250\n   }\n"
+                     "   http_protocol 2\n   connect_port 0\n   bindto 10.0.0.999\n  }")),
+         "9: Invalid HTTP_GET status code '99'",
+         lambda c: c.virtual_servers[0].real_servers[0].checkers[0].urls[0].status_codes
+         == [(200, 200)]),
     ],
 )  # fmt: skip
 def test_keepalived_ignores_the_value_with_its_warning(text, warning, value):

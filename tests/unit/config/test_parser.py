@@ -547,8 +547,6 @@ def test_ignored_keywords_are_warnings_not_silence():
          "1: virtual_server: 99999 is out of range 0-65535"),
         ("virtual_server 10.0.0.1 80 {\n persistence_granularity 255.0.255.0\n}\n",
          "2: persistence_granularity: '255.0.255.0' is not a contiguous netmask"),
-        ("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n  }\n }\n}\n",
-         "3: HTTP_GET: at least one url { } is required"),
         ("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  MISC_CHECK {\n"
          "   connect_port 80\n  }\n }\n}\n", "4: connect_port is not valid in MISC_CHECK"),
         ("virtual_server_group G {\n 10.0.0.9-3 80\n}\n", "2: invalid address range '10.0.0.9-3'"),

@@ -99,6 +99,11 @@ def decimal(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def ip_text(raw: str) -> str:
+    """Parser for an IP address, in its canonical text."""
+    return str(ipaddress.ip_address(raw))
+
+
 def any_case(options: tuple) -> Callable[[str], str]:
     """Parser for a word keepalived compares with strcasecmp."""
 
@@ -1302,12 +1307,18 @@ class Builder:
         if connection:
             table.update(
                 {
-                    "connect_ip": self.scalar("connect_ip", self.address),
-                    "connect_port": self.scalar(
-                        "connect_port", lambda n: self.port(n, self.value(n))
+                    "connect_ip": self.lenient(
+                        "connect_ip", ip_text, "Invalid connect_ip address {value} - ignoring"
                     ),
-                    "bindto": self.scalar("bindto", self.address),
-                    "bind_port": self.scalar("bind_port", lambda n: self.port(n, self.value(n))),
+                    "connect_port": self.lenient(
+                        "connect_port", whole(1, 65535), "Invalid checker connect_port '{value}'"
+                    ),
+                    "bindto": self.lenient(
+                        "bindto", ip_text, "Invalid bindto address {value} - ignoring"
+                    ),
+                    "bind_port": self.lenient(
+                        "bind_port", whole(1, 65535), "Invalid checker bind_port '{value}'"
+                    ),
                 }
             )
         return table
@@ -1317,8 +1328,10 @@ class Builder:
         table.update(
             {
                 "url": self.url,
-                "http_protocol": self.scalar(
-                    "http_protocol", lambda node: self.choice(node, ("1.0", "1.0C", "1.1"))
+                "http_protocol": self.lenient(
+                    "http_protocol",
+                    lambda raw: exact(("1.0", "1.0C", "1.1"))("1.0C" if raw == "1.0c" else raw),
+                    "Invalid http_protocol version {value}",
                 ),
                 "virtualhost": self.scalar("virtualhost", self.text),
             }
@@ -1349,7 +1362,9 @@ class Builder:
                 checker.kind = node.keyword
             state = self.walk(node, node.keyword, checker)
             if isinstance(checker, HttpCheck) and not checker.urls and not self.tainted(node):
-                self.error(node, f"{node.keyword}: at least one url {{ }} is required")
+                # keepalived then runs the real server without a checker
+                self.warning(node, "HTTP/SSL_GET checker has no urls specified - ignoring")
+                return
             if isinstance(checker, MiscCheck) and not checker.misc_path and not self.tainted(node):
                 self.error(node, "MISC_CHECK: misc_path is required")
             real.checkers.append(checker)
@@ -1375,8 +1390,12 @@ class Builder:
             self.value(node)
         for word in node.args:
             low_text, _dash, high_text = word.partition("-")
-            low = self.integer(node, 100, 599, low_text)
-            high = self.integer(node, low, 599, high_text) if high_text else low
+            try:
+                low = whole(100, 599)(low_text)
+                high = whole(low, 599)(high_text) if high_text else low
+            except ValueError:
+                self.warning(node, f"Invalid HTTP_GET status code '{word}'")
+                continue
             url.status_codes.append((low, high))
 
     def resolve_checker(self, pending: PendingChecker, server: VirtualServer, vs_defaults: dict):
