@@ -504,6 +504,23 @@ class VrrpInstanceManager:
             )
         return config
 
+    def refuse_while_grouped(self) -> None:
+        """keepalived would drop a missing member from its sync group: refuse instead."""
+        try:
+            current = dropin.validate(
+                self.params["main_config"], self.path, self.before, host_checks=False
+            )
+        except ConfigError:
+            return  # validate(None) reports what is wrong with the result
+        name = self.params["name"]
+        groups = [group.name for group in current.sync_groups if name in group.group]
+        if groups:
+            self.module.fail_json(
+                msg=f"vrrp_sync_group {', '.join(groups)} still lists {name}: remove it from "
+                "the group first, nothing removed",
+                file=self.path,
+            )
+
     def present(self) -> None:
         try:
             model = instance_from(self.params)
@@ -522,6 +539,7 @@ class VrrpInstanceManager:
     def absent(self) -> None:
         if self.before is None:
             return
+        self.refuse_while_grouped()
         self.validate(None)
         self.after = None
         self.changed = True

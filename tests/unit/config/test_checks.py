@@ -142,14 +142,17 @@ def test_a_track_script_naming_no_vrrp_script_is_dropped_as_by_keepalived():
     assert config.vrrp_instances[0].track_scripts == []
 
 
-def test_sync_group_members_must_exist_once():
+def test_sync_group_members_missing_or_taken_are_ignored_as_by_keepalived():
     text = MINIMAL_INSTANCE + "vrrp_sync_group A {\n group {\n  VI_1\n  VI_X\n }\n}\n"
     text += "vrrp_sync_group B {\n group {\n  VI_1\n }\n}\n"
-    errors = errors_of(text)
-    assert errors == [
-        "9: vrrp_sync_group A: no vrrp_instance named VI_X",
-        "15: vrrp_sync_group B: VI_1 is already in sync group A",
+    config = parse(text)
+    assert warnings_of(config)[-4:] == [
+        "9: Virtual router VI_X specified in sync group A doesn't exist - ignoring",
+        "9: Sync group A has only 1 virtual router(s) - this probably isn't what you want",
+        "15: Virtual router VI_1 cannot exist in more than one sync group; ignoring B",
+        "15: Sync group B has no virtual router(s). removing",
     ]
+    assert [(group.name, group.group) for group in config.sync_groups] == [("A", ["VI_1"])]
 
 
 def test_old_style_sync_group_members_are_ignored_and_the_group_removed_as_by_keepalived():

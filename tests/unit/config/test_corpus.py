@@ -101,5 +101,10 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
         None,
     )
     assert unchecked.checkers == []
+    groups = load(os.path.join(CORPUS, "39-sync-group-leftovers.conf"), host_checks=False)
+    assert [(g.name, g.group) for g in groups.sync_groups] == [
+        ("VG_WEB", ["VI_WEB"]),
+        ("VG_DB", ["VI_DB"]),
+    ]
     fast = load(os.path.join(CORPUS, "19-advert-int-fractions.conf"), host_checks=False)
     assert [i.advert_int for i in fast.vrrp_instances] == [0.25, 2.0, 40.95]

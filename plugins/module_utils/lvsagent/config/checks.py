@@ -261,6 +261,7 @@ class Checker:
 
     def check_sync_groups(self, instances: dict[str, VrrpInstance]) -> None:
         group_names: dict[str, Location] = {}
+        kept = []
         for group in self.config.sync_groups:
             if group.name in group_names:
                 self.error(
@@ -268,21 +269,31 @@ class Checker:
                     f"vrrp_sync_group {group.name} already defined at {group_names[group.name]}",
                 )
             group_names.setdefault(group.name, group.location)
+            members = []
             for member in group.group:
                 instance = instances.get(member)
                 if instance is None:
-                    self.error(
+                    self.warning(
                         group.location,
-                        f"vrrp_sync_group {group.name}: no vrrp_instance named {member}",
+                        f"Virtual router {member} specified in sync group {group.name} doesn't "
+                        "exist - ignoring",
                     )
                 elif instance.sync_group not in (None, group.name):
-                    self.error(
+                    self.warning(
                         group.location,
-                        f"vrrp_sync_group {group.name}: {member} is already in sync group "
-                        f"{instance.sync_group}",
+                        f"Virtual router {member} cannot exist in more than one sync group; "
+                        f"ignoring {group.name}",
                     )
                 else:
                     instance.sync_group = group.name
+                    members.append(member)
+            group.group = members
+            if not members:
+                self.warning(
+                    group.location, f"Sync group {group.name} has no virtual router(s). removing"
+                )
+                continue
+            kept.append(group)
             if len(group.group) == 1:
                 self.warning(
                     group.location,
@@ -290,6 +301,7 @@ class Checker:
                     "this probably isn't what you want",
                 )
             self.drop_unknown_scripts(group)
+        self.config.sync_groups = kept
 
     # ---- LVS -------------------------------------------------------------------------------
 
