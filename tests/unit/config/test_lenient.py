@@ -77,6 +77,10 @@ def check(*lines: str) -> str:
          "9: Invalid HTTP_GET status code '99'",
          lambda c: c.virtual_servers[0].real_servers[0].checkers[0].urls[0].status_codes
          == [(200, 200)]),
+        ("vrrp_script chk {\n script /bin/true\n weight 10 reversed\n}\n",
+         "3: vrrp_script chk unknown weight option reversed",
+         lambda c: (c.vrrp_scripts["chk"].weight, c.vrrp_scripts["chk"].weight_reverse)
+         == (10, False)),
     ],
 )  # fmt: skip
 def test_keepalived_ignores_the_value_with_its_warning(text, warning, value):

@@ -612,15 +612,10 @@ class Builder:
             self.error(node, "weight: missing value")
             raise Invalid
         script.weight = self.integer(node, -253, 253, node.args[0])
-        script.weight_reverse = self.reverse_option(node, node.args[1:])
-
-    def reverse_option(self, node: Node, words: list[str]) -> bool:
-        if not words:
-            return False
-        if len(words) == 1 and words[0] in ("reverse", "noreverse"):
-            return words[0] == "reverse"
-        self.error(node, f"{node.keyword}: unexpected '{' '.join(words)}' (expected reverse)")
-        raise Invalid
+        option = node.args[1] if len(node.args) > 1 else None
+        script.weight_reverse = option == "reverse"
+        if option not in (None, "reverse"):
+            self.warning(node, f"vrrp_script {script.name} unknown weight option {option}")
 
     def vrrp_script(self, node: Node, config: Config) -> None:
         name = self.block_name(node)
