@@ -385,7 +385,7 @@ def entry(option: str, index: int, block: str, value, keys: dict):
     try:
         return parse_entry(block, text, f"{option}[{index}]")
     except ConfigError as error:
-        messages = [f"{option}[{index}]: {problem.message}" for problem in error.errors]
+        messages = [f"{option}[{index}]: {problem.message}" for problem in error.problems]
         raise OptionError("; ".join(messages)) from None
 
 
@@ -497,10 +497,34 @@ class VrrpInstanceManager:
                 problems=[str(problem) for problem in error.problems],
                 file=self.path,
             )
-        for warning in config.warnings:
-            if os.path.abspath(warning.file) == self.path:
-                self.module.warn(str(warning))
+        # keepalived corrects or ignores what it warns about; in the file this module writes,
+        # that means an option with a value keepalived would not run: fail instead
+        own = [w for w in config.warnings if os.path.abspath(w.file) == self.path]
+        if own:
+            self.module.fail_json(
+                msg="keepalived would not use these values, nothing written:\n"
+                + "\n".join(str(problem) for problem in own),
+                problems=[str(problem) for problem in own],
+                file=self.path,
+            )
         return config
+
+    def refuse_while_grouped(self) -> None:
+        """keepalived would drop a missing member from its sync group: refuse instead."""
+        try:
+            current = dropin.validate(
+                self.params["main_config"], self.path, self.before, host_checks=False
+            )
+        except ConfigError:
+            return  # validate(None) reports what is wrong with the result
+        name = self.params["name"]
+        groups = [group.name for group in current.sync_groups if name in group.group]
+        if groups:
+            self.module.fail_json(
+                msg=f"vrrp_sync_group {', '.join(groups)} still lists {name}: remove it from "
+                "the group first, nothing removed",
+                file=self.path,
+            )
 
     def present(self) -> None:
         try:
@@ -520,6 +544,7 @@ class VrrpInstanceManager:
     def absent(self) -> None:
         if self.before is None:
             return
+        self.refuse_while_grouped()
         self.validate(None)
         self.after = None
         self.changed = True

@@ -178,15 +178,24 @@ def test_instance_from_round_trips_through_render(paths):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"virtual_ipaddresses": ["10.0.0.300"]}, "virtual_ipaddresses[0]: invalid virtual"),
+        (
+            {"virtual_ipaddresses": ["10.0.0.300"]},
+            "virtual_ipaddresses[0]: VRRP parsed invalid IP 10.0.0.300",
+        ),
         (
             {"virtual_ipaddresses": [{"address": "10.0.0.1", "device": "lo"}]},
             "virtual_ipaddresses: unknown key(s) device",
         ),
         ({"virtual_ipaddresses": [{"dev": "lo"}]}, "'address' is required"),
         ({"virtual_ipaddresses": [["10.0.0.1"]]}, "expected a string or a dict"),
-        ({"track_interfaces": ["eth0 weight 999"]}, "track_interfaces[0]: eth0: weight must"),
-        ({"track_scripts": [{"name": "x", "reverse": True}]}, "expected 'weight N'"),
+        (
+            {"track_interfaces": ["eth0 weight 999"]},
+            "track_interfaces[0]: (entry) weight 999 for eth0 must be between [-253..253]",
+        ),
+        (
+            {"track_scripts": [{"name": "x", "reverse": True}]},
+            "unknown track_script x option reverse - ignoring",
+        ),
         ({"unicast_peers": ["peer.example"]}, "unicast_peers[0]: unicast_peer: invalid IP"),
         ({"name": "../etc"}, "no '/', blanks or leading '.'"),
     ],
@@ -209,8 +218,9 @@ def test_virtual_router_id_is_required_when_present(run):
 def test_an_invalid_value_fails_with_file_and_line_and_writes_nothing(run, paths, file_of):
     result = run({"priority": 300})
     assert result["failed"] is True
-    assert f"{file_of}:" in result["msg"] and "priority: 300 is out of range 1-255" in result["msg"]
-    assert any("priority: 300" in problem for problem in result["problems"])
+    assert f"{file_of}:" in result["msg"]
+    assert "(VI_1) Priority not valid! must be between 1 & 255" in result["msg"]
+    assert any("Priority not valid" in problem for problem in result["problems"])
     assert not os.path.exists(file_of)
     run({"priority": 120})
     before = files.read(file_of)
@@ -303,10 +313,10 @@ def test_another_files_passwords_stay_hidden_when_it_fails_validation(run, paths
         handle.write(
             "vrrp_instance OTHER {\n interface lo\n virtual_router_id 52\n"
             "  authentication { auth_type PASS auth_pass Ot7hSecret Ot7hMore }\n"
-            "  priority banana\n  virtual_ipaddress {\n 10.0.0.200\n }\n}\n"
+            "  garp_master_delay\n  virtual_ipaddress {\n 10.0.0.200\n }\n}\n"
         )
     result = run({})
-    assert result["failed"] is True and "priority: 'banana'" in result["msg"]
+    assert result["failed"] is True and "garp_master_delay: missing value" in result["msg"]
     assert "Ot7h" not in json.dumps(result)
 
 
@@ -326,7 +336,8 @@ def test_absent_refused_while_a_sync_group_needs_the_instance(run, paths, file_o
     with open(os.path.join(paths["config_dir"], "sync.conf"), "w") as handle:
         handle.write("vrrp_sync_group G {\n    group {\n        VI_1\n    }\n}\n")
     result = run({"state": "absent"})
-    assert result["failed"] is True and "no vrrp_instance named VI_1" in result["msg"]
+    assert result["failed"] is True
+    assert "vrrp_sync_group G still lists VI_1" in result["msg"]
     assert os.path.exists(file_of)
 
 

@@ -95,7 +95,7 @@ TCP_REAL_SERVER = """\
         weight 100
         TCP_CHECK {{
             connect_timeout {connect_timeout}
-            nb_get_retry {retry}
+            retry {retry}
             delay_before_retry {delay_before_retry}
             connect_port 80
         }}
@@ -109,7 +109,7 @@ HTTP_REAL_SERVER = """\
                 path /index.html
                 status_code 200
             }}
-            nb_get_retry {retry}
+            retry {retry}
             delay_before_retry {delay_before_retry}
             connect_timeout {connect_timeout}
         }}

@@ -80,14 +80,25 @@ def test_advert_int_rounding_per_version(lines, message):
 
 
 @pytest.mark.parametrize(
-    ("lines", "message"),
+    ("lines", "message", "advert_int"),
     [
-        (["advert_int 255.5"], "4: (VI_1) VRRPv2 advert_int 255.5s must be at most 255s"),
-        (["version 3", "advert_int 41"], "5: (VI_1) VRRPv3 advert_int 41s must be at most 40.95s"),
+        (
+            ["advert_int 255.5"],
+            "4: (VI_1) Advert interval (255.5) not valid! Must be > 0 - ignoring",
+            1.0,
+        ),
+        (
+            ["version 3", "advert_int 41"],
+            "5: (VI_1) VRRPv3 advertisement interval 41.00s is out of range. "
+            "Must be less than 40.96s. Setting to 40.95s",
+            40.95,
+        ),
     ],
 )
-def test_advert_int_range_per_version(lines, message):
-    assert message in errors_of(instance(*lines))
+def test_advert_int_out_of_range_is_corrected_as_keepalived_does(lines, message, advert_int):
+    config = parse(instance(*lines))
+    assert message in warnings_of(config)
+    assert config.vrrp_instances[0].advert_int == advert_int
 
 
 def test_duplicate_vrid_on_one_interface():
@@ -125,31 +136,37 @@ def test_required_fields_and_families():
     )
 
 
-def test_track_script_must_name_a_vrrp_script():
-    text = instance("track_script {", "chk_missing", "}")
-    assert errors_of(text) == ["5: (VI_1) track_script chk_missing: no vrrp_script of that name"]
+def test_a_track_script_naming_no_vrrp_script_is_dropped_as_by_keepalived():
+    config = parse(instance("track_script {", "chk_missing", "}"))
+    assert "5: (VI_1) track script chk_missing not found, ignoring..." in warnings_of(config)
+    assert config.vrrp_instances[0].track_scripts == []
 
 
-def test_sync_group_members_must_exist_once():
+def test_sync_group_members_missing_or_taken_are_ignored_as_by_keepalived():
     text = MINIMAL_INSTANCE + "vrrp_sync_group A {\n group {\n  VI_1\n  VI_X\n }\n}\n"
     text += "vrrp_sync_group B {\n group {\n  VI_1\n }\n}\n"
-    errors = errors_of(text)
-    assert errors == [
-        "9: vrrp_sync_group A: no vrrp_instance named VI_X",
-        "15: vrrp_sync_group B: VI_1 is already in sync group A",
+    config = parse(text)
+    assert warnings_of(config)[-4:] == [
+        "9: Virtual router VI_X specified in sync group A doesn't exist - ignoring",
+        "9: Sync group A has only 1 virtual router(s) - this probably isn't what you want",
+        "15: Virtual router VI_1 cannot exist in more than one sync group; ignoring B",
+        "15: Sync group B has no virtual router(s). removing",
+    ]
+    assert [(group.name, group.group) for group in config.sync_groups] == [("A", ["VI_1"])]
+
+
+def test_old_style_sync_group_members_are_ignored_and_the_group_removed_as_by_keepalived():
+    config = parse(MINIMAL_INSTANCE + "vrrp_sync_group A {\n VI_1\n smtp_alert\n}\n")
+    assert config.sync_groups == []
+    assert warnings_of(config)[-3:] == [
+        "9: Sync group A has no virtual router(s). removing",
+        "10: Unknown keyword 'VI_1' - instance names belong in 'group { }'; ignored, "
+        "as keepalived does",
+        "11: smtp_alert: not supported by lvs-agent, ignored",
     ]
 
 
-def test_old_style_sync_group_members_are_accepted_with_warning():
-    config = parse(MINIMAL_INSTANCE + "vrrp_sync_group A {\n VI_1\n}\n")
-    assert config.sync_groups[0].group == ["VI_1"]
-    assert (
-        "10: vrrp_sync_group A: instance names outside 'group { }' are deprecated"
-        in warnings_of(config)
-    )
-
-
-VS = "virtual_server {header} {{\n lvs_sched rr\n{body}\n}}\n"
+VS = "virtual_server {header} {{\n lvs_sched rr\n{body}\n real_server 10.0.0.9 80 {{\n }}\n}}\n"
 
 
 def virtual_server(header: str = "10.0.0.1 80", *body: str) -> str:
@@ -158,28 +175,39 @@ def virtual_server(header: str = "10.0.0.1 80", *body: str) -> str:
 
 def test_duplicate_virtual_servers_and_real_servers():
     text = virtual_server() + virtual_server()
-    assert errors_of(text) == ["5: virtual server [10.0.0.1]:80 TCP already defined at test.conf:1"]
-    parse(virtual_server() + virtual_server("10.0.0.1 80", "protocol UDP"))
+    assert errors_of(text) == ["7: virtual server [10.0.0.1]:80 UDP already defined at test.conf:1"]
+    parse(virtual_server() + virtual_server("10.0.0.1 80", "protocol TCP"))
     rs = "real_server 10.0.0.2 80 {\n}"
-    assert errors_of(virtual_server("10.0.0.1 80", rs, rs)) == [
-        "5: virtual server [10.0.0.1]:80: real server 10.0.0.2 port 80 already defined at "
-        "test.conf:3"
-    ]
+    config = parse(virtual_server("10.0.0.1 80", "protocol TCP", rs, rs))
+    assert (
+        "6: VS [10.0.0.1]:80: real server 10.0.0.2 port 80 is duplicated (first at test.conf:4)"
+        " - removing second rs" in warnings_of(config)
+    )
+    assert [r.address for r in config.virtual_servers[0].real_servers] == ["10.0.0.2", "10.0.0.9"]
 
 
-def test_port_omitted_only_when_persistent():
-    assert errors_of(virtual_server("10.0.0.1")) == [
-        "1: virtual server [10.0.0.1]: the port can only be omitted if the service is persistent"
+def test_port_omitted_makes_the_service_persistent_as_in_keepalived():
+    config = parse(virtual_server("10.0.0.1", "protocol TCP", "lvs_method DR"))
+    assert warnings_of(config) == [
+        "1: virtual server [10.0.0.1]: zero port only valid for persistent services - setting"
     ]
-    parse(virtual_server("10.0.0.1", "persistence_timeout 30"))
+    assert config.virtual_servers[0].persistence_timeout == 360
+    config = parse(
+        virtual_server("10.0.0.1", "protocol TCP", "lvs_method DR", "persistence_timeout 30")
+    )
+    assert (warnings_of(config), config.virtual_servers[0].persistence_timeout) == ([], 30)
 
 
 def test_real_server_family_must_match_unless_tunnelled():
     v6 = "real_server 2001:db8::1 80 {\n}"
-    assert errors_of(virtual_server("10.0.0.1 80", v6)) == [
-        "3: virtual server [10.0.0.1]:80: address family of real server 2001:db8::1 does not match"
-    ]
-    parse(virtual_server("10.0.0.1 80", "lvs_method TUN", v6))
+    config = parse(virtual_server("10.0.0.1 80", v6))
+    assert (
+        "3: Address family of virtual server and real server 2001:db8::1 don't match - "
+        "skipping real server." in warnings_of(config)
+    )
+    assert [r.address for r in config.virtual_servers[0].real_servers] == ["10.0.0.9"]
+    config = parse(virtual_server("10.0.0.1 80", "lvs_method TUN", v6))
+    assert len(config.virtual_servers[0].real_servers) == 2
 
 
 def test_group_virtual_server_needs_its_group():

@@ -22,6 +22,8 @@ vrrp_instance VI_1 {
 }
 virtual_server 10.0.0.100 80 {
     lb_algo rr
+    lvs_method NAT
+    protocol TCP
     real_server 10.0.0.1 80 {
     }
     real_server 10.0.0.2 80 {

@@ -77,7 +77,7 @@ def test_include_glob_relative_to_including_file_with_lines_of_the_included_file
     with pytest.raises(ConfigError) as raised:
         load(MAIN, host_checks=False)
     assert [str(p) for p in raised.value.problems if p.severity == "error"] == [
-        f"{BAD}:3: priority: 300 is out of range 1-255"
+        f"{BAD}:3: virtual_router_id: 300 is out of range 1-255"
     ]
 
 

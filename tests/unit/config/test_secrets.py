@@ -120,9 +120,9 @@ def test_included_files_and_include_lines_keep_passwords_hidden(tmp_path):
 
 def test_a_short_password_is_masked_as_a_word_not_inside_other_words(tmp_path):
     path = tmp_path / "keepalived.conf"
-    path.write_text(instance_with("auth_pass script", extra="  track_script {\n chk\n }"))
+    path.write_text(instance_with("auth_pass script", extra="  track_scripts {\n chk\n }"))
     problems = problems_of(path)
-    assert any("(VI_1) track_script chk: no vrrp_script of that name" in p for p in problems)
+    assert any("unknown keyword 'track_scripts' in vrrp_instance" in p for p in problems)
 
 
 def test_list_blocks_name_the_entry_not_the_rest_of_its_line(tmp_path):
@@ -143,7 +143,7 @@ def test_list_blocks_name_the_entry_not_the_rest_of_its_line(tmp_path):
 
 # -- every command and reply that shows problems ------------------------------------------------
 
-BAD = instance_with(f"auth_type PASS auth_pass {SECRET} {SECOND}", extra="    priority banana")
+BAD = instance_with(f"auth_type PASS auth_pass {SECRET} {SECOND}", extra="    garp_master_delay")
 WARNED = instance_with(f"auth_type PASS\nauth_pass {SECRET} {SECOND}")
 
 

@@ -22,7 +22,15 @@ from ..scripts import (
     unsafe_script,
 )
 from .errors import Problem
-from .model import Config, Location, MiscCheck, ScriptUser, VirtualServer, VrrpInstance
+from .model import (
+    DEFAULT_PERSISTENCE_TIMEOUT,
+    Config,
+    Location,
+    MiscCheck,
+    ScriptUser,
+    VirtualServer,
+    VrrpInstance,
+)
 
 SYS_CLASS_NET = "/sys/class/net"
 PRIORITY_OWNER = 255
@@ -195,7 +203,12 @@ class Checker:
         interval = instance.advert_int
         if instance.version == 2:
             if interval > MAX_V2_ADVERT_INT:
-                self.error(where, f"{name} VRRPv2 advert_int {interval:g}s must be at most 255s")
+                self.warning(
+                    where,
+                    f"{name} VRRPv2 advertisement interval {interval:.2f}s is out of range. "
+                    f"Must be less than 256s. Setting to {MAX_V2_ADVERT_INT}s",
+                )
+                instance.advert_int = float(MAX_V2_ADVERT_INT)
             elif interval != int(interval):
                 rounded = max(1, int(interval + 0.5))
                 self.warning(
@@ -206,7 +219,12 @@ class Checker:
                 instance.advert_int = float(rounded)
         else:
             if interval > MAX_V3_ADVERT_INT:
-                self.error(where, f"{name} VRRPv3 advert_int {interval:g}s must be at most 40.95s")
+                self.warning(
+                    where,
+                    f"{name} VRRPv3 advertisement interval {interval:.2f}s is out of range. "
+                    f"Must be less than 40.96s. Setting to {MAX_V3_ADVERT_INT}s",
+                )
+                instance.advert_int = interval = MAX_V3_ADVERT_INT
             centiseconds = interval * 100
             if abs(centiseconds - round(centiseconds)) > 1e-6:
                 rounded = max(1, int(centiseconds + 0.5)) / 100
@@ -227,14 +245,22 @@ class Checker:
                 )
             names.setdefault(instance.name, instance)
             self.complete_instance(instance)
-            for track in instance.track_scripts:
-                if track.name not in self.config.vrrp_scripts:
-                    self.error(
-                        track.location,
-                        f"({instance.name}) track_script {track.name}: no vrrp_script of that name",
-                    )
+            self.drop_unknown_scripts(instance)
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
+
+    def drop_unknown_scripts(self, tracker) -> None:
+        """keepalived tracks no script it cannot find, and says so."""
+        kept = []
+        for track in tracker.track_scripts:
+            if track.name in self.config.vrrp_scripts:
+                kept.append(track)
+            else:
+                self.warning(
+                    track.location,
+                    f"({tracker.name}) track script {track.name} not found, ignoring...",
+                )
+        tracker.track_scripts = kept
 
     def check_duplicate_vrids(self) -> None:
         seen: dict[tuple, list[VrrpInstance]] = {}
@@ -257,6 +283,7 @@ class Checker:
 
     def check_sync_groups(self, instances: dict[str, VrrpInstance]) -> None:
         group_names: dict[str, Location] = {}
+        kept = []
         for group in self.config.sync_groups:
             if group.name in group_names:
                 self.error(
@@ -264,41 +291,53 @@ class Checker:
                     f"vrrp_sync_group {group.name} already defined at {group_names[group.name]}",
                 )
             group_names.setdefault(group.name, group.location)
+            members = []
             for member in group.group:
                 instance = instances.get(member)
                 if instance is None:
-                    self.error(
+                    self.warning(
                         group.location,
-                        f"vrrp_sync_group {group.name}: no vrrp_instance named {member}",
+                        f"Virtual router {member} specified in sync group {group.name} doesn't "
+                        "exist - ignoring",
                     )
                 elif instance.sync_group not in (None, group.name):
-                    self.error(
+                    self.warning(
                         group.location,
-                        f"vrrp_sync_group {group.name}: {member} is already in sync group "
-                        f"{instance.sync_group}",
+                        f"Virtual router {member} cannot exist in more than one sync group; "
+                        f"ignoring {group.name}",
                     )
                 else:
                     instance.sync_group = group.name
+                    members.append(member)
+            group.group = members
+            if not members:
+                self.warning(
+                    group.location, f"Sync group {group.name} has no virtual router(s). removing"
+                )
+                continue
+            kept.append(group)
             if len(group.group) == 1:
                 self.warning(
                     group.location,
                     f"Sync group {group.name} has only 1 virtual router(s) - "
                     "this probably isn't what you want",
                 )
-            for track in group.track_scripts:
-                if track.name not in self.config.vrrp_scripts:
-                    self.error(
-                        track.location,
-                        f"vrrp_sync_group {group.name} track_script {track.name}: "
-                        "no vrrp_script of that name",
-                    )
+            self.drop_unknown_scripts(group)
+        self.config.sync_groups = kept
 
     # ---- LVS -------------------------------------------------------------------------------
 
     def check_virtual_servers(self) -> None:
         seen: dict[tuple, VirtualServer] = {}
+        kept = []
         for server in self.config.virtual_servers:
             self.check_virtual_server(server)
+            if not server.real_servers:
+                self.warning(
+                    server.location, f"Virtual server {server.name} has no real servers - ignoring"
+                )
+                continue
+            kept.append(server)
             key = self.service_key(server)
             if key in seen:
                 self.error(
@@ -307,6 +346,7 @@ class Checker:
                     f"{seen[key].location}",
                 )
             seen.setdefault(key, server)
+        self.config.virtual_servers = kept
 
     @staticmethod
     def service_key(server: VirtualServer) -> tuple:
@@ -319,10 +359,19 @@ class Checker:
         if server.kind == "group" and server.group not in self.config.virtual_server_groups:
             self.error(server.location, f"{name}: no virtual_server_group named {server.group}")
         if server.kind == "ip" and server.port is None and not server.persistence_timeout:
-            self.error(
+            self.warning(
                 server.location,
-                f"{name}: the port can only be omitted if the service is persistent",
+                f"{name}: zero port only valid for persistent services - setting",
             )
+            server.persistence_timeout = DEFAULT_PERSISTENCE_TIMEOUT
+        if server.ha_suspend and server.kind == "fwmark":
+            self.warning(
+                server.location, f"{name}: cannot use ha_suspend with fwmarks - clearing ha_suspend"
+            )
+            server.ha_suspend = False
+        if "ops" in server.scheduler_flags and server.kind == "ip" and server.protocol != "UDP":
+            self.warning(server.location, f"{name}: one packet scheduling requires UDP - resetting")
+            server.scheduler_flags.remove("ops")
         if server.kind != "ip":
             self.derive_family(server)
         if server.persistence_granularity is not None:
@@ -334,32 +383,39 @@ class Checker:
                     f"suit an IPv{server.family} service",
                 )
         endpoints: dict[tuple, Location] = {}
+        kept = []
         for real in server.real_servers:
             method = real.lvs_method or server.lvs_method
             family = ipaddress.ip_address(real.address).version
-            if method != "TUN" and family != server.family:
-                self.error(
-                    real.location,
-                    f"{name}: address family of real server {real.address} does not match",
-                )
             endpoint = (real.address, real.port)
-            if endpoint in endpoints:
-                self.error(
+            if method != "TUN" and family != server.family:
+                self.warning(
                     real.location,
-                    f"{name}: real server {real.address} port {real.port} already defined at "
-                    f"{endpoints[endpoint]}",
+                    f"Address family of virtual server and real server {real.address} don't "
+                    "match - skipping real server.",
                 )
-            endpoints.setdefault(endpoint, real.location)
+            elif endpoint in endpoints:
+                self.warning(
+                    real.location,
+                    f"VS {server.name}: real server {real.address} port {real.port} is duplicated "
+                    f"(first at {endpoints[endpoint]}) - removing second rs",
+                )
+            else:
+                endpoints[endpoint] = real.location
+                kept.append(real)
+        server.real_servers = kept
         sorry = server.sorry_server
         if (
             sorry is not None
             and (sorry.lvs_method or server.lvs_method) != "TUN"
             and ipaddress.ip_address(sorry.address).version != server.family
         ):
-            self.error(
+            self.warning(
                 sorry.location,
-                f"{name}: address family of sorry server {sorry.address} does not match",
+                f"Address family of virtual server and sorry server {sorry.address} don't match "
+                "- skipping sorry server.",
             )
+            server.sorry_server = None
 
     def derive_family(self, server: VirtualServer) -> None:
         """fwmark and group services take their family from their non-tunnelled servers."""

@@ -1,9 +1,10 @@
 """keepalived keywords lvs-agent knows about but does not implement.
 
-A keyword that no block of lvs-agent handles is looked up here: in IGNORED it only draws a
-warning (it changes nothing about VRRP or IPVS: mail, SNMP, D-Bus, process tuning); in
-KEEPALIVED_KEYWORDS it is an error "not supported by lvs-agent"; anything else is an
-unknown keyword. Nothing is ever skipped silently.
+A keyword that no block of lvs-agent handles is looked up here: in OBSOLETE (keepalived 2.2
+itself ignores it with "Unknown keyword") or IGNORED (it changes nothing about VRRP or IPVS:
+mail, SNMP, D-Bus, process tuning) it only draws a warning; in KEEPALIVED_KEYWORDS it is an
+error "not supported by lvs-agent"; anything else is an unknown keyword. Nothing is ever
+skipped silently.
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ from __future__ import annotations
 DEPRECATED_ALIASES = {
     "lb_algo": "lvs_sched",
     "lb_kind": "lvs_method",
-    "nb_get_retry": "retry",
-    "lvs_id": "router_id",
+    "nb_get_retry": "retry",  # in HTTP_GET and SSL_GET only, see OBSOLETE
+}
+
+# keepalived 1.x keywords that keepalived 2.2 no longer knows: it warns "Unknown keyword"
+# and carries on without them, and so does lvs-agent. Each maps to the blocks where
+# keepalived 2.2 still reads the keyword (there it is handled like any other keyword).
+OBSOLETE = {
+    "nat_mask": (),
+    "lvs_id": (),
+    "nb_get_retry": ("HTTP_GET", "SSL_GET"),
+    "lvs_sync_daemon_interface": ("vrrp_instance",),
 }
 
 IGNORED = frozenset(
@@ -36,7 +46,7 @@ IGNORED = frozenset(
     lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs
     lvs_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs
     process_monitor_rcv_bufs_force vrrp_skip_check_adv_addr skip_check_adv_addr
-    notify_priority_changes vrrp_notify_priority_changes global_tracking
+    notify_priority_changes vrrp_notify_priority_changes
     """.split()  # noqa: SIM905
 )
 
@@ -51,7 +61,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     fast_recovery fifo_write_vrrp_states_on_reload flag-1 flag-2 flag-3 fork_delay
     full_command fwmark garp_extra_if garp_group garp_interval garp_lower_prio_delay
     garp_lower_prio_repeat garp_master_delay garp_master_refresh garp_master_refresh_repeat
-    garp_master_repeat global_defs gna_interval group ha_suspend helo_name
+    garp_master_repeat global_defs global_tracking gna_interval group ha_suspend helo_name
     higher_prio_send_advert hoplimit host http_protocol hysteresis idle_tx include_check
     inhibit_on_failure init_fail init_file interface interface_up_down_delays interfaces
     interval ip_family iproute_etc_dir iproute_usr_dir key linkbeat_interfaces

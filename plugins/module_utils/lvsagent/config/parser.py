@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from ..scripts import split_command
 from . import checks
 from .errors import ConfigError, Problem
-from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS
+from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
@@ -52,6 +52,11 @@ from .redact import excerpt, redact
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
+TIMER_MIN = 0.000001  # keepalived's timers count microseconds
+TIMER_MAX = 1e9
+MAX_PERSISTENCE_TIMEOUT = 2678400  # keepalived's LVS_MAX_TIMEOUT: 31 days
+GARP_DELAY_MAX = UINT32_MAX // 1_000_000  # keepalived keeps timers in microseconds
+SCRIPT_PERIOD_MAX = UINT32_MAX // 1_000_000
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
@@ -69,12 +74,107 @@ VIP_UNSUPPORTED_OPTIONS = (
 )
 # options that every checker resolves from its real server, then its virtual server
 INHERITED_CHECKER_OPTIONS = ("connect_timeout", "retry", "delay_before_retry", "warmup")
-
 Handler = Callable[[Node, Any], None]
+
+
+IGNORE = object()  # `lenient` fallback: keepalived keeps what it had before the bad value
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """Parser for keepalived's read_unsigned/read_int: an integer within [low, high]."""
+
+    def parse(raw: str) -> int:
+        if not INTEGER.fullmatch(raw) or not low <= int(raw, 10) <= high:
+            raise ValueError(raw)
+        return int(raw, 10)
+
+    return parse
+
+
+def decimal(low: float, high: float) -> Callable[[str], float]:
+    """Parser for keepalived's read_decimal/read_timer: a number within [low, high]."""
+
+    def parse(raw: str) -> float:
+        if not DECIMAL.fullmatch(raw) or not low <= float(raw) <= high:
+            raise ValueError(raw)
+        return float(raw)
+
+    return parse
+
+
+def ip_text(raw: str) -> str:
+    """Parser for an IP address, in its canonical text."""
+    return str(ipaddress.ip_address(raw))
+
+
+def any_case(options: tuple) -> Callable[[str], str]:
+    """Parser for a word keepalived compares with strcasecmp."""
+
+    def parse(raw: str) -> str:
+        for option in options:
+            if raw.upper() == option.upper():
+                return option
+        raise ValueError(raw)
+
+    return parse
+
+
+def exact(options: tuple) -> Callable[[str], str]:
+    """Parser for a word keepalived compares with strcmp: case matters."""
+
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(raw)
+        return raw
+
+    return parse
+
+
+UINT_TIMER_MAX = UINT32_MAX / 1_000_000  # a timer keepalived reads into UINT_MAX microseconds
+
+
+def server_option_rules(server: str, delay_before_retry: str) -> dict:
+    """keepalived's checks of the checker options given on a virtual or real server."""
+    return {
+        "connect_timeout": (
+            decimal(TIMER_MIN, UINT_TIMER_MAX),
+            f"{server} server connect_timeout {{value}} invalid - ignoring",
+        ),
+        "retry": (whole(1, UINT32_MAX), "retry value invalid - {value}"),
+        "delay_before_retry": (
+            decimal(0, TIMER_MAX),
+            f"{server} server {delay_before_retry} '{{value}}' invalid - ignoring",
+        ),
+        "warmup": (decimal(0, TIMER_MAX), f"{server} server warmup '{{value}}' invalid - ignoring"),
+    }
+
+
+# level -> option -> (keepalived's check, keepalived's warning when it ignores the value)
+CHECKER_OPTION_RULES = {
+    "virtual": server_option_rules("virtual", "delay before retry"),
+    "real": server_option_rules("real", "delay_before_retry"),
+    "checker": {
+        "connect_timeout": (
+            decimal(TIMER_MIN, UINT_TIMER_MAX),
+            "connect_timeout {value} invalid - ignoring",
+        ),
+        "retry": (whole(0, UINT32_MAX), "Invalid retry connection value '{value}'"),
+        "delay_before_retry": (
+            decimal(0, TIMER_MAX),
+            "Invalid delay_before_retry connection value '{value}'",
+        ),
+        "warmup": (decimal(0, TIMER_MAX), "Invalid warmup connection value '{value}'"),
+        "delay_loop": (decimal(TIMER_MIN, TIMER_MAX), "delay_loop '{value}' is invalid - ignoring"),
+    },
+}
 
 
 class Invalid(Exception):
     """A value could not be read; the problem has already been reported."""
+
+
+class Ignored(Invalid):
+    """A value keepalived ignores with a warning; the warning has already been reported."""
 
 
 @dataclass
@@ -159,7 +259,11 @@ class Builder:
                 continue
             keyword = child.keyword
             handler = table.get(keyword)
-            if handler is None and keyword in DEPRECATED_ALIASES:
+            if (
+                handler is None
+                and keyword in DEPRECATED_ALIASES
+                and self.still_read(keyword, table_name)
+            ):
                 replacement = DEPRECATED_ALIASES[keyword]
                 if replacement in table:
                     self.warning(child, f"{keyword} is deprecated, use {replacement}")
@@ -171,6 +275,8 @@ class Builder:
             state.explicit[keyword] = location(child)
             try:
                 handler(child, target)
+            except Ignored:
+                state.explicit.pop(keyword, None)  # as keepalived: as if never written
             except Invalid:
                 continue
         return state
@@ -180,6 +286,8 @@ class Builder:
         where = "at top level" if block == "top" else f"in {block}"
         if keyword in IGNORED:
             self.warning(node, f"{keyword}: not supported by lvs-agent, ignored")
+        elif not self.still_read(keyword, block):
+            self.warning(node, f"Unknown keyword '{keyword}' - obsolete, ignored as by keepalived")
         elif keyword == "real_server":
             self.error(node, "real_server outside a virtual_server")
         elif keyword in self.everywhere and keyword in self.tables:
@@ -197,6 +305,11 @@ class Builder:
         self.tables.clear()
         release(self.state)
         release(self.instance_keywords)
+
+    @staticmethod
+    def still_read(keyword: str, block: str) -> bool:
+        """False for a keyword keepalived 2.2 no longer knows in this block."""
+        return keyword not in OBSOLETE or block in OBSOLETE[keyword]
 
     def build(self, nodes: list[Node]) -> Config:
         self.walk(Node(["<top>"], "", 0, children=nodes), "top", self.config)
@@ -251,11 +364,22 @@ class Builder:
             self.extra_arguments(node, node.args[1:])
         word = node.args[0].lower()
         if word not in BOOL_WORDS:
-            self.error(
-                node, f"{node.keyword}: '{node.args[0]}' is not one of on|off|true|false|yes|no"
-            )
-            raise Invalid
+            self.warning(node, f"Invalid {node.keyword} parameter {node.args[0]}")
+            raise Ignored
         return BOOL_WORDS[word]
+
+    def always_on(self, node: Node) -> bool:
+        """A virtual_server flag: keepalived 2.2 sets it whatever word follows, even `off`."""
+        if node.is_block:
+            self.error(node, f"{node.keyword} does not take a block")
+            raise Invalid
+        if node.args:
+            self.warning(
+                node,
+                f"{' '.join(node.words)}: keepalived ignores the value on a virtual_server "
+                f"and turns {node.keyword} on",
+            )
+        return True
 
     def bare_flag(self, node: Node) -> bool:
         """A keyword that takes no value at all."""
@@ -370,21 +494,101 @@ class Builder:
 
         return read
 
+    def lenient(
+        self, attribute: str, parse: Callable[[str], Any], message: str, fallback: Any = IGNORE
+    ) -> Handler:
+        """A value keepalived reports and then ignores (or replaces by `fallback`): the same
+        warning, in its words, and the same outcome. `message` may use {name} and {value}."""
+
+        def handle(node: Node, target: Any) -> None:
+            setattr(target, attribute, self.tolerate(node, target, parse, message, fallback))
+
+        return handle
+
+    def tolerate(
+        self, node: Node, target: Any, parse: Callable[[str], Any], message: str, fallback: Any
+    ) -> Any:
+        raw = self.value(node)
+        try:
+            return parse(raw)
+        except ValueError:
+            self.warning(node, message.format(name=getattr(target, "name", ""), value=raw))
+            if fallback is IGNORE:
+                raise Ignored from None
+            return fallback
+
+    def repeat_count(self, attribute: str, label: str) -> Handler:
+        """A gratuitous ARP count: keepalived ignores a bad one and turns 0 into 1."""
+        read = self.lenient(
+            attribute, whole(0, UINT32_MAX), label + " '{value}' invalid - ignoring"
+        )
+
+        def handle(node: Node, target: Any) -> None:
+            read(node, target)
+            if getattr(target, attribute) == 0:
+                name = getattr(target, "name", "")
+                self.warning(
+                    node, f"{label.format(name=name)} must be greater than 0, setting to 1"
+                )
+                setattr(target, attribute, 1)
+
+        return handle
+
+    def script_period(self, attribute: str, invalid: str) -> Handler:
+        """vrrp_script interval/timeout: whole seconds; 0 becomes 1, anything else is ignored."""
+        read = self.lenient(attribute, whole(0, SCRIPT_PERIOD_MAX), invalid + " - ignoring")
+
+        def handle(node: Node, script: VrrpScript) -> None:
+            read(node, script)
+            if getattr(script, attribute) == 0:
+                self.warning(
+                    node,
+                    f"({script.name}): vrrp script {attribute} must be greater than 0, "
+                    "setting to 1",
+                )
+                setattr(script, attribute, 1)
+
+        return handle
+
     # ---- global_defs -----------------------------------------------------------------------
 
     def global_defs_table(self) -> dict[str, Handler]:
         return {
             "router_id": self.scalar("router_id", self.text),
-            "vrrp_version": self.ranged("vrrp_version", 2, 3),
-            "vrrp_garp_master_delay": self.ranged("vrrp_garp_master_delay", 0, 86400),
-            "vrrp_garp_master_repeat": self.ranged("vrrp_garp_master_repeat", 1, 255),
-            "vrrp_garp_master_refresh": self.ranged("vrrp_garp_master_refresh", 0, 86400),
-            "vrrp_garp_master_refresh_repeat": self.ranged(
-                "vrrp_garp_master_refresh_repeat", 1, 255
+            "vrrp_version": self.lenient(
+                "vrrp_version", whole(2, 3), "VRRP Error: Version must be either 2 or 3"
             ),
-            "vrrp_garp_interval": self.timer("vrrp_garp_interval", 0, 1),
-            "vrrp_gna_interval": self.timer("vrrp_gna_interval", 0, 1),
-            "vrrp_startup_delay": self.timer("vrrp_startup_delay", 0, 3600),
+            "vrrp_garp_master_delay": self.lenient(
+                "vrrp_garp_master_delay",
+                whole(0, GARP_DELAY_MAX),
+                "vrrp_garp_master_delay '{value}' invalid - ignoring",
+            ),
+            "vrrp_garp_master_repeat": self.repeat_count(
+                "vrrp_garp_master_repeat", "vrrp_garp_master_repeat"
+            ),
+            "vrrp_garp_master_refresh": self.lenient(
+                "vrrp_garp_master_refresh",
+                whole(0, UINT32_MAX),
+                "Invalid vrrp_garp_master_refresh '{value}' - ignoring",
+            ),
+            "vrrp_garp_master_refresh_repeat": self.repeat_count(
+                "vrrp_garp_master_refresh_repeat", "vrrp_garp_master_refresh_repeat"
+            ),
+            "vrrp_garp_interval": self.lenient(
+                "vrrp_garp_interval",
+                decimal(TIMER_MIN, UINT_TIMER_MAX),
+                "vrrp_garp_interval '{value}' is invalid",
+            ),
+            "vrrp_gna_interval": self.lenient(
+                "vrrp_gna_interval",
+                decimal(TIMER_MIN, UINT_TIMER_MAX),
+                "vrrp_gna_interval '{value}' is invalid",
+            ),
+            "vrrp_startup_delay": self.lenient(
+                "vrrp_startup_delay",
+                decimal(0.001, UINT_TIMER_MAX),
+                "vrrp_startup_delay '{value}' is invalid",
+            ),
             "vrrp_mcast_group4": self.scalar("vrrp_mcast_group4", self.multicast_group(4)),
             "vrrp_mcast_group6": self.scalar("vrrp_mcast_group6", self.multicast_group(6)),
             "script_user": self.scalar("script_user", self.script_user),
@@ -417,11 +621,25 @@ class Builder:
     def vrrp_script_table(self) -> dict[str, Handler]:
         return {
             "script": self.scalar("script", lambda node: self.command(node, self.value(node))),
-            "interval": self.timer("interval", 0.001, 86400),
-            "timeout": self.timer("timeout", 0.001, 86400),
+            "interval": self.script_period(
+                "interval", "({name}): vrrp script interval '{value}' must be between 1 and 4294"
+            ),
+            "timeout": self.script_period(
+                "timeout", "({name}): vrrp script timeout '{value}' invalid"
+            ),
             "weight": self.script_weight,
-            "rise": self.ranged("rise", 1, INT32_MAX),
-            "fall": self.ranged("fall", 1, INT32_MAX),
+            "rise": self.lenient(
+                "rise",
+                whole(1, INT32_MAX),
+                "({name}): vrrp script rise value '{value}' invalid, defaulting to 1",
+                fallback=1,
+            ),
+            "fall": self.lenient(
+                "fall",
+                whole(1, INT32_MAX),
+                "({name}): vrrp script fall value '{value}' invalid, defaulting to 1",
+                fallback=1,
+            ),
             "user": self.scalar("user", self.script_user),
             "init_fail": self.scalar("init_fail", self.bare_flag),
         }
@@ -431,15 +649,10 @@ class Builder:
             self.error(node, "weight: missing value")
             raise Invalid
         script.weight = self.integer(node, -253, 253, node.args[0])
-        script.weight_reverse = self.reverse_option(node, node.args[1:])
-
-    def reverse_option(self, node: Node, words: list[str]) -> bool:
-        if not words:
-            return False
-        if len(words) == 1 and words[0] in ("reverse", "noreverse"):
-            return words[0] == "reverse"
-        self.error(node, f"{node.keyword}: unexpected '{' '.join(words)}' (expected reverse)")
-        raise Invalid
+        option = node.args[1] if len(node.args) > 1 else None
+        script.weight_reverse = option == "reverse"
+        if option not in (None, "reverse"):
+            self.warning(node, f"vrrp_script {script.name} unknown weight option {option}")
 
     def vrrp_script(self, node: Node, config: Config) -> None:
         name = self.block_name(node)
@@ -506,35 +719,56 @@ class Builder:
         table = self.tables["vrrp_sync_group"]
         children = node.children or []
         bare = [c for c in children if not c.unsupported and not c.args and not c.is_block]
-        old_style = [
-            c for c in bare if c.keyword not in table and c.keyword not in KEEPALIVED_KEYWORDS
-        ]
-        if old_style:
-            # keepalived 1.x samples list the instances directly in the sync group
+        known = table.keys() | KEEPALIVED_KEYWORDS | IGNORED
+        old_style = [c for c in bare if c.keyword not in known]
+        for child in old_style:
+            # keepalived 1.x listed the instances directly in the group; 2.x ignores them
             self.warning(
-                old_style[0],
-                f"vrrp_sync_group {name}: instance names outside 'group {{ }}' are deprecated",
+                child,
+                f"Unknown keyword '{excerpt(child.keyword)}' - instance names belong in "
+                "'group { }'; ignored, as keepalived does",
             )
-            group.group.extend(c.keyword for c in old_style)
-            node = Node(
-                node.words, node.file, node.line, [c for c in children if c not in old_style]
-            )
+        node = Node(node.words, node.file, node.line, [c for c in children if c not in old_style])
         self.walk(node, "vrrp_sync_group", group)
+        if not group.group and not self.tainted(node):
+            self.warning(node, f"Sync group {name} has no virtual router(s). removing")
+            return
         config.sync_groups.append(group)
 
     # ---- vrrp_instance ---------------------------------------------------------------------
 
     def vrrp_instance_table(self) -> dict[str, Handler]:
         return {
-            "state": self.scalar("state", lambda node: self.choice(node, ("MASTER", "BACKUP"))),
+            "state": self.lenient(
+                "state",
+                exact(("MASTER", "BACKUP")),
+                "({name}) unknown state '{value}', defaulting to BACKUP",
+                fallback="BACKUP",
+            ),
             "interface": self.scalar("interface", self.interface_name),
             "virtual_router_id": self.ranged("virtual_router_id", 1, 255),
-            "priority": self.ranged("priority", 1, 255),
-            "advert_int": self.timer("advert_int", 0.001, 4095),  # per version in checks
-            "version": self.ranged("version", 2, 3),
+            "priority": self.lenient(
+                "priority",
+                whole(1, 255),
+                "({name}) Priority not valid! must be between 1 & 255. Using default 100",
+                fallback=100,
+            ),
+            "advert_int": self.lenient(  # rounded and capped per version in checks
+                "advert_int",
+                decimal(0.01, 255),
+                "({name}) Advert interval ({value}) not valid! Must be > 0 - ignoring",
+            ),
+            "version": self.lenient(
+                "version", whole(2, 3), "({name}): Version must be either 2 or 3"
+            ),
             "nopreempt": self.scalar("nopreempt", self.bare_flag),
             "preempt": self.preempt,
-            "preempt_delay": self.timer("preempt_delay", 0, 1000),
+            "preempt_delay": self.lenient(
+                "preempt_delay",
+                decimal(0, 1000),
+                "({name}) Preempt_delay not valid! must be between 0-1000",
+                fallback=0.0,
+            ),
             "authentication": self.authentication,
             "unicast_src_ip": self.scalar("unicast_src_ip", self.address),
             "mcast_src_ip": self.scalar("mcast_src_ip", self.address),
@@ -550,10 +784,23 @@ class Builder:
             "notify_fault": self.scalar("notify_fault", self.script),
             "notify_stop": self.scalar("notify_stop", self.script),
             "notify": self.scalar("notify", self.script),
-            "garp_master_delay": self.ranged("garp_master_delay", 0, 86400),
-            "garp_master_repeat": self.ranged("garp_master_repeat", 1, 255),
-            "garp_master_refresh": self.ranged("garp_master_refresh", 0, 86400),
-            "garp_master_refresh_repeat": self.ranged("garp_master_refresh_repeat", 1, 255),
+            "garp_master_delay": self.lenient(
+                "garp_master_delay",
+                whole(0, GARP_DELAY_MAX),
+                "({name}): garp_master_delay '{value}' invalid - ignoring",
+            ),
+            "garp_master_repeat": self.repeat_count(
+                "garp_master_repeat", "({name}): garp_master_repeat"
+            ),
+            "garp_master_refresh": self.lenient(
+                "garp_master_refresh",
+                whole(0, UINT32_MAX),
+                "({name}): Invalid garp_master_refresh '{value}' - ignoring",
+                fallback=0,
+            ),
+            "garp_master_refresh_repeat": self.repeat_count(
+                "garp_master_refresh_repeat", "({name}): garp_master_refresh_repeat"
+            ),
             "v3_checksum_as_v2": self.checksum_style,
             "accept": self.scalar("accept", self.bare_flag),
             "no_accept": self.scalar("accept", lambda node: not self.bare_flag(node)),
@@ -584,7 +831,10 @@ class Builder:
         self.walk(node, "authentication", instance)
 
     def auth_type(self, node: Node, instance: VrrpInstance) -> None:
-        kind = self.choice(node, ("PASS", "AH"))
+        kind = self.value(node)
+        if kind not in ("PASS", "AH"):
+            self.warning(node, f"({instance.name}) unknown authentication type '{kind}'")
+            raise Ignored
         if kind == "AH":
             self.error(node, "auth_type AH: not supported by lvs-agent")
             raise Invalid
@@ -620,8 +870,8 @@ class Builder:
         try:
             address = ipaddress.ip_interface(raw)
         except ValueError:
-            self.error(node, f"invalid virtual address '{excerpt(raw)}'")
-            raise Invalid from None
+            self.warning(node, f"VRRP parsed invalid IP {excerpt(raw)}. skipping IP...")
+            raise Ignored from None
         vip = VirtualAddress(address, location=location(node))
         words = node.args
         index = 0
@@ -629,8 +879,8 @@ class Builder:
             option = words[index]
             if option in ("dev", "label", "scope", "brd", "broadcast", "peer"):
                 if index + 1 >= len(words):
-                    self.error(node, f"{raw}: '{option}' needs a value")
-                    raise Invalid
+                    self.warning(node, f"No {option} parameter specified for {raw}")
+                    raise Ignored
                 self.vip_option(node, vip, option, words[index + 1])
                 index += 2
             elif option == "no_track":
@@ -640,9 +890,25 @@ class Builder:
                 self.error(node, f"{raw}: option '{option}' not supported by lvs-agent")
                 raise Invalid
             else:
-                self.error(node, f"{raw}: unknown option '{excerpt(option)}'")
-                raise Invalid
+                self.warning(
+                    node,
+                    f"Unknown configuration entry '{excerpt(option)}' for ip address - ignoring",
+                )
+                index += 1
+        if address.version == 6:
+            self.no_ipv6_scope_or_label(node, vip)
         return vip
+
+    def no_ipv6_scope_or_label(self, node: Node, vip: VirtualAddress) -> None:
+        """keepalived drops what only IPv4 addresses have."""
+        for option in ("scope", "label"):
+            if getattr(vip, option) is not None:
+                self.warning(
+                    node,
+                    f"Cannot specify {option} for IPv6 addresses ({node.keyword}) - "
+                    f"ignoring {option}",
+                )
+                setattr(vip, option, None)
 
     def vip_option(self, node: Node, vip: VirtualAddress, option: str, value: str) -> None:
         if option == "dev":
@@ -651,8 +917,10 @@ class Builder:
             vip.label = value
         elif option == "scope":
             if value not in VIP_SCOPES and not value.isdigit():
-                self.error(node, f"{node.keyword}: unknown scope '{value}'")
-                raise Invalid
+                self.warning(
+                    node, f"Invalid scope '{value}' specified for {node.keyword} - ignoring"
+                )
+                return
             vip.scope = value
         elif option == "peer":
             vip.peer = self.address(node, value)
@@ -662,35 +930,59 @@ class Builder:
             vip.broadcast = value
 
     def track_interfaces(self, node: Node, target: Any) -> None:
-        for child in self.require_block(node):
-            track = TrackInterface(child.keyword, location=location(child))
-            try:
-                if child.args:
-                    track.weight, track.reverse = self.track_weight(child, -253, 253)
-            except Invalid:
-                continue
-            target.track_interfaces.append(track)
+        self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)
 
     def track_scripts(self, node: Node, target: Any) -> None:
+        self.tracked(node, target, target.track_scripts, TrackScript, "track_script", None)
+
+    def tracked(
+        self, node: Node, target: Any, entries: list, kind: type, block: str, default: Any
+    ) -> None:
+        """Entries of a track_* block, read as keepalived's alloc_track_* does: a bad entry is
+        dropped and a bad weight replaced, each with keepalived's warning."""
         for child in self.require_block(node):
-            track = TrackScript(child.keyword, location=location(child))
+            owner, name = target.name, child.keyword
+            if any(entry.name == name for entry in entries):
+                self.warning(child, f"({owner}) duplicate {block} {name} - ignoring")
+                continue
+            track = kind(name, location=location(child))
             try:
                 if child.args:
-                    track.weight, track.reverse = self.track_weight(child, -253, 253)
+                    track.weight, track.reverse = self.track_weight(child, owner, block, default)
             except Invalid:
                 continue
-            target.track_scripts.append(track)
+            entries.append(track)
 
-    def track_weight(self, node: Node, low: int, high: int) -> tuple[int, bool]:
-        words = node.args
-        if words[0] != "weight" or len(words) < 2:
-            self.error(node, f"{node.keyword}: expected 'weight N', got '{excerpt(words[0])}'")
-            raise Invalid
-        weight = int(words[1], 10) if INTEGER.fullmatch(words[1]) else high + 1
-        if not low <= weight <= high:
-            self.error(node, f"{node.keyword}: weight must be between {low} and {high}")
-            raise Invalid
-        return weight, self.reverse_option(node, words[2:])
+    def track_weight(self, node: Node, owner: str, block: str, default: Any) -> tuple[Any, bool]:
+        name, words = node.keyword, node.args
+        if words[0] != "weight":
+            self.warning(node, f"({owner}) unknown {block} {name} option {words[0]} - ignoring")
+            raise Ignored
+        if len(words) == 1:
+            self.warning(
+                node, f"({owner}) weight without value specified for {block} {name} - ignoring"
+            )
+            raise Ignored
+        try:
+            weight = whole(-254, 254)(words[1])
+        except ValueError:
+            self.warning(
+                node,
+                f"({owner}) weight {words[1]} for {name} must be between [-253..253] inclusive. "
+                "Ignoring...",
+            )
+            weight = default
+        if weight in (-254, 254):
+            self.warning(node, f"({owner}) weight for {name} cannot be +/-254. Setting to +/-253")
+            weight = 253 if weight > 0 else -253
+        reverse = False
+        if len(words) > 2 and words[2] in ("reverse", "noreverse"):
+            reverse = words[2] == "reverse"
+        elif len(words) > 2:
+            self.warning(
+                node, f"({owner}) unknown {block} {name} weight option {words[2]} - ignoring"
+            )
+        return weight, reverse
 
     def vrrp_instance(self, node: Node, config: Config) -> None:
         name = self.block_name(node)
@@ -770,22 +1062,39 @@ class Builder:
 
     def virtual_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
-            "lvs_sched": self.scalar("lvs_sched", lambda node: self.choice(node, SCHEDULERS)),
-            "lvs_method": self.scalar("lvs_method", self.lvs_method),
+            "lvs_sched": self.lenient(
+                "lvs_sched", exact(SCHEDULERS), "Invalid lvs_scheduler '{value}' - ignoring"
+            ),
+            "lvs_method": self.scalar("lvs_method", self.forwarding("virtual")),
             "persistence_timeout": self.persistence_timeout,
             "persistence_granularity": self.scalar("persistence_granularity", self.granularity),
-            "protocol": self.scalar("protocol", lambda node: self.choice(node, PROTOCOLS)),
-            "delay_loop": self.timer("delay_loop", 0.001, 86400),
-            "quorum": self.ranged("quorum", 1, UINT32_MAX),
-            "hysteresis": self.ranged("hysteresis", 0, UINT32_MAX),
+            "protocol": self.lenient(
+                "protocol", any_case(PROTOCOLS), "Unknown protocol {value} - ignoring"
+            ),
+            "delay_loop": self.lenient(
+                "delay_loop",
+                decimal(TIMER_MIN, TIMER_MAX),
+                "virtual server delay loop '{value}' invalid - ignoring",
+            ),
+            "quorum": self.lenient(
+                "quorum",
+                whole(1, UINT32_MAX),
+                "Quorum {value} must be in [1, 4294967295]. Setting to 1.",
+                fallback=1,
+            ),
+            "hysteresis": self.lenient(
+                "hysteresis",
+                whole(0, UINT32_MAX),
+                "Hysteresis {value} must be in [0, 4294967295] - ignoring",
+            ),
             "quorum_up": self.scalar("quorum_up", self.script),
             "quorum_down": self.scalar("quorum_down", self.script),
             "sorry_server": self.sorry_server,
             "sorry_server_inhibit": self.sorry_server_inhibit,
             "sorry_server_lvs_method": self.sorry_server_lvs_method,
-            "inhibit_on_failure": self.scalar("inhibit_on_failure", self.flag),
-            "alpha": self.scalar("alpha", self.flag),
-            "omega": self.scalar("omega", self.flag),
+            "inhibit_on_failure": self.scalar("inhibit_on_failure", self.always_on),
+            "alpha": self.scalar("alpha", self.always_on),
+            "omega": self.scalar("omega", self.always_on),
             "ha_suspend": self.scalar("ha_suspend", self.bare_flag),
             "virtualhost": self.scalar("virtualhost", self.text),
             "ip_family": self.ip_family,
@@ -793,14 +1102,28 @@ class Builder:
         }
         for name in SCHEDULER_FLAGS:
             table[name] = self.scheduler_flag
+        table["hashed"] = self.hashed
         for name in INHERITED_CHECKER_OPTIONS:
             table[name] = self.checker_default
         return table
 
-    def lvs_method(self, node: Node) -> str:
+    def forwarding(self, server_type: str) -> Callable[[Node], str]:
+        """lvs_method of a virtual, real or sorry server: an unknown method is ignored."""
+
+        def read(node: Node) -> str:
+            return self.lvs_method(node, server_type)
+
+        return read
+
+    def lvs_method(self, node: Node, server_type: str) -> str:
         if node.is_block or not node.args:
             return self.value(node)
-        method = self.choice(node, LVS_METHODS, node.args[0])
+        method = node.args[0]
+        if method not in LVS_METHODS:
+            self.warning(
+                node, f"PARSER : unknown [{method}] routing method for {server_type} server."
+            )
+            raise Ignored
         if len(node.args) > 1:
             options = " ".join(node.args[1:])
             if method == "TUN":
@@ -814,7 +1137,11 @@ class Builder:
         if not node.args and not node.is_block:
             server.persistence_timeout = DEFAULT_PERSISTENCE_TIMEOUT
             return
-        server.persistence_timeout = self.integer(node, 1, UINT32_MAX)
+        self.lenient(
+            "persistence_timeout",
+            whole(1, MAX_PERSISTENCE_TIMEOUT),
+            "persistence_timeout invalid",  # 0 included: not persistent, as in keepalived
+        )(node, server)
 
     def granularity(self, node: Node) -> str:
         raw = self.value(node)
@@ -834,15 +1161,15 @@ class Builder:
     def sorry_server_inhibit(self, node: Node, server: VirtualServer) -> None:
         inhibit = self.flag(node)
         if server.sorry_server is None:
-            self.error(node, "sorry_server_inhibit before or without sorry_server")
-            raise Invalid
+            self.warning(node, "Ignoring sorry_server inhibit used before or without sorry_server")
+            raise Ignored
         server.sorry_server.inhibit = inhibit
 
     def sorry_server_lvs_method(self, node: Node, server: VirtualServer) -> None:
-        method = self.lvs_method(node)
+        method = self.lvs_method(node, "sorry")
         if server.sorry_server is None:
-            self.error(node, "sorry_server_lvs_method before or without sorry_server")
-            raise Invalid
+            self.warning(node, "sorry_server forwarding used without sorry_server")
+            raise Ignored
         server.sorry_server.lvs_method = method
 
     def ip_family(self, node: Node, server: VirtualServer) -> None:
@@ -856,12 +1183,12 @@ class Builder:
     def checker_default(self, node: Node, target: Any) -> None:
         """connect_timeout/retry/delay_before_retry/warmup given for the checkers below."""
         state = self.state.setdefault(id(target), BlockState())
-        state.defaults[node.keyword] = self.checker_option(node)
+        level = "virtual" if isinstance(target, VirtualServer) else "real"
+        state.defaults[node.keyword] = self.checker_option(node, target, level)
 
-    def checker_option(self, node: Node) -> Any:
-        if node.keyword == "retry":
-            return self.integer(node, 0, UINT32_MAX)
-        return self.number(node, 0, 86400)
+    def checker_option(self, node: Node, target: Any, level: str) -> Any:
+        parse, message = CHECKER_OPTION_RULES[level][node.keyword]
+        return self.tolerate(node, target, parse, message, IGNORE)
 
     def address_and_port(self, node: Node) -> tuple[str, Optional[int]]:
         if node.is_block and node.keyword not in ("virtual_server", "real_server"):
@@ -896,10 +1223,45 @@ class Builder:
             self.warning(
                 node, f"virtual server {server.name}: no scheduler set, using '{server.lvs_sched}'"
             )
+        self.complete_defaults(node, server, state, config)
         for pending in state.pending:
             self.resolve_checker(pending, server, state.defaults)
         self.drop_foreign_scheduler_flags(server, state)
         config.virtual_servers.append(server)
+
+    def complete_defaults(
+        self, node: Node, server: VirtualServer, state: BlockState, config: Config
+    ) -> None:
+        """keepalived's defaults for what the block left out, with its warnings."""
+        name = f"virtual server {server.name}"
+        group = config.virtual_server_groups.get(server.group or "")
+        by_address = server.kind == "ip" or (
+            group is not None and any(entry.address for entry in group.entries)
+        )
+        if "protocol" not in state.explicit and by_address:
+            # the kernel's default for protocol 0 is UDP, and keepalived sets it explicitly
+            self.warning(node, f"{name}: no protocol set - defaulting to UDP")
+            server.protocol = "UDP"
+        elif "protocol" in state.explicit and not by_address:
+            where = state.explicit["protocol"]
+            self.report(
+                Problem(
+                    where.file,
+                    where.line,
+                    f"{name}: protocol specified for fwmark - protocol will be ignored",
+                    "warning",
+                )
+            )
+        if server.persistence_granularity is not None and not server.persistence_timeout:
+            server.persistence_timeout = DEFAULT_PERSISTENCE_TIMEOUT  # a granularity persists
+        servers = [*server.real_servers, *filter(None, [server.sorry_server])]
+        if "lvs_method" not in state.explicit and any(s.lvs_method is None for s in servers):
+            self.warning(node, f"{name}: no forwarding method set, setting default NAT")
+
+    def hashed(self, node: Node, server: VirtualServer) -> None:
+        """An old scheduler flag keepalived reads and never applies."""
+        self.bare_flag(node)
+        self.warning(node, "hashed only applies to sh scheduler - ignoring")
 
     def drop_foreign_scheduler_flags(self, server: VirtualServer, state: BlockState) -> None:
         """sh-port and friends only mean something to their scheduler; keepalived drops them."""
@@ -924,16 +1286,32 @@ class Builder:
 
     def real_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
-            "weight": self.ranged("weight", 0, 65535),
-            "lvs_method": self.scalar("lvs_method", self.lvs_method),
+            "weight": self.lenient(
+                "weight",
+                whole(0, INT32_MAX),
+                "Real server weight {value} is outside range 0-2147483647",
+            ),
+            "lvs_method": self.scalar("lvs_method", self.forwarding("real")),
             "notify_up": self.scalar("notify_up", self.script),
             "notify_down": self.scalar("notify_down", self.script),
-            "uthreshold": self.ranged("uthreshold", 0, UINT32_MAX),
-            "lthreshold": self.ranged("lthreshold", 0, UINT32_MAX),
+            "uthreshold": self.lenient(
+                "uthreshold",
+                whole(0, UINT32_MAX),
+                "Invalid real_server uthreshold '{value}' - ignoring",
+            ),
+            "lthreshold": self.lenient(
+                "lthreshold",
+                whole(0, UINT32_MAX),
+                "Invalid real_server lthreshold '{value}' - ignoring",
+            ),
             "inhibit_on_failure": self.scalar("inhibit_on_failure", self.flag),
             "virtualhost": self.scalar("virtualhost", self.text),
             "alpha": self.scalar("alpha", self.flag),
-            "delay_loop": self.timer("delay_loop", 0.001, 86400),
+            "delay_loop": self.lenient(
+                "delay_loop",
+                decimal(TIMER_MIN, TIMER_MAX),
+                "real server delay_loop '{value}' invalid - ignoring",
+            ),
             "TCP_CHECK": self.checker(TcpCheck),
             "HTTP_GET": self.checker(HttpCheck),
             "SSL_GET": self.checker(HttpCheck),
@@ -962,12 +1340,18 @@ class Builder:
         if connection:
             table.update(
                 {
-                    "connect_ip": self.scalar("connect_ip", self.address),
-                    "connect_port": self.scalar(
-                        "connect_port", lambda n: self.port(n, self.value(n))
+                    "connect_ip": self.lenient(
+                        "connect_ip", ip_text, "Invalid connect_ip address {value} - ignoring"
                     ),
-                    "bindto": self.scalar("bindto", self.address),
-                    "bind_port": self.scalar("bind_port", lambda n: self.port(n, self.value(n))),
+                    "connect_port": self.lenient(
+                        "connect_port", whole(1, 65535), "Invalid checker connect_port '{value}'"
+                    ),
+                    "bindto": self.lenient(
+                        "bindto", ip_text, "Invalid bindto address {value} - ignoring"
+                    ),
+                    "bind_port": self.lenient(
+                        "bind_port", whole(1, 65535), "Invalid checker bind_port '{value}'"
+                    ),
                 }
             )
         return table
@@ -977,8 +1361,10 @@ class Builder:
         table.update(
             {
                 "url": self.url,
-                "http_protocol": self.scalar(
-                    "http_protocol", lambda node: self.choice(node, ("1.0", "1.0C", "1.1"))
+                "http_protocol": self.lenient(
+                    "http_protocol",
+                    lambda raw: exact(("1.0", "1.0C", "1.1"))("1.0C" if raw == "1.0c" else raw),
+                    "Invalid http_protocol version {value}",
                 ),
                 "virtualhost": self.scalar("virtualhost", self.text),
             }
@@ -1000,11 +1386,7 @@ class Builder:
         return table
 
     def checker_explicit(self, node: Node, checker: Checker) -> None:
-        value = (
-            self.number(node, 0.001, 86400)
-            if node.keyword == "delay_loop"
-            else self.checker_option(node)
-        )
+        value = self.checker_option(node, checker, "checker")
         self.state.setdefault(id(checker), BlockState()).defaults[node.keyword] = value
 
     def checker(self, kind: type) -> Handler:
@@ -1015,7 +1397,9 @@ class Builder:
                 checker.kind = node.keyword
             state = self.walk(node, node.keyword, checker)
             if isinstance(checker, HttpCheck) and not checker.urls and not self.tainted(node):
-                self.error(node, f"{node.keyword}: at least one url {{ }} is required")
+                # keepalived then runs the real server without a checker
+                self.warning(node, "HTTP/SSL_GET checker has no urls specified - ignoring")
+                return
             if isinstance(checker, MiscCheck) and not checker.misc_path and not self.tainted(node):
                 self.error(node, "MISC_CHECK: misc_path is required")
             real.checkers.append(checker)
@@ -1041,8 +1425,12 @@ class Builder:
             self.value(node)
         for word in node.args:
             low_text, _dash, high_text = word.partition("-")
-            low = self.integer(node, 100, 599, low_text)
-            high = self.integer(node, low, 599, high_text) if high_text else low
+            try:
+                low = whole(100, 599)(low_text)
+                high = whole(low, 599)(high_text) if high_text else low
+            except ValueError:
+                self.warning(node, f"Invalid HTTP_GET status code '{word}'")
+                continue
             url.status_codes.append((low, high))
 
     def resolve_checker(self, pending: PendingChecker, server: VirtualServer, vs_defaults: dict):
@@ -1150,6 +1538,6 @@ def parse_entry(block: str, text: str, filename: str = "<string>") -> Any:
         node = Node([block], filename, 1, children=[Node(words, filename, 1)])
         Builder(problems.append).tables["vrrp_instance"][block](node, instance)
     entries = getattr(instance, ENTRY_BLOCKS[block])
-    if any(problem.severity == "error" for problem in problems) or not entries:
+    if problems or not entries:  # what keepalived would correct is no entry to write either
         raise ConfigError(problems)
     return entries[0]
