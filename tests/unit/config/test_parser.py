@@ -7,8 +7,10 @@ import ipaddress
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 
-from lvsagent.config import HttpCheck, MiscCheck, TcpCheck
 from lvsagent.config.model import SCHEDULERS
+from lvsagent.lvs.checkers.http import HttpCheck
+from lvsagent.lvs.checkers.misc import MiscCheck
+from lvsagent.lvs.checkers.tcp import TcpCheck
 
 
 def commands(*scripts):

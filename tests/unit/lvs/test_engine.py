@@ -12,17 +12,17 @@ from fakes import FakeIpvs, FakeProber
 
 from lvsagent.config.model import (
     Config,
-    MiscCheck,
     RealServer,
     Script,
     SorryServer,
-    TcpCheck,
     VirtualAddress,
     VirtualServer,
     VrrpInstance,
 )
 from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
 from lvsagent.lvs import LvsEngine
+from lvsagent.lvs.checkers.misc import MiscCheck
+from lvsagent.lvs.checkers.tcp import TcpCheck
 from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
+from ..lvs.checkers.misc import MiscCheck
 from ..scripts import (
     KEEPALIVED_SCRIPT_USER,
     Identity,
@@ -22,7 +23,7 @@ from ..scripts import (
     unsafe_script,
 )
 from .errors import Problem
-from .model import Config, Location, MiscCheck, ScriptUser, VirtualServer, VrrpInstance
+from .model import Config, Location, ScriptUser, VirtualServer, VrrpInstance
 
 SYS_CLASS_NET = "/sys/class/net"
 PRIORITY_OWNER = 255

@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..lvs.checkers import KINDS as CHECKER_KINDS
 from ..scripts import split_command
 from . import checks
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Invalid, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
@@ -29,18 +30,14 @@ from .model import (
     SCHEDULERS,
     Checker,
     Config,
-    HttpCheck,
     Location,
-    MiscCheck,
     RealServer,
     Script,
     ScriptUser,
     SorryServer,
     SyncGroup,
-    TcpCheck,
     TrackInterface,
     TrackScript,
-    Url,
     VirtualAddress,
     VirtualServer,
     VirtualServerGroup,
@@ -71,10 +68,6 @@ VIP_UNSUPPORTED_OPTIONS = (
 INHERITED_CHECKER_OPTIONS = ("connect_timeout", "retry", "delay_before_retry", "warmup")
 
 Handler = Callable[[Node, Any], None]
-
-
-class Invalid(Exception):
-    """A value could not be read; the problem has already been reported."""
 
 
 @dataclass
@@ -128,17 +121,10 @@ class Builder:
             },
             "virtual_server": self.virtual_server_table(),
             "real_server": self.real_server_table(),
-            "TCP_CHECK": self.checker_table(connection=True),
-            "HTTP_GET": self.http_checker_table(),
-            "SSL_GET": self.http_checker_table(),
-            "MISC_CHECK": self.misc_checker_table(),
-            "url": {
-                "path": self.scalar("path", self.text),
-                "digest": self.scalar("digest", self.digest),
-                "status_code": self.status_code,
-                "virtualhost": self.scalar("virtualhost", self.text),
-            },
         }
+        for name, kind in CHECKER_KINDS.items():
+            self.tables[name] = {**self.checker_table(kind.connection), **kind.keywords(self)}
+            self.tables.update(kind.blocks(self))
         self.everywhere = {keyword for table in self.tables.values() for keyword in table}
 
     # ---- problems -------------------------------------------------------------------------
@@ -332,13 +318,6 @@ class Builder:
             )
             raise Invalid
         return ScriptUser(names[0], names[1] if len(names) == 2 else None, location(node))
-
-    def digest(self, node: Node) -> str:
-        raw = self.value(node)
-        if len(raw) != 32 or any(c not in "0123456789abcdefABCDEF" for c in raw):
-            self.error(node, f"digest: '{raw}' is not an MD5 digest (32 hex digits)")
-            raise Invalid
-        return raw.lower()
 
     def require_block(self, node: Node) -> list[Node]:
         if not node.is_block:
@@ -934,11 +913,9 @@ class Builder:
             "virtualhost": self.scalar("virtualhost", self.text),
             "alpha": self.scalar("alpha", self.flag),
             "delay_loop": self.timer("delay_loop", 0.001, 86400),
-            "TCP_CHECK": self.checker(TcpCheck),
-            "HTTP_GET": self.checker(HttpCheck),
-            "SSL_GET": self.checker(HttpCheck),
-            "MISC_CHECK": self.checker(MiscCheck),
         }
+        for name in CHECKER_KINDS:
+            table[name] = self.checker
         for name in INHERITED_CHECKER_OPTIONS:
             table[name] = self.checker_default
         return table
@@ -972,33 +949,6 @@ class Builder:
             )
         return table
 
-    def http_checker_table(self) -> dict[str, Handler]:
-        table = self.checker_table(connection=True)
-        table.update(
-            {
-                "url": self.url,
-                "http_protocol": self.scalar(
-                    "http_protocol", lambda node: self.choice(node, ("1.0", "1.0C", "1.1"))
-                ),
-                "virtualhost": self.scalar("virtualhost", self.text),
-            }
-        )
-        return table
-
-    def misc_checker_table(self) -> dict[str, Handler]:
-        table = self.checker_table(connection=False)
-        table.update(
-            {
-                "misc_path": self.scalar(
-                    "misc_path", lambda node: self.command(node, self.value(node))
-                ),
-                "misc_timeout": self.timer("misc_timeout", 0.001, 86400),
-                "misc_dynamic": self.scalar("misc_dynamic", self.bare_flag),
-                "user": self.scalar("user", self.script_user),
-            }
-        )
-        return table
-
     def checker_explicit(self, node: Node, checker: Checker) -> None:
         value = (
             self.number(node, 0.001, 86400)
@@ -1007,43 +957,22 @@ class Builder:
         )
         self.state.setdefault(id(checker), BlockState()).defaults[node.keyword] = value
 
-    def checker(self, kind: type) -> Handler:
-        def handle(node: Node, real: RealServer) -> None:
-            self.require_block(node)
-            checker = kind(location=location(node))
-            if isinstance(checker, HttpCheck):
-                checker.kind = node.keyword
-            state = self.walk(node, node.keyword, checker)
-            if isinstance(checker, HttpCheck) and not checker.urls and not self.tainted(node):
-                self.error(node, f"{node.keyword}: at least one url {{ }} is required")
-            if isinstance(checker, MiscCheck) and not checker.misc_path and not self.tainted(node):
-                self.error(node, "MISC_CHECK: misc_path is required")
-            real.checkers.append(checker)
-            self.current_server_state.pending.append(
-                PendingChecker(checker, state.defaults, real, self.state_of(real).defaults)
-            )
-
-        return handle
+    def checker(self, node: Node, real: RealServer) -> None:
+        """A checker block: its kind's model, read with the kind's keywords."""
+        self.require_block(node)
+        kind = CHECKER_KINDS[node.keyword]
+        checker = kind.model(kind=node.keyword, location=location(node))
+        state = self.walk(node, node.keyword, checker)
+        missing = kind.missing(checker)
+        if missing and not self.tainted(node):
+            self.error(node, missing)
+        real.checkers.append(checker)
+        self.current_server_state.pending.append(
+            PendingChecker(checker, state.defaults, real, self.state_of(real).defaults)
+        )
 
     def state_of(self, target: Any) -> BlockState:
         return self.state.setdefault(id(target), BlockState())
-
-    def url(self, node: Node, checker: HttpCheck) -> None:
-        self.require_block(node)
-        url = Url(location=location(node))
-        self.walk(node, "url", url)
-        if not url.digest and not url.status_codes:
-            url.status_codes = [(200, 299)]
-        checker.urls.append(url)
-
-    def status_code(self, node: Node, url: Url) -> None:
-        if not node.args or node.is_block:
-            self.value(node)
-        for word in node.args:
-            low_text, _dash, high_text = word.partition("-")
-            low = self.integer(node, 100, 599, low_text)
-            high = self.integer(node, low, 599, high_text) if high_text else low
-            url.status_codes.append((low, high))
 
     def resolve_checker(self, pending: PendingChecker, server: VirtualServer, vs_defaults: dict):
         """Fill each inherited option: checker, else real server, else virtual server."""

@@ -1,0 +1,107 @@
+"""What every checker kind shares: the spec of one check, its result, and the kind's entry.
+
+A kind is one module of this package that fills a `CheckerKind`: its config model, the
+keywords its block accepts, how a parsed checker becomes a `CheckSpec`, the async probe,
+and its log words. The registry in `__init__` maps keepalived's block name to the kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """Everything that defines one checker: equal specs share one running check."""
+
+    kind: str  # a name in the registry: "TCP_CHECK", "HTTP_GET", ...
+    address: str
+    port: int
+    connect_timeout: float = 5.0
+    retry: int = 1
+    delay_before_retry: float = 1.0
+    delay_loop: float = 60.0
+    warmup: Optional[float] = None  # None = a random delay up to delay_loop
+    alpha: bool = False  # start down until the first success
+    bindto: Optional[str] = None
+    bind_port: Optional[int] = None
+    options: Any = None  # the kind's own frozen settings (HttpOptions, UdpOptions, ...)
+
+    @property
+    def target(self) -> str:
+        """keepalived's `[192.168.179.99]:80`."""
+        return f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    error: str = ""  # why it failed, for logs and `status`
+    weight: Optional[int] = None  # MISC_CHECK with misc_dynamic: the weight the script asked for
+
+
+Probe = Callable[[CheckSpec], Awaitable[CheckResult]]
+
+
+@dataclass(frozen=True)
+class CheckerKind:
+    """One checker kind, as the parser, the engine and the health loop see it.
+
+    `keywords(read)` returns the block's own `keyword -> handler(node, checker)` table, built
+    on the parser's value readers `read` (the common options are the parser's, and
+    `connection` adds connect_ip, connect_port, bindto, bind_port); `blocks(read)` returns
+    tables of nested blocks (HTTP's url). `missing(checker)` names a required setting left
+    out. `options(checker, real_server, virtual_server)` gives `CheckSpec.options`.
+    """
+
+    name: str
+    model: type
+    probe: Probe
+    keywords: Callable[[Any], dict] = lambda read: {}
+    blocks: Callable[[Any], dict] = lambda read: {}
+    connection: bool = True
+    missing: Callable[[Any], Optional[str]] = lambda checker: None
+    options: Callable[[Any, Any, Any], Any] = lambda checker, real, virtual: None
+    succeeded: Callable[[CheckSpec], str] = lambda spec: f"{spec.kind} to {spec.target} success."
+    failed: Callable[[CheckSpec, str], str] = lambda spec, error: (
+        f"{spec.kind} to {spec.target} failed: {error}."
+    )
+
+
+def family(address: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
+def open_socket(spec: CheckSpec, kind: int, protocol: int = 0) -> socket.socket:
+    """A non-blocking socket towards spec.address, bound as bindto/bind_port say."""
+    sock = socket.socket(family(spec.address), kind, protocol)
+    try:
+        sock.setblocking(False)
+        if kind == socket.SOCK_STREAM:
+            # Reset on close: thousands of checks a second would otherwise pile up TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if spec.bindto or spec.bind_port:
+            any_address = "::" if sock.family == socket.AF_INET6 else "0.0.0.0"
+            sock.bind((spec.bindto or any_address, spec.bind_port or 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"timeout after {timeout:g}s"
+    if isinstance(exc, ssl.SSLError):  # its errno is the library's, not the system's
+        return f"TLS: {exc.reason or exc}".lower()
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
