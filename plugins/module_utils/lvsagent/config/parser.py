@@ -963,9 +963,9 @@ class Builder:
         kind = CHECKER_KINDS[node.keyword]
         checker = kind.model(kind=node.keyword, location=location(node))
         state = self.walk(node, node.keyword, checker)
-        missing = kind.missing(checker)
-        if missing and not self.tainted(node):
-            self.error(node, missing)
+        if not self.tainted(node):
+            for severity, message in kind.problems(checker):
+                self.report(Problem(node.file, node.line, message, severity))
         real.checkers.append(checker)
         self.current_server_state.pending.append(
             PendingChecker(checker, state.defaults, real, self.state_of(real).defaults)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 
-from . import http, misc, tcp
+from . import http, misc, ping, tcp, udp
 from .base import CheckerKind, CheckResult, CheckSpec
 
-KINDS: dict[str, CheckerKind] = {kind.name: kind for kind in (tcp.KIND, *http.KINDS, misc.KIND)}
+KINDS: dict[str, CheckerKind] = {
+    kind.name: kind for kind in (tcp.KIND, *http.KINDS, misc.KIND, ping.KIND, udp.KIND)
+}
 
 
 async def probe(spec: CheckSpec) -> CheckResult:

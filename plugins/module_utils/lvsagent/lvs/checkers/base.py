@@ -58,8 +58,9 @@ class CheckerKind:
     `keywords(read)` returns the block's own `keyword -> handler(node, checker)` table, built
     on the parser's value readers `read` (the common options are the parser's, and
     `connection` adds connect_ip, connect_port, bindto, bind_port); `blocks(read)` returns
-    tables of nested blocks (HTTP's url). `missing(checker)` names a required setting left
-    out. `options(checker, real_server, virtual_server)` gives `CheckSpec.options`.
+    tables of nested blocks (HTTP's url). `problems(checker)` lists what is wrong with the
+    block as a whole, as (severity, message) with severity "error" or "warning".
+    `options(checker, real_server, virtual_server)` gives `CheckSpec.options`.
     """
 
     name: str
@@ -68,12 +69,26 @@ class CheckerKind:
     keywords: Callable[[Any], dict] = lambda read: {}
     blocks: Callable[[Any], dict] = lambda read: {}
     connection: bool = True
-    missing: Callable[[Any], Optional[str]] = lambda checker: None
+    problems: Callable[[Any], list[tuple[str, str]]] = lambda checker: []
     options: Callable[[Any, Any, Any], Any] = lambda checker, real, virtual: None
     succeeded: Callable[[CheckSpec], str] = lambda spec: f"{spec.kind} to {spec.target} success."
     failed: Callable[[CheckSpec, str], str] = lambda spec, error: (
         f"{spec.kind} to {spec.target} failed: {error}."
     )
+
+
+def connection_words(protocol: str, with_error: bool = True) -> dict:
+    """keepalived's `<PROTOCOL> connection to [addr]:port success.` / `... failed.` log words
+    (with the reason appended, unless keepalived's exact TCP line is wanted)."""
+
+    def failed(spec: CheckSpec, error: str) -> str:
+        reason = f": {error}" if with_error else ""
+        return f"{protocol} connection to {spec.target} failed{reason}."
+
+    return {
+        "succeeded": lambda spec: f"{protocol} connection to {spec.target} success.",
+        "failed": failed,
+    }
 
 
 def family(address: str) -> int:
@@ -105,3 +120,23 @@ def describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
+
+
+async def readable(sock: socket.socket, timeout: float) -> None:
+    """Waits until `sock` has data or an error to read (asyncio.TimeoutError after timeout).
+
+    Raw and ICMP sockets cannot go through the loop's datagram transports, and
+    loop.sock_recvfrom needs Python 3.11, so this waits on the loop's reader directly.
+    """
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    finally:
+        loop.remove_reader(sock.fileno())

@@ -102,8 +102,10 @@ def _status_code(read, node, url: Url) -> None:
         url.status_codes.append((low, high))
 
 
-def _missing(checker: HttpCheck) -> Optional[str]:
-    return None if checker.urls else f"{checker.kind}: at least one url {{ }} is required"
+def _problems(checker: HttpCheck) -> list[tuple[str, str]]:
+    if checker.urls:
+        return []
+    return [("error", f"{checker.kind}: at least one url {{ }} is required")]
 
 
 def _first(*values):
@@ -231,7 +233,7 @@ KINDS = tuple(
         probe=http_probe,
         keywords=keywords,
         blocks=blocks,
-        missing=_missing,
+        problems=_problems,
         options=http_options,
     )
     for name in ("HTTP_GET", "SSL_GET")

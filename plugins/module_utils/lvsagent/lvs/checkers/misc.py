@@ -73,7 +73,9 @@ KIND = CheckerKind(
     probe=misc_probe,
     keywords=keywords,
     connection=False,
-    missing=lambda checker: None if checker.misc_path else "MISC_CHECK: misc_path is required",
+    problems=lambda checker: (
+        [] if checker.misc_path else [("error", "MISC_CHECK: misc_path is required")]
+    ),
     options=misc_options,
     succeeded=lambda spec: f"Misc check to {spec.target} for [{spec.options.path}] success.",
     failed=lambda spec, error: (

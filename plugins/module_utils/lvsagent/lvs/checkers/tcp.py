@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 
 from ...config.model import Checker
-from .base import CheckerKind, CheckResult, CheckSpec, describe, open_socket
+from .base import CheckerKind, CheckResult, CheckSpec, connection_words, describe, open_socket
 
 
 @dataclass
@@ -36,6 +36,5 @@ KIND = CheckerKind(
     name="TCP_CHECK",
     model=TcpCheck,
     probe=tcp_probe,
-    succeeded=lambda spec: f"TCP connection to {spec.target} success.",
-    failed=lambda spec, error: f"TCP connection to {spec.target} failed.",
+    **connection_words("TCP", with_error=False),
 )

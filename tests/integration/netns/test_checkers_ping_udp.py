@@ -1,0 +1,125 @@
+"""PING_CHECK and UDP_CHECK from a real namespace against a real host: a checker config is
+parsed, turned into its spec and probed inside the director's namespace, as the agent
+would; the real server answers pings until its link or address goes, and runs a UDP echo
+service (a Python process) next to a closed port and a service that never answers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+MODULE_UTILS = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
+DIRECTOR = ("192.168.77.11/24", "fd00:77::11/64")
+REAL = ("192.168.77.21/24", "fd00:77::21/64")
+REAL4, REAL6 = "192.168.77.21", "fd00:77::21"
+ECHO_PORT, SILENT_PORT, CLOSED_PORT = 5353, 5354, 5355
+
+PROBE = """
+import asyncio, json, sys
+from lvsagent.config import loads
+from lvsagent.lvs.checkers import probe
+from lvsagent.lvs.checkers.ping import _icmp_socket
+from lvsagent.lvs.engine import check_spec
+vs = loads(sys.stdin.read()).virtual_servers[0]
+rs = vs.real_servers[0]
+spec = check_spec(rs.checkers[0], rs, rs.port, vs)
+raw = None
+if spec.kind == "PING_CHECK":
+    sock, raw = _icmp_socket(spec)
+    sock.close()
+result = asyncio.run(probe(spec))
+print(json.dumps({"ok": result.ok, "error": result.error, "raw": raw}))
+"""
+
+UDP_SERVER = """
+import socket, sys
+server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+server.bind(("::", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, peer = server.recvfrom(65536)
+    if sys.argv[2] == "echo":
+        server.sendto(data, peer)
+"""
+
+
+def run_check(host, address: str, port: int, checker: str) -> dict:
+    config = f"""
+virtual_server {address} {port} {{
+    lvs_sched rr
+    protocol UDP
+    real_server {address} {port} {{
+        {checker}
+    }}
+}}
+"""
+    argv = ["env", f"PYTHONPATH={MODULE_UTILS}", sys.executable, "-c", PROBE]
+    result = host.run(argv, input=config, timeout=30)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def hosts(lab):
+    return lab.host("d1", *DIRECTOR), lab.host("r1", *REAL)
+
+
+def start_udp_server(host, port: int, mode: str) -> subprocess.Popen:
+    proc = host.popen(
+        [sys.executable, "-c", UDP_SERVER, str(port), mode], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+@pytest.mark.parametrize("address", [REAL4, REAL6])
+def test_ping_check_follows_the_real_servers_link(hosts, address):
+    director, real = hosts
+    ping = "PING_CHECK { connect_timeout 1 }"
+    up = run_check(director, address, 0, ping)
+    assert up == {"ok": True, "error": "", "raw": True}  # a new namespace allows no ping socket
+    real.link_down()
+    down = run_check(director, address, 0, ping)
+    assert not down["ok"] and "timeout after 1s" in down["error"]
+    real.link_up()
+    assert director.wait_for(lambda: run_check(director, address, 0, ping)["ok"], timeout=10)
+
+
+@pytest.mark.parametrize("address", [REAL4, REAL6])
+def test_ping_check_over_an_unprivileged_ping_socket(hosts, address):
+    director, real = hosts
+    director.run(["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 0"])
+    ping = "PING_CHECK { connect_timeout 1 }"
+    assert run_check(director, address, 0, ping) == {"ok": True, "error": "", "raw": False}
+    real.run(["ip", "addr", "del", REAL[1] if ":" in address else REAL[0], "dev", real.ifname])
+    down = run_check(director, address, 0, ping)
+    assert not down["ok"] and down["error"] in ("timeout after 1s", "no route to host")
+
+
+@pytest.mark.parametrize("address", [REAL4, REAL6])
+def test_udp_check_against_an_echo_service_a_silent_one_and_a_closed_port(hosts, address):
+    director, real = hosts
+    start_udp_server(real, ECHO_PORT, "echo")
+    start_udp_server(real, SILENT_PORT, "silent")
+    echoed = "UDP_CHECK { connect_timeout 1\n payload 6c 76 73 00 ff\n require_reply 6C 7X }"
+    assert run_check(director, address, ECHO_PORT, echoed) == {"ok": True, "error": "", "raw": None}
+    wrong = "UDP_CHECK { connect_timeout 1\n payload 6c 76\n require_reply 6c 75 }"
+    assert run_check(director, address, ECHO_PORT, wrong)["error"] == "reply data mismatch"
+    short = (
+        "UDP_CHECK { connect_timeout 1\n payload 00 01 02\n require_reply\n max_reply_length 2 }"
+    )
+    assert run_check(director, address, ECHO_PORT, short)["error"] == "reply length 3 not in 0-2"
+    # no reply: a pass unless a reply is required; a closed port is refused by ICMP
+    assert run_check(director, address, SILENT_PORT, "UDP_CHECK { connect_timeout 1 }")["ok"]
+    needed = run_check(
+        director, address, SILENT_PORT, "UDP_CHECK { connect_timeout 1\n require_reply }"
+    )
+    assert needed == {"ok": False, "error": "no reply: timeout after 1s", "raw": None}
+    closed = run_check(director, address, CLOSED_PORT, "UDP_CHECK { connect_timeout 1 }")
+    assert closed == {"ok": False, "error": "connection refused", "raw": None}
