@@ -9,6 +9,7 @@ import pytest
 
 from lvsagent.config import ConfigError, loads
 from lvsagent.lvs.checkers import KINDS
+from lvsagent.lvs.checkers.dns import DnsCheck, DnsOptions, answer_problem, build_query, encode_name
 from lvsagent.lvs.checkers.ping import PingCheck, checksum, echo_request, is_reply
 from lvsagent.lvs.checkers.udp import UdpCheck, UdpOptions, read_hex, reply_problem
 from lvsagent.lvs.engine import check_spec
@@ -136,3 +137,44 @@ def test_echo_requests_carry_a_valid_checksum_and_replies_are_matched_exactly():
     assert is_reply(reply6, socket.AF_INET6, True, 5, 6)
     assert not is_reply(reply6[:7], socket.AF_INET6, True, 5, 6)
     assert not is_reply(b"", socket.AF_INET, True, 5, 6)
+
+
+def test_dns_check_defaults_are_keepalived_s_and_its_keywords_its_options():
+    checker, spec = only_checker("DNS_CHECK { }")
+    assert isinstance(checker, DnsCheck)
+    assert (spec.options, spec.retry, spec.delay_before_retry) == (DnsOptions("SOA", "."), 3, 6)
+    _checker, spec = only_checker("DNS_CHECK { type aaaa\n name www.example.test\n retry 1 }")
+    assert (spec.options, spec.retry) == (DnsOptions("AAAA", "www.example.test"), 1)
+    _checker, spec = only_checker("DNS_CHECK { delay_before_retry 2 }")
+    assert spec.delay_before_retry == 2
+
+
+def test_dns_check_rejects_unknown_types_and_impossible_names_at_their_line():
+    assert errors_of("DNS_CHECK {\n type SRV }") == [
+        "<string>:8: type: 'SRV' is not one of A|NS|CNAME|SOA|MX|TXT|AAAA"
+    ]
+    assert errors_of("DNS_CHECK {\n name a..b }") == [
+        "<string>:8: name: 'a..b' is not a domain name: label '' must have 1 to 63 characters"
+    ]
+    assert errors_of(f"DNS_CHECK {{\n name {'x' * 64}.test }}")[0].startswith("<string>:8: name: ")
+
+
+def test_dns_query_is_a_recursive_question_in_class_in():
+    query = build_query(0xBEEF, DnsOptions("A", "example.test"))
+    assert query == (
+        bytes.fromhex("beef 0100 0001 0000 0000 0000")
+        + b"\x07example\x04test\x00"
+        + bytes.fromhex("0001 0001")
+    )
+    assert build_query(1, DnsOptions())[12:] == b"\x00" + bytes.fromhex("0006 0001")  # SOA .
+    assert encode_name("example.test.") == encode_name("example.test")
+
+
+def test_only_our_answer_decides_and_its_rcode_is_the_verdict():
+    answer = bytes.fromhex("beef 8180 0001 0001 0000 0000")
+    assert answer_problem(answer, 0xBEEF) == ""
+    assert answer_problem(answer, 0xBEEE) is None  # another query's answer
+    assert answer_problem(bytes.fromhex("beef 0100 0001 0000 0000 0000"), 0xBEEF) is None
+    assert answer_problem(answer[:11], 0xBEEF) is None
+    refused = bytes.fromhex("beef 8185 0001 0000 0000 0000")
+    assert answer_problem(refused, 0xBEEF) == "error answer (rcode = 5)"

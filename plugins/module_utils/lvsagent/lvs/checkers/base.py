@@ -48,6 +48,8 @@ class CheckResult:
     weight: Optional[int] = None  # MISC_CHECK with misc_dynamic: the weight the script asked for
 
 
+RECEIVE_SIZE = 65536  # a datagram, whole
+
 Probe = Callable[[CheckSpec], Awaitable[CheckResult]]
 
 
@@ -112,6 +114,18 @@ def open_socket(spec: CheckSpec, kind: int, protocol: int = 0) -> socket.socket:
     return sock
 
 
+def connected_datagram_socket(spec: CheckSpec) -> socket.socket:
+    """A UDP socket connected to the target: the kernel reports the ICMP errors for its
+    datagrams (port or host unreachable) on it, as keepalived's UDP checks rely on."""
+    sock = open_socket(spec, socket.SOCK_DGRAM)
+    try:
+        sock.connect((spec.address, spec.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"timeout after {timeout:g}s"
@@ -140,3 +154,31 @@ async def readable(sock: socket.socket, timeout: float) -> None:
         await asyncio.wait_for(ready, timeout)
     finally:
         loop.remove_reader(sock.fileno())
+
+
+async def exchange(
+    sock: socket.socket,
+    request: bytes,
+    destination: Optional[tuple],
+    timeout: float,
+    accept: Callable[[bytes, Any], Any],
+) -> Any:
+    """Sends one datagram (to `destination`, or where `sock` is connected) and returns the
+    first `accept(datagram, source)` that is not None: datagrams that are not the answer
+    are skipped. asyncio.TimeoutError after `timeout`; an ICMP error reported on a
+    connected socket raises its OSError (ECONNREFUSED for a closed port)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    if destination is None:
+        sock.send(request)
+    else:
+        sock.sendto(request, destination)
+    while True:
+        await readable(sock, max(0.0, deadline - loop.time()))
+        try:
+            datagram, source = sock.recvfrom(RECEIVE_SIZE)
+        except BlockingIOError:
+            continue
+        answer = accept(datagram, source)
+        if answer is not None:
+            return answer

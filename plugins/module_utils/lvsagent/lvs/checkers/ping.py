@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Optional
 
 from ...config.model import Checker
 from .base import (
@@ -24,15 +25,14 @@ from .base import (
     CheckSpec,
     connection_words,
     describe,
+    exchange,
     family,
     open_socket,
-    readable,
 )
 
 ECHO = {socket.AF_INET: (8, 0), socket.AF_INET6: (128, 129)}  # (request, reply) types
 PROTOCOL = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}
 PAYLOAD = bytes(range(56))  # the 56 data bytes ping(8) sends
-RECEIVE_SIZE = 2048
 _sequence = itertools.count(1)
 
 
@@ -88,26 +88,24 @@ async def ping_probe(spec: CheckSpec) -> CheckResult:
         sock, raw = _icmp_socket(spec)
     except OSError as exc:
         return CheckResult(False, describe(exc, spec.connect_timeout))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + spec.connect_timeout
     target = ipaddress.ip_address(spec.address)
     identifier = os.getpid() & 0xFFFF
     sequence = next(_sequence) & 0xFFFF
+
+    def our_reply(packet: bytes, source: tuple) -> Optional[bool]:
+        from_target = ipaddress.ip_address(source[0].split("%")[0]) == target
+        if from_target and is_reply(packet, sock.family, raw, identifier, sequence):
+            return True
+        return None
+
+    request = echo_request(sock.family, identifier, sequence)
     try:
-        sock.sendto(echo_request(sock.family, identifier, sequence), (spec.address, 0))
-        while True:
-            await readable(sock, max(0.0, deadline - loop.time()))
-            try:
-                packet, source = sock.recvfrom(RECEIVE_SIZE)
-            except BlockingIOError:
-                continue
-            same_source = ipaddress.ip_address(source[0].split("%")[0]) == target
-            if same_source and is_reply(packet, sock.family, raw, identifier, sequence):
-                return CheckResult(True)
+        await exchange(sock, request, (spec.address, 0), spec.connect_timeout, our_reply)
     except (OSError, asyncio.TimeoutError) as exc:
         return CheckResult(False, describe(exc, spec.connect_timeout))
     finally:
         sock.close()
+    return CheckResult(True)
 
 
 KIND = CheckerKind(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,15 +19,14 @@ from .base import (
     CheckerKind,
     CheckResult,
     CheckSpec,
+    connected_datagram_socket,
     connection_words,
     describe,
-    open_socket,
-    readable,
+    exchange,
 )
 
 DEFAULT_MAX_REPLY_LENGTH = 255
 RANDOM_PAYLOAD_SIZE = 16  # sent when no payload is configured, as keepalived sends random bytes
-RECEIVE_SIZE = 65536
 
 
 @dataclass
@@ -147,20 +145,14 @@ def reply_problem(reply: bytes, options: UdpOptions) -> Optional[str]:
 async def udp_probe(spec: CheckSpec) -> CheckResult:
     options: UdpOptions = spec.options or UdpOptions()
     try:
-        sock = open_socket(spec, socket.SOCK_DGRAM)
+        sock = connected_datagram_socket(spec)
     except OSError as exc:
         return CheckResult(False, describe(exc, spec.connect_timeout))
     try:
-        # connected, so that the kernel reports the ICMP errors for it on this socket
-        sock.connect((spec.address, spec.port))
-        sock.send(options.payload or os.urandom(RANDOM_PAYLOAD_SIZE))
-        while True:
-            await readable(sock, spec.connect_timeout)
-            try:
-                reply = sock.recv(RECEIVE_SIZE)
-                break
-            except BlockingIOError:
-                continue
+        payload = options.payload or os.urandom(RANDOM_PAYLOAD_SIZE)
+        reply = await exchange(
+            sock, payload, None, spec.connect_timeout, lambda datagram, _source: datagram
+        )
     except asyncio.TimeoutError as exc:
         if options.require_reply:
             return CheckResult(False, f"no reply: {describe(exc, spec.connect_timeout)}")

@@ -1,11 +1,13 @@
-"""PING_CHECK and UDP_CHECK from a real namespace against a real host: a checker config is
-parsed, turned into its spec and probed inside the director's namespace, as the agent
-would; the real server answers pings until its link or address goes, and runs a UDP echo
-service (a Python process) next to a closed port and a service that never answers."""
+"""PING_CHECK, UDP_CHECK and DNS_CHECK from a real namespace against a real host: a checker
+config is parsed, turned into its spec and probed inside the director's namespace, as the
+agent would. The real server answers pings until its link or address goes, runs a UDP echo
+service (a Python process) next to a closed port and a service that never answers, and
+Debian's dnsmasq on its own configuration."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +125,37 @@ def test_udp_check_against_an_echo_service_a_silent_one_and_a_closed_port(hosts,
     assert needed == {"ok": False, "error": "no reply: timeout after 1s", "raw": None}
     closed = run_check(director, address, CLOSED_PORT, "UDP_CHECK { connect_timeout 1 }")
     assert closed == {"ok": False, "error": "connection refused", "raw": None}
+
+
+@pytest.fixture
+def dnsmasq(hosts, tmp_path):
+    """dnsmasq on the real server's addresses with no system configuration: it knows
+    example.test and refuses everything else (no upstream)."""
+    if shutil.which("dnsmasq") is None:
+        pytest.fail("dnsmasq is not installed (tools/setup.sh installs dnsmasq-base)")
+    director, real = hosts
+    real.popen(
+        ["dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+         "--address=/example.test/192.0.2.1", "--address=/example.test/2001:db8::1",
+         "--port=53", "--bind-interfaces",
+         f"--listen-address={REAL4}", f"--listen-address={REAL6}", "--user=nobody",
+         "--group=nogroup", "--pid-file=", f"--log-facility={tmp_path}/dnsmasq.log"],
+    )  # fmt: skip
+    ready = "DNS_CHECK { connect_timeout 1\n type A\n name example.test }"
+    assert director.wait_for(lambda: run_check(director, REAL4, 53, ready)["ok"], timeout=10)
+    return real
+
+
+@pytest.mark.parametrize("address", [REAL4, REAL6])
+def test_dns_check_against_dnsmasq(hosts, dnsmasq, address):
+    director, real = hosts
+    for query in ("type A\n name example.test", "type AAAA\n name example.test."):
+        checked = run_check(director, address, 53, f"DNS_CHECK {{ connect_timeout 1\n {query} }}")
+        assert checked == {"ok": True, "error": "", "raw": None}
+    refused = run_check(director, address, 53, "DNS_CHECK { connect_timeout 1\n name other.test }")
+    assert refused == {"ok": False, "error": "error answer (rcode = 5)", "raw": None}
+    closed = run_check(director, address, 5300, "DNS_CHECK { connect_timeout 1 }")
+    assert closed == {"ok": False, "error": "connection refused", "raw": None}
+    real.stop_processes()
+    stopped = run_check(director, address, 53, "DNS_CHECK { connect_timeout 1\n type A }")
+    assert stopped["error"] == "connection refused"
