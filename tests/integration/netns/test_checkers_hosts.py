@@ -1,11 +1,12 @@
-"""PING_CHECK, UDP_CHECK and DNS_CHECK from a real namespace against a real host: a checker
-config is parsed, turned into its spec and probed inside the director's namespace, as the
-agent would. The real server answers pings until its link or address goes, runs a UDP echo
-service (a Python process) next to a closed port and a service that never answers, and
-Debian's dnsmasq on its own configuration."""
+"""PING_CHECK, UDP_CHECK, DNS_CHECK and SMTP_CHECK from a real namespace against a real
+host: a checker config is parsed, turned into its spec and probed inside the director's
+namespace, as the agent would. The real server answers pings until its link or address
+goes, runs a UDP echo service (a Python process) next to a closed port and a service that
+never answers, Debian's dnsmasq on its own configuration, and the aiosmtpd SMTP server."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -65,6 +66,10 @@ virtual_server {address} {port} {{
     argv = ["env", f"PYTHONPATH={MODULE_UTILS}", sys.executable, "-c", PROBE]
     result = host.run(argv, input=config, timeout=30)
     return json.loads(result.stdout)
+
+
+def check_passes(host, address: str, port: int, checker: str) -> bool:
+    return run_check(host, address, port, checker)["ok"]
 
 
 @pytest.fixture
@@ -159,3 +164,65 @@ def test_dns_check_against_dnsmasq(hosts, dnsmasq, address):
     real.stop_processes()
     stopped = run_check(director, address, 53, "DNS_CHECK { connect_timeout 1\n type A }")
     assert stopped["error"] == "connection refused"
+
+
+SMTP_PORT, REFUSING_SMTP_PORT = 2525, 2526
+REFUSING_SMTP = """
+import socket, sys
+server = socket.socket(socket.AF_INET6)
+server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+server.bind(("::", int(sys.argv[1])))
+server.listen()
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"554 no SMTP service here\\r\\n")
+    conn.close()
+"""
+
+
+@pytest.fixture
+def smtp_server(hosts):
+    """aiosmtpd (Debian's python3-aiosmtpd, as nobody) on the real server, and a server
+    that refuses every client with 554."""
+    director, real = hosts
+    if subprocess.run(["/usr/bin/python3", "-c", "import aiosmtpd"], check=False).returncode:
+        pytest.fail("aiosmtpd is not installed (tools/setup.sh installs python3-aiosmtpd)")
+    for address in (REAL4, REAL6):  # one per family: asyncio's IPv6 listeners are IPv6-only
+        real.popen(["/usr/bin/python3", "-m", "aiosmtpd", "-l", f"{address}:{SMTP_PORT}"])
+    refusing = real.popen(
+        [sys.executable, "-c", REFUSING_SMTP, str(REFUSING_SMTP_PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert refusing.stdout.readline().strip() == "ready"
+    ready = "SMTP_CHECK { connect_timeout 1 }"
+    for address in (REAL4, REAL6):
+        answering = functools.partial(check_passes, director, address, SMTP_PORT, ready)
+        assert director.wait_for(answering, timeout=10)
+    return real
+
+
+@pytest.mark.parametrize("address", [REAL4, REAL6])
+def test_smtp_check_against_aiosmtpd(hosts, smtp_server, address):
+    director, _real = hosts
+    helo = 'SMTP_CHECK { connect_timeout 2\n helo_name "lb.example.test" }'
+    assert run_check(director, address, SMTP_PORT, helo) == {"ok": True, "error": "", "raw": None}
+    target = f"[{address}]"
+    refused = run_check(director, address, REFUSING_SMTP_PORT, "SMTP_CHECK { }")
+    assert refused["error"] == f"Bad greeting banner from server {target}:{REFUSING_SMTP_PORT}"
+    closed = run_check(director, address, 2527, "SMTP_CHECK { }")
+    assert closed["error"] == f"connection refused from server {target}:2527"
+
+
+def test_smtp_check_host_blocks_must_all_pass(hosts, smtp_server):
+    director, _real = hosts
+    both = f"""SMTP_CHECK {{ connect_timeout 2
+        host {{ connect_ip {REAL4} }}
+        host {{ connect_ip {REAL6} }} }}"""
+    assert run_check(director, REAL4, SMTP_PORT, both)["ok"]
+    second_refuses = f"""SMTP_CHECK {{ connect_timeout 2
+        host {{ connect_ip {REAL4} }}
+        host {{ connect_ip {REAL6}\n connect_port {REFUSING_SMTP_PORT} }} }}"""
+    result = run_check(director, REAL4, SMTP_PORT, second_refuses)
+    assert result["error"] == f"Bad greeting banner from server [{REAL6}]:{REFUSING_SMTP_PORT}"

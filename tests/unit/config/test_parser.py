@@ -478,8 +478,8 @@ def test_default_scheduler_is_wlc_with_keepalived_warning():
         ("bfd_instance B {\n}\n", "1: bfd_instance: not supported by lvs-agent"),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n real_server 10.0.0.2 80 {\n"
-            "  SMTP_CHECK {\n  }\n }\n}\n",
-            "4: SMTP_CHECK: not supported by lvs-agent",
+            "  FILE_CHECK {\n  }\n }\n}\n",
+            "4: FILE_CHECK: not supported by lvs-agent",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n lvs_method TUN type gue port 5\n}\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 
@@ -11,6 +12,7 @@ from lvsagent.config import ConfigError, loads
 from lvsagent.lvs.checkers import KINDS
 from lvsagent.lvs.checkers.dns import DnsCheck, DnsOptions, answer_problem, build_query, encode_name
 from lvsagent.lvs.checkers.ping import PingCheck, checksum, echo_request, is_reply
+from lvsagent.lvs.checkers.smtp import SmtpCheck, SmtpOptions, SmtpTarget, read_reply
 from lvsagent.lvs.checkers.udp import UdpCheck, UdpOptions, read_hex, reply_problem
 from lvsagent.lvs.engine import check_spec
 
@@ -178,3 +180,40 @@ def test_only_our_answer_decides_and_its_rcode_is_the_verdict():
     assert answer_problem(answer[:11], 0xBEEF) is None
     refused = bytes.fromhex("beef 8185 0001 0000 0000 0000")
     assert answer_problem(refused, 0xBEEF) == "error answer (rcode = 5)"
+
+
+def test_smtp_check_helo_name_and_host_blocks_inherit_the_checker_s_connection():
+    checker, spec = only_checker("SMTP_CHECK { }")
+    assert isinstance(checker, SmtpCheck)
+    assert spec.options == SmtpOptions("smtpchecker.keepalived.org", ())
+    config = loads(
+        virtual_server(
+            'SMTP_CHECK { helo_name "lb.example.test"\n connect_port 25\n bindto 10.0.9.9\n'
+            " host { connect_ip 10.0.2.2 }\n host { connect_ip 10.0.3.3\n connect_port 2525 } }"
+        )
+    )
+    rs = config.virtual_servers[0].real_servers[0]
+    spec = check_spec(rs.checkers[0], rs, rs.port, config.virtual_servers[0])
+    assert spec.options == SmtpOptions(
+        "lb.example.test",
+        (SmtpTarget("10.0.2.2", 25, "10.0.9.9"), SmtpTarget("10.0.3.3", 2525, "10.0.9.9")),
+    )
+    assert [w.message for w in config.warnings if "host block" in w.message] == [
+        "SMTP_CHECK host block is deprecated, define more checkers instead"
+    ] * 2
+    assert errors_of("SMTP_CHECK { host { helo_name x } }") == [
+        "<string>:7: helo_name is not valid in host"
+    ]
+
+
+def test_smtp_replies_may_span_lines_and_must_carry_a_code():
+    async def code_of(data: bytes):
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await read_reply(reader)
+
+    assert asyncio.run(code_of(b"220-first\r\n220-second\r\n220 last\r\n")) == 220
+    assert asyncio.run(code_of(b"250 ok\r\n")) == 250
+    assert asyncio.run(code_of(b"hello\r\n")) is None
+    assert asyncio.run(code_of(b"220 no end of line")) is None

@@ -937,17 +937,17 @@ class Builder:
             "warmup": self.checker_explicit,
         }
         if connection:
-            table.update(
-                {
-                    "connect_ip": self.scalar("connect_ip", self.address),
-                    "connect_port": self.scalar(
-                        "connect_port", lambda n: self.port(n, self.value(n))
-                    ),
-                    "bindto": self.scalar("bindto", self.address),
-                    "bind_port": self.scalar("bind_port", lambda n: self.port(n, self.value(n))),
-                }
-            )
+            table.update(self.connection_table())
         return table
+
+    def connection_table(self) -> dict[str, Handler]:
+        """Where a checker connects to and from (also SMTP_CHECK's host blocks)."""
+        return {
+            "connect_ip": self.scalar("connect_ip", self.address),
+            "connect_port": self.scalar("connect_port", lambda n: self.port(n, self.value(n))),
+            "bindto": self.scalar("bindto", self.address),
+            "bind_port": self.scalar("bind_port", lambda n: self.port(n, self.value(n))),
+        }
 
     def checker_explicit(self, node: Node, checker: Checker) -> None:
         value = (

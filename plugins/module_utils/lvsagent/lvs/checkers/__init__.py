@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 
-from . import dns, http, misc, ping, tcp, udp
+from . import dns, http, misc, ping, smtp, tcp, udp
 from .base import CheckerKind, CheckResult, CheckSpec
 
 KINDS: dict[str, CheckerKind] = {
-    kind.name: kind for kind in (tcp.KIND, *http.KINDS, misc.KIND, ping.KIND, udp.KIND, dns.KIND)
+    kind.name: kind
+    for kind in (tcp.KIND, *http.KINDS, misc.KIND, ping.KIND, udp.KIND, dns.KIND, smtp.KIND)
 }
 
 
