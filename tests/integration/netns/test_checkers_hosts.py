@@ -166,8 +166,8 @@ def test_dns_check_against_dnsmasq(hosts, dnsmasq, address):
     assert stopped["error"] == "connection refused"
 
 
-SMTP_PORT, REFUSING_SMTP_PORT = 2525, 2526
-REFUSING_SMTP = """
+SMTP_PORT, REFUSING_SMTP_PORT, BABBLING_SMTP_PORT = 2525, 2526, 2527
+CANNED_SMTP = """
 import socket, sys
 server = socket.socket(socket.AF_INET6)
 server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -176,7 +176,7 @@ server.listen()
 print("ready", flush=True)
 while True:
     conn, _ = server.accept()
-    conn.sendall(b"554 no SMTP service here\\r\\n")
+    conn.sendall(sys.argv[2].encode())
     conn.close()
 """
 
@@ -184,18 +184,20 @@ while True:
 @pytest.fixture
 def smtp_server(hosts):
     """aiosmtpd (Debian's python3-aiosmtpd, as nobody) on the real server, and a server
-    that refuses every client with 554."""
+    that refuses every client with 554, and one that greets with an endless line."""
     director, real = hosts
     if subprocess.run(["/usr/bin/python3", "-c", "import aiosmtpd"], check=False).returncode:
         pytest.fail("aiosmtpd is not installed (tools/setup.sh installs python3-aiosmtpd)")
     for address in (REAL4, REAL6):  # one per family: asyncio's IPv6 listeners are IPv6-only
         real.popen(["/usr/bin/python3", "-m", "aiosmtpd", "-l", f"{address}:{SMTP_PORT}"])
-    refusing = real.popen(
-        [sys.executable, "-c", REFUSING_SMTP, str(REFUSING_SMTP_PORT)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert refusing.stdout.readline().strip() == "ready"
+    canned = {REFUSING_SMTP_PORT: "554 no SMTP service here\r\n", BABBLING_SMTP_PORT: "2" * 4000}
+    for port, greeting in canned.items():
+        server = real.popen(
+            [sys.executable, "-c", CANNED_SMTP, str(port), greeting],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout.readline().strip() == "ready"
     ready = "SMTP_CHECK { connect_timeout 1 }"
     for address in (REAL4, REAL6):
         answering = functools.partial(check_passes, director, address, SMTP_PORT, ready)
@@ -211,8 +213,10 @@ def test_smtp_check_against_aiosmtpd(hosts, smtp_server, address):
     target = f"[{address}]"
     refused = run_check(director, address, REFUSING_SMTP_PORT, "SMTP_CHECK { }")
     assert refused["error"] == f"Bad greeting banner from server {target}:{REFUSING_SMTP_PORT}"
-    closed = run_check(director, address, 2527, "SMTP_CHECK { }")
-    assert closed["error"] == f"connection refused from server {target}:2527"
+    babbling = run_check(director, address, BABBLING_SMTP_PORT, "SMTP_CHECK { }")
+    assert babbling["error"] == f"Reply line too long from server {target}:{BABBLING_SMTP_PORT}"
+    closed = run_check(director, address, 2528, "SMTP_CHECK { }")
+    assert closed["error"] == f"connection refused from server {target}:2528"
 
 
 def test_smtp_check_host_blocks_must_all_pass(hosts, smtp_server):
