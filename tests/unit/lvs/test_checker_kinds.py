@@ -217,3 +217,20 @@ def test_smtp_replies_may_span_lines_and_must_carry_a_code():
     assert asyncio.run(code_of(b"250 ok\r\n")) == 250
     assert asyncio.run(code_of(b"hello\r\n")) is None
     assert asyncio.run(code_of(b"220 no end of line")) is None
+
+
+def test_the_parser_leaves_every_checker_complete_for_the_engine():
+    """Inheritance happens once, in the config layer: the model holds the final values."""
+    dns, _spec = only_checker("DNS_CHECK { }")
+    assert (dns.delay_loop, dns.delay_before_retry, dns.retry) == (6, 6, 3)
+    config = loads(
+        virtual_server("HTTP_GET { url { path / } }").replace(
+            "delay_loop 6", "delay_loop 6\n    virtualhost vs.example.test"
+        )
+    )
+    http = config.virtual_servers[0].real_servers[0].checkers[0]
+    assert (http.virtualhost, http.delay_loop, http.delay_before_retry) == (
+        "vs.example.test",
+        6,
+        3,
+    )

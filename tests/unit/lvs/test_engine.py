@@ -31,7 +31,10 @@ RS1, RS2 = "192.168.179.104", "192.168.179.99"
 
 
 def tcp_check():
-    return TcpCheck(connect_timeout=10, retry=3, delay_before_retry=3, connect_port=80, warmup=0)
+    """As the parser completes the seed's TCP_CHECK (delay_loop from the virtual server)."""
+    return TcpCheck(
+        connect_timeout=10, retry=3, delay_before_retry=3, connect_port=80, warmup=0, delay_loop=6
+    )
 
 
 def seed_vs(**overrides) -> VirtualServer:
@@ -179,7 +182,7 @@ def test_shared_real_server_is_checked_once_for_all_its_virtual_servers():
 
 def test_misc_dynamic_exit_status_sets_the_weight():
     async def test():
-        misc = MiscCheck(misc_path="/bin/weight", misc_dynamic=True, warmup=0)
+        misc = MiscCheck(misc_path="/bin/weight", misc_dynamic=True, warmup=0, delay_loop=6)
         vs = seed_vs(real_servers=[RealServer(RS1, 80, weight=100, checkers=[misc])])
         bed = Bed(vs)
         bed.prober.succeed(RS1, 80, weight=10)

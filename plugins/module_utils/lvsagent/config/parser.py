@@ -975,7 +975,8 @@ class Builder:
         return self.state.setdefault(id(target), BlockState())
 
     def resolve_checker(self, pending: PendingChecker, server: VirtualServer, vs_defaults: dict):
-        """Fill each inherited option: checker, else real server, else virtual server."""
+        """The one place checkers inherit: each common option from the checker, else the real
+        server, else the virtual server; then what the kind itself inherits or derives."""
         checker = pending.checker
         for option in INHERITED_CHECKER_OPTIONS:
             for source in (pending.explicit, pending.real_server_defaults, vs_defaults):
@@ -988,6 +989,7 @@ class Builder:
             if pending.real_server.delay_loop is not None
             else server.delay_loop,
         )
+        CHECKER_KINDS[checker.kind].complete(checker, pending.real_server, server)
 
 
 def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[dict]) -> Config:

@@ -165,21 +165,21 @@ def service_keys(vs: VirtualServer, config: Config) -> list[ServiceKey]:
 
 
 def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer) -> CheckSpec:
-    """The checker's settings with keepalived's inheritance (checker, real, virtual server)."""
-    delay_loop = _first(checker.delay_loop, rs.delay_loop, vs.delay_loop)
+    """The spec of a checker the parser completed (its options are final), towards one
+    real server port (a group's entries give one real server several)."""
     return CheckSpec(
         kind=checker.kind,
         address=_address(checker.connect_ip or rs.address),
         port=_first(checker.connect_port, rs_port),
         connect_timeout=checker.connect_timeout,
         retry=checker.retry,
-        delay_before_retry=_first(checker.delay_before_retry, delay_loop),
-        delay_loop=delay_loop,
+        delay_before_retry=checker.delay_before_retry,
+        delay_loop=checker.delay_loop,
         warmup=checker.warmup,
         alpha=_first(rs.alpha, vs.alpha),
         bindto=checker.bindto,
         bind_port=checker.bind_port,
-        options=KINDS[checker.kind].options(checker, rs, vs),
+        options=KINDS[checker.kind].options(checker),
     )
 
 

@@ -62,7 +62,10 @@ class CheckerKind:
     `connection` adds connect_ip, connect_port, bindto, bind_port); `blocks(read)` returns
     tables of nested blocks (HTTP's url). `problems(checker)` lists what is wrong with the
     block as a whole, as (severity, message) with severity "error" or "warning".
-    `options(checker, real_server, virtual_server)` gives `CheckSpec.options`.
+    `complete(checker, real_server, virtual_server)` fills what the kind inherits or derives,
+    once the parser has resolved the common options (HTTP's virtualhost, DNS's
+    delay_before_retry); after it the model holds final values, and `options(checker)`
+    only translates them into `CheckSpec.options`.
     """
 
     name: str
@@ -72,7 +75,8 @@ class CheckerKind:
     blocks: Callable[[Any], dict] = lambda read: {}
     connection: bool = True
     problems: Callable[[Any], list[tuple[str, str]]] = lambda checker: []
-    options: Callable[[Any, Any, Any], Any] = lambda checker, real, virtual: None
+    complete: Callable[[Any, Any, Any], None] = lambda checker, real, virtual: None
+    options: Callable[[Any], Any] = lambda checker: None
     succeeded: Callable[[CheckSpec], str] = lambda spec: f"{spec.kind} to {spec.target} success."
     failed: Callable[[CheckSpec, str], str] = lambda spec, error: (
         f"{spec.kind} to {spec.target} failed: {error}."

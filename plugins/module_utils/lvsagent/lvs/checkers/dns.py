@@ -36,7 +36,7 @@ class DnsCheck(Checker):
     type: str = "SOA"
     name: str = "."
     retry: int = 3
-    delay_before_retry: Optional[float] = None  # None = delay_loop
+    delay_before_retry: Optional[float] = None  # None = delay_loop (set by `complete`)
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ def keywords(read) -> dict:
     }
 
 
+def retry_after_delay_loop(checker: DnsCheck, real, virtual) -> None:
+    """keepalived's DNS_CHECK retries after delay_loop unless delay_before_retry says."""
+    if checker.delay_before_retry is None:
+        checker.delay_before_retry = checker.delay_loop
+
+
 async def dns_probe(spec: CheckSpec) -> CheckResult:
     options: DnsOptions = spec.options or DnsOptions()
     query_id = int.from_bytes(os.urandom(2), "big")
@@ -121,7 +127,8 @@ KIND = CheckerKind(
     model=DnsCheck,
     probe=dns_probe,
     keywords=keywords,
-    options=lambda checker, real, virtual: DnsOptions(checker.type, checker.name),
+    complete=retry_after_delay_loop,
+    options=lambda checker: DnsOptions(checker.type, checker.name),
     succeeded=lambda spec: f"DNS_CHECK ({spec.target}) succeeded.",
     failed=lambda spec, error: f"DNS_CHECK ({spec.target}) {error}.",
 )

@@ -112,15 +112,19 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
-def http_options(checker: HttpCheck, real, virtual) -> HttpOptions:
-    """virtualhost: the url's, else the checker's, the real server's, the virtual server's."""
-    host = _first(checker.virtualhost, real.virtualhost, virtual.virtualhost)
+def inherit_virtualhost(checker: HttpCheck, real, virtual) -> None:
+    """virtualhost: the checker's, else the real server's, else the virtual server's (a
+    url's own virtualhost still comes first)."""
+    checker.virtualhost = _first(checker.virtualhost, real.virtualhost, virtual.virtualhost)
+
+
+def http_options(checker: HttpCheck) -> HttpOptions:
     urls = tuple(
         UrlSpec(
             path=url.path,
             digest=url.digest.lower() if url.digest else None,
             status_ranges=tuple(tuple(r) for r in url.status_codes) or DEFAULT_STATUS_RANGES,
-            virtualhost=_first(url.virtualhost, host),
+            virtualhost=_first(url.virtualhost, checker.virtualhost),
         )
         for url in checker.urls
     )
@@ -234,6 +238,7 @@ KINDS = tuple(
         keywords=keywords,
         blocks=blocks,
         problems=_problems,
+        complete=inherit_virtualhost,
         options=http_options,
     )
     for name in ("HTTP_GET", "SSL_GET")

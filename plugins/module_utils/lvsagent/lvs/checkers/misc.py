@@ -41,7 +41,7 @@ def keywords(read) -> dict:
     }
 
 
-def misc_options(checker: MiscCheck, real, virtual) -> MiscOptions:
+def misc_options(checker: MiscCheck) -> MiscOptions:
     return MiscOptions(
         checker.misc_path, checker.misc_timeout, checker.misc_dynamic, checker.run_as
     )

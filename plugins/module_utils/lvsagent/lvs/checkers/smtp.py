@@ -60,7 +60,7 @@ def keywords(read) -> dict:
     return {"helo_name": read.scalar("helo_name", read.text), "host": host}
 
 
-def smtp_options(checker: SmtpCheck, real, virtual) -> SmtpOptions:
+def smtp_options(checker: SmtpCheck) -> SmtpOptions:
     hosts = tuple(
         SmtpTarget(
             host.connect_ip or checker.connect_ip,

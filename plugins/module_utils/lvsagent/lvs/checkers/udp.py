@@ -117,7 +117,7 @@ def _problems(checker: UdpCheck) -> list[tuple[str, str]]:
     return []
 
 
-def udp_options(checker: UdpCheck, real, virtual) -> UdpOptions:
+def udp_options(checker: UdpCheck) -> UdpOptions:
     return UdpOptions(
         checker.payload,
         checker.require_reply,
