@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from lvsagent.config import ConfigError, loads
+from lvsagent.config.keywords import KEEPALIVED_KEYWORDS
 from lvsagent.lvs.checkers import KINDS
 from lvsagent.lvs.checkers.dns import DnsCheck, DnsOptions, answer_problem, build_query, encode_name
 from lvsagent.lvs.checkers.ping import PingCheck, checksum, echo_request, is_reply
@@ -234,3 +235,17 @@ def test_the_parser_leaves_every_checker_complete_for_the_engine():
         6,
         3,
     )
+
+
+def test_the_new_kinds_and_their_keywords_left_the_not_supported_tier():
+    implemented = {"PING_CHECK", "UDP_CHECK", "DNS_CHECK", "SMTP_CHECK", "payload", "helo_name"}
+    implemented |= {"require_reply", "min_reply_length", "max_reply_length"}
+    assert implemented <= set(KINDS) | {k for kind in KINDS.values() for k in kind.keywords(Stub())}
+    assert not implemented & KEEPALIVED_KEYWORDS
+
+
+class Stub:
+    """Stands in for the parser's value readers, to list a kind's keywords."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
