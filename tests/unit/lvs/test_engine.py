@@ -10,6 +10,7 @@ import random
 from fakeclock import FakeClock
 from fakes import FakeIpvs, FakeProber
 
+from lvsagent.config import loads
 from lvsagent.config.model import (
     Config,
     RealServer,
@@ -459,3 +460,43 @@ def test_a_service_that_failed_to_go_stays_recorded_until_it_is_gone(tmp_path):
         await bed.engine.stop()
 
     run(test)
+
+
+def test_parsed_datagram_checkers_drive_the_table_with_their_own_retry_rules(caplog):
+    """DNS_CHECK retries 3 times, delay_loop apart (keepalived's defaults for it)."""
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    config = loads(
+        """
+virtual_server 10.9.0.1 53 {
+    lvs_sched rr
+    protocol UDP
+    delay_loop 2
+    real_server 10.9.0.11 53 {
+        UDP_CHECK { warmup 0
+            require_reply }
+    }
+    real_server 10.9.0.12 53 {
+        DNS_CHECK { warmup 0
+            name example.test }
+    }
+}
+"""
+    )
+
+    async def test():
+        bed = Bed(*config.virtual_servers)
+        await bed.engine.start()
+        await bed.clock.advance_with_tasks(0)
+        (key,) = bed.ipvs.kernel
+        bed.prober.fail("10.9.0.12", 53, "error answer (rcode = 5)")
+        await bed.clock.advance_with_tasks(2 + 3 * 2 - 0.5)
+        assert "10.9.0.12:53" in bed.ipvs.weights(key)
+        await bed.clock.advance_with_tasks(1)
+        assert bed.ipvs.weights(key) == {"10.9.0.11:53": 1}
+        await bed.engine.stop()
+
+    run(test)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "DNS_CHECK ([10.9.0.12]:53) error answer (rcode = 5)." in messages
+    assert "Check on service [10.9.0.12]:53 failed after 3 retries." in messages
+    assert "Removing service [10.9.0.12]:53 from VS [10.9.0.1]:53" in messages
