@@ -32,7 +32,7 @@ def cpu_seconds() -> float:
 
 
 async def burst(size: int) -> tuple[int, float, float]:
-    specs = [CheckSpec("PING_CHECK", "127.0.0.1", 0, connect_timeout=5) for _ in range(size)]
+    specs = [CheckSpec("PING_CHECK", "127.0.0.1", 0, connect_timeout=5) for _probe in range(size)]
     wall, cpu = time.monotonic(), cpu_seconds()
     results = await asyncio.gather(*(probe(spec) for spec in specs))
     return sum(result.ok for result in results), time.monotonic() - wall, cpu_seconds() - cpu
