@@ -14,7 +14,7 @@ debian_packages=(
   # network-namespace test bed and VRRP reference peer
   iproute2 nftables tcpdump arping keepalived kmod iputils-ping
   # real servers for the checker tests
-  nginx-light
+  nginx-light dnsmasq-base python3-aiosmtpd
   # Podman for Molecule (client side; the server runs in the guest)
   podman runc crun iptables netavark aardvark-dns catatonit conmon slirp4netns uidmap
   # tool chain

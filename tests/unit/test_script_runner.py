@@ -19,6 +19,7 @@ import pytest
 from lvsagent import scripts
 from lvsagent.config.model import Script
 from lvsagent.lvs.checkers import CheckSpec, probe
+from lvsagent.lvs.checkers.misc import MiscOptions
 from lvsagent.scripts import (
     Identity,
     ScriptRunner,
@@ -273,9 +274,7 @@ def test_misc_check_runs_as_its_user_and_keeps_dynamic_weights(shared_dir):
         "MISC_CHECK",
         "10.0.0.1",
         80,
-        misc_path=f"/bin/sh -c 'id -u > {out}; exit 12'",
-        misc_dynamic=True,
-        run_as=nobody,
+        options=MiscOptions(f"/bin/sh -c 'id -u > {out}; exit 12'", dynamic=True, run_as=nobody),
     )
     result = asyncio.run(probe(spec))
     assert (result.ok, result.weight) == (True, 10)

@@ -64,6 +64,8 @@ def to_plain(value: Any, *, locations: bool = True) -> Any:
         return [to_plain(content, locations=locations) for content in value]
     if isinstance(value, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         return value.with_prefixlen
+    if isinstance(value, bytes):  # UDP_CHECK's payload and reply, as their HEX_STR
+        return value.hex()
     return value
 
 

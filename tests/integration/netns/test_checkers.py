@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from lvsagent.lvs.checkers import CheckSpec, UrlSpec, probe
+from lvsagent.lvs.checkers import CheckSpec, probe
+from lvsagent.lvs.checkers.http import HttpOptions, UrlSpec
+from lvsagent.lvs.checkers.misc import MiscOptions
 
 pytestmark = pytest.mark.netns
 
@@ -183,45 +185,49 @@ def test_tcp_check_binds_to_the_requested_source(server):
 def test_http_get_status_and_genhash_digest(nginx):
     digest = genhash(nginx["plain"], "/index.html")
     url = UrlSpec("/index.html", digest=digest)
-    assert check("HTTP_GET", nginx["plain"], urls=(url,), connect_timeout=3).ok
+    assert check("HTTP_GET", nginx["plain"], options=HttpOptions((url,)), connect_timeout=3).ok
     wrong = UrlSpec("/index.html", digest="0" * 32)
-    result = check("HTTP_GET", nginx["plain"], urls=(wrong,), connect_timeout=3)
+    result = check("HTTP_GET", nginx["plain"], options=HttpOptions((wrong,)), connect_timeout=3)
     assert not result.ok and digest in result.error
 
 
 def test_http_get_status_codes_and_ranges(nginx):
     port = nginx["plain"]
-    result = check("HTTP_GET", port, urls=(UrlSpec("/error"),), connect_timeout=3)
+    result = check("HTTP_GET", port, options=HttpOptions((UrlSpec("/error"),)), connect_timeout=3)
     assert not result.ok and "status code 500" in result.error
     server_errors = UrlSpec("/error", status_ranges=((200, 299), (500, 599)))
-    assert check("HTTP_GET", port, urls=(server_errors,), connect_timeout=3).ok
-    missing = check("HTTP_GET", port, urls=(UrlSpec("/nothing-here"),), connect_timeout=3)
+    assert check("HTTP_GET", port, options=HttpOptions((server_errors,)), connect_timeout=3).ok
+    missing = check(
+        "HTTP_GET", port, options=HttpOptions((UrlSpec("/nothing-here"),)), connect_timeout=3
+    )
     assert not missing.ok and "status code 404" in missing.error
 
 
 def test_http_get_every_url_must_pass(nginx):
     urls = (UrlSpec("/index.html"), UrlSpec("/error"))
-    result = check("HTTP_GET", nginx["plain"], urls=urls, connect_timeout=3)
+    result = check("HTTP_GET", nginx["plain"], options=HttpOptions(urls), connect_timeout=3)
     assert not result.ok and result.error.startswith("url(2) /error")
 
 
 def test_http_get_virtualhost_selects_the_server(nginx):
     port = nginx["plain"]
-    assert not check("HTTP_GET", port, urls=(UrlSpec("/vhost"),), connect_timeout=3).ok
+    assert not check(
+        "HTTP_GET", port, options=HttpOptions((UrlSpec("/vhost"),)), connect_timeout=3
+    ).ok
     named = UrlSpec("/vhost", virtualhost="www.example.test")
-    assert check("HTTP_GET", port, urls=(named,), connect_timeout=3).ok
+    assert check("HTTP_GET", port, options=HttpOptions((named,)), connect_timeout=3).ok
 
 
 def test_http_1_1_request_is_answered(nginx):
     url = UrlSpec("/index.html", digest=genhash(nginx["plain"], "/index.html"))
-    assert check("HTTP_GET", nginx["plain"], urls=(url,), http_protocol="1.1").ok
+    assert check("HTTP_GET", nginx["plain"], options=HttpOptions((url,), "1.1")).ok
 
 
 def test_ssl_get_with_digest(nginx):
     digest = genhash(nginx["tls"], "/index.html", tls=True)
     url = UrlSpec("/index.html", digest=digest)
-    assert check("SSL_GET", nginx["tls"], urls=(url,), connect_timeout=3).ok
-    plain = check("SSL_GET", nginx["plain"], urls=(url,), connect_timeout=3)
+    assert check("SSL_GET", nginx["tls"], options=HttpOptions((url,)), connect_timeout=3).ok
+    plain = check("SSL_GET", nginx["plain"], options=HttpOptions((url,)), connect_timeout=3)
     assert not plain.ok and "tls" in plain.error  # plain HTTP is not TLS
 
 
@@ -231,7 +237,7 @@ def test_http_get_server_answering_500(server):
         "conn.sendall(b'HTTP/1.0 500 Internal Server Error\\r\\nContent-Length: 0\\r\\n\\r\\n')\n"
         "conn.close()"
     )
-    result = check("HTTP_GET", srv.port, urls=(UrlSpec("/"),), connect_timeout=2)
+    result = check("HTTP_GET", srv.port, options=HttpOptions((UrlSpec("/"),)), connect_timeout=2)
     assert not result.ok and "status code 500" in result.error
 
 
@@ -251,7 +257,9 @@ def test_http_get_trickling_server_cannot_outlast_the_deadline(server):
     result, elapsed = timed_check(kind="HTTP_GET", port=srv.port, connect_timeout=1.5)
     assert not result.ok and "timeout" in result.error and elapsed < 2.5
     url = UrlSpec("/", digest="0" * 32)
-    result, elapsed = timed_check(kind="HTTP_GET", port=srv.port, connect_timeout=1, urls=(url,))
+    result, elapsed = timed_check(
+        kind="HTTP_GET", port=srv.port, connect_timeout=1, options=HttpOptions((url,))
+    )
     assert not result.ok and elapsed < 2
 
 
@@ -277,20 +285,20 @@ def test_misc_check_exit_status(tmp_path):
     script = tmp_path / "check.sh"
     script.write_text('#!/bin/sh\nexit "$1"\n')
     script.chmod(0o755)
-    assert check("MISC_CHECK", misc_path=f"{script} 0").ok
-    failed = check("MISC_CHECK", misc_path=f"{script} 1")
+    assert check("MISC_CHECK", options=MiscOptions(f"{script} 0")).ok
+    failed = check("MISC_CHECK", options=MiscOptions(f"{script} 1"))
     assert not failed.ok and failed.error == "exit status 1"
-    assert not check("MISC_CHECK", misc_path=f"{script} 12").ok  # not dynamic: a failure
-    dynamic = check("MISC_CHECK", misc_path=f"{script} 12", misc_dynamic=True)
+    assert not check("MISC_CHECK", options=MiscOptions(f"{script} 12")).ok  # not dynamic: a failure
+    dynamic = check("MISC_CHECK", options=MiscOptions(f"{script} 12", dynamic=True))
     assert dynamic.ok and dynamic.weight == 10
-    missing = check("MISC_CHECK", misc_path=f"{tmp_path}/absent")
+    missing = check("MISC_CHECK", options=MiscOptions(f"{tmp_path}/absent"))
     assert not missing.ok and "cannot run" in missing.error
 
 
 def test_misc_check_timeout_kills_the_script_and_its_children(tmp_path):
     marker = tmp_path / "survived"
     misc_path = f"/bin/sh -c 'sleep 1; touch {marker}'"
-    result, elapsed = timed_check(kind="MISC_CHECK", misc_path=misc_path, misc_timeout=0.5)
+    result, elapsed = timed_check(kind="MISC_CHECK", options=MiscOptions(misc_path, 0.5))
     assert not result.ok and result.error == "timed out after 0.5s" and elapsed < 1.5
     time.sleep(1.5)
     assert not marker.exists()

@@ -93,3 +93,36 @@ def test_dump_config_of_a_bad_file_fails(tmp_path, capsys):
     path = write(tmp_path, "vrrp_instance {\n")
     assert main(["dump-config", path]) == 1
     assert capsys.readouterr().out == ""
+
+
+def test_dump_config_shows_every_checker_kind_with_bytes_as_hex(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        """
+virtual_server 10.0.0.1 53 {
+    lvs_sched rr
+    protocol UDP
+    real_server 10.0.1.1 53 {
+        UDP_CHECK { payload 01 ff\n require_reply 0X }
+        DNS_CHECK { type A\n name example.test }
+        PING_CHECK { }
+        SMTP_CHECK { helo_name lb.example.test }
+    }
+}
+""",
+    )
+    assert main(["dump-config", path]) == 0
+    (real,) = json.loads(capsys.readouterr().out)["virtual_servers"][0]["real_servers"]
+    udp, dns, ping, smtp = real["checkers"]
+    assert (udp["kind"], udp["payload"], udp["reply_data"], udp["reply_mask"]) == (
+        "UDP_CHECK",
+        "01ff",
+        "00",
+        "0f",
+    )
+    assert (dns["type"], dns["name"], ping["kind"], smtp["helo_name"]) == (
+        "A",
+        "example.test",
+        "PING_CHECK",
+        "lb.example.test",
+    )

@@ -7,8 +7,10 @@ import ipaddress
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 
-from lvsagent.config import HttpCheck, MiscCheck, TcpCheck
 from lvsagent.config.model import SCHEDULERS
+from lvsagent.lvs.checkers.http import HttpCheck
+from lvsagent.lvs.checkers.misc import MiscCheck
+from lvsagent.lvs.checkers.tcp import TcpCheck
 
 
 def commands(*scripts):
@@ -498,8 +500,8 @@ def test_a_virtual_server_without_real_servers_is_dropped_as_by_keepalived():
         ("bfd_instance B {\n}\n", "1: bfd_instance: not supported by lvs-agent"),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n real_server 10.0.0.2 80 {\n"
-            "  SMTP_CHECK {\n  }\n }\n}\n",
-            "4: SMTP_CHECK: not supported by lvs-agent",
+            "  FILE_CHECK {\n  }\n }\n}\n",
+            "4: FILE_CHECK: not supported by lvs-agent",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n lvs_method TUN type gue port 5\n}\n",

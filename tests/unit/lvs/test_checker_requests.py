@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lvsagent.lvs.checkers import CheckSpec, UrlSpec, build_request, dynamic_weight, parse_head
+from lvsagent.lvs.checkers import CheckSpec
+from lvsagent.lvs.checkers.http import HttpOptions, UrlSpec, build_request, parse_head
+from lvsagent.lvs.checkers.misc import dynamic_weight
 
 
 def http(port=80, kind="HTTP_GET", address="10.0.0.2", protocol=None):
-    return CheckSpec(kind=kind, address=address, port=port, http_protocol=protocol)
+    options = HttpOptions(http_protocol=protocol)
+    return CheckSpec(kind=kind, address=address, port=port, options=options)
 
 
 def test_request_is_keepalived_http_1_0_with_host_port_only_when_not_default():

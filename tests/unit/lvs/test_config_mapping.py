@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lvsagent.config import loads
 from lvsagent.ipvs import ServiceKey
-from lvsagent.lvs.checkers import DEFAULT_STATUS_RANGES
+from lvsagent.lvs.checkers.http import DEFAULT_STATUS_RANGES
 from lvsagent.lvs.engine import check_spec, service_keys
 
 GROUP_CONFIG = """
@@ -54,7 +54,7 @@ def test_http_check_inherits_virtualhost_and_defaults_status_codes():
     rs = vs.real_servers[0]
     spec = check_spec(rs.checkers[0], rs, 80, vs)
     assert (spec.kind, spec.address, spec.port, spec.delay_loop) == ("HTTP_GET", "10.0.2.1", 80, 3)
-    first, second = spec.urls
+    first, second = spec.options.urls
     assert first.virtualhost == "www.rs.test" and first.status_ranges == DEFAULT_STATUS_RANGES
     assert first.digest == "9b3a0c85a887a256d6939da88aabd8cd"
     assert second.virtualhost == "www.url.test"

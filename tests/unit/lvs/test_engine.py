@@ -10,19 +10,20 @@ import random
 from fakeclock import FakeClock
 from fakes import FakeIpvs, FakeProber
 
+from lvsagent.config import loads
 from lvsagent.config.model import (
     Config,
-    MiscCheck,
     RealServer,
     Script,
     SorryServer,
-    TcpCheck,
     VirtualAddress,
     VirtualServer,
     VrrpInstance,
 )
 from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
 from lvsagent.lvs import LvsEngine
+from lvsagent.lvs.checkers.misc import MiscCheck
+from lvsagent.lvs.checkers.tcp import TcpCheck
 from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"
@@ -31,7 +32,10 @@ RS1, RS2 = "192.168.179.104", "192.168.179.99"
 
 
 def tcp_check():
-    return TcpCheck(connect_timeout=10, retry=3, delay_before_retry=3, connect_port=80, warmup=0)
+    """As the parser completes the seed's TCP_CHECK (delay_loop from the virtual server)."""
+    return TcpCheck(
+        connect_timeout=10, retry=3, delay_before_retry=3, connect_port=80, warmup=0, delay_loop=6
+    )
 
 
 def seed_vs(**overrides) -> VirtualServer:
@@ -179,7 +183,7 @@ def test_shared_real_server_is_checked_once_for_all_its_virtual_servers():
 
 def test_misc_dynamic_exit_status_sets_the_weight():
     async def test():
-        misc = MiscCheck(misc_path="/bin/weight", misc_dynamic=True, warmup=0)
+        misc = MiscCheck(misc_path="/bin/weight", misc_dynamic=True, warmup=0, delay_loop=6)
         vs = seed_vs(real_servers=[RealServer(RS1, 80, weight=100, checkers=[misc])])
         bed = Bed(vs)
         bed.prober.succeed(RS1, 80, weight=10)
@@ -456,3 +460,43 @@ def test_a_service_that_failed_to_go_stays_recorded_until_it_is_gone(tmp_path):
         await bed.engine.stop()
 
     run(test)
+
+
+def test_parsed_datagram_checkers_drive_the_table_with_their_own_retry_rules(caplog):
+    """DNS_CHECK retries 3 times, delay_loop apart (keepalived's defaults for it)."""
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    config = loads(
+        """
+virtual_server 10.9.0.1 53 {
+    lvs_sched rr
+    protocol UDP
+    delay_loop 2
+    real_server 10.9.0.11 53 {
+        UDP_CHECK { warmup 0
+            require_reply }
+    }
+    real_server 10.9.0.12 53 {
+        DNS_CHECK { warmup 0
+            name example.test }
+    }
+}
+"""
+    )
+
+    async def test():
+        bed = Bed(*config.virtual_servers)
+        await bed.engine.start()
+        await bed.clock.advance_with_tasks(0)
+        (key,) = bed.ipvs.kernel
+        bed.prober.fail("10.9.0.12", 53, "error answer (rcode = 5)")
+        await bed.clock.advance_with_tasks(2 + 3 * 2 - 0.5)
+        assert "10.9.0.12:53" in bed.ipvs.weights(key)
+        await bed.clock.advance_with_tasks(1)
+        assert bed.ipvs.weights(key) == {"10.9.0.11:53": 1}
+        await bed.engine.stop()
+
+    run(test)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "DNS_CHECK ([10.9.0.12]:53) error answer (rcode = 5)." in messages
+    assert "Check on service [10.9.0.12]:53 failed after 3 retries." in messages
+    assert "Removing service [10.9.0.12]:53 from VS [10.9.0.1]:53" in messages

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lvsagent.lvs.checkers import CheckResult, CheckSpec
+from lvsagent.lvs.checkers.misc import MiscOptions
 from lvsagent.lvs.health import CheckState, Quorum, first_delay
 
 OK = CheckResult(True)
@@ -76,7 +77,7 @@ def test_alpha_starts_down_and_logs_only_its_first_failure():
 
 
 def test_misc_dynamic_weight_changes_are_changes_and_exit_zero_keeps_the_weight():
-    state = CheckState(spec(kind="MISC_CHECK", misc_path="/bin/check", misc_dynamic=True))
+    state = CheckState(spec(kind="MISC_CHECK", options=MiscOptions("/bin/check", dynamic=True)))
     assert state.record(CheckResult(True, weight=10)).changed
     assert state.weight == 10
     assert not state.record(CheckResult(True)).changed

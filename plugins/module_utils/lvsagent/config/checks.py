@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
+from ..lvs.checkers.misc import MiscCheck
 from ..scripts import (
     KEEPALIVED_SCRIPT_USER,
     Identity,
@@ -26,7 +27,6 @@ from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
     Config,
     Location,
-    MiscCheck,
     ScriptUser,
     VirtualServer,
     VrrpInstance,

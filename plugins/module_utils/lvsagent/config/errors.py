@@ -27,3 +27,7 @@ class ConfigError(Exception):
     @property
     def errors(self) -> list[Problem]:
         return [problem for problem in self.problems if problem.severity == "error"]
+
+
+class Invalid(Exception):
+    """A value could not be read; the problem has already been reported."""

@@ -52,8 +52,8 @@ IGNORED = frozenset(
 
 KEEPALIVED_KEYWORDS = frozenset(
     """
-    BFD_CHECK DNS_CHECK FILE_CHECK HTTP_GET MISC_CHECK PING_CHECK SMTP_CHECK SSL SSL_GET
-    TCP_CHECK UDP_CHECK accept active_key advert_int alpha anti_replay auth_hmac auth_pass
+    BFD_CHECK FILE_CHECK HTTP_GET MISC_CHECK SSL SSL_GET
+    TCP_CHECK accept active_key advert_int alpha anti_replay auth_hmac auth_pass
     auth_type authentication bfd_instance bind_if bind_port bindto ca certificate
     check_unicast_src connect_ip connect_port connect_timeout data_use_instance
     default_interface delay delay_before_retry delay_loop digest dont_track_primary
@@ -61,25 +61,25 @@ KEEPALIVED_KEYWORDS = frozenset(
     fast_recovery fifo_write_vrrp_states_on_reload flag-1 flag-2 flag-3 fork_delay
     full_command fwmark garp_extra_if garp_group garp_interval garp_lower_prio_delay
     garp_lower_prio_repeat garp_master_delay garp_master_refresh garp_master_refresh_repeat
-    garp_master_repeat global_defs global_tracking gna_interval group ha_suspend helo_name
+    garp_master_repeat global_defs global_tracking gna_interval group ha_suspend
     higher_prio_send_advert hoplimit host http_protocol hysteresis idle_tx include_check
     inhibit_on_failure init_fail init_file interface interface_up_down_delays interfaces
     interval ip_family iproute_etc_dir iproute_usr_dir key linkbeat_interfaces
     linkbeat_use_polling lower_prio_no_advert lthreshold lvs_flush lvs_flush_on_stop
     lvs_method lvs_notify_fifo lvs_notify_fifo_script lvs_sched lvs_sync_daemon
-    lvs_sync_daemon_interface lvs_timeouts max_hops max_reply_length mcast_dst_ip
-    mcast_src_ip mh-fallback mh-port min_reply_length min_rx min_tx misc_dynamic misc_path
+    lvs_sync_daemon_interface lvs_timeouts max_hops mcast_dst_ip
+    mcast_src_ip mh-fallback mh-port min_rx min_tx misc_dynamic misc_path
     misc_timeout mode multihop multiplier name namespace_with_ipsets native_ipv6 neighbor_ip
     net_namespace net_namespace_ipvs netlink_notify_msg nftables nftables_counters
     nftables_ifindex nftables_ipvs nftables_ipvs_priority nftables_ipvs_start_fwmark
     nftables_priority no_accept no_virtual_ipaddress nopreempt notify notify_backup
     notify_deleted notify_down notify_fault notify_fifo notify_fifo_script notify_master
     notify_master_rx_lower_pri notify_stop notify_up old_unicast_checksum omega ops passive
-    password path payload persistence_engine persistence_granularity persistence_timeout
+    password path persistence_engine persistence_granularity persistence_timeout
     preempt preempt_delay priority process promote_secondaries protocol proxy_arp
     proxy_arp_pvlan quorum quorum_down quorum_max quorum_up random_seed real_server regex
     regex_max_offset regex_min_offset regex_no_match regex_options regex_stack
-    reload_check_config reload_file reload_repeat reload_time_file require_reply retry rise
+    reload_check_config reload_file reload_repeat reload_time_file retry rise
     router_id rs_init_notifies script script_user set_supplementary_groups sh-fallback
     sh-port shutdown_script shutdown_script_timeout sni_name sorry_server
     sorry_server_inhibit sorry_server_lvs_method source_ip startup_script

@@ -203,17 +203,11 @@ class VrrpInstance:
 
 
 @dataclass
-class Url:
-    path: str = "/"
-    digest: Optional[str] = None
-    status_codes: list[tuple[int, int]] = field(default_factory=list)  # empty = 200-299
-    virtualhost: Optional[str] = None
-    location: Location = field(default_factory=Location)
-
-
-@dataclass
 class Checker:
-    """Options shared by every health checker (resolved from real/virtual server)."""
+    """Options shared by every health checker (resolved from real/virtual server).
+
+    Each kind's own model (TcpCheck, HttpCheck, ...) lives with its probe in lvs/checkers.
+    """
 
     connect_ip: Optional[str] = None  # None = the real server's address
     connect_port: Optional[int] = None  # None = the real server's port
@@ -225,31 +219,6 @@ class Checker:
     warmup: Optional[float] = None  # None = a random delay up to delay_loop
     delay_loop: Optional[float] = None  # None = the virtual server's
     location: Location = field(default_factory=Location)
-
-
-@dataclass
-class TcpCheck(Checker):
-    kind: str = "TCP_CHECK"
-
-
-@dataclass
-class HttpCheck(Checker):
-    kind: str = "HTTP_GET"  # or "SSL_GET"
-    urls: list[Url] = field(default_factory=list)
-    http_protocol: Optional[str] = None
-    virtualhost: Optional[str] = None  # None = the real server's / virtual server's
-    delay_before_retry: float = 3.0
-
-
-@dataclass
-class MiscCheck(Checker):
-    kind: str = "MISC_CHECK"
-    misc_path: str = ""
-    misc_timeout: Optional[float] = None  # None = delay_loop
-    misc_dynamic: bool = False
-    user: Optional[ScriptUser] = None  # None = global_defs' script_user
-    retry: int = 0
-    run_as: Optional[Identity] = field(default=None, compare=False, repr=False)  # as Script
 
 
 @dataclass

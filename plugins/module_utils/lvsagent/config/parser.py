@@ -16,9 +16,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..lvs.checkers import KINDS as CHECKER_KINDS
+from ..lvs.checkers.base import DROPPED
 from ..scripts import split_command
 from . import checks
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Invalid, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
@@ -29,18 +31,14 @@ from .model import (
     SCHEDULERS,
     Checker,
     Config,
-    HttpCheck,
     Location,
-    MiscCheck,
     RealServer,
     Script,
     ScriptUser,
     SorryServer,
     SyncGroup,
-    TcpCheck,
     TrackInterface,
     TrackScript,
-    Url,
     VirtualAddress,
     VirtualServer,
     VirtualServerGroup,
@@ -169,10 +167,6 @@ CHECKER_OPTION_RULES = {
 }
 
 
-class Invalid(Exception):
-    """A value could not be read; the problem has already been reported."""
-
-
 class Ignored(Invalid):
     """A value keepalived ignores with a warning; the warning has already been reported."""
 
@@ -228,17 +222,10 @@ class Builder:
             },
             "virtual_server": self.virtual_server_table(),
             "real_server": self.real_server_table(),
-            "TCP_CHECK": self.checker_table(connection=True),
-            "HTTP_GET": self.http_checker_table(),
-            "SSL_GET": self.http_checker_table(),
-            "MISC_CHECK": self.misc_checker_table(),
-            "url": {
-                "path": self.scalar("path", self.text),
-                "digest": self.scalar("digest", self.digest),
-                "status_code": self.status_code,
-                "virtualhost": self.scalar("virtualhost", self.text),
-            },
         }
+        for name, kind in CHECKER_KINDS.items():
+            self.tables[name] = {**self.checker_table(kind.connection), **kind.keywords(self)}
+            self.tables.update(kind.blocks(self))
         self.everywhere = {keyword for table in self.tables.values() for keyword in table}
 
     # ---- problems -------------------------------------------------------------------------
@@ -456,13 +443,6 @@ class Builder:
             )
             raise Invalid
         return ScriptUser(names[0], names[1] if len(names) == 2 else None, location(node))
-
-    def digest(self, node: Node) -> str:
-        raw = self.value(node)
-        if len(raw) != 32 or any(c not in "0123456789abcdefABCDEF" for c in raw):
-            self.error(node, f"digest: '{raw}' is not an MD5 digest (32 hex digits)")
-            raise Invalid
-        return raw.lower()
 
     def require_block(self, node: Node) -> list[Node]:
         if not node.is_block:
@@ -1312,11 +1292,9 @@ class Builder:
                 decimal(TIMER_MIN, TIMER_MAX),
                 "real server delay_loop '{value}' invalid - ignoring",
             ),
-            "TCP_CHECK": self.checker(TcpCheck),
-            "HTTP_GET": self.checker(HttpCheck),
-            "SSL_GET": self.checker(HttpCheck),
-            "MISC_CHECK": self.checker(MiscCheck),
         }
+        for name in CHECKER_KINDS:
+            table[name] = self.checker
         for name in INHERITED_CHECKER_OPTIONS:
             table[name] = self.checker_default
         return table
@@ -1338,103 +1316,53 @@ class Builder:
             "warmup": self.checker_explicit,
         }
         if connection:
-            table.update(
-                {
-                    "connect_ip": self.lenient(
-                        "connect_ip", ip_text, "Invalid connect_ip address {value} - ignoring"
-                    ),
-                    "connect_port": self.lenient(
-                        "connect_port", whole(1, 65535), "Invalid checker connect_port '{value}'"
-                    ),
-                    "bindto": self.lenient(
-                        "bindto", ip_text, "Invalid bindto address {value} - ignoring"
-                    ),
-                    "bind_port": self.lenient(
-                        "bind_port", whole(1, 65535), "Invalid checker bind_port '{value}'"
-                    ),
-                }
-            )
+            table.update(self.connection_table())
         return table
 
-    def http_checker_table(self) -> dict[str, Handler]:
-        table = self.checker_table(connection=True)
-        table.update(
-            {
-                "url": self.url,
-                "http_protocol": self.lenient(
-                    "http_protocol",
-                    lambda raw: exact(("1.0", "1.0C", "1.1"))("1.0C" if raw == "1.0c" else raw),
-                    "Invalid http_protocol version {value}",
-                ),
-                "virtualhost": self.scalar("virtualhost", self.text),
-            }
-        )
-        return table
-
-    def misc_checker_table(self) -> dict[str, Handler]:
-        table = self.checker_table(connection=False)
-        table.update(
-            {
-                "misc_path": self.scalar(
-                    "misc_path", lambda node: self.command(node, self.value(node))
-                ),
-                "misc_timeout": self.timer("misc_timeout", 0.001, 86400),
-                "misc_dynamic": self.scalar("misc_dynamic", self.bare_flag),
-                "user": self.scalar("user", self.script_user),
-            }
-        )
-        return table
+    def connection_table(self) -> dict[str, Handler]:
+        """Where a checker connects to and from (also SMTP_CHECK's host blocks)."""
+        return {
+            "connect_ip": self.lenient(
+                "connect_ip", ip_text, "Invalid connect_ip address {value} - ignoring"
+            ),
+            "connect_port": self.lenient(
+                "connect_port", whole(1, 65535), "Invalid checker connect_port '{value}'"
+            ),
+            "bindto": self.lenient("bindto", ip_text, "Invalid bindto address {value} - ignoring"),
+            "bind_port": self.lenient(
+                "bind_port", whole(1, 65535), "Invalid checker bind_port '{value}'"
+            ),
+        }
 
     def checker_explicit(self, node: Node, checker: Checker) -> None:
         value = self.checker_option(node, checker, "checker")
         self.state.setdefault(id(checker), BlockState()).defaults[node.keyword] = value
 
-    def checker(self, kind: type) -> Handler:
-        def handle(node: Node, real: RealServer) -> None:
-            self.require_block(node)
-            checker = kind(location=location(node))
-            if isinstance(checker, HttpCheck):
-                checker.kind = node.keyword
-            state = self.walk(node, node.keyword, checker)
-            if isinstance(checker, HttpCheck) and not checker.urls and not self.tainted(node):
-                # keepalived then runs the real server without a checker
-                self.warning(node, "HTTP/SSL_GET checker has no urls specified - ignoring")
-                return
-            if isinstance(checker, MiscCheck) and not checker.misc_path and not self.tainted(node):
-                self.error(node, "MISC_CHECK: misc_path is required")
-            real.checkers.append(checker)
-            self.current_server_state.pending.append(
-                PendingChecker(checker, state.defaults, real, self.state_of(real).defaults)
-            )
-
-        return handle
+    def checker(self, node: Node, real: RealServer) -> None:
+        """A checker block: its kind's model, read with the kind's keywords."""
+        self.require_block(node)
+        kind = CHECKER_KINDS[node.keyword]
+        checker = kind.model(kind=node.keyword, location=location(node))
+        state = self.walk(node, node.keyword, checker)
+        if not self.tainted(node):
+            problems = kind.problems(checker)
+            for severity, message in problems:
+                self.report(
+                    Problem(node.file, node.line, message, severity.replace(DROPPED, "warning"))
+                )
+            if any(severity == DROPPED for severity, _message in problems):
+                return  # keepalived runs the real server without this checker
+        real.checkers.append(checker)
+        self.current_server_state.pending.append(
+            PendingChecker(checker, state.defaults, real, self.state_of(real).defaults)
+        )
 
     def state_of(self, target: Any) -> BlockState:
         return self.state.setdefault(id(target), BlockState())
 
-    def url(self, node: Node, checker: HttpCheck) -> None:
-        self.require_block(node)
-        url = Url(location=location(node))
-        self.walk(node, "url", url)
-        if not url.digest and not url.status_codes:
-            url.status_codes = [(200, 299)]
-        checker.urls.append(url)
-
-    def status_code(self, node: Node, url: Url) -> None:
-        if not node.args or node.is_block:
-            self.value(node)
-        for word in node.args:
-            low_text, _dash, high_text = word.partition("-")
-            try:
-                low = whole(100, 599)(low_text)
-                high = whole(low, 599)(high_text) if high_text else low
-            except ValueError:
-                self.warning(node, f"Invalid HTTP_GET status code '{word}'")
-                continue
-            url.status_codes.append((low, high))
-
     def resolve_checker(self, pending: PendingChecker, server: VirtualServer, vs_defaults: dict):
-        """Fill each inherited option: checker, else real server, else virtual server."""
+        """The one place checkers inherit: each common option from the checker, else the real
+        server, else the virtual server; then what the kind itself inherits or derives."""
         checker = pending.checker
         for option in INHERITED_CHECKER_OPTIONS:
             for source in (pending.explicit, pending.real_server_defaults, vs_defaults):
@@ -1447,6 +1375,7 @@ class Builder:
             if pending.real_server.delay_loop is not None
             else server.delay_loop,
         )
+        CHECKER_KINDS[checker.kind].complete(checker, pending.real_server, server)
 
 
 def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[dict]) -> Config:

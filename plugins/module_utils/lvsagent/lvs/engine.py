@@ -22,8 +22,6 @@ from typing import Callable, Optional
 from ..config.model import (
     Checker,
     Config,
-    HttpCheck,
-    MiscCheck,
     RealServer,
     Script,
     VirtualServer,
@@ -32,7 +30,7 @@ from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
 from . import reconciler
-from .checkers import DEFAULT_STATUS_RANGES, CheckResult, CheckSpec, UrlSpec, probe
+from .checkers import KINDS, CheckResult, CheckSpec, probe
 from .health import HealthCheck, Quorum, sleep
 
 log = logging.getLogger("lvsagent.lvs")
@@ -167,40 +165,22 @@ def service_keys(vs: VirtualServer, config: Config) -> list[ServiceKey]:
 
 
 def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer) -> CheckSpec:
-    """The checker's settings with keepalived's inheritance (checker, real, virtual server)."""
-    fields = dict(
+    """The spec of a checker the parser completed (its options are final), towards one
+    real server port (a group's entries give one real server several)."""
+    return CheckSpec(
         kind=checker.kind,
         address=_address(checker.connect_ip or rs.address),
         port=_first(checker.connect_port, rs_port),
         connect_timeout=checker.connect_timeout,
         retry=checker.retry,
         delay_before_retry=checker.delay_before_retry,
-        delay_loop=_first(checker.delay_loop, rs.delay_loop, vs.delay_loop),
+        delay_loop=checker.delay_loop,
         warmup=checker.warmup,
         alpha=_first(rs.alpha, vs.alpha),
         bindto=checker.bindto,
         bind_port=checker.bind_port,
+        options=KINDS[checker.kind].options(checker),
     )
-    if isinstance(checker, HttpCheck):
-        host = _first(checker.virtualhost, rs.virtualhost, vs.virtualhost)
-        fields["urls"] = tuple(
-            UrlSpec(
-                path=url.path,
-                digest=url.digest.lower() if url.digest else None,
-                status_ranges=tuple(tuple(r) for r in url.status_codes) or DEFAULT_STATUS_RANGES,
-                virtualhost=_first(url.virtualhost, host),
-            )
-            for url in checker.urls
-        )
-        fields["http_protocol"] = checker.http_protocol
-    elif isinstance(checker, MiscCheck):
-        fields.update(
-            misc_path=checker.misc_path,
-            misc_timeout=checker.misc_timeout,
-            misc_dynamic=checker.misc_dynamic,
-            run_as=checker.run_as,
-        )
-    return CheckSpec(**fields)
 
 
 def _vrrp_instance_of(keys: list[ServiceKey], config: Config) -> Optional[str]:

@@ -15,25 +15,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .checkers import CheckResult, CheckSpec, probe
+from .checkers import KINDS, CheckResult, CheckSpec, probe
 
 log = logging.getLogger("lvsagent.lvs")
-
-
-def attempt_failed_message(spec: CheckSpec, error: str) -> str:
-    if spec.kind == "TCP_CHECK":
-        return f"TCP connection to {spec.target} failed."
-    if spec.kind == "MISC_CHECK":
-        return f"Misc check to {spec.target} for [{spec.misc_path}] failed: {error}."
-    return f"{spec.kind} to {spec.target} failed: {error}."
-
-
-def success_message(spec: CheckSpec) -> str:
-    if spec.kind == "TCP_CHECK":
-        return f"TCP connection to {spec.target} success."
-    if spec.kind == "MISC_CHECK":
-        return f"Misc check to {spec.target} for [{spec.misc_path}] success."
-    return f"{spec.kind} to {spec.target} success."
 
 
 @dataclass
@@ -73,10 +57,10 @@ class CheckState:
                 self.weight = result.weight
             if not self.up:
                 self.up = True
-                return Outcome(spec.delay_loop, True, [success_message(spec)])
+                return Outcome(spec.delay_loop, True, [KINDS[spec.kind].succeeded(spec)])
             return Outcome(spec.delay_loop, weight_changed)
         self.last_error = result.error
-        attempt = attempt_failed_message(spec, result.error)
+        attempt = KINDS[spec.kind].failed(spec, result.error)
         if not self.up:
             return Outcome(spec.delay_loop, False, [attempt] if first_run else [])
         if self.retries_done < spec.retry:

@@ -1,0 +1,40 @@
+"""TCP_CHECK: the three-way handshake completes within connect_timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from ...config.model import Checker
+from .base import CheckerKind, CheckResult, CheckSpec, connection_words, describe, open_socket
+
+
+@dataclass
+class TcpCheck(Checker):
+    kind: str = "TCP_CHECK"
+
+
+async def tcp_probe(spec: CheckSpec) -> CheckResult:
+    loop = asyncio.get_running_loop()
+    try:
+        sock = open_socket(spec, socket.SOCK_STREAM)
+    except OSError as exc:
+        return CheckResult(False, describe(exc, spec.connect_timeout))
+    try:
+        await asyncio.wait_for(
+            loop.sock_connect(sock, (spec.address, spec.port)), spec.connect_timeout
+        )
+    except (OSError, asyncio.TimeoutError) as exc:
+        return CheckResult(False, describe(exc, spec.connect_timeout))
+    finally:
+        sock.close()
+    return CheckResult(True)
+
+
+KIND = CheckerKind(
+    name="TCP_CHECK",
+    model=TcpCheck,
+    probe=tcp_probe,
+    **connection_words("TCP", with_error=False),
+)
