@@ -30,6 +30,7 @@ MAX_V2_ADVERT_INT = 255
 MAX_V3_ADVERT_INT = 40.95
 AUTH_PASS_LENGTH = 8
 VRRP_NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+FIFO_SCRIPTS = ("notify_fifo_script", "vrrp_notify_fifo_script")
 
 Report = Callable[[Problem], None]
 
@@ -233,8 +234,54 @@ class Checker:
                         track.location,
                         f"({instance.name}) track_script {track.name}: no vrrp_script of that name",
                     )
+            self.check_tracked(instance)
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
+
+    def check_tracked(self, instance: VrrpInstance) -> None:
+        """track_file / track_process entries name blocks that exist, once each."""
+        kinds = (
+            ("track_file", instance.track_files, self.config.track_files),
+            ("track_process", instance.track_processes, self.config.track_processes),
+        )
+        for keyword, tracks, known in kinds:
+            seen: set[str] = set()
+            for track in tracks:
+                if track.name not in known:
+                    block = "track_file" if keyword == "track_file" else "vrrp_track_process"
+                    self.error(
+                        track.location,
+                        f"({instance.name}) {keyword} {track.name}: no {block} of that name",
+                    )
+                elif track.name in seen:
+                    where = track.location
+                    self.error(where, f"({instance.name}) duplicate {keyword} {track.name}")
+                seen.add(track.name)
+
+    def check_fifos(self) -> None:
+        """A *_fifo_script needs its FIFO; the FIFOs must differ (keepalived's rule). The
+        checker lines (lvs_notify_fifo) are not written yet: notify_fifo, which would carry
+        them too, is refused beside virtual servers."""
+        settings = self.config.global_defs
+        if settings.notify_fifo is not None and self.config.virtual_servers:
+            self.error(
+                settings.location,
+                "notify_fifo: checker events are not written to FIFOs by lvs-agent "
+                "(use vrrp_notify_fifo for the VRRP ones)",
+            )
+        paths: dict[str, str] = {}
+        for prefix in ("", "vrrp_"):
+            path = getattr(settings, f"{prefix}notify_fifo")
+            script = getattr(settings, f"{prefix}notify_fifo_script")
+            if script is not None and path is None:
+                self.error(script.location, f"{prefix}notify_fifo_script needs {prefix}notify_fifo")
+            if path is not None and path in paths:
+                self.error(
+                    settings.location,
+                    f"{prefix}notify_fifo {path} is already {paths[path]}: the FIFOs must differ",
+                )
+            if path is not None:
+                paths[path] = f"{prefix}notify_fifo"
 
     def check_duplicate_vrids(self) -> None:
         seen: dict[tuple, list[VrrpInstance]] = {}
@@ -408,7 +455,8 @@ class Checker:
         for name, script in config.vrrp_scripts.items():
             if name in used:
                 yield f"vrrp_script {name}", script.script, script.user, script, script.location
-        owners = [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
+        owners = [("global_defs", config.global_defs, FIFO_SCRIPTS)]
+        owners += [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
         owners += [(f"vrrp_sync_group {g.name}", g, VRRP_NOTIFY) for g in config.sync_groups]
         for server in config.virtual_servers:
             owners.append((f"virtual server {server.name}", server, ("quorum_up", "quorum_down")))
@@ -519,6 +567,7 @@ def check(config: Config, report: Report, instance_keywords: dict, *, host_check
     """Complete the VRRP instances and report every problem across objects."""
     checker = Checker(config, report, instance_keywords)
     checker.check_instances()
+    checker.check_fifos()
     checker.check_virtual_servers()
     if host_checks:
         checker.check_host()

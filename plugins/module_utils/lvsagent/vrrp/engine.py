@@ -19,6 +19,8 @@ from .machine import LoopClock, State
 from .notify import Notifier
 from .receive import Drops
 from .sockets import SocketPool
+from .track_file import FileTracker
+from .track_process import ProcessWatch
 from .tracking import LinkMonitor, ScriptTracker
 
 log = logging.getLogger("lvsagent.vrrp")
@@ -60,6 +62,8 @@ class VrrpEngine:
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
         self.scripts: dict[str, ScriptTracker] = {}
+        self.files: dict[str, FileTracker] = {}
+        self.processes = ProcessWatch(loop)
         self.instances: dict[str, Instance] = {}
         self._listeners: list[Callable[[str, str], None]] = []
         self._propagating = False
@@ -70,6 +74,7 @@ class VrrpEngine:
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.notifier.configure(self.config.global_defs)
         await self._start_scripts(self.config)
         for instance_config in self.config.vrrp_instances:
             await self._start_instance(self.config, instance_config)
@@ -83,6 +88,11 @@ class VrrpEngine:
         for tracker in self.scripts.values():
             await tracker.stop()
         self.scripts.clear()
+        for tracker in self.files.values():
+            await tracker.stop()
+        self.files.clear()
+        for name in list(self.processes.trackers):
+            await self.processes.remove(name)
         await self.notifier.drain()
         self.sockets.close()
         self.links.close()
@@ -106,6 +116,17 @@ class VrrpEngine:
         ]
         for name in changed_scripts:
             await self.scripts.pop(name).stop()
+        for name, file_tracker in list(self.files.items()):
+            if without_locations(config.track_files.get(name)) != without_locations(
+                file_tracker.track
+            ):
+                await self.files.pop(name).stop()
+        for name, process_tracker in list(self.processes.trackers.items()):
+            if without_locations(config.track_processes.get(name)) != without_locations(
+                process_tracker.track
+            ):
+                await self.processes.remove(name)
+        await self.notifier.configure(config.global_defs)
         await self._start_scripts(config)
         for instance_config in config.vrrp_instances:
             name = instance_config.name
@@ -125,10 +146,16 @@ class VrrpEngine:
 
     def _signature(self, config: Config, instance_config) -> tuple:
         scripts = [config.vrrp_scripts.get(track.name) for track in instance_config.track_scripts]
+        files = [config.track_files.get(track.name) for track in instance_config.track_files]
+        processes = [
+            config.track_processes.get(track.name) for track in instance_config.track_processes
+        ]
         return without_locations(
             (
                 instance_config,
                 scripts,
+                files,
+                processes,
                 self._group_of(config, instance_config.name),
                 config.global_defs,
             )
@@ -141,6 +168,13 @@ class VrrpEngine:
                 tracker = ScriptTracker(config.vrrp_scripts[name], self.loop)
                 self.scripts[name] = tracker
                 tracker.start()
+        for name in sorted({t.name for i in config.vrrp_instances for t in i.track_files}):
+            if name in config.track_files and name not in self.files:
+                self.files[name] = FileTracker(config.track_files[name], self.loop)
+                await self.files[name].start()
+        for name in sorted({t.name for i in config.vrrp_instances for t in i.track_processes}):
+            if name in config.track_processes and name not in self.processes.trackers:
+                await self.processes.add(config.track_processes[name])
 
     def _services(self) -> Services:
         return Services(
@@ -151,6 +185,8 @@ class VrrpEngine:
             notifier=self.notifier,
             links=self.links,
             scripts=self.scripts,
+            files=self.files,
+            processes=self.processes.trackers,
             drops=self.drop_log,
         )
 
@@ -213,7 +249,7 @@ class VrrpEngine:
                 "GROUP",
                 group.name,
                 new.value,
-                instance.machine.effective_priority,
+                0,  # keepalived gives a group priority 0
                 getattr(group, GROUP_SCRIPTS[new]),
                 group.notify,
             )
