@@ -441,6 +441,9 @@ def test_sync_group_members_follow_each_other():
         assert ("GROUP", "G1", "FAULT", 0) in fakes.notifier.calls  # keepalived: a group has 0
         assert ("VI_2", "MASTER") in seen
         await engine.stop()
+        groups = [call[2] for call in fakes.notifier.calls if call[0] == "GROUP"]
+        # once per change of the group's state, as keepalived, and STOP at the end
+        assert groups == ["BACKUP", "MASTER", "FAULT", "BACKUP", "STOP"]
 
     asyncio.run(scenario())
 

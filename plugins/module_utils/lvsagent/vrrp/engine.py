@@ -67,6 +67,7 @@ class VrrpEngine:
         self.instances: dict[str, Instance] = {}
         self._listeners: list[Callable[[str, str], None]] = []
         self._propagating = False
+        self._group_states: dict[str, State] = {}  # the state last notified for each group
 
     def add_state_listener(self, listener: Callable[[str, str], None]) -> None:
         """`listener(instance_name, state)` on every transition (state: MASTER, BACKUP, ...)."""
@@ -85,6 +86,11 @@ class VrrpEngine:
             instance.resign()
         for name in list(self.instances):
             await self._stop_instance(name)
+        for group in self.config.sync_groups:
+            if self._group_states.pop(group.name, None) is not None:
+                self.notifier.state_changed(
+                    "GROUP", group.name, "STOP", 0, group.notify_stop, group.notify
+                )
         for tracker in self.scripts.values():
             await tracker.stop()
         self.scripts.clear()
@@ -243,7 +249,12 @@ class VrrpEngine:
                 self._follow(member, old, new)
         finally:
             self._propagating = False
-        if new in GROUP_SCRIPTS and self._group_settled(group, new):
+        if (
+            new in GROUP_SCRIPTS
+            and self._group_settled(group, new)
+            and self._group_states.get(group.name) != new
+        ):
+            self._group_states[group.name] = new
             log.info("VRRP_Group(%s) Syncing instances to %s state", group.name, new.value)
             self.notifier.state_changed(
                 "GROUP",
