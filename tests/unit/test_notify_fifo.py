@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 
-from lvsagent.config.model import GlobalDefs, Script
+from lvsagent.config.model import GlobalDefs, Location, Script
 from lvsagent.notify_fifo import NotifyFifo
 from lvsagent.vrrp.notify import Notifier
 
@@ -109,3 +109,27 @@ def test_reload_reopens_only_when_the_fifos_change(tmp_path):
         return kept, moved
 
     assert asyncio.run(scenario()) == (b'INSTANCE "VI_1" BACKUP 90\n', (False, True))
+
+
+def test_a_reload_that_only_moves_lines_keeps_the_fifo_and_its_reader(tmp_path):
+    path = tmp_path / "f"
+    script = Script(f"{sys.executable} -c pass")
+    moved = Script(script.command, location=Location("other.conf", 40))
+
+    def defs(reader):
+        return GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=reader)
+
+    async def scenario():
+        notifier = Notifier()
+        await notifier.configure(
+            GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=script)
+        )
+        fifo = notifier.fifos._vrrp[0]
+        await notifier.configure(
+            GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=moved)
+        )
+        kept = notifier.fifos._vrrp[0] is fifo
+        await notifier.drain(0)
+        return kept
+
+    assert asyncio.run(scenario())

@@ -25,6 +25,22 @@ log = logging.getLogger("lvsagent")
 FIFO_MODE = 0o644
 
 
+def is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def fifo_setting(path: Optional[str], script: Optional[Script]) -> tuple:
+    """What a FIFO's configuration means, without where it was written (a reload that only
+    moved lines keeps the FIFO open and its reader running)."""
+    if script is None:
+        return (path, None)
+    user = script.user and (script.user.user, script.user.group)
+    return (path, script.command, user, script.run_as)
+
+
 class NotifyFifo:
     def __init__(self, path: str, script: Optional[Script]) -> None:
         self.path = path
@@ -40,7 +56,7 @@ class NotifyFifo:
             os.mkfifo(self.path, FIFO_MODE)
             self._created = True
         except FileExistsError:
-            if not stat.S_ISFIFO(os.stat(self.path).st_mode):
+            if not is_fifo(self.path):
                 log.error("Notify FIFO %s exists and is not a FIFO", self.path)
                 return
         except OSError as error:
@@ -97,15 +113,16 @@ class NotifyFifos:
 
     async def configure(self, global_defs) -> None:
         """Open the FIFOs configured; a reload that changes them closes the old ones first."""
-        settings = tuple(
+        fifos = [
             (getattr(global_defs, f"{kind}_fifo"), getattr(global_defs, f"{kind}_fifo_script"))
             for kind in ("notify", "vrrp_notify")
-        )
+        ]
+        settings = tuple(fifo_setting(path, script) for path, script in fifos)
         if settings == self.settings:
             return
         await self.close()
         self.settings = settings
-        for path, script in settings:
+        for path, script in fifos:
             if path is not None:
                 fifo = NotifyFifo(path, script)
                 fifo.open()

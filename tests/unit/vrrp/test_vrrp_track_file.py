@@ -8,6 +8,7 @@ import pytest
 
 from lvsagent.config.model import TrackFile
 from lvsagent.vrrp.track_file import FAULT, FileTracker, file_status, file_value
+from lvsagent.vrrp.tracked import repeat
 
 
 @pytest.mark.parametrize(
@@ -113,3 +114,22 @@ def test_init_file(tmp_path, existing, overwrite, expected):
 
     assert asyncio.run(scenario()) == int(expected)
     assert path.read_text() == expected
+
+
+def test_repeat_goes_on_after_a_failed_update(caplog):
+    """An unexpected error in one update is logged; the next one runs: tracking never stops."""
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    async def scenario():
+        task = asyncio.get_running_loop().create_task(repeat(0.001, flaky))
+        while len(calls) < 3:
+            await asyncio.sleep(0.001)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert "tracking update failed" in caplog.text

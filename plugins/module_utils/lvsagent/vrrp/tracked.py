@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from typing import Any, Callable, Optional
+
+log = logging.getLogger("lvsagent.vrrp")
 
 Listener = Callable[[str, Any], None]  # (tracked object's name, its new state)
 
@@ -28,10 +31,14 @@ class Listeners:
 
 
 async def repeat(interval: float, action: Callable[[], Awaitable[None]]) -> None:
-    """`action()` every `interval` seconds (after each has ended), until cancelled."""
+    """`action()` every `interval` seconds (after each has ended), until cancelled; a failing
+    one is logged and the next one runs: tracking never stops on its own."""
     while True:
         await asyncio.sleep(interval)
-        await action()
+        try:
+            await action()
+        except Exception:
+            log.exception("tracking update failed")
 
 
 async def cancelled(task: Optional[asyncio.Task]) -> None:
