@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 
 import pytest
 from vrrp_support import Agent, Keepalived, config, instance_block, wait_single_holder
@@ -129,3 +130,24 @@ def test_notify_fifo_lines_on_state_changes(pair, tmp_path):
 
 def test_notify_fifo_lines_of_keepalived_are_the_reference(pair, tmp_path):
     assert_keepalived_order(fifo_lines_of(Keepalived, pair, tmp_path))
+
+
+def test_vrrp_notify_fifo_script_reads_the_fifo_the_agent_creates(pair, tmp_path):
+    d1, _d2 = pair
+    fifo, out = tmp_path / "made.fifo", tmp_path / "reader.out"
+    reader = tmp_path / "reader.sh"
+    reader.write_text(f'#!/bin/sh\nwhile read -r line; do echo "$line" >> {out}; done < "$1"\n')
+    reader.chmod(0o755)
+    settings = f"  vrrp_notify_fifo {fifo}\n  vrrp_notify_fifo_script {reader}\n"
+    a1 = Agent(d1, tmp_path, config(instance_block(150), global_extra=settings)).start()
+    Agent(pair[1], tmp_path, config(instance_block(100))).start()
+    wait_single_holder(pair, d1)
+    d1.wait_for(lambda: out.exists() and 'INSTANCE "VI_1" MASTER 150' in out.read_text(), 10)
+    assert out.read_text().splitlines()[:2] == [
+        'INSTANCE "VI_1" BACKUP 150',
+        'INSTANCE "VI_1" MASTER 150',
+    ]
+    assert a1.stop() == 0
+    assert not fifo.exists()  # created by the agent: removed at its stop
+    reader_left = subprocess.run(["pgrep", "-f", str(reader)], capture_output=True, check=False)
+    assert reader_left.returncode == 1  # the reader does not outlive the agent
