@@ -151,3 +151,30 @@ def test_vrrp_notify_fifo_script_reads_the_fifo_the_agent_creates(pair, tmp_path
     assert not fifo.exists()  # created by the agent: removed at its stop
     reader_left = subprocess.run(["pgrep", "-f", str(reader)], capture_output=True, check=False)
     assert reader_left.returncode == 1  # the reader does not outlive the agent
+
+
+def test_sync_group_track_file_moves_every_member(pair, tmp_path):
+    """The group's track_file (weight -60) lowers each member: both VIPs move to d2."""
+    d1, d2 = pair
+    value = tmp_path / "value"
+    value.write_text("0\n")
+
+    def blocks(priority, group_tracking=""):
+        group = f"vrrp_sync_group G1 {{\n  group {{\n    VI_1\n    VI_2\n  }}\n{group_tracking}}}\n"
+        return (
+            group
+            + instance_block(priority)
+            + instance_block(priority, name="VI_2", vrid=52, vip="192.168.77.101/24")
+        )
+
+    track = f"track_file tf {{\n  file {value}\n  weight -60\n}}\n"
+    Agent(d1, tmp_path, config(track, blocks(150, "  track_file {\n    tf\n  }\n"))).start()
+    Agent(d2, tmp_path, config(blocks(100))).start()
+    wait_single_holder(pair, d1)
+    wait_single_holder(pair, d1, vip="192.168.77.101")
+    value.write_text("1\n")  # 150 - 60 = 90 < 100 on both members
+    wait_single_holder(pair, d2, timeout=10)
+    wait_single_holder(pair, d2, vip="192.168.77.101", timeout=10)
+    value.write_text("0\n")
+    wait_single_holder(pair, d1, timeout=10)
+    wait_single_holder(pair, d1, vip="192.168.77.101", timeout=10)

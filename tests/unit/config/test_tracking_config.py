@@ -198,13 +198,39 @@ virtual_server 10.0.0.1 80 {
     ]
 
 
-def test_sync_group_tracking_of_files_is_refused_not_ignored():
-    errors = errors_of(
+def test_sync_group_tracking_applies_to_every_member_as_keepalived():
+    """keepalived 2.2.7: a member's own weighted track_file is ignored ("ignoring tracked file
+    tf with weight 5 due to SYNC group"), its unweighted ones stay, and the group's entries
+    apply to each member with the group's weights."""
+    second = instance_with("").replace("VI_1", "VI_2").replace("router_id 51", "router_id 52")
+    config = parse(
         "track_file tf {\n file /x\n}\n"
-        + instance_with("")
-        + "vrrp_sync_group G {\n group {\n VI_1\n }\n track_file {\n tf\n }\n}\n"
+        "track_file own {\n file /y\n weight 0\n}\n"
+        "vrrp_track_process tp {\n process sleep\n weight -10\n}\n"
+        + instance_with("track_file {\n tf weight 5\n own\n}")
+        + second
+        + "vrrp_sync_group G {\n group {\n VI_1\n VI_2\n }\n"
+        " track_file {\n tf weight -30\n }\n track_process {\n tp\n }\n}\n"
     )
-    assert errors == ["17: track_file block is not valid in vrrp_sync_group"]
+    first, other = config.vrrp_instances
+    assert [(t.name, t.weight) for t in first.track_files] == [("own", None), ("tf", -30)]
+    assert [(t.name, t.weight) for t in other.track_files] == [("tf", -30)]
+    assert (
+        [t.name for t in first.track_processes] == ["tp"] == [t.name for t in other.track_processes]
+    )
+    assert "20: (VI_1) ignoring tracked file tf with weight 5 due to SYNC group" in warnings_of(
+        config
+    )
+
+
+def test_sync_group_tracking_names_are_checked():
+    errors = errors_of(
+        instance_with("")
+        + "vrrp_sync_group G {\n group {\n VI_1\n }\n track_process {\n nothere\n }\n}\n"
+    )
+    assert errors == [
+        "15: vrrp_sync_group G track_process nothere: no vrrp_track_process of that name"
+    ]
 
 
 def test_track_entry_is_a_track_script_shape():

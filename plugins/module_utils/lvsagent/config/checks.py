@@ -22,7 +22,15 @@ from ..scripts import (
     unsafe_script,
 )
 from .errors import Problem
-from .model import Config, Location, MiscCheck, ScriptUser, VirtualServer, VrrpInstance
+from .model import (
+    Config,
+    Location,
+    MiscCheck,
+    ScriptUser,
+    SyncGroup,
+    VirtualServer,
+    VrrpInstance,
+)
 
 SYS_CLASS_NET = "/sys/class/net"
 PRIORITY_OWNER = 255
@@ -234,15 +242,16 @@ class Checker:
                         track.location,
                         f"({instance.name}) track_script {track.name}: no vrrp_script of that name",
                     )
-            self.check_tracked(instance)
+            self.check_tracked(f"({instance.name})", instance)
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
 
-    def check_tracked(self, instance: VrrpInstance) -> None:
-        """track_file / track_process entries name blocks that exist, once each."""
+    def check_tracked(self, owner: str, target: Any) -> None:
+        """track_file / track_process entries (of an instance or a sync group) name blocks that
+        exist, once each."""
         kinds = (
-            ("track_file", instance.track_files, self.config.track_files),
-            ("track_process", instance.track_processes, self.config.track_processes),
+            ("track_file", target.track_files, self.config.track_files),
+            ("track_process", target.track_processes, self.config.track_processes),
         )
         for keyword, tracks, known in kinds:
             seen: set[str] = set()
@@ -250,12 +259,10 @@ class Checker:
                 if track.name not in known:
                     block = "track_file" if keyword == "track_file" else "vrrp_track_process"
                     self.error(
-                        track.location,
-                        f"({instance.name}) {keyword} {track.name}: no {block} of that name",
+                        track.location, f"{owner} {keyword} {track.name}: no {block} of that name"
                     )
                 elif track.name in seen:
-                    where = track.location
-                    self.error(where, f"({instance.name}) duplicate {keyword} {track.name}")
+                    self.error(track.location, f"{owner} duplicate {keyword} {track.name}")
                 seen.add(track.name)
 
     def check_fifos(self) -> None:
@@ -326,12 +333,14 @@ class Checker:
                     )
                 else:
                     instance.sync_group = group.name
+                    self.take_group_tracking(group, instance)
             if len(group.group) == 1:
                 self.warning(
                     group.location,
                     f"Sync group {group.name} has only 1 virtual router(s) - "
                     "this probably isn't what you want",
                 )
+            self.check_tracked(f"vrrp_sync_group {group.name}", group)
             for track in group.track_scripts:
                 if track.name not in self.config.vrrp_scripts:
                     self.error(
@@ -339,6 +348,31 @@ class Checker:
                         f"vrrp_sync_group {group.name} track_script {track.name}: "
                         "no vrrp_script of that name",
                     )
+
+    def take_group_tracking(self, group: SyncGroup, instance: VrrpInstance) -> None:
+        """keepalived's rules for a member's track_file / track_process: its own weighted
+        entries are ignored (logged), its unweighted ones stay, and the group's apply to it with
+        the group's weights."""
+        kinds = (
+            ("track_files", self.config.track_files, "tracked file"),
+            ("track_processes", self.config.track_processes, "tracked process"),
+        )
+        for attribute, blocks, what in kinds:
+            kept = []
+            for track in getattr(instance, attribute):
+                block = blocks.get(track.name)
+                weight = track.weight if track.weight is not None or block is None else block.weight
+                if weight:
+                    self.warning(
+                        track.location,
+                        f"({instance.name}) ignoring {what} {track.name} with weight {weight} "
+                        "due to SYNC group",
+                    )
+                else:
+                    kept.append(track)
+            names = {track.name for track in kept}
+            kept += [track for track in getattr(group, attribute) if track.name not in names]
+            setattr(instance, attribute, kept)
 
     # ---- LVS -------------------------------------------------------------------------------
 

@@ -184,6 +184,9 @@ class SyncGroup:
     notify: Optional[Script] = None
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
+    # given to every member by the checks (keepalived's rules: checks.take_group_tracking)
+    track_files: list[TrackScript] = field(default_factory=list)
+    track_processes: list[TrackScript] = field(default_factory=list)
     location: Location = field(default_factory=Location)
 
 

@@ -588,6 +588,8 @@ class Builder:
             "notify": self.scalar("notify", self.script),
             "track_interface": self.track_interfaces,
             "track_script": self.tracked_names("track_scripts", -253, 253),
+            "track_file": self.tracked_names("track_files"),
+            "track_process": self.tracked_names("track_processes"),
         }
 
     def sync_group_members(self, node: Node, group: SyncGroup) -> None:
