@@ -236,3 +236,14 @@ def test_sync_group_tracking_names_are_checked():
 def test_track_entry_is_a_track_script_shape():
     config = parse(TRACKED)
     assert isinstance(config.vrrp_instances[0].track_files[0], TrackScript)
+
+
+def test_a_process_name_longer_than_the_kernel_keeps_is_warned_about():
+    config = parse(
+        "vrrp_track_process p {\n process a-very-long-daemon-name\n}\n"
+        + instance_with("track_process {\n p\n}")
+    )
+    assert warnings_of(config) == [
+        "1: vrrp_track_process p: the kernel keeps 15 bytes of a process name, so "
+        "'a-very-long-daem...' never matches; use full_command"
+    ]

@@ -54,6 +54,7 @@ from .redact import excerpt, redact
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
+COMM_MAX = 15  # bytes of a process name the kernel keeps (/proc/PID/comm)
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
@@ -545,6 +546,13 @@ class Builder:
             track.quorum = min(track.quorum, track.quorum_max)  # quorum_max 0: none may run
         if not track.process and not self.tainted(node):
             self.error(node, f"vrrp_track_process {name}: no process given")
+        by_name = not (track.params or track.param_match or track.full_command)
+        if by_name and len(track.process.encode()) > COMM_MAX:
+            self.warning(
+                node,
+                f"vrrp_track_process {name}: the kernel keeps {COMM_MAX} bytes of a process "
+                f"name, so '{excerpt(track.process)}' never matches; use full_command",
+            )
         if track.quorum_max is not None and track.quorum_max < track.quorum:
             self.error(node, f"vrrp_track_process {name}: quorum_max is below quorum")
         self.define(node, config.track_processes, track, node.keyword)
