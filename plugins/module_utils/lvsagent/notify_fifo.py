@@ -62,14 +62,15 @@ class NotifyFifo:
         except OSError as error:
             log.error("Unable to create notify FIFO %s: %s", self.path, error.strerror)
             return
-        if self.script is not None:
-            argv = [*split_command(self.script.command), self.path]
-            self._reader = asyncio.ensure_future(self._run_reader(argv))
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as error:
             log.error("Unable to open notify FIFO %s: %s", self.path, error.strerror)
             self._remove()
+            return
+        if self.script is not None:
+            argv = [*split_command(self.script.command), self.path]
+            self._reader = asyncio.ensure_future(self._run_reader(argv))
 
     async def _run_reader(self, argv: list[str]) -> None:
         outcome = await run_script(argv, self.script.run_as, None)

@@ -76,7 +76,7 @@ class VrrpEngine:
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.notifier.configure(self.config.global_defs)
-        await self._start_scripts(self.config)
+        await self._start_trackers(self.config)
         for instance_config in self.config.vrrp_instances:
             await self._start_instance(self.config, instance_config)
 
@@ -133,7 +133,7 @@ class VrrpEngine:
             ):
                 await self.processes.remove(name)
         await self.notifier.configure(config.global_defs)
-        await self._start_scripts(config)
+        await self._start_trackers(config)
         for instance_config in config.vrrp_instances:
             name = instance_config.name
             if name not in self.instances:
@@ -167,7 +167,9 @@ class VrrpEngine:
             )
         )
 
-    async def _start_scripts(self, config: Config) -> None:
+    async def _start_trackers(self, config: Config) -> None:
+        """A tracker for each vrrp_script, track_file and vrrp_track_process an instance uses
+        and that is not running yet; files and processes are read once before this returns."""
         used = {t.name for i in config.vrrp_instances for t in i.track_scripts}
         for name in sorted(used):
             if name in config.vrrp_scripts and name not in self.scripts:
