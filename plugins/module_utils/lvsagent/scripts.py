@@ -187,10 +187,11 @@ def group_alive(pgid: int) -> bool:
 async def run_script(
     argv: Sequence[str],
     identity: Optional[Identity],
-    timeout: float,
+    timeout: Optional[float],
     lingering: Optional[set[int]] = None,
 ) -> Outcome:
-    """Run `argv` to its end or its timeout; never raises but CancelledError (which kills the
+    """Run `argv` to its end or its timeout (None: no limit, for a notify FIFO's reader, which
+    lives as long as its FIFO); never raises but CancelledError (which kills the
     process group too). `identity` None (a config loaded without host checks) runs the script
     as the agent itself.
 

@@ -63,6 +63,14 @@ def round_trip(instance: VrrpInstance, defs: Optional[GlobalDefs] = None) -> Vrr
         f"vrrp_script {quote(track.name)} {{\n    script true\n}}\n"
         for track in instance.track_scripts
     )
+    scripts += "".join(
+        f"track_file {quote(track.name)} {{\n    file /tmp/x\n}}\n"
+        for track in instance.track_files
+    )
+    scripts += "".join(
+        f"vrrp_track_process {quote(track.name)} {{\n    process x\n}}\n"
+        for track in instance.track_processes
+    )
     text = global_defs_text(defs or GlobalDefs()) + scripts + render_instance(instance)
     (again,) = loads(text, "rendered.conf").vrrp_instances
     return again
@@ -197,6 +205,12 @@ def test_track_weights():
     text = render_instance(instance)
     assert "eth1 weight 0 reverse" in text and "eth2 weight 5" in text
     assert "        a\n" in text and "b weight 0" in text and "c weight -3 reverse" in text
+    assert_round_trip(instance)
+    instance.track_files = [TrackScript("f"), TrackScript("g", -254, True)]
+    instance.track_processes = [TrackScript("p", 254), TrackScript("q", 0)]
+    text = render_instance(instance)
+    assert "    track_file {\n        f\n        g weight -254 reverse\n    }" in text
+    assert "    track_process {\n        p weight 254\n        q weight 0\n    }" in text
     assert_round_trip(instance)
     instance.track_scripts = [TrackScript("d", None, True)]
     with pytest.raises(ValueError, match="reverse needs a weight"):

@@ -122,6 +122,9 @@ class FakeNotifier:
     def state_changed(self, kind, name, state, priority, state_script, generic_script):
         self.calls.append((kind, name, state, priority))
 
+    async def configure(self, global_defs):
+        pass
+
     async def drain(self):
         pass
 
@@ -312,6 +315,107 @@ def test_track_interface_weight_changes_effective_priority():
     asyncio.run(scenario())
 
 
+class FakeTracker:
+    """A file or process tracker whose state (a file's value, a quorum) the test sets."""
+
+    def __init__(self, track, state):
+        self.track, self.state = track, state
+        self.listeners = []
+
+    def subscribe(self, listener):
+        self.listeners.append(listener)
+
+    def unsubscribe(self, listener):
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def set(self, state):
+        self.state = state
+        for listener in list(self.listeners):
+            listener(self.track.name, state)
+
+
+async def started_with_trackers(text):
+    config = loads(text)
+    shared = services(asyncio.get_running_loop())
+    shared.files = {name: FakeTracker(t, 0) for name, t in config.track_files.items()}
+    shared.processes = {name: FakeTracker(t, True) for name, t in config.track_processes.items()}
+    instance = Instance(config.vrrp_instances[0], config.global_defs, shared, lambda *a: None)
+    await instance.start()
+    return instance, shared
+
+
+TRACKERS = """
+track_file weighted {
+  file /run/weighted
+  weight 5
+}
+track_file failing {
+  file /run/failing
+}
+vrrp_track_process up {
+  process worker
+  weight 20
+}
+vrrp_track_process needed {
+  process needed
+}
+"""
+TRACKING = """
+  track_file {
+    weighted
+    failing weight 0
+  }
+  track_process {
+    up
+    needed
+  }
+"""
+
+
+def test_track_file_value_times_weight_moves_priority_or_faults():
+    async def scenario():
+        instance, shared = await started_with_trackers(
+            conf_text(state="MASTER", prefix=TRACKERS, extra=TRACKING)
+        )
+        machine = instance.machine
+        assert machine.effective_priority == 170  # 150 + process "up" 20
+        shared.files["weighted"].set(-4)
+        assert machine.effective_priority == 150  # -4 * 5
+        shared.files["weighted"].set(100)
+        assert machine.effective_priority == 254  # 150 + 253 + 20, capped
+        shared.files["weighted"].set(-60)  # -300: below -253, FAULT
+        assert machine.state == State.FAULT
+        shared.files["weighted"].set(0)
+        assert "file weighted failed" not in machine.fault_reasons
+        shared.files["failing"].set(1)  # weight 0: non-zero is FAULT
+        assert machine.fault_reasons == {"file failing failed"}
+        shared.files["failing"].set(0)
+        assert not machine.fault_reasons and machine.effective_priority == 170
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_track_process_quorum_moves_priority_or_faults():
+    async def scenario():
+        instance, shared = await started_with_trackers(
+            conf_text(state="MASTER", prefix=TRACKERS, extra=TRACKING)
+        )
+        machine = instance.machine
+        shared.processes["up"].set(False)
+        assert machine.effective_priority == 150
+        shared.processes["needed"].set(False)  # weight 0: FAULT
+        assert machine.state == State.FAULT
+        shared.processes["needed"].set(True)
+        shared.processes["up"].set(True)
+        assert not machine.fault_reasons and machine.effective_priority == 170
+        await instance.stop()
+        assert not shared.processes["up"].listeners  # stopped: no longer listening
+
+    asyncio.run(scenario())
+
+
 def test_sync_group_members_follow_each_other():
     text = conf_text(
         prefix="vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
@@ -334,9 +438,12 @@ def test_sync_group_members_follow_each_other():
         assert {i.machine.state for i in engine.instances.values()} == {State.FAULT}
         engine.instances["VI_2"].machine.clear_fault("eth1 down")
         assert {i.machine.state for i in engine.instances.values()} == {State.BACKUP}
-        assert ("GROUP", "G1", "FAULT", 150) in fakes.notifier.calls
+        assert ("GROUP", "G1", "FAULT", 0) in fakes.notifier.calls  # keepalived: a group has 0
         assert ("VI_2", "MASTER") in seen
         await engine.stop()
+        groups = [call[2] for call in fakes.notifier.calls if call[0] == "GROUP"]
+        # once per change of the group's state, as keepalived, and STOP at the end
+        assert groups == ["BACKUP", "MASTER", "FAULT", "BACKUP", "STOP"]
 
     asyncio.run(scenario())
 

@@ -28,6 +28,7 @@ from .model import (
     Config,
     Location,
     ScriptUser,
+    SyncGroup,
     VirtualServer,
     VrrpInstance,
 )
@@ -38,6 +39,7 @@ MAX_V2_ADVERT_INT = 255
 MAX_V3_ADVERT_INT = 40.95
 AUTH_PASS_LENGTH = 8
 VRRP_NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+FIFO_SCRIPTS = ("notify_fifo_script", "vrrp_notify_fifo_script")
 
 Report = Callable[[Problem], None]
 
@@ -246,6 +248,7 @@ class Checker:
             names.setdefault(instance.name, instance)
             self.complete_instance(instance)
             self.drop_unknown_scripts(instance)
+            self.check_tracked(f"({instance.name})", instance)
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
 
@@ -261,6 +264,50 @@ class Checker:
                     f"({tracker.name}) track script {track.name} not found, ignoring...",
                 )
         tracker.track_scripts = kept
+
+    def check_tracked(self, owner: str, target: Any) -> None:
+        """track_file / track_process entries (of an instance or a sync group) name blocks that
+        exist, once each."""
+        kinds = (
+            ("track_file", target.track_files, self.config.track_files),
+            ("track_process", target.track_processes, self.config.track_processes),
+        )
+        for keyword, tracks, known in kinds:
+            seen: set[str] = set()
+            for track in tracks:
+                if track.name not in known:
+                    block = "track_file" if keyword == "track_file" else "vrrp_track_process"
+                    self.error(
+                        track.location, f"{owner} {keyword} {track.name}: no {block} of that name"
+                    )
+                elif track.name in seen:
+                    self.error(track.location, f"{owner} duplicate {keyword} {track.name}")
+                seen.add(track.name)
+
+    def check_fifos(self) -> None:
+        """A *_fifo_script needs its FIFO; the FIFOs must differ (keepalived's rule). The
+        checker lines (lvs_notify_fifo) are not written yet: notify_fifo, which would carry
+        them too, is refused beside virtual servers."""
+        settings = self.config.global_defs
+        if settings.notify_fifo is not None and self.config.virtual_servers:
+            self.error(
+                settings.location,
+                "notify_fifo: checker events are not written to FIFOs by lvs-agent "
+                "(use vrrp_notify_fifo for the VRRP ones)",
+            )
+        paths: dict[str, str] = {}
+        for prefix in ("", "vrrp_"):
+            path = getattr(settings, f"{prefix}notify_fifo")
+            script = getattr(settings, f"{prefix}notify_fifo_script")
+            if script is not None and path is None:
+                self.error(script.location, f"{prefix}notify_fifo_script needs {prefix}notify_fifo")
+            if path is not None and path in paths:
+                self.error(
+                    settings.location,
+                    f"{prefix}notify_fifo {path} is already {paths[path]}: the FIFOs must differ",
+                )
+            if path is not None:
+                paths[path] = f"{prefix}notify_fifo"
 
     def check_duplicate_vrids(self) -> None:
         seen: dict[tuple, list[VrrpInstance]] = {}
@@ -309,6 +356,7 @@ class Checker:
                 else:
                     instance.sync_group = group.name
                     members.append(member)
+                    self.take_group_tracking(group, instance)
             group.group = members
             if not members:
                 self.warning(
@@ -322,8 +370,34 @@ class Checker:
                     f"Sync group {group.name} has only 1 virtual router(s) - "
                     "this probably isn't what you want",
                 )
+            self.check_tracked(f"vrrp_sync_group {group.name}", group)
             self.drop_unknown_scripts(group)
         self.config.sync_groups = kept
+
+    def take_group_tracking(self, group: SyncGroup, instance: VrrpInstance) -> None:
+        """keepalived's rules for a member's track_file / track_process: its own weighted
+        entries are ignored (logged), its unweighted ones stay, and the group's apply to it with
+        the group's weights."""
+        kinds = (
+            ("track_files", self.config.track_files, "tracked file"),
+            ("track_processes", self.config.track_processes, "tracked process"),
+        )
+        for attribute, blocks, what in kinds:
+            kept = []
+            for track in getattr(instance, attribute):
+                block = blocks.get(track.name)
+                weight = track.weight if track.weight is not None or block is None else block.weight
+                if weight:
+                    self.warning(
+                        track.location,
+                        f"({instance.name}) ignoring {what} {track.name} with weight {weight} "
+                        "due to SYNC group",
+                    )
+                else:
+                    kept.append(track)
+            names = {track.name for track in kept}
+            kept += [track for track in getattr(group, attribute) if track.name not in names]
+            setattr(instance, attribute, kept)
 
     # ---- LVS -------------------------------------------------------------------------------
 
@@ -464,7 +538,8 @@ class Checker:
         for name, script in config.vrrp_scripts.items():
             if name in used:
                 yield f"vrrp_script {name}", script.script, script.user, script, script.location
-        owners = [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
+        owners = [("global_defs", config.global_defs, FIFO_SCRIPTS)]
+        owners += [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
         owners += [(f"vrrp_sync_group {g.name}", g, VRRP_NOTIFY) for g in config.sync_groups]
         for server in config.virtual_servers:
             owners.append((f"virtual server {server.name}", server, ("quorum_up", "quorum_down")))
@@ -575,6 +650,7 @@ def check(config: Config, report: Report, instance_keywords: dict, *, host_check
     """Complete the VRRP instances and report every problem across objects."""
     checker = Checker(config, report, instance_keywords)
     checker.check_instances()
+    checker.check_fifos()
     checker.check_virtual_servers()
     if host_checks:
         checker.check_host()

@@ -99,6 +99,12 @@ class GlobalDefs:
     vrrp_strict: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
+    # notify FIFOs (paths): notify_fifo and vrrp_notify_fifo get the VRRP lines; each
+    # *_script is started to read its FIFO
+    notify_fifo: Optional[str] = None
+    notify_fifo_script: Optional[Script] = None
+    vrrp_notify_fifo: Optional[str] = None
+    vrrp_notify_fifo_script: Optional[Script] = None
     location: Location = field(default_factory=Location)
 
 
@@ -119,6 +125,37 @@ class VrrpScript:
 
 
 @dataclass
+class TrackFile:
+    """A track_file (vrrp_track_file) block: a number read from a file whenever it changes."""
+
+    name: str
+    file: str = ""
+    weight: int = 1
+    weight_reverse: bool = False
+    init_value: Optional[int] = None  # init_file: write this value at start ...
+    init_overwrite: bool = False  # ... even over an existing file
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
+class TrackProcess:
+    """A vrrp_track_process block: how many processes match, against a quorum."""
+
+    name: str
+    process: str = ""  # the process name (comm), or argv[0] when the command line is matched
+    params: list[str] = field(default_factory=list)
+    param_match: Optional[str] = None  # None, "exact", "partial" or "initial"
+    full_command: bool = False  # match the command line, not the process name
+    weight: int = 0
+    weight_reverse: bool = False
+    quorum: int = 1
+    quorum_max: Optional[int] = None  # None = no maximum
+    fork_delay: float = 0.0
+    terminate_delay: float = 0.0
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
 class TrackInterface:
     name: str
     weight: int = 0
@@ -128,8 +165,10 @@ class TrackInterface:
 
 @dataclass
 class TrackScript:
+    """An entry of track_script, track_file or track_process: what is tracked, by name."""
+
     name: str
-    weight: Optional[int] = None  # None = the vrrp_script's weight
+    weight: Optional[int] = None  # None = the tracked object's weight
     reverse: bool = False
     location: Location = field(default_factory=Location)
 
@@ -145,6 +184,9 @@ class SyncGroup:
     notify: Optional[Script] = None
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
+    # given to every member by the checks (keepalived's rules: checks.take_group_tracking)
+    track_files: list[TrackScript] = field(default_factory=list)
+    track_processes: list[TrackScript] = field(default_factory=list)
     location: Location = field(default_factory=Location)
 
 
@@ -185,6 +227,8 @@ class VrrpInstance:
     virtual_ipaddresses_excluded: list[VirtualAddress] = field(default_factory=list)
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
+    track_files: list[TrackScript] = field(default_factory=list)
+    track_processes: list[TrackScript] = field(default_factory=list)
     dont_track_primary: bool = False
     notify_master: Optional[Script] = None
     notify_backup: Optional[Script] = None
@@ -309,6 +353,8 @@ class VirtualServer:
 class Config:
     global_defs: GlobalDefs = field(default_factory=GlobalDefs)
     vrrp_scripts: dict[str, VrrpScript] = field(default_factory=dict)
+    track_files: dict[str, TrackFile] = field(default_factory=dict)
+    track_processes: dict[str, TrackProcess] = field(default_factory=dict)
     sync_groups: list[SyncGroup] = field(default_factory=list)
     vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)

@@ -37,7 +37,9 @@ from .model import (
     ScriptUser,
     SorryServer,
     SyncGroup,
+    TrackFile,
     TrackInterface,
+    TrackProcess,
     TrackScript,
     VirtualAddress,
     VirtualServer,
@@ -55,6 +57,7 @@ TIMER_MAX = 1e9
 MAX_PERSISTENCE_TIMEOUT = 2678400  # keepalived's LVS_MAX_TIMEOUT: 31 days
 GARP_DELAY_MAX = UINT32_MAX // 1_000_000  # keepalived keeps timers in microseconds
 SCRIPT_PERIOD_MAX = UINT32_MAX // 1_000_000
+COMM_MAX = 15  # bytes of a process name the kernel keeps (/proc/PID/comm)
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
@@ -207,6 +210,9 @@ class Builder:
             "top": {
                 "global_defs": self.global_defs,
                 "vrrp_script": self.vrrp_script,
+                "track_file": self.track_file,
+                "vrrp_track_file": self.track_file,
+                "vrrp_track_process": self.track_process,
                 "vrrp_sync_group": self.sync_group,
                 "vrrp_instance": self.vrrp_instance,
                 "virtual_server_group": self.virtual_server_group,
@@ -214,6 +220,8 @@ class Builder:
             },
             "global_defs": self.global_defs_table(),
             "vrrp_script": self.vrrp_script_table(),
+            "track_file": self.track_file_table(),
+            "vrrp_track_process": self.track_process_table(),
             "vrrp_sync_group": self.sync_group_table(),
             "vrrp_instance": self.vrrp_instance_table(),
             "authentication": {
@@ -577,6 +585,11 @@ class Builder:
             "vrrp_strict": self.scalar("vrrp_strict", self.bare_flag),
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
+            **{
+                f"{prefix}notify_fifo{suffix}": self.scalar(f"{prefix}notify_fifo{suffix}", reader)
+                for prefix in ("", "vrrp_")
+                for suffix, reader in (("", self.fifo_path), ("_script", self.script))
+            },
         }
 
     def multicast_group(self, family: int) -> Callable[[Node], str]:
@@ -590,6 +603,13 @@ class Builder:
             return str(address)
 
         return read
+
+    def fifo_path(self, node: Node) -> str:
+        """keepalived's optional owner after the FIFO's name is not supported."""
+        if len(node.args) > 1:
+            self.error(node, f"{node.keyword}: an owner for the FIFO is not supported by lvs-agent")
+            raise Invalid
+        return self.value(node)
 
     def global_defs(self, node: Node, config: Config) -> None:
         self.require_block(node)
@@ -642,11 +662,108 @@ class Builder:
             self.error(node, f"vrrp_script {name}: no script given")
         if "timeout" not in state.explicit:
             script.timeout = script.interval
-        if name in config.vrrp_scripts:
-            first = config.vrrp_scripts[name].location
-            self.error(node, f"vrrp_script {name} already defined at {first}")
+        self.define(node, config.vrrp_scripts, script, "vrrp_script")
+
+    # ---- track_file, vrrp_track_process ---------------------------------------------------
+
+    def track_file_table(self) -> dict[str, Handler]:
+        return {
+            "file": self.scalar("file", self.text),
+            "weight": self.tracked_weight(-254, 254),
+            "init_file": self.init_file,
+        }
+
+    def reverse_option(self, node: Node, words: list[str]) -> bool:
+        if not words:
+            return False
+        if len(words) == 1 and words[0] in ("reverse", "noreverse"):
+            return words[0] == "reverse"
+        self.error(node, f"{node.keyword}: unexpected '{excerpt(words[0])}' (expected reverse)")
+        raise Invalid
+
+    def tracked_weight(self, low: int, high: int) -> Handler:
+        """`weight N [reverse]` of a track_file or vrrp_track_process block."""
+
+        def handle(node: Node, target: Any) -> None:
+            if not node.args:
+                self.error(node, "weight: missing value")
+                raise Invalid
+            target.weight = self.integer(node, low, high, node.args[0])
+            target.weight_reverse = self.reverse_option(node, node.args[1:])
+
+        return handle
+
+    def init_file(self, node: Node, track: TrackFile) -> None:
+        """`init_file [VALUE] [overwrite]`: write VALUE (default 0) to the file at start."""
+        track.init_value = 0
+        for word in node.args:
+            if word == "overwrite":
+                track.init_overwrite = True
+            else:
+                track.init_value = self.integer(node, -254, 254, word)
+
+    def track_file(self, node: Node, config: Config) -> None:
+        name = self.block_name(node)
+        if node.keyword == "vrrp_track_file":
+            self.warning(node, "vrrp_track_file is deprecated, use track_file")
+        track = TrackFile(name, location=location(node))
+        self.walk(node, "track_file", track)
+        if not track.file and not self.tainted(node):
+            self.error(node, f"track_file {name}: no file given")
+        self.define(node, config.track_files, track, "track_file")
+
+    def track_process_table(self) -> dict[str, Handler]:
+        return {
+            "process": self.process,
+            "param_match": self.param_match,
+            "weight": self.tracked_weight(-254, 254),
+            "quorum": self.ranged("quorum", 0, INT32_MAX),
+            "quorum_max": self.ranged("quorum_max", 0, INT32_MAX),
+            "fork_delay": self.timer("fork_delay", 0, 86400),
+            "terminate_delay": self.timer("terminate_delay", 0, 86400),
+            "delay": self.both_delays,
+            "full_command": self.scalar("full_command", self.bare_flag),
+        }
+
+    def process(self, node: Node, track: TrackProcess) -> None:
+        """`process NAME [PARAM ...]`: parameters mean the command line is matched, exactly
+        unless param_match says otherwise."""
+        if node.is_block or not node.args:
+            self.error(node, "process: expected a process name [parameters]")
+            raise Invalid
+        track.process, track.params = node.args[0], list(node.args[1:])
+
+    def param_match(self, node: Node, track: TrackProcess) -> None:
+        track.param_match = self.choice(node, ("initial", "partial")) if node.args else "exact"
+
+    def both_delays(self, node: Node, track: TrackProcess) -> None:
+        track.fork_delay = track.terminate_delay = self.number(node, 0, 86400)
+
+    def track_process(self, node: Node, config: Config) -> None:
+        name = self.block_name(node)
+        track = TrackProcess(name, location=location(node))
+        state = self.walk(node, "vrrp_track_process", track)
+        if "quorum" not in state.explicit and track.quorum_max is not None:
+            track.quorum = min(track.quorum, track.quorum_max)  # quorum_max 0: none may run
+        if not track.process and not self.tainted(node):
+            self.error(node, f"vrrp_track_process {name}: no process given")
+        by_name = not (track.params or track.param_match or track.full_command)
+        if by_name and len(track.process.encode()) > COMM_MAX:
+            self.warning(
+                node,
+                f"vrrp_track_process {name}: the kernel keeps {COMM_MAX} bytes of a process "
+                f"name, so '{excerpt(track.process)}' never matches; use full_command",
+            )
+        if track.quorum_max is not None and track.quorum_max < track.quorum:
+            self.error(node, f"vrrp_track_process {name}: quorum_max is below quorum")
+        self.define(node, config.track_processes, track, node.keyword)
+
+    def define(self, node: Node, known: dict, item: Any, kind: str) -> None:
+        """Record a named block; a second one of the same name is an error."""
+        if item.name in known:
+            self.error(node, f"{kind} {item.name} already defined at {known[item.name].location}")
             return
-        config.vrrp_scripts[name] = script
+        known[item.name] = item
 
     def block_name(self, node: Node) -> str:
         self.require_block(node)
@@ -679,7 +796,9 @@ class Builder:
             "notify_stop": self.scalar("notify_stop", self.script),
             "notify": self.scalar("notify", self.script),
             "track_interface": self.track_interfaces,
-            "track_script": self.track_scripts,
+            "track_script": self.tracked_names("track_scripts", "track_script"),
+            "track_file": self.tracked_names("track_files", "track_file", 254),
+            "track_process": self.tracked_names("track_processes", "track_process", 254),
         }
 
     def sync_group_members(self, node: Node, group: SyncGroup) -> None:
@@ -757,7 +876,9 @@ class Builder:
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
             "track_interface": self.track_interfaces,
-            "track_script": self.track_scripts,
+            "track_script": self.tracked_names("track_scripts", "track_script"),
+            "track_file": self.tracked_names("track_files", "track_file", 254),
+            "track_process": self.tracked_names("track_processes", "track_process", 254),
             "dont_track_primary": self.scalar("dont_track_primary", self.bare_flag),
             "notify_master": self.scalar("notify_master", self.script),
             "notify_backup": self.scalar("notify_backup", self.script),
@@ -912,11 +1033,25 @@ class Builder:
     def track_interfaces(self, node: Node, target: Any) -> None:
         self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)
 
-    def track_scripts(self, node: Node, target: Any) -> None:
-        self.tracked(node, target, target.track_scripts, TrackScript, "track_script", None)
+    def tracked_names(self, attribute: str, block: str, limit: int = 253) -> Handler:
+        """track_script / track_file / track_process: NAME [weight N [reverse|noreverse]]
+        (keepalived: +/-253 for scripts, +/-254 for files and processes)."""
+
+        def handle(node: Node, target: Any) -> None:
+            entries = getattr(target, attribute)
+            self.tracked(node, target, entries, TrackScript, block, None, limit)
+
+        return handle
 
     def tracked(
-        self, node: Node, target: Any, entries: list, kind: type, block: str, default: Any
+        self,
+        node: Node,
+        target: Any,
+        entries: list,
+        kind: type,
+        block: str,
+        default: Any,
+        limit: int = 253,
     ) -> None:
         """Entries of a track_* block, read as keepalived's alloc_track_* does: a bad entry is
         dropped and a bad weight replaced, each with keepalived's warning."""
@@ -928,12 +1063,16 @@ class Builder:
             track = kind(name, location=location(child))
             try:
                 if child.args:
-                    track.weight, track.reverse = self.track_weight(child, owner, block, default)
+                    track.weight, track.reverse = self.track_weight(
+                        child, owner, block, default, limit
+                    )
             except Invalid:
                 continue
             entries.append(track)
 
-    def track_weight(self, node: Node, owner: str, block: str, default: Any) -> tuple[Any, bool]:
+    def track_weight(
+        self, node: Node, owner: str, block: str, default: Any, limit: int = 253
+    ) -> tuple[Any, bool]:
         name, words = node.keyword, node.args
         if words[0] != "weight":
             self.warning(node, f"({owner}) unknown {block} {name} option {words[0]} - ignoring")
@@ -948,11 +1087,11 @@ class Builder:
         except ValueError:
             self.warning(
                 node,
-                f"({owner}) weight {words[1]} for {name} must be between [-253..253] inclusive. "
-                "Ignoring...",
+                f"({owner}) weight {words[1]} for {name} must be between [-{limit}..{limit}] "
+                "inclusive. Ignoring...",
             )
             weight = default
-        if weight in (-254, 254):
+        if limit == 253 and weight in (-254, 254):
             self.warning(node, f"({owner}) weight for {name} cannot be +/-254. Setting to +/-253")
             weight = 253 if weight > 0 else -253
         reverse = False
@@ -1447,6 +1586,8 @@ ENTRY_BLOCKS = {
     "unicast_peer": "unicast_peers",
     "track_interface": "track_interfaces",
     "track_script": "track_scripts",
+    "track_file": "track_files",
+    "track_process": "track_processes",
 }
 
 

@@ -160,6 +160,10 @@ def render_instance(instance: VrrpInstance) -> str:
         lines += block("track_interface", [render_track(t) for t in instance.track_interfaces])
     if instance.track_scripts:
         lines += block("track_script", [render_track(t) for t in instance.track_scripts])
+    if instance.track_files:
+        lines += block("track_file", [render_track(t) for t in instance.track_files])
+    if instance.track_processes:
+        lines += block("track_process", [render_track(t) for t in instance.track_processes])
     if instance.dont_track_primary:
         add("dont_track_primary")
     for keyword in NOTIFY_KEYWORDS:

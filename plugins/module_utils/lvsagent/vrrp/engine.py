@@ -19,6 +19,8 @@ from .machine import LoopClock, State
 from .notify import Notifier
 from .receive import Drops
 from .sockets import SocketPool
+from .track_file import FileTracker
+from .track_process import ProcessWatch
 from .tracking import LinkMonitor, ScriptTracker
 
 log = logging.getLogger("lvsagent.vrrp")
@@ -60,9 +62,12 @@ class VrrpEngine:
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
         self.scripts: dict[str, ScriptTracker] = {}
+        self.files: dict[str, FileTracker] = {}
+        self.processes = ProcessWatch(loop)
         self.instances: dict[str, Instance] = {}
         self._listeners: list[Callable[[str, str], None]] = []
         self._propagating = False
+        self._group_states: dict[str, State] = {}  # the state last notified for each group
 
     def add_state_listener(self, listener: Callable[[str, str], None]) -> None:
         """`listener(instance_name, state)` on every transition (state: MASTER, BACKUP, ...)."""
@@ -70,7 +75,8 @@ class VrrpEngine:
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self._start_scripts(self.config)
+        await self.notifier.configure(self.config.global_defs)
+        await self._start_trackers(self.config)
         for instance_config in self.config.vrrp_instances:
             await self._start_instance(self.config, instance_config)
 
@@ -80,9 +86,19 @@ class VrrpEngine:
             instance.resign()
         for name in list(self.instances):
             await self._stop_instance(name)
+        for group in self.config.sync_groups:
+            if self._group_states.pop(group.name, None) is not None:
+                self.notifier.state_changed(
+                    "GROUP", group.name, "STOP", 0, group.notify_stop, group.notify
+                )
         for tracker in self.scripts.values():
             await tracker.stop()
         self.scripts.clear()
+        for tracker in self.files.values():
+            await tracker.stop()
+        self.files.clear()
+        for name in list(self.processes.trackers):
+            await self.processes.remove(name)
         await self.notifier.drain()
         self.sockets.close()
         self.links.close()
@@ -106,7 +122,18 @@ class VrrpEngine:
         ]
         for name in changed_scripts:
             await self.scripts.pop(name).stop()
-        await self._start_scripts(config)
+        for name, file_tracker in list(self.files.items()):
+            if without_locations(config.track_files.get(name)) != without_locations(
+                file_tracker.track
+            ):
+                await self.files.pop(name).stop()
+        for name, process_tracker in list(self.processes.trackers.items()):
+            if without_locations(config.track_processes.get(name)) != without_locations(
+                process_tracker.track
+            ):
+                await self.processes.remove(name)
+        await self.notifier.configure(config.global_defs)
+        await self._start_trackers(config)
         for instance_config in config.vrrp_instances:
             name = instance_config.name
             if name not in self.instances:
@@ -125,22 +152,37 @@ class VrrpEngine:
 
     def _signature(self, config: Config, instance_config) -> tuple:
         scripts = [config.vrrp_scripts.get(track.name) for track in instance_config.track_scripts]
+        files = [config.track_files.get(track.name) for track in instance_config.track_files]
+        processes = [
+            config.track_processes.get(track.name) for track in instance_config.track_processes
+        ]
         return without_locations(
             (
                 instance_config,
                 scripts,
+                files,
+                processes,
                 self._group_of(config, instance_config.name),
                 config.global_defs,
             )
         )
 
-    async def _start_scripts(self, config: Config) -> None:
+    async def _start_trackers(self, config: Config) -> None:
+        """A tracker for each vrrp_script, track_file and vrrp_track_process an instance uses
+        and that is not running yet; files and processes are read once before this returns."""
         used = {t.name for i in config.vrrp_instances for t in i.track_scripts}
         for name in sorted(used):
             if name in config.vrrp_scripts and name not in self.scripts:
                 tracker = ScriptTracker(config.vrrp_scripts[name], self.loop)
                 self.scripts[name] = tracker
                 tracker.start()
+        for name in sorted({t.name for i in config.vrrp_instances for t in i.track_files}):
+            if name in config.track_files and name not in self.files:
+                self.files[name] = FileTracker(config.track_files[name], self.loop)
+                await self.files[name].start()
+        for name in sorted({t.name for i in config.vrrp_instances for t in i.track_processes}):
+            if name in config.track_processes and name not in self.processes.trackers:
+                await self.processes.add(config.track_processes[name])
 
     def _services(self) -> Services:
         return Services(
@@ -151,6 +193,8 @@ class VrrpEngine:
             notifier=self.notifier,
             links=self.links,
             scripts=self.scripts,
+            files=self.files,
+            processes=self.processes.trackers,
             drops=self.drop_log,
         )
 
@@ -207,13 +251,18 @@ class VrrpEngine:
                 self._follow(member, old, new)
         finally:
             self._propagating = False
-        if new in GROUP_SCRIPTS and self._group_settled(group, new):
+        if (
+            new in GROUP_SCRIPTS
+            and self._group_settled(group, new)
+            and self._group_states.get(group.name) != new
+        ):
+            self._group_states[group.name] = new
             log.info("VRRP_Group(%s) Syncing instances to %s state", group.name, new.value)
             self.notifier.state_changed(
                 "GROUP",
                 group.name,
                 new.value,
-                instance.machine.effective_priority,
+                0,  # keepalived gives a group priority 0
                 getattr(group, GROUP_SCRIPTS[new]),
                 group.notify,
             )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..config.model import GlobalDefs, VrrpInstance
@@ -16,6 +17,8 @@ from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
 from .receive import Drops, ReceiveRules
 from .sockets import Received, SocketPool, VrrpSocket
+from .track_file import FAULT, FileTracker, file_status
+from .track_process import ProcessTracker
 from .tracking import Link, LinkMonitor, ScriptTracker
 
 log = logging.getLogger("lvsagent.vrrp")
@@ -36,6 +39,8 @@ class Services:
     links: LinkMonitor
     scripts: dict[str, ScriptTracker]
     drops: Drops
+    files: dict[str, FileTracker] = field(default_factory=dict)
+    processes: dict[str, ProcessTracker] = field(default_factory=dict)
 
 
 class Instance:
@@ -350,19 +355,36 @@ class Instance:
     # -- tracking -------------------------------------------------------------------------------
     def _unwatch_tracking(self) -> None:
         self.services.links.unwatch(self._link_changed)
-        for tracker in self.services.scripts.values():
-            tracker.unsubscribe(self._script_changed)
+        for _tracks, trackers, listener, _apply in self._tracked_kinds():
+            for tracker in trackers.values():
+                tracker.unsubscribe(listener)
+
+    def _tracked_kinds(self) -> tuple:
+        """For scripts, files, processes: our entries, the trackers by name, our listener to
+        them, and what applies a tracker's state to us."""
+        services, config = self.services, self.config
+        return (
+            (config.track_scripts, services.scripts, self._script_changed, self._apply_script),
+            (config.track_files, services.files, self._file_changed, self._apply_file),
+            (
+                config.track_processes,
+                services.processes,
+                self._process_changed,
+                self._apply_process,
+            ),
+        )
 
     def _watch_tracking(self) -> None:
         links, config = self.services.links, self.config
         watched = [self.ifname, *self._vip_devices(), *(t.name for t in config.track_interfaces)]
         for ifname in dict.fromkeys(watched):
             self._apply_link(ifname, links.watch(ifname, self._link_changed))
-        for track in config.track_scripts:
-            tracker = self.services.scripts.get(track.name)
-            if tracker is not None:
-                tracker.subscribe(self._script_changed)
-                self._apply_script(track.name, tracker.ok)
+        for tracks, trackers, listener, apply in self._tracked_kinds():
+            for track in tracks:
+                tracker = trackers.get(track.name)
+                if tracker is not None:
+                    tracker.subscribe(listener)
+                    apply(track.name, tracker.state)
         self._update_priority()
 
     def _vip_devices(self) -> set[str]:
@@ -374,6 +396,14 @@ class Instance:
 
     def _script_changed(self, name: str, ok: bool) -> None:
         self._apply_script(name, ok)
+        self._update_priority()
+
+    def _file_changed(self, name: str, value: int) -> None:
+        self._apply_file(name, value)
+        self._update_priority()
+
+    def _process_changed(self, name: str, ok: bool) -> None:
+        self._apply_process(name, ok)
         self._update_priority()
 
     def _apply_link(self, ifname: str, link: Link) -> None:
@@ -421,13 +451,33 @@ class Instance:
         finally:
             self._source_task = None
 
+    @staticmethod
+    def _weights(tracks: list, tracked) -> Iterator[tuple[int, bool]]:
+        """(weight, reverse) of each of our entries naming `tracked`: the entry's own weight,
+        else the tracked block's; reverse when either says so."""
+        for track in tracks:
+            if track.name == tracked.name:
+                weight = tracked.weight if track.weight is None else track.weight
+                yield weight, track.reverse or tracked.weight_reverse
+
     def _apply_script(self, name: str, ok: bool) -> None:
-        script = self.services.scripts[name].script
-        for track in self.config.track_scripts:
-            if track.name == name:
-                weight = script.weight if track.weight is None else track.weight
-                reverse = track.reverse or script.weight_reverse
-                self._apply_weight(f"script {name}", weight, ok != reverse)
+        for weight, reverse in self._weights(
+            self.config.track_scripts, self.services.scripts[name].script
+        ):
+            self._apply_weight(f"script {name}", weight, ok != reverse)
+
+    def _apply_file(self, name: str, value: int) -> None:
+        """The file's value times the weight is added to the priority; below -253, FAULT."""
+        tracked = self.services.files[name].track
+        for weight, reverse in self._weights(self.config.track_files, tracked):
+            status = file_status(value, weight, reverse)
+            self._set_fault(f"file {name} failed", status == FAULT)
+            self._priority_parts[f"file {name}"] = 0 if status == FAULT else status
+
+    def _apply_process(self, name: str, ok: bool) -> None:
+        tracked = self.services.processes[name].track
+        for weight, reverse in self._weights(self.config.track_processes, tracked):
+            self._apply_weight(f"process {name}", weight, ok != reverse)
 
     def _apply_weight(self, what: str, weight: int, good: bool) -> None:
         """keepalived's rule: weight 0 faults; positive weight adds when good, negative when bad."""

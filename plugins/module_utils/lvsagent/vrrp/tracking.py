@@ -7,7 +7,6 @@ processes of the agent's one event loop, each on its own schedule with a timeout
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import logging
@@ -18,6 +17,7 @@ from typing import Callable, Optional
 
 from ..config.model import VrrpScript
 from ..scripts import run_script, split_command
+from .tracked import Listeners, cancelled
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -224,35 +224,29 @@ class LinkMonitor:
             self._sock = None
 
 
-class ScriptTracker:
+class ScriptTracker(Listeners):
     """Runs one vrrp_script every `interval`; `rise` successes / `fall` failures flip its state."""
 
     def __init__(self, script: VrrpScript, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.script = script
         self.loop = loop
         self.ok = not script.init_fail
         self._streak = 0
         self._trouble = ""  # why the last run did not finish (timeout, refused...)
-        self._listeners: list[Callable[[str, bool], None]] = []
         self._task: asyncio.Task | None = None
 
-    def subscribe(self, listener: Callable[[str, bool], None]) -> None:
-        self._listeners.append(listener)
-
-    def unsubscribe(self, listener: Callable[[str, bool], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+    @property
+    def state(self) -> bool:
+        return self.ok
 
     def start(self) -> None:
         if self._task is None:
             self._task = self.loop.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         """Run on a fixed schedule (from the ideal start times) so checks do not drift."""
@@ -282,5 +276,4 @@ class ScriptTracker:
         self._streak = 0
         self.ok = success
         log.info("VRRP_Script(%s) %s", self.script.name, "succeeded" if success else "failed")
-        for listener in list(self._listeners):
-            listener(self.script.name, success)
+        self.tell(self.script.name, success)
