@@ -221,7 +221,7 @@ def test_reload_keeps_running_config_on_error_and_applies_a_good_one(pair, tmp_p
     a1, _a2 = start_pair(pair, tmp_path)
     wait_single_holder(pair, d1)
     good = a1.conf.read_text()
-    a1.conf.write_text(good.replace("priority 150", "priority banana"))
+    a1.conf.write_text(good.replace("priority 150", "priority 150\n  priorty 50"))  # a typo
     a1.signal(signal.SIGHUP)
     d1.wait_for(lambda: "keeping the running configuration" in a1.log_text(), timeout=5)
     assert f"{a1.conf}:" in a1.log_text()  # FILE:LINE: message
