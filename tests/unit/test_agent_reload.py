@@ -57,7 +57,7 @@ def test_the_loop_keeps_running_while_a_reload_parses(tmp_path, monkeypatch):
     parsed_in = []
     real_load = agent.load
 
-    def slow_load(path):
+    def slow_load(path, **_options):
         parsed_in.append(threading.current_thread())
         parsing.set()
         released.wait(5)  # on the loop's thread this would hold every timer for 5 s
@@ -98,7 +98,7 @@ def test_a_parse_that_times_out_is_abandoned_and_the_next_reload_waits_for_it(
     released = threading.Event()
     real_load = agent.load
 
-    def stuck_load(path):
+    def stuck_load(path, **_options):
         released.wait(10)
         return real_load(path)
 
