@@ -156,6 +156,13 @@ class Parameters:
 
     def expand(self, raw: str, file: str) -> Iterator[Line]:
         """The lines `raw` (one line of `file`) stands for; raises ExpansionError."""
+        if (
+            self.pending is None
+            and "$" not in raw
+            and not raw.lstrip(BLANKS).startswith(("@", "~"))
+        ):
+            yield Line(raw, True)  # the common case, without decomment()'s walk of the line
+            return
         self.current_file = os.path.abspath(file)
         clean = decomment(raw)
         if self.pending is not None:
