@@ -4,7 +4,7 @@ CONFIGURATION), expanded as lib/parser.c's read_line() does."""
 from __future__ import annotations
 
 import pytest
-from config_helpers import errors_of
+from config_helpers import MINIMAL_INSTANCE, errors_of, parse
 
 from lvsagent.config import ConfigError, loads, params
 from lvsagent.config.params import (
@@ -279,3 +279,17 @@ def test_cli_commands_take_the_config_id(tmp_path, capsys):
 def test_the_default_config_id_is_the_host_name_up_to_its_first_dot(monkeypatch):
     monkeypatch.setattr(params.os, "uname", lambda: type("U", (), {"nodename": "lb1.dc.example"}))
     assert loads("global_defs {\n @lb1 router_id R\n}\n").global_defs.router_id == "R"
+
+
+def test_the_man_pages_quoted_script_with_parameters():
+    text = (
+        "$SG_NAME=SG1\n$INST=low\n$USER=nobody\n"
+        + MINIMAL_INSTANCE.rstrip()[:-1]
+        + "notify_master \"/etc/keepalived/notify_event.sh ' spaces\\\\x20f\\x69le '"
+        + " '\\\"s p a c e \\\"' ${SG_NAME}.$INST master\" $USER nogroup\n}\n"
+    )
+    script = parse(text).vrrp_instances[0].notify_master
+    assert script.command == (
+        "/etc/keepalived/notify_event.sh ' spaces\\x20file ' '\"s p a c e \"' SG1.low master"
+    )
+    assert (script.user.user, script.user.group) == ("nobody", "nogroup")
