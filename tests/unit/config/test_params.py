@@ -286,7 +286,7 @@ def test_the_man_pages_quoted_script_with_parameters():
         "$SG_NAME=SG1\n$INST=low\n$USER=nobody\n"
         + MINIMAL_INSTANCE.rstrip()[:-1]
         + "notify_master \"/etc/keepalived/notify_event.sh ' spaces\\\\x20f\\x69le '"
-        + " '\\\"s p a c e \\\"' ${SG_NAME}.$INST master\" $USER nogroup\n}\n"
+        + ' \'\\"s p a c e \\"\' ${SG_NAME}.$INST master" $USER nogroup\n}\n'
     )
     script = parse(text).vrrp_instances[0].notify_master
     assert script.command == (
