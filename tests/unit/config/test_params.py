@@ -293,3 +293,26 @@ def test_the_man_pages_quoted_script_with_parameters():
         "/etc/keepalived/notify_event.sh ' spaces\\x20file ' '\"s p a c e \"' SG1.low master"
     )
     assert (script.user.user, script.user.group) == ("nobody", "nogroup")
+
+
+def test_text_after_a_brace_is_read_as_a_line_of_its_own():
+    # each value of the sequence repeats the `}`: so keepalived reads it too
+    assert expand("virtual_ipaddress { ~SEQ(I, 1, 2) 10.0.0.$I }") == [
+        "virtual_ipaddress",
+        "{",
+        "10.0.0.1 }",
+        "10.0.0.2 }",
+    ]
+    assert expand("global_defs { @main router_id A }") == ["global_defs", "{", "router_id A }"]
+    assert expand("global_defs { @other router_id A }") == ["global_defs", "{"]
+    assert expand('x "{ @main" { y }') == ['x "{ @main" { y }']
+    assert expand("} $X=1\n$X") == ["}", "1"]
+
+
+def test_a_conditional_line_inside_a_one_line_block():
+    text = "global_defs { @main router_id A }\n"
+    assert loads(text, config_id="main").global_defs.router_id == "A"
+    # the rest of the line is the conditional line, its `}` included
+    assert errors_of(text.replace("@main", "@other")) == [
+        "1: global_defs: missing '}' to close this block"
+    ]

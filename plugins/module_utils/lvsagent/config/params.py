@@ -12,6 +12,7 @@ This follows `read_line()` of keepalived 2.2.7's lib/parser.c, line by line:
   `${_HASH}` and `${_BANG}` are predefined.
 - `~SEQ(var, start, step, end) text` (and `~SEQx`, hexadecimal) repeats `text` with `$var`
   set to each number; `~LST(var, v1, v2...)` / `~LST({a, b}, {1, 2}, ...)` to each value.
+- The text after a brace is read as a line of its own: `global_defs { @main router_id A }`.
 
 Every line produced keeps the file and line that produced it, so an error inside expanded
 text names that line. Expansion is bounded (see the limits below): a parameter that refers
@@ -37,6 +38,7 @@ from typing import Callable, Optional, Union
 MAX_EXPANDED_LINES = 2_000_000  # 65024 instances of 30 lines (keepalived.conf(5)'s example) fit
 MAX_EXPANDED_LINE_LENGTH = 65536  # keepalived's own line buffer is 1024 bytes
 MAX_SUBSTITUTIONS_PER_LINE = 4096
+MAX_BLOCK_SPLITS_PER_LINE = 64  # `{ @ID ...`, `} ~SEQ(...)`: see split_block()
 MAX_SEQUENCE_ARGUMENTS = 63  # keepalived: 3 longs with their separators
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
@@ -44,6 +46,8 @@ INCLUDE_LINE = re.compile(r"include[rmwba]?[ \t]")
 NAME_START = re.compile(r"[A-Za-z_]")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BLANKS = " \t"
+SPECIAL = re.compile(r"[$@~]")
+READ_AS_A_LINE = re.compile(r"[{} \t]*[$@~]")
 
 
 class ExpansionError(Exception):
@@ -156,11 +160,7 @@ class Parameters:
 
     def expand(self, raw: str, file: str) -> Iterator[Line]:
         """The lines `raw` (one line of `file`) stands for; raises ExpansionError."""
-        if (
-            self.pending is None
-            and "$" not in raw
-            and not raw.lstrip(BLANKS).startswith(("@", "~"))
-        ):
+        if self.pending is None and not SPECIAL.search(raw):
             yield Line(raw, True)  # the common case, without decomment()'s walk of the line
             return
         self.current_file = os.path.abspath(file)
@@ -171,19 +171,32 @@ class Parameters:
             elif clean:
                 self.continue_definition(clean)
             return
-        if not (clean.startswith(("@", "~")) or "$" in clean):
+        if not SPECIAL.search(clean):
             yield Line(raw, True)
             return
         include_allowed = INCLUDE_LINE.match(clean) is not None
         stack: list[Frame] = []
         text: Optional[str] = clean
         while True:
-            if text is not None:
+            splits = 0
+            while text is not None:
                 processed = self.process(text, stack)
-                if processed == clean and not stack:  # nothing to expand: the lexer reads it all
-                    processed = raw
-                if processed:
-                    yield Line(processed, include_allowed)
+                split = split_block(processed) if processed else None
+                if split is None:
+                    if processed:
+                        unchanged = processed == clean and not stack
+                        yield Line(raw if unchanged else processed, include_allowed)
+                    text = None
+                    continue
+                splits += 1
+                if splits > MAX_BLOCK_SPLITS_PER_LINE:
+                    raise ExpansionError(
+                        f"more than {MAX_BLOCK_SPLITS_PER_LINE} blocks on one line before"
+                        " conditional lines, parameters or sequences"
+                    )
+                head, text = split
+                yield Line(head, include_allowed)
+                include_allowed = False
             if not stack:
                 return
             include_allowed = False
@@ -342,6 +355,36 @@ def current_directory(params: Parameters, _arguments: Optional[list[int]]) -> st
 
 def config_id(params: Parameters, _arguments: Optional[list[int]]) -> str:
     return params.config_id
+
+
+def split_block(text: str) -> Optional[tuple[str, str]]:
+    """keepalived reads the text after a line's first brace (outside double quotes) as a line
+    of its own, so `{ @ID x`, `} $X=1` or `{ ~SEQ(...) y }` work there too. The text before
+    the brace (or the braces a line starts with) and that rest; None when nothing in the rest
+    is read differently that way (then the lexer takes the line whole, as it does any line)."""
+    if len(text) > MAX_EXPANDED_LINE_LENGTH:
+        return None
+    leading = len(text) - len(text.lstrip("{} \t"))
+    if leading:
+        head, rest = text[:leading].rstrip(BLANKS), text[leading:]
+    else:
+        position = first_brace(text)
+        if position < 0:
+            return None
+        head, rest = text[:position].rstrip(BLANKS), text[position:]
+    if not head or not READ_AS_A_LINE.match(rest):
+        return None
+    return head, rest
+
+
+def first_brace(text: str) -> int:
+    quoted = False
+    for index, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char in "{}" and not quoted:
+            return index
+    return -1
 
 
 def random_number(_params: Parameters, arguments: Optional[list[int]]) -> str:
