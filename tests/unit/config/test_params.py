@@ -12,6 +12,7 @@ from lvsagent.config.params import (
     MAX_SUBSTITUTIONS_PER_LINE,
     ExpansionError,
     Parameters,
+    decomment,
 )
 
 
@@ -316,3 +317,17 @@ def test_a_conditional_line_inside_a_one_line_block():
     assert errors_of(text.replace("@main", "@other")) == [
         "1: global_defs: missing '}' to close this block"
     ]
+
+
+def test_decomment_as_keepalived():
+    assert decomment('  a "b # c" # d  ') == 'a "b # c"'
+    assert decomment("a \\# b ! c") == "a \\# b"
+    assert decomment("$X=a   \\") == "$X=a\\"
+    assert decomment("$X=a # note \\") == "$X=a\\"  # keepalived continues after a comment too
+    assert decomment("a \\\\") == "a \\\\"  # an escaped backslash does not continue
+
+
+def test_a_limit_of_the_load_is_reported_once_and_stops_expansion(monkeypatch):
+    monkeypatch.setattr(params, "MAX_EXPANDED_BYTES", 1000)
+    text = "global_defs {\n$A=router_id " + "y" * 600 + "\n" + "$A\n" * 50 + "}\n"
+    assert errors_of(text) == ["4: expansion produces more than 1000 characters"]

@@ -35,7 +35,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
 # Limits of expansion for one load.
-MAX_EXPANDED_LINES = 2_000_000  # 65024 instances of 30 lines (keepalived.conf(5)'s example) fit
+# keepalived.conf(5)'s largest example (65024 instances, about 800k lines, 25 MB) fits.
+MAX_EXPANDED_LINES = 2_000_000
+MAX_EXPANDED_BYTES = 64 * 1024 * 1024  # characters of the lines expansion produces
+MAX_SUBSTITUTION_WORK = 1024 * 1024 * 1024  # characters substitution copies, in a load
 MAX_EXPANDED_LINE_LENGTH = 65536  # keepalived's own line buffer is 1024 bytes
 MAX_SUBSTITUTIONS_PER_LINE = 4096
 MAX_BLOCK_SPLITS_PER_LINE = 64  # `{ @ID ...`, `} ~SEQ(...)`: see split_block()
@@ -43,15 +46,24 @@ MAX_SEQUENCE_ARGUMENTS = 63  # keepalived: 3 longs with their separators
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
 INCLUDE_LINE = re.compile(r"include[rmwba]?[ \t]")
-NAME_START = re.compile(r"[A-Za-z_]")
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)")
+# `${NAME}`, `${NAME 1 2}` (arguments), or `$NAME` before a blank, `,`, `)` or the end
+REFERENCE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<arguments>[ 0-9]*)\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)(?=[ \t,)]|$))"
+)
 BLANKS = " \t"
 SPECIAL = re.compile(r"[$@~]")
+DECOMMENT = re.compile(r'["\\!#]')
 READ_AS_A_LINE = re.compile(r"[{} \t]*[$@~]")
 
 
 class ExpansionError(Exception):
     """The line cannot be expanded; the message says why (keepalived's words where it has some)."""
+
+
+class ExpansionLimit(ExpansionError):
+    """A limit of the whole load is reached: no later line is expanded (the load fails)."""
 
 
 @dataclass
@@ -137,7 +149,11 @@ class Parameters:
     config_id: str
     definitions: dict = field(default_factory=dict)
     pending: Optional[Definition] = None  # a multi-line definition being read
+    pending_lines: list = field(default_factory=list)
     lines_produced: int = 0
+    bytes_produced: int = 0
+    substitution_work: int = 0
+    exhausted: bool = False
 
     def __post_init__(self) -> None:
         self.current_file = ""
@@ -163,6 +179,8 @@ class Parameters:
         if self.pending is None and not SPECIAL.search(raw):
             yield Line(raw, True)  # the common case, without decomment()'s walk of the line
             return
+        if self.exhausted:
+            return
         self.current_file = os.path.abspath(file)
         clean = decomment(raw)
         if self.pending is not None:
@@ -183,9 +201,11 @@ class Parameters:
                 processed = self.process(text, stack)
                 split = split_block(processed) if processed else None
                 if split is None:
-                    if processed:
-                        unchanged = processed == clean and not stack
-                        yield Line(raw if unchanged else processed, include_allowed)
+                    if processed == clean and not stack:
+                        yield Line(raw, include_allowed)
+                    elif processed:
+                        self.count_line(processed)
+                        yield Line(processed, include_allowed)
                     text = None
                     continue
                 splits += 1
@@ -195,6 +215,7 @@ class Parameters:
                         " conditional lines, parameters or sequences"
                     )
                 head, text = split
+                self.count_line(head)
                 yield Line(head, include_allowed)
                 include_allowed = False
             if not stack:
@@ -208,8 +229,15 @@ class Parameters:
 
     def count_line(self, text: str) -> None:
         self.lines_produced += 1
+        self.bytes_produced += len(text)
         if self.lines_produced > MAX_EXPANDED_LINES:
-            raise ExpansionError(f"expansion produces more than {MAX_EXPANDED_LINES} lines")
+            self.exhaust(f"expansion produces more than {MAX_EXPANDED_LINES} lines")
+        if self.bytes_produced > MAX_EXPANDED_BYTES:
+            self.exhaust(f"expansion produces more than {MAX_EXPANDED_BYTES} characters")
+
+    def exhaust(self, message: str) -> None:
+        self.exhausted = True
+        raise ExpansionLimit(message)
 
     def process(self, text: str, stack: list[Frame]) -> Optional[str]:
         """One line through conditionals, definitions, sequences and substitution: the text
@@ -263,38 +291,37 @@ class Parameters:
         self.definitions[match.group()] = Definition(value, multiline)
         if multiline:
             self.pending = self.definitions[match.group()]
+            self.pending_lines = [value]
         return True
 
     def continue_definition(self, text: str) -> None:
-        definition = self.pending
-        assert definition is not None
-        continued = text.endswith("\\")
-        if continued:
-            text = text[:-1].rstrip(BLANKS)
-            if text:
-                text += "\n"
-        else:
-            self.finish_definition()
-        definition.value += text
-        if len(definition.value) > MAX_EXPANDED_LINE_LENGTH * 16:
-            self.pending = None
-            raise ExpansionError("multi-line definition too long")
+        """One more line of the multi-line definition being read."""
+        if not text.endswith("\\"):
+            self.finish_definition(text)
+            return
+        text = text[:-1].rstrip(BLANKS)
+        if text:
+            self.pending_lines.append(text + "\n")
 
-    def finish_definition(self) -> None:
-        if self.pending is not None and not self.pending.value:
-            self.pending.multiline = False
-        self.pending = None
+    def finish_definition(self, last_line: str = "") -> None:
+        """keepalived: a multi-line definition with nothing before its last line is a plain one."""
+        if self.pending is None:
+            return
+        value = "".join(self.pending_lines)
+        self.pending.multiline = bool(value)
+        self.pending.value = value + last_line
+        self.pending, self.pending_lines = None, []
 
     def replace(self, text: str) -> tuple[Optional[str], list[Frame]]:
         """Substitute defined parameters, rescanning what each substitution inserts; None when
         no parameter is defined. Further lines of multi-line values come back as frames."""
         frames: list[Frame] = []
-        position = text.find("$")
         substitutions = 0
-        while 0 <= position < len(text) - 1:
-            reference = self.reference(text, position)
+        match = REFERENCE.search(text)
+        while match:
+            reference = self.reference(match, len(text))
             if reference is None:
-                position = text.find("$", position + 1)
+                match = REFERENCE.search(text, match.start() + 1)
                 continue
             definition, end, arguments = reference
             substitutions += 1
@@ -307,46 +334,49 @@ class Parameters:
             if definition.multiline:
                 value, _newline, rest = value.partition("\n")
                 frames.append(Lines(rest.split("\n")))
-            text = text[:position] + value + text[end:]
+            text = text[: match.start()] + value + text[end:]
+            self.substitution_work += len(text) + len(definition.value)
+            if self.substitution_work > MAX_SUBSTITUTION_WORK:
+                self.exhaust(
+                    f"parameter substitution copies more than {MAX_SUBSTITUTION_WORK} characters"
+                )
             if len(text) > MAX_EXPANDED_LINE_LENGTH:
                 raise ExpansionError(
                     f"parameter substitution makes the line longer than {MAX_EXPANDED_LINE_LENGTH}"
                 )
             if definition.value.lstrip(BLANKS).startswith("~"):
                 break
-            position = text.find("$", position)
+            match = REFERENCE.search(text, match.start())
         return (text, frames) if substitutions else (None, frames)
 
     def reference(
-        self, text: str, dollar: int
+        self, match: re.Match, length: int
     ) -> Optional[tuple[Definition, int, Optional[list[int]]]]:
-        """The defined parameter `$NAME` / `${NAME}` / `${NAME 1 2}` at `dollar`: its definition,
-        where the reference ends and its numeric arguments; None if there is none."""
-        braces = text.startswith("{", dollar + 1)
-        match = NAME.match(text, dollar + (2 if braces else 1))
-        if not match:
-            return None
-        end = match.end()
+        """The definition a REFERENCE match names, where the reference ends and its numeric
+        arguments; None if the name is not defined or takes no arguments."""
         arguments = None
-        if braces:
-            close = text.find("}", end)
-            if close < 0 or text[end:close].strip(" 0123456789") != "":
-                return None
-            if text[end:close].strip(" "):
-                if text[close - 1] == " ":
+        name = match.group("bare")
+        end = match.end()
+        if name is None:
+            name = match.group("braced")
+            if match.group("arguments").strip(" "):
+                if match.group("arguments").endswith(" "):
                     return None
-                arguments = [int(number) for number in text[end:close].split()]
-                end = close + 1
+                arguments = [c_unsigned_long(number) for number in match.group("arguments").split()]
             else:
-                end += 1  # keepalived replaces `${NAME` and the next character
-        elif end < len(text) and text[end] not in " \t,)":
-            return None
-        definition = self.definitions.get(match.group())
-        if definition is None or (definition.multiline and end != len(text)):
+                end = match.end("braced") + 1  # keepalived replaces `${NAME` and one character
+        definition = self.definitions.get(name)
+        if definition is None or (definition.multiline and end != length):
             return None
         if arguments is not None and not definition.max_params:
             return None
         return definition, end, arguments
+
+
+def c_unsigned_long(digits: str) -> int:
+    """strtoul() of decimal digits: saturates rather than converting thousands of digits."""
+    digits = digits.lstrip("0") or "0"
+    return 2**64 - 1 if len(digits) > 20 else min(int(digits), 2**64 - 1)
 
 
 def current_directory(params: Parameters, _arguments: Optional[list[int]]) -> str:
@@ -403,26 +433,29 @@ def first_blank(text: str, start: int) -> int:
 
 def decomment(text: str) -> str:
     """keepalived's decomment(): leading blanks, a comment (`!` or `#` outside double quotes)
-    and trailing blanks go; a final `\\` stays, without the blanks before it."""
+    and trailing blanks go; a final unescaped `\\` (even after a comment) stays, without the
+    blanks before it."""
     text = text.strip("\r\n").lstrip(BLANKS)
     quoted = False
-    index = 0
+    escaped = -1  # the index of a character a backslash escapes
+    cut = len(text)
     continued = False
-    while index < len(text):
-        char = text[index]
-        if char == '"':
-            quoted = not quoted
-        elif char == "\\":
+    for match in DECOMMENT.finditer(text):
+        index = match.start()
+        if index == escaped:
+            continue
+        char = match.group()
+        if char == "\\":
             if index + 1 == len(text):
                 continued = True
-                text = text[:index]
-                break
-            index += 1
-        elif char in "!#" and not quoted:
-            text = text[:index]
-            break
-        index += 1
-    text = text.rstrip(BLANKS)
+                cut = min(cut, index)
+            escaped = index + 1
+        elif cut == len(text):  # not in a comment yet
+            if char == '"':
+                quoted = not quoted
+            elif not quoted:
+                cut = index
+    text = text[:cut].rstrip(BLANKS)
     return text + "\\" if continued else text
 
 
