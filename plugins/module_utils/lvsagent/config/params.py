@@ -201,15 +201,14 @@ class Parameters:
         while True:
             splits = 0
             while text is not None:
-                processed = self.process(text, stack)
-                split = split_block(processed) if processed else None
-                if split is None:
+                processed = self.process(text, stack) or ""
+                head, text = split_block(processed)
+                if text is None:
                     if processed == clean and not stack:
                         yield Line(raw, include_allowed)
                     elif processed:
                         self.count_line(processed)
                         yield Line(processed, include_allowed)
-                    text = None
                     continue
                 splits += 1
                 if splits > MAX_BLOCK_SPLITS_PER_LINE:
@@ -217,7 +216,6 @@ class Parameters:
                         f"more than {MAX_BLOCK_SPLITS_PER_LINE} blocks on one line before"
                         " conditional lines, parameters or sequences"
                     )
-                head, text = split
                 self.count_line(head)
                 yield Line(head, include_allowed)
                 include_allowed = False
@@ -393,23 +391,23 @@ def config_id(params: Parameters, _arguments: Optional[list[int]]) -> str:
     return params.config_id
 
 
-def split_block(text: str) -> Optional[tuple[str, str]]:
+def split_block(text: str) -> tuple[str, Optional[str]]:
     """keepalived reads the text after a line's first brace (outside double quotes) as a line
     of its own, so `{ @ID x`, `} $X=1` or `{ ~SEQ(...) y }` work there too. The text before
-    the brace (or the braces a line starts with) and that rest; None when nothing in the rest
-    is read differently that way (then the lexer takes the line whole, as it does any line)."""
+    the brace (or the braces a line starts with) and that rest; (text, None) when nothing in
+    the rest is read differently that way (the lexer takes the line whole, as any line)."""
     if len(text) > MAX_EXPANDED_LINE_LENGTH:
-        return None
+        return text, None
     leading = len(text) - len(text.lstrip("{} \t"))
     if leading:
         head, rest = text[:leading].rstrip(BLANKS), text[leading:]
     else:
         position = first_brace(text)
         if position < 0:
-            return None
+            return text, None
         head, rest = text[:position].rstrip(BLANKS), text[position:]
     if not head or not READ_AS_A_LINE.match(rest):
-        return None
+        return text, None
     return head, rest
 
 
