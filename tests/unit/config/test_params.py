@@ -331,3 +331,11 @@ def test_a_limit_of_the_load_is_reported_once_and_stops_expansion(monkeypatch):
     monkeypatch.setattr(params, "MAX_EXPANDED_BYTES", 1000)
     text = "global_defs {\n$A=router_id " + "y" * 600 + "\n" + "$A\n" * 50 + "}\n"
     assert errors_of(text) == ["4: expansion produces more than 1000 characters"]
+
+
+def test_random_with_huge_arguments_saturates_instead_of_failing():
+    huge = "9" * 5000  # int() refuses more than 4300 digits
+    (value,) = expand(f"${{_RANDOM {huge} {huge}}}")
+    assert value == str(2**64 - 1)
+    with pytest.raises(ExpansionError, match="MIN is greater than MAX"):
+        expand("${_RANDOM 5 1}")
