@@ -212,7 +212,7 @@ def test_run_refuses_a_bad_configuration_with_file_and_line(tmp_path, caplog):
     conf = tmp_path / "bad.conf"
     conf.write_text("vrrp_instance VI_1 {\n  priority banana\n}\n")
     args = argparse.Namespace(
-        config=str(conf), control_socket=str(tmp_path / "c.sock"), log_level="INFO"
+        config=str(conf), control_socket=str(tmp_path / "c.sock"), log_level="INFO", config_id=None
     )
     with caplog.at_level(logging.ERROR, logger="lvsagent"):
         assert agent.run(args) == 1
@@ -370,7 +370,7 @@ def test_a_second_agent_refuses_to_start_and_leaves_the_socket_alone(tmp_path, c
         conf = tmp_path / "k.conf"
         conf.write_text("")
         args = argparse.Namespace(
-            config=str(conf), control_socket=str(socket_path), log_level="INFO"
+            config=str(conf), control_socket=str(socket_path), log_level="INFO", config_id=None
         )
         with caplog.at_level(logging.ERROR, logger="lvsagent"):
             assert agent.run(args) == 1

@@ -57,7 +57,7 @@ def test_the_loop_keeps_running_while_a_reload_parses(tmp_path, monkeypatch):
     parsed_in = []
     real_load = agent.load
 
-    def slow_load(path):
+    def slow_load(path, **_options):
         parsed_in.append(threading.current_thread())
         parsing.set()
         released.wait(5)  # on the loop's thread this would hold every timer for 5 s
@@ -98,7 +98,7 @@ def test_a_parse_that_times_out_is_abandoned_and_the_next_reload_waits_for_it(
     released = threading.Event()
     real_load = agent.load
 
-    def stuck_load(path):
+    def stuck_load(path, **_options):
         released.wait(10)
         return real_load(path)
 
@@ -164,3 +164,19 @@ def test_a_truncated_configuration_keeps_the_running_one(tmp_path, cut):
         truncated.write(INSTANCE[: int(len(INSTANCE) * cut)])
     assert "error" in reload(running)
     assert running.config is before and running.vrrp.applied == []
+
+
+def test_a_reload_reads_the_conditional_lines_of_the_agents_config_id(tmp_path):
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(
+        INSTANCE.replace("  priority 100\n", "  @lb1 priority 150\n  @^lb1 priority 50\n")
+    )
+    args = cli.build_parser().parse_args(
+        ["run", "-f", str(conf), "-i", "lb1", "--control-socket", str(tmp_path / "c.sock")]
+    )
+    running = agent.Agent(args, load(str(conf), config_id="lb1"))
+    running.vrrp = FakeVrrp()
+    conf.write_text(conf.read_text().replace("150", "160"))
+    assert reload(running)["reloaded"] is True
+    (applied,) = running.vrrp.applied
+    assert applied.vrrp_instances[0].priority == 160

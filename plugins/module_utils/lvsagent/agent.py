@@ -101,7 +101,7 @@ def run(args) -> int:
 def run_locked(args) -> int:
     try:
         with collection_deferred():
-            config = load(args.config)
+            config = load(args.config, config_id=args.config_id)
     except ConfigError as error:
         for problem in error.problems:
             log.error("%s", problem)
@@ -259,7 +259,7 @@ class Agent:
             config, error = None, None
             try:
                 with collection_deferred():
-                    config = load(self.args.config)
+                    config = load(self.args.config, config_id=self.args.config_id)
             except Exception as raised:  # handed to the loop, which reports it
                 error = raised.with_traceback(None)  # its frames hold the whole parse
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile

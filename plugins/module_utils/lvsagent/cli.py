@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run VRRP and the IPVS health checks")
     run.add_argument("-f", "--config", default=DEFAULT_CONFIG, help="configuration file")
+    for command in (check, dump, run):
+        command.add_argument(
+            "-i",
+            "--config-id",
+            help="the id `@ID` configuration lines are compared with, as keepalived's -i "
+            "(default: this host's name up to its first dot)",
+        )
     run.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
     run.add_argument(
         "--state-dir",

@@ -29,7 +29,7 @@ def summary(config: Config) -> str:
 def check_config(args: Any) -> int:
     """Exit 0 when the file is valid (warnings allowed unless --strict), 1 otherwise."""
     try:
-        config = load(args.file, host_checks=not args.no_host_checks)
+        config = load(args.file, host_checks=not args.no_host_checks, config_id=args.config_id)
     except ConfigError as error:
         for problem in error.problems:
             say(problem, sys.stderr)
@@ -72,7 +72,7 @@ def to_plain(value: Any, *, locations: bool = True) -> Any:
 def dump_config(args: Any) -> int:
     """Print the normalised model as JSON; on errors print them and exit 1."""
     try:
-        config = load(args.file, host_checks=False)
+        config = load(args.file, host_checks=False, config_id=args.config_id)
     except ConfigError as error:
         for problem in error.problems:
             say(problem, sys.stderr)

@@ -22,7 +22,9 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 FRAGMENTS = [
     "{", "}", "{}", "}{", "\n", '"', "'", "\\", "\\x", "\\0", "\\777", "\\c", "!", "#", "@", "@^",
-    "$X=", "$X", "~SEQ(x,1,3)", "include", "includer x", 'include "{a,{b,c}}"', "include /dev/null",
+    "$X=", "$X", "${X}", "$X=$X$X", "$X=\\\n", "\\\n", "~SEQ(x,1,3)", "~SEQx(x,0x10)", "~SEQ(",
+    "~LST({a,b},{1,2},{3})", "~LST(", "${_RANDOM 1 2}", "${_PWD}", "@^main ", "include",
+    "includer x", 'include "{a,{b,c}}"', "include /dev/null",
     "include *", "\x00", "\ufeff", "é", "\r", "\t", " ", "-", "0", "-1", "255", "256", "65536",
     "4294967296", "1e309", "nan", "inf", "0x10", "1.2.3.4", "1.2.3.4/33", "::1", "fe80::1%eth0",
     "10.0.0.1-300", "[10.0.0.1]:80", "eth0", "lo", "fwmark", "group", "real_server", "weight",

@@ -137,15 +137,3 @@ def test_include_cycle_is_reported(tmp_path):
 def test_brace_expansion_in_include_patterns():
     assert expand_braces("/a/{x,y{1,2}}.conf") == ["/a/x.conf", "/a/y1.conf", "/a/y2.conf"]
     assert expand_braces("/a/{x}.conf") == ["/a/{x}.conf"]
-
-
-@pytest.mark.parametrize(
-    ("line", "what"),
-    [
-        ("@main router_id A", "conditional configuration line (@main)"),
-        ("$IF=eth0", "parameter definition ($IF=)"),
-        ("~SEQ(i, 1, 3) x", "~SEQ block"),
-    ],
-)
-def test_advanced_syntax_is_rejected_with_its_line(line, what):
-    assert errors_of(f"global_defs {{\n{line}\n}}\n") == [f"2: {what}: not supported by lvs-agent"]

@@ -517,11 +517,6 @@ def test_known_but_unsupported_keywords_are_errors(text, expected):
     assert expected in errors_of(text)
 
 
-def test_unsupported_block_does_not_cascade_into_other_errors():
-    errors = errors_of("vrrp_script s {\n @main script /a\n}\n")
-    assert errors == ["2: conditional configuration line (@main): not supported by lvs-agent"]
-
-
 def test_ignored_keywords_are_warnings_not_silence():
     config = parse("global_defs {\n notification_email {\n  a@b\n }\n smtp_server 10.0.0.1\n}\n")
     assert warnings_of(config) == [

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from lvsagent.config import ConfigError, load
+from lvsagent.config import ConfigError, load, loads
 
 SHARED = os.environ.get("LVS_HA_SHARED", "/work/shared")
 SAMPLES = os.path.join(SHARED, "reference", "keepalived-samples")
@@ -23,15 +23,7 @@ EXPECTED_UNSUPPORTED = {
     "keepalived.conf.SMTP_CHECK": [],
     "keepalived.conf.SSL_GET": [(20, "auth_type AH")],
     "keepalived.conf.UDP_CHECK": [],
-    "keepalived.conf.conditional_conf": [
-        (3, "conditional configuration line (@high)"),
-        (4, "conditional configuration line (@low)"),
-        (7, "conditional configuration line (@high)"),
-        (8, "conditional configuration line (@low)"),
-        (19, "conditional configuration line (@high)"),
-        (20, "conditional configuration line (@low)"),
-        (23, "use_vmac"),
-    ],
+    "keepalived.conf.conditional_conf": [(3, "net_namespace"), (23, "use_vmac")],
     "keepalived.conf.fwmark": [],
     "keepalived.conf.inhibit": [],
     "keepalived.conf.misc_check": [],
@@ -52,6 +44,9 @@ EXPECTED_UNSUPPORTED = {
     "keepalived.conf.vrrp.sync": [],
 }
 
+# samples written for a config id (keepalived's -i): loaded with it
+CONFIG_IDS = {"keepalived.conf.conditional_conf": "high"}
+
 pytestmark = pytest.mark.skipif(not os.path.isdir(SAMPLES), reason="shared reference absent")
 
 
@@ -64,7 +59,7 @@ def test_sample_passes_or_fails_only_with_not_supported_lines(name):
     path = os.path.join(SAMPLES, name)
     expected = [(path, line, what + NOT_SUPPORTED) for line, what in EXPECTED_UNSUPPORTED[name]]
     try:
-        config = load(path, host_checks=False)
+        config = load(path, host_checks=False, config_id=CONFIG_IDS.get(name))
     except ConfigError as error:
         errors = [(p.file, p.line, p.message) for p in error.problems if p.severity == "error"]
         assert errors == expected
@@ -90,6 +85,25 @@ def test_seed_configs_pass_without_host_checks(path):
     assert (instance.virtual_router_id, instance.advert_int) == (51, 5.0)
     assert instance.auth_type == "PASS"
     assert [str(v.address) for v in instance.virtual_ipaddresses] == ["192.168.179.199/32"]
+
+
+@pytest.mark.parametrize(("config_id", "priority"), [("high", 170), ("low", 85)])
+def test_conditional_sample_takes_the_lines_of_its_config_id(config_id, priority):
+    path = os.path.join(SAMPLES, "keepalived.conf.conditional_conf")
+    with pytest.raises(ConfigError) as raised:
+        load(path, host_checks=False, config_id=config_id)
+    line = 3 if config_id == "high" else 4
+    assert [(p.line, p.message) for p in raised.value.errors] == [
+        (line, "net_namespace: not supported by lvs-agent"),
+        (23, "use_vmac: not supported by lvs-agent"),
+    ]
+    with open(path) as sample:
+        text = sample.read().replace("\tuse_vmac\n", "\n")
+    text = text.replace(f"@{config_id} net_namespace", "!")
+    (instance,) = loads(text, path, config_id=config_id).vrrp_instances
+    assert instance.priority == priority
+    (script,) = loads(text, path, config_id=config_id).vrrp_scripts.values()
+    assert script.script == f"/etc/keepalived/scripts/check_{config_id}_VI_0.sh"
 
 
 def test_master_seed_in_detail():

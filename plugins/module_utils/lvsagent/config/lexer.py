@@ -2,9 +2,10 @@
 
 keepalived's syntax is line based: a statement is the words of one line, a word followed by
 `{` opens a block that `}` closes, `!` and `#` start comments anywhere outside quotes, and
-quotes only group words (`'a" b "c'` is the single word `a b c`). `include` is resolved
-here, relative to the directory of the file that contains it, so every statement keeps the
-file and line it really comes from.
+quotes only group words (`'a" b "c'` is the single word `a b c`). Each line first goes
+through keepalived's parameters, conditional lines and sequences (params.py). `include` is
+resolved here, relative to the directory of the file that contains it, so every statement
+keeps the file and line it really comes from (for expanded text: the line that expanded it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fnmatch import fnmatchcase
 from typing import Callable, Optional
 
 from .errors import Problem
+from .params import ExpansionError, Line, Parameters, default_config_id, shorten
 from .redact import secret_values
 
 INCLUDE_KEYWORDS = ("include", "includer", "includem", "includew", "includeb", "includea")
@@ -35,7 +37,6 @@ MAX_GLOB_ALTERNATIVES = 1024  # `{a,b}{c,d}...` multiplies: stop before it explo
 MAX_GLOB_NESTING = 32
 OCTAL_ESCAPE = re.compile(r"[0-7]{1,3}")
 HEX_ESCAPE = re.compile(r"[0-9A-Fa-f]{1,2}")
-PARAMETER_DEFINITION = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*=")
 SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 SIMPLE_ESCAPES["v"] = "\v"
 
@@ -71,7 +72,7 @@ class Token:
     text: str
     file: str
     line: int
-    kind: str = "word"  # "word", "{", "}", "eol", "unsupported-eol"
+    kind: str = "word"  # "word", "{", "}", "eol"
 
 
 class ReadError(Exception):
@@ -234,9 +235,15 @@ def split_top_level(text: str) -> list[str]:
 class Lexer:
     """Tokenises a file and its includes; problems go to the `report` callback."""
 
-    def __init__(self, source: Source, report: Callable[[Problem], None]):
+    def __init__(
+        self,
+        source: Source,
+        report: Callable[[Problem], None],
+        config_id: Optional[str] = None,
+    ):
         self.source = source
         self.report = report
+        self.parameters = Parameters(default_config_id() if config_id is None else config_id)
         self.include_stack: list[str] = []
         self.files: list[str] = []
         self.secrets: set[str] = set()  # every secret value read, for `redact`
@@ -254,37 +261,32 @@ class Lexer:
         tokens: list[Token] = []
         try:
             for number, line in enumerate(text.splitlines(), start=1):
-                tokens.extend(self.tokenize_line(line, path, number))
+                try:
+                    for expanded in self.parameters.expand(line, path):
+                        tokens.extend(self.tokenize_line(expanded, path, number))
+                except ExpansionError as error:
+                    self.error(path, number, str(error))
         finally:
+            self.parameters.end_file()
             self.include_stack.pop()
         return tokens
 
-    def tokenize_line(self, line: str, file: str, number: int) -> list[Token]:
-        stripped = line.strip()
-        unsupported = self.unsupported_syntax(stripped)
-        if unsupported:
-            self.error(file, number, f"{unsupported}: not supported by lvs-agent")
-            if stripped.startswith("@"):
-                stripped = stripped.split(None, 1)[1] if " " in stripped else ""
-            else:
-                return []
-        tokens = self.split_words(stripped, file, number)
+    def tokenize_line(self, line: Line, file: str, number: int) -> list[Token]:
+        tokens = self.split_words(line.text.strip(), file, number)
         words = [token.text for token in tokens if token.kind == "word"]
         self.secrets.update(secret_values(words))
-        if not unsupported and words and words[0] in INCLUDE_KEYWORDS and tokens[0].kind == "word":
-            return self.include(words, file, number)
-        tokens.append(Token("", file, number, "unsupported-eol" if unsupported else "eol"))
+        if words and words[0] in INCLUDE_KEYWORDS and tokens[0].kind == "word":
+            if line.include_allowed:
+                return self.include(words, file, number)
+            self.error(
+                file,
+                number,
+                f"{words[0]}: an include must be written on a line of its own, not come from"
+                " a conditional line, a parameter or a sequence (keepalived reads it twice)",
+            )
+            return []
+        tokens.append(Token("", file, number, "eol"))
         return tokens
-
-    @staticmethod
-    def unsupported_syntax(line: str) -> str:
-        if line.startswith("@"):
-            return f"conditional configuration line ({line.split()[0]})"
-        if PARAMETER_DEFINITION.match(line):
-            return "parameter definition (" + line.split("=", 1)[0] + "=)"
-        if line.startswith("~SEQ") or line.startswith("~LST"):
-            return f"{line[:4]} block"
-        return ""
 
     def split_words(self, line: str, file: str, number: int) -> list[Token]:
         tokens: list[Token] = []
@@ -373,11 +375,6 @@ class Lexer:
         return tokens
 
 
-def shorten(text: str, limit: int = 80) -> str:
-    """A word as quoted in a message: a pathological one is cut."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def display_path(path: str, including_file: str) -> str:
     """Show included files the way the main file was named (relative stays relative)."""
     if os.path.isabs(including_file):
@@ -413,12 +410,12 @@ def build_tree(tokens: list[Token], report: Callable[[Problem], None]) -> list[N
     last_leaf: Optional[Node] = None
     siblings = root
 
-    def finish(unsupported: bool = False) -> Optional[Node]:
+    def finish() -> Optional[Node]:
         nonlocal current, current_start
         if not current or current_start is None:
             current, current_start = [], None
             return None
-        node = Node(current, current_start.file, current_start.line, unsupported=unsupported)
+        node = Node(current, current_start.file, current_start.line)
         siblings.append(node)
         current, current_start = [], None
         return node
@@ -428,8 +425,8 @@ def build_tree(tokens: list[Token], report: Callable[[Problem], None]) -> list[N
             if current_start is None:
                 current_start = token
             current.append(token.text)
-        elif token.kind in ("eol", "unsupported-eol"):
-            node = finish(token.kind == "unsupported-eol")
+        elif token.kind == "eol":
+            node = finish()
             if node is not None:
                 last_leaf = node
         elif token.kind == "{":

@@ -1517,10 +1517,16 @@ class Builder:
         CHECKER_KINDS[checker.kind].complete(checker, pending.real_server, server)
 
 
-def run(path: str, text: Optional[str], host_checks: bool, overrides: Optional[dict]) -> Config:
+def run(
+    path: str,
+    text: Optional[str],
+    host_checks: bool,
+    overrides: Optional[dict],
+    config_id: Optional[str] = None,
+) -> Config:
     problems: list[Problem] = []
     source = Source({os.path.abspath(k): v for k, v in (overrides or {}).items()})
-    lexer = Lexer(source, problems.append)
+    lexer = Lexer(source, problems.append, config_id)
     if text is None:
         try:
             text = source.read(path)
@@ -1569,14 +1575,27 @@ def sorted_problems(problems: list[Problem], files: list[str]) -> list[Problem]:
     return sorted(unique, key=lambda p: (order.get(p.file, len(order)), p.line))
 
 
-def load(path: str, *, host_checks: bool = True, overrides: Optional[dict] = None) -> Config:
-    """Read, parse and check the configuration at `path` (and the files it includes)."""
-    return run(path, None, host_checks, overrides)
+def load(
+    path: str,
+    *,
+    host_checks: bool = True,
+    overrides: Optional[dict] = None,
+    config_id: Optional[str] = None,
+) -> Config:
+    """Read, parse and check the configuration at `path` (and the files it includes).
+    `config_id` selects `@ID` lines, as keepalived's `-i` (None: the host name's first part)."""
+    return run(path, None, host_checks, overrides, config_id)
 
 
-def loads(text: str, filename: str = "<string>", *, host_checks: bool = False) -> Config:
+def loads(
+    text: str,
+    filename: str = "<string>",
+    *,
+    host_checks: bool = False,
+    config_id: Optional[str] = None,
+) -> Config:
     """Parse and check configuration text; includes are resolved relative to `filename`."""
-    return run(filename, text, host_checks, None)
+    return run(filename, text, host_checks, None, config_id)
 
 
 # block of a vrrp_instance -> the VrrpInstance list its entries go to

@@ -106,7 +106,7 @@ def _status_code(read, node, url: Url) -> None:
     for word in node.args:
         low_text, _dash, high_text = word.partition("-")
         low = _status(low_text, 100)
-        high = _status(high_text, low) if high_text else low
+        high = _status(high_text, low) if high_text and low is not None else low
         if low is None or high is None:
             read.warning(node, f"Invalid HTTP_GET status code '{word}'")  # keepalived skips it
             continue
