@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
 
 from lvsagent.config import loads  # noqa: E402
-from lvsagent.lvs import LvsEngine  # noqa: E402
+from lvsagent.lvs.engine import LvsEngine  # noqa: E402
 from lvsagent.lvs.netlink_thread import IpvsThread  # noqa: E402
 from lvsagent.vrrp.machine import LoopClock  # noqa: E402
 

@@ -77,7 +77,7 @@ async def process_delays(directory: str, trials: int) -> list[float]:
 
 def scan_cost(with_cmdline: bool, rounds: int = 20) -> tuple[float, int]:
     started = time.perf_counter()
-    for _ in range(rounds):
+    for _round in range(rounds):
         count = len(read_processes("/proc", with_cmdline))
     return (time.perf_counter() - started) / rounds, count
 

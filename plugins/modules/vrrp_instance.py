@@ -187,7 +187,7 @@ options:
       - Ask a running agent to reload after a change.
       - The agent refuses a reload that leaves no C(vrrp_instance) and no C(virtual_server)
         (an emptied file is the likelier cause), except when this module removes an instance
-        with O(state=absent): that request says so explicitly.
+        with O(state=absent), which asks for exactly that.
     type: bool
     default: true
 notes:

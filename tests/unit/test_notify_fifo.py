@@ -47,7 +47,7 @@ def test_a_full_fifo_drops_lines_and_never_blocks(tmp_path, caplog):
     async def scenario():
         fifo = NotifyFifo(str(path), None)
         fifo.open()
-        for _ in range(10000):  # far more than the pipe holds
+        for _line in range(10000):  # far more than the pipe holds
             fifo.write('INSTANCE "VI_1" MASTER 100\n')
         dropped = fifo.dropped
         await fifo.close()
@@ -84,7 +84,7 @@ def test_fifo_script_reads_the_fifo_given_as_last_argument(tmp_path):
         fifo = NotifyFifo(str(path), script)
         fifo.open()
         fifo.write('INSTANCE "VI_1" FAULT 100\n')
-        for _ in range(200):
+        for _line in range(200):
             if out.exists() and out.read_text():
                 break
             await asyncio.sleep(0.05)

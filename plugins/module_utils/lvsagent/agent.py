@@ -176,7 +176,7 @@ class Agent:
         if not declared and not await asyncio.to_thread(owned.load):
             return
         from .ipvs import IpvsError
-        from .lvs import LvsEngine
+        from .lvs.engine import LvsEngine
         from .lvs.netlink_thread import IpvsThread
 
         try:

@@ -77,7 +77,7 @@ def test_keepalived_and_check_config_agree_on_the_corpus_file(director, name, tm
     warnings = []
     for line in ours.stdout.splitlines():
         if line.startswith(prefix) and ": warning: " in line:
-            number, _, message = line[len(prefix) :].partition(": warning: ")
+            number, _sep, message = line[len(prefix) :].partition(": warning: ")
             warnings.append((int(number), message))
     ours_security = [w for w in warnings if w[1].startswith(OUR_SCRIPT_HOST_WARNINGS)]
     assert bool(ours_security) == (SCRIPT_SECURITY in output), "script security warnings differ"

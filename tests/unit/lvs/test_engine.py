@@ -21,9 +21,9 @@ from lvsagent.config.model import (
     VrrpInstance,
 )
 from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
-from lvsagent.lvs import LvsEngine
 from lvsagent.lvs.checkers.misc import MiscCheck
 from lvsagent.lvs.checkers.tcp import TcpCheck
+from lvsagent.lvs.engine import LvsEngine
 from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..lvs.checkers import KINDS as CHECKER_KINDS
+from ..lvs import checkers  # the registry; read at parse time (it imports this package)
 from ..lvs.checkers.base import DROPPED
 from ..scripts import split_command
 from . import checks
@@ -231,7 +231,7 @@ class Builder:
             "virtual_server": self.virtual_server_table(),
             "real_server": self.real_server_table(),
         }
-        for name, kind in CHECKER_KINDS.items():
+        for name, kind in checkers.KINDS.items():
             self.tables[name] = {**self.checker_table(kind.connection), **kind.keywords(self)}
             self.tables.update(kind.blocks(self))
         self.everywhere = {keyword for table in self.tables.values() for keyword in table}
@@ -1432,7 +1432,7 @@ class Builder:
                 "real server delay_loop '{value}' invalid - ignoring",
             ),
         }
-        for name in CHECKER_KINDS:
+        for name in checkers.KINDS:
             table[name] = self.checker
         for name in INHERITED_CHECKER_OPTIONS:
             table[name] = self.checker_default
@@ -1480,7 +1480,7 @@ class Builder:
     def checker(self, node: Node, real: RealServer) -> None:
         """A checker block: its kind's model, read with the kind's keywords."""
         self.require_block(node)
-        kind = CHECKER_KINDS[node.keyword]
+        kind = checkers.KINDS[node.keyword]
         checker = kind.model(kind=node.keyword, location=location(node))
         state = self.walk(node, node.keyword, checker)
         if not self.tainted(node):
@@ -1514,7 +1514,7 @@ class Builder:
             if pending.real_server.delay_loop is not None
             else server.delay_loop,
         )
-        CHECKER_KINDS[checker.kind].complete(checker, pending.real_server, server)
+        checkers.KINDS[checker.kind].complete(checker, pending.real_server, server)
 
 
 def run(

@@ -1,7 +1,5 @@
-"""IPVS load balancing: health checkers, the reconciler and the engine that drives them."""
+"""IPVS load balancing: health checkers, the reconciler and the engine that drives them.
 
-from __future__ import annotations
-
-from .engine import LvsEngine
-
-__all__ = ["LvsEngine"]
+The engine is imported from `lvs.engine`, not from here: the config layer reads the checker
+registry (`lvs.checkers`), and the engine reads the config layer.
+"""

@@ -50,7 +50,7 @@ def read_processes(proc: str, with_cmdline: bool) -> list[Process]:
         try:
             with open(f"{proc}/{pid}/stat", "rb") as stat:
                 text = stat.read()
-            head, _, tail = text.rpartition(b")")
+            head, _paren, tail = text.rpartition(b")")
             comm = head.split(b"(", 1)[1].decode(errors="replace")
             if tail.split()[0] in (b"Z", b"X"):
                 continue
@@ -67,7 +67,7 @@ def read_processes(proc: str, with_cmdline: bool) -> list[Process]:
 def process_matches(track: TrackProcess, process: Process) -> bool:
     if not matches_command_line(track):
         return process.comm == track.process
-    program, _, arguments = process.cmdline.partition(b"\0")
+    program, _nul, arguments = process.cmdline.partition(b"\0")
     if program != os.fsencode(track.process):
         return False
     wanted = b"".join(os.fsencode(param) + b"\0" for param in track.params)
