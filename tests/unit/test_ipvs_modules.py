@@ -314,7 +314,7 @@ def test_service_keeps_a_persistence_engine_set_by_others(run, kernel, client):
 def test_service_refuses_duplicate_realservers_before_any_change(run, kernel, servers, message):
     result = run("ipvs_service", {**WEB, "realservers": servers})
     assert result["failed"] is True and result["msg"] == message
-    assert kernel.services == {} and not any(cmd != "get" for _, cmd in kernel.commands)
+    assert kernel.services == {} and not any(command[1] != "get" for command in kernel.commands)
 
 
 def test_service_failing_part_way_reports_what_it_changed(run, kernel, client, monkeypatch):
