@@ -28,7 +28,8 @@ description:
     restores them, removes the VIPs and the persisted files.
   - Where C(/proc/sys) is read-only (a container) and the values already match, the module
     succeeds without writing them; where they differ it fails and names the sysctl.
-  - VIPs that are not listed are left alone; a listed VIP that already exists keeps its label.
+  - VIPs that are not listed are left alone unless the module added them; a listed VIP that
+    already exists keeps its label.
 requirements:
   - pyroute2 >= 0.9.6
 author:
@@ -48,6 +49,8 @@ options:
     description:
       - Virtual IP addresses to hold on O(interface), IPv4 or IPv6, without a prefix or with
         V(/32) or V(/128), and without a scope (V(%ZONE)).
+      - A VIP the module added before (recorded in O(state_file)) and no longer listed is
+        removed; a VIP it found already there is never removed.
       - With O(state=absent), these and the VIPs the module added before are removed.
     type: list
     elements: str
@@ -92,6 +95,9 @@ options:
   persist:
     description:
       - Write the C(sysctl.d) file and the systemd unit so that the settings survive a reboot.
+      - V(false) removes the C(sysctl.d) file, the unit and its link written by an earlier
+        O(persist=true) (a file is removed only if it carries this module's header); the
+        settings are still applied now.
     type: bool
     default: true
   sysctl_file:

@@ -14,7 +14,9 @@ version_added: 0.1.0
 description:
   - Adds, changes or removes one real server (destination) of an existing virtual service in
     the kernel's IPVS table over netlink, as C(ipvsadm -a/-e/-d) would.
-  - Fails when the virtual service does not exist; create it with M(lvs.ha.ipvs_service).
+  - Fails when the virtual service does not exist and O(state=present); create it with
+    M(lvs.ha.ipvs_service). With O(state=absent) a missing service means the real server is
+    already gone (also in check mode, where an earlier task only predicted the service).
   - Options left out keep the value the kernel holds, so a real server made by C(ipvsadm) is
     left alone unless it conflicts with what is asked. A change is made in place, so the
     connections of the real server survive it.
@@ -189,11 +191,14 @@ class RealServerManager:
             params["fwmark"],
             FAMILIES[params["family"]],
         )
-        if client.service(self.key) is None:
+        if client.service(self.key) is not None:
+            self.destinations = client.destinations(self.key)
+        elif params["state"] == "absent":  # gone with its service, as asked
+            self.destinations = []
+        else:
             raise IpvsError(
                 f"virtual service {self.key} does not exist: create it with lvs.ha.ipvs_service"
             )
-        self.destinations = client.destinations(self.key)
         self.desired = desired_destination(self.destinations, self.key, params)
         self.current = self.find(self.destinations)
         self.after = realserver_view(self.current)

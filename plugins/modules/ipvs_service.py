@@ -16,7 +16,8 @@ description:
     as C(ipvsadm -A/-E/-D) would.
   - A service is named either by O(address), O(port) and O(protocol), or by O(fwmark).
   - Options left out keep the value the kernel holds, so a service made by C(ipvsadm) is left
-    alone unless it conflicts with what is asked.
+    alone unless it conflicts with what is asked. A persistence engine set by others
+    (C(ipvsadm --pe sip)) is kept when the service is changed.
   - Uses the same IPVS layer as the lvs-agent reconciler, so both read the table alike.
 requirements:
   - pyroute2 >= 0.9.6
@@ -98,6 +99,8 @@ options:
     description:
       - Real servers this service should have. Each is added or changed as
         M(lvs.ha.ipvs_realserver) would do; others are kept unless O(purge_realservers).
+      - Two entries naming the same real server (address and port) are refused before
+        anything is changed.
     type: list
     elements: dict
     suboptions:
@@ -199,7 +202,19 @@ service:
         weight: 1
         upper_threshold: 0
         lower_threshold: 0
+done:
+  description:
+    - What was already changed when a kernel error stopped the task part-way (the task then
+      fails with C(changed=true)), e.g. V(created service [192.168.179.199]:80).
+  returned: on failure after a partial change
+  type: list
+  elements: str
+  sample:
+    - created service [192.168.179.199]:80
+    - added real server [192.168.179.10]:80
 """
+
+from contextlib import suppress
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import (
@@ -209,8 +224,10 @@ from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import (
 )
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
     SCHEDULERS,
+    IpvsError,
     Service,
     desired_destination,
+    format_endpoint,
     plan_destinations,
     service_key_from,
     with_changes,
@@ -268,24 +285,54 @@ class ServiceManager:
             persistence_netmask=params["persistence_netmask"],
             flags=self.desired_flags(),
         )
-        declared = [
-            desired_destination(self.current_destinations, self.key, entry)
-            for entry in params["realservers"] or []
-        ]
         plan = plan_destinations(
-            self.current_destinations, declared, purge=params["purge_realservers"]
+            self.current_destinations,
+            self.declared_destinations(),
+            purge=params["purge_realservers"],
         )
         service_changes = self.current != desired
         self.changed = service_changes or plan.changed
         if self.module.check_mode:
             self.after = service_view(desired, plan.result(self.current_destinations))
             return
-        if self.current is None:
-            self.client.add_service(desired)
-        elif service_changes:
-            self.client.edit_service(desired)
-        plan.apply(self.client, self.key)
+        done = []
+        try:
+            if self.current is None:
+                self.client.add_service(desired)
+                done.append(f"created service {self.key}")
+            elif service_changes:
+                self.client.edit_service(desired)
+                done.append(f"changed service {self.key}")
+            plan.apply(self.client, self.key, done)
+        except IpvsError as exc:
+            self.fail_part_way(exc, done)
         self.read_back()
+
+    def declared_destinations(self):
+        """The real servers of `realservers`; two entries naming the same address and port
+        are refused before anything changes (which one should win?)."""
+        declared = []
+        seen = {}
+        for index, entry in enumerate(self.module.params["realservers"] or []):
+            dest = desired_destination(self.current_destinations, self.key, entry)
+            endpoint = (dest.address, dest.port)
+            if endpoint in seen:
+                raise ValueError(
+                    f"realservers[{index}]: {format_endpoint(*endpoint)} is already "
+                    f"realservers[{seen[endpoint]}]"
+                )
+            seen[endpoint] = index
+            declared.append(dest)
+        return declared
+
+    def fail_part_way(self, exc, done):
+        """A kernel error after some changes: the task failed, but it did change the table."""
+        if not done:
+            raise exc
+        with suppress(IpvsError):  # when the table cannot be read back, `done` says it all
+            self.read_back()
+        results = dict(self.results(), changed=True, done=done)
+        self.module.fail_json(msg=f"{exc} (already done: {'; '.join(done)})", **results)
 
     def absent(self):
         if self.current is None:

@@ -19,7 +19,8 @@ description:
     written and the task fails with every problem as C(FILE:LINE: message)."
   - O(main_config) must include the file (for example C(include /etc/lvs-agent/conf.d/*.conf));
     otherwise the task fails and says which line to add.
-  - The file is replaced atomically, with mode C(0600) since it may hold O(auth_pass).
+  - The file is replaced atomically, with mode C(0600) since it may hold O(auth_pass); it keeps
+    the owner, group and SELinux context of the file it replaces. A wrong mode is repaired.
   - When the file changed and the agent's control socket exists, the running agent is asked to
     reload; the instance's live state (MASTER/BACKUP/FAULT, effective priority) is returned
     whenever the agent answers.
@@ -37,7 +38,10 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in
       check_mode), when in diff mode.
     support: full
-    details: The file before and after, with the password shown as C(********).
+    details:
+      - Two entries; the file's text before and after, with the password shown as
+        C(********); then its path, state and mode before and after (a mode-only repair
+        shows there).
 options:
   name:
     description:
@@ -291,11 +295,14 @@ live:
 """
 
 import os
+import re
+from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent import files
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.config import (
     ConfigError,
+    Problem,
     Script,
     VrrpInstance,
     dropin,
@@ -317,6 +324,22 @@ FILE_MODE = 0o600
 VIP_KEYS = {"address": None, "broadcast": "brd", "dev": "dev", "scope": "scope"}
 VIP_KEYS.update({"label": "label", "peer": "peer", "no_track": "no_track"})
 TRACK_KEYS = {"name": None, "weight": "weight", "reverse": "reverse"}
+# keepalived's block of each list option
+BLOCK_OF_OPTION = {
+    "unicast_peers": "unicast_peer",
+    "virtual_ipaddresses": "virtual_ipaddress",
+    "virtual_ipaddresses_excluded": "virtual_ipaddress_excluded",
+    "track_interfaces": "track_interface",
+    "track_scripts": "track_script",
+}
+OPTION_OF_BLOCK = {block: option for option, block in BLOCK_OF_OPTION.items()}
+ENTRY_KEYS = {
+    "unicast_peers": {"address": None},
+    "virtual_ipaddresses": VIP_KEYS,
+    "virtual_ipaddresses_excluded": VIP_KEYS,
+    "track_interfaces": TRACK_KEYS,
+    "track_scripts": TRACK_KEYS,
+}
 
 ARGUMENT_SPEC = {
     "name": {"type": "str", "required": True},
@@ -356,15 +379,16 @@ class AgentRefused(Exception):
 # ---- options -> model ------------------------------------------------------------------------
 
 
-def entry_words(option: str, value, keys: dict) -> list:
-    """A dict entry (address/dev/label..., name/weight/reverse) as keepalived's words."""
+def entry_words(element: str, value, keys: dict) -> list:
+    """A dict entry (address/dev/label..., name/weight/reverse) as keepalived's words;
+    `element` names it in errors (virtual_ipaddresses[2])."""
     unknown = sorted(set(value) - set(keys))
     if unknown:
         known = ", ".join(keys)
-        raise OptionError(f"{option}: unknown key(s) {', '.join(unknown)}; known: {known}")
+        raise OptionError(f"{element}: unknown key(s) {', '.join(unknown)}; known: {known}")
     first = next(iter(keys))
     if value.get(first) in (None, ""):
-        raise OptionError(f"{option}: '{first}' is required")
+        raise OptionError(f"{element}: '{first}' is required")
     words = [str(value[first])]
     for key, keyword in list(keys.items())[1:]:
         content = value.get(key)
@@ -376,17 +400,50 @@ def entry_words(option: str, value, keys: dict) -> list:
 
 def entry(option: str, index: int, block: str, value, keys: dict):
     """One list element of an option, read by the agent's parser as a line of `block`."""
+    element = f"{option}[{index}]"
     if isinstance(value, dict):
-        text = statement(*entry_words(option, value, keys))
+        text = statement(*entry_words(element, value, keys))
     elif isinstance(value, str):
         text = value
     else:
-        raise OptionError(f"{option}[{index}]: expected a string or a dict")
+        raise OptionError(f"{element}: expected a string or a dict")
     try:
-        return parse_entry(block, text, f"{option}[{index}]")
+        return parse_entry(block, text, element)
     except ConfigError as error:
-        messages = [f"{option}[{index}]: {problem.message}" for problem in error.problems]
+        messages = [f"{element}: {problem.message}" for problem in error.problems]
         raise OptionError("; ".join(messages)) from None
+
+
+def element_lines(text: str) -> dict:
+    """{line number: [(element, its first word)]} of a rendered instance: an entry's line holds
+    one element (virtual_ipaddresses[2]), a list block's opening line all of the block's (the
+    checks put a problem of a plain address there)."""
+    lines = {}
+    block = None
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if block is None:
+            if len(words) == 2 and words[1] == "{" and words[0] in OPTION_OF_BLOCK:
+                option, block = OPTION_OF_BLOCK[words[0]], []
+                lines[number] = block
+        elif words == ["}"]:
+            block = None
+        else:
+            element = (f"{option}[{len(block)}]", words[0])
+            block.append(element)
+            lines[number] = [element]
+    return lines
+
+
+def element_named(problem: Problem, lines: dict) -> Problem:
+    """The problem with the list element it is about in front (the one whose first word the
+    message quotes when the problem sits on a block's opening line)."""
+    elements = lines.get(problem.line, [])
+    if len(elements) > 1:
+        elements = [e for e in elements if re.search(rf"\b{re.escape(e[1])}\b", problem.message)]
+    if len(elements) != 1:
+        return problem
+    return replace(problem, message=f"{elements[0][0]}: {problem.message}")
 
 
 def instance_from(params: dict) -> VrrpInstance:
@@ -411,27 +468,12 @@ def instance_from(params: dict) -> VrrpInstance:
     for option in NOTIFY_KEYWORDS:
         if params[option] is not None:
             setattr(instance, option, Script(params[option]))
-    instance.unicast_peers = [
-        entry("unicast_peers", index, "unicast_peer", peer, {"address": None})
-        for index, peer in enumerate(params["unicast_peers"])
-    ]
-    for option, block in (
-        ("virtual_ipaddresses", "virtual_ipaddress"),
-        ("virtual_ipaddresses_excluded", "virtual_ipaddress_excluded"),
-    ):
+    for option, block in BLOCK_OF_OPTION.items():
+        keys = ENTRY_KEYS[option]
         setattr(
             instance,
             option,
-            [entry(option, i, block, vip, VIP_KEYS) for i, vip in enumerate(params[option])],
-        )
-    for option, block in (
-        ("track_interfaces", "track_interface"),
-        ("track_scripts", "track_script"),
-    ):
-        setattr(
-            instance,
-            option,
-            [entry(option, i, block, track, TRACK_KEYS) for i, track in enumerate(params[option])],
+            [entry(option, i, block, value, keys) for i, value in enumerate(params[option])],
         )
     return instance
 
@@ -479,6 +521,8 @@ class VrrpInstanceManager:
         self.path = dropin.instance_path(self.params["config_dir"], self.params["name"])
         self.before = files.read(self.path)
         self.after = self.before
+        self.mode_before = files.mode_of(self.path)
+        self.mode_after = self.mode_before
         self.changed = False
         self.instance = {}
         self.reloaded = False
@@ -491,23 +535,26 @@ class VrrpInstanceManager:
                 self.params["main_config"], self.path, text, host_checks=self.params["host_checks"]
             )
         except ConfigError as error:
-            self.module.fail_json(
-                msg="the configuration would be invalid, nothing written:\n"
-                + "\n".join(str(problem) for problem in error.problems),
-                problems=[str(problem) for problem in error.problems],
-                file=self.path,
-            )
+            self.refuse("the configuration would be invalid", error.problems, text)
         # keepalived corrects or ignores what it warns about; in the file this module writes,
         # that means an option with a value keepalived would not run: fail instead
         own = [w for w in config.warnings if os.path.abspath(w.file) == self.path]
         if own:
-            self.module.fail_json(
-                msg="keepalived would not use these values, nothing written:\n"
-                + "\n".join(str(problem) for problem in own),
-                problems=[str(problem) for problem in own],
-                file=self.path,
-            )
+            self.refuse("keepalived would not use these values", own, text)
         return config
+
+    def refuse(self, reason: str, problems: list, text) -> None:
+        """Fails with every problem; one in a line of a list option names its element."""
+        lines = element_lines(text or "")
+        named = [
+            element_named(problem, lines) if os.path.abspath(problem.file) == self.path else problem
+            for problem in problems
+        ]
+        self.module.fail_json(
+            msg=f"{reason}, nothing written:\n" + "\n".join(str(problem) for problem in named),
+            problems=[str(problem) for problem in named],
+            file=self.path,
+        )
 
     def refuse_while_grouped(self) -> None:
         """keepalived would drop a missing member from its sync group: refuse instead."""
@@ -537,9 +584,20 @@ class VrrpInstanceManager:
             if os.path.abspath(loaded.location.file) == self.path:
                 self.instance = to_plain(loaded, locations=False)
         self.after = text
-        self.changed = text != self.before or files.mode_of(self.path) != FILE_MODE
+        self.mode_after = FILE_MODE
+        self.changed = text != self.before or self.mode_before != FILE_MODE
         if self.changed and not self.module.check_mode:
-            files.write_atomic(self.path, text, FILE_MODE)
+            self.write(text)
+
+    def write(self, text: str) -> None:
+        """Replaced atomically with the owner (write_atomic) and SELinux context the file had,
+        or the policy's default context for a new one, as Ansible's atomic_move does."""
+        if self.before is None:
+            context = self.module.selinux_default_context(self.path)
+        else:
+            context = self.module.selinux_context(self.path)
+        files.write_atomic(self.path, text, FILE_MODE)
+        self.module.set_context_if_different(self.path, context, False)
 
     def absent(self) -> None:
         if self.before is None:
@@ -547,6 +605,7 @@ class VrrpInstanceManager:
         self.refuse_while_grouped()
         self.validate(None)
         self.after = None
+        self.mode_after = None
         self.changed = True
         if not self.module.check_mode:
             files.remove(self.path)
@@ -575,13 +634,26 @@ class VrrpInstanceManager:
             "live": self.live,
         }
         if self.module._diff:
-            result["diff"] = {
-                "before": mask_secrets(self.before) or "",
-                "after": mask_secrets(self.after) or "",
-                "before_header": self.path,
-                "after_header": self.path,
-            }
+            result["diff"] = [
+                {
+                    "before": mask_secrets(self.before) or "",
+                    "after": mask_secrets(self.after) or "",
+                    "before_header": self.path,
+                    "after_header": self.path,
+                },
+                {  # a mode-only change shows too, as the file module shows it
+                    "before": file_attributes(self.path, self.mode_before),
+                    "after": file_attributes(self.path, self.mode_after),
+                },
+            ]
         return result
+
+
+def file_attributes(path: str, mode) -> dict:
+    """The file's attributes as the diff shows them (the file module's words)."""
+    if mode is None:
+        return {"path": path, "state": "absent"}
+    return {"path": path, "state": "file", "mode": f"{mode:04o}"}
 
 
 def main():

@@ -174,6 +174,46 @@ def test_absent_removes_vips_added_earlier_even_if_not_listed(run, kernel):
     assert addresses.addresses == ["127.0.0.1/8", "::1/128"]
 
 
+def test_vips_dropped_from_the_list_leave_lo_only_if_this_module_added_them(run, kernel):
+    _proc, addresses = kernel
+    addresses.addresses.append("192.0.2.99/32")  # there before, put by someone else
+    run({"vips": ["192.0.2.10", "192.0.2.11", "192.0.2.99"]})
+    check = run({"vips": ["192.0.2.11"]}, check=True)
+    assert check["changed"] is True
+    assert check["diff"]["before"]["vips"] == ["192.0.2.10/32", "192.0.2.11/32"]
+    assert check["diff"]["after"]["vips"] == ["192.0.2.11/32"]
+    assert "192.0.2.10/32" in addresses.addresses
+
+    assert run({"vips": ["192.0.2.11"]})["changed"] is True
+    assert addresses.addresses == ["127.0.0.1/8", "::1/128", "192.0.2.99/32", "192.0.2.11/32"]
+    assert run({"vips": ["192.0.2.11"]})["changed"] is False
+    run({"state": "absent"})
+    assert addresses.addresses == ["127.0.0.1/8", "::1/128", "192.0.2.99/32"]
+
+
+def test_persist_false_removes_what_persist_true_wrote(run, kernel, tmp_path):
+    proc, addresses = kernel
+    persisted = run(VIPS)
+    unwritten = run({**VIPS, "persist": False})
+    assert unwritten["changed"] is True
+    assert unwritten["diff"]["after"]["files"] == {
+        persisted["sysctl_file"]: "",
+        persisted["unit_file"]: "",
+    }
+    assert set(files_under(tmp_path)) == {str(tmp_path / "state" / "arp.json")}
+    assert "192.0.2.10/32" in addresses.addresses  # applied now, only not persisted
+    assert proc.values["net.ipv4.conf.all.arp_ignore"] == "1"
+    assert run({**VIPS, "persist": False})["changed"] is False
+
+
+def test_persist_false_leaves_a_file_it_did_not_write(run, kernel, tmp_path):
+    foreign = tmp_path / "sysctl.d" / "90-arp.conf"
+    foreign.parent.mkdir()
+    foreign.write_text("net.ipv4.conf.all.arp_ignore = 1\n")
+    assert run({**VIPS, "persist": False})["sysctl_file"] is None
+    assert foreign.read_text() == "net.ipv4.conf.all.arp_ignore = 1\n"
+
+
 def test_values_already_right_are_not_remembered_or_written(run, kernel):
     proc, _addresses = kernel
     proc.values.update({k: ("1" if k.endswith("ignore") else "2") for k in KEYS})

@@ -3,15 +3,18 @@ check mode, diff. The real kernel is exercised in tests/integration/ipvs."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ipvs_fake import FakeIpvsNetlink
+from pyroute2.netlink.exceptions import NetlinkError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = subprocess.check_output([os.path.join(REPO, "tools", "collection-path")], text=True)
@@ -259,3 +262,74 @@ def test_info_returns_the_table_as_data(run, client):
         ("10.0.0.3", 2),
     ]
     assert set(web["realservers"][0]) >= {"active_connections", "inactive_connections", "stats"}
+
+
+# -- found in review ------------------------------------------------------------------------
+
+
+def test_realserver_absent_without_its_service_is_ok(run, client):
+    gone = run("ipvs_realserver", {**SERVER, "state": "absent"})
+    assert gone.get("failed") is None and gone["changed"] is False
+    assert gone["realserver"] == {}
+    run("ipvs_service", WEB, check=True)  # "would create": nothing in the kernel
+    predicted = run("ipvs_realserver", {**SERVER, "state": "absent"}, check=True)
+    assert predicted.get("failed") is None and predicted["changed"] is False
+    assert client.service(WEB_KEY) is None
+
+
+def test_service_keeps_a_persistence_engine_set_by_others(run, kernel, client):
+    kernel.put_service(
+        {
+            "IPVS_SVC_ATTR_PROTOCOL": socket.IPPROTO_UDP,
+            "IPVS_SVC_ATTR_ADDR": "10.0.0.100",
+            "IPVS_SVC_ATTR_PORT": 5060,
+            "IPVS_SVC_ATTR_SCHED_NAME": "rr",
+            "IPVS_SVC_ATTR_FLAGS": {"flags": 0x1, "mask": 0xFFFFFFFF},
+            "IPVS_SVC_ATTR_TIMEOUT": 300,
+            "IPVS_SVC_ATTR_NETMASK": "255.255.255.255",
+            "IPVS_SVC_ATTR_PE_NAME": "sip",
+        }
+    )
+    key = ipvs.ServiceKey.for_address("10.0.0.100", 5060, "udp")
+    args = {"address": "10.0.0.100", "port": 5060, "protocol": "udp", "scheduler": "wlc"}
+    assert run("ipvs_service", args)["changed"] is True
+    assert ("service", "set") in kernel.commands
+    service = client.service(key)
+    assert service.scheduler == "wlc" and service.persistence_engine == "sip"
+
+
+@pytest.mark.parametrize(
+    "servers, message",
+    [
+        (
+            [{"address": "10.0.0.2"}, {"address": "10.0.0.3"}, {"address": "10.0.0.2"}],
+            "realservers[2]: [10.0.0.2]:80 is already realservers[0]",
+        ),
+        (  # port left out is the service's port
+            [{"address": "10.0.0.2", "port": 80, "weight": 3}, {"address": "10.0.0.2"}],
+            "realservers[1]: [10.0.0.2]:80 is already realservers[0]",
+        ),
+    ],
+)
+def test_service_refuses_duplicate_realservers_before_any_change(run, kernel, servers, message):
+    result = run("ipvs_service", {**WEB, "realservers": servers})
+    assert result["failed"] is True and result["msg"] == message
+    assert kernel.services == {} and not any(command[1] != "get" for command in kernel.commands)
+
+
+def test_service_failing_part_way_reports_what_it_changed(run, kernel, client, monkeypatch):
+    real_dest = kernel.dest
+
+    def refuse_the_second_add(command, service, dest=None):
+        if command == "add" and kernel.destinations[(2, 6, "10.0.0.100", 80)]:
+            raise NetlinkError(errno.ENOMEM)
+        return real_dest(command, service, dest)
+
+    monkeypatch.setattr(kernel, "dest", refuse_the_second_add)
+    servers = [{"address": "10.0.0.2"}, {"address": "10.0.0.3"}]
+    result = run("ipvs_service", {**WEB, "realservers": servers})
+    assert result["failed"] is True and result["changed"] is True
+    assert result["done"] == ["created service [10.0.0.100]:80", "added real server [10.0.0.2]:80"]
+    assert "already done: created service" in result["msg"]
+    assert [d["address"] for d in result["service"]["realservers"]] == ["10.0.0.2"]
+    assert client.service(WEB_KEY) is not None

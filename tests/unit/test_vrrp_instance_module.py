@@ -102,14 +102,49 @@ def test_second_run_is_unchanged(run, file_of):
     assert run(args)["changed"] is True
     again = run(args)
     assert again["changed"] is False
-    assert again["diff"]["before"] == again["diff"]["after"]
+    assert again["diff"][0]["before"] == again["diff"][0]["after"]
 
 
-def test_a_wrong_file_mode_is_repaired(run, file_of):
-    run({})
+def test_a_wrong_file_mode_is_repaired_and_shown_in_the_diff(run, file_of):
+    first = run({})
+    assert first["diff"][1] == {
+        "before": {"path": file_of, "state": "absent"},
+        "after": {"path": file_of, "state": "file", "mode": "0600"},
+    }
     os.chmod(file_of, 0o644)
-    assert run({})["changed"] is True
+    repaired = run({})
+    assert repaired["changed"] is True
     assert stat.S_IMODE(os.stat(file_of).st_mode) == 0o600
+    assert repaired["diff"][0]["before"] == repaired["diff"][0]["after"]
+    assert repaired["diff"][1]["before"]["mode"] == "0644"
+    assert repaired["diff"][1]["after"]["mode"] == "0600"
+    assert run({})["diff"][1]["before"] == run({})["diff"][1]["after"]
+
+
+def test_a_rewritten_file_keeps_its_owner_and_group(run, file_of):
+    """Runs as root, as the module does (giving a file away needs it)."""
+    run({})
+    os.chown(file_of, 65534, 65534)
+    assert run({"priority": 120})["changed"] is True
+    written = os.stat(file_of)
+    assert (written.st_uid, written.st_gid) == (65534, 65534)
+
+
+def test_a_rewritten_file_keeps_its_selinux_context(run, file_of, monkeypatch):
+    basic = importlib.import_module("ansible.module_utils.basic")
+    contexts = {}
+    monkeypatch.setattr(
+        basic.AnsibleModule, "selinux_default_context", lambda self, path: ["default"]
+    )
+    monkeypatch.setattr(basic.AnsibleModule, "selinux_context", lambda self, path: ["kept"])
+    monkeypatch.setattr(
+        basic.AnsibleModule,
+        "set_context_if_different",
+        lambda self, path, context, changed: contexts.setdefault(path, []).append(context),
+    )
+    run({})
+    run({"priority": 120})
+    assert contexts == {file_of: [["default"], ["kept"]]}
 
 
 def test_dict_and_keepalived_string_forms_are_the_same(run, file_of):
@@ -184,9 +219,29 @@ def test_instance_from_round_trips_through_render(paths):
         ),
         (
             {"virtual_ipaddresses": [{"address": "10.0.0.1", "device": "lo"}]},
-            "virtual_ipaddresses: unknown key(s) device",
+            "virtual_ipaddresses[0]: unknown key(s) device",
         ),
-        ({"virtual_ipaddresses": [{"dev": "lo"}]}, "'address' is required"),
+        (
+            {"virtual_ipaddresses": ["10.0.0.1", {"dev": "lo"}]},
+            "virtual_ipaddresses[1]: 'address' is required",
+        ),
+        (
+            {"track_interfaces": ["lo", {"name": "lo", "weight": 5, "reversed": True}]},
+            "track_interfaces[1]: unknown key(s) reversed",
+        ),
+        (  # found by the checks of the whole configuration, at the entry's line
+            {"virtual_ipaddresses": ["10.0.0.1", "10.0.0.2", "fe80::1"]},
+            "vrrp_instance_VI_1.conf:10: virtual_ipaddresses[2]: (VI_1) fe80::1/128: all "
+            "virtual_ipaddress entries must be IPv4",
+        ),
+        (  # found at the block's line: the element is the one the message quotes
+            {"unicast_peers": ["10.0.0.7", "fe80::1", "10.0.0.8"], "unicast_src_ip": "10.0.0.1"},
+            "unicast_peers[1]: (VI_1) unicast_peer fe80::1 is not IPv4 like the instance",
+        ),
+        (
+            {"track_interfaces": ["lo", "nosuch0"]},
+            "warning: track_interfaces[1]: (VI_1) track_interface nosuch0 does not exist",
+        ),
         ({"virtual_ipaddresses": [["10.0.0.1"]]}, "expected a string or a dict"),
         (
             {"track_interfaces": ["eth0 weight 999"]},
@@ -269,7 +324,7 @@ def test_check_mode_writes_nothing(run, paths, file_of):
     result = run({"auth_pass": "s3cret"}, check=True)
     assert result["changed"] is True
     assert os.listdir(paths["config_dir"]) == []
-    assert "auth_pass ********" in result["diff"]["after"]
+    assert "auth_pass ********" in result["diff"][0]["after"]
     run({})
     before = files.read(file_of)
     assert run({"priority": 90}, check=True)["changed"] is True
@@ -281,7 +336,7 @@ def test_diff_masks_the_password_before_and_after(run, file_of):
     run({"auth_pass": "oldpass1"})
     result = run({"auth_pass": "newpass2"})
     assert result["changed"] is True
-    diff = result["diff"]
+    diff = result["diff"][0]
     assert "oldpass1" not in json.dumps(result) and "newpass2" not in json.dumps(result)
     assert "        auth_pass ********\n" in diff["before"]
     assert "        auth_pass ********\n" in diff["after"]
@@ -299,7 +354,7 @@ def test_a_hand_edited_file_is_masked_in_the_diff_wherever_the_password_sits(run
     result = run({})
     assert result["changed"] is True
     assert "Hx4d" not in json.dumps(result)
-    assert "auth_pass ********" in result["diff"]["before"]
+    assert "auth_pass ********" in result["diff"][0]["before"]
 
 
 def test_a_password_that_cannot_be_written_is_not_shown(run, file_of):
@@ -326,7 +381,7 @@ def test_another_files_passwords_stay_hidden_when_it_fails_validation(run, paths
 def test_absent_removes_the_file_once(run, file_of):
     run({})
     result = run({"state": "absent"})
-    assert result["changed"] is True and result["diff"]["after"] == ""
+    assert result["changed"] is True and result["diff"][0]["after"] == ""
     assert not os.path.exists(file_of)
     assert run({"state": "absent"})["changed"] is False
 

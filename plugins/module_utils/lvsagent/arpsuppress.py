@@ -278,28 +278,34 @@ class ArpSuppress:
         wanted = s.wanted_sysctls()
         current = {key: self.proc_sys.read(key) for key in wanted}
         on_link = set(self.addresses.list())
-        before = self._snapshot(wanted, s.vips, on_link)
+        state = self._state()
+        # VIPs this module added earlier (the state file says so) and no longer listed
+        dropped = [vip for vip in state["vips"] if vip not in s.vips]
+        before = self._snapshot(wanted, sorted([*s.vips, *dropped], key=_address_order), on_link)
 
         to_set = {key: value for key, value in wanted.items() if current[key] != value}
         self._refuse_read_only(to_set, current)
         to_add = [vip for vip in s.vips if vip not in on_link]
+        to_remove = [vip for vip in dropped if vip in on_link]
 
-        state = self._state()
         new_state = {
             "sysctls": {**{k: current[k] for k in to_set}, **state["sysctls"]},
-            "vips": sorted(set(state["vips"]) | set(to_add), key=_address_order),
+            "vips": sorted((set(state["vips"]) - set(dropped)) | set(to_add), key=_address_order),
         }
-        to_write = {}
         if s.persist:
-            to_write[s.sysctl_file] = sysctl_file_text(wanted)
-            to_write[s.unit_file] = unit_file_text(s) if s.vips else None
+            to_write = {
+                s.sysctl_file: sysctl_file_text(wanted),
+                s.unit_file: unit_file_text(s) if s.vips else None,
+            }
+        else:  # what an earlier persist=true wrote goes (a file of our own: our header)
+            to_write = {path: None for path in (s.sysctl_file, s.unit_file) if _ours(path)}
         if new_state != state:
             to_write[s.state_file] = json.dumps(new_state, indent=2, sort_keys=True) + "\n"
         to_write = {p: t for p, t in to_write.items() if files.read(p) != t}
         link_target = s.unit_file if s.persist and s.vips else None
         fix_link = _link_target(s.wants_link) != link_target
 
-        changed = bool(to_set or to_add or to_write or fix_link)
+        changed = bool(to_set or to_add or to_remove or to_write or fix_link)
         if changed and not self.check_mode:
             # the state file first: if anything below fails, the old values are remembered
             for path in sorted(to_write, key=lambda p: p != s.state_file):
@@ -308,6 +314,8 @@ class ArpSuppress:
                 self.proc_sys.write(key, value)
             for vip in to_add:
                 self.addresses.add(vip, s.label)
+            for vip in to_remove:
+                self.addresses.delete(vip)
             if fix_link:
                 _set_link(s.wants_link, link_target)
 
@@ -385,6 +393,11 @@ def _set_link(path: str, target: Optional[str]) -> None:
     if target:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.symlink(target, path)
+
+
+def _ours(path: str) -> bool:
+    """A file this module wrote (it starts with HEADER): persist=false may remove it."""
+    return (files.read(path) or "").startswith(HEADER)
 
 
 def _write_or_remove(path: str, text: Optional[str]) -> None:

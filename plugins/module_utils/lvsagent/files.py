@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import suppress
 from typing import Optional
 
 
@@ -27,7 +28,8 @@ def mode_of(path: str) -> Optional[int]:
 
 
 def write_atomic(path: str, text: str, mode: int = 0o600) -> None:
-    """Replace `path` in one step; the new file has `mode` from its creation (secrets inside),
+    """Replace `path` in one step; the new file has `mode` from its creation (secrets inside)
+    and the owner and group of the file it replaces (as Ansible's atomic_move keeps them);
     parent folders are created."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o755, exist_ok=True)
@@ -35,6 +37,7 @@ def write_atomic(path: str, text: str, mode: int = 0o600) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             os.fchmod(handle.fileno(), mode)
+            _keep_owner(handle.fileno(), path)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -43,6 +46,15 @@ def write_atomic(path: str, text: str, mode: int = 0o600) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _keep_owner(fd: int, path: str) -> None:
+    try:
+        existing = os.stat(path)
+    except FileNotFoundError:
+        return
+    with suppress(PermissionError):  # not root: the file becomes ours, as atomic_move lets it
+        os.fchown(fd, existing.st_uid, existing.st_gid)
 
 
 def remove(path: str) -> None:

@@ -334,13 +334,19 @@ class DestinationPlan:
         gone = {(d.address, d.port) for d in (*self.delete, *self.edit)}
         return [d for d in current if (d.address, d.port) not in gone] + self.edit + self.add
 
-    def apply(self, client: IpvsClient, key: ServiceKey) -> None:
+    def apply(self, client: IpvsClient, key: ServiceKey, done: Optional[list] = None) -> None:
+        """Deletes, edits, then adds; each step that succeeded is appended to `done`, so a
+        failure part-way can say what was already changed."""
+        done = [] if done is None else done
         for dest in self.delete:
             client.delete_destination(key, dest.address, dest.port)
+            done.append(f"deleted real server {format_endpoint(dest.address, dest.port)}")
         for dest in self.edit:
             client.edit_destination(key, dest)
+            done.append(f"changed real server {format_endpoint(dest.address, dest.port)}")
         for dest in self.add:
             client.add_destination(key, dest)
+            done.append(f"added real server {format_endpoint(dest.address, dest.port)}")
 
 
 def plan_destinations(current: list, desired: list, *, purge: bool = False) -> DestinationPlan:
@@ -599,6 +605,8 @@ def _service_request(key: ServiceKey, service: Optional[Service] = None):
         netmask=_encode_netmask(key.family, service.persistence_netmask),
         flags={"flags": service.flag_bits, "mask": 0xFFFFFFFF},
     )
+    if service.persistence_engine:  # a full entry without it makes the kernel drop the engine
+        fields["pe_name"] = service.persistence_engine
     return IPVSService(**fields)
 
 
