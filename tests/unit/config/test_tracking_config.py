@@ -345,3 +345,27 @@ def test_sync_group_tracking_weight_keeps_the_members_weights():
     assert [(t.name, t.weight) for t in other.track_scripts] == [("chk", -30)]
     assert [(t.name, t.weight) for t in first.track_interfaces] == [("eth2", -10)]
     assert not [w for w in warnings_of(config) if "ignoring" in w]
+
+
+def test_sync_group_with_an_address_owner_tracks_unweighted():
+    """keepalived's sync_group_tracking_init: a member at priority 255 clears the weights of
+    the group's tracking, for every member."""
+    config = parse(
+        two_members(
+            "priority 255",
+            " track_script {\n chk weight -30\n }\n track_interface {\n eth1 weight -10\n }\n",
+            "vrrp_script chk {\n script /bin/true\n}\n",
+        )
+    )
+    for instance in config.vrrp_instances:
+        assert [(t.name, t.weight) for t in instance.track_scripts] == [("chk", 0)]
+        assert [(t.name, t.weight) for t in instance.track_interfaces] == [("eth1", 0)]
+    warnings = warnings_of(config)
+    assert (
+        "28: (G) Cannot have weighted track script 'chk' with member having priority 255 - "
+        "clearing weight" in warnings
+    )
+    assert (
+        "31: (G) Cannot have weighted track interface 'eth1' with member having priority 255 - "
+        "clearing weight" in warnings
+    )

@@ -53,14 +53,16 @@ class TrackedKind:
     attribute: str
     keyword: str
     blocks: Optional[str]
-    remove: str = "vrrp instance"  # keepalived's words: "Remove ... config"
+    # keepalived's words: "Remove ... config"; "... with member having priority 255 - ..."
+    remove: str = "vrrp instance"
+    unweight: str = "clearing weight"
 
 
 TRACKED_KINDS = (
     TrackedKind("track_interfaces", "track_interface", None, "vrrp instance or sync group"),
     TrackedKind("track_scripts", "track_script", "vrrp_scripts"),
-    TrackedKind("track_files", "track_file", "track_files"),
-    TrackedKind("track_processes", "track_process", "track_processes"),
+    TrackedKind("track_files", "track_file", "track_files", unweight="setting weight 0"),
+    TrackedKind("track_processes", "track_process", "track_processes", unweight="setting weight 0"),
 )
 
 
@@ -377,9 +379,13 @@ class Checker:
                     )
                 else:
                     instance.sync_group = group.name
-                    members.append(member)
-                    self.take_group_tracking(group, instance)
-            group.group = members
+                    members.append(instance)
+                    self.check_owner_member(group, members)
+            group.group = [instance.name for instance in members]
+            if any(instance.priority == PRIORITY_OWNER for instance in members):
+                self.unweight_group_tracking(group)
+            for instance in members:
+                self.take_group_tracking(group, instance)
             if not members:
                 self.warning(
                     group.location, f"Sync group {group.name} has no virtual router(s). removing"
@@ -393,6 +399,38 @@ class Checker:
                     "this probably isn't what you want",
                 )
         self.config.sync_groups = kept
+
+    def check_owner_member(self, group: SyncGroup, members: list[VrrpInstance]) -> None:
+        """keepalived's warning (vrrp_sync_group_init) when a BACKUP member follows members
+        that are all initial MASTER and address owner: the group cannot start in one state."""
+        *before, last = members
+        if (
+            before
+            and last.state == "BACKUP"
+            and all(m.state == "MASTER" and m.priority == PRIORITY_OWNER for m in before)
+        ):
+            self.warning(
+                group.location,
+                f"Sync group {group.name} has some member(s) as address owner and some not as "
+                "address owner. This won't work.",
+            )
+
+    def unweight_group_tracking(self, group: SyncGroup) -> None:
+        """keepalived: with an address owner among the members, the group's tracking is
+        unweighted (a failure is FAULT) for every member."""
+        for kind in TRACKED_KINDS:
+            entries = []
+            for entry in getattr(group, kind.attribute):
+                if self.tracked_weight(kind, entry):
+                    self.warning(
+                        entry.location,
+                        f"({group.name}) Cannot have weighted {kind.keyword.replace('_', ' ')} "
+                        f"'{entry.name}' with member having priority {PRIORITY_OWNER} - "
+                        f"{kind.unweight}",
+                    )
+                    entry = replace(entry, weight=0)
+                entries.append(entry)
+            setattr(group, kind.attribute, entries)
 
     def take_group_tracking(self, group: SyncGroup, instance: VrrpInstance) -> None:
         """keepalived's rules (vrrp_complete_instance, sync_group_tracking_init): every member
