@@ -16,12 +16,14 @@ import time
 import pytest
 from vrrp_support import (
     VIP4,
+    VIP4_2,
     Agent,
     config,
     holders,
     holds,
     instance_block,
     stays,
+    sync_group_blocks,
     wait_single_holder,
 )
 
@@ -197,23 +199,36 @@ def test_notify_scripts_get_keepalived_arguments(pair, tmp_path):
 def test_sync_group_members_move_together(pair, tmp_path):
     d1, d2 = pair
     add_uplink(d1)
-    group = "vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
-
-    def blocks(priority, track=""):
-        return (
-            group
-            + instance_block(priority, extra=track)
-            + instance_block(priority, name="VI_2", vrid=52, vip="192.168.77.101/24")
-        )
-
-    a1 = Agent(d1, tmp_path, config(blocks(150, "  track_interface {\n    uplink\n  }\n")))
-    a1.start()
-    Agent(d2, tmp_path, config(blocks(100))).start()
+    track = "  track_interface {\n    uplink\n  }\n"
+    Agent(d1, tmp_path, config(sync_group_blocks(150, member_extra=track))).start()
+    Agent(d2, tmp_path, config(sync_group_blocks(100))).start()
     wait_single_holder(pair, d1)
-    wait_single_holder(pair, d1, vip="192.168.77.101")
+    wait_single_holder(pair, d1, vip=VIP4_2)
     d1.run(["ip", "link", "set", "uplink_peer", "down"])  # only VI_1 tracks it: both must move
     wait_single_holder(pair, d2, timeout=8)
-    wait_single_holder(pair, d2, vip="192.168.77.101", timeout=8)
+    wait_single_holder(pair, d2, vip=VIP4_2, timeout=8)
+
+
+def test_sync_group_track_script_failing_moves_every_member(pair, tmp_path):
+    """The group's track_script (weight 0) applies to both members: failing, it puts the group
+    in FAULT on d1, so both VIPs move to d2; succeeding again, both come back."""
+    d1, d2 = pair
+    flag = tmp_path / "healthy"
+    flag.write_text("")
+    script = f'vrrp_script chk {{\n  script "/usr/bin/test -e {flag}"\n  interval 0.5\n}}\n'
+    track = "  track_script {\n    chk\n  }\n"
+    a1 = Agent(d1, tmp_path, config(script, sync_group_blocks(150, group_extra=track))).start()
+    Agent(d2, tmp_path, config(sync_group_blocks(100))).start()
+    wait_single_holder(pair, d1)
+    wait_single_holder(pair, d1, vip=VIP4_2)
+    flag.unlink()
+    wait_single_holder(pair, d2, timeout=10)
+    wait_single_holder(pair, d2, vip=VIP4_2, timeout=10)
+    log = a1.log_text()
+    assert "(VI_1) Entering FAULT STATE" in log and "(VI_2) Entering FAULT STATE" in log
+    flag.write_text("")
+    wait_single_holder(pair, d1, timeout=10)
+    wait_single_holder(pair, d1, vip=VIP4_2, timeout=10)
 
 
 def test_reload_keeps_running_config_on_error_and_applies_a_good_one(pair, tmp_path):

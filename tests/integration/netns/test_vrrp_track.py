@@ -13,7 +13,15 @@ import signal
 import subprocess
 
 import pytest
-from vrrp_support import Agent, Keepalived, config, instance_block, wait_single_holder
+from vrrp_support import (
+    VIP4_2,
+    Agent,
+    Keepalived,
+    config,
+    instance_block,
+    sync_group_blocks,
+    wait_single_holder,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -159,22 +167,15 @@ def test_sync_group_track_file_moves_every_member(pair, tmp_path):
     value = tmp_path / "value"
     value.write_text("0\n")
 
-    def blocks(priority, group_tracking=""):
-        group = f"vrrp_sync_group G1 {{\n  group {{\n    VI_1\n    VI_2\n  }}\n{group_tracking}}}\n"
-        return (
-            group
-            + instance_block(priority)
-            + instance_block(priority, name="VI_2", vrid=52, vip="192.168.77.101/24")
-        )
-
     track = f"track_file tf {{\n  file {value}\n  weight -60\n}}\n"
-    Agent(d1, tmp_path, config(track, blocks(150, "  track_file {\n    tf\n  }\n"))).start()
-    Agent(d2, tmp_path, config(blocks(100))).start()
+    tracking = "  track_file {\n    tf\n  }\n"
+    Agent(d1, tmp_path, config(track, sync_group_blocks(150, group_extra=tracking))).start()
+    Agent(d2, tmp_path, config(sync_group_blocks(100))).start()
     wait_single_holder(pair, d1)
-    wait_single_holder(pair, d1, vip="192.168.77.101")
+    wait_single_holder(pair, d1, vip=VIP4_2)
     value.write_text("1\n")  # 150 - 60 = 90 < 100 on both members
     wait_single_holder(pair, d2, timeout=10)
-    wait_single_holder(pair, d2, vip="192.168.77.101", timeout=10)
+    wait_single_holder(pair, d2, vip=VIP4_2, timeout=10)
     value.write_text("0\n")
     wait_single_holder(pair, d1, timeout=10)
-    wait_single_holder(pair, d1, vip="192.168.77.101", timeout=10)
+    wait_single_holder(pair, d1, vip=VIP4_2, timeout=10)

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 MODULE_UTILS = REPO / "plugins" / "module_utils"
 PYTHON = os.environ.get("LVS_AGENT_PYTHON") or str(REPO / ".venv" / "bin" / "python")
 VIP4 = "192.168.77.100"
+VIP4_2 = "192.168.77.101"  # a second instance's
 VIP6 = "fd00:77::100"
 
 
@@ -38,6 +39,16 @@ def instance_block(
         f"  virtual_router_id {vrid}\n  priority {priority}\n  advert_int {advert_int:g}\n"
         f"  version {version}\n{auth}{extra}"
         f"  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
+    )
+
+
+def sync_group_blocks(priority: int, group_extra: str = "", member_extra: str = "") -> str:
+    """vrrp_sync_group G1 of VI_1 (VIP4) and VI_2 (vrid 52, VIP4_2); `member_extra` in VI_1."""
+    group = f"vrrp_sync_group G1 {{\n  group {{\n    VI_1\n    VI_2\n  }}\n{group_extra}}}\n"
+    return (
+        group
+        + instance_block(priority, extra=member_extra)
+        + instance_block(priority, name="VI_2", vrid=52, vip=f"{VIP4_2}/24")
     )
 
 

@@ -108,13 +108,18 @@ def test_a_group_of_addresses_without_protocol_is_udp_and_a_fwmark_group_is_left
     assert "7: virtual server [ADDR]: no protocol set - defaulting to UDP" in warnings_of(config)
 
 
-def test_global_tracking_changes_sync_group_tracking_so_it_is_refused():
+def test_global_tracking_is_deprecated_sync_group_tracking_weight():
     text = (
         "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
         " virtual_ipaddress {\n  10.0.0.1\n }\n}\n"
         "vrrp_sync_group G {\n group {\n  A\n }\n global_tracking\n}\n"
     )
-    assert "12: global_tracking: not supported by lvs-agent" in errors_of(text)
+    config = parse(text)
+    assert config.sync_groups[0].tracking_weight
+    assert (
+        "12: (G) global_tracking is deprecated. Use track_interface/script/file on the sync group"
+        in warnings_of(config)
+    )
 
 
 def test_lvs_sync_daemon_interface_in_an_instance_is_still_refused():

@@ -52,6 +52,7 @@ vrrp_sync_group SG {
     notify_fault /sg/fault
     notify_stop /sg/stop
     notify /sg/any
+    sync_group_tracking_weight
     track_script {
         chk_web
     }
@@ -155,6 +156,7 @@ def test_sync_group(vrrp_config):
     )
     assert commands(group.notify_stop, group.notify) == ("/sg/stop", "/sg/any")
     assert [t.name for t in group.track_scripts] == ["chk_web"]
+    assert group.tracking_weight  # the members keep their weighted track_interface entries
     assert [i.sync_group for i in vrrp_config.vrrp_instances] == ["SG", "SG"]
 
 
@@ -206,7 +208,7 @@ def test_tracking_with_weights(vrrp_config):
     ]
     # keepalived tracks a script once: the second line is ignored with a warning
     assert [(t.name, t.weight) for t in vi.track_scripts] == [("chk_web", None)]
-    assert "67: (VI_1) duplicate track_script chk_web - ignoring" in warnings_of(vrrp_config)
+    assert "68: (VI_1) duplicate track_script chk_web - ignoring" in warnings_of(vrrp_config)
 
 
 def test_instance_defaults():

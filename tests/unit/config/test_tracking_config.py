@@ -265,3 +265,107 @@ def test_a_process_name_longer_than_the_kernel_keeps_is_warned_about():
         "1: vrrp_track_process p: the kernel keeps 15 bytes of a process name, so "
         "'a-very-long-daem...' never matches; use full_command"
     ]
+
+
+def two_members(member_tracking: str, group_tracking: str, blocks: str = "") -> str:
+    second = instance_with("").replace("VI_1", "VI_2").replace("router_id 51", "router_id 52")
+    return (
+        blocks
+        + instance_with(member_tracking)
+        + second
+        + f"vrrp_sync_group G {{\n group {{\n VI_1\n VI_2\n }}\n{group_tracking}}}\n"
+    )
+
+
+def test_sync_group_scripts_and_interfaces_apply_to_every_member_as_keepalived():
+    """keepalived 2.2.7 (vrrp_complete_instance, sync_group_tracking_init): the group's
+    track_script / track_interface entries apply to each member, unweighted as written (a
+    failure is FAULT); a member's own weighted script is dropped, its weighted interface kept
+    unweighted."""
+    config = parse(
+        two_members(
+            "track_script {\n own\n}\ntrack_interface {\n eth2 weight -10\n}",
+            " track_script {\n chk\n }\n track_interface {\n eth1\n }\n",
+            "vrrp_script chk {\n script /bin/true\n}\n"
+            "vrrp_script own {\n script /bin/true\n weight -20\n}\n",
+        )
+    )
+    first, other = config.vrrp_instances
+    assert [t.name for t in first.track_scripts] == ["chk"] == [t.name for t in other.track_scripts]
+    assert [(t.name, t.weight) for t in first.track_interfaces] == [("eth2", 0), ("eth1", 0)]
+    assert [(t.name, t.weight) for t in other.track_interfaces] == [("eth1", 0)]
+    warnings = warnings_of(config)
+    assert "16: (VI_1) ignoring tracked script own with weights due to SYNC group" in warnings
+    assert "19: (VI_1) ignoring eth2 tracked interface weight due to SYNC group" in warnings
+
+
+def test_sync_group_entry_also_on_a_member_keeps_the_unweighted_one():
+    """keepalived's add_vrrp_to_track_script / add_vrrp_to_interface: the member's entry when
+    unweighted, else the group's weight; a track_file at the default weight 1 becomes
+    unweighted; a member's weighted track_process stays (keepalived 2.2.7 leaves it)."""
+    config = parse(
+        two_members(
+            "track_script {\n chk weight 0\n}\ntrack_file {\n tf\n}\n"
+            "track_process {\n tp weight -5\n}",
+            " track_script {\n chk weight -30\n }\n",
+            "vrrp_script chk {\n script /bin/true\n}\n"
+            "track_file tf {\n file /x\n}\n"
+            "vrrp_track_process tp {\n process sleep\n}\n",
+        )
+    )
+    first, other = config.vrrp_instances
+    assert [(t.name, t.weight) for t in first.track_scripts] == [("chk", 0)]
+    assert [(t.name, t.weight) for t in other.track_scripts] == [("chk", -30)]
+    assert [(t.name, t.weight) for t in first.track_files] == [("tf", 0)]
+    assert [(t.name, t.weight) for t in first.track_processes] == [("tp", -5)]
+    warnings = warnings_of(config)
+    assert (
+        "18: (VI_1) track_script chk is configured on VRRP instance and sync group. "
+        "Remove vrrp instance config" in warnings
+    )
+    assert (
+        "21: (VI_1) ignoring weight from tracked file tf due to SYNC group. specify weight 0"
+        in warnings
+    )
+
+
+def test_sync_group_tracking_weight_keeps_the_members_weights():
+    """sync_group_tracking_weight: a member's weighted entries stay; an entry in both takes the
+    group's weight."""
+    config = parse(
+        two_members(
+            "track_script {\n own\n chk weight -5\n}\ntrack_interface {\n eth2 weight -10\n}",
+            " sync_group_tracking_weight\n track_script {\n chk weight -30\n }\n",
+            "vrrp_script chk {\n script /bin/true\n}\n"
+            "vrrp_script own {\n script /bin/true\n weight -20\n}\n",
+        )
+    )
+    first, other = config.vrrp_instances
+    assert [(t.name, t.weight) for t in first.track_scripts] == [("own", None), ("chk", -30)]
+    assert [(t.name, t.weight) for t in other.track_scripts] == [("chk", -30)]
+    assert [(t.name, t.weight) for t in first.track_interfaces] == [("eth2", -10)]
+    assert not [w for w in warnings_of(config) if "ignoring" in w]
+
+
+def test_sync_group_with_an_address_owner_tracks_unweighted():
+    """keepalived's sync_group_tracking_init: a member at priority 255 clears the weights of
+    the group's tracking, for every member."""
+    config = parse(
+        two_members(
+            "priority 255",
+            " track_script {\n chk weight -30\n }\n track_interface {\n eth1 weight -10\n }\n",
+            "vrrp_script chk {\n script /bin/true\n}\n",
+        )
+    )
+    for instance in config.vrrp_instances:
+        assert [(t.name, t.weight) for t in instance.track_scripts] == [("chk", 0)]
+        assert [(t.name, t.weight) for t in instance.track_interfaces] == [("eth1", 0)]
+    warnings = warnings_of(config)
+    assert (
+        "28: (G) Cannot have weighted track script 'chk' with member having priority 255 - "
+        "clearing weight" in warnings
+    )
+    assert (
+        "31: (G) Cannot have weighted track interface 'eth1' with member having priority 255 - "
+        "clearing weight" in warnings
+    )

@@ -416,19 +416,26 @@ def test_track_process_quorum_moves_priority_or_faults():
     asyncio.run(scenario())
 
 
-def test_sync_group_members_follow_each_other():
-    text = conf_text(
-        prefix="vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
-    ) + conf_text().replace("VI_1", "VI_2").replace(
+def two_members(group_block):
+    """VI_1 and VI_2 (vrid 52, 192.168.77.101), after `group_block`."""
+    return conf_text(prefix=group_block) + conf_text().replace("VI_1", "VI_2").replace(
         "virtual_router_id 51", "virtual_router_id 52"
     ).replace("192.168.77.100", "192.168.77.101")
 
+
+def engine_on_fakes(config):
+    engine = VrrpEngine(config, asyncio.get_running_loop())
+    fakes = services(engine.loop)
+    engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
+    engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+    return engine, fakes
+
+
+def test_sync_group_members_follow_each_other():
+    text = two_members("vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n")
+
     async def scenario():
-        config = loads(text)
-        engine = VrrpEngine(config, asyncio.get_running_loop())
-        fakes = services(engine.loop)
-        engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
-        engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+        engine, fakes = engine_on_fakes(loads(text))
         seen = []
         engine.add_state_listener(lambda name, state: seen.append((name, state)))
         await engine.start()
@@ -448,11 +455,52 @@ def test_sync_group_members_follow_each_other():
     asyncio.run(scenario())
 
 
+class FakeScriptTracker(FakeTracker):
+    """A vrrp_script tracker whose result the test sets."""
+
+    def __init__(self, script):
+        super().__init__(script, not script.init_fail)
+        self.script = script
+
+    async def stop(self):
+        pass
+
+
+def test_sync_group_script_or_interface_failing_faults_every_member():
+    """keepalived's sync_group_tracking_init: the group's track_script / track_interface
+    (unweighted) apply to every member, so either failing is FAULT for the whole group."""
+    group = (
+        "vrrp_script chk {\n  script /bin/true\n}\n"
+        "vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n"
+        "  track_script {\n    chk\n  }\n  track_interface {\n    eth1\n  }\n}\n"
+    )
+    text = two_members(group)
+
+    async def scenario():
+        config = loads(text)
+        engine, fakes = engine_on_fakes(config)
+        chk = engine.scripts["chk"] = FakeScriptTracker(config.vrrp_scripts["chk"])
+        await engine.start()
+        members = engine.instances.values()
+        engine.instances["VI_1"].machine.force_master()
+        assert {i.machine.state for i in members} == {State.MASTER}
+        chk.set(False)
+        assert {i.machine.state for i in members} == {State.FAULT}
+        assert all("script chk failed" in i.machine.fault_reasons for i in members)
+        chk.set(True)
+        assert {i.machine.state for i in members} == {State.BACKUP}
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert all("interface eth1 failed" in i.machine.fault_reasons for i in members)
+        assert {i.machine.state for i in members} == {State.FAULT}
+        fakes.links.report("eth1", tracking.Link(3, True))
+        assert {i.machine.state for i in members} == {State.BACKUP}
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
 async def engine_with_fakes(text):
-    engine = VrrpEngine(loads(text), asyncio.get_running_loop())
-    fakes = services(engine.loop)
-    engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
-    engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+    engine, fakes = engine_on_fakes(loads(text))
     await engine.start()
     await asyncio.sleep(0)
     for instance in engine.instances.values():

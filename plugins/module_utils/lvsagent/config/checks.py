@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from ..lvs.checkers.misc import MiscCheck
@@ -42,6 +43,27 @@ VRRP_NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", 
 FIFO_SCRIPTS = ("notify_fifo_script", "vrrp_notify_fifo_script")
 
 Report = Callable[[Problem], None]
+
+
+@dataclass(frozen=True)
+class TrackedKind:
+    """One kind of tracked object: the entries' attribute (of VrrpInstance and SyncGroup),
+    keyword, and the Config attribute holding the blocks by name (None for interfaces)."""
+
+    attribute: str
+    keyword: str
+    blocks: Optional[str]
+    # keepalived's words: "Remove ... config"; "... with member having priority 255 - ..."
+    remove: str = "vrrp instance"
+    unweight: str = "clearing weight"
+
+
+TRACKED_KINDS = (
+    TrackedKind("track_interfaces", "track_interface", None, "vrrp instance or sync group"),
+    TrackedKind("track_scripts", "track_script", "vrrp_scripts"),
+    TrackedKind("track_files", "track_file", "track_files", unweight="setting weight 0"),
+    TrackedKind("track_processes", "track_process", "track_processes", unweight="setting weight 0"),
+)
 
 
 class Checker:
@@ -338,6 +360,8 @@ class Checker:
                     f"vrrp_sync_group {group.name} already defined at {group_names[group.name]}",
                 )
             group_names.setdefault(group.name, group.location)
+            self.check_tracked(f"vrrp_sync_group {group.name}", group)
+            self.drop_unknown_scripts(group)
             members = []
             for member in group.group:
                 instance = instances.get(member)
@@ -355,9 +379,13 @@ class Checker:
                     )
                 else:
                     instance.sync_group = group.name
-                    members.append(member)
-                    self.take_group_tracking(group, instance)
-            group.group = members
+                    members.append(instance)
+                    self.check_owner_member(group, members)
+            group.group = [instance.name for instance in members]
+            if any(instance.priority == PRIORITY_OWNER for instance in members):
+                self.unweight_group_tracking(group)
+            for instance in members:
+                self.take_group_tracking(group, instance)
             if not members:
                 self.warning(
                     group.location, f"Sync group {group.name} has no virtual router(s). removing"
@@ -370,34 +398,94 @@ class Checker:
                     f"Sync group {group.name} has only 1 virtual router(s) - "
                     "this probably isn't what you want",
                 )
-            self.check_tracked(f"vrrp_sync_group {group.name}", group)
-            self.drop_unknown_scripts(group)
         self.config.sync_groups = kept
 
-    def take_group_tracking(self, group: SyncGroup, instance: VrrpInstance) -> None:
-        """keepalived's rules for a member's track_file / track_process: its own weighted
-        entries are ignored (logged), its unweighted ones stay, and the group's apply to it with
-        the group's weights."""
-        kinds = (
-            ("track_files", self.config.track_files, "tracked file"),
-            ("track_processes", self.config.track_processes, "tracked process"),
-        )
-        for attribute, blocks, what in kinds:
-            kept = []
-            for track in getattr(instance, attribute):
-                block = blocks.get(track.name)
-                weight = track.weight if track.weight is not None or block is None else block.weight
-                if weight:
+    def check_owner_member(self, group: SyncGroup, members: list[VrrpInstance]) -> None:
+        """keepalived's warning (vrrp_sync_group_init) when a BACKUP member follows members
+        that are all initial MASTER and address owner: the group cannot start in one state."""
+        *before, last = members
+        if (
+            before
+            and last.state == "BACKUP"
+            and all(m.state == "MASTER" and m.priority == PRIORITY_OWNER for m in before)
+        ):
+            self.warning(
+                group.location,
+                f"Sync group {group.name} has some member(s) as address owner and some not as "
+                "address owner. This won't work.",
+            )
+
+    def unweight_group_tracking(self, group: SyncGroup) -> None:
+        """keepalived: with an address owner among the members, the group's tracking is
+        unweighted (a failure is FAULT) for every member."""
+        for kind in TRACKED_KINDS:
+            entries = []
+            for entry in getattr(group, kind.attribute):
+                if self.tracked_weight(kind, entry):
                     self.warning(
-                        track.location,
-                        f"({instance.name}) ignoring {what} {track.name} with weight {weight} "
-                        "due to SYNC group",
+                        entry.location,
+                        f"({group.name}) Cannot have weighted {kind.keyword.replace('_', ' ')} "
+                        f"'{entry.name}' with member having priority {PRIORITY_OWNER} - "
+                        f"{kind.unweight}",
                     )
-                else:
-                    kept.append(track)
-            names = {track.name for track in kept}
-            kept += [track for track in getattr(group, attribute) if track.name not in names]
-            setattr(instance, attribute, kept)
+                    entry = replace(entry, weight=0)
+                entries.append(entry)
+            setattr(group, kind.attribute, entries)
+
+    def take_group_tracking(self, group: SyncGroup, instance: VrrpInstance) -> None:
+        """keepalived's rules (vrrp_complete_instance, sync_group_tracking_init): every member
+        tracks what its group tracks, with the group's weights. Without sync_group_tracking_weight
+        a member's own weighted entries are not used (see `unweighted`). An entry in both keeps
+        the member's when that is unweighted, else takes the group's."""
+        for kind in TRACKED_KINDS:
+            entries = getattr(instance, kind.attribute)
+            if not group.tracking_weight:
+                entries = [self.unweighted(instance, kind, entry) for entry in entries]
+            merged = {entry.name: entry for entry in entries if entry is not None}
+            for entry in getattr(group, kind.attribute):
+                own = merged.get(entry.name)
+                if own is not None:
+                    self.warning(
+                        own.location,
+                        f"({instance.name}) {kind.keyword} {entry.name} is configured on VRRP "
+                        f"instance and sync group. Remove {kind.remove} config",
+                    )
+                if own is None or self.tracked_weight(kind, own):
+                    merged[entry.name] = entry
+            setattr(instance, kind.attribute, list(merged.values()))
+
+    def tracked_weight(self, kind: TrackedKind, entry: Any) -> int:
+        """The entry's weight, else the tracked block's."""
+        if entry.weight is not None:
+            return entry.weight
+        block = getattr(self.config, kind.blocks).get(entry.name)
+        return block.weight if block is not None else 0
+
+    def unweighted(self, instance: VrrpInstance, kind: TrackedKind, entry: Any) -> Any:
+        """A sync group member's own entry as keepalived 2.2.7 keeps it, with its warning: a
+        weighted interface, or a file at the default weight 1, becomes unweighted; a weighted
+        script or file is dropped (None); a track_process is kept as it is."""
+        weight = self.tracked_weight(kind, entry)
+        name = f"({instance.name})"
+        if not weight or kind.keyword == "track_process":
+            return entry
+        if kind.keyword == "track_interface":
+            message = f"{name} ignoring {entry.name} tracked interface weight due to SYNC group"
+        elif kind.keyword == "track_file" and weight == 1:
+            message = (
+                f"{name} ignoring weight from tracked file {entry.name} due to SYNC group. "
+                "specify weight 0"
+            )
+        elif kind.keyword == "track_file":
+            message = (
+                f"{name} ignoring tracked file {entry.name} with weight {weight} due to SYNC group"
+            )
+        else:
+            message = f"{name} ignoring tracked script {entry.name} with weights due to SYNC group"
+        self.warning(entry.location, message)
+        if kind.keyword == "track_interface" or (kind.keyword == "track_file" and weight == 1):
+            return replace(entry, weight=0)
+        return None
 
     # ---- LVS -------------------------------------------------------------------------------
 

@@ -184,9 +184,11 @@ class SyncGroup:
     notify: Optional[Script] = None
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
-    # given to every member by the checks (keepalived's rules: checks.take_group_tracking)
     track_files: list[TrackScript] = field(default_factory=list)
     track_processes: list[TrackScript] = field(default_factory=list)
+    # the tracking entries are given to every member by the checks (checks.take_group_tracking);
+    # sync_group_tracking_weight (or the deprecated global_tracking): members keep their weights
+    tracking_weight: bool = False
     location: Location = field(default_factory=Location)
 
 

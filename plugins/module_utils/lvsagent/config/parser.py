@@ -799,7 +799,17 @@ class Builder:
             "track_script": self.tracked_names("track_scripts", "track_script"),
             "track_file": self.tracked_names("track_files", "track_file", 254),
             "track_process": self.tracked_names("track_processes", "track_process", 254),
+            "sync_group_tracking_weight": self.scalar("tracking_weight", self.bare_flag),
+            "global_tracking": self.global_tracking,
         }
+
+    def global_tracking(self, node: Node, group: SyncGroup) -> None:
+        self.warning(
+            node,
+            f"({group.name}) global_tracking is deprecated. Use track_interface/script/file on "
+            "the sync group",
+        )
+        group.tracking_weight = self.bare_flag(node)
 
     def sync_group_members(self, node: Node, group: SyncGroup) -> None:
         for child in self.require_block(node):

@@ -242,11 +242,10 @@ class VrrpEngine:
         ]
         self._propagating = True
         try:
-            if old == State.FAULT and any(
-                m.machine and m.machine.fault_reasons - {SYNC_FAULT} for m in members
-            ):
-                instance.machine.add_fault(SYNC_FAULT)  # a member is still faulty: the group too
-                return
+            if old == State.FAULT:
+                self._hold_for_faulty_members([instance, *members])
+                if instance.machine.state == State.FAULT:
+                    return  # a member is still faulty: the group too
             for member in members:
                 self._follow(member, old, new)
         finally:
@@ -266,6 +265,18 @@ class VrrpEngine:
                 getattr(group, GROUP_SCRIPTS[new]),
                 group.notify,
             )
+
+    @staticmethod
+    def _hold_for_faulty_members(members: list[Instance]) -> None:
+        """A member is held in FAULT (SYNC_FAULT) exactly while another has a fault of its own:
+        members that fail together (a group's tracked script) recover together, whichever
+        hears of the recovery first."""
+        running = [m.machine for m in members if m.machine is not None]
+        for machine in running:
+            if any(other.fault_reasons - {SYNC_FAULT} for other in running if other is not machine):
+                machine.add_fault(SYNC_FAULT)
+            else:
+                machine.clear_fault(SYNC_FAULT)
 
     def _group_settled(self, group: SyncGroup, state: State) -> bool:
         return all(
