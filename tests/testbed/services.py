@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Optional
 
 from .netns import Host
 
@@ -26,11 +27,14 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys
 """
 
 
-def start_responder(host: Host, port: int, bind: str = "0.0.0.0") -> subprocess.Popen:
-    """Listen on `bind`:`port` in `host` and answer every connection with the host's short
-    name, so a client can tell which host it reached. Returns once it listens."""
+def start_responder(
+    host: Host, port: int, bind: str = "0.0.0.0", answer: Optional[str] = None
+) -> subprocess.Popen:
+    """Listen on `bind`:`port` in `host` and answer every connection with `answer` (default:
+    the host's short name, so a client can tell which host it reached). Returns once it
+    listens."""
     proc = host.popen(
-        [sys.executable, "-c", RESPONDER, host.short_name, bind, port],
+        [sys.executable, "-c", RESPONDER, answer or host.short_name, bind, port],
         stdout=subprocess.PIPE,
         text=True,
     )

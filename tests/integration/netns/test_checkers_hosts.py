@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.services import start_responder
+
 pytestmark = pytest.mark.netns
 
 MODULE_UTILS = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
@@ -167,18 +169,6 @@ def test_dns_check_against_dnsmasq(hosts, dnsmasq, address):
 
 
 SMTP_PORT, REFUSING_SMTP_PORT, BABBLING_SMTP_PORT = 2525, 2526, 2527
-CANNED_SMTP = """
-import socket, sys
-server = socket.socket(socket.AF_INET6)
-server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-server.bind(("::", int(sys.argv[1])))
-server.listen()
-print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    conn.sendall(sys.argv[2].encode())
-    conn.close()
-"""
 
 
 @pytest.fixture
@@ -192,12 +182,7 @@ def smtp_server(hosts):
         real.popen(["/usr/bin/python3", "-m", "aiosmtpd", "-l", f"{address}:{SMTP_PORT}"])
     canned = {REFUSING_SMTP_PORT: "554 no SMTP service here\r\n", BABBLING_SMTP_PORT: "2" * 4000}
     for port, greeting in canned.items():
-        server = real.popen(
-            [sys.executable, "-c", CANNED_SMTP, str(port), greeting],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout.readline().strip() == "ready"
+        start_responder(real, port, "::", greeting)  # both families: bindv6only is 0
     ready = "SMTP_CHECK { connect_timeout 1 }"
     for address in (REAL4, REAL6):
         answering = functools.partial(check_passes, director, address, SMTP_PORT, ready)
