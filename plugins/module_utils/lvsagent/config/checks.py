@@ -289,22 +289,18 @@ class Checker:
 
     def check_tracked(self, owner: str, target: Any) -> None:
         """track_file / track_process entries (of an instance or a sync group) name blocks that
-        exist, once each."""
+        exist (a duplicate entry was already dropped with keepalived's warning by the parser)."""
         kinds = (
             ("track_file", target.track_files, self.config.track_files),
             ("track_process", target.track_processes, self.config.track_processes),
         )
         for keyword, tracks, known in kinds:
-            seen: set[str] = set()
             for track in tracks:
                 if track.name not in known:
                     block = "track_file" if keyword == "track_file" else "vrrp_track_process"
                     self.error(
                         track.location, f"{owner} {keyword} {track.name}: no {block} of that name"
                     )
-                elif track.name in seen:
-                    self.error(track.location, f"{owner} duplicate {keyword} {track.name}")
-                seen.add(track.name)
 
     def check_fifos(self) -> None:
         """A *_fifo_script needs its FIFO; the FIFOs must differ (keepalived's rule). The
