@@ -101,7 +101,11 @@ def test_conditional_sample_takes_the_lines_of_its_config_id(config_id, priority
     config = loads(text, path, config_id=config_id)
     (instance,) = config.vrrp_instances
     assert instance.priority == priority
-    assert (instance.use_vmac, instance.vmac_name, instance.vmac_xmit_base) == (True, "vrrp.1", False)
+    assert (instance.use_vmac, instance.vmac_name, instance.vmac_xmit_base) == (
+        True,
+        "vrrp.1",
+        False,
+    )
     (script,) = config.vrrp_scripts.values()
     assert script.script == f"/etc/keepalived/scripts/check_{config_id}_VI_0.sh"
     assert [t.name for t in instance.track_scripts] == ["check_VI_0"]

@@ -139,7 +139,9 @@ class Checker:
                 )
                 instance.use_vmac, instance.vmac_name = False, None
             elif not instance.vmac_xmit_base:
-                self.warning(where, f"{name} unicast with use_vmac requires vmac_xmit_base - setting")
+                self.warning(
+                    where, f"{name} unicast with use_vmac requires vmac_xmit_base - setting"
+                )
                 instance.vmac_xmit_base = True
         base = self.keyword_location(instance, "vmac_xmit_base")
         if instance.vmac_xmit_base and not instance.use_vmac:
@@ -154,8 +156,8 @@ class Checker:
             on_vmac = vip.dev in (None, instance.interface) and vip.family == instance.family
             if instance.use_vmac and on_vmac:
                 self.warning(
-                    vip.location, f"{name} use_vmac specified for VIP/eVIP {vip.address.ip} "
-                    "and vrrp instance"
+                    vip.location,
+                    f"{name} use_vmac specified for VIP/eVIP {vip.address.ip} and vrrp instance",
                 )
             else:
                 self.error(

@@ -25,13 +25,13 @@ from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
-    GlobalDefs,
     LVS_METHODS,
     PROTOCOLS,
     SCHEDULER_FLAGS,
     SCHEDULERS,
     Checker,
     Config,
+    GlobalDefs,
     Location,
     RealServer,
     Script,

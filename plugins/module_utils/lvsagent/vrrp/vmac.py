@@ -80,7 +80,13 @@ class VmacLinks:
         self._ipr = None
         self._bases: dict[str, BaseSettings] = {}
         self._rp_filter: Optional[dict] = None  # key -> value to put back, while we hold it
-        self._lock = asyncio.Lock()
+        self._lock: Optional[asyncio.Lock] = None  # made in the loop (Python 3.9)
+
+    def _serial(self) -> asyncio.Lock:
+        """One change at a time: instances on one base interface share its settings."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def _rtnl(self):
         if self._ipr is None:
@@ -96,19 +102,24 @@ class VmacLinks:
 
     async def create(self, vmac: Vmac) -> int:
         """Create (or take over) the macvlan and set it up as keepalived does; its index."""
-        async with self._lock:
+        async with self._serial():
             ipr = await self._rtnl()
             base_index = socket.if_nametoindex(vmac.base)
             index = await self._existing(ipr, vmac, base_index)
             if index is None:
-                await ipr.link(
-                    "add",
-                    ifname=vmac.name,
-                    kind="macvlan",
-                    macvlan_mode="private",
-                    link=base_index,
-                    address=vmac.mac,
-                )
+                try:
+                    await ipr.link(
+                        "add",
+                        ifname=vmac.name,
+                        kind="macvlan",
+                        macvlan_mode="private",
+                        link=base_index,
+                        address=vmac.mac,
+                    )
+                except NetlinkError as error:
+                    raise RuntimeError(
+                        f"({vmac.owner}): Unable to create VMAC interface {vmac.name}: {error}"
+                    ) from error
                 index = socket.if_nametoindex(vmac.name)
                 log.info("(%s): Success creating VMAC interface %s", vmac.owner, vmac.name)
             if vmac.family == 4:
@@ -181,14 +192,16 @@ class VmacLinks:
 
     async def _add_link_local(self, ipr, index: int, address: ipaddress.IPv6Address) -> None:
         try:
-            await ipr.addr("add", index=index, address=str(address), prefixlen=64, flags=IFA_F_NODAD)
+            await ipr.addr(
+                "add", index=index, address=str(address), prefixlen=64, flags=IFA_F_NODAD
+            )
         except NetlinkError as error:
             if error.code != 17:  # EEXIST: taken over with it
                 raise
 
     async def remove(self, vmac: Vmac) -> None:
         """Delete the macvlan (if it is still there) and put back what its last user set."""
-        async with self._lock:
+        async with self._serial():
             held = self._bases.get(vmac.base)
             if held is not None and vmac.name in held.vmacs:
                 held.vmacs.discard(vmac.name)

@@ -1,0 +1,119 @@
+"""use_vmac against real keepalived (Debian 2.2.7): the RFC 5798 virtual MAC on the wire.
+
+lvs-agent (d1) and keepalived (d2) both with use_vmac on eth0, VRID 51: each master's adverts
+leave with source MAC 00:00:5e:00:01:33 (from the base interface's own MAC with
+vmac_xmit_base), a client's ARP request for the VIP is answered with the virtual MAC whoever is
+master, failover works both ways, and the macvlan and the sysctls the agent set are gone when
+it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from vrrp_support import VIP4, Agent, Keepalived, config, holders, instance_block, stays
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+VRID = 51
+VIRTUAL_MAC = "00:00:5e:00:01:33"
+VMAC = "vrrp.51"
+
+
+@pytest.fixture
+def hosts(lab):
+    d1 = lab.host("d1", "192.168.77.11/24")
+    d2 = lab.host("d2", "192.168.77.12/24")
+    client = lab.host("c", "192.168.77.50/24")
+    return d1, d2, client
+
+
+def block(priority: int, extra: str) -> str:
+    return instance_block(priority, vrid=VRID, vip=f"{VIP4}/32", extra=extra)
+
+
+def advert_macs(capture, source_ip: str) -> set[str]:
+    """Source MACs of the VRRP adverts sent from `source_ip`."""
+    return {
+        line.split()[1]
+        for line in capture.read("-e")
+        if f"{source_ip} > 224.0.0.18" in line and "VRRP" in line
+    }
+
+
+def vip_arp_replies(lab, client) -> set[str]:
+    """The client pings the VIP after forgetting its MAC: the MACs its ARP request got back.
+    (The neighbour table is no witness: the master's own ARP request for the client, sent from
+    the base interface with the VIP as source, would overwrite the entry.)"""
+    capture = lab.capture("arp")
+    client.run(["ip", "neigh", "flush", "dev", "eth0"])
+    client.run(["ping", "-c", "1", "-W", "2", VIP4])
+    replies = client.wait_for(
+        lambda: [line for line in capture.read() if f"Reply {VIP4} is-at " in line], 5
+    )
+    capture.stop()
+    return {line.split(" is-at ")[1].split(",")[0] for line in replies}
+
+
+def link_exists(host, name: str) -> bool:
+    return host.run(["ip", "link", "show", name], check=False).returncode == 0
+
+
+def conf(host, ifname: str, *keys: str) -> list[str]:
+    """net.ipv4.conf.IFNAME.KEY of each key (a '.' in IFNAME written '/')."""
+    return [
+        host.run(["sysctl", "-n", f"net.ipv4.conf.{ifname}.{key}"]).stdout.strip() for key in keys
+    ]
+
+
+def wait_master(all_hosts, master, timeout: float = 15) -> None:
+    master.wait_for(lambda: holders(all_hosts, VIP4) == [master], timeout)
+
+
+@pytest.mark.parametrize("xmit_base", [False, True], ids=["vmac", "vmac_xmit_base"])
+def test_pair_with_keepalived_on_the_virtual_mac(hosts, lab, tmp_path, xmit_base):
+    d1, d2, client = hosts
+    extra = "  use_vmac\n" + ("  vmac_xmit_base\n" if xmit_base else "")
+    pair = [d1, d2]
+    adverts = lab.capture("ip proto 112")
+    agent = Agent(d1, tmp_path, config(block(150, extra)))
+    peer = Keepalived(d2, tmp_path, config(block(100, extra)))
+
+    agent.start()
+    d1.wait_for(lambda: link_exists(d1, VMAC), 10)
+    peer.start()
+    wait_master(pair, d1)
+    assert stays(lambda: holders(pair, VIP4) == [d1], 3)
+    assert d1.addresses(VMAC) == [f"{VIP4}/32"]  # the VIP is on the macvlan
+    link = json.loads(d1.run(["ip", "-j", "-d", "link", "show", VMAC]).stdout)[0]
+    assert link["address"] == VIRTUAL_MAC
+    assert link["linkinfo"]["info_kind"] == "macvlan"
+    assert link["linkinfo"]["info_data"]["mode"] == "private"
+    assert conf(d1, "vrrp/51", "arp_ignore", "accept_local", "rp_filter") == ["1", "1", "0"]
+    assert conf(d1, "eth0", "arp_ignore", "arp_filter") == ["1", "1"]
+    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}  # the agent answers with the virtual MAC
+
+    assert agent.stop() == 0  # priority 0: keepalived takes over
+    wait_master(pair, d2, timeout=5)
+    assert not link_exists(d1, VMAC)  # the agent removed its macvlan ...
+    assert conf(d1, "eth0", "arp_ignore", "arp_filter") == ["0", "0"]  # ... and put back eth0's
+    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}  # keepalived answers with the same MAC
+
+    agent.start()  # preempts back
+    wait_master(pair, d1)
+    assert stays(lambda: holders(pair, VIP4) == [d1], 2)
+    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}
+    time.sleep(1.5)  # an advert or two more in the capture
+
+    expected = {d1.ip: d1.mac, d2.ip: d2.mac} if xmit_base else dict.fromkeys(
+        (d1.ip, d2.ip), VIRTUAL_MAC
+    )  # fmt: skip
+    for source_ip, mac in expected.items():
+        assert advert_macs(adverts, source_ip) == {mac}, source_ip
+    assert "Success creating VMAC interface vrrp.51" in agent.log_text()
+    assert peer.proc.poll() is None
+
+    assert agent.stop() == 0
+    assert not link_exists(d1, VMAC)
