@@ -157,7 +157,7 @@ class Checker:
             if instance.use_vmac and on_vmac:
                 self.warning(
                     vip.location,
-                    f"{name} use_vmac specified for VIP/eVIP {vip.address.ip} and vrrp instance",
+                    f"{name} use_vmac specified for VIP/eVIP {vip.address} and vrrp instance",
                 )
             else:
                 self.error(
