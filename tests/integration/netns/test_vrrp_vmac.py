@@ -13,7 +13,7 @@ import json
 import time
 
 import pytest
-from vrrp_support import VIP4, Agent, Keepalived, config, holders, instance_block, stays
+from vrrp_support import VIP4, VIP6, Agent, Keepalived, config, holders, instance_block, stays
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -117,3 +117,81 @@ def test_pair_with_keepalived_on_the_virtual_mac(hosts, lab, tmp_path, xmit_base
 
     assert agent.stop() == 0
     assert not link_exists(d1, VMAC)
+
+
+def test_the_vmac_follows_its_interface_deleted_and_created_again(hosts, lab, tmp_path):
+    """The kernel deletes a macvlan with its base interface: when eth0 comes back (a new
+    index, as a rebuilt VLAN or bond), the agent makes the VMAC again and is master on it."""
+    d1, d2, client = hosts
+    pair = [d1, d2]
+    agent = Agent(d1, tmp_path, config(block(150, "  use_vmac\n"))).start()
+    Keepalived(d2, tmp_path, config(block(100, "  use_vmac\n"))).start()
+    wait_master(pair, d1)
+    old_index = d1.ifindex(VMAC)
+
+    d1.unplug()
+    wait_master(pair, d2, timeout=10)
+    assert not link_exists(d1, VMAC)
+    d1.plug()
+    wait_master(pair, d1)
+    assert d1.ifindex(VMAC) != old_index
+    assert d1.addresses(VMAC) == [f"{VIP4}/32"]
+    assert conf(d1, "eth0", "arp_ignore", "arp_filter") == ["1", "1"]  # set on the new eth0
+    adverts = lab.capture("ip proto 112")
+    time.sleep(2.5)
+    assert advert_macs(adverts, d1.ip) == {VIRTUAL_MAC}
+    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}
+    assert agent.stop() == 0
+    assert not link_exists(d1, VMAC)
+
+
+def test_ipv6_pair_on_the_ipv6_virtual_mac(lab, tmp_path):
+    """IPv6: the MAC is 00:00:5e:00:02:VRID, the adverts leave the VMAC from the base
+    interface's link-local address (keepalived copies it there), the VIP's neighbour
+    advertisement carries the virtual MAC."""
+    d1 = lab.host("d1", "192.168.77.11/24", ipv6="fd00:77::11/64")
+    d2 = lab.host("d2", "192.168.77.12/24", ipv6="fd00:77::12/64")
+    client = lab.host("c", "192.168.77.50/24", ipv6="fd00:77::50/64")
+    pair, mac6 = [d1, d2], "00:00:5e:00:02:33"
+    extra = "  use_vmac\n"
+    six = {"vrid": VRID, "vip": f"{VIP6}/64", "version": 3, "extra": extra}
+    adverts = lab.capture("ip6 and ip6[6] == 112")
+    agent = Agent(d1, tmp_path, config(instance_block(150, **six))).start()
+    Keepalived(d2, tmp_path, config(instance_block(100, **six))).start()
+    d1.wait_for(lambda: holders(pair, VIP6) == [d1], 15)
+    link = json.loads(d1.run(["ip", "-j", "link", "show", VMAC]).stdout)[0]
+    assert link["address"] == mac6
+    link_local = next(a for a in d1.addresses("eth0") if a.startswith("fe80:"))  # copied:
+    assert sorted(d1.addresses(VMAC)) == sorted([f"{VIP6}/64", link_local])
+    assert neighbour_macs(lab, client) == {mac6}
+
+    assert agent.stop() == 0
+    d2.wait_for(lambda: holders(pair, VIP6) == [d2], 5)
+    assert not link_exists(d1, VMAC)
+    assert neighbour_macs(lab, client) == {mac6}
+    agent.start()
+    d1.wait_for(lambda: holders(pair, VIP6) == [d1], 15)
+    time.sleep(1.5)
+    for host in pair:  # each one's adverts, from its eth0's link-local, on the virtual MAC
+        source = next(a for a in host.addresses("eth0") if a.startswith("fe80:")).split("/")[0]
+        macs = {line.split()[1] for line in adverts.read("-e") if f"{source} > ff02::12" in line}
+        assert macs == {mac6}, host
+    assert agent.stop() == 0
+
+
+def neighbour_macs(lab, client) -> set[str]:
+    """The client pings the VIP after forgetting it: the source MACs of the neighbour
+    advertisements for it that come back."""
+    capture = lab.capture("icmp6")
+    client.run(["ip", "-6", "neigh", "flush", "dev", "eth0"])
+    client.run(["ping", "-6", "-c", "1", "-W", "2", VIP6])
+    adverts = client.wait_for(
+        lambda: [
+            line
+            for line in capture.read("-e")
+            if "neighbor advertisement" in line and f"tgt is {VIP6}" in line
+        ],
+        5,
+    )
+    capture.stop()
+    return {line.split()[1] for line in adverts}

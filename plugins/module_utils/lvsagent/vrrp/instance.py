@@ -479,11 +479,15 @@ class Instance:
 
     async def _recreate_vmac(self) -> None:
         try:
+            await self._make_vmac()
+        finally:
+            self._vmac_task = None
+
+    async def _make_vmac(self) -> None:
+        try:
             await self.services.vmacs.create(self._vmac())
         except (OSError, RuntimeError) as error:
             log.error("(%s) VMAC %s cannot be created: %s", self.name, self.vmac_name, error)
-        finally:
-            self._vmac_task = None
 
     async def _refresh_source(self) -> None:
         try:
@@ -502,6 +506,8 @@ class Instance:
                     log.info("(%s) source address on %s is now %s", self.name, self.ifname, source)
                     self.source = source
                     self.machine.settings.primary_address = source
+                    if self._vmac().link_local is not None:  # the VMAC sends from it too
+                        await self._make_vmac()
                 return
         finally:
             self._source_task = None

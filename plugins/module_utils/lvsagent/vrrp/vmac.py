@@ -103,32 +103,35 @@ class VmacLinks:
     async def create(self, vmac: Vmac) -> int:
         """Create (or take over) the macvlan and set it up as keepalived does; its index."""
         async with self._serial():
-            ipr = await self._rtnl()
-            base_index = socket.if_nametoindex(vmac.base)
-            index = await self._existing(ipr, vmac, base_index)
-            if index is None:
-                try:
-                    await ipr.link(
-                        "add",
-                        ifname=vmac.name,
-                        kind="macvlan",
-                        macvlan_mode="private",
-                        link=base_index,
-                        address=vmac.mac,
-                    )
-                except NetlinkError as error:
-                    raise RuntimeError(
-                        f"({vmac.owner}): Unable to create VMAC interface {vmac.name}: {error}"
-                    ) from error
-                index = socket.if_nametoindex(vmac.name)
-                log.info("(%s): Success creating VMAC interface %s", vmac.owner, vmac.name)
-            if vmac.family == 4:
-                await self._set_ipv4(vmac, base_index)
-            await self._write({conf_key(6, vmac.name, "addr_gen_mode"): ADDR_GEN_MODE_NONE})
-            await ipr.link("set", index=index, state="up")
-            if vmac.link_local is not None:
-                await self._add_link_local(ipr, index, vmac.link_local)
-            return index
+            try:
+                return await self._create(vmac)
+            except NetlinkError as error:
+                raise RuntimeError(
+                    f"({vmac.owner}): Unable to create VMAC interface {vmac.name}: {error}"
+                ) from error
+
+    async def _create(self, vmac: Vmac) -> int:
+        ipr = await self._rtnl()
+        base_index = socket.if_nametoindex(vmac.base)
+        index = await self._existing(ipr, vmac, base_index)
+        if index is None:
+            await ipr.link(
+                "add",
+                ifname=vmac.name,
+                kind="macvlan",
+                macvlan_mode="private",
+                link=base_index,
+                address=vmac.mac,
+            )
+            index = socket.if_nametoindex(vmac.name)
+            log.info("(%s): Success creating VMAC interface %s", vmac.owner, vmac.name)
+        if vmac.family == 4:
+            await self._set_ipv4(vmac, base_index)
+        await self._write({conf_key(6, vmac.name, "addr_gen_mode"): ADDR_GEN_MODE_NONE})
+        await ipr.link("set", index=index, state="up")
+        if vmac.link_local is not None:
+            await self._add_link_local(ipr, index, vmac.link_local)
+        return index
 
     async def _existing(self, ipr, vmac: Vmac, base_index: int) -> Optional[int]:
         """keepalived takes over a private macvlan of ours with the right MAC and base, and
