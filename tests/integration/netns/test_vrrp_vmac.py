@@ -74,49 +74,51 @@ def wait_master(all_hosts, master, timeout: float = 15) -> None:
 
 @pytest.mark.parametrize("xmit_base", [False, True], ids=["vmac", "vmac_xmit_base"])
 def test_pair_with_keepalived_on_the_virtual_mac(hosts, lab, tmp_path, xmit_base):
+    """keepalived master first: the agent, backup, must hear it through its VMAC socket (with
+    rp_filter strict on the host, which the agent lifts as keepalived does), then takes over
+    when keepalived stops and gives the VIP back when it returns."""
     d1, d2, client = hosts
     extra = "  use_vmac\n" + ("  vmac_xmit_base\n" if xmit_base else "")
     pair = [d1, d2]
+    d1.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.eth0.rp_filter=0"])
     adverts = lab.capture("ip proto 112")
-    agent = Agent(d1, tmp_path, config(block(150, extra)))
-    peer = Keepalived(d2, tmp_path, config(block(100, extra)))
-
+    agent = Agent(d1, tmp_path, config(block(100, extra)))
+    peer = Keepalived(d2, tmp_path, config(block(200, extra))).start()
+    wait_master(pair, d2)
     agent.start()
     d1.wait_for(lambda: link_exists(d1, VMAC), 10)
-    peer.start()
-    wait_master(pair, d1)
-    assert stays(lambda: holders(pair, VIP4) == [d1], 3)
-    assert d1.addresses(VMAC) == [f"{VIP4}/32"]  # the VIP is on the macvlan
+    assert stays(lambda: holders(pair, VIP4) == [d2], 4)  # the agent hears keepalived
+    assert conf(d1, "all", "rp_filter") == ["0"]
+    assert conf(d1, "eth0", "rp_filter", "arp_ignore", "arp_filter") == ["1", "1", "1"]
+    assert conf(d1, "vrrp/51", "arp_ignore", "accept_local", "rp_filter") == ["1", "1", "0"]
     link = json.loads(d1.run(["ip", "-j", "-d", "link", "show", VMAC]).stdout)[0]
     assert link["address"] == VIRTUAL_MAC
-    assert link["linkinfo"]["info_kind"] == "macvlan"
-    assert link["linkinfo"]["info_data"]["mode"] == "private"
-    assert conf(d1, "vrrp/51", "arp_ignore", "accept_local", "rp_filter") == ["1", "1", "0"]
-    assert conf(d1, "eth0", "arp_ignore", "arp_filter") == ["1", "1"]
-    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}  # the agent answers with the virtual MAC
+    assert (link["linkinfo"]["info_kind"], link["linkinfo"]["info_data"]["mode"]) == (
+        "macvlan",
+        "private",
+    )
+    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}  # keepalived answers on its VMAC
 
-    assert agent.stop() == 0  # priority 0: keepalived takes over
-    wait_master(pair, d2, timeout=5)
-    assert not link_exists(d1, VMAC)  # the agent removed its macvlan ...
-    assert conf(d1, "eth0", "arp_ignore", "arp_filter") == ["0", "0"]  # ... and put back eth0's
-    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}  # keepalived answers with the same MAC
-
-    agent.start()  # preempts back
-    wait_master(pair, d1)
-    assert stays(lambda: holders(pair, VIP4) == [d1], 2)
-    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}
+    assert peer.stop() == 0  # priority 0: the agent takes over
+    wait_master(pair, d1, timeout=5)
+    assert d1.addresses(VMAC) == [f"{VIP4}/32"]  # the VIP is on the macvlan
+    assert vip_arp_replies(lab, client) == {VIRTUAL_MAC}  # the agent answers with the same MAC
     time.sleep(1.5)  # an advert or two more in the capture
 
+    peer.start()  # keepalived preempts; the agent hears it and steps back
+    wait_master(pair, d2)
+    assert stays(lambda: holders(pair, VIP4) == [d2], 3)
     expected = {d1.ip: d1.mac, d2.ip: d2.mac} if xmit_base else dict.fromkeys(
         (d1.ip, d2.ip), VIRTUAL_MAC
     )  # fmt: skip
     for source_ip, mac in expected.items():
         assert advert_macs(adverts, source_ip) == {mac}, source_ip
     assert "Success creating VMAC interface vrrp.51" in agent.log_text()
-    assert peer.proc.poll() is None
 
     assert agent.stop() == 0
-    assert not link_exists(d1, VMAC)
+    assert not link_exists(d1, VMAC)  # the agent removed its macvlan and put back the sysctls
+    assert conf(d1, "all", "rp_filter") == ["1"]
+    assert conf(d1, "eth0", "rp_filter", "arp_ignore", "arp_filter") == ["0", "0", "0"]
 
 
 def test_the_vmac_follows_its_interface_deleted_and_created_again(hosts, lab, tmp_path):
