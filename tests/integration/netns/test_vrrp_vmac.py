@@ -82,6 +82,7 @@ def test_pair_with_keepalived_on_the_virtual_mac(hosts, lab, tmp_path, xmit_base
     pair = [d1, d2]
     d1.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.eth0.rp_filter=0"])
     adverts = lab.capture("ip proto 112")
+    garps = lab.capture(f"arp and src host {VIP4}")
     agent = Agent(d1, tmp_path, config(block(100, extra)))
     peer = Keepalived(d2, tmp_path, config(block(200, extra))).start()
     wait_master(pair, d2)
@@ -114,6 +115,10 @@ def test_pair_with_keepalived_on_the_virtual_mac(hosts, lab, tmp_path, xmit_base
     for source_ip, mac in expected.items():
         assert advert_macs(adverts, source_ip) == {mac}, source_ip
     assert "Success creating VMAC interface vrrp.51" in agent.log_text()
+    # gratuitous ARPs (keepalived's and the agent's) on the virtual MAC, never eth0's
+    gratuitous = [line for line in garps.read("-e") if f"who-has {VIP4} " in line]
+    announced = {line.split()[1] for line in gratuitous if f"tell {VIP4}" in line}
+    assert announced == {VIRTUAL_MAC}
 
     assert agent.stop() == 0
     assert not link_exists(d1, VMAC)  # the agent removed its macvlan and put back the sysctls
