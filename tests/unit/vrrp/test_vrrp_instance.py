@@ -142,6 +142,9 @@ class FakeVmacs:
     async def remove(self, vmac):
         self.log.append(("remove", vmac))
 
+    def close(self):
+        pass
+
 
 class FakeLinks:
     def __init__(self, up=True, missing=()):
@@ -443,6 +446,7 @@ def engine_on_fakes(config):
     fakes = services(engine.loop)
     engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
     engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+    engine.vmacs = fakes.vmacs
     return engine, fakes
 
 
@@ -829,5 +833,23 @@ def test_the_vmac_is_made_again_when_its_interface_comes_back_and_moves_the_sock
         assert shared.sockets.socket.followed == [None, 12]
         assert instance.machine.state == State.BACKUP
         await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reload_that_turns_use_vmac_on_restarts_the_instance_on_its_vmac():
+    async def scenario():
+        engine, fakes = await engine_with_fakes(conf_text(state="MASTER"))
+        fakes.addresses.log.clear()
+        await engine.apply_config(loads(conf_text(state="MASTER", extra="  use_vmac\n")))
+        await asyncio.sleep(0)
+        await engine.instances["VI_1"]._settle_vips()
+        assert fakes.addresses.log == [
+            ("remove", "192.168.77.100/24", "eth0"),
+            ("add", "192.168.77.100/24", "vrrp.51"),
+        ]
+        await engine.apply_config(loads(conf_text(state="MASTER")))
+        assert [what for what, _vmac in fakes.vmacs.log] == ["create", "remove"]
+        await engine.stop()
 
     asyncio.run(scenario())
