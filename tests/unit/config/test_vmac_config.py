@@ -154,6 +154,7 @@ def test_vip_use_vmac_needing_a_vmac_of_its_own_is_refused(extra, vip):
         ),
         (" use_vmac_addr\n", "4: use_vmac_addr: not supported by lvs-agent"),
         (" use_ipvlan\n", "4: use_ipvlan: not supported by lvs-agent"),
+        (" vmac_garp_intvl 5\n", "4: vmac_garp_intvl: not supported by lvs-agent"),
     ],
 )
 def test_vmac_variants_lvs_agent_does_not_build_are_refused_at_their_line(extra, expected):
