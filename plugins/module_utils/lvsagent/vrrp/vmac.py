@@ -34,6 +34,7 @@ VMAC_SYSCTLS = {"arp_ignore": 1, "accept_local": 1, "rp_filter": 0, "promote_sec
 BASE_SYSCTLS = {"arp_ignore": 1, "arp_filter": 1}
 ADDR_GEN_MODE_NONE = 1
 IFA_F_NODAD = 0x02
+ALL_RP_FILTER = "net.ipv4.conf.all.rp_filter"
 
 
 def virtual_mac(vrid: int, family: int) -> str:
@@ -79,7 +80,8 @@ class VmacLinks:
         self.sysctl = sysctl or ProcSys()
         self._ipr = None
         self._bases: dict[str, BaseSettings] = {}
-        self._rp_filter: Optional[dict] = None  # key -> value to put back, while we hold it
+        # key -> (value we set, value to put back), while we hold all.rp_filter
+        self._rp_filter: Optional[dict] = None
         self._lock: Optional[asyncio.Lock] = None  # made in the loop (Python 3.9)
 
     def _serial(self) -> asyncio.Lock:
@@ -178,8 +180,7 @@ class VmacLinks:
         at least at the old value so that the change reaches the VMACs only."""
         if self._rp_filter is not None:
             return
-        all_key = "net.ipv4.conf.all.rp_filter"
-        old = (await self._read({all_key: 0}))[all_key]
+        old = (await self._read({ALL_RP_FILTER: 0}))[ALL_RP_FILTER]
         self._rp_filter = {}
         if old == 0:
             return
@@ -188,10 +189,10 @@ class VmacLinks:
         current = await self._read(dict.fromkeys(keys, 0))
         raised = {key: old for key, value in current.items() if value < old}
         await self._write(raised)
-        self._rp_filter = {key: current[key] for key in raised}
-        self._rp_filter[all_key] = old
-        log.info("NOTICE: setting sysctl net.ipv4.conf.all.rp_filter from %d to 0", old)
-        await self._write({all_key: 0})
+        self._rp_filter = {key: (old, current[key]) for key in raised}
+        self._rp_filter[ALL_RP_FILTER] = (0, old)
+        log.info("NOTICE: setting sysctl %s from %d to 0", ALL_RP_FILTER, old)
+        await self._write({ALL_RP_FILTER: 0})
 
     async def _add_link_local(self, ipr, index: int, address: ipaddress.IPv6Address) -> None:
         try:
@@ -219,11 +220,17 @@ class VmacLinks:
                     await ipr.link("del", index=found[0])
                 except NetlinkError as error:
                     log.warning("(%s) removing VMAC %s failed: %s", vmac.owner, vmac.name, error)
-            if not self._bases and self._rp_filter:
-                log.info("NOTICE: resetting sysctl net.ipv4.conf.all.rp_filter")
-                await self._write(self._rp_filter)
             if not self._bases:
-                self._rp_filter = None
+                await self._restore_rp_filter()
+
+    async def _restore_rp_filter(self) -> None:
+        """keepalived's restore_rp_filter: each value put back if it is still the one set."""
+        held, self._rp_filter = self._rp_filter or {}, None
+        now = await self._read({key: None for key in held})
+        back = {key: old for key, (ours, old) in held.items() if now[key] == ours}
+        if ALL_RP_FILTER in back:
+            log.info("NOTICE: resetting sysctl %s to %d", ALL_RP_FILTER, back[ALL_RP_FILTER])
+        await self._write(back)
 
     async def _read(self, keys: dict) -> dict:
         """The current values of `keys` (the given default for one that is gone)."""
