@@ -497,7 +497,10 @@ def test_a_virtual_server_without_real_servers_is_dropped_as_by_keepalived():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("vrrp_instance V {\n use_vmac\n}\n", "2: use_vmac: not supported by lvs-agent"),
+        (
+            "vrrp_instance V {\n use_vmac_addr\n}\n",
+            "2: use_vmac_addr: not supported by lvs-agent",
+        ),
         ("static_routes {\n 1.2.3.0/24 dev x\n}\n", "1: static_routes: not supported by lvs-agent"),
         ("bfd_instance B {\n}\n", "1: bfd_instance: not supported by lvs-agent"),
         (

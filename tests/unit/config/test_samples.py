@@ -23,7 +23,7 @@ EXPECTED_UNSUPPORTED = {
     "keepalived.conf.SMTP_CHECK": [],
     "keepalived.conf.SSL_GET": [(20, "auth_type AH")],
     "keepalived.conf.UDP_CHECK": [],
-    "keepalived.conf.conditional_conf": [(3, "net_namespace"), (23, "use_vmac")],
+    "keepalived.conf.conditional_conf": [(3, "net_namespace")],
     "keepalived.conf.fwmark": [],
     "keepalived.conf.inhibit": [],
     "keepalived.conf.misc_check": [],
@@ -95,15 +95,33 @@ def test_conditional_sample_takes_the_lines_of_its_config_id(config_id, priority
     line = 3 if config_id == "high" else 4
     assert [(p.line, p.message) for p in raised.value.errors] == [
         (line, "net_namespace: not supported by lvs-agent"),
-        (23, "use_vmac: not supported by lvs-agent"),
     ]
     with open(path) as sample:
-        text = sample.read().replace("\tuse_vmac\n", "\n")
-    text = text.replace(f"@{config_id} net_namespace", "!")
-    (instance,) = loads(text, path, config_id=config_id).vrrp_instances
+        text = sample.read().replace(f"@{config_id} net_namespace", "!")
+    config = loads(text, path, config_id=config_id)
+    (instance,) = config.vrrp_instances
     assert instance.priority == priority
-    (script,) = loads(text, path, config_id=config_id).vrrp_scripts.values()
+    assert (instance.use_vmac, instance.vmac_name, instance.vmac_xmit_base) == (
+        True,
+        "vrrp.1",
+        False,
+    )
+    (script,) = config.vrrp_scripts.values()
     assert script.script == f"/etc/keepalived/scripts/check_{config_id}_VI_0.sh"
+    assert [t.name for t in instance.track_scripts] == ["check_VI_0"]
+
+
+def test_conditional_sample_without_a_config_id_loads_as_keepalived_takes_it():
+    """No @line applies: keepalived -t removes the empty vrrp_script and the track of it."""
+    path = os.path.join(SAMPLES, "keepalived.conf.conditional_conf")
+    config = load(path, host_checks=False, config_id="neither")
+    assert [(p.line, p.severity, p.message) for p in config.warnings] == [
+        (6, "warning", "No script set for vrrp_script check_VI_0 - removing"),
+        (25, "warning", "(VI_0) track script check_VI_0 not found, ignoring..."),
+    ]
+    (instance,) = config.vrrp_instances
+    assert (instance.priority, instance.track_scripts, config.vrrp_scripts) == (100, [], {})
+    assert (instance.use_vmac, instance.vmac_name) == (True, "vrrp.1")
 
 
 def test_master_seed_in_detail():

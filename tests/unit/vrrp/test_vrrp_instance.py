@@ -13,6 +13,7 @@ from lvsagent.vrrp.instance import Instance, Services
 from lvsagent.vrrp.machine import LoopClock, State
 from lvsagent.vrrp.receive import Drops
 from lvsagent.vrrp.sockets import Received
+from lvsagent.vrrp.vmac import Vmac
 
 OURS = ipaddress.ip_address("192.168.77.11")
 PEER = ipaddress.ip_address("192.168.77.12")
@@ -69,6 +70,7 @@ class FakeSockets:
         self.rules = {}
 
     def register(self, ifname, family, vrid, handler, rules):
+        self.ifname = ifname
         self.handlers[vrid] = handler
         self.rules[vrid] = rules
         return self.socket
@@ -129,6 +131,21 @@ class FakeNotifier:
         pass
 
 
+class FakeVmacs:
+    def __init__(self):
+        self.log = []
+
+    async def create(self, vmac):
+        self.log.append(("create", vmac))
+        return 8
+
+    async def remove(self, vmac):
+        self.log.append(("remove", vmac))
+
+    def close(self):
+        pass
+
+
 class FakeLinks:
     def __init__(self, up=True, missing=()):
         self.up = up
@@ -155,6 +172,7 @@ class FakeLinks:
 
 def services(loop, addresses=None, links=None):
     return Services(
+        vmacs=FakeVmacs(),
         loop=loop,
         sockets=FakeSockets(),
         addresses=addresses or FakeAddresses(),
@@ -428,6 +446,7 @@ def engine_on_fakes(config):
     fakes = services(engine.loop)
     engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
     engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
+    engine.vmacs = fakes.vmacs
     return engine, fakes
 
 
@@ -762,6 +781,75 @@ def test_reload_hands_the_socket_the_new_receive_rules():
         assert (before.auth_data, after.auth_data) == (b"secret12", b"other123")
         fakes.sockets.handlers[51](received(v2(150)))  # the old password is refused now
         assert dict(engine.drops) == {"auth_password": 1}  # what the status shows
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_use_vmac_puts_the_vips_and_the_socket_on_the_macvlan():
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra="  use_vmac\n"))
+        vmac = Vmac("vrrp.51", "eth0", 51, 4, "VI_1")
+        assert shared.vmacs.log == [("create", vmac)]
+        assert shared.sockets.ifname == "vrrp.51"
+        assert shared.sockets.socket.sent[0][1] == OURS  # the source is still eth0's address
+        assert shared.addresses.log == [("add", "192.168.77.100/24", "vrrp.51")]
+        assert shared.announcer.announced[0] == ("vrrp.51", "192.168.77.100")
+        await instance.stop()
+        assert shared.addresses.log[-1] == ("remove", "192.168.77.100/24", "vrrp.51")
+        assert shared.vmacs.log[-1] == ("remove", vmac)
+
+    asyncio.run(scenario())
+
+
+def test_vmac_xmit_base_sends_from_the_base_interface_and_keeps_the_vips_on_the_vmac():
+    async def scenario():
+        extra = "  use_vmac vip-web\n  vmac_xmit_base\n"
+        instance, shared = await started(conf_text(state="MASTER", extra=extra))
+        assert shared.sockets.ifname == "eth0"
+        assert shared.addresses.log == [("add", "192.168.77.100/24", "vip-web")]
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_vmac_is_made_again_when_its_interface_comes_back_and_moves_the_socket():
+    async def scenario():
+        links = FakeLinks()
+        instance, shared = await started(conf_text(extra="  use_vmac\n"), links=links)
+        assert "vrrp.51" in links.watched
+        links.report("eth0", tracking.Link(2, False))  # down and up again: same interface
+        links.report("eth0", tracking.Link(2, True))
+        await asyncio.sleep(0)
+        assert [what for what, _vmac in shared.vmacs.log] == ["create"]
+        links.report("vrrp.51", tracking.GONE)  # deleted with eth0
+        links.report("eth0", tracking.GONE)
+        assert instance.machine.state == State.FAULT
+        links.report("eth0", tracking.Link(9, True))  # eth0 back: the VMAC is made again
+        await asyncio.sleep(0)
+        assert [what for what, _vmac in shared.vmacs.log] == ["create", "create"]
+        assert instance.machine.state == State.FAULT  # until the VMAC is there
+        links.report("vrrp.51", tracking.Link(12, True))
+        assert shared.sockets.socket.followed == [None, 12]
+        assert instance.machine.state == State.BACKUP
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reload_that_turns_use_vmac_on_restarts_the_instance_on_its_vmac():
+    async def scenario():
+        engine, fakes = await engine_with_fakes(conf_text(state="MASTER"))
+        fakes.addresses.log.clear()
+        await engine.apply_config(loads(conf_text(state="MASTER", extra="  use_vmac\n")))
+        await asyncio.sleep(0)
+        await engine.instances["VI_1"]._settle_vips()
+        assert fakes.addresses.log == [
+            ("remove", "192.168.77.100/24", "eth0"),
+            ("add", "192.168.77.100/24", "vrrp.51"),
+        ]
+        await engine.apply_config(loads(conf_text(state="MASTER")))
+        assert [what for what, _vmac in fakes.vmacs.log] == ["create", "remove"]
         await engine.stop()
 
     asyncio.run(scenario())

@@ -113,6 +113,7 @@ class Checker:
         self.complete_authentication(instance, given)
         self.complete_preemption(instance, given)
         self.complete_advert_int(instance, given)
+        self.complete_vmac(instance)
         if instance.check_unicast_src and not instance.unicast_peers:
             where = self.keyword_location(instance, "check_unicast_src")
             self.warning(where, f"{name} check_unicast_src has no effect without unicast_peer")
@@ -124,6 +125,67 @@ class Checker:
         ):
             where = instance.virtual_ipaddresses[0].location
             self.warning(where, f"{name} the first IPv6 VIP address must be link local")
+
+    def complete_vmac(self, instance: VrrpInstance) -> None:
+        """keepalived's vrrp_end_handler and vrrp_complete_instance on use_vmac, in order."""
+        name = f"({instance.name})"
+        where = self.keyword_location(instance, "use_vmac")
+        if instance.use_vmac and instance.unicast_peers:
+            if instance.interface is None:
+                self.warning(
+                    where,
+                    f"{name}: Cannot use VMAC/ipvlan with unicast and no interface - clearing "
+                    "use_vmac",
+                )
+                instance.use_vmac, instance.vmac_name = False, None
+            elif not instance.vmac_xmit_base:
+                self.warning(
+                    where, f"{name} unicast with use_vmac requires vmac_xmit_base - setting"
+                )
+                instance.vmac_xmit_base = True
+        base = self.keyword_location(instance, "vmac_xmit_base")
+        if instance.vmac_xmit_base and not instance.use_vmac:
+            self.warning(base, f"{name} vmac_xmit_base is only valid with a vmac")
+            instance.vmac_xmit_base = False
+        if instance.vmac_xmit_base and self.config.global_defs.vrrp_strict:
+            self.warning(base, f"{name} xmit_base is incompatible with strict mode - resetting")
+            instance.vmac_xmit_base = False
+        for vip in instance.virtual_ipaddresses + instance.virtual_ipaddresses_excluded:
+            if not vip.use_vmac:
+                continue
+            on_vmac = vip.dev in (None, instance.interface) and vip.family == instance.family
+            if instance.use_vmac and on_vmac:
+                self.warning(
+                    vip.location,
+                    f"{name} use_vmac specified for VIP/eVIP {vip.address} and vrrp instance",
+                )
+            else:
+                self.error(
+                    vip.location,
+                    f"{name} {vip.address.ip} use_vmac: a VMAC of an address's own "
+                    "(outside the instance's use_vmac) is not supported by lvs-agent",
+                )
+
+    def name_vmacs(self) -> None:
+        """keepalived's create_vmac_name: PREFIX.VRID, else PREFIX6.VRID (IPv6 first),
+        PREFIX1.VRID, ... - a name no other instance uses, cut to an interface name's 15."""
+        taken = {i.vmac_name for i in self.config.vrrp_instances if i.vmac_name}
+        prefix = self.config.global_defs.vmac_prefix or "vrrp"
+        for instance in self.config.vrrp_instances:
+            if not instance.use_vmac or instance.vmac_name:
+                continue
+            vrid = instance.virtual_router_id
+            if instance.family == 6:
+                numbers = [6, *(n for n in range(1, 100) if n != 6)]
+            else:
+                numbers = list(range(1, 100))
+            for number in ["", *numbers]:
+                suffix = f"{number}.{vrid}"
+                candidate = prefix[: 15 - len(suffix)] + suffix
+                if candidate not in taken:
+                    break
+            instance.vmac_name = candidate
+            taken.add(candidate)
 
     def set_family(self, instance: VrrpInstance) -> None:
         vips = instance.virtual_ipaddresses
@@ -271,6 +333,7 @@ class Checker:
             self.complete_instance(instance)
             self.drop_unknown_scripts(instance)
             self.check_tracked(f"({instance.name})", instance)
+        self.name_vmacs()
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
 

@@ -91,7 +91,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     use_symlink_paths use_vmac use_vmac_addr user uthreshold v3_checksum_as_v2 version
     virtual_ipaddress virtual_ipaddress_excluded virtual_router_id virtual_routes
     virtual_rules virtual_server virtual_server_group virtualhost vmac_addr_prefix
-    vmac_prefix vmac_xmit_base vrf vrrp_check_unicast_src vrrp_delay_after_boot
+    vmac_garp_intvl vmac_prefix vmac_xmit_base vrf vrrp_check_unicast_src vrrp_delay_after_boot
     vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval vrrp_garp_lower_prio_delay
     vrrp_garp_lower_prio_repeat vrrp_garp_master_delay vrrp_garp_master_refresh
     vrrp_garp_master_refresh_repeat vrrp_garp_master_repeat vrrp_gna_interval

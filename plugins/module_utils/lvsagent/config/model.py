@@ -99,6 +99,7 @@ class GlobalDefs:
     vrrp_strict: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
+    vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID
     # notify FIFOs (paths): notify_fifo and vrrp_notify_fifo get the VRRP lines; each
     # *_script is started to read its FIFO
     notify_fifo: Optional[str] = None
@@ -201,6 +202,7 @@ class VirtualAddress:
     broadcast: Optional[str] = None
     peer: Optional[str] = None
     no_track: bool = False
+    use_vmac: bool = False  # keepalived: a VMAC of its own unless on the instance's VMAC
     location: Location = field(default_factory=Location)
 
     @property
@@ -243,6 +245,10 @@ class VrrpInstance:
     garp_master_refresh_repeat: Optional[int] = None
     checksum_with_pseudo_header: bool = True  # False with v3_checksum_as_v2
     accept: Optional[bool] = None  # None = keepalived's default (accept unless strict)
+    # use_vmac: a private macvlan with the VRRP MAC carries the VIPs and the adverts
+    use_vmac: bool = False
+    vmac_name: Optional[str] = None  # None = vmac_prefix.VRID, chosen by the checks
+    vmac_xmit_base: bool = False  # adverts leave from the base interface, not the macvlan
     family: int = 4  # 4 or 6, from the VIPs
     sync_group: Optional[str] = None
     location: Location = field(default_factory=Location)

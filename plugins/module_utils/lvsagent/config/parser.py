@@ -31,6 +31,7 @@ from .model import (
     SCHEDULERS,
     Checker,
     Config,
+    GlobalDefs,
     Location,
     RealServer,
     Script,
@@ -70,7 +71,6 @@ VIP_UNSUPPORTED_OPTIONS = (
     "noprefixroute",
     "autojoin",
     "preferred_lft",
-    "use_vmac",
     "track_group",
 )
 # options that every checker resolves from its real server, then its virtual server
@@ -583,6 +583,7 @@ class Builder:
             "enable_script_security": self.scalar("enable_script_security", self.bare_flag),
             "set_supplementary_groups": self.scalar("set_supplementary_groups", self.bare_flag),
             "vrrp_strict": self.scalar("vrrp_strict", self.bare_flag),
+            "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
             **{
@@ -610,6 +611,14 @@ class Builder:
             self.error(node, f"{node.keyword}: an owner for the FIFO is not supported by lvs-agent")
             raise Invalid
         return self.value(node)
+
+    def vmac_prefix(self, node: Node, global_defs: GlobalDefs) -> None:
+        """keepalived keeps the first vmac_prefix."""
+        prefix = self.value(node)
+        if global_defs.vmac_prefix is not None:
+            self.warning(node, f"vmac prefix has already been specified - ignoring {prefix}")
+            raise Ignored
+        global_defs.vmac_prefix = prefix
 
     def global_defs(self, node: Node, config: Config) -> None:
         self.require_block(node)
@@ -658,8 +667,10 @@ class Builder:
         name = self.block_name(node)
         script = VrrpScript(name, location=location(node))
         state = self.walk(node, "vrrp_script", script)
-        if not script.script and not self.tainted(node):
-            self.error(node, f"vrrp_script {name}: no script given")
+        if not script.script:
+            if not self.tainted(node):  # keepalived drops it; who tracks it is told so
+                self.warning(node, f"No script set for vrrp_script {name} - removing")
+            return
         if "timeout" not in state.explicit:
             script.timeout = script.interval
         self.define(node, config.vrrp_scripts, script, "vrrp_script")
@@ -916,6 +927,8 @@ class Builder:
             "accept": self.scalar("accept", self.bare_flag),
             "no_accept": self.scalar("accept", lambda node: not self.bare_flag(node)),
             "native_ipv6": self.native_ipv6,
+            "use_vmac": self.use_vmac,
+            "vmac_xmit_base": self.scalar("vmac_xmit_base", self.bare_flag),
         }
 
     def interface_name(self, node: Node) -> str:
@@ -924,6 +937,36 @@ class Builder:
             self.error(node, f"{node.keyword}: '{name}' is not a valid interface name")
             raise Invalid
         return name
+
+    def use_vmac(self, node: Node, instance: VrrpInstance) -> None:
+        """use_vmac [NAME]: the macvlan's name is checked as keepalived's dev_name_valid; a MAC
+        address (a word with ':') instead of the VRRP one is refused."""
+        if node.is_block:
+            self.error(node, "use_vmac does not take a block")
+            raise Invalid
+        if any(":" in word for word in node.args[:2]):
+            self.error(node, "use_vmac with a MAC address: not supported by lvs-agent")
+            raise Invalid
+        if len(node.args) > 1:
+            self.extra_arguments(node, node.args[1:])
+        instance.use_vmac = True
+        if not node.args:
+            return
+        name = node.args[0]
+        if len(name) > 15 or name in (".", "..") or "/" in name:
+            self.warning(
+                node, f"VMAC interface name '{name}' too long or invalid characters - ignoring"
+            )
+            return
+        for other in self.config.vrrp_instances:
+            if other.vmac_name == name:
+                self.warning(
+                    node,
+                    f"({instance.name}) VRRP instance {other.name} is already using {name} - "
+                    "ignoring name",
+                )
+                return
+        instance.vmac_name = name
 
     def preempt(self, node: Node, instance: VrrpInstance) -> None:
         self.bare_flag(node)
@@ -994,8 +1037,8 @@ class Builder:
                     raise Ignored
                 self.vip_option(node, vip, option, words[index + 1])
                 index += 2
-            elif option == "no_track":
-                vip.no_track = True
+            elif option in ("no_track", "use_vmac"):
+                setattr(vip, option, True)
                 index += 1
             elif option in VIP_UNSUPPORTED_OPTIONS:
                 self.error(node, f"{raw}: option '{option}' not supported by lvs-agent")

@@ -85,6 +85,8 @@ def render_virtual_address(vip: VirtualAddress) -> str:
             words += [keyword, value]
     if vip.no_track:
         words.append("no_track")
+    if vip.use_vmac:
+        words.append("use_vmac")
     return statement(*words)
 
 
@@ -178,5 +180,9 @@ def render_instance(instance: VrrpInstance) -> str:
         add("v3_checksum_as_v2")
     if instance.accept is not None:
         add("accept" if instance.accept else "no_accept")
+    if instance.use_vmac:
+        add("use_vmac", *([instance.vmac_name] if instance.vmac_name else []))
+    if instance.vmac_xmit_base:
+        add("vmac_xmit_base")
     lines.append("}")
     return "\n".join(lines) + "\n"

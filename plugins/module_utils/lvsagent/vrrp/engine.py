@@ -22,6 +22,7 @@ from .sockets import SocketPool
 from .track_file import FileTracker
 from .track_process import ProcessWatch
 from .tracking import LinkMonitor, ScriptTracker
+from .vmac import VmacLinks
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -61,6 +62,7 @@ class VrrpEngine:
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
+        self.vmacs = VmacLinks()
         self.scripts: dict[str, ScriptTracker] = {}
         self.files: dict[str, FileTracker] = {}
         self.processes = ProcessWatch(loop)
@@ -104,6 +106,7 @@ class VrrpEngine:
         self.links.close()
         self.announcer.close()
         self.addresses.close()
+        self.vmacs.close()
 
     async def apply_config(self, config: Config) -> None:
         """Reload as keepalived: an instance that keeps its name, interface, VRID and family keeps
@@ -148,6 +151,9 @@ class VrrpEngine:
             instance_config.interface,
             instance_config.virtual_router_id,
             instance_config.family,
+            instance_config.use_vmac,
+            instance_config.vmac_name,
+            instance_config.vmac_xmit_base,
         )
 
     def _signature(self, config: Config, instance_config) -> tuple:
@@ -196,6 +202,7 @@ class VrrpEngine:
             files=self.files,
             processes=self.processes.trackers,
             drops=self.drop_log,
+            vmacs=self.vmacs,
         )
 
     async def _start_instance(self, config: Config, instance_config) -> None:

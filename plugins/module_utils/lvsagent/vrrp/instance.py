@@ -20,6 +20,7 @@ from .sockets import Received, SocketPool, VrrpSocket
 from .track_file import FAULT, FileTracker, file_status
 from .track_process import ProcessTracker
 from .tracking import Link, LinkMonitor, ScriptTracker
+from .vmac import Vmac, VmacLinks
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -39,6 +40,7 @@ class Services:
     links: LinkMonitor
     scripts: dict[str, ScriptTracker]
     drops: Drops
+    vmacs: VmacLinks = field(default_factory=VmacLinks)
     files: dict[str, FileTracker] = field(default_factory=dict)
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
 
@@ -57,6 +59,11 @@ class Instance:
         self.on_state = on_state
         self.ifname = config.interface
         self.family = config.family
+        self.vmac_name = config.vmac_name if config.use_vmac else None
+        # the adverts go out and come in on the VMAC, unless vmac_xmit_base
+        self.socket_ifname = self.ifname if config.vmac_xmit_base else self.vmac_name or self.ifname
+        self._base_index: Optional[int] = None  # our interface's, as last seen
+        self._vmac_task: Optional[asyncio.Task] = None
         self.machine: Optional[VrrpMachine] = None
         self.source: Optional[packet.IPAddress] = None
         self.socket: Optional[VrrpSocket] = None
@@ -104,6 +111,8 @@ class Instance:
     async def start(self) -> None:
         services = self.services
         self._take_settings(self.config, self.global_defs, await self._choose_source())
+        if self.vmac_name:
+            await services.vmacs.create(self._vmac())
         self.machine = VrrpMachine(
             self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
         )
@@ -148,8 +157,14 @@ class Instance:
         if self._source_task is not None:
             self._source_task.cancel()
         await self._settle_vips()
-        self.services.sockets.unregister(self.ifname, self.family, self.config.virtual_router_id)
+        self.services.sockets.unregister(
+            self.socket_ifname, self.family, self.config.virtual_router_id
+        )
         self._unwatch_tracking()
+        if self._vmac_task is not None:
+            self._vmac_task.cancel()
+        if self.vmac_name:
+            await self.services.vmacs.remove(self._vmac())
         self.services.notifier.state_changed(
             "INSTANCE",
             self.name,
@@ -171,10 +186,26 @@ class Instance:
             raise RuntimeError(f"({self.name}) no {kind} address on {self.ifname}")
         return found
 
+    def _vmac(self) -> Vmac:
+        """Our use_vmac macvlan; with IPv6 it carries the adverts' link-local source."""
+        xmit_base = self.config.vmac_xmit_base or self.family == 4
+        return Vmac(
+            name=self.vmac_name,
+            base=self.ifname,
+            vrid=self.config.virtual_router_id,
+            family=self.family,
+            owner=self.name,
+            link_local=None if xmit_base else self.source,
+        )
+
     def _register(self) -> None:
         """On the shared socket: our VRID's handler, and our rules for the kernel filter."""
         self.socket = self.services.sockets.register(
-            self.ifname, self.family, self.config.virtual_router_id, self._receive, self._rules
+            self.socket_ifname,
+            self.family,
+            self.config.virtual_router_id,
+            self._receive,
+            self._rules,
         )
 
     def _join_group(self) -> None:
@@ -280,8 +311,13 @@ class Instance:
                 self._start_announcing()
 
     def _all_vips(self):
+        """Each VIP with its device: with use_vmac, those of our interface and family are on
+        the VMAC (keepalived's vrrp_complete_instance)."""
         for vip in (*self.config.virtual_ipaddresses, *self.config.virtual_ipaddresses_excluded):
-            yield vip, vip.dev or self.ifname
+            dev = vip.dev or self.ifname
+            if self.vmac_name and dev == self.ifname and vip.family == self.family:
+                dev = self.vmac_name
+            yield vip, dev
 
     async def _each_vip(self, vips, action, verb: str) -> None:
         for vip, dev in vips:
@@ -376,7 +412,12 @@ class Instance:
 
     def _watch_tracking(self) -> None:
         links, config = self.services.links, self.config
-        watched = [self.ifname, *self._vip_devices(), *(t.name for t in config.track_interfaces)]
+        watched = [
+            self.ifname,
+            self.socket_ifname,
+            *self._vip_devices(),
+            *(t.name for t in config.track_interfaces),
+        ]
         for ifname in dict.fromkeys(watched):
             self._apply_link(ifname, links.watch(ifname, self._link_changed))
         for tracks, trackers, listener, apply in self._tracked_kinds():
@@ -410,9 +451,11 @@ class Instance:
         """Our interface or a VIP's gone is FAULT whatever the tracking; our interface back
         (a new index) gets a new socket before the state can move, so that the first advert
         goes out on it."""
+        if ifname == self.socket_ifname:
+            self.socket.follow(link.index)
         if ifname == self.ifname:
             self._follow_interface(link)
-        if ifname == self.ifname or ifname in self._vip_devices():
+        if ifname in (self.ifname, self.socket_ifname) or ifname in self._vip_devices():
             self._set_fault(f"{ifname} deleted", link.index is None)
         if ifname == self.ifname and not self.config.dont_track_primary:
             self._set_fault(f"{ifname} down", not link.up)
@@ -421,14 +464,30 @@ class Instance:
                 self._apply_weight(f"interface {ifname}", track.weight, link.up != track.reverse)
 
     def _follow_interface(self, link: Link) -> None:
-        """A new index: a new socket; once up, the source address found again (a re-created
-        interface has new addresses: an IPv6 link-local comes from its new MAC)."""
-        moved = link.index is not None and link.index != self.socket.ifindex
-        self.socket.follow(link.index)
+        """A new index: once up, the source address found again (a re-created interface has
+        new addresses: an IPv6 link-local comes from its new MAC); the kernel deleted our VMAC
+        with the old one, so it is made again on the new."""
+        known = self._base_index
+        moved = None not in (link.index, known) and link.index != known
+        self._base_index = known if link.index is None else link.index
+        if moved and self.vmac_name and self._vmac_task is None:
+            self._vmac_task = self.services.loop.create_task(self._recreate_vmac())
         configured = self.config.unicast_src_ip or self.config.mcast_src_ip
         self._source_stale = (self._source_stale or moved) and not configured
         if link.up and self._source_stale and self._source_task is None:
             self._source_task = self.services.loop.create_task(self._refresh_source())
+
+    async def _recreate_vmac(self) -> None:
+        try:
+            await self._make_vmac()
+        finally:
+            self._vmac_task = None
+
+    async def _make_vmac(self) -> None:
+        try:
+            await self.services.vmacs.create(self._vmac())
+        except (OSError, RuntimeError) as error:
+            log.error("(%s) VMAC %s cannot be created: %s", self.name, self.vmac_name, error)
 
     async def _refresh_source(self) -> None:
         try:
@@ -447,6 +506,8 @@ class Instance:
                     log.info("(%s) source address on %s is now %s", self.name, self.ifname, source)
                     self.source = source
                     self.machine.settings.primary_address = source
+                    if self._vmac().link_local is not None:  # the VMAC sends from it too
+                        await self._make_vmac()
                 return
         finally:
             self._source_task = None
