@@ -11,3 +11,13 @@ for path in (os.path.join(REPO, "plugins", "module_utils"), HERE, os.path.join(H
         sys.path.insert(0, path)
 
 pytest_plugins = ["testbed.fixtures"]
+
+try:
+    from hypothesis import settings
+except ImportError:  # the guest runs only the ipvs tests, without hypothesis
+    pass
+else:
+    # Property tests check behaviour, not speed: on a loaded 2-core machine an example may take
+    # longer than hypothesis's default 200 ms deadline, which then fails a correct test.
+    settings.register_profile("lvs-ha", deadline=None)
+    settings.load_profile("lvs-ha")
