@@ -9,7 +9,7 @@ import os
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 
-from lvsagent.config import load, loads
+from lvsagent.config import ConfigError, load, loads
 from lvsagent.config.model import NextHop, Route, Rule
 from lvsagent.config.render import render_instance
 
@@ -243,3 +243,31 @@ def test_routes_and_rules_render_back_to_the_same_model():
     (again,) = loads(render_instance(instance), "rendered.conf").vrrp_instances
     assert again.virtual_routes == instance.virtual_routes
     assert again.virtual_rules == instance.virtual_rules
+
+
+def test_host_checks_name_a_missing_route_or_static_address_interface():
+    text = """static_ipaddress {
+  10.5.0.1 dev nosuch1
+}
+static_routes {
+  10.1.0.0/24 dev lo
+  10.2.0.0/24 nexthop via 10.0.0.1 dev nosuch2
+}
+vrrp_instance VI_1 {
+  interface lo
+  virtual_router_id 51
+  virtual_ipaddress {
+    10.0.0.100
+  }
+  virtual_routes {
+    10.3.0.0/24 dev nosuch3
+  }
+}
+"""
+    with pytest.raises(ConfigError) as raised:
+        loads(text, "test.conf", host_checks=True)
+    assert [f"{p.line}: {p.message}" for p in raised.value.errors] == [
+        "2: static_ipaddress 10.5.0.1/32: interface nosuch1 does not exist on this host",
+        "6: static_routes 10.2.0.0/24: interface nosuch2 does not exist on this host",
+        "15: (VI_1) virtual_routes 10.3.0.0/24: interface nosuch3 does not exist on this host",
+    ]

@@ -611,6 +611,28 @@ class Checker:
                         f"({instance.name}) track_interface {track.name} does not exist "
                         "on this host",
                     )
+        self.check_routing_devices()
+
+    def check_routing_devices(self) -> None:
+        """The interfaces static addresses and routes name (keepalived drops such a line with
+        "interface ... doesn't exist"; lvs-agent could not install it)."""
+        config = self.config
+        owners = [("static_ipaddress", [(a, a.address, [a.dev]) for a in config.static_addresses])]
+        for owner, routes in [("static_routes", config.static_routes)] + [
+            (f"({i.name}) virtual_routes", i.virtual_routes) for i in config.vrrp_instances
+        ]:
+            devices = [
+                (r, r.destination, [r.dev, *(hop.dev for hop in r.nexthops)]) for r in routes
+            ]
+            owners.append((owner, devices))
+        for owner, entries in owners:
+            for entry, what, devices in entries:
+                for dev in filter(None, devices):
+                    if not interface_exists(dev):
+                        self.error(
+                            entry.location,
+                            f"{owner} {what}: interface {dev} does not exist on this host",
+                        )
 
     # ---- scripts (host): whom each one runs as, and enable_script_security ------------------
 
