@@ -115,6 +115,25 @@ class FakeAddresses:
         pass
 
 
+class FakeDeletions:
+    """The kernel's reports of deleted routes and rules, told by the test (`delete`)."""
+
+    def __init__(self):
+        self.watched = {}
+
+    async def watch(self, entry, on_deleted):
+        self.watched[entry] = on_deleted
+
+    def unwatch(self, entry):
+        self.watched.pop(entry, None)
+
+    def delete(self, entry):
+        self.watched.pop(entry)(entry)
+
+    async def close(self):
+        self.watched.clear()
+
+
 class FakeAnnouncer:
     def __init__(self):
         self.announced = []
@@ -170,7 +189,7 @@ def services(loop, addresses=None, links=None):
         loop=loop,
         sockets=FakeSockets(),
         addresses=addresses,
-        routing=RoutingManager(addresses),
+        routing=RoutingManager(addresses, FakeDeletions()),
         announcer=FakeAnnouncer(),
         notifier=FakeNotifier(),
         links=links or FakeLinks(),
@@ -885,3 +904,42 @@ def test_reload_hands_the_socket_the_new_receive_rules():
         await engine.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_tracked_virtual_rule_deleted_behind_a_master_makes_it_backup(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def scenario():
+        instance, shared = await started(conf_text(extra=ROUTES))
+        instance.machine.force_master()
+        await instance._settle_vips()
+        deletions = shared.routing.deletions
+        (rule,) = deletions.watched  # the routes name no dev: not tracked, as keepalived
+        deletions.delete(rule)
+        assert instance.machine.state == State.BACKUP
+        await instance._settle_vips()
+        assert deletions.watched == {}
+        await instance.stop()
+
+    asyncio.run(scenario())
+    assert "(VI_1) rule 200: from 10.9.0.0/24 lookup 100 deleted - going to BACKUP" in caplog.text
+
+
+def test_a_tracked_static_rule_deleted_is_restored(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(STATIC + conf_text()))
+        await engine.start()
+        deletions, log = fakes.routing.deletions, fakes.addresses.log
+        (rule,) = deletions.watched
+        log.clear()
+        deletions.delete(rule)
+        await asyncio.sleep(0.01)
+        assert log == [("rule", "add", 300)]
+        assert rule in deletions.watched  # watched again
+        await engine.stop()
+        assert deletions.watched == {}
+
+    asyncio.run(scenario())
+    assert "Restoring deleted static rule 300: from 10.8.0.0/24 lookup 100" in caplog.text

@@ -16,7 +16,7 @@ from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
 from .receive import Drops, ReceiveRules
-from .routes import RoutingManager
+from .routes import RoutingManager, describe
 from .sockets import Received, SocketPool, VrrpSocket
 from .track_file import FAULT, FileTracker, file_status
 from .track_process import ProcessTracker
@@ -291,7 +291,16 @@ class Instance:
                 await self._each_vip(added, self.services.addresses.add, "adding")
                 self._start_announcing()
             new = [entry for entry in routing if entry not in held_routing]
-            await self.services.routing.apply_all(new, True, f"({self.name}) ")
+            await self.services.routing.apply_all(
+                new, True, f"({self.name}) ", on_deleted=self._routing_deleted
+            )
+
+    def _routing_deleted(self, entry) -> None:
+        """keepalived: a tracked virtual route or rule deleted behind a master's back makes it
+        a backup (it takes over again, and adds them again, when no one else does)."""
+        if self.machine is not None and self.machine.state == State.MASTER:
+            log.info("(%s) %s deleted - going to BACKUP", self.name, describe(entry))
+            self.machine.force_backup()
 
     def _routing_wanted(self, master: bool) -> tuple:
         if not master:

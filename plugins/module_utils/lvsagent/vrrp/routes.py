@@ -2,19 +2,24 @@
 send them: static_routes and static_rules for the agent's life, an instance's virtual_routes
 and virtual_rules while it is MASTER.
 
-Requests go out on the AddressManager's rtnetlink socket, in the agent's loop.
+Requests go out on the AddressManager's rtnetlink socket, in the agent's loop. As keepalived,
+an entry without no_track is tracked: its deletion by someone else is reported (a master then
+steps down to backup, a static entry is restored).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
 import socket
 from dataclasses import replace
-from typing import Union
+from typing import Callable, Optional, Union
 
-from ..config.model import Config, Location, Route, Rule, VirtualAddress
+from ..config.model import RTPROT_KEEPALIVED, Config, Location, Route, Rule, VirtualAddress
+from ..netlink import AsyncIPRoute
 from .addresses import AddressManager
 
 log = logging.getLogger("lvsagent.vrrp")
@@ -38,6 +43,11 @@ ROUTE_FLAGS = {
 RULE_ACTIONS = {"table": 1, "goto": 2, "nop": 3, "blackhole": 6, "unreachable": 7, "prohibit": 8}
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 GONE = (errno.ESRCH, errno.ENOENT, errno.ENODEV, errno.EADDRNOTAVAIL)
+# rtnetlink multicast groups: IPv4 routes, IPv4 rules, IPv6 routes, IPv6 rules
+DELETION_GROUPS = 0x40 | 0x80 | 0x400 | 0x40000
+ROUTE_TYPE_NAMES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
+ANY_ADDRESS = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+OnDeleted = Callable[[Union[Route, Rule]], None]
 
 
 def prefix(text: str) -> tuple[str, int]:
@@ -119,23 +129,110 @@ def describe(entry: Union[Entry, VirtualAddress]) -> str:
     return " ".join(parts)
 
 
+def entry_key(entry: Entry) -> tuple:
+    """What identifies a route or rule in a deletion the kernel reports."""
+    family = FAMILIES[entry.family]
+    if isinstance(entry, Route):
+        return ("route", family, *prefix(entry.destination), entry.table, entry.type)
+    source = prefix(entry.source) if entry.source else (None, 0)
+    destination = prefix(entry.destination) if entry.destination else (None, 0)
+    return ("rule", family, entry.priority, *source, *destination)
+
+
+def deletion_key(message) -> Optional[tuple]:
+    """The entry_key of a deleted route or rule carrying keepalived's protocol, else None."""
+    family = message.get("family")
+    if message["event"] == "RTM_DELROUTE" and message.get("proto") == RTPROT_KEEPALIVED:
+        destination = message.get_attr("RTA_DST") or ANY_ADDRESS.get(family)
+        table = message.get_attr("RTA_TABLE") or message.get("table")
+        kind = ROUTE_TYPE_NAMES.get(message.get("type"))
+        return ("route", family, destination, message.get("dst_len"), table, kind)
+    if message["event"] == "RTM_DELRULE" and message.get_attr("FRA_PROTOCOL") == RTPROT_KEEPALIVED:
+        return (
+            "rule",
+            family,
+            message.get_attr("FRA_PRIORITY") or 0,
+            message.get_attr("FRA_SRC"),
+            message.get("src_len"),
+            message.get_attr("FRA_DST"),
+            message.get("dst_len"),
+        )
+    return None
+
+
+class DeletionWatch:
+    """keepalived's route and rule tracking: `on_deleted(entry)` once when the kernel reports a
+    watched entry deleted. An entry is unwatched before the agent removes it itself."""
+
+    def __init__(self) -> None:
+        self._watched: dict[tuple, tuple[Entry, OnDeleted]] = {}
+        self._ipr = None
+        self._task: Optional[asyncio.Task] = None
+
+    async def watch(self, entry: Entry, on_deleted: OnDeleted) -> None:
+        if self._task is None:
+            self._ipr = AsyncIPRoute()
+            await self._ipr.bind(groups=DELETION_GROUPS)
+            self._task = asyncio.get_running_loop().create_task(self._read())
+        self._watched[entry_key(entry)] = (entry, on_deleted)
+
+    def unwatch(self, entry: Entry) -> None:
+        self._watched.pop(entry_key(entry), None)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                async for message in self._ipr.get():
+                    key = deletion_key(message)
+                    entry, on_deleted = self._watched.pop(key, (None, None))
+                    if entry is not None:
+                        on_deleted(entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # an overrun or a message we cannot read: go on
+                log.debug("Netlink: route/rule monitor - %s", error)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            self._ipr.close()
+        self._watched.clear()
+
+
 class RoutingManager:
     """Adds and removes routes and rules on the AddressManager's rtnetlink socket (and, for the
-    static entries, addresses on their `dev` through it)."""
+    static entries, addresses on their `dev` through it); tracks what it added."""
 
-    def __init__(self, addresses: AddressManager) -> None:
+    def __init__(self, addresses: AddressManager, deletions: Optional[DeletionWatch] = None):
         self.addresses = addresses
+        self.deletions = deletions or DeletionWatch()
 
-    async def apply_all(self, entries, add: bool, prefix: str, quiet: bool = False) -> None:
+    async def apply_all(
+        self,
+        entries,
+        add: bool,
+        prefix: str,
+        quiet: bool = False,
+        on_deleted: Optional[OnDeleted] = None,
+    ) -> None:
         """Each entry in turn; one that fails is logged (unless quiet: leftovers looked for)
-        and must not keep the others away."""
+        and must not keep the others away. An entry added without no_track is watched with
+        `on_deleted`; an entry is unwatched before its removal."""
         for entry in entries:
             try:
                 if isinstance(entry, VirtualAddress):
                     action = self.addresses.add if add else self.addresses.remove
                     await action(entry, entry.dev)
+                elif add:
+                    await self.add(entry)
+                    if on_deleted is not None and not entry.no_track:
+                        await self.deletions.watch(entry, on_deleted)
                 else:
-                    await (self.add if add else self.remove)(entry)
+                    self.deletions.unwatch(entry)
+                    await self.remove(entry)
             except Exception as error:
                 if not quiet:
                     verb = "adding" if add else "removing"
@@ -178,6 +275,7 @@ class StaticEntries:
     def __init__(self, routing: RoutingManager) -> None:
         self.routing = routing
         self.held: list = []  # addresses, then routes, then rules: the order they are added
+        self._restoring: set[asyncio.Task] = set()
 
     @staticmethod
     def wanted(config: Config) -> list:
@@ -193,8 +291,21 @@ class StaticEntries:
         held, self.held = self.held, wanted
         gone = [entry for entry in reversed(held) if entry not in wanted]
         await self.routing.apply_all(gone, False, "static: ")
-        await self.routing.apply_all([e for e in wanted if e not in held], True, "static: ")
+        new = [entry for entry in wanted if entry not in held]
+        await self.routing.apply_all(new, True, "static: ", on_deleted=self._restore)
+
+    def _restore(self, entry: Entry) -> None:
+        """keepalived's reinstate_static_route / _rule: a tracked static entry comes back."""
+        log.info("Restoring deleted static %s", describe(entry))
+        task = asyncio.get_running_loop().create_task(
+            self.routing.apply_all([entry], True, "static: ", on_deleted=self._restore)
+        )
+        self._restoring.add(task)
+        task.add_done_callback(self._restoring.discard)
 
     async def stop(self) -> None:
+        for task in list(self._restoring):
+            await task
         held, self.held = self.held, []
         await self.routing.apply_all(reversed(held), False, "static: ")
+        await self.routing.deletions.close()
