@@ -156,20 +156,23 @@ def test_keepalived_installs_the_same_entries_from_the_same_lines(pair, tmp_path
 
 def test_tracked_entries_deleted_behind_the_agent_come_back(pair, tmp_path):
     """As keepalived: a tracked virtual route deleted on the master sends it to BACKUP (it takes
-    over again and adds it back); a deleted static route or rule is restored at once."""
+    over again and adds it back); a deleted static address, route or rule is restored at once."""
     d1, d2 = pair
     a1 = Agent(d1, tmp_path, node_config(150, "10.66.0.11")).start()
-    Agent(d2, tmp_path, node_config(100, "10.66.0.12")).start()
+    a2 = Agent(d2, tmp_path, node_config(100, "10.66.0.12")).start()
     wait_single_holder(pair, d1)
     d1.wait_for(lambda: virtual_entries(d1) == MASTER_ENTRIES, timeout=5)
     d2.wait_for(lambda: static_entries(d2) == STATIC_ENTRIES, timeout=5)
 
     d2.run(["ip", "route", "del", "10.55.0.0/24", "table", str(STATIC_TABLE)])
     d2.run(["ip", "rule", "del", "priority", "1000"])
+    d2.run(["ip", "address", "del", "10.66.0.12/32", "dev", "eth0"])
     d2.wait_for(lambda: static_entries(d2) == STATIC_ENTRIES, timeout=3)
+    d2.wait_for(lambda: "10.66.0.12/32" in d2.addresses(), timeout=3)
 
     d1.run(["ip", "route", "del", "10.56.0.0/24", "table", str(VIRTUAL_TABLE)])
     d1.wait_for(lambda: "deleted - going to BACKUP" in a1.log_text(), timeout=3)
     d1.wait_for(lambda: a1.log_text().count("Entering MASTER STATE") == 2, timeout=15)
     d1.wait_for(lambda: virtual_entries(d1) == MASTER_ENTRIES, timeout=5)
     assert "(VI_1) route 10.56.0.0/24 via 192.168.77.1 dev eth0 table 101 deleted" in a1.log_text()
+    assert "Restoring deleted static address 10.66.0.12/32 dev eth0" in a2.log_text()

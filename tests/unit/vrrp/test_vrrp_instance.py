@@ -12,7 +12,7 @@ from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
 from lvsagent.vrrp.machine import LoopClock, State
 from lvsagent.vrrp.receive import Drops
-from lvsagent.vrrp.routes import RoutingManager
+from lvsagent.vrrp.routes import RoutingManager, entry_key
 from lvsagent.vrrp.sockets import Received
 
 OURS = ipaddress.ip_address("192.168.77.11")
@@ -119,16 +119,19 @@ class FakeDeletions:
     """The kernel's reports of deleted routes and rules, told by the test (`delete`)."""
 
     def __init__(self):
-        self.watched = {}
+        self.watched = {}  # entry_key -> (entry, on_deleted)
 
     async def watch(self, entry, on_deleted):
-        self.watched[entry] = on_deleted
+        self.watched[entry_key(entry)] = (entry, on_deleted)
 
     def unwatch(self, entry):
-        self.watched.pop(entry, None)
+        self.watched.pop(entry_key(entry), None)
+
+    def entries(self):
+        return [entry for entry, _on_deleted in self.watched.values()]
 
     def delete(self, entry):
-        self.watched.pop(entry)(entry)
+        self.watched.pop(entry_key(entry))[1](entry)
 
     async def close(self):
         self.watched.clear()
@@ -914,7 +917,7 @@ def test_a_tracked_virtual_rule_deleted_behind_a_master_makes_it_backup(caplog):
         instance.machine.force_master()
         await instance._settle_vips()
         deletions = shared.routing.deletions
-        (rule,) = deletions.watched  # the routes name no dev: not tracked, as keepalived
+        (rule,) = deletions.entries()  # the routes name no dev: not tracked, as keepalived
         deletions.delete(rule)
         assert instance.machine.state == State.BACKUP
         await instance._settle_vips()
@@ -925,19 +928,20 @@ def test_a_tracked_virtual_rule_deleted_behind_a_master_makes_it_backup(caplog):
     assert "(VI_1) rule 200: from 10.9.0.0/24 lookup 100 deleted - going to BACKUP" in caplog.text
 
 
-def test_a_tracked_static_rule_deleted_is_restored(caplog):
+def test_a_tracked_static_rule_or_address_deleted_is_restored(caplog):
     caplog.set_level(logging.INFO, logger="lvsagent")
 
     async def scenario():
         engine, fakes = engine_on_fakes(loads(STATIC + conf_text()))
         await engine.start()
         deletions, log = fakes.routing.deletions, fakes.addresses.log
-        (rule,) = deletions.watched
+        address, rule = deletions.entries()
         log.clear()
         deletions.delete(rule)
+        deletions.delete(address)
         await asyncio.sleep(0.01)
-        assert log == [("rule", "add", 300)]
-        assert rule in deletions.watched  # watched again
+        assert log == [("rule", "add", 300), ("add", "10.8.0.1/24", "eth1")]
+        assert deletions.entries() == [rule, address]  # watched again
         await engine.stop()
         assert deletions.watched == {}
 

@@ -4,7 +4,7 @@ and virtual_rules while it is MASTER.
 
 Requests go out on the AddressManager's rtnetlink socket, in the agent's loop. As keepalived,
 an entry without no_track is tracked: its deletion by someone else is reported (a master then
-steps down to backup, a static entry is restored).
+steps down to backup, a static address, route or rule is restored).
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ ROUTE_FLAGS = {
 RULE_ACTIONS = {"table": 1, "goto": 2, "nop": 3, "blackhole": 6, "unreachable": 7, "prohibit": 8}
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 GONE = (errno.ESRCH, errno.ENOENT, errno.ENODEV, errno.EADDRNOTAVAIL)
-# rtnetlink multicast groups: IPv4 routes, IPv4 rules, IPv6 routes, IPv6 rules
-DELETION_GROUPS = 0x40 | 0x80 | 0x400 | 0x40000
+# rtnetlink multicast groups: IPv4 addresses, routes, rules; IPv6 addresses, routes, rules
+DELETION_GROUPS = 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x40000
 ROUTE_TYPE_NAMES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
 ANY_ADDRESS = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
-OnDeleted = Callable[[Union[Route, Rule]], None]
+Tracked = Union[Route, Rule, VirtualAddress]
+OnDeleted = Callable[[Tracked], None]
 
 
 def prefix(text: str) -> tuple[str, int]:
@@ -129,9 +130,12 @@ def describe(entry: Union[Entry, VirtualAddress]) -> str:
     return " ".join(parts)
 
 
-def entry_key(entry: Entry) -> tuple:
-    """What identifies a route or rule in a deletion the kernel reports."""
+def entry_key(entry: Tracked) -> tuple:
+    """What identifies an address, route or rule in a deletion the kernel reports."""
     family = FAMILIES[entry.family]
+    if isinstance(entry, VirtualAddress):
+        address = entry.address
+        return ("address", family, str(address.ip), address.network.prefixlen, entry.dev)
     if isinstance(entry, Route):
         return ("route", family, *prefix(entry.destination), entry.table, entry.type)
     source = prefix(entry.source) if entry.source else (None, 0)
@@ -140,8 +144,15 @@ def entry_key(entry: Entry) -> tuple:
 
 
 def deletion_key(message) -> Optional[tuple]:
-    """The entry_key of a deleted route or rule carrying keepalived's protocol, else None."""
+    """The entry_key of a deleted address, or route or rule carrying keepalived's protocol."""
     family = message.get("family")
+    if message["event"] == "RTM_DELADDR":
+        address = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
+        try:
+            dev = socket.if_indextoname(message.get("index"))
+        except OSError:
+            return None  # the interface went, with its addresses: nothing to restore on it
+        return ("address", family, address, message.get("prefixlen"), dev)
     if message["event"] == "RTM_DELROUTE" and message.get("proto") == RTPROT_KEEPALIVED:
         destination = message.get_attr("RTA_DST") or ANY_ADDRESS.get(family)
         table = message.get_attr("RTA_TABLE") or message.get("table")
@@ -161,22 +172,22 @@ def deletion_key(message) -> Optional[tuple]:
 
 
 class DeletionWatch:
-    """keepalived's route and rule tracking: `on_deleted(entry)` once when the kernel reports a
-    watched entry deleted. An entry is unwatched before the agent removes it itself."""
+    """keepalived's address, route and rule tracking: `on_deleted(entry)` once when the kernel
+    reports a watched entry deleted. An entry is unwatched before the agent removes it itself."""
 
     def __init__(self) -> None:
-        self._watched: dict[tuple, tuple[Entry, OnDeleted]] = {}
+        self._watched: dict[tuple, tuple[Tracked, OnDeleted]] = {}
         self._ipr = None
         self._task: Optional[asyncio.Task] = None
 
-    async def watch(self, entry: Entry, on_deleted: OnDeleted) -> None:
+    async def watch(self, entry: Tracked, on_deleted: OnDeleted) -> None:
         if self._task is None:
             self._ipr = AsyncIPRoute()
             await self._ipr.bind(groups=DELETION_GROUPS)
             self._task = asyncio.get_running_loop().create_task(self._read())
         self._watched[entry_key(entry)] = (entry, on_deleted)
 
-    def unwatch(self, entry: Entry) -> None:
+    def unwatch(self, entry: Tracked) -> None:
         self._watched.pop(entry_key(entry), None)
 
     async def _read(self) -> None:
@@ -223,20 +234,29 @@ class RoutingManager:
         `on_deleted`; an entry is unwatched before its removal."""
         for entry in entries:
             try:
-                if isinstance(entry, VirtualAddress):
-                    action = self.addresses.add if add else self.addresses.remove
-                    await action(entry, entry.dev)
-                elif add:
-                    await self.add(entry)
+                if add:
+                    await self._add(entry)
                     if on_deleted is not None and not entry.no_track:
                         await self.deletions.watch(entry, on_deleted)
                 else:
                     self.deletions.unwatch(entry)
-                    await self.remove(entry)
+                    await self._remove(entry)
             except Exception as error:
                 if not quiet:
                     verb = "adding" if add else "removing"
                     log.error("%s%s %s failed: %s", prefix, verb, describe(entry), error)
+
+    async def _add(self, entry: Tracked) -> None:
+        if isinstance(entry, VirtualAddress):
+            await self.addresses.add(entry, entry.dev)
+        else:
+            await self.add(entry)
+
+    async def _remove(self, entry: Tracked) -> None:
+        if isinstance(entry, VirtualAddress):
+            await self.addresses.remove(entry, entry.dev)
+        else:
+            await self.remove(entry)
 
     async def add(self, entry: Entry) -> None:
         ipr = await self.addresses.rtnl()
@@ -294,8 +314,8 @@ class StaticEntries:
         new = [entry for entry in wanted if entry not in held]
         await self.routing.apply_all(new, True, "static: ", on_deleted=self._restore)
 
-    def _restore(self, entry: Entry) -> None:
-        """keepalived's reinstate_static_route / _rule: a tracked static entry comes back."""
+    def _restore(self, entry: Tracked) -> None:
+        """keepalived's reinstate_static_address / _route / _rule: a tracked entry comes back."""
         log.info("Restoring deleted static %s", describe(entry))
         task = asyncio.get_running_loop().create_task(
             self.routing.apply_all([entry], True, "static: ", on_deleted=self._restore)
