@@ -1,18 +1,24 @@
-"""static_ipaddress / static_routes / static_rules and virtual_routes / virtual_rules, observed in
-the kernel of each lab host (`ip route show table N`, `ip rule`): the static ones are there
-while the node's process runs whatever its state, the virtual ones on the MASTER only, moving
-with it; both go at stop. The entries lvs-agent installs are the ones keepalived installs from
-the same lines (compared with real keepalived 2.2.7 as the master)."""
+"""static_ipaddress / static_routes / static_rules and virtual_routes / virtual_rules, observed
+in the kernel of each lab host (`ip route show table N`, `ip rule`): the static ones are there
+while the node's process runs whatever its state, the virtual ones (and the
+virtual_ipaddress_excluded addresses) on the MASTER only, moving with it; both go at stop. The
+entries lvs-agent installs are the ones keepalived installs from the same lines (compared with
+real keepalived 2.2.7 as the master)."""
 
 from __future__ import annotations
 
 import pytest
-from vrrp_support import Agent, Keepalived, config, instance_block, wait_single_holder
+from vrrp_support import Agent, Keepalived, config, holds, instance_block, wait_single_holder
 
 pytestmark = pytest.mark.netns
 
 STATIC_TABLE, VIRTUAL_TABLE = 100, 101
-VIRTUAL = f"""  virtual_routes {{
+EXCLUDED = ("192.168.78.100", "fd00:78::100")  # virtual_ipaddress_excluded: with the VIP
+VIRTUAL = f"""  virtual_ipaddress_excluded {{
+    {EXCLUDED[0]}/24
+    {EXCLUDED[1]}/64
+  }}
+  virtual_routes {{
     10.56.0.0/24 via 192.168.77.1 dev eth0 table {VIRTUAL_TABLE}
     src 192.168.77.100 10.58.0.0/24 dev eth0 scope link table {VIRTUAL_TABLE} metric 5
     blackhole 10.57.0.0/24 table {VIRTUAL_TABLE}
@@ -112,10 +118,12 @@ def test_virtual_routes_follow_the_master_and_static_ones_stay_until_stop(pair, 
         host.wait_for(lambda host=host: static_entries(host) == STATIC_ENTRIES, timeout=5)
         assert own in host.addresses()
     assert virtual_entries(d2) == NO_ENTRIES
+    assert all(holds(d1, vip) and not holds(d2, vip) for vip in EXCLUDED)
 
     assert a1.stop() == 0  # resigns: d2 takes over, d1 removes everything it added
     wait_single_holder(pair, d2, timeout=5)
     d2.wait_for(lambda: virtual_entries(d2) == MASTER_ENTRIES, timeout=5)
+    assert all(holds(d2, vip) and not holds(d1, vip) for vip in EXCLUDED)
     assert virtual_entries(d1) == NO_ENTRIES
     assert static_entries(d1) == (set(), set())
     assert "10.66.0.11/32" not in d1.addresses()

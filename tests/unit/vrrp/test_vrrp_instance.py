@@ -947,3 +947,32 @@ def test_a_tracked_static_rule_or_address_deleted_is_restored(caplog):
 
     asyncio.run(scenario())
     assert "Restoring deleted static rule 300: from 10.8.0.0/24 lookup 100" in caplog.text
+
+
+def test_excluded_vips_follow_the_state_but_stay_out_of_the_adverts():
+    """keepalived's eVIPs: added, announced and removed with the VIPs, of either family, and
+    never in the advert (its bytes are those of the instance without them)."""
+    excluded = "  virtual_ipaddress_excluded {\n    10.7.0.1/24 dev eth1\n    fd00:7::1/64\n  }\n"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=excluded))
+        message, _source, _destination = shared.sockets.socket.sent[0]
+        assert message == bytes.fromhex(V2_PASS_FRAME)[34:]
+        assert shared.addresses.log == [
+            ("add", "192.168.77.100/24", "eth0"),
+            ("add", "10.7.0.1/24", "eth1"),
+            ("add", "fd00:7::1/64", "eth0"),
+        ]
+        assert ("eth1", "10.7.0.1") in shared.announcer.announced
+        assert ("eth0", "fd00:7::1") in shared.announcer.announced
+        shared.addresses.log.clear()
+        instance.machine.force_backup()
+        await instance._settle_vips()
+        assert sorted(shared.addresses.log) == [
+            ("remove", "10.7.0.1/24", "eth1"),
+            ("remove", "192.168.77.100/24", "eth0"),
+            ("remove", "fd00:7::1/64", "eth0"),
+        ]
+        await instance.stop()
+
+    asyncio.run(scenario())
