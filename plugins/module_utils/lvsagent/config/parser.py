@@ -219,8 +219,8 @@ class Builder:
                 "vrrp_sync_group": self.sync_group,
                 "vrrp_instance": self.vrrp_instance,
                 "static_ipaddress": self.static_addresses,
-                "static_routes": self.routing_lines("static_routes"),
-                "static_rules": self.routing_lines("static_rules"),
+                "static_routes": self.routing_lines("static_routes", read_route),
+                "static_rules": self.routing_lines("static_rules", self.rule_line),
                 "virtual_server_group": self.virtual_server_group,
                 "virtual_server": self.virtual_server,
             },
@@ -891,8 +891,8 @@ class Builder:
             "check_unicast_src": self.scalar("check_unicast_src", self.bare_flag),
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
-            "virtual_routes": self.routing_lines("virtual_routes"),
-            "virtual_rules": self.routing_lines("virtual_rules"),
+            "virtual_routes": self.routing_lines("virtual_routes", read_route),
+            "virtual_rules": self.routing_lines("virtual_rules", self.rule_line),
             "track_interface": self.track_interfaces,
             "track_script": self.tracked_names("track_scripts", "track_script"),
             "track_file": self.tracked_names("track_files", "track_file", 254),
@@ -1058,7 +1058,7 @@ class Builder:
             vip.dev = vip.dev or DEFAULT_INTERFACE
             config.static_addresses.append(vip)
 
-    def routing_lines(self, attribute: str) -> Handler:
+    def routing_lines(self, attribute: str, read: Callable) -> Handler:
         """static_/virtual_ routes and rules: each line read by config/routing.py."""
 
         def handle(node: Node, target: Any) -> None:
@@ -1070,16 +1070,17 @@ class Builder:
                 def say(severity: str, message: str, child: Node = child) -> None:
                     self.report(Problem(child.file, child.line, message, severity))
 
-                if attribute.endswith("routes"):
-                    entry = read_route(child.words, say)
-                else:
-                    entry = read_rule(child.words, say, self.rule_priorities)
+                entry = read(child.words, say)
                 if entry is not None:
                     getattr(target, attribute).append(
                         dataclasses.replace(entry, location=location(child))
                     )
 
         return handle
+
+    def rule_line(self, words: list[str], say: Callable) -> Any:
+        """keepalived numbers the rules given no preference over the whole configuration."""
+        return read_rule(words, say, self.rule_priorities)
 
     def track_interfaces(self, node: Node, target: Any) -> None:
         self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)
