@@ -262,6 +262,9 @@ vrrp_instance VI_1 {
   virtual_routes {
     10.3.0.0/24 dev nosuch3
   }
+  virtual_rules {
+    iif nosuch4 table 5 priority 9
+  }
 }
 """
     with pytest.raises(ConfigError) as raised:
@@ -270,4 +273,5 @@ vrrp_instance VI_1 {
         "2: static_ipaddress 10.5.0.1/32: interface nosuch1 does not exist on this host",
         "6: static_routes 10.2.0.0/24: interface nosuch2 does not exist on this host",
         "15: (VI_1) virtual_routes 10.3.0.0/24: interface nosuch3 does not exist on this host",
+        "18: (VI_1) virtual_rules preference 9: interface nosuch4 does not exist on this host",
     ]

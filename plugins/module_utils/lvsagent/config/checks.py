@@ -614,17 +614,26 @@ class Checker:
         self.check_routing_devices()
 
     def check_routing_devices(self) -> None:
-        """The interfaces static addresses and routes name (keepalived drops such a line with
-        "interface ... doesn't exist"; lvs-agent could not install it)."""
+        """The interfaces static addresses, routes and rules name (keepalived drops such a line
+        with "interface ... doesn't exist"; lvs-agent could not install it)."""
         config = self.config
         owners = [("static_ipaddress", [(a, a.address, [a.dev]) for a in config.static_addresses])]
-        for owner, routes in [("static_routes", config.static_routes)] + [
-            (f"({i.name}) virtual_routes", i.virtual_routes) for i in config.vrrp_instances
-        ]:
-            devices = [
-                (r, r.destination, [r.dev, *(hop.dev for hop in r.nexthops)]) for r in routes
-            ]
-            owners.append((owner, devices))
+        routes = [("static_routes", config.static_routes)]
+        rules = [("static_rules", config.static_rules)]
+        for instance in config.vrrp_instances:
+            routes.append((f"({instance.name}) virtual_routes", instance.virtual_routes))
+            rules.append((f"({instance.name}) virtual_rules", instance.virtual_rules))
+        for owner, entries in routes:
+            owners.append(
+                (
+                    owner,
+                    [(r, r.destination, [r.dev, *(h.dev for h in r.nexthops)]) for r in entries],
+                )
+            )
+        for owner, entries in rules:
+            owners.append(
+                (owner, [(r, f"preference {r.priority}", [r.iif, r.oif]) for r in entries])
+            )
         for owner, entries in owners:
             for entry, what, devices in entries:
                 for dev in filter(None, devices):
