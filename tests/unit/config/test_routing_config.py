@@ -9,7 +9,7 @@ import os
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 
-from lvsagent.config import ConfigError, load, loads
+from lvsagent.config import ConfigError, load, loads, routing
 from lvsagent.config.model import NextHop, Route, Rule
 from lvsagent.config.render import render_instance
 
@@ -32,7 +32,7 @@ def test_virtual_routes_read_every_common_option():
             """
     virtual_routes {
         src 10.0.0.100 10.1.0.0/24 via 10.0.0.254 dev eth1 table 100 metric 7
-        to 10.2.0.0/16 dev eth0 scope link protocol keepalived tos 0x10 onlink append
+        to 10.2.0.0/16 dev eth0 scope link protocol 18 tos 0x10 onlink append
         unreachable 10.3.0.0/24 table main no_track protocol bird
         10.4.0.0/24 nexthop via 10.0.0.1 dev eth0 weight 2 nexthop via 10.0.0.2 dev eth1
         inet6 default via fe80::1 dev eth0 add
@@ -56,6 +56,29 @@ def test_virtual_routes_read_every_common_option():
         NextHop(via="10.0.0.2", dev="eth1"),
     )
     assert (fifth.family, fifth.destination, fifth.via, fifth.mode) == (6, "::/0", "fe80::1", "add")
+
+
+def test_table_protocol_and_tos_names_come_from_etc_iproute2_as_keepalived(tmp_path, monkeypatch):
+    monkeypatch.setattr(routing, "IPROUTE2_DIR", str(tmp_path))
+    (tmp_path / "rt_tables").write_text(
+        "# reserved\n255\tlocal\n254\tmain\n200\tisp1\nbad line x\n"
+    )
+    (tmp_path / "rt_protos").write_text("12 routerd\n")
+    (tmp_path / "rt_dsfield").write_text("0x10 lowdelay\n")
+    config = parse(
+        static(
+            "static_routes",
+            "  10.1.0.0/24 dev eth0 table isp1 protocol routerd tos lowdelay no_track\n"
+            "  10.2.0.0/24 dev eth0 table default\n"
+            "  10.3.0.0/24 dev eth0 protocol bird no_track\n"
+            "  10.4.0.0/24 dev eth0 table isp2",
+        )
+    )
+    first, second = config.static_routes
+    assert (first.table, first.protocol, first.tos) == (200, 12, 0x10)
+    assert second.table == 253  # keepalived's default name: the file does not name 253
+    assert "4: Protocol bird not found or invalid for route" in warnings_of(config)  # 12 renamed
+    assert "5: Routing table isp2 not found for route" in warnings_of(config)
 
 
 def test_routes_without_an_interface_are_not_tracked_and_take_the_keepalived_protocol():

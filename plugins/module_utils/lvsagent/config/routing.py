@@ -9,7 +9,9 @@ and lvs-agent does not is an error naming it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 from typing import Callable, Optional
 
 from .model import RTPROT_KEEPALIVED, NextHop, Route, Rule
@@ -18,10 +20,12 @@ Say = Callable[[str, str], None]
 
 UINT32_MAX = 2**32 - 1
 RULE_START_PRIORITY = 16384  # keepalived's first preference for a rule given none
-RT_TABLES = {"default": 253, "main": 254, "local": 255}  # iproute2's reserved table names
-RT_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+IPROUTE2_DIR = "/etc/iproute2"  # keepalived 2.2.7 reads the names of tables, protocols... here
+# keepalived's defaults, each kept unless the file gives another name to its number
+RT_TABLES = {"default": 253, "main": 254, "local": 255}
+RT_SCOPES = {"global": 0, "nowhere": 255, "host": 254, "link": 253, "site": 200}
 RT_PROTOCOLS = {
-    "unspec": 0,
+    "none": 0,
     "redirect": 1,
     "kernel": 2,
     "boot": 3,
@@ -31,17 +35,11 @@ RT_PROTOCOLS = {
     "mrt": 10,
     "zebra": 11,
     "bird": 12,
-    "dnrouting": 13,
+    "babel": 42,
+    "dnrouted": 13,
     "xorp": 14,
     "ntk": 15,
     "dhcp": 16,
-    "keepalived": RTPROT_KEEPALIVED,
-    "babel": 42,
-    "bgp": 186,
-    "isis": 187,
-    "ospf": 188,
-    "rip": 189,
-    "eigrp": 192,
 }
 ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit", "throw")
 OTHER_ROUTE_TYPES = ("local", "broadcast", "anycast", "multicast", "nat", "xresolve")
@@ -87,8 +85,37 @@ def number(text: str, high: int) -> int:
     return value
 
 
-def named(text: str, names: dict, high: int) -> int:
-    return names[text] if text in names else number(text, high)
+def iproute2_names(file: str, defaults: dict, high: int) -> dict:
+    """keepalived's rttables.c: `NUMBER NAME` lines of /etc/iproute2/FILE, then each default
+    whose number the file does not name."""
+    names: dict = {}
+    try:
+        with open(os.path.join(IPROUTE2_DIR, file), encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                words = line.split("#", 1)[0].split()
+                with contextlib.suppress(ValueError):
+                    if len(words) == 2:
+                        names.setdefault(words[1], number(words[0], high))
+    except OSError:
+        pass
+    numbers = set(names.values())
+    names.update((name, n) for name, n in defaults.items() if n not in numbers)
+    return names
+
+
+def named(file: str, defaults: dict, high: int) -> Callable[[str], int]:
+    """A number (strtoul base 0), else a name of the iproute2 file (read when a name is used)."""
+
+    def parse(text: str) -> int:
+        try:
+            return number(text, high)
+        except ValueError:
+            names = iproute2_names(file, defaults, high)
+            if text not in names:
+                raise
+            return names[text]
+
+    return parse
 
 
 def family_of(text: Optional[str]) -> Optional[int]:
@@ -169,18 +196,18 @@ def route_from(line: Words) -> Route:
                 line.say("warning", '"gw" for routes is deprecated. Please use "via"')
             fields["via"] = via(line, mixed)
         elif word in ("tos", "dsfield"):
-            fields["tos"] = line.read(lambda t: number(t, 255), "TOS value {} is invalid")
+            fields["tos"] = line.read(named("rt_dsfield", {}, 255), "TOS value {} is invalid")
         elif word == "table":
             fields["table"] = line.read(
-                lambda t: named(t, RT_TABLES, UINT32_MAX), "Routing table {} not found for route"
+                named("rt_tables", RT_TABLES, UINT32_MAX), "Routing table {} not found for route"
             )
         elif word == "protocol":
             fields["protocol"] = line.read(
-                lambda t: named(t, RT_PROTOCOLS, 255), "Protocol {} not found or invalid for route"
+                named("rt_protos", RT_PROTOCOLS, 255), "Protocol {} not found or invalid for route"
             )
         elif word == "scope":
             fields["scope"] = line.read(
-                lambda t: named(t, RT_SCOPES, 255), "Scope {} not found or invalid for route"
+                named("rt_scopes", RT_SCOPES, 255), "Scope {} not found or invalid for route"
             )
         elif word in ("metric", "priority", "preference"):
             fields["metric"] = line.read(
@@ -331,7 +358,7 @@ def rule_fields(line: Words) -> dict:
             line.set_family(family_of(fields[key]), mixed)
         elif word in ("table", "lookup"):
             table = line.read(
-                lambda t: named(t, RT_TABLES, UINT32_MAX), "Routing table {} not found for rule"
+                named("rt_tables", RT_TABLES, UINT32_MAX), "Routing table {} not found for rule"
             )
             if table == 0:
                 line.drop("Table 0 is not valid")
@@ -344,7 +371,7 @@ def rule_fields(line: Words) -> dict:
                 lambda t: number(t, UINT32_MAX), f"Invalid rule preference {word} specified"
             )
         elif word in ("tos", "dsfield"):
-            fields["tos"] = line.read(lambda t: number(t, 255), "TOS value {} is invalid")
+            fields["tos"] = line.read(named("rt_dsfield", {}, 255), "TOS value {} is invalid")
         elif word == "fwmark":
             fields["fwmark"], fields["fwmask"] = line.read(
                 fwmark, "Invalid rule fwmark {} specified"
