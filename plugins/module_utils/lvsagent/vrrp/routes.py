@@ -46,6 +46,7 @@ GONE = (errno.ESRCH, errno.ENOENT, errno.ENODEV, errno.EADDRNOTAVAIL)
 # rtnetlink multicast groups: IPv4 addresses, routes, rules; IPv6 addresses, routes, rules
 DELETION_GROUPS = 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x40000
 ROUTE_TYPE_NAMES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw"}
+MONITOR_RETRY = 0.1  # seconds before reading the deletion monitor again after an error
 ANY_ADDRESS = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 Tracked = Union[Route, Rule, VirtualAddress]
 OnDeleted = Callable[[Tracked], None]
@@ -202,6 +203,7 @@ class DeletionWatch:
                 raise
             except Exception as error:  # an overrun or a message we cannot read: go on
                 log.debug("Netlink: route/rule monitor - %s", error)
+                await asyncio.sleep(MONITOR_RETRY)  # never a busy loop on a broken socket
 
     async def close(self) -> None:
         if self._task is not None:
