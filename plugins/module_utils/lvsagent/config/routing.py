@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 from typing import Callable, Optional
 
 from .model import RTPROT_KEEPALIVED, NextHop, Route, Rule
 
 Say = Callable[[str, str], None]
+STRTOUL = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
 
 UINT32_MAX = 2**32 - 1
 RULE_START_PRIORITY = 16384  # keepalived's first preference for a rule given none
@@ -78,9 +80,12 @@ def address(text: str) -> str:
 
 
 def number(text: str, high: int) -> int:
-    """strtoul with base 0, as keepalived's table/scope/protocol/tos readers."""
-    value = int(text, 0) if text[:1].isdigit() else -1
-    if not 0 <= value <= high:
+    """strtoul with base 0 (hexadecimal 0x.., octal 0.., decimal), as keepalived reads numbers
+    here; within [0, high]."""
+    if not STRTOUL.fullmatch(text):
+        raise ValueError(text)
+    value = int(text, 16) if text[:2].lower() == "0x" else int(text, 8 if text[0] == "0" else 10)
+    if value > high:
         raise ValueError(text)
     return value
 
@@ -89,17 +94,19 @@ def iproute2_names(file: str, defaults: dict, high: int) -> dict:
     """keepalived's rttables.c: `NUMBER NAME` lines of /etc/iproute2/FILE, then each default
     whose number the file does not name."""
     names: dict = {}
-    try:
-        with open(os.path.join(IPROUTE2_DIR, file), encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                words = line.split("#", 1)[0].split()
-                with contextlib.suppress(ValueError):
-                    if len(words) == 2:
-                        names.setdefault(words[1], number(words[0], high))
-    except OSError:
-        pass
+    path = os.path.join(IPROUTE2_DIR, file)
+    with contextlib.suppress(OSError):
+        if os.path.isfile(path):  # a FIFO or a device there must not hang the parser
+            with open(path, encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    words = line.split("#", 1)[0].split()
+                    with contextlib.suppress(ValueError):
+                        if len(words) == 2:
+                            names.setdefault(words[1], number(words[0], high))
     numbers = set(names.values())
-    names.update((name, n) for name, n in defaults.items() if n not in numbers)
+    for name, value in defaults.items():
+        if value not in numbers:
+            names.setdefault(name, value)  # the file's entries are looked at first
     return names
 
 
