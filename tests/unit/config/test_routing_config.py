@@ -8,10 +8,12 @@ import os
 
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lvsagent.config import ConfigError, load, loads, routing
 from lvsagent.config.model import NextHop, Route, Rule
-from lvsagent.config.render import render_instance
+from lvsagent.config.render import render_instance, render_route, render_rule
 
 SAMPLES = os.path.join(
     os.environ.get("LVS_HA_SHARED", "/work/shared"), "reference", "keepalived-samples"
@@ -298,3 +300,83 @@ vrrp_instance VI_1 {
         "15: (VI_1) virtual_routes 10.3.0.0/24: interface nosuch3 does not exist on this host",
         "18: (VI_1) virtual_rules preference 9: interface nosuch4 does not exist on this host",
     ]
+
+
+WORDS = [
+    *[
+        "inet",
+        "inet6",
+        "src",
+        "via",
+        "gw",
+        "dev",
+        "oif",
+        "table",
+        "protocol",
+        "scope",
+        "metric",
+        "tos",
+        "onlink",
+        "add",
+        "append",
+        "or",
+    ],
+    *[
+        "nexthop",
+        "weight",
+        "no_track",
+        "to",
+        "from",
+        "not",
+        "lookup",
+        "preference",
+        "fwmark",
+        "iif",
+        "goto",
+        "nop",
+        "type",
+    ],
+    *[
+        "blackhole",
+        "unreachable",
+        "throw",
+        "local",
+        "mtu",
+        "track_group",
+        "suppress_prefixlength",
+        "default",
+    ],
+    *[
+        "10.0.0.1",
+        "10.0.0.0/24",
+        "10.0.0.0/33",
+        "fd00::1",
+        "fd00::/64",
+        "eth0",
+        "0",
+        "1",
+        "255",
+        "256",
+        "0x10",
+        "0x10/0xff",
+    ],
+    *["-1", "/", "x", "main", "4294967296", "::"],
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=12))
+def test_any_line_is_read_or_refused_never_a_crash(words):
+    """Whatever the words, a line gives an entry (that renders back to itself) or is refused or
+    dropped with a message."""
+    said = []
+    route = routing.read_route(words, lambda severity, message: said.append(message))
+    assert route is not None or said
+    said.clear()
+    rule = routing.read_rule(words, lambda severity, message: said.append(message), {})
+    assert rule is not None or said
+    ignore = lambda severity, message: None  # noqa: E731
+    if route is not None:  # what is read renders back to the same entry
+        assert routing.read_route(render_route(route).split(), ignore) == route
+    if rule is not None:
+        assert routing.read_rule(render_rule(rule).split(), ignore, {}) == rule
