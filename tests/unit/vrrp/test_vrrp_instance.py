@@ -12,6 +12,7 @@ from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
 from lvsagent.vrrp.machine import LoopClock, State
 from lvsagent.vrrp.receive import Drops
+from lvsagent.vrrp.routes import RoutingManager, entry_key
 from lvsagent.vrrp.sockets import Received
 from lvsagent.vrrp.vmac import Vmac
 
@@ -102,8 +103,40 @@ class FakeAddresses:
         self.log.append(("remove", str(vip.address), dev))
         self.held.discard(str(vip.address.ip))
 
+    async def rtnl(self):
+        """The rtnetlink socket RoutingManager sends routes and rules on: these fakes log them."""
+        return self
+
+    async def route(self, command, **request):
+        self.log.append(("route", "del" if command == "del" else "add", request["dst"]))
+
+    async def rule(self, command, **request):
+        self.log.append(("rule", command, request["priority"]))
+
     def close(self):
         pass
+
+
+class FakeDeletions:
+    """The kernel's reports of deleted routes and rules, told by the test (`delete`)."""
+
+    def __init__(self):
+        self.watched = {}  # entry_key -> (entry, on_deleted)
+
+    async def watch(self, entry, on_deleted):
+        self.watched[entry_key(entry)] = (entry, on_deleted)
+
+    def unwatch(self, entry):
+        self.watched.pop(entry_key(entry), None)
+
+    def entries(self):
+        return [entry for entry, _on_deleted in self.watched.values()]
+
+    def delete(self, entry):
+        self.watched.pop(entry_key(entry))[1](entry)
+
+    async def close(self):
+        self.watched.clear()
 
 
 class FakeAnnouncer:
@@ -171,11 +204,13 @@ class FakeLinks:
 
 
 def services(loop, addresses=None, links=None):
+    addresses = addresses or FakeAddresses()
     return Services(
         vmacs=FakeVmacs(),
         loop=loop,
         sockets=FakeSockets(),
-        addresses=addresses or FakeAddresses(),
+        addresses=addresses,
+        routing=RoutingManager(addresses, FakeDeletions()),
         announcer=FakeAnnouncer(),
         notifier=FakeNotifier(),
         links=links or FakeLinks(),
@@ -276,6 +311,66 @@ def test_master_steps_down_for_a_higher_keepalived_advert():
         assert shared.addresses.log[-1][0] == "remove"
         assert shared.notifier.calls[-1][2] == "BACKUP"
         await instance.stop()
+
+    asyncio.run(scenario())
+
+
+ROUTES = """
+  virtual_routes {
+    10.9.0.0/24 via 192.168.77.1
+    blackhole 10.9.1.0/24 table 100
+  }
+  virtual_rules {
+    from 10.9.0.0/24 table 100 priority 200
+  }
+"""
+
+
+def test_virtual_routes_and_rules_follow_the_vips_in_and_out_of_master():
+    """Added after the VIPs on becoming MASTER (routes, then rules), removed before them in the
+    reverse order on leaving it; a backup removes a killed run's leftovers at start."""
+
+    async def scenario():
+        instance, shared = await started(conf_text(extra=ROUTES))
+        log = shared.addresses.log
+        leftovers = [
+            ("rule", "del", 200),
+            ("route", "del", "10.9.1.0"),
+            ("route", "del", "10.9.0.0"),
+        ]
+        assert log == leftovers
+        log.clear()
+        instance.machine.force_master()
+        await instance._settle_vips()
+        assert log == [
+            ("add", "192.168.77.100/24", "eth0"),
+            ("route", "add", "10.9.0.0"),
+            ("route", "add", "10.9.1.0"),
+            ("rule", "add", 200),
+        ]
+        log.clear()
+        instance.machine.force_backup()
+        await instance._settle_vips()
+        assert log == [*leftovers, ("remove", "192.168.77.100/24", "eth0")]
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_reloaded_master_changes_only_the_routes_that_changed():
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=ROUTES))
+        config = loads(
+            conf_text(
+                state="MASTER", extra=ROUTES.replace("table 100 priority", "table 101 priority")
+            )
+        )
+        shared.addresses.log.clear()
+        await instance.update(config.vrrp_instances[0], config.global_defs)
+        assert shared.addresses.log == [("rule", "del", 200), ("rule", "add", 200)]
+        shared.addresses.log.clear()
+        await instance.stop()
+        assert ("rule", "del", 200) in shared.addresses.log
 
     asyncio.run(scenario())
 
@@ -447,7 +542,54 @@ def engine_on_fakes(config):
     engine.sockets, engine.addresses, engine.links = fakes.sockets, fakes.addresses, fakes.links
     engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
     engine.vmacs = fakes.vmacs
+    engine.routing = engine.static.routing = fakes.routing
     return engine, fakes
+
+
+STATIC = """
+static_ipaddress {
+  10.8.0.1/24 dev eth1
+}
+static_routes {
+  10.8.1.0/24 via 10.8.0.254
+}
+static_rules {
+  from 10.8.0.0/24 table 100 priority 300
+}
+"""
+
+
+def test_static_entries_stay_whatever_the_state_and_go_at_stop():
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(STATIC + conf_text()))
+        log = fakes.addresses.log
+        await engine.start()
+        added = [("add", "10.8.0.1/24", "eth1"), ("route", "add", "10.8.1.0"), ("rule", "add", 300)]
+        removed = [
+            ("rule", "del", 300),
+            ("route", "del", "10.8.1.0"),
+            ("remove", "10.8.0.1/24", "eth1"),
+        ]
+        assert log == removed + added  # a killed run's leftovers first, as keepalived
+        log.clear()
+        engine.instances["VI_1"].machine.force_master()
+        engine.instances["VI_1"].machine.force_backup()
+        await engine.instances["VI_1"]._settle_vips()
+        assert [entry for entry in log if entry[0] in ("route", "rule")] == []
+        log.clear()
+        await engine.apply_config(
+            loads(STATIC.replace("priority 300", "priority 301") + conf_text())
+        )
+        assert log == [("rule", "del", 300), ("rule", "add", 301)]
+        log.clear()
+        await engine.stop()
+        assert [entry for entry in log if entry[0] != "remove" or entry[2] == "eth1"] == [
+            ("rule", "del", 301),
+            ("route", "del", "10.8.1.0"),
+            ("remove", "10.8.0.1/24", "eth1"),
+        ]
+
+    asyncio.run(scenario())
 
 
 def test_sync_group_members_follow_each_other():
@@ -851,5 +993,72 @@ def test_reload_that_turns_use_vmac_on_restarts_the_instance_on_its_vmac():
         await engine.apply_config(loads(conf_text(state="MASTER")))
         assert [what for what, _vmac in fakes.vmacs.log] == ["create", "remove"]
         await engine.stop()
+
+
+def test_a_tracked_virtual_rule_deleted_behind_a_master_makes_it_backup(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def scenario():
+        instance, shared = await started(conf_text(extra=ROUTES))
+        instance.machine.force_master()
+        await instance._settle_vips()
+        deletions = shared.routing.deletions
+        (rule,) = deletions.entries()  # the routes name no dev: not tracked, as keepalived
+        deletions.delete(rule)
+        assert instance.machine.state == State.BACKUP
+        await instance._settle_vips()
+        assert deletions.watched == {}
+        await instance.stop()
+
+    asyncio.run(scenario())
+    assert "(VI_1) rule 200: from 10.9.0.0/24 lookup 100 deleted - going to BACKUP" in caplog.text
+
+
+def test_a_tracked_static_rule_or_address_deleted_is_restored(caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(STATIC + conf_text()))
+        await engine.start()
+        deletions, log = fakes.routing.deletions, fakes.addresses.log
+        address, rule = deletions.entries()
+        log.clear()
+        deletions.delete(rule)
+        deletions.delete(address)
+        await asyncio.sleep(0.01)
+        assert log == [("rule", "add", 300), ("add", "10.8.0.1/24", "eth1")]
+        assert deletions.entries() == [rule, address]  # watched again
+        await engine.stop()
+        assert deletions.watched == {}
+
+    asyncio.run(scenario())
+    assert "Restoring deleted static rule 300: from 10.8.0.0/24 lookup 100" in caplog.text
+
+
+def test_excluded_vips_follow_the_state_but_stay_out_of_the_adverts():
+    """keepalived's eVIPs: added, announced and removed with the VIPs, of either family, and
+    never in the advert (its bytes are those of the instance without them)."""
+    excluded = "  virtual_ipaddress_excluded {\n    10.7.0.1/24 dev eth1\n    fd00:7::1/64\n  }\n"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=excluded))
+        message, _source, _destination = shared.sockets.socket.sent[0]
+        assert message == bytes.fromhex(V2_PASS_FRAME)[34:]
+        assert shared.addresses.log == [
+            ("add", "192.168.77.100/24", "eth0"),
+            ("add", "10.7.0.1/24", "eth1"),
+            ("add", "fd00:7::1/64", "eth0"),
+        ]
+        assert ("eth1", "10.7.0.1") in shared.announcer.announced
+        assert ("eth0", "fd00:7::1") in shared.announcer.announced
+        shared.addresses.log.clear()
+        instance.machine.force_backup()
+        await instance._settle_vips()
+        assert sorted(shared.addresses.log) == [
+            ("remove", "10.7.0.1/24", "eth1"),
+            ("remove", "192.168.77.100/24", "eth0"),
+            ("remove", "fd00:7::1/64", "eth0"),
+        ]
+        await instance.stop()
 
     asyncio.run(scenario())

@@ -674,6 +674,37 @@ class Checker:
                         f"({instance.name}) track_interface {track.name} does not exist "
                         "on this host",
                     )
+        self.check_routing_devices()
+
+    def check_routing_devices(self) -> None:
+        """The interfaces static addresses, routes and rules name (keepalived drops such a line
+        with "interface ... doesn't exist"; lvs-agent could not install it)."""
+        config = self.config
+        owners = [("static_ipaddress", [(a, a.address, [a.dev]) for a in config.static_addresses])]
+        routes = [("static_routes", config.static_routes)]
+        rules = [("static_rules", config.static_rules)]
+        for instance in config.vrrp_instances:
+            routes.append((f"({instance.name}) virtual_routes", instance.virtual_routes))
+            rules.append((f"({instance.name}) virtual_rules", instance.virtual_rules))
+        for owner, entries in routes:
+            owners.append(
+                (
+                    owner,
+                    [(r, r.destination, [r.dev, *(h.dev for h in r.nexthops)]) for r in entries],
+                )
+            )
+        for owner, entries in rules:
+            owners.append(
+                (owner, [(r, f"preference {r.priority}", [r.iif, r.oif]) for r in entries])
+            )
+        for owner, entries in owners:
+            for entry, what, devices in entries:
+                for dev in filter(None, devices):
+                    if not interface_exists(dev):
+                        self.error(
+                            entry.location,
+                            f"{owner} {what}: interface {dev} does not exist on this host",
+                        )
 
     # ---- scripts (host): whom each one runs as, and enable_script_security ------------------
 

@@ -83,14 +83,14 @@ KEEPALIVED_KEYWORDS = frozenset(
     router_id rs_init_notifies script script_user set_supplementary_groups sh-fallback
     sh-port shutdown_script shutdown_script_timeout sni_name sorry_server
     sorry_server_inhibit sorry_server_lvs_method source_ip startup_script
-    startup_script_timeout state static_ipaddress static_routes static_rules
+    startup_script_timeout state
     static_track_group status_code strict_mode sync_group_tracking_weight terminate_delay
     time_window timeout timer_expired_backup tls_compliant track_bfd track_file track_group
     track_interface track_process track_script track_src_ip ttl type umask
     unicast_fault_no_peer unicast_peer unicast_src_ip unicast_ttl url use_ipvlan
     use_symlink_paths use_vmac use_vmac_addr user uthreshold v3_checksum_as_v2 version
-    virtual_ipaddress virtual_ipaddress_excluded virtual_router_id virtual_routes
-    virtual_rules virtual_server virtual_server_group virtualhost vmac_addr_prefix
+    virtual_ipaddress virtual_ipaddress_excluded virtual_router_id
+    virtual_server virtual_server_group virtualhost vmac_addr_prefix
     vmac_garp_intvl vmac_prefix vmac_xmit_base vrf vrrp_check_unicast_src vrrp_delay_after_boot
     vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval vrrp_garp_lower_prio_delay
     vrrp_garp_lower_prio_repeat vrrp_garp_master_delay vrrp_garp_master_refresh

@@ -47,6 +47,8 @@ SCHEDULER_FLAGS = (
     "ops",
 )
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
+RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unless no_track
+DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address with no dev
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,63 @@ class VirtualAddress:
         return self.address.version
 
 
+@dataclass(frozen=True)
+class NextHop:
+    via: Optional[str] = None
+    dev: Optional[str] = None
+    weight: int = 1
+    onlink: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """A static_routes or virtual_routes line (`ip route` words, keepalived's defaults).
+
+    Frozen and compared without its location, so that the entries held in the kernel can be
+    kept in a set and a reload compares what would be installed.
+    """
+
+    destination: str  # ADDRESS/LEN
+    family: int = 4
+    type: str = "unicast"  # or blackhole, unreachable, prohibit, throw
+    source: Optional[str] = None  # `src`: the preferred source address
+    via: Optional[str] = None
+    dev: Optional[str] = None  # None = the kernel chooses from the gateway
+    scope: int = 0  # universe, keepalived's default whatever the route
+    table: int = 254  # main
+    metric: Optional[int] = None
+    protocol: int = RTPROT_KEEPALIVED
+    tos: Optional[int] = None
+    onlink: bool = False
+    nexthops: tuple[NextHop, ...] = ()
+    mode: str = "prepend"  # keepalived's default (NLM_F_CREATE); "add" (exclusive), "append"
+    no_track: bool = False
+    location: Location = field(default_factory=Location, compare=False)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A static_rules or virtual_rules line (`ip rule` words, keepalived's defaults)."""
+
+    priority: int  # keepalived gives one (16384 down) to a rule without, with a warning
+    family: int = 4
+    source: Optional[str] = None  # `from` ADDRESS/LEN, None = all
+    destination: Optional[str] = None  # `to`
+    action: str = "table"  # table, goto, nop, blackhole, unreachable, prohibit
+    table: Optional[int] = None
+    goto: Optional[int] = None
+    invert: bool = False  # `not`
+    tos: Optional[int] = None
+    fwmark: Optional[int] = None
+    fwmask: Optional[int] = None
+    iif: Optional[str] = None
+    oif: Optional[str] = None
+    suppress_prefixlength: Optional[int] = None
+    protocol: Optional[int] = RTPROT_KEEPALIVED  # None: no_track without protocol
+    no_track: bool = False
+    location: Location = field(default_factory=Location, compare=False)
+
+
 @dataclass
 class VrrpInstance:
     name: str
@@ -229,6 +288,8 @@ class VrrpInstance:
     mcast_src_ip: Optional[str] = None
     virtual_ipaddresses: list[VirtualAddress] = field(default_factory=list)
     virtual_ipaddresses_excluded: list[VirtualAddress] = field(default_factory=list)
+    virtual_routes: list[Route] = field(default_factory=list)  # held while MASTER, as the VIPs
+    virtual_rules: list[Rule] = field(default_factory=list)
     track_interfaces: list[TrackInterface] = field(default_factory=list)
     track_scripts: list[TrackScript] = field(default_factory=list)
     track_files: list[TrackScript] = field(default_factory=list)
@@ -364,6 +425,10 @@ class Config:
     track_files: dict[str, TrackFile] = field(default_factory=dict)
     track_processes: dict[str, TrackProcess] = field(default_factory=dict)
     sync_groups: list[SyncGroup] = field(default_factory=list)
+    # installed while the agent runs, whatever the VRRP states
+    static_addresses: list[VirtualAddress] = field(default_factory=list)
+    static_routes: list[Route] = field(default_factory=list)
+    static_rules: list[Rule] = field(default_factory=list)
     vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: list[VirtualServer] = field(default_factory=list)

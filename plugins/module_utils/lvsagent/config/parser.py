@@ -24,6 +24,7 @@ from .errors import ConfigError, Invalid, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .model import (
+    DEFAULT_INTERFACE,
     DEFAULT_PERSISTENCE_TIMEOUT,
     LVS_METHODS,
     PROTOCOLS,
@@ -50,6 +51,7 @@ from .model import (
     VrrpScript,
 )
 from .redact import excerpt, redact
+from .routing import read_route, read_rule
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
@@ -206,6 +208,7 @@ class Builder:
         self.state: dict[int, BlockState] = {}
         self.instance_keywords: dict[int, dict] = {}  # id(instance) -> keyword -> Location
         self.current_server_state = BlockState()
+        self.rule_priorities: dict[int, int] = {}  # family -> next preference given by default
         self.tables: dict[str, dict[str, Handler]] = {
             "top": {
                 "global_defs": self.global_defs,
@@ -215,6 +218,9 @@ class Builder:
                 "vrrp_track_process": self.track_process,
                 "vrrp_sync_group": self.sync_group,
                 "vrrp_instance": self.vrrp_instance,
+                "static_ipaddress": self.static_addresses,
+                "static_routes": self.routing_lines("static_routes", read_route),
+                "static_rules": self.routing_lines("static_rules", self.rule_line),
                 "virtual_server_group": self.virtual_server_group,
                 "virtual_server": self.virtual_server,
             },
@@ -896,6 +902,8 @@ class Builder:
             "check_unicast_src": self.scalar("check_unicast_src", self.bare_flag),
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
+            "virtual_routes": self.routing_lines("virtual_routes", read_route),
+            "virtual_rules": self.routing_lines("virtual_rules", self.rule_line),
             "track_interface": self.track_interfaces,
             "track_script": self.tracked_names("track_scripts", "track_script"),
             "track_file": self.tracked_names("track_files", "track_file", 254),
@@ -1082,6 +1090,40 @@ class Builder:
             if value != "+" and value != "-":
                 value = self.address(node, value)
             vip.broadcast = value
+
+    def static_addresses(self, node: Node, config: Config) -> None:
+        """static_ipaddress: virtual_ipaddress lines; no dev is keepalived's default_interface."""
+        for child in self.require_block(node):
+            try:
+                vip = self.virtual_address(child)
+            except Invalid:
+                continue
+            vip.dev = vip.dev or DEFAULT_INTERFACE
+            config.static_addresses.append(vip)
+
+    def routing_lines(self, attribute: str, read: Callable) -> Handler:
+        """static_/virtual_ routes and rules: each line read by config/routing.py."""
+
+        def handle(node: Node, target: Any) -> None:
+            for child in self.require_block(node):
+                if child.is_block:
+                    self.error(child, f"{node.keyword}: an entry does not take a block")
+                    continue
+
+                def say(severity: str, message: str, child: Node = child) -> None:
+                    self.report(Problem(child.file, child.line, message, severity))
+
+                entry = read(child.words, say)
+                if entry is not None:
+                    getattr(target, attribute).append(
+                        dataclasses.replace(entry, location=location(child))
+                    )
+
+        return handle
+
+    def rule_line(self, words: list[str], say: Callable) -> Any:
+        """keepalived numbers the rules given no preference over the whole configuration."""
+        return read_rule(words, say, self.rule_priorities)
 
     def track_interfaces(self, node: Node, target: Any) -> None:
         self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)

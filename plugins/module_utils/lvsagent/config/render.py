@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .model import Script, ScriptUser, TrackInterface, TrackScript, VirtualAddress, VrrpInstance
+from .model import (
+    RTPROT_KEEPALIVED,
+    Route,
+    Rule,
+    Script,
+    ScriptUser,
+    TrackInterface,
+    TrackScript,
+    VirtualAddress,
+    VrrpInstance,
+)
 
 INDENT = "    "
 # characters that end or split a bare word, or start a comment or a block
@@ -90,6 +100,64 @@ def render_virtual_address(vip: VirtualAddress) -> str:
     return statement(*words)
 
 
+def render_route(route: Route) -> str:
+    """A virtual_routes/static_routes line; nexthops last, as keepalived reads them."""
+    words: list[object] = []
+    if route.source is not None:
+        words += ["src", route.source]
+    if route.type != "unicast":
+        words.append(route.type)
+    words.append(route.destination)
+    optional = (
+        ("via", route.via),
+        ("dev", route.dev),
+        ("scope", route.scope or None),
+        ("table", None if route.table == 254 else route.table),
+        ("metric", route.metric),
+        ("protocol", None if route.protocol == RTPROT_KEEPALIVED else route.protocol),
+        ("tos", route.tos),
+    )
+    words += [word for keyword, value in optional if value is not None for word in (keyword, value)]
+    flags = (("onlink", route.onlink), (route.mode, route.mode != "prepend"))
+    words += [flag for flag, wanted in (*flags, ("no_track", route.no_track)) if wanted]
+    for hop in route.nexthops:
+        words.append("nexthop")
+        words += ["via", hop.via] if hop.via else []
+        words += ["dev", hop.dev] if hop.dev else []
+        words += ["weight", hop.weight] if hop.weight != 1 else []
+        words += ["onlink"] if hop.onlink else []
+    return statement(*words)
+
+
+def render_rule(rule: Rule) -> str:
+    """A virtual_rules/static_rules line, its preference always written."""
+    words: list[object] = ["preference", rule.priority]
+    if rule.family == 6 and rule.source is None and rule.destination is None:
+        words.append("inet6")
+    if rule.invert:
+        words.append("not")
+    optional = (
+        ("from", rule.source),
+        ("to", rule.destination),
+        ("table", rule.table),
+        ("goto", rule.goto),
+        ("tos", rule.tos),
+        ("iif", rule.iif),
+        ("oif", rule.oif),
+        ("suppress_prefixlength", rule.suppress_prefixlength),
+        ("protocol", rule.protocol if rule.no_track else None),
+    )
+    words += [word for keyword, value in optional if value is not None for word in (keyword, value)]
+    if rule.action not in ("table", "goto"):
+        words.append(rule.action)
+    if rule.fwmark is not None:
+        mask = "" if rule.fwmask is None else f"/{rule.fwmask}"
+        words += ["fwmark", f"{rule.fwmark}{mask}"]
+    if rule.no_track:
+        words.append("no_track")
+    return statement(*words)
+
+
 def render_track(track: TrackInterface | TrackScript) -> str:
     """`NAME [weight N [reverse]]`; a reverse without a weight cannot be written."""
     if track.weight is None:
@@ -158,6 +226,10 @@ def render_instance(instance: VrrpInstance) -> str:
     if instance.virtual_ipaddresses_excluded:
         vips = [render_virtual_address(vip) for vip in instance.virtual_ipaddresses_excluded]
         lines += block("virtual_ipaddress_excluded", vips)
+    if instance.virtual_routes:
+        lines += block("virtual_routes", [render_route(r) for r in instance.virtual_routes])
+    if instance.virtual_rules:
+        lines += block("virtual_rules", [render_rule(r) for r in instance.virtual_rules])
     if instance.track_interfaces:
         lines += block("track_interface", [render_track(t) for t in instance.track_interfaces])
     if instance.track_scripts:

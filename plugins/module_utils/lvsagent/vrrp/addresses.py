@@ -46,7 +46,7 @@ class AddressManager:
     def __init__(self) -> None:
         self._ipr = None
 
-    async def _rtnl(self):
+    async def rtnl(self):
         if self._ipr is None:
             if not HAS_PYROUTE2:
                 raise RuntimeError(f"lvs-agent run: {missing_pyroute2()}")
@@ -59,7 +59,7 @@ class AddressManager:
             self._ipr = None
 
     async def addresses(self) -> list[AddressEntry]:
-        ipr = await self._rtnl()
+        ipr = await self.rtnl()
         return [
             AddressEntry(
                 ifindex=msg["index"],
@@ -91,7 +91,7 @@ class AddressManager:
         )
 
     async def add(self, vip: VirtualAddress, ifname: str) -> None:
-        ipr = await self._rtnl()
+        ipr = await self.rtnl()
         options = {
             "index": socket.if_nametoindex(ifname),
             "address": str(vip.address.ip),
@@ -112,7 +112,7 @@ class AddressManager:
                 raise
 
     async def remove(self, vip: VirtualAddress, ifname: str) -> None:
-        ipr = await self._rtnl()
+        ipr = await self.rtnl()
         try:
             ifindex = socket.if_nametoindex(ifname)
         except OSError:

@@ -18,6 +18,7 @@ from .instance import Instance, Services
 from .machine import LoopClock, State
 from .notify import Notifier
 from .receive import Drops
+from .routes import RoutingManager, StaticEntries
 from .sockets import SocketPool
 from .track_file import FileTracker
 from .track_process import ProcessWatch
@@ -58,6 +59,8 @@ class VrrpEngine:
         self.drops: collections.Counter = collections.Counter()  # per reason, for the status
         self.drop_log = Drops(LoopClock(loop), self.drops)
         self.addresses = AddressManager()
+        self.routing = RoutingManager(self.addresses)
+        self.static = StaticEntries(self.routing)
         self.announcer = Announcer()
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
@@ -78,6 +81,7 @@ class VrrpEngine:
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.notifier.configure(self.config.global_defs)
+        await self.static.start(self.config)
         await self._start_trackers(self.config)
         for instance_config in self.config.vrrp_instances:
             await self._start_instance(self.config, instance_config)
@@ -101,6 +105,7 @@ class VrrpEngine:
         self.files.clear()
         for name in list(self.processes.trackers):
             await self.processes.remove(name)
+        await self.static.stop()
         await self.notifier.drain()
         self.sockets.close()
         self.links.close()
@@ -136,6 +141,7 @@ class VrrpEngine:
             ):
                 await self.processes.remove(name)
         await self.notifier.configure(config.global_defs)
+        await self.static.update(config)
         await self._start_trackers(config)
         for instance_config in config.vrrp_instances:
             name = instance_config.name
@@ -195,6 +201,7 @@ class VrrpEngine:
             loop=self.loop,
             sockets=self.sockets,
             addresses=self.addresses,
+            routing=self.routing,
             announcer=self.announcer,
             notifier=self.notifier,
             links=self.links,

@@ -16,6 +16,7 @@ from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
 from .receive import Drops, ReceiveRules
+from .routes import RoutingManager, describe
 from .sockets import Received, SocketPool, VrrpSocket
 from .track_file import FAULT, FileTracker, file_status
 from .track_process import ProcessTracker
@@ -35,6 +36,7 @@ class Services:
     loop: asyncio.AbstractEventLoop
     sockets: SocketPool
     addresses: AddressManager
+    routing: RoutingManager
     announcer: Announcer
     notifier: Notifier
     links: LinkMonitor
@@ -72,6 +74,7 @@ class Instance:
         self._source_stale = False  # our interface was re-created: its addresses are new
         self._source_task: Optional[asyncio.Task] = None
         self._vips_held: dict[tuple, tuple] = {}  # (address, dev) -> (VirtualAddress, dev)
+        self._routing_held: tuple = ()  # virtual_routes then virtual_rules, as added
         self._garp_timers: list[asyncio.TimerHandle] = []
         self._priority_parts: dict[str, int] = {}
         self._faults: set[str] = set()  # the fault reasons this instance's tracking set
@@ -120,6 +123,8 @@ class Instance:
         self._join_group()
         self._watch_tracking()
         await self._remove_leftover_vips()
+        leftovers = reversed(self._routing_wanted(True))  # a killed run's, not for a backup
+        await self.services.routing.apply_all(leftovers, False, "", quiet=True)
         self.machine.startup()
 
     async def update(self, config: VrrpInstance, global_defs: GlobalDefs) -> None:
@@ -292,15 +297,22 @@ class Instance:
             await asyncio.gather(*list(self._vip_tasks), return_exceptions=True)
 
     async def _sync_vips(self) -> None:
-        """Bring the VIPs in line with the state and the configuration now (requests run one at
-        a time, in order): a master holds every configured VIP, the other states none."""
+        """Bring the VIPs, virtual_routes and virtual_rules in line with the state and the
+        configuration now (requests run one at a time, in order): a master holds every one
+        configured, the other states none. As keepalived: addresses, routes, rules are added
+        in that order and removed in the reverse one."""
         async with self._vip_lock:
+            master = self.machine is not None and self.machine.state == State.MASTER
             wanted = {}
-            if self.machine is not None and self.machine.state == State.MASTER:
+            if master:
                 wanted = {(vip.address, dev): (vip, dev) for vip, dev in self._all_vips()}
             held, self._vips_held = self._vips_held, wanted
             added = [entry for key, entry in wanted.items() if key not in held]
             dropped = [entry for key, entry in held.items() if key not in wanted]
+            routing = self._routing_wanted(master)
+            held_routing, self._routing_held = self._routing_held, routing
+            gone = [entry for entry in reversed(held_routing) if entry not in routing]
+            await self.services.routing.apply_all(gone, False, f"({self.name}) ")
             if dropped:
                 if not wanted:
                     self._stop_announcing()
@@ -309,6 +321,22 @@ class Instance:
             if added:
                 await self._each_vip(added, self.services.addresses.add, "adding")
                 self._start_announcing()
+            new = [entry for entry in routing if entry not in held_routing]
+            await self.services.routing.apply_all(
+                new, True, f"({self.name}) ", on_deleted=self._routing_deleted
+            )
+
+    def _routing_deleted(self, entry) -> None:
+        """keepalived: a tracked virtual route or rule deleted behind a master's back makes it
+        a backup (it takes over again, and adds them again, when no one else does)."""
+        if self.machine is not None and self.machine.state == State.MASTER:
+            log.info("(%s) %s deleted - going to BACKUP", self.name, describe(entry))
+            self.machine.force_backup()
+
+    def _routing_wanted(self, master: bool) -> tuple:
+        if not master:
+            return ()
+        return tuple(dict.fromkeys((*self.config.virtual_routes, *self.config.virtual_rules)))
 
     def _all_vips(self):
         """Each VIP with its device: with use_vmac, those of our interface and family are on
