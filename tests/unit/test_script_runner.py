@@ -130,18 +130,29 @@ def test_generic_notify_arguments_stay_one_word_each(tmp_path):
 def test_notify_scripts_of_one_owner_run_a_few_at_a_time(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(scripts, "NOTIFY_RUNNING_LIMIT", 2)
     monkeypatch.setattr(scripts, "NOTIFY_WAITING_LIMIT", 2)
-    log = tmp_path / "log"
+    log, gate = tmp_path / "log", tmp_path / "gate"
 
-    def job(word):
-        return ["/bin/sh", "-c", f"echo start {word} >> {log}; sleep 0.5"]
+    def job(word):  # runs until the test opens the gate, however slow the machine
+        return [
+            "/bin/sh",
+            "-c",
+            f"echo start {word} >> {log}; until [ -e {gate} ]; do sleep 0.05; done",
+        ]
+
+    def started_words():
+        return log.read_text().split()[1::2] if log.exists() else []
 
     async def test():
         runner = ScriptRunner()
         for word in "abcde":  # a b run, c d wait; e pushes out the oldest waiting (c)
             runner.spawn(job(word), None, "(VI_1)")
         runner.spawn(job("other"), None, "(VI_2)")  # another owner is not held back
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(started_words()) < 3:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # time for a wrongly started fourth script to show
         early = sorted(log.read_text().split("\n"))
+        gate.touch()
         await runner.close(10)
         return early
 
