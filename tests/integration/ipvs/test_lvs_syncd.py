@@ -12,6 +12,7 @@ master would answer the next segment with a reset (sloppy_tcp is off), so the cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -187,62 +188,99 @@ class Director:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.workdir.glob("*.log"))
 
 
-def failover(lab, kind: str, vip: str, vrid: int, addresses: tuple, client) -> dict:
-    """One pair of `kind` directors through a failover; returns what was observed."""
-    first, second = (
-        Director(lab, kind, f"{kind[:2]}{n}", address) for n, address in enumerate(addresses)
-    )
-    for director, state, priority in ((first, "MASTER", 150), (second, "BACKUP", 100)):
-        director.start(
-            DIRECTOR_CONFIG.format(
-                name=director.name, state=state, priority=priority, vrid=vrid, vip=vip,
-                real_server=REAL_SERVER,
-            )
-        )  # fmt: skip
-    seen = {}
-    first.wait_daemons([("master", "eth0", vrid)])
-    second.wait_daemons([("backup", "eth0", vrid)])
-    first.host.wait_for(lambda: f"{vip}/24" in first.host.addresses(), timeout=TIMEOUT)
-    stop_file = lab.workdir / f"stop-{kind}"
-    script = lab.workdir / "long_client.py"
-    script.write_text(LONG_CLIENT)
-    talker = client.popen(
-        [sys.executable, script, vip, stop_file], stdout=subprocess.PIPE, text=True
-    )
-    port = talker.stdout.readline().split()[1]
-    entry = f"{client.ip}:{port}"
-    try:
-        second.host.wait_for(lambda: entry in second.connections(), timeout=TIMEOUT, interval=0.3)
-    except Exception:
-        pytest.fail(f"{kind}: {entry} never synced to the backup:\n{second.connections()}")
-    seen["synced"] = True
+class Pair:
+    """Two `kind` directors for one VIP, taken through a failover step by step (the steps of
+    both pairs interleave, so that the guest's slow start-ups overlap)."""
 
-    first.host.link_down()  # the master dies: cable cut, process killed
-    os.killpg(first.process.pid, signal.SIGKILL)
-    second.wait_daemons([("master", "eth0", vrid)])
-    second.host.wait_for(lambda: f"{vip}/24" in second.host.addresses(), timeout=TIMEOUT)
-    lines_before = talker.stdout.readline()
-    echoes_after = [talker.stdout.readline() for _ in range(5)]  # through the new master
-    stop_file.touch()
-    remaining = talker.communicate(timeout=TIMEOUT)[0]
-    seen["client"] = (talker.returncode, remaining.split()[-2] if remaining else "")
-    assert all(line.startswith("echo") for line in [lines_before, *echoes_after]), remaining
-    seen["took_over_with_connection"] = entry in second.connections()
+    def __init__(self, lab, client, kind: str, vip: str, vrid: int, addresses: tuple):
+        self.lab, self.client, self.kind, self.vip, self.vrid = lab, client, kind, vip, vrid
+        self.master, self.backup = (
+            Director(lab, kind, f"{kind[:2]}{n}", address) for n, address in enumerate(addresses)
+        )
+        self.stop_file = lab.workdir / f"stop-{kind}"
+        self.output = lab.workdir / f"client-{kind}.out"
+        self.seen: dict = {}
 
-    second.process.terminate()
-    second.process.wait(timeout=TIMEOUT)
-    seen["daemons_after_stop"] = second.daemons()
-    return seen
+    def start(self) -> None:
+        for director, state, priority in (
+            (self.master, "MASTER", 150),
+            (self.backup, "BACKUP", 100),
+        ):
+            director.start(
+                DIRECTOR_CONFIG.format(
+                    name=director.name, state=state, priority=priority, vrid=self.vrid,
+                    vip=self.vip, real_server=REAL_SERVER,
+                )
+            )  # fmt: skip
+
+    def wait_roles(self) -> None:
+        self.master.wait_daemons([("master", "eth0", self.vrid)])
+        self.backup.wait_daemons([("backup", "eth0", self.vrid)])
+        self.master.host.wait_for(lambda: self.has_vip(self.master), timeout=TIMEOUT)
+
+    def has_vip(self, director: Director) -> bool:
+        return f"{self.vip}/24" in director.host.addresses()
+
+    def connect(self) -> None:
+        """The long-lived connection, through the master."""
+        script = self.lab.workdir / "long_client.py"
+        script.write_text(LONG_CLIENT)
+        with open(self.output, "wb") as output:
+            argv = [sys.executable, script, self.vip, self.stop_file]
+            self.talker = self.client.popen(argv, stdout=output, stderr=subprocess.STDOUT)
+        self.client.wait_for(self.echoes, timeout=TIMEOUT)
+        self.entry = f"{self.client.ip}:{self.lines()[0].split()[1]}"
+
+    def lines(self) -> list:
+        return self.output.read_text().splitlines()
+
+    def echoes(self) -> int:
+        return sum(line.startswith("echo") for line in self.lines())
+
+    def wait_synced(self) -> None:
+        try:
+            self.backup.host.wait_for(self.backup_has_entry, timeout=TIMEOUT, interval=0.3)
+        except Exception:
+            pytest.fail(f"{self.kind}: {self.entry} never reached the backup's table")
+        self.seen["synced"] = True
+
+    def backup_has_entry(self) -> bool:
+        return self.entry in self.backup.connections()
+
+    def kill_master(self) -> None:
+        """The master dies: cable cut, process killed."""
+        self.master.host.link_down()
+        os.killpg(self.master.process.pid, signal.SIGKILL)
+
+    def wait_takeover(self) -> None:
+        self.backup.wait_daemons([("master", "eth0", self.vrid)])
+        self.backup.host.wait_for(lambda: self.has_vip(self.backup), timeout=TIMEOUT)
+        self.seen["took_over_with_connection"] = self.backup_has_entry()
+        self.echoes_at_takeover = self.echoes()
+
+    def finish(self) -> dict:
+        """Five more echoes through the new master, then the client and the director stop."""
+        wanted = self.echoes_at_takeover + 5
+        with contextlib.suppress(Exception):  # a broken connection shows in the client's output
+            self.client.wait_for(lambda: self.echoes() >= wanted, timeout=TIMEOUT)
+        self.stop_file.touch()
+        self.talker.wait(timeout=TIMEOUT)
+        self.seen["client"] = (self.talker.returncode, self.lines()[-1].split()[0])
+        self.seen["echoes_after_takeover"] = self.echoes() >= wanted
+        self.backup.process.terminate()
+        self.backup.process.wait(timeout=TIMEOUT)
+        self.seen["daemons_after_stop"] = self.backup.daemons()
+        return self.seen
 
 
 def test_connections_survive_a_failover_as_with_keepalived(lab):
     server = lab.host("rs", f"{REAL_SERVER}/24")
     client = lab.host("client", "10.79.0.10/24")
-    pairs = {  # kind: VIP, VRID (and sync id), director addresses
+    settings = {  # kind: VIP, VRID (and sync id), director addresses
         "keepalived": ("10.79.0.100", 51, ("10.79.0.2/24", "10.79.0.3/24")),
         "lvs-agent": ("10.79.0.101", 52, ("10.79.0.4/24", "10.79.0.5/24")),
     }
-    for vip, _, _ in pairs.values():  # DR: the VIPs are local on the real server, never in ARP
+    for vip, _, _ in settings.values():  # DR: the VIPs are local on the real server, never in ARP
         server.add_address(f"{vip}/32", dev="lo")
     for key, value in (("arp_ignore", 1), ("arp_announce", 2)):
         server.run(["sh", "-c", f"echo {value} > /proc/sys/net/ipv4/conf/all/{key}"])
@@ -250,10 +288,16 @@ def test_connections_survive_a_failover_as_with_keepalived(lab):
     server.popen([sys.executable, lab.workdir / "echo.py"])
     server.wait_for(lambda: server.run(["ss", "-Htln", "sport = :80"]).stdout.strip(), timeout=30)
 
-    observed = {kind: failover(lab, kind, *pair, client) for kind, pair in pairs.items()}
+    pairs = [Pair(lab, client, kind, *pair) for kind, pair in settings.items()]
+    steps = (Pair.start, Pair.wait_roles, Pair.connect, Pair.wait_synced, Pair.kill_master)
+    for step in (*steps, Pair.wait_takeover):
+        for pair in pairs:
+            step(pair)
+    observed = {pair.kind: pair.finish() for pair in pairs}
     expected = {
         "synced": True,
         "client": (0, "done"),
+        "echoes_after_takeover": True,
         "took_over_with_connection": True,
         "daemons_after_stop": [],
     }
