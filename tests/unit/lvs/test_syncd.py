@@ -132,30 +132,37 @@ def test_timeouts_set_only_what_is_given_and_read_back():
         "IPVS_CMD_ATTR_TIMEOUT_TCP": u32(900),
         "IPVS_CMD_ATTR_TIMEOUT_UDP": u32(5),
     }
+    client.replies["get_config"] = (config_reply(LvsTimeouts(900, 120, 300)),)
+    assert syncd.read_timeouts(client) == LvsTimeouts(900, 120, 300)
+
+
+def config_reply(timeouts: LvsTimeouts):
+    """A GET_CONFIG answer as the kernel sends it, parsed by the socket's ipvsmsg."""
     reply = syncd.IpvsConfigMessage()
     reply["cmd"] = syncd.IPVS_CMD_GET_CONFIG
     reply["attrs"] = [
-        ("IPVS_CMD_ATTR_TIMEOUT_TCP", 900),
-        ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", 120),
-        ("IPVS_CMD_ATTR_TIMEOUT_UDP", 300),
+        (syncd.TIMEOUT_ATTRS[name], getattr(timeouts, name)) for name in syncd.TIMEOUT_ATTRS
     ]
-    client.replies["get_config"] = (as_kernel_reads(reply),)
-    assert syncd.read_timeouts(client) == LvsTimeouts(900, 120, 300)
+    return as_kernel_reads(reply)
+
+
+def drive(follower, transitions) -> None:
+    """start(), `transitions` as VRRP reports them, stop(): on an engine or a control."""
+
+    async def scenario():
+        await follower.start()
+        for instance, state in transitions:
+            follower.on_vrrp_state(instance, state)
+            await asyncio.sleep(0)
+        await follower.stop()
+
+    asyncio.run(scenario())
 
 
 def follow(daemon: SyncDaemon, *transitions, initial=None) -> list:
     """The daemon commands a control sends from start, through `transitions`, to stop."""
     client = GenlRecorder()
-
-    async def scenario():
-        control = syncd.SyncDaemonControl(client, daemon, initial)
-        await control.start()
-        for instance, state in transitions:
-            control.on_vrrp_state(instance, state)
-            await asyncio.sleep(0)
-        await control.stop()
-
-    asyncio.run(scenario())
+    drive(syncd.SyncDaemonControl(client, daemon, initial), transitions)
     return client.daemon_commands()
 
 
@@ -224,27 +231,9 @@ def engine_run(*global_lines: str, transitions=()) -> GenlRecorder:
     """An engine started, taken through VRRP `transitions`, stopped; returns its client."""
     config = loads(ENGINE_CONFIG.format(globals="\n".join(global_lines)), "test.conf")
     client = GenlRecorder()
-    client.replies["get_config"] = (as_kernel_reads(_config_reply(LvsTimeouts(900, 120, 300))),)
-
-    async def scenario():
-        engine = LvsEngine(config, client, FakeClock())
-        await engine.start()
-        for instance, state in transitions:
-            engine.on_vrrp_state(instance, state)
-            await asyncio.sleep(0)
-        await engine.stop()
-
-    asyncio.run(scenario())
+    client.replies["get_config"] = (config_reply(LvsTimeouts(900, 120, 300)),)
+    drive(LvsEngine(config, client, FakeClock()), transitions)
     return client
-
-
-def _config_reply(timeouts: LvsTimeouts):
-    reply = syncd.IpvsConfigMessage()
-    reply["cmd"] = syncd.IPVS_CMD_GET_CONFIG
-    reply["attrs"] = [
-        (syncd.TIMEOUT_ATTRS[name], getattr(timeouts, name)) for name in syncd.TIMEOUT_ATTRS
-    ]
-    return reply
 
 
 def test_the_engine_without_these_keywords_sends_none_of_these_commands():
