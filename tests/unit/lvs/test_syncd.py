@@ -276,3 +276,29 @@ def test_the_engine_runs_the_daemon_after_the_instance():
         ("new_daemon", syncd.MASTER),
         ("del_daemon", syncd.MASTER),
     ]
+
+
+def test_a_reload_restarts_the_daemon_only_when_its_settings_change():
+    def config(*lines):
+        return loads(ENGINE_CONFIG.format(globals="\n".join(lines)), "test.conf")
+
+    client = GenlRecorder()
+
+    async def scenario():
+        engine = LvsEngine(config(" lvs_sync_daemon eth1 VI_1"), client, FakeClock())
+        await engine.start()
+        engine.on_vrrp_state("VI_1", "MASTER")
+        await asyncio.sleep(0)
+        client.requests.clear()
+        await engine.apply_config(config("", " lvs_sync_daemon eth1 VI_1"))  # moved: same
+        assert client.daemon_commands() == []
+        await engine.apply_config(config(" lvs_sync_daemon eth1 VI_1 port 8849"))
+        await engine.stop()
+
+    asyncio.run(scenario())
+    assert client.daemon_commands() == [
+        ("del_daemon", syncd.MASTER),
+        *LEFTOVERS,
+        ("new_daemon", syncd.MASTER),
+        ("del_daemon", syncd.MASTER),
+    ]

@@ -95,7 +95,7 @@ class SyncDaemon:
     port: Optional[int] = None  # None = kernel default (8848)
     ttl: Optional[int] = None  # None = kernel default (1)
     group: Optional[str] = None  # multicast group; None = kernel default (224.0.0.81)
-    location: Location = field(default_factory=Location)
+    location: Location = field(default_factory=Location, compare=False)  # a moved line: same
 
 
 @dataclass
