@@ -30,7 +30,8 @@ pytestmark = pytest.mark.ipvs
 AGENT_PATH = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
 ENV = {**os.environ, "PYTHONPATH": str(AGENT_PATH)}
 REAL_SERVER = "10.79.0.11"
-TIMEOUT = 40  # seconds for anything to happen: the guest emulates its CPU (TCG)
+TIMEOUT = 60  # seconds for anything to happen: the guest emulates its CPU (TCG)
+STARTUP = 240  # for the agents to start: Python's start-up in a loaded TCG guest takes minutes
 
 LAYER = r"""
 import json, subprocess
@@ -166,7 +167,7 @@ class Director:
         with open(self.workdir / "agent.log", "ab") as log:
             self.process = self.host.popen(
                 [sys.executable, "-m", "lvsagent", "run", "-f", conf,
-                 "--control-socket", self.workdir / "control.sock"],
+                 "--control-socket", self.workdir / "control.sock", "--log-level", "INFO"],
                 stdout=log, stderr=log, env=ENV,
             )  # fmt: skip
 
@@ -175,9 +176,9 @@ class Director:
         text = self.host.run(["ipvsadm", "-L", "--daemon"]).stdout
         return [(s, i, int(n)) for s, i, n in DAEMON_LINE.findall(text)]
 
-    def wait_daemons(self, expected: list) -> None:
+    def wait_daemons(self, expected: list, timeout: float = TIMEOUT) -> None:
         try:
-            self.host.wait_for(lambda: self.daemons() == expected, timeout=TIMEOUT, interval=0.3)
+            self.host.wait_for(lambda: self.daemons() == expected, timeout=timeout, interval=0.3)
         except Exception:
             pytest.fail(f"{self.name}: daemons {self.daemons()} never {expected}\n{self.logs()}")
 
@@ -214,8 +215,8 @@ class Pair:
             )  # fmt: skip
 
     def wait_roles(self) -> None:
-        self.master.wait_daemons([("master", "eth0", self.vrid)])
-        self.backup.wait_daemons([("backup", "eth0", self.vrid)])
+        self.master.wait_daemons([("master", "eth0", self.vrid)], STARTUP)
+        self.backup.wait_daemons([("backup", "eth0", self.vrid)], STARTUP)
         self.master.host.wait_for(lambda: self.has_vip(self.master), timeout=TIMEOUT)
 
     def has_vip(self, director: Director) -> bool:
