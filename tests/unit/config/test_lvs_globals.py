@@ -142,6 +142,8 @@ def test_old_spelling_elsewhere_is_unknown_as_in_keepalived():
          "No value specified for lvs_timeout tcp - ignoring"),
         ("lvs_timeouts sctp 5 udp 7", LvsTimeouts(udp=7),
          "Unknown option sctp specified for lvs_timeouts"),
+        ("lvs_timeouts tcp \u00b2 udp 7", LvsTimeouts(udp=7),
+         "Invalid lvs_timeout tcp (\u00b2) - ignoring"),
     ],
 )  # fmt: skip
 def test_lvs_timeouts(line, timeouts, warning):

@@ -32,7 +32,7 @@ def _unsigned(low: int, high: int) -> Callable[[str], Optional[int]]:
     """keepalived's read_unsigned: a decimal integer within [low, high], else None."""
 
     def read(raw: str) -> Optional[int]:
-        if not raw.isdigit() or not low <= int(raw, 10) <= high:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw, 10) <= high:
             return None
         return int(raw, 10)
 
@@ -118,7 +118,7 @@ class LvsGlobals:
         if not words:
             warn(node, "lvs_sync_daemon requires interface")
             return
-        if len(words[0]) > IFNAME_MAX:
+        if len(words[0].encode()) > IFNAME_MAX:  # strlen, as keepalived
             warn(node, f"lvs_sync_daemon interface name '{words[0]}' too long - ignoring")
             return
         daemon = SyncDaemon(words[0], location=_where(node))
