@@ -73,6 +73,11 @@ def removes_everything(running: Config, new: Config) -> str:
     return "the new configuration has no vrrp_instance and no virtual_server (empty or truncated?)"
 
 
+def uses_ipvs(config: Config) -> bool:
+    daemon = config.global_defs.lvs_sync_daemon
+    return bool(config.virtual_servers) or (daemon is not None and daemon.instance is not None)
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s lvs-agent: %(message)s"))
@@ -169,10 +174,10 @@ class Agent:
         return self._stopping.is_set()
 
     async def _start_lvs(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The IPVS half plugs in here when the configuration declares virtual servers, or
-        when a killed run left services to remove."""
+        """The IPVS half plugs in here when the configuration declares virtual servers or a
+        sync daemon following an instance, or when a killed run left services to remove."""
         owned = owned_services(self.state_dir())
-        declared = bool(self.config.virtual_servers)
+        declared = uses_ipvs(self.config)
         if not declared and not await asyncio.to_thread(owned.load):
             return
         from .ipvs import IpvsError
@@ -229,7 +234,7 @@ class Agent:
             await self._record_vips(config)
             if self.lvs is not None:
                 await self.lvs.apply_config(config)
-            elif config.virtual_servers:
+            elif uses_ipvs(config):
                 await self._start_lvs(asyncio.get_running_loop())
             log.info("Reload finished in %d usec", (time.monotonic() - started) * 1e6)
             return {"reloaded": True, "warnings": [str(w) for w in config.warnings]}

@@ -714,6 +714,15 @@ class IpvsClient:
         """The whole table: {key: (service, [destinations])}."""
         return {svc.key: (svc, self.destinations(svc.key)) for svc in self.services()}
 
+    def genl_request(self, action: str, message, flags: int) -> tuple:
+        """Any IPVS command on this socket (lvs.syncd builds the daemon and config ones)."""
+        try:
+            return tuple(self._netlink.nlm_request(message, self._netlink.prid, flags))
+        except NetlinkError as exc:
+            raise IpvsError(f"cannot {action}: {os.strerror(exc.code)}", exc.code) from None
+        except OSError as exc:
+            raise IpvsError(f"cannot {action}: {exc}", exc.errno or 0) from None
+
     # -- errors ---------------------------------------------------------------------------
 
     @staticmethod

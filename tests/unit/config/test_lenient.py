@@ -4,7 +4,7 @@ the line, and the value keepalived runs with (the corpus covers the common cases
 from __future__ import annotations
 
 import pytest
-from config_helpers import errors_of, parse, warnings_of
+from config_helpers import parse, warnings_of
 
 SERVER = (
     "virtual_server 10.0.0.1 80 {{\n lvs_sched rr\n lvs_method DR\n protocol TCP\n{body}\n"
@@ -120,8 +120,3 @@ def test_global_tracking_is_deprecated_sync_group_tracking_weight():
         "12: (G) global_tracking is deprecated. Use track_interface/script/file on the sync group"
         in warnings_of(config)
     )
-
-
-def test_lvs_sync_daemon_interface_in_an_instance_is_still_refused():
-    text = "vrrp_instance A {\n lvs_sync_daemon_interface eth0\n}\n"
-    assert "2: lvs_sync_daemon_interface: not supported by lvs-agent" in errors_of(text)

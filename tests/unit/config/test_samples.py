@@ -36,7 +36,7 @@ EXPECTED_UNSUPPORTED = {
     "keepalived.conf.virtualhost": [],
     "keepalived.conf.vrrp": [],
     "keepalived.conf.vrrp.localcheck": [],
-    "keepalived.conf.vrrp.lvs_syncd": [(11, "lvs_sync_daemon_interface")],
+    "keepalived.conf.vrrp.lvs_syncd": [],
     "keepalived.conf.vrrp.routes": [],
     "keepalived.conf.vrrp.rules": [],
     "keepalived.conf.vrrp.scripts": [],

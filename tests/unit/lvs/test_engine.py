@@ -91,6 +91,16 @@ def test_start_programs_the_seed_table():
     run(test)
 
 
+def test_the_persistence_engine_goes_to_the_kernel():
+    async def test():
+        bed = Bed(seed_vs(persistence_engine="sip"))
+        await bed.engine.start()
+        assert bed.ipvs.kernel[KEY][0].persistence_engine == "sip"
+        await bed.engine.stop()
+
+    run(test)
+
+
 def test_dead_server_removed_within_the_bound_and_readded(caplog):
     caplog.set_level(logging.INFO, logger="lvsagent")
 

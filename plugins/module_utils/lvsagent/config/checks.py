@@ -336,6 +336,26 @@ class Checker:
         self.name_vmacs()
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
+        self.complete_sync_daemon(names)
+
+    def complete_sync_daemon(self, instances: dict[str, VrrpInstance]) -> None:
+        """lvs_sync_daemon's instance must exist (keepalived drops the daemon otherwise); its
+        sync id defaults to that instance's VRID, else 0."""
+        daemon = self.config.global_defs.lvs_sync_daemon
+        if daemon is None or daemon.instance is None:
+            if daemon is not None and daemon.sync_id is None:
+                daemon.sync_id = 0
+            return
+        instance = instances.get(daemon.instance)
+        if instance is None:
+            self.warning(
+                daemon.location,
+                f"Unable to find vrrp instance {daemon.instance} for lvs_syncd - "
+                "clearing lvs_syncd config",
+            )
+            self.config.global_defs.lvs_sync_daemon = None
+        elif daemon.sync_id is None:
+            daemon.sync_id = instance.virtual_router_id
 
     def drop_unknown_scripts(self, tracker) -> None:
         """keepalived tracks no script it cannot find, and says so."""

@@ -83,6 +83,33 @@ class Script:
 
 
 @dataclass
+class SyncDaemon:
+    """lvs_sync_daemon: the kernel's IPVS connection-sync daemon, so that a backup director
+    holds the master's connection table when it takes over.
+
+    With an instance it runs as master while that VRRP instance is MASTER and as backup
+    otherwise; without one it runs as both, always (as keepalived's checker does)."""
+
+    interface: str
+    instance: Optional[str] = None
+    sync_id: Optional[int] = None  # None = the instance's virtual_router_id (0 without one)
+    max_len: Optional[int] = None  # UDP payload of a sync message; None = kernel default
+    port: Optional[int] = None  # None = kernel default (8848)
+    ttl: Optional[int] = None  # None = kernel default (1)
+    group: Optional[str] = None  # multicast group; None = kernel default (224.0.0.81)
+    location: Location = field(default_factory=Location, compare=False)  # a moved line: same
+
+
+@dataclass
+class LvsTimeouts:
+    """lvs_timeouts in seconds; 0 leaves the kernel's value as it was."""
+
+    tcp: int = 0
+    tcpfin: int = 0
+    udp: int = 0
+
+
+@dataclass
 class GlobalDefs:
     router_id: Optional[str] = None
     vrrp_version: int = 2
@@ -108,6 +135,10 @@ class GlobalDefs:
     notify_fifo_script: Optional[Script] = None
     vrrp_notify_fifo: Optional[str] = None
     vrrp_notify_fifo_script: Optional[Script] = None
+    lvs_sync_daemon: Optional[SyncDaemon] = None
+    lvs_timeouts: LvsTimeouts = field(default_factory=LvsTimeouts)
+    lvs_flush: bool = False  # empty the whole IPVS table at start
+    lvs_flush_on_stop: str = ""  # "" = delete each declared service; "full" = flush; "VS"
     location: Location = field(default_factory=Location)
 
 
@@ -391,6 +422,7 @@ class VirtualServer:
     lvs_method: str = "NAT"
     persistence_timeout: int = 0  # 0 = not persistent
     persistence_granularity: Optional[str] = None
+    persistence_engine: Optional[str] = None  # IPVS persistence engine module, e.g. "sip"
     scheduler_flags: list[str] = field(default_factory=list)
     delay_loop: float = 60.0
     quorum: int = 1

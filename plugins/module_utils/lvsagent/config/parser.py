@@ -23,6 +23,7 @@ from . import checks
 from .errors import ConfigError, Invalid, Problem
 from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
+from .lvs_globals import LvsGlobals
 from .model import (
     DEFAULT_INTERFACE,
     DEFAULT_PERSISTENCE_TIMEOUT,
@@ -80,6 +81,7 @@ INHERITED_CHECKER_OPTIONS = ("connect_timeout", "retry", "delay_before_retry", "
 Handler = Callable[[Node, Any], None]
 
 
+PE_NAME_MAX = 15  # IP_VS_PENAME_MAXLEN less the terminating NUL
 IGNORE = object()  # `lenient` fallback: keepalived keeps what it had before the bad value
 
 
@@ -209,6 +211,7 @@ class Builder:
         self.instance_keywords: dict[int, dict] = {}  # id(instance) -> keyword -> Location
         self.current_server_state = BlockState()
         self.rule_priorities: dict[int, int] = {}  # family -> next preference given by default
+        self.lvs_globals = LvsGlobals(self)
         self.tables: dict[str, dict[str, Handler]] = {
             "top": {
                 "global_defs": self.global_defs,
@@ -304,6 +307,7 @@ class Builder:
         """Break the cycle self -> tables -> bound methods -> self, so that reference counting
         frees the builder (the cyclic GC would walk its state in one long pause)."""
         self.tables.clear()
+        self.lvs_globals = None
         release(self.state)
         release(self.instance_keywords)
 
@@ -597,6 +601,7 @@ class Builder:
                 for prefix in ("", "vrrp_")
                 for suffix, reader in (("", self.fifo_path), ("_script", self.script))
             },
+            **self.lvs_globals.global_handlers(),
         }
 
     def multicast_group(self, family: int) -> Callable[[Node], str]:
@@ -872,6 +877,7 @@ class Builder:
                 fallback="BACKUP",
             ),
             "interface": self.scalar("interface", self.interface_name),
+            "lvs_sync_daemon_interface": self.lvs_globals.lvs_sync_daemon_interface,
             "virtual_router_id": self.ranged("virtual_router_id", 1, 255),
             "priority": self.lenient(
                 "priority",
@@ -1281,6 +1287,7 @@ class Builder:
             ),
             "lvs_method": self.scalar("lvs_method", self.forwarding("virtual")),
             "persistence_timeout": self.persistence_timeout,
+            "persistence_engine": self.scalar("persistence_engine", self.persistence_engine),
             "persistence_granularity": self.scalar("persistence_granularity", self.granularity),
             "protocol": self.lenient(
                 "protocol", any_case(PROTOCOLS), "Unknown protocol {value} - ignoring"
@@ -1356,6 +1363,13 @@ class Builder:
             whole(1, MAX_PERSISTENCE_TIMEOUT),
             "persistence_timeout invalid",  # 0 included: not persistent, as in keepalived
         )(node, server)
+
+    def persistence_engine(self, node: Node) -> str:
+        """An IPVS persistence engine (the kernel has `sip`): keepalived cuts a longer name."""
+        name = self.value(node)
+        if len(name) > PE_NAME_MAX:
+            self.warning(node, f"persistence_name too long, truncating - {name}")
+        return name[:PE_NAME_MAX]
 
     def granularity(self, node: Node) -> str:
         raw = self.value(node)

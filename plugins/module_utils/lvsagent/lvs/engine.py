@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from ..config.model import (
     Checker,
     Config,
+    LvsTimeouts,
     RealServer,
     Script,
     VirtualServer,
@@ -29,7 +30,7 @@ from ..config.model import (
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
-from . import reconciler
+from . import reconciler, syncd
 from .checkers import KINDS, CheckResult, CheckSpec, probe
 from .health import HealthCheck, Quorum, sleep
 
@@ -241,12 +242,18 @@ class LvsEngine:
         self._wakeup: Optional[asyncio.Event] = None
         self._tasks: list[asyncio.Task] = []
         self._scripts = ScriptRunner()
+        self._syncd: Optional[syncd.SyncDaemonControl] = None
+        self._kernel_timeouts: Optional[LvsTimeouts] = None  # as before lvs_timeouts changed them
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Adopts what the kernel already holds, removes a killed run's orphans, starts checking."""
         self._wakeup = asyncio.Event()
+        if self._config.virtual_servers and self._config.global_defs.lvs_flush:
+            await self._ipvs_job(syncd.flush)
+        await self._set_timeouts(self._config)
+        await self._follow_sync_daemon(self._config)
         await self._install(self._config)
         orphans = set()
         if self._owned is not None:
@@ -263,7 +270,9 @@ class LvsEngine:
         ]
 
     async def stop(self) -> None:
-        """Stops the checks and removes the declared services, as keepalived does on exit."""
+        """Stops the sync daemon and the checks and removes the declared services (or
+        flushes the table: lvs_flush_on_stop), as keepalived does on exit."""
+        await self._follow_sync_daemon(None)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -275,13 +284,18 @@ class LvsEngine:
                 self._omega(vse)
         keys = self._all_keys()
         self._checks, self._servers = {}, []
+        if keys and self._config.global_defs.lvs_flush_on_stop == "full":
+            await self._ipvs_job(syncd.flush)  # what stays is deleted service by service
         await self._converge(keys)
+        await self._set_timeouts(None)
         await self._scripts.close(SCRIPT_GRACE)
 
     async def apply_config(self, config: Config) -> None:
         """Reload: checks that did not change keep running (and their state)."""
         old_keys = self._all_keys()
         self._config = config
+        await self._set_timeouts(config)
+        await self._follow_sync_daemon(config)
         await self._install(config)
         changes = await self._converge(old_keys - self._all_keys())
         log.info("IPVS: configuration applied, %d changes", len(changes))
@@ -289,6 +303,52 @@ class LvsEngine:
     def on_vrrp_state(self, instance_name: str, state: str) -> None:
         self._vrrp_states[instance_name] = state
         self._update_suspension()
+        if self._syncd is not None:
+            self._syncd.on_vrrp_state(instance_name, state)
+
+    # -- lvs_sync_daemon, lvs_timeouts, lvs_flush -------------------------------------------
+
+    async def _follow_sync_daemon(self, config: Optional[Config]) -> None:
+        """(Re)starts the sync daemon when its settings changed; None stops it.
+
+        Without an instance keepalived's checker runs it, so only with virtual servers."""
+        daemon = config.global_defs.lvs_sync_daemon if config is not None else None
+        if daemon is not None and daemon.instance is None and not config.virtual_servers:
+            daemon = None
+        running = self._syncd
+        if running is not None and daemon is not None and running.daemon == daemon:
+            return
+        self._syncd = None
+        if running is not None:
+            await running.stop()
+        if daemon is not None:
+            state = self._vrrp_states.get(daemon.instance or "")
+            self._syncd = syncd.SyncDaemonControl(self._client, daemon, state)
+            await self._syncd.start()
+
+    async def _set_timeouts(self, config: Optional[Config]) -> None:
+        """lvs_timeouts (with virtual servers, as keepalived's checker); the kernel's own
+        values come back when they are gone from the configuration and at stop."""
+        wanted = LvsTimeouts()
+        if config is not None and config.virtual_servers:
+            wanted = config.global_defs.lvs_timeouts
+        if wanted != LvsTimeouts():
+            if self._kernel_timeouts is None:
+                self._kernel_timeouts = await self._ipvs_job(syncd.read_timeouts)
+            await self._ipvs_job(syncd.set_timeouts, wanted)
+        elif self._kernel_timeouts is not None and await self._ipvs_job(
+            syncd.set_timeouts, self._kernel_timeouts
+        ):
+            self._kernel_timeouts = None
+
+    async def _ipvs_job(self, job, *args):
+        """`job` on the netlink thread; True (or its result), or None after logging a failure."""
+        try:
+            result = await self._client.run(job, *args)
+        except IpvsError as exc:
+            log.error("%s", exc)
+            return None
+        return True if result is None else result
 
     # -- building from the configuration ----------------------------------------------------
 
@@ -360,6 +420,7 @@ class LvsEngine:
                 persistence_timeout=vs.persistence_timeout,
                 persistence_netmask=vs.persistence_granularity,
                 flags=frozenset(vs.scheduler_flags),
+                persistence_engine=vs.persistence_engine,
             )
             for key in keys
         ]
