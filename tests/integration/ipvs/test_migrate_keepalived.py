@@ -4,9 +4,11 @@ Two directors run Debian's keepalived with the seed's two configurations (DR, TC
 advert_int 5) adapted to the test bed; a client asks the VIP for a page every 0.1 s all along.
 Each director is switched with `lvs-agent switch` — the command the migration and rollback
 playbooks run on each host — backups first, the master last. After the migration both
-directors run lvs-agent in keepalived's roles with the very same IPVS table (`ipvsadm -Sn`),
-and the client saw at most one VRRP handover's worth of failures; the rollback the same way.
-The longest gap and the failed requests of each direction are printed.
+directors run lvs-agent in keepalived's roles with the very same IPVS table (`ipvsadm -Sn`,
+which the agents adopted without a change), and the client saw at most one VRRP handover's
+worth of failures; the rollback the same way (its master resigns to the keepalived backup and
+keepalived preempts once started). The longest gap and the failed requests of each direction
+are printed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed import keepalived
+from lvsagent.switch import agent_states
+from testbed import keepalived
 
 pytestmark = pytest.mark.ipvs
 
@@ -165,6 +168,9 @@ def switch_all(master: Director, backup: Director, to: str, client: Client) -> t
         master.host.wait_for(settled, timeout=HANDOVER)
     except Exception:
         pytest.fail(f"the VIP is not on the master alone: {master.logs()}{backup.logs()}")
+    if to == "agent":
+        assert agent_states(str(master.socket)) == {"VI_1": "MASTER"}
+        assert agent_states(str(backup.socket)) == {"VI_1": "BACKUP"}
     time.sleep(1)  # the client's answers after the last switch count too
     return client.stop()
 
