@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from lvsagent import switch
+from lvsagent.cli import main
 
 DAEMON = r"""
 import ctypes, os, signal, sys, time
@@ -115,3 +116,19 @@ DATA = """\
 
 def test_parse_keepalived_data():
     assert switch.parse_keepalived_data(DATA) == {"VI_1": "MASTER", "VI_2": "BACKUP"}
+
+
+def test_a_refused_configuration_stops_the_switch_before_anything(tmp_path, capsys):
+    config = tmp_path / "keepalived.conf"
+    config.write_text("vrrp_instance VI_1 {\n    use_vmac\n}\n")
+    assert main(["switch", "--to", "agent", "-f", str(config)]) == 1
+    assert f"{config}:2: use_vmac: not supported by lvs-agent" in capsys.readouterr().err
+
+
+def test_nothing_to_hand_over_without_the_old_daemon(tmp_path, capsys):
+    config = tmp_path / "keepalived.conf"
+    config.write_text("global_defs {\n    router_id T\n}\n")
+    argv = ["switch", "--to", "agent", "-f", str(config)]
+    argv += ["--keepalived-pid-file", str(tmp_path / "keepalived.pid")]
+    assert main(argv) == 1
+    assert "keepalived is not running: nothing to hand over" in capsys.readouterr().err

@@ -64,11 +64,11 @@ def switch(args) -> list[str]:
     except OSError as error:
         raise SwitchError(f"{args.config}: {error.strerror}") from None
     old = "keepalived" if args.to == "agent" else "agent"
-    expected = {instance.name: vrrp_state_here(instance) for instance in config.vrrp_instances}
-    table = ipvs_table()
     pids = daemon_pids(old, args)
     if not pids:
         raise SwitchError(f"{old} is not running: nothing to hand over")
+    expected = {instance.name: vrrp_state_here(instance) for instance in config.vrrp_instances}
+    table = ipvs_table()
     if args.to == "keepalived" and "MASTER" in expected.values():
         resign(pids)
     else:
