@@ -86,7 +86,7 @@ def switch(args) -> list[str]:
         current = ipvs_table()
         if seen == expected and current == table:
             return [f"{name}: {state}" for name, state in sorted(seen.items())] + [
-                f"IPVS: the {len(table)} lines of `ipvsadm -Sn` left by {old} are unchanged",
+                f"IPVS: `ipvsadm -Sn` as {old} had it ({len(table)} lines)",
                 f"{args.to} took over in {time.monotonic() - started:.1f} s",
             ]
         time.sleep(interval)
