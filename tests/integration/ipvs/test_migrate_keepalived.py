@@ -24,7 +24,7 @@ import pytest
 from lvsagent.switch import agent_states
 from testbed import keepalived
 
-pytestmark = pytest.mark.ipvs
+pytestmark = [pytest.mark.ipvs, pytest.mark.slow]
 
 AGENT_PATH = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
 
