@@ -23,6 +23,7 @@ COMMANDS = {
     "run": ("agent", "run"),
     "status": ("control", "status_command"),
     "reload": ("control", "reload_command"),
+    "switch": ("switch", "switch_command"),
 }
 
 
@@ -82,6 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="take a configuration without any vrrp_instance or virtual_server "
         "(refused otherwise: an emptied or truncated file is the likelier cause)",
     )
+    switch = sub.add_parser(
+        "switch",
+        help="hand this director from keepalived to lvs-agent or back, keeping the IPVS table",
+    )
+    switch.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET)
+    switch.add_argument("-i", "--config-id", help="as for run")
+    switch.add_argument("--to", required=True, choices=["agent", "keepalived"], help="new daemon")
+    switch.add_argument("-f", "--config", required=True, help="the configuration both read")
+    switch.add_argument(
+        "--keepalived-pid-file", default="/run/keepalived.pid", help="its main pid file"
+    )
+    switch.add_argument(
+        "--keepalived-data",
+        default="/tmp/keepalived.data",
+        help="where keepalived writes its state on SIGUSR1 ($TMPDIR/keepalived.data)",
+    )
+    switch.add_argument(
+        "--start",
+        help="command starting the new daemon (default: systemctl start lvs-agent.service "
+        "or keepalived.service)",
+    )
+    switch.add_argument(
+        "--after-kill",
+        help="command run once the old daemon is killed (default: systemctl stop of its unit, "
+        "which also cancels a Restart=on-failure)",
+    )
+    switch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
     return parser
 
 
