@@ -120,9 +120,9 @@ def test_parse_keepalived_data():
 
 def test_a_refused_configuration_stops_the_switch_before_anything(tmp_path, capsys):
     config = tmp_path / "keepalived.conf"
-    config.write_text("vrrp_instance VI_1 {\n    use_vmac\n}\n")
+    config.write_text("vrrp_instance VI_1 {\n    use_vmac_addr\n}\n")
     assert main(["switch", "--to", "agent", "-f", str(config)]) == 1
-    assert f"{config}:2: use_vmac: not supported by lvs-agent" in capsys.readouterr().err
+    assert f"{config}:2: use_vmac_addr: not supported by lvs-agent" in capsys.readouterr().err
 
 
 def test_nothing_to_hand_over_without_the_old_daemon(tmp_path, capsys):
