@@ -9,7 +9,13 @@ import ipaddress
 
 from lvsagent.config.model import GlobalDefs, VirtualAddress, VrrpInstance
 from lvsagent.vrrp import firewall
-from lvsagent.vrrp.firewall import Firewall, Settings, elements_script, table_script
+from lvsagent.vrrp.firewall import (
+    Firewall,
+    Settings,
+    elements_script,
+    link_local_script,
+    table_script,
+)
 
 
 def vip(text: str) -> VirtualAddress:
@@ -34,20 +40,23 @@ def test_priority_counters_and_name():
 
 
 def test_ipv6_table_lets_neighbour_discovery_through_and_keys_link_local_by_ifindex():
-    script = table_script(Settings(GlobalDefs(), []), 6)
+    settings = Settings(GlobalDefs(), [])
+    script = table_script(settings, 6)
     assert "elements = { nd-neighbor-solicit, nd-neighbor-advert }" in script
     assert "icmpv6 type @neighbor-discovery accept; ip6 daddr fe80::/10 goto in_link_local;" in (
         script
     )
-    assert "type ipv6_addr . iface_index;" in script
-    assert "ip6 daddr . iif @vips_link_local drop;" in script
+    assert "chain in_link_local { }" in script and "vips_link_local" not in script
+    link_local = link_local_script(settings)
+    assert "type ipv6_addr . iface_index;" in link_local
+    assert "in_link_local ip6 daddr . iif @vips_link_local drop" in link_local
 
 
 def test_dont_track_primary_keys_link_local_by_name_unless_nftables_ifindex():
     instances = [VrrpInstance(name="A", dont_track_primary=True)]
-    by_name = table_script(Settings(GlobalDefs(), instances), 6)
+    by_name = link_local_script(Settings(GlobalDefs(), instances))
     assert "type ipv6_addr . ifname;" in by_name and "ip6 saddr . oifname" in by_name
-    forced = table_script(Settings(GlobalDefs(nftables_ifindex=True), instances), 6)
+    forced = link_local_script(Settings(GlobalDefs(nftables_ifindex=True), instances))
     assert "iface_index" in forced
 
 
@@ -55,7 +64,10 @@ def test_elements_replace_the_sets_contents(monkeypatch):
     monkeypatch.setattr(firewall.socket, "if_nametoindex", lambda name: {"eth0": 2}[name])
     address = ipaddress.ip_address
     script = elements_script(
-        Settings(GlobalDefs(), []), 6, {(address("fd00::1"), "eth0"), (address("fe80::5"), "eth0")}
+        Settings(GlobalDefs(), []),
+        6,
+        {(address("fd00::1"), "eth0"), (address("fe80::5"), "eth0")},
+        link_local=True,
     )
     assert script.splitlines() == [
         "flush set ip6 keepalived vips",
@@ -93,6 +105,24 @@ def test_sets_follow_the_masters_and_the_tables_go_at_stop():
         "add element ip keepalived vips { 10.0.0.2 }",
     ]
     assert last == "delete table ip keepalived\n"
+
+
+def test_the_link_local_set_comes_with_the_first_link_local_vip(monkeypatch):
+    monkeypatch.setattr(firewall.socket, "if_nametoindex", lambda name: 2)
+
+    async def scenario():
+        fw = RecordingFirewall()
+        fw.configure(GlobalDefs(), [])
+        await fw.block("A", [(vip("fd00::1/64"), "eth0")])
+        await fw.block("B", [(vip("fe80::1:1/64"), "eth0")])
+        await fw.block("A", ())
+        return fw.scripts
+
+    first, second, third = asyncio.run(scenario())
+    assert "vips_link_local" not in first
+    assert second.startswith("add set ip6 keepalived vips_link_local")
+    assert "{ fe80::1:1 . 2 }" in second
+    assert "add set" not in third and "{ fe80::1:1 . 2 }" in third
 
 
 def test_without_a_blocking_instance_nft_never_runs():

@@ -66,16 +66,12 @@ def table_script(settings: Settings, family: int) -> str:
             f"  chain in {{ {hook.format('input')} ip daddr @vips {counter}drop; }}",
         ]
     else:
-        key = "ifname" if settings.by_name else "iface_index"
         lines += [
             "  set vips { type ipv6_addr; }",
             "  set neighbor-discovery { type icmpv6_type; flags constant;"
             " elements = { nd-neighbor-solicit, nd-neighbor-advert }; }",
-            f"  set vips_link_local {{ type ipv6_addr . {key}; }}",
-            f"  chain in_link_local {{ ip6 daddr . {'iifname' if settings.by_name else 'iif'}"
-            f" @vips_link_local {counter}drop; }}",
-            f"  chain out_link_local {{ ip6 saddr . {'oifname' if settings.by_name else 'oif'}"
-            f" @vips_link_local {counter}drop; }}",
+            "  chain in_link_local { }",
+            "  chain out_link_local { }",
         ]
         for chain, hook_name, field in (("in", "input", "daddr"), ("out", "output", "saddr")):
             lines.append(
@@ -88,14 +84,29 @@ def table_script(settings: Settings, family: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def elements_script(settings: Settings, family: int, blocked: set) -> str:
-    """The batch that makes the sets of `family` hold exactly `blocked` ((address, dev) pairs)."""
+def link_local_script(settings: Settings) -> str:
+    """What the IPv6 table gets with its first link-local VIP: a set keyed by the interface."""
+    name = f"ip6 {settings.table}"
+    key, iif, oif = (
+        ("ifname", "iifname", "oifname") if settings.by_name else ("iface_index", "iif", "oif")
+    )
+    counter = "counter " if settings.counters else ""
+    return (
+        f"add set {name} vips_link_local {{ type ipv6_addr . {key}; }}\n"
+        f"add rule {name} in_link_local ip6 daddr . {iif} @vips_link_local {counter}drop\n"
+        f"add rule {name} out_link_local ip6 saddr . {oif} @vips_link_local {counter}drop\n"
+    )
+
+
+def elements_script(settings: Settings, family: int, blocked: set, link_local: bool) -> str:
+    """The batch that makes the sets of `family` hold exactly `blocked` ((address, dev)
+    pairs); `link_local`: the IPv6 table has its link-local set."""
     name = f"{FAMILIES[family]} {settings.table}"
     sets: dict[str, list[str]] = {"vips": []}
-    if family == 6:
+    if link_local:
         sets["vips_link_local"] = []
     for address, dev in sorted(blocked, key=str):
-        if family == 6 and address in LINK_LOCAL:
+        if link_local and address in LINK_LOCAL:
             try:
                 interface = f'"{dev}"' if settings.by_name else str(socket.if_nametoindex(dev))
             except OSError:  # the interface is gone: nothing reaches the VIP through it
@@ -118,6 +129,7 @@ class Firewall:
         self.settings: Optional[Settings] = None
         self._blocked: dict[str, set] = {}  # instance -> {(address, dev)}
         self._tables: set[int] = set()  # the families whose table we made
+        self._link_local = False  # the IPv6 table has its link-local set
         self._lock = asyncio.Lock()
 
     def configure(self, global_defs: GlobalDefs, instances: Iterable[VrrpInstance]) -> None:
@@ -145,7 +157,13 @@ class Firewall:
                     for entry in held
                     if entry[0].version == family
                 }
-                await self._run(script + elements_script(self.settings, family, blocked))
+                needs_link_local = any(address in LINK_LOCAL for address, _ in blocked)
+                if family == 6 and needs_link_local and not self._link_local:
+                    script += link_local_script(self.settings)
+                    self._link_local = True
+                link_local = family == 6 and self._link_local
+                script += elements_script(self.settings, family, blocked, link_local)
+                await self._run(script)
 
     async def stop(self) -> None:
         async with self._lock:
@@ -154,6 +172,7 @@ class Firewall:
                 names = [f"{FAMILIES[family]} {self.settings.table}" for family in self._tables]
                 await self._run("".join(f"delete table {name}\n" for name in names))
             self._tables.clear()
+            self._link_local = False
 
     async def _run(self, script: str) -> None:
         try:
