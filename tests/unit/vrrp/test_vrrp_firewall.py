@@ -89,7 +89,7 @@ class RecordingFirewall(Firewall):
 def test_sets_follow_the_masters_and_the_tables_go_at_stop():
     async def scenario():
         fw = RecordingFirewall()
-        fw.configure(GlobalDefs(), [])
+        await fw.configure(GlobalDefs(), [])
         await fw.block("A", [(vip("10.0.0.1/24"), "eth0")])
         await fw.block("B", [(vip("10.0.0.2/24"), "eth0")])
         await fw.block("B", [(vip("10.0.0.2/24"), "eth0")])  # unchanged: no batch
@@ -112,7 +112,7 @@ def test_the_link_local_set_comes_with_the_first_link_local_vip(monkeypatch):
 
     async def scenario():
         fw = RecordingFirewall()
-        fw.configure(GlobalDefs(), [])
+        await fw.configure(GlobalDefs(), [])
         await fw.block("A", [(vip("fd00::1/64"), "eth0")])
         await fw.block("B", [(vip("fe80::1:1/64"), "eth0")])
         await fw.block("A", ())
@@ -128,9 +128,24 @@ def test_the_link_local_set_comes_with_the_first_link_local_vip(monkeypatch):
 def test_without_a_blocking_instance_nft_never_runs():
     async def scenario():
         fw = RecordingFirewall()
-        fw.configure(GlobalDefs(vrrp_strict=True), [])
+        await fw.configure(GlobalDefs(vrrp_strict=True), [])
         await fw.block("A", ())
         await fw.stop()
         return fw.scripts
 
     assert asyncio.run(scenario()) == []
+
+
+def test_a_reload_with_other_settings_makes_the_tables_again_with_their_vips():
+    async def scenario():
+        fw = RecordingFirewall()
+        await fw.configure(GlobalDefs(), [])
+        await fw.block("A", [(vip("10.0.0.1/24"), "eth0")])
+        await fw.configure(GlobalDefs(), [])  # the same settings: nothing to do
+        await fw.configure(GlobalDefs(nftables="other", nftables_counters=True), [])
+        return fw.scripts
+
+    first, delete, remade = asyncio.run(scenario())
+    assert delete == "delete table ip keepalived\n"
+    assert remade.startswith("add table ip other") and "counter drop" in remade
+    assert "add element ip other vips { 10.0.0.1 }" in remade

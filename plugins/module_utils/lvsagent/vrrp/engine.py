@@ -84,7 +84,7 @@ class VrrpEngine:
     async def start(self) -> None:
         await self.notifier.configure(self.config.global_defs)
         await self.static.start(self.config)
-        self.firewall.configure(self.config.global_defs, self.config.vrrp_instances)
+        await self.firewall.configure(self.config.global_defs, self.config.vrrp_instances)
         await self._start_trackers(self.config)
         for instance_config in self.config.vrrp_instances:
             await self._start_instance(self.config, instance_config)
@@ -146,6 +146,7 @@ class VrrpEngine:
                 await self.processes.remove(name)
         await self.notifier.configure(config.global_defs)
         await self.static.update(config)
+        await self.firewall.configure(config.global_defs, config.vrrp_instances)
         await self._start_trackers(config)
         for instance_config in config.vrrp_instances:
             name = instance_config.name

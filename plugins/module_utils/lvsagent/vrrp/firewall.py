@@ -51,6 +51,9 @@ class Settings:
             instance.dont_track_primary for instance in instances
         )
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and vars(self) == vars(other)
+
 
 def table_script(settings: Settings, family: int) -> str:
     """The nft batch that (re)creates our table of `family`, empty, in one transaction."""
@@ -132,10 +135,22 @@ class Firewall:
         self._link_local = False  # the IPv6 table has its link-local set
         self._lock = asyncio.Lock()
 
-    def configure(self, global_defs: GlobalDefs, instances: Iterable[VrrpInstance]) -> None:
-        """Settings for tables made from now on (keepalived cannot change them on reload)."""
-        if self.settings is None:
-            self.settings = Settings(global_defs, instances)
+    async def configure(self, global_defs: GlobalDefs, instances: Iterable[VrrpInstance]) -> None:
+        """Take the settings of a (re)loaded configuration; tables made with others are made
+        again with the VIPs they hold."""
+        instances = list(instances)
+        settings = Settings(global_defs, instances)
+        implied = global_defs.vrrp_strict or any(i.accept is False for i in instances)
+        if self.settings is None and global_defs.nftables is None and implied:
+            log.info("no_accept/strict specified, but no firewall configured - using nftables")
+        async with self._lock:
+            if settings == self.settings:
+                return
+            families = set(self._tables)
+            await self._delete_tables()
+            self.settings = settings
+            for family in sorted(families):
+                await self._apply(family)
 
     async def block(self, instance: str, vips: Iterable) -> None:
         """Make `instance`'s blocked VIPs ((VirtualAddress, dev) pairs) exactly `vips`."""
@@ -145,34 +160,35 @@ class Firewall:
             if wanted == before or self.settings is None:
                 return
             self._blocked[instance] = wanted
-            families = {address.version for address, _ in wanted ^ before}
-            for family in sorted(families):
-                script = ""
-                if family not in self._tables:
-                    script = table_script(self.settings, family)
-                    self._tables.add(family)
-                blocked = {
-                    entry
-                    for held in self._blocked.values()
-                    for entry in held
-                    if entry[0].version == family
-                }
-                needs_link_local = any(address in LINK_LOCAL for address, _ in blocked)
-                if family == 6 and needs_link_local and not self._link_local:
-                    script += link_local_script(self.settings)
-                    self._link_local = True
-                link_local = family == 6 and self._link_local
-                script += elements_script(self.settings, family, blocked, link_local)
-                await self._run(script)
+            for family in sorted({address.version for address, _ in wanted ^ before}):
+                await self._apply(family)
 
     async def stop(self) -> None:
         async with self._lock:
             self._blocked.clear()
-            if self._tables and self.settings is not None:
-                names = [f"{FAMILIES[family]} {self.settings.table}" for family in self._tables]
-                await self._run("".join(f"delete table {name}\n" for name in names))
-            self._tables.clear()
-            self._link_local = False
+            await self._delete_tables()
+
+    async def _apply(self, family: int) -> None:
+        """One batch: our table of `family` (made if need be) holds the VIPs blocked now."""
+        script = ""
+        if family not in self._tables:
+            script = table_script(self.settings, family)
+            self._tables.add(family)
+        blocked = {entry for held in self._blocked.values() for entry in held}
+        blocked = {entry for entry in blocked if entry[0].version == family}
+        needs_link_local = any(address in LINK_LOCAL for address, _ in blocked)
+        if family == 6 and needs_link_local and not self._link_local:
+            script += link_local_script(self.settings)
+            self._link_local = True
+        link_local = family == 6 and self._link_local
+        await self._run(script + elements_script(self.settings, family, blocked, link_local))
+
+    async def _delete_tables(self) -> None:
+        if self._tables and self.settings is not None:
+            names = [f"{FAMILIES[family]} {self.settings.table}" for family in self._tables]
+            await self._run("".join(f"delete table {name}\n" for name in names))
+        self._tables.clear()
+        self._link_local = False
 
     async def _run(self, script: str) -> None:
         try:
