@@ -15,7 +15,8 @@ pytestmark = pytest.mark.netns
 
 PORT = 8080
 ROUTER4, ROUTER6 = "192.168.77.11", "fd00:77::11"
-IPV6_INSTANCE = dict(name="VI_6", vrid=52, vip=f"{VIP6}/64", version=3)
+LINK_LOCAL_VIP = "fe80::77:100"  # in keepalived's link-local set, with the interface's index
+IPV6_INSTANCE = dict(name="VI_6", vrid=52, vip=f"{VIP6}/64\n    {LINK_LOCAL_VIP}/64", version=3)
 
 
 @pytest.fixture
@@ -99,6 +100,7 @@ def test_strict_drops_traffic_to_the_vips_with_keepalived_table(hosts, tmp_path)
         server.wait()
     assert ours == theirs
     assert any('"drop"' in rule and '"@vips"' in rule for rule in ours)
+    assert any("vips_link_local" in item and LINK_LOCAL_VIP in item for item in ours)
 
 
 @pytest.mark.parametrize("daemon", [Keepalived, Agent])
