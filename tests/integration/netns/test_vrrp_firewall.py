@@ -7,6 +7,7 @@ nothing; the table goes at stop."""
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 from vrrp_support import VIP4, VIP6, Agent, Keepalived, config, holds, instance_block
@@ -114,6 +115,24 @@ def test_accept_answers_on_the_vips_and_installs_nothing(hosts, tmp_path, daemon
             assert answers_ping(client, vip) and answers_tcp(client, vip), vip
         assert ruleset(router) == []
         assert running.stop() == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_reload_from_no_accept_to_accept_opens_the_vips(hosts, tmp_path):
+    router, client = hosts
+    server = listener(router)
+    try:
+        agent = Agent(router, tmp_path, strict_config(" no_accept\n", global_extra="")).start()
+        router.wait_for(lambda: both_masters(router) and len(ruleset(router)) > 0, timeout=15)
+        assert not answers_ping(client, VIP4) and not answers_tcp(client, VIP6)
+        agent.conf.write_text(strict_config(" accept\n", global_extra=""))
+        agent.signal(signal.SIGHUP)
+        client.wait_for(lambda: answers_ping(client, VIP4), timeout=10)
+        assert answers_tcp(client, VIP6) and both_masters(router)
+        assert agent.stop() == 0
+        assert ruleset(router) == []
     finally:
         server.kill()
         server.wait()
