@@ -110,6 +110,13 @@ class Checker:
         if strict and (instance.state == "MASTER") != (instance.priority == PRIORITY_OWNER):
             self.warning(here, f"{name} State MASTER must match being address owner")
             instance.state = "MASTER" if instance.priority == PRIORITY_OWNER else "BACKUP"
+        if strict and instance.accept and instance.version == 2:
+            self.warning(
+                given.get("accept", here),
+                f"{name} warning - accept mode for VRRP version 2 does not comply with RFC3768"
+                " - resetting",
+            )
+            instance.accept = False
         self.complete_authentication(instance, given)
         self.complete_preemption(instance, given)
         self.complete_advert_int(instance, given)

@@ -24,6 +24,7 @@ OBSOLETE = {
     "lvs_id": (),
     "nb_get_retry": ("HTTP_GET", "SSL_GET"),
     "lvs_sync_daemon_interface": ("vrrp_instance",),
+    "vrrp_ipsets": (),  # Debian's keepalived 2.2.7 is built without iptables, hence ipsets
 }
 
 IGNORED = frozenset(

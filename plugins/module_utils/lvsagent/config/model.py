@@ -48,6 +48,7 @@ SCHEDULER_FLAGS = (
 )
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
 RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unless no_track
+DEFAULT_NFTABLES_TABLE = "keepalived"  # `nftables` with no name, and no_accept without it
 DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address with no dev
 
 
@@ -126,6 +127,11 @@ class GlobalDefs:
     enable_script_security: bool = False
     set_supplementary_groups: bool = False
     vrrp_strict: bool = False
+    # no_accept's firewall (vrrp/firewall.py): None = DEFAULT_NFTABLES_TABLE when needed
+    nftables: Optional[str] = None
+    nftables_priority: int = -1
+    nftables_counters: bool = False
+    nftables_ifindex: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID

@@ -26,6 +26,7 @@ from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .lvs_globals import LvsGlobals
 from .model import (
     DEFAULT_INTERFACE,
+    DEFAULT_NFTABLES_TABLE,
     DEFAULT_PERSISTENCE_TIMEOUT,
     LVS_METHODS,
     PROTOCOLS,
@@ -64,6 +65,7 @@ SCRIPT_PERIOD_MAX = UINT32_MAX // 1_000_000
 COMM_MAX = 15  # bytes of a process name the kernel keeps (/proc/PID/comm)
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
+NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")  # an nft identifier
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 VIP_SCOPES = ("site", "link", "host", "nowhere", "global")
 VIP_UNSUPPORTED_OPTIONS = (
@@ -593,6 +595,11 @@ class Builder:
             "enable_script_security": self.scalar("enable_script_security", self.bare_flag),
             "set_supplementary_groups": self.scalar("set_supplementary_groups", self.bare_flag),
             "vrrp_strict": self.scalar("vrrp_strict", self.bare_flag),
+            "nftables": self.scalar("nftables", self.nftables_table),
+            "nftables_priority": self.ranged("nftables_priority", -INT32_MAX - 1, INT32_MAX),
+            "nftables_counters": self.scalar("nftables_counters", self.bare_flag),
+            "nftables_ifindex": self.scalar("nftables_ifindex", self.bare_flag),
+            "vrrp_iptables": self.vrrp_iptables,
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
@@ -622,6 +629,26 @@ class Builder:
             self.error(node, f"{node.keyword}: an owner for the FIFO is not supported by lvs-agent")
             raise Invalid
         return self.value(node)
+
+    def nftables_table(self, node: Node) -> str:
+        """A table name nft reads as one word (keepalived passes any name to libnftnl)."""
+        if not node.args:
+            return DEFAULT_NFTABLES_TABLE
+        name = self.value(node)
+        if not NFT_NAME.fullmatch(name):
+            self.error(node, f"nftables: table name '{excerpt(name)}' not supported by lvs-agent")
+            raise Invalid
+        return name
+
+    def vrrp_iptables(self, node: Node, global_defs: GlobalDefs) -> None:
+        """keepalived 2.2.7 as Debian builds it has no iptables: it uses its nftables table."""
+        self.warning(
+            node,
+            "iptables not supported, using nftables instead. Please replace 'vrrp_iptables "
+            "and 'vrrp_ipsets' with 'nftables' config option",
+        )
+        if global_defs.nftables is None:
+            global_defs.nftables = DEFAULT_NFTABLES_TABLE
 
     def vmac_prefix(self, node: Node, global_defs: GlobalDefs) -> None:
         """keepalived keeps the first vmac_prefix."""

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from ..config.model import Config, SyncGroup
 from .addresses import AddressManager, Announcer
+from .firewall import Firewall
 from .instance import Instance, Services
 from .machine import LoopClock, State
 from .notify import Notifier
@@ -66,6 +67,7 @@ class VrrpEngine:
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
         self.vmacs = VmacLinks()
+        self.firewall = Firewall()
         self.scripts: dict[str, ScriptTracker] = {}
         self.files: dict[str, FileTracker] = {}
         self.processes = ProcessWatch(loop)
@@ -82,6 +84,7 @@ class VrrpEngine:
     async def start(self) -> None:
         await self.notifier.configure(self.config.global_defs)
         await self.static.start(self.config)
+        await self.firewall.configure(self.config.global_defs, self.config.vrrp_instances)
         await self._start_trackers(self.config)
         for instance_config in self.config.vrrp_instances:
             await self._start_instance(self.config, instance_config)
@@ -106,6 +109,7 @@ class VrrpEngine:
         for name in list(self.processes.trackers):
             await self.processes.remove(name)
         await self.static.stop()
+        await self.firewall.stop()
         await self.notifier.drain()
         self.sockets.close()
         self.links.close()
@@ -142,6 +146,7 @@ class VrrpEngine:
                 await self.processes.remove(name)
         await self.notifier.configure(config.global_defs)
         await self.static.update(config)
+        await self.firewall.configure(config.global_defs, config.vrrp_instances)
         await self._start_trackers(config)
         for instance_config in config.vrrp_instances:
             name = instance_config.name
@@ -210,6 +215,7 @@ class VrrpEngine:
             processes=self.processes.trackers,
             drops=self.drop_log,
             vmacs=self.vmacs,
+            firewall=self.firewall,
         )
 
     async def _start_instance(self, config: Config, instance_config) -> None:

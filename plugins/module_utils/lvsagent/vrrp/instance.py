@@ -12,6 +12,7 @@ from typing import Callable, Optional
 from ..config.model import GlobalDefs, VrrpInstance
 from . import packet
 from .addresses import AddressManager, Announcer
+from .firewall import Firewall, drops_vip_traffic
 from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
@@ -43,6 +44,7 @@ class Services:
     scripts: dict[str, ScriptTracker]
     drops: Drops
     vmacs: VmacLinks = field(default_factory=VmacLinks)
+    firewall: Firewall = field(default_factory=Firewall)
     files: dict[str, FileTracker] = field(default_factory=dict)
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
 
@@ -313,11 +315,16 @@ class Instance:
             held_routing, self._routing_held = self._routing_held, routing
             gone = [entry for entry in reversed(held_routing) if entry not in routing]
             await self.services.routing.apply_all(gone, False, f"({self.name}) ")
+            blocked = drops_vip_traffic(self.config, self.global_defs)
+            if master:  # as keepalived: no_accept's drop rules before the VIPs, gone after
+                await self.services.firewall.block(self.name, wanted.values() if blocked else ())
             if dropped:
                 if not wanted:
                     self._stop_announcing()
                     log.info("(%s) removing VIPs.", self.name)
                 await self._each_vip(dropped, self.services.addresses.remove, "removing")
+            if not master:
+                await self.services.firewall.block(self.name, ())
             if added:
                 await self._each_vip(added, self.services.addresses.add, "adding")
                 self._start_announcing()
