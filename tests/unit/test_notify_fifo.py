@@ -124,11 +124,11 @@ def test_a_reload_that_only_moves_lines_keeps_the_fifo_and_its_reader(tmp_path):
         await notifier.configure(
             GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=script)
         )
-        fifo = notifier.fifos._vrrp[0]
+        fifo = notifier.fifos._fifos[0][0]
         await notifier.configure(
             GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=moved)
         )
-        kept = notifier.fifos._vrrp[0] is fifo
+        kept = notifier.fifos._fifos[0][0] is fifo
         await notifier.drain(0)
         return kept
 

@@ -46,6 +46,8 @@ SCHEDULER_FLAGS = (
     "mh-fallback",
     "ops",
 )
+# the notify FIFOs of global_defs: notify_fifo (every line), vrrp_notify_fifo, lvs_notify_fifo
+FIFO_PREFIXES = ("", "vrrp_", "lvs_")
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
 
 
@@ -99,12 +101,14 @@ class GlobalDefs:
     vrrp_strict: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
-    # notify FIFOs (paths): notify_fifo and vrrp_notify_fifo get the VRRP lines; each
-    # *_script is started to read its FIFO
+    # notify FIFOs (paths): notify_fifo gets every line, vrrp_notify_fifo the VRRP ones and
+    # lvs_notify_fifo the virtual and real server ones; each *_script is started to read its FIFO
     notify_fifo: Optional[str] = None
     notify_fifo_script: Optional[Script] = None
     vrrp_notify_fifo: Optional[str] = None
     vrrp_notify_fifo_script: Optional[Script] = None
+    lvs_notify_fifo: Optional[str] = None
+    lvs_notify_fifo_script: Optional[Script] = None
     location: Location = field(default_factory=Location)
 
 
