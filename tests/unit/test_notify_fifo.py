@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import stat
 import sys
+from types import SimpleNamespace
 
+from lvsagent.config import loads
 from lvsagent.config.model import GlobalDefs, Location, Script
-from lvsagent.notify_fifo import NotifyFifo
+from lvsagent.lvs.engine import fifo_rs, fifo_vs
+from lvsagent.notify_fifo import NotifyFifo, NotifyFifos
 from lvsagent.vrrp.notify import Notifier
 
 
@@ -124,12 +128,69 @@ def test_a_reload_that_only_moves_lines_keeps_the_fifo_and_its_reader(tmp_path):
         await notifier.configure(
             GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=script)
         )
-        fifo = notifier.fifos._vrrp[0]
+        fifo = notifier.fifos._fifos[0][0]
         await notifier.configure(
             GlobalDefs(vrrp_notify_fifo=str(path), vrrp_notify_fifo_script=moved)
         )
-        kept = notifier.fifos._vrrp[0] is fifo
+        kept = notifier.fifos._fifos[0][0] is fifo
         await notifier.drain(0)
         return kept
 
     assert asyncio.run(scenario())
+
+
+def test_each_fifo_gets_its_kind_of_lines_and_notify_fifo_gets_both(tmp_path):
+    every, vrrp, lvs = tmp_path / "all", tmp_path / "vrrp", tmp_path / "lvs"
+    defs = GlobalDefs(notify_fifo=str(every), vrrp_notify_fifo=str(vrrp), lvs_notify_fifo=str(lvs))
+
+    async def scenario():
+        fifos = NotifyFifos()
+        await fifos.configure(defs)
+        fifos.vrrp_line('INSTANCE "VI_1" MASTER 100\n')
+        fifos.lvs_line("VS [10.0.0.1]:tcp:80 DOWN\n")
+        lines = read_all(every), read_all(vrrp), read_all(lvs)
+        await fifos.close()
+        return lines
+
+    assert asyncio.run(scenario()) == (
+        b'INSTANCE "VI_1" MASTER 100\nVS [10.0.0.1]:tcp:80 DOWN\n',
+        b'INSTANCE "VI_1" MASTER 100\n',
+        b"VS [10.0.0.1]:tcp:80 DOWN\n",
+    )
+
+
+def test_virtual_and_real_servers_are_named_as_keepalived_names_them():
+    config = loads(
+        """
+virtual_server_group WEB {
+    10.0.0.1 80
+}
+virtual_server fwmark 7 {
+    lvs_sched rr
+    real_server 10.0.0.2 8080 {
+    }
+}
+virtual_server group WEB {
+    lvs_sched rr
+    protocol TCP
+    real_server 10.0.0.3 80 {
+    }
+}
+virtual_server 2001:db8::1 53 {
+    lvs_sched rr
+    protocol UDP
+    real_server 2001:db8::0:2 53 {
+    }
+}
+"""
+    )
+    names = []
+    for vs in config.virtual_servers:
+        rs = vs.real_servers[0]
+        entry = SimpleNamespace(address=ipaddress.ip_address(rs.address).compressed, port=rs.port)
+        names.append((fifo_vs(vs), fifo_rs(entry, vs)))
+    assert names == [
+        ("FWM 7", "[10.0.0.2]:none:8080"),
+        ("[WEB]:0", "[10.0.0.3]:tcp:80"),
+        ("[2001:db8::1]:udp:53", "[2001:db8::2]:udp:53"),
+    ]

@@ -191,7 +191,9 @@ class Agent:
                 log.warning("%s: services a previous run left behind are not removed", error)
                 return
             raise StartupError(str(error)) from error
-        self.lvs = LvsEngine(self.config, client, LoopClock(loop), owned=owned)
+        self.lvs = LvsEngine(
+            self.config, client, LoopClock(loop), owned=owned, fifos=self.vrrp.notifier.fifos
+        )
         self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
         await self.lvs.start()
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "status": ("control", "status_command"),
     "reload": ("control", "reload_command"),
     "switch": ("switch", "switch_command"),
+    "genhash": ("genhash", "genhash"),
 }
 
 
@@ -110,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
         "which also cancels a Restart=on-failure)",
     )
     switch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
+
+    digest = sub.add_parser(
+        "genhash", help="MD5 digest of a url's body for HTTP_GET, as keepalived's genhash"
+    )
+    digest.add_argument("-s", "--server", required=True, help="the real server's address")
+    digest.add_argument("-p", "--port", type=int, help="its port (default 80, 443 with -S)")
+    digest.add_argument("-u", "--url", required=True, help="the url's path, e.g. /index.html")
+    digest.add_argument("-S", "--use-ssl", action="store_true", help="connect with TLS (SSL_GET)")
+    digest.add_argument("-V", "--use-virtualhost", help="the Host header to send")
+    digest.add_argument(
+        "-P",
+        "--protocol",
+        choices=("1.0", "1.0c", "1.1"),
+        help="as http_protocol: 1.0 (the default), 1.0c (1.0 with Connection: close), 1.1",
+    )
+    digest.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds (default 5)")
+    digest.add_argument("-v", "--verbose", action="store_true", help="print the headers too")
     return parser
 
 

@@ -1,4 +1,6 @@
-"""notify_fifo / vrrp_notify_fifo: state lines written to a FIFO, in order, as keepalived does.
+"""notify_fifo / vrrp_notify_fifo / lvs_notify_fifo: state lines written to FIFOs, in order,
+as keepalived does: VRRP lines go to notify_fifo and vrrp_notify_fifo, virtual and real server
+lines to notify_fifo and lvs_notify_fifo. One `NotifyFifos` serves the VRRP and LVS engines.
 
 As keepalived: the FIFO is created (mode 0644) when missing and removed at close if it was
 created here; its `*_script` is started with the FIFO's path as last argument; the FIFO is
@@ -16,7 +18,7 @@ import os
 import stat
 from typing import Optional
 
-from .config.model import Script
+from .config.model import FIFO_PREFIXES, Script
 from .scripts import run_script, split_command
 from .vrrp.tracked import cancelled
 
@@ -105,36 +107,48 @@ class NotifyFifo:
 
 
 class NotifyFifos:
-    """The FIFOs of global_defs a kind of line goes to: VRRP lines to notify_fifo and
-    vrrp_notify_fifo."""
+    """The FIFOs of global_defs, and which lines each gets."""
+
+    CARRIES = {"": ("vrrp", "lvs"), "vrrp_": ("vrrp",), "lvs_": ("lvs",)}
 
     def __init__(self) -> None:
         self.settings: tuple = ()
-        self._vrrp: list[NotifyFifo] = []
+        self._fifos: list[tuple[NotifyFifo, tuple]] = []
 
     async def configure(self, global_defs) -> None:
         """Open the FIFOs configured; a reload that changes them closes the old ones first."""
         fifos = [
-            (getattr(global_defs, f"{kind}_fifo"), getattr(global_defs, f"{kind}_fifo_script"))
-            for kind in ("notify", "vrrp_notify")
+            (
+                getattr(global_defs, f"{prefix}notify_fifo"),
+                getattr(global_defs, f"{prefix}notify_fifo_script"),
+                self.CARRIES[prefix],
+            )
+            for prefix in FIFO_PREFIXES
         ]
-        settings = tuple(fifo_setting(path, script) for path, script in fifos)
+        settings = tuple(fifo_setting(path, script) for path, script, _kinds in fifos)
         if settings == self.settings:
             return
         await self.close()
         self.settings = settings
-        for path, script in fifos:
+        for path, script, kinds in fifos:
             if path is not None:
                 fifo = NotifyFifo(path, script)
                 fifo.open()
-                self._vrrp.append(fifo)
+                self._fifos.append((fifo, kinds))
 
     def vrrp_line(self, line: str) -> None:
-        for fifo in self._vrrp:
-            fifo.write(line)
+        self._write("vrrp", line)
+
+    def lvs_line(self, line: str) -> None:
+        self._write("lvs", line)
+
+    def _write(self, kind: str, line: str) -> None:
+        for fifo, kinds in self._fifos:
+            if kind in kinds:
+                fifo.write(line)
 
     async def close(self) -> None:
-        for fifo in self._vrrp:
+        for fifo, _kinds in self._fifos:
             await fifo.close()
-        self._vrrp.clear()
+        self._fifos.clear()
         self.settings = ()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -364,3 +366,63 @@ def test_nat_director_with_http_checks(lab):
         servers[1].serve("ok")
         wait_for_table(director, vip, both, timeout=DELAY_LOOP + CONNECT_TIMEOUT + SLACK)
         assert_agree(director)
+
+
+# the seed's real server with a FILE_CHECK beside its TCP_CHECK
+FILE_REAL_SERVER = (
+    TCP_REAL_SERVER[: -len("    }}")]
+    + """\
+        FILE_CHECK {{
+            track_file {name}
+        }}
+    }}"""
+)
+
+TRACK_FILE = """\
+track_file {name} {{
+    file {path}
+    weight {weight}
+}}
+"""
+
+
+def test_file_check_takes_a_real_server_out_and_back(lab):
+    """A flag file per real server (weight 0: non-zero is out) and a weight file (weight 10:
+    its value moves the weight), written under the running agent."""
+    vip = "10.77.0.100"
+    director = Director(lab, "10.77.0.2/24")
+    director.env["PYTHONFAULTHANDLER"] = "1"
+    servers = [RealServer(lab, "rs1", "10.77.0.11/24"), RealServer(lab, "rs2", "10.77.0.12/24")]
+    for rs in servers:
+        rs.serve()
+    flags = {rs.name: lab.workdir / f"{rs.name}.flag" for rs in servers}
+    flags["rs1"].write_text("0\n")
+    flags["rs2"].write_text("2\n")
+    track_files = TRACK_FILE.format(name="rs1", path=flags["rs1"], weight=0)
+    track_files += TRACK_FILE.format(name="rs2", path=flags["rs2"], weight=10)
+    real_servers = "\n".join(
+        FILE_REAL_SERVER.format(address=rs.address, name=rs.name, **TIMERS) for rs in servers
+    )
+    director.start(track_files + DR_CONFIG.format(vip=vip, real_servers=real_servers, **TIMERS))
+    both = {"10.77.0.11:80": ("dr", 100), "10.77.0.12:80": ("dr", 120)}
+    wait_for_table(director, vip, both, timeout=30)
+    assert_agree(director)
+
+    flags["rs1"].write_text("1\n")
+    wait_for_table(director, vip, {"10.77.0.12:80": ("dr", 120)}, timeout=1 + SLACK)
+    assert health(director.status())["10.77.0.11"] == "down"
+    assert "Removing service [10.77.0.11]:80 from VS [10.77.0.100]:80" in director.logs()
+    flags["rs2"].write_text("-3\n")
+    wait_for_table(director, vip, {"10.77.0.12:80": ("dr", 70)}, timeout=1 + SLACK)
+    flags["rs1"].write_text("0\n")
+    wait_for_table(director, vip, {**both, "10.77.0.12:80": ("dr", 70)}, timeout=1 + SLACK)
+    assert_agree(director)
+
+    director.process.terminate()
+    try:
+        code = director.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # PYTHONFAULTHANDLER: SIGABRT logs every thread's stack
+        os.kill(director.process.pid, signal.SIGABRT)
+        director.process.wait(timeout=30)
+        pytest.fail(f"the agent did not stop:\n{director.logs()[-8000:]}")
+    assert code == 0, director.logs()[-4000:]

@@ -9,7 +9,9 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from lvsagent.lvs.checkers.misc import MiscOptions
 pytestmark = pytest.mark.netns
 
 LOOPBACK = "127.0.0.1"
+MODULE_UTILS = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
 INDEX = "<html><body>lvs.ha real server</body></html>\n"
 
 
@@ -229,6 +232,54 @@ def test_ssl_get_with_digest(nginx):
     assert check("SSL_GET", nginx["tls"], options=HttpOptions((url,)), connect_timeout=3).ok
     plain = check("SSL_GET", nginx["plain"], options=HttpOptions((url,)), connect_timeout=3)
     assert not plain.ok and "tls" in plain.error  # plain HTTP is not TLS
+
+
+def agent_genhash(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lvsagent", "genhash", *args],
+        cwd=MODULE_UTILS,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        ("/index.html", ()),
+        ("/index.html", ("-P", "1.1")),
+        ("/vhost", ("-V", "www.example.test")),
+        ("/vhost", ()),  # the default server's 404 page has a digest too
+        ("/index.html", ("-S",)),
+    ],
+)
+def test_lvs_agent_genhash_prints_what_keepalived_genhash_prints(nginx, path, options):
+    """keepalived's genhash is the reference, run beside it with the same options."""
+    port = str(nginx["tls"] if "-S" in options else nginx["plain"])
+    argv = ["-s", LOOPBACK, "-p", port, "-u", path, *options]
+    keepalived = subprocess.run(
+        ["genhash", *argv], capture_output=True, text=True, timeout=20, check=False
+    )
+    ours = agent_genhash(*argv)
+    assert ours.returncode == 0, ours.stderr
+    assert re.fullmatch(r"[0-9a-f]{32}\n", ours.stdout)
+    assert ours.stdout == keepalived.stdout
+    digest = ours.stdout.strip()
+    kind = "SSL_GET" if "-S" in options else "HTTP_GET"
+    vhost = options[1] if "-V" in options else None
+    url = UrlSpec(path, digest=digest, status_ranges=((200, 599),), virtualhost=vhost)
+    assert check(kind, int(port), options=HttpOptions((url,)), connect_timeout=3).ok
+
+
+def test_lvs_agent_genhash_verbose_and_failure(nginx):
+    verbose = agent_genhash("-s", LOOPBACK, "-p", str(nginx["plain"]), "-u", "/index.html", "-v")
+    assert verbose.returncode == 0 and "content-length: " in verbose.stdout
+    assert "Global response time for [/index.html]" in verbose.stdout
+    closed = agent_genhash("-s", LOOPBACK, "-p", str(free_port()), "-u", "/", "-t", "2")
+    assert closed.returncode == 1 and closed.stdout == ""
+    assert "Connection failed: connection refused" in closed.stderr
 
 
 def test_http_get_server_answering_500(server):

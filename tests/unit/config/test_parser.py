@@ -505,8 +505,8 @@ def test_a_virtual_server_without_real_servers_is_dropped_as_by_keepalived():
         ("bfd_instance B {\n}\n", "1: bfd_instance: not supported by lvs-agent"),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n real_server 10.0.0.2 80 {\n"
-            "  FILE_CHECK {\n  }\n }\n}\n",
-            "4: FILE_CHECK: not supported by lvs-agent",
+            "  BFD_CHECK {\n  }\n }\n}\n",
+            "4: BFD_CHECK: not supported by lvs-agent",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n lvs_method TUN type gue port 5\n}\n",

@@ -168,6 +168,8 @@ global_defs {
     notify_fifo /run/all.fifo
     vrrp_notify_fifo /run/vrrp.fifo
     vrrp_notify_fifo_script "/usr/local/bin/reader --quiet" nobody
+    lvs_notify_fifo /run/lvs.fifo
+    lvs_notify_fifo_script /usr/local/bin/lvs-reader
 }
 """
     )
@@ -176,6 +178,8 @@ global_defs {
     assert defs.vrrp_notify_fifo_script.command == "/usr/local/bin/reader --quiet"
     assert defs.vrrp_notify_fifo_script.user.user == "nobody"
     assert defs.notify_fifo_script is None
+    assert defs.lvs_notify_fifo == "/run/lvs.fifo"
+    assert defs.lvs_notify_fifo_script.command == "/usr/local/bin/lvs-reader"
 
 
 def test_notify_fifo_errors():
@@ -186,17 +190,18 @@ global_defs {
     vrrp_notify_fifo /run/same.fifo
     notify_fifo_script /bin/reader
     vrrp_notify_fifo_script /bin/reader
-    lvs_notify_fifo /run/lvs.fifo nobody
+    lvs_notify_fifo /run/same.fifo
+    lvs_notify_fifo_script /bin/reader
 }
 """
     )
     assert errors == [
         "2: vrrp_notify_fifo /run/same.fifo is already notify_fifo: the FIFOs must differ",
-        "7: lvs_notify_fifo: not supported by lvs-agent",
+        "2: lvs_notify_fifo /run/same.fifo is already notify_fifo: the FIFOs must differ",
     ]
 
 
-def test_a_fifo_owner_and_notify_fifo_beside_virtual_servers_are_refused():
+def test_a_fifo_owner_is_refused_and_notify_fifo_beside_virtual_servers_is_not():
     errors = errors_of(
         """
 global_defs {
@@ -210,8 +215,6 @@ virtual_server 10.0.0.1 80 {
 """
     )
     assert errors == [
-        "2: notify_fifo: checker events are not written to FIFOs by lvs-agent "
-        "(use vrrp_notify_fifo for the VRRP ones)",
         "4: vrrp_notify_fifo: an owner for the FIFO is not supported by lvs-agent",
     ]
 

@@ -28,6 +28,9 @@ virtual_server 10.0.0.1 53 {{
         {checker_block}
     }}
 }}
+track_file T {{
+    file /run/lvs-agent-test-T
+}}
 """
 
 
@@ -48,6 +51,7 @@ REQUIRED = {
     "HTTP_GET": "url { path / }",
     "SSL_GET": "url { path / }",
     "MISC_CHECK": "misc_path /bin/true",
+    "FILE_CHECK": "track_file T",
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
+from ..lvs.checkers.file import FileCheck
 from ..lvs.checkers.misc import MiscCheck
 from ..scripts import (
     KEEPALIVED_SCRIPT_USER,
@@ -26,8 +27,10 @@ from ..scripts import (
 from .errors import Problem
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
+    FIFO_PREFIXES,
     Config,
     Location,
+    RealServer,
     ScriptUser,
     SyncGroup,
     VirtualServer,
@@ -40,7 +43,7 @@ MAX_V2_ADVERT_INT = 255
 MAX_V3_ADVERT_INT = 40.95
 AUTH_PASS_LENGTH = 8
 VRRP_NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
-FIFO_SCRIPTS = ("notify_fifo_script", "vrrp_notify_fifo_script")
+FIFO_SCRIPTS = tuple(f"{prefix}notify_fifo_script" for prefix in FIFO_PREFIXES)
 
 Report = Callable[[Problem], None]
 
@@ -393,18 +396,10 @@ class Checker:
                     )
 
     def check_fifos(self) -> None:
-        """A *_fifo_script needs its FIFO; the FIFOs must differ (keepalived's rule). The
-        checker lines (lvs_notify_fifo) are not written yet: notify_fifo, which would carry
-        them too, is refused beside virtual servers."""
+        """A *_fifo_script needs its FIFO; the FIFOs must differ (keepalived's rule)."""
         settings = self.config.global_defs
-        if settings.notify_fifo is not None and self.config.virtual_servers:
-            self.error(
-                settings.location,
-                "notify_fifo: checker events are not written to FIFOs by lvs-agent "
-                "(use vrrp_notify_fifo for the VRRP ones)",
-            )
         paths: dict[str, str] = {}
-        for prefix in ("", "vrrp_"):
+        for prefix in FIFO_PREFIXES:
             path = getattr(settings, f"{prefix}notify_fifo")
             script = getattr(settings, f"{prefix}notify_fifo_script")
             if script is not None and path is None:
@@ -415,7 +410,7 @@ class Checker:
                     f"{prefix}notify_fifo {path} is already {paths[path]}: the FIFOs must differ",
                 )
             if path is not None:
-                paths[path] = f"{prefix}notify_fifo"
+                paths.setdefault(path, f"{prefix}notify_fifo")
 
     def check_duplicate_vrids(self) -> None:
         seen: dict[tuple, list[VrrpInstance]] = {}
@@ -651,6 +646,7 @@ class Checker:
             else:
                 endpoints[endpoint] = real.location
                 kept.append(real)
+                self.attach_track_files(real)
         server.real_servers = kept
         sorry = server.sorry_server
         if (
@@ -664,6 +660,21 @@ class Checker:
                 "- skipping sorry server.",
             )
             server.sorry_server = None
+
+    def attach_track_files(self, real: RealServer) -> None:
+        """Each FILE_CHECK gets the track_file it names; without one keepalived drops it."""
+        kept = []
+        for checker in real.checkers:
+            if isinstance(checker, FileCheck):
+                checker.tracked = self.config.track_files.get(checker.track_file)
+                if checker.tracked is None:
+                    self.warning(
+                        checker.location,
+                        f"track_file {checker.track_file} not found - ignoring the FILE_CHECK",
+                    )
+                    continue
+            kept.append(checker)
+        real.checkers = kept
 
     def derive_family(self, server: VirtualServer) -> None:
         """fwmark and group services take their family from their non-tunnelled servers."""

@@ -46,6 +46,8 @@ SCHEDULER_FLAGS = (
     "mh-fallback",
     "ops",
 )
+# the notify FIFOs of global_defs: notify_fifo (every line), vrrp_notify_fifo, lvs_notify_fifo
+FIFO_PREFIXES = ("", "vrrp_", "lvs_")
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
 RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unless no_track
 DEFAULT_NFTABLES_TABLE = "keepalived"  # `nftables` with no name, and no_accept without it
@@ -135,8 +137,8 @@ class GlobalDefs:
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID
-    # notify FIFOs (paths): notify_fifo and vrrp_notify_fifo get the VRRP lines; each
-    # *_script is started to read its FIFO
+    # notify FIFOs (paths): notify_fifo gets every line, vrrp_notify_fifo the VRRP ones and
+    # lvs_notify_fifo the virtual and real server ones; each *_script is started to read its FIFO
     notify_fifo: Optional[str] = None
     notify_fifo_script: Optional[Script] = None
     vrrp_notify_fifo: Optional[str] = None
@@ -145,6 +147,8 @@ class GlobalDefs:
     lvs_timeouts: LvsTimeouts = field(default_factory=LvsTimeouts)
     lvs_flush: bool = False  # empty the whole IPVS table at start
     lvs_flush_on_stop: str = ""  # "" = delete each declared service; "full" = flush; "VS"
+    lvs_notify_fifo: Optional[str] = None
+    lvs_notify_fifo_script: Optional[Script] = None
     location: Location = field(default_factory=Location)
 
 

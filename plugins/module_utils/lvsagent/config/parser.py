@@ -28,6 +28,7 @@ from .model import (
     DEFAULT_INTERFACE,
     DEFAULT_NFTABLES_TABLE,
     DEFAULT_PERSISTENCE_TIMEOUT,
+    FIFO_PREFIXES,
     LVS_METHODS,
     PROTOCOLS,
     SCHEDULER_FLAGS,
@@ -243,7 +244,8 @@ class Builder:
             "real_server": self.real_server_table(),
         }
         for name, kind in checkers.KINDS.items():
-            self.tables[name] = {**self.checker_table(kind.connection), **kind.keywords(self)}
+            common = self.checker_table(kind.connection) if kind.common else {}
+            self.tables[name] = {**common, **kind.keywords(self)}
             self.tables.update(kind.blocks(self))
         self.everywhere = {keyword for table in self.tables.values() for keyword in table}
 
@@ -605,7 +607,7 @@ class Builder:
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
             **{
                 f"{prefix}notify_fifo{suffix}": self.scalar(f"{prefix}notify_fifo{suffix}", reader)
-                for prefix in ("", "vrrp_")
+                for prefix in FIFO_PREFIXES
                 for suffix, reader in (("", self.fifo_path), ("_script", self.script))
             },
             **self.lvs_globals.global_handlers(),

@@ -28,6 +28,7 @@ from ..config.model import (
     VirtualServer,
 )
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
 from . import reconciler, syncd
@@ -39,6 +40,7 @@ log = logging.getLogger("lvsagent.lvs")
 FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
 AUDIT_BUDGET = 2000  # destinations read from the kernel per audit
+IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
 
 
@@ -76,12 +78,14 @@ class RealServerEntry:
         return all(check.up for check in self.checks)
 
     def effective_weight(self) -> int:
-        """The configured weight, moved by every misc_dynamic check's exit status."""
+        """The configured weight, moved by every misc_dynamic check's exit status and every
+        FILE_CHECK's value."""
         weight = self.weight
         for check in self.checks:
             if check.state.weight is not None:
                 weight += check.state.weight - self.weight
-        return max(weight, 0)
+            weight += check.state.offset
+        return min(max(weight, 0), IPVS_WEIGHT_MAX)
 
     def last_error(self) -> str:
         return next((c.state.last_error for c in self.checks if c.state.last_error), "")
@@ -184,6 +188,22 @@ def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer
     )
 
 
+def fifo_vs(vs: VirtualServer) -> str:
+    """keepalived's name of a virtual server in notify FIFO lines: [ADDR]:PROTO:PORT, FWM N
+    or [GROUP]:PORT."""
+    if vs.kind == "fwmark":
+        return f"FWM {vs.fwmark}"
+    if vs.kind == "group":
+        return f"[{vs.group}]:{vs.port or 0}"
+    return f"[{_address(vs.address)}]:{vs.protocol.lower()}:{vs.port or 0}"
+
+
+def fifo_rs(rs: RealServerEntry, vs: VirtualServer) -> str:
+    """A real server in notify FIFO lines: [ADDR]:PROTO:PORT, its virtual server's protocol."""
+    protocol = "none" if vs.kind == "fwmark" else vs.protocol.lower()
+    return f"[{rs.address}]:{protocol}:{rs.port}"
+
+
 def _vrrp_instance_of(keys: list[ServiceKey], config: Config) -> Optional[str]:
     addresses = {key.address for key in keys if key.address is not None}
     for instance in config.vrrp_instances:
@@ -211,6 +231,7 @@ class LvsEngine:
     `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
     `job(client, *args)` where netlink may block (`IpvsThread` in the agent). `owned`
     (optional) records the services this engine owns, for the next run (`owned_services`).
+    `fifos` (optional) are the agent's notify FIFOs, shared with the VRRP engine.
     """
 
     def __init__(
@@ -223,6 +244,7 @@ class LvsEngine:
         rng: Optional[random.Random] = None,
         prober: Callable[[CheckSpec], Awaitable[CheckResult]] = probe,
         owned: Optional[OwnedRecord] = None,
+        fifos: Optional[NotifyFifos] = None,
     ):
         self._config = config
         self._owned = owned
@@ -244,6 +266,7 @@ class LvsEngine:
         self._scripts = ScriptRunner()
         self._syncd: Optional[syncd.SyncDaemonControl] = None
         self._kernel_timeouts: Optional[LvsTimeouts] = None  # as before lvs_timeouts changed them
+        self._fifos = fifos or NotifyFifos()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -254,6 +277,7 @@ class LvsEngine:
             await self._ipvs_job(syncd.flush)
         await self._set_timeouts(self._config)
         await self._follow_sync_daemon(self._config)
+        await self._fifos.configure(self._config.global_defs)
         await self._install(self._config)
         orphans = set()
         if self._owned is not None:
@@ -289,6 +313,7 @@ class LvsEngine:
         await self._converge(keys)
         await self._set_timeouts(None)
         await self._scripts.close(SCRIPT_GRACE)
+        await self._fifos.close()
 
     async def apply_config(self, config: Config) -> None:
         """Reload: checks that did not change keep running (and their state)."""
@@ -296,6 +321,7 @@ class LvsEngine:
         self._config = config
         await self._set_timeouts(config)
         await self._follow_sync_daemon(config)
+        await self._fifos.configure(config.global_defs)
         await self._install(config)
         changes = await self._converge(old_keys - self._all_keys())
         log.info("IPVS: configuration applied, %d changes", len(changes))
@@ -488,6 +514,8 @@ class LvsEngine:
             verb, preposition = ("Adding", "to") if alive else ("Removing", "from")
         log.info("%s service %s %s VS %s", verb, rs.target, preposition, vse.name)
         self._notify(rs.notify_up if alive else rs.notify_down, vse)
+        state = "UP" if alive else "DOWN"
+        self._fifos.lvs_line(f"RS {fifo_rs(rs, vse.config)} {fifo_vs(vse.config)} {state}\n")
 
     def _refresh_quorum(self, vse: VirtualServerEntry) -> None:
         message = vse.quorum.update(vse.alive_weight())
@@ -495,6 +523,7 @@ class LvsEngine:
             return
         log.info("%s for VS %s", message, vse.name)
         self._notify(vse.config.quorum_up if vse.quorum.up else vse.config.quorum_down, vse)
+        self._fifos.lvs_line(f"VS {fifo_vs(vse.config)} {'UP' if vse.quorum.up else 'DOWN'}\n")
         if vse.sorry is not None:
             sorry = format_endpoint(vse.sorry.address, vse.sorry.port)
             if vse.quorum.up:

@@ -44,6 +44,7 @@ class CheckState:
         self.retries_done = 0
         self.last_error = ""
         self.weight: Optional[int] = None  # set by a misc_dynamic exit status
+        self.offset = 0  # added to the real server's weight by a FILE_CHECK's value
 
     def record(self, result: CheckResult) -> Outcome:
         spec = self.spec
@@ -53,8 +54,10 @@ class CheckState:
             self.retries_done = 0
             self.last_error = ""
             weight_changed = result.weight is not None and result.weight != self.weight
+            weight_changed = weight_changed or result.offset != self.offset
             if result.weight is not None:
                 self.weight = result.weight
+            self.offset = result.offset
             if not self.up:
                 self.up = True
                 return Outcome(spec.delay_loop, True, [KINDS[spec.kind].succeeded(spec)])
@@ -141,6 +144,7 @@ class HealthCheck:
             self._resumed.set()
 
     async def _run(self) -> None:
+        await KINDS[self.spec.kind].prepare(self.spec)
         await sleep(self._clock, first_delay(self.spec, self._rng))
         while True:
             await self._resumed.wait()

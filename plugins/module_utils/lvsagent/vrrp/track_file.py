@@ -44,14 +44,16 @@ def file_value(data: bytes) -> Optional[int]:
     return value if INT32_MIN <= value <= INT32_MAX + 1 else None
 
 
-def file_status(value: int, weight: int, reverse: bool) -> int:
-    """keepalived's rule: with weight 0 a non-zero value (a zero one with reverse) is FAULT;
-    otherwise value * weight (negated with reverse) is added to the priority, and a result
-    below -253 is FAULT."""
+def file_status(
+    value: int, weight: int, reverse: bool, fault: int = FAULT, ceiling: int = MAX_STATUS
+) -> int:
+    """keepalived's rule: with weight 0 a non-zero value (a zero one with reverse) is `fault`;
+    otherwise value * weight (negated with reverse), within [fault, ceiling], is added to the
+    priority (a real server's weight, for FILE_CHECK), and `fault` means FAULT."""
     if weight == 0:
-        return FAULT if (value != 0) != reverse else 0
+        return fault if (value != 0) != reverse else 0
     status = value * weight * (-1 if reverse else 1)
-    return max(FAULT, min(MAX_STATUS, status))
+    return max(fault, min(ceiling, status))
 
 
 def read_value(path: str) -> Optional[int]:

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import asyncio
 
-from . import dns, http, misc, ping, smtp, tcp, udp
+from . import dns, file, http, misc, ping, smtp, tcp, udp
 from .base import CheckerKind, CheckResult, CheckSpec
 
 KINDS: dict[str, CheckerKind] = {
     kind.name: kind
-    for kind in (tcp.KIND, *http.KINDS, misc.KIND, ping.KIND, udp.KIND, dns.KIND, smtp.KIND)
+    for kind in (
+        tcp.KIND,
+        *http.KINDS,
+        misc.KIND,
+        ping.KIND,
+        udp.KIND,
+        dns.KIND,
+        smtp.KIND,
+        file.KIND,
+    )
 }
 
 

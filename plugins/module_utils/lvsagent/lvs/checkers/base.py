@@ -46,11 +46,16 @@ class CheckResult:
     ok: bool
     error: str = ""  # why it failed, for logs and `status`
     weight: Optional[int] = None  # MISC_CHECK with misc_dynamic: the weight the script asked for
+    offset: int = 0  # FILE_CHECK: what the file's value adds to the real server's weight
 
 
 RECEIVE_SIZE = 65536  # a datagram, whole
 
 Probe = Callable[[CheckSpec], Awaitable[CheckResult]]
+
+
+async def nothing_to_prepare(spec: CheckSpec) -> None:
+    return None
 
 
 DROPPED = "dropped"  # a `problems` severity: warned about and left out of the configuration
@@ -63,13 +68,15 @@ class CheckerKind:
     `keywords(read)` returns the block's own `keyword -> handler(node, checker)` table, built
     on the parser's value readers `read` (the common options are the parser's, and
     `connection` adds connect_ip, connect_port, bindto, bind_port); `blocks(read)` returns
-    tables of nested blocks (HTTP's url). `problems(checker)` lists what is wrong with the
+    tables of nested blocks (HTTP's url); without `common` the block takes none of the common
+    options (delay_loop, retry, ...: FILE_CHECK). `problems(checker)` lists what is wrong with the
     block as a whole, as (severity, message) with severity "error", "warning" or DROPPED (a
     warning, and the checker is left out, as keepalived leaves it out).
     `complete(checker, real_server, virtual_server)` fills what the kind inherits or derives,
     once the parser has resolved the common options (HTTP's virtualhost, DNS's
     delay_before_retry); after it the model holds final values, and `options(checker)`
-    only translates them into `CheckSpec.options`.
+    only translates them into `CheckSpec.options`. `prepare(spec)` runs once before a
+    check's first probe (FILE_CHECK's init_file).
     """
 
     name: str
@@ -78,9 +85,11 @@ class CheckerKind:
     keywords: Callable[[Any], dict] = lambda read: {}
     blocks: Callable[[Any], dict] = lambda read: {}
     connection: bool = True
+    common: bool = True
     problems: Callable[[Any], list[tuple[str, str]]] = lambda checker: []
     complete: Callable[[Any, Any, Any], None] = lambda checker, real, virtual: None
     options: Callable[[Any], Any] = lambda checker: None
+    prepare: Callable[[CheckSpec], Awaitable[None]] = nothing_to_prepare
     succeeded: Callable[[CheckSpec], str] = lambda spec: f"{spec.kind} to {spec.target} success."
     failed: Callable[[CheckSpec, str], str] = lambda spec, error: (
         f"{spec.kind} to {spec.target} failed: {error}."

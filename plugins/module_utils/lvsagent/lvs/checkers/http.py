@@ -58,7 +58,7 @@ def keywords(read) -> dict:
     return {
         "url": lambda node, checker: _url(read, node, checker),
         "http_protocol": read.lenient(
-            "http_protocol", _http_protocol, "Invalid http_protocol version {value}"
+            "http_protocol", protocol_version, "Invalid http_protocol version {value}"
         ),
         "virtualhost": read.scalar("virtualhost", read.text),
     }
@@ -75,7 +75,7 @@ def blocks(read) -> dict:
     }
 
 
-def _http_protocol(raw: str) -> str:
+def protocol_version(raw: str) -> str:
     """keepalived compares the version exactly, except that it also takes `1.0c`."""
     protocol = "1.0C" if raw == "1.0c" else raw
     if protocol not in HTTP_PROTOCOLS:
@@ -187,8 +187,11 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-async def _fetch(spec: CheckSpec, url: UrlSpec) -> tuple[int, Optional[str]]:
-    """GET one url: the status code and, when a digest is wanted, the MD5 of the body."""
+async def fetch(
+    spec: CheckSpec, url: UrlSpec, with_digest: bool
+) -> tuple[int, dict[str, str], Optional[str]]:
+    """GET one url: the status code, the headers and, `with_digest`, the MD5 of the body as
+    HTTP_GET compares it and keepalived's genhash prints it (lower-case hex)."""
     sock = open_socket(spec, socket.SOCK_STREAM)
     loop = asyncio.get_running_loop()
     try:
@@ -207,8 +210,8 @@ async def _fetch(spec: CheckSpec, url: UrlSpec) -> tuple[int, Optional[str]]:
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status, headers = parse_head(head[:-4])
-        if url.digest is None:
-            return status, None
+        if not with_digest:
+            return status, headers, None
         remaining = int(headers["content-length"]) if "content-length" in headers else None
         md5 = hashlib.md5()
         while remaining is None or remaining > 0:
@@ -219,7 +222,7 @@ async def _fetch(spec: CheckSpec, url: UrlSpec) -> tuple[int, Optional[str]]:
             md5.update(chunk)
             if remaining is not None:
                 remaining -= len(chunk)
-        return status, md5.hexdigest()
+        return status, headers, md5.hexdigest()
     finally:
         writer.transport.abort()
 
@@ -230,7 +233,9 @@ async def http_probe(spec: CheckSpec) -> CheckResult:
     urls = spec.options.urls if spec.options else ()
     for number, url in enumerate(urls or (UrlSpec(),), start=1):
         try:
-            status, digest = await asyncio.wait_for(_fetch(spec, url), spec.connect_timeout)
+            status, _headers, digest = await asyncio.wait_for(
+                fetch(spec, url, url.digest is not None), spec.connect_timeout
+            )
         except asyncio.IncompleteReadError:
             return CheckResult(False, f"url({number}) {url.path}: connection closed early")
         except asyncio.LimitOverrunError:
