@@ -25,6 +25,7 @@ from . import __version__
 from .config import ConfigError, load
 from .config.model import Config
 from .control import AgentLock, AlreadyRunning, ControlServer, lock_path
+from .metrics import process_status
 from .metrics_server import MetricsServer
 from .owned import declared_vips, owned_services, owned_vips, remove_orphan_vips
 from .vrrp.engine import VrrpEngine
@@ -314,5 +315,6 @@ class Agent:
                 "started": self._started,
                 "reloads": dict(self._reloads),
                 "last_reload": self._last_reload,
+                "process": process_status(),
             },
         }

@@ -4,7 +4,8 @@ Minimal HTTP/1.1: one GET (or HEAD) of /metrics per connection, answered and clo
 a client sends, it costs the loop little and never stalls it: the request head is at most
 MAX_REQUEST bytes and must arrive within REQUEST_TIMEOUT (a slowloris is cut off), a client
 that does not read its reply is dropped after REPLY_TIMEOUT, and beyond MAX_CONNECTIONS open
-connections a new one is closed at once. No thread per scrape.
+connections a new one is closed at once. No thread per scrape: the text is written on the
+loop a slice of samples at a time (metrics.SLICE), with the loop's other work in between.
 """
 
 from __future__ import annotations
@@ -103,5 +104,9 @@ class MetricsServer:
             return _error("405 Method Not Allowed")
         if target != PATH.encode():
             return _error("404 Not Found")
-        body = metrics.render(await self.snapshot())
+        pieces = []
+        for piece in metrics.exposition(metrics.families(await self.snapshot())):
+            pieces.append(piece)
+            await asyncio.sleep(0)  # VRRP timers and packets go first
+        body = "".join(pieces).encode()
         return _response("200 OK", body, metrics.CONTENT_TYPE, method == b"HEAD")

@@ -695,15 +695,6 @@ class Checker:
                         "on this host",
                     )
         self.check_routing_devices()
-        self.check_metrics_library()
-
-    def check_metrics_library(self) -> None:
-        """/metrics needs prometheus_client on the host (the role ships it with the agent)."""
-        from ..metrics import missing_library  # its guarded import: only when asked for
-
-        listen = self.config.global_defs.metrics_listen
-        if listen is not None and missing_library():
-            self.error(listen.location, f"metrics_listen: {missing_library()}")
 
     def check_routing_devices(self) -> None:
         """The interfaces static addresses, routes and rules name (keepalived drops such a line
