@@ -10,7 +10,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lvsagent import metrics, metrics_server
+from lvsagent import cli, metrics, metrics_server
 from lvsagent.config import ConfigError, loads
 from lvsagent.config.model import MetricsListen
 from lvsagent.metrics_server import MetricsServer
@@ -202,6 +202,13 @@ def test_a_bad_metrics_listen_is_an_error_at_its_line(written, message):
     with pytest.raises(ConfigError) as raised:
         loads(f"global_defs {{\n  metrics_listen {written}\n}}\n", filename="k.conf")
     assert f"k.conf:2: metrics_listen: {message}" in str(raised.value.problems[0])
+
+
+def test_check_config_accepts_metrics_listen(tmp_path, capsys):
+    conf = tmp_path / "lvs-agent.conf"
+    conf.write_text("global_defs {\n  metrics_listen [fd00::1]:9650\n}\n")
+    assert cli.main(["check-config", str(conf)]) == 0
+    assert "configuration OK" in capsys.readouterr().out
 
 
 # -- the server -----------------------------------------------------------------------------
