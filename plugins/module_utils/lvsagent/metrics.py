@@ -44,6 +44,10 @@ VRRP_COUNTERS = {
         "vrrp_gratuitous_announcements_sent",
         "Gratuitous ARPs and unsolicited neighbour advertisements sent for the VIPs.",
     ),
+    "address_list_mismatches": (
+        "vrrp_address_list_mismatches",
+        "Adverts whose address list differs from ours (accepted, as keepalived does).",
+    ),
 }
 
 

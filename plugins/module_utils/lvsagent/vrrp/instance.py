@@ -64,6 +64,7 @@ class Counters:
     became_master: int = 0
     released_master: int = 0
     gratuitous_announcements_sent: int = 0
+    address_list_mismatches: int = 0  # adverts whose VIPs differ from ours (still accepted)
 
 
 class Instance:
@@ -287,6 +288,7 @@ class Instance:
     def _check_addresses(self, parsed: packet.Message) -> None:
         """keepalived logs a differing address list once and still accepts the advert."""
         mismatch = not self._rules.same_addresses(parsed)
+        self.counters.address_list_mismatches += mismatch
         if mismatch and not self._address_mismatch_logged:
             log.info(
                 "(%s) ip address list in advert from VRID %d differs from ours",
