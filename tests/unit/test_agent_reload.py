@@ -29,6 +29,7 @@ class FakeVrrp:
     def __init__(self) -> None:
         self.applied = []
         self.drops = {}
+        self.scripts = {}
 
     def status(self) -> list:
         return []

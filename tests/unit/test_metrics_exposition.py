@@ -72,6 +72,7 @@ SNAPSHOT = {
         }
     ],
     "vrrp_drops": {"ttl": 3, "auth_password": 1},
+    "vrrp_scripts": {"chk_nginx": {"ok": True}, "chk_disk": {"ok": False}},
     "agent": {
         "version": "0.1.0",
         "started": 1767261000.0,
@@ -125,6 +126,8 @@ def test_vrrp_instance_state_is_one_labelled_gauge_and_counters_follow_the_statu
     assert value(samples, "lvs_agent_vrrp_released_master_total", **labels) == 0
     assert value(samples, "lvs_agent_vrrp_last_transition_timestamp_seconds") == 1767261600.5
     assert value(samples, "lvs_agent_vrrp_packets_dropped_total", reason="ttl") == 3
+    assert value(samples, "lvs_agent_vrrp_script_up", vrrp_script="chk_nginx") == 1
+    assert value(samples, "lvs_agent_vrrp_script_up", vrrp_script="chk_disk") == 0
 
 
 def test_real_servers_agent_and_build_info():

@@ -310,6 +310,7 @@ class Agent:
             "vrrp": self.vrrp.status(),
             "ipvs": self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
+            "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
             "agent": {
                 "version": __version__,
                 "started": self._started,

@@ -126,7 +126,10 @@ def _vrrp(snapshot: dict) -> list[Family]:
     drops = counter("vrrp_packets_dropped", "Received VRRP packets dropped, by reason.")
     for reason, count in sorted(snapshot.get("vrrp_drops", {}).items()):
         drops.add({"reason": reason}, count)
-    return [state, priority, effective, transition, *counters.values(), drops]
+    scripts = gauge("vrrp_script_up", "1 when the vrrp_script's last result counts as success.")
+    for name, script in sorted(snapshot.get("vrrp_scripts", {}).items()):
+        scripts.add({"vrrp_script": name}, int(script["ok"]))
+    return [state, priority, effective, transition, *counters.values(), drops, scripts]
 
 
 def _ipvs(services: list) -> list[Family]:
