@@ -15,6 +15,8 @@ debian_packages=(
   iproute2 nftables tcpdump arping keepalived kmod iputils-ping
   # real servers for the checker tests
   nginx-light dnsmasq-base python3-aiosmtpd
+  # promtool checks the agent's /metrics (the package's server is never started)
+  prometheus
   # Podman for Molecule (client side; the server runs in the guest)
   podman runc crun iptables netavark aardvark-dns catatonit conmon slirp4netns uidmap
   # tool chain
@@ -31,7 +33,7 @@ if [ ! -e "$apt_stamp" ]; then
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${debian_packages[@]}" >/dev/null
   # The keepalived package starts a daemon of its own where systemd runs; the tests start their own.
   if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
-    systemctl disable --now keepalived nginx >/dev/null 2>&1 || true
+    systemctl disable --now keepalived nginx prometheus prometheus-node-exporter >/dev/null 2>&1 || true
   fi
   touch "$apt_stamp"
 fi

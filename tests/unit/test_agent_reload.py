@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 
 import pytest
@@ -27,6 +28,11 @@ INSTANCE = """vrrp_instance VI_1 {
 class FakeVrrp:
     def __init__(self) -> None:
         self.applied = []
+        self.drops = {}
+        self.scripts = {}
+
+    def status(self) -> list:
+        return []
 
     async def apply_config(self, config) -> None:
         self.applied.append(config)
@@ -180,3 +186,37 @@ def test_a_reload_reads_the_conditional_lines_of_the_agents_config_id(tmp_path):
     assert reload(running)["reloaded"] is True
     (applied,) = running.vrrp.applied
     assert applied.vrrp_instances[0].priority == 160
+
+
+def test_reloads_are_counted_and_move_the_metrics_listener(tmp_path):
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    running = make_agent(tmp_path)
+    conf = tmp_path / "keepalived.conf"
+
+    async def scrape() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        reply = await reader.read()
+        writer.close()
+        return reply
+
+    async def scenario():
+        running._reload_lock = asyncio.Lock()
+        assert (await running.status())["agent"]["reloads"] == {"ok": 0, "refused": 0}
+        conf.write_text(f"global_defs {{\n  metrics_listen 127.0.0.1:{port}\n}}\n" + INSTANCE)
+        assert (await running.reload())["reloaded"] is True
+        assert (await scrape()).startswith(b"HTTP/1.1 200 OK")
+        conf.write_text("vrrp_instance {\n")
+        assert "error" in await running.reload()
+        assert running.metrics.listening is not None  # a refused reload changes nothing
+        conf.write_text(INSTANCE)
+        assert (await running.reload())["reloaded"] is True
+        assert running.metrics.listening is None
+        status = (await running.status())["agent"]
+        assert status["reloads"] == {"ok": 2, "refused": 1}
+        assert status["last_reload"] > status["started"] > 0
+        await running.metrics.close()
+
+    asyncio.run(scenario())

@@ -21,9 +21,12 @@ import sys
 import threading
 import time
 
+from . import __version__
 from .config import ConfigError, load
 from .config.model import Config
 from .control import AgentLock, AlreadyRunning, ControlServer, lock_path
+from .metrics import process_status
+from .metrics_server import MetricsServer
 from .owned import declared_vips, owned_services, owned_vips, remove_orphan_vips
 from .vrrp.engine import VrrpEngine
 from .vrrp.machine import LoopClock
@@ -129,6 +132,10 @@ class Agent:
         self._reload_lock: asyncio.Lock | None = None
         self._vips = owned_vips(self.state_dir())
         self._parser: threading.Thread | None = None
+        self.metrics = MetricsServer(self.status)
+        self._started = time.time()
+        self._reloads = {"ok": 0, "refused": 0}
+        self._last_reload: float | None = None  # time.time() of the last reload taken
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -145,6 +152,7 @@ class Agent:
         exit_code, vrrp_started = 0, False
         try:
             await control.start()
+            await self.metrics.listen(self.config.global_defs.metrics_listen)
             await remove_orphan_vips(self._vips, self.config, self.vrrp.addresses)
             await self._start_lvs(loop)
             if not await self._stop_requested_within(self.config.global_defs.vrrp_startup_delay):
@@ -160,6 +168,7 @@ class Agent:
             if vrrp_started:  # else a killed run's VIPs may still be there: keep the record
                 await self._record_vips()  # the VIPs are gone
             await control.close()
+            await self.metrics.close()
             if self.lvs is not None:
                 await self.lvs.stop()
         log.info("Stopped lvs-agent")
@@ -208,6 +217,15 @@ class Agent:
     async def reload(self, allow_empty: bool = False) -> dict:
         """`allow_empty`: an explicit request (`lvs-agent reload --allow-empty`, the
         vrrp_instance module removing the last instance) may leave nothing declared."""
+        reply = await self._reload(allow_empty)
+        if "error" in reply:
+            self._reloads["refused"] += 1
+        else:
+            self._reloads["ok"] += 1
+            self._last_reload = time.time()
+        return reply
+
+    async def _reload(self, allow_empty: bool) -> dict:
         async with self._reload_lock:
             log.info("Reloading configuration from %s", self.args.config)
             started = time.monotonic()
@@ -238,8 +256,16 @@ class Agent:
                 await self.lvs.apply_config(config)
             elif uses_ipvs(config):
                 await self._start_lvs(asyncio.get_running_loop())
+            await self._follow_metrics_listen(config)
             log.info("Reload finished in %d usec", (time.monotonic() - started) * 1e6)
             return {"reloaded": True, "warnings": [str(w) for w in config.warnings]}
+
+    async def _follow_metrics_listen(self, config: Config) -> None:
+        listen = config.global_defs.metrics_listen
+        try:
+            await self.metrics.listen(listen)
+        except OSError as error:
+            log.error("metrics_listen %s: %s - metrics served as before", listen, error.strerror)
 
     async def _parse(self) -> Config:
         """config.load() in a worker thread, abandoned after RELOAD_PARSE_TIMEOUT.
@@ -286,4 +312,12 @@ class Agent:
             "vrrp": self.vrrp.status(),
             "ipvs": self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
+            "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
+            "agent": {
+                "version": __version__,
+                "started": self._started,
+                "reloads": dict(self._reloads),
+                "last_reload": self._last_reload,
+                "process": process_status(),
+            },
         }

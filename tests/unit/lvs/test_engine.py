@@ -290,6 +290,8 @@ def test_status_reports_kernel_entries_with_health():
         assert (up["address"], up["weight"], up["health"]) == (RS1, 100, "up")
         assert (down["address"], down["weight"], down["health"]) == (RS2, None, "down")
         assert down["last_error"] == "connection refused"
+        assert up["check_failures"] == 0
+        assert down["check_failures"] >= 4  # down after retry 3: four failed tries at least
         assert up["since"].endswith("Z")
         await bed.engine.stop()
 

@@ -41,6 +41,9 @@ def test_up_checker_goes_down_only_after_its_retries():
     assert not state.up and outcome.changed and outcome.delay == 6.0
     assert outcome.messages[-1] == "Check on service [192.168.179.99]:80 failed after 3 retries."
     assert state.last_error == "connection refused"
+    state.record(OK)
+    state.record(REFUSED)
+    assert state.failures == 5  # every failed probe, retries included
 
 
 def test_a_success_between_failures_resets_the_retries():

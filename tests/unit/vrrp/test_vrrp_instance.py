@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 
@@ -145,6 +146,7 @@ class FakeAnnouncer:
 
     def announce(self, ifname, address):
         self.announced.append((ifname, str(address)))
+        return True
 
     def close(self):
         pass
@@ -1063,5 +1065,48 @@ def test_excluded_vips_follow_the_state_but_stay_out_of_the_adverts():
             ("remove", "fd00:7::1/64", "eth0"),
         ]
         await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_counters_follow_what_was_sent_received_and_announced():
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", priority=100))
+        assert instance.status()["counters"]["became_master"] == 1
+        assert instance.counters.adverts_sent == 1
+        assert instance.counters.gratuitous_announcements_sent == 5
+        assert instance.last_transition is not None
+        handler = shared.sockets.handlers[51]
+        handler(received(v2(150, password="wrong123")))  # a drop, not a received advert
+        assert instance.counters.adverts_received == 0
+        handler(received(v2(0)))  # priority 0: the master answers with an advert
+        assert instance.counters.priority_zero_received == 1
+        assert instance.counters.adverts_sent == 2
+        other_vips = dataclasses.replace(v2(200), addresses=())
+        handler(received(other_vips))
+        assert instance.machine.state == State.BACKUP
+        await instance.stop()
+        status = instance.status()
+        assert status["counters"] == {
+            "adverts_sent": 2,
+            "adverts_received": 2,
+            "priority_zero_sent": 0,  # it was a backup when it stopped
+            "priority_zero_received": 1,
+            "became_master": 1,
+            "released_master": 1,
+            "gratuitous_announcements_sent": 5,
+            "address_list_mismatches": 1,
+        }
+        assert (status["virtual_router_id"], status["family"]) == (51, 4)
+
+    asyncio.run(scenario())
+
+
+def test_a_resigning_master_counts_its_priority_zero_advert():
+    async def scenario():
+        instance, _shared = await started(conf_text(state="MASTER"))
+        await instance.stop()
+        assert instance.counters.priority_zero_sent == 1
+        assert instance.counters.released_master == 1
 
     asyncio.run(scenario())

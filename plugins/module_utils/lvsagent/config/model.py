@@ -86,6 +86,20 @@ class Script:
 
 
 @dataclass
+class MetricsListen:
+    """metrics_listen ADDRESS:PORT ([ADDRESS]:PORT for IPv6): where the agent serves /metrics.
+    lvs-agent's own keyword (keepalived has none and would reject it)."""
+
+    address: str
+    port: int
+    location: Location = field(default_factory=Location, compare=False)
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass
 class SyncDaemon:
     """lvs_sync_daemon: the kernel's IPVS connection-sync daemon, so that a backup director
     holds the master's connection table when it takes over.
@@ -149,6 +163,7 @@ class GlobalDefs:
     lvs_flush_on_stop: str = ""  # "" = delete each declared service; "full" = flush; "VS"
     lvs_notify_fifo: Optional[str] = None
     lvs_notify_fifo_script: Optional[Script] = None
+    metrics_listen: Optional[MetricsListen] = None  # None = no /metrics
     location: Location = field(default_factory=Location)
 
 

@@ -37,6 +37,7 @@ from .model import (
     Config,
     GlobalDefs,
     Location,
+    MetricsListen,
     RealServer,
     Script,
     ScriptUser,
@@ -611,7 +612,18 @@ class Builder:
                 for suffix, reader in (("", self.fifo_path), ("_script", self.script))
             },
             **self.lvs_globals.global_handlers(),
+            "metrics_listen": self.scalar("metrics_listen", self.metrics_listen),
         }
+
+    def metrics_listen(self, node: Node) -> MetricsListen:
+        """ADDRESS:PORT, an IPv6 address in brackets."""
+        host, colon, port = self.value(node).rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        if not colon or (":" in host and not bracketed):
+            self.error(node, f"{node.keyword}: expected ADDRESS:PORT or [IPV6]:PORT")
+            raise Invalid
+        address = self.address(node, host[1:-1] if bracketed else host)
+        return MetricsListen(address, self.integer(node, 1, 65535, port), location(node))
 
     def multicast_group(self, family: int) -> Callable[[Node], str]:
         def read(node: Node) -> str:

@@ -90,6 +90,9 @@ class RealServerEntry:
     def last_error(self) -> str:
         return next((c.state.last_error for c in self.checks if c.state.last_error), "")
 
+    def check_failures(self) -> int:
+        return sum(check.state.failures for check in self.checks)
+
     def destination(self, weight: int) -> Destination:
         return Destination(
             self.address,
@@ -663,6 +666,7 @@ class LvsEngine:
             row["health"] = "up" if rs.alive else "down"
             row["since"] = _iso(rs.since + wall_offset)
             row["last_error"] = rs.last_error()
+            row["check_failures"] = rs.check_failures()
         elif vse.sorry is not None and (dest.address, dest.port) == (
             vse.sorry.address,
             vse.sorry.port,
@@ -685,4 +689,5 @@ class LvsEngine:
             "health": "up" if rs.alive else "down",
             "since": _iso(rs.since + wall_offset),
             "last_error": rs.last_error(),
+            "check_failures": rs.check_failures(),
         }

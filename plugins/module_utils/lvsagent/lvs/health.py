@@ -43,6 +43,7 @@ class CheckState:
         self.has_run = False
         self.retries_done = 0
         self.last_error = ""
+        self.failures = 0  # failed probes since the check started (retries included)
         self.weight: Optional[int] = None  # set by a misc_dynamic exit status
         self.offset = 0  # added to the real server's weight by a FILE_CHECK's value
 
@@ -63,6 +64,7 @@ class CheckState:
                 return Outcome(spec.delay_loop, True, [KINDS[spec.kind].succeeded(spec)])
             return Outcome(spec.delay_loop, weight_changed)
         self.last_error = result.error
+        self.failures += 1
         attempt = KINDS[spec.kind].failed(spec, result.error)
         if not self.up:
             return Outcome(spec.delay_loop, False, [attempt] if first_run else [])

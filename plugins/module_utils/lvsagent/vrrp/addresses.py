@@ -139,7 +139,8 @@ class Announcer:
     def __init__(self) -> None:
         self._sockets: dict[str, tuple[int, socket.socket]] = {}
 
-    def announce(self, ifname: str, address: IPAddress) -> None:
+    def announce(self, ifname: str, address: IPAddress) -> bool:
+        """True when the frame went out."""
         try:
             mac = interface_mac(ifname)
             if address.version == 4:
@@ -151,6 +152,8 @@ class Announcer:
             self._socket(ifname).send(frame)
         except OSError as error:
             log.warning("Announcing %s on %s failed: %s", address, ifname, error.strerror)
+            return False
+        return True
 
     def _socket(self, ifname: str) -> socket.socket:
         ifindex = socket.if_nametoindex(ifname)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -49,6 +51,24 @@ class Services:
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
 
 
+@dataclass
+class Counters:
+    """What keepalived's stats count per instance; kept across reloads that keep the instance.
+
+    Adverts and announcements are counted per packet that went out (an advert to three
+    unicast peers counts three); received adverts are those that passed the receive rules
+    (the others are drops, counted per reason by `Drops`)."""
+
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    priority_zero_sent: int = 0
+    priority_zero_received: int = 0
+    became_master: int = 0
+    released_master: int = 0
+    gratuitous_announcements_sent: int = 0
+    address_list_mismatches: int = 0  # adverts whose VIPs differ from ours (still accepted)
+
+
 class Instance:
     def __init__(
         self,
@@ -81,6 +101,8 @@ class Instance:
         self._priority_parts: dict[str, int] = {}
         self._faults: set[str] = set()  # the fault reasons this instance's tracking set
         self._address_mismatch_logged = False
+        self.counters = Counters()
+        self.last_transition: Optional[float] = None  # time.time() of the last state change
         self._take_settings(config, global_defs, None)
 
     @property
@@ -238,11 +260,13 @@ class Instance:
             pseudo_header_checksum=config.checksum_with_pseudo_header,
         )
         if config.unicast_peers:
-            for peer in config.unicast_peers:
-                self.socket.send(advert, self.source, ipaddress.ip_address(peer))
+            destinations = [ipaddress.ip_address(peer) for peer in config.unicast_peers]
         else:
-            self.socket.send(advert, self.source, self._multicast_group())
+            destinations = [self._multicast_group()]
+        sent = sum(self.socket.send(advert, self.source, dest) for dest in destinations)
+        self.counters.adverts_sent += sent
         if priority == 0:
+            self.counters.priority_zero_sent += sent
             log.info("(%s) sent 0 priority", self.name)
 
     # -- receiving (RFC 3768/9568 section 7.1: receive.ReceiveRules) ---------------------------
@@ -257,11 +281,16 @@ class Instance:
             self.services.drops.drop(self.name, bad.reason, f"({self.name}) {bad.detail}")
             return
         self._check_addresses(parsed)
-        self.machine.receive(parsed.advertisement(), received.source)
+        advertisement = parsed.advertisement()
+        self.counters.adverts_received += 1
+        if advertisement.priority == 0:
+            self.counters.priority_zero_received += 1
+        self.machine.receive(advertisement, received.source)
 
     def _check_addresses(self, parsed: packet.Message) -> None:
         """keepalived logs a differing address list once and still accepts the advert."""
         mismatch = not self._rules.same_addresses(parsed)
+        self.counters.address_list_mismatches += mismatch
         if mismatch and not self._address_mismatch_logged:
             log.info(
                 "(%s) ip address list in advert from VRID %d differs from ours",
@@ -272,6 +301,9 @@ class Instance:
 
     # -- transitions ----------------------------------------------------------------------------
     def _on_transition(self, old: State, new: State) -> None:
+        self.last_transition = time.time()
+        self.counters.became_master += new == State.MASTER
+        self.counters.released_master += old == State.MASTER
         self._request_vip_sync()
         if new in (State.MASTER, State.BACKUP, State.FAULT):
             scripts = {
@@ -416,7 +448,8 @@ class Instance:
         if self.machine is None or self.machine.state != State.MASTER:
             return
         for vip, dev in self._all_vips():
-            self.services.announcer.announce(dev, vip.address.ip)
+            if self.services.announcer.announce(dev, vip.address.ip):
+                self.counters.gratuitous_announcements_sent += 1
 
     def _stop_announcing(self) -> None:
         for timer in self._garp_timers:
@@ -604,5 +637,9 @@ class Instance:
             "priority": self.config.priority,
             "effective_priority": machine.effective_priority if machine else self.config.priority,
             "interface": self.ifname,
+            "virtual_router_id": self.config.virtual_router_id,
+            "family": self.family,
             "vips": [str(vip.address) for vip in self.config.virtual_ipaddresses],
+            "last_transition": self.last_transition,
+            "counters": dataclasses.asdict(self.counters),
         }
