@@ -18,8 +18,10 @@ from lvsagent.ipvs import (
     ServiceKey,
     format_endpoint,
     format_service,
+    model,
     render_table,
 )
+from lvsagent.ipvs import client as ipvs_client
 
 WEB = ServiceKey.for_address("10.0.0.100", 80)
 
@@ -72,7 +74,7 @@ def test_scheduler_flags_are_named_after_the_scheduler():
 
 def test_persistence_sets_the_persistent_bit_and_normalizes_the_netmask():
     service = Service(WEB, persistence_timeout=300, persistence_netmask=24)
-    assert service.flag_bits == ipvs.FLAG_PERSISTENT
+    assert service.flag_bits == model.FLAG_PERSISTENT
     assert service.persistence_netmask == "255.255.255.0"
     assert Service(WEB).persistence_netmask == "255.255.255.255"
     v6 = Service(ServiceKey.for_fwmark(1, family=6), persistence_netmask="/64")
@@ -113,7 +115,7 @@ def test_add_then_read_back_every_field(client, kernel):
     assert back.stats is not None
     assert (
         kernel.services[(socket.AF_INET, 6, "10.0.0.100", 80)]["IPVS_SVC_ATTR_FLAGS"]["flags"]
-        & ipvs.FLAG_HASHED
+        & model.FLAG_HASHED
     )
 
 
@@ -146,7 +148,7 @@ def test_persistence_is_off_when_the_flag_is_clear_even_with_a_timeout(client, k
             "IPVS_SVC_ATTR_ADDR": "10.0.0.100",
             "IPVS_SVC_ATTR_PORT": 80,
             "IPVS_SVC_ATTR_SCHED_NAME": "wlc",
-            "IPVS_SVC_ATTR_FLAGS": {"flags": ipvs.FLAG_HASHED, "mask": 0xFFFFFFFF},
+            "IPVS_SVC_ATTR_FLAGS": {"flags": model.FLAG_HASHED, "mask": 0xFFFFFFFF},
             "IPVS_SVC_ATTR_TIMEOUT": 300,
             "IPVS_SVC_ATTR_NETMASK": "255.255.255.255",
         }
@@ -206,16 +208,16 @@ def test_errors_are_translated(client):
 def test_missing_ipvs_in_the_kernel(monkeypatch):
     class NoIpvs:
         def __init__(self):
-            raise ipvs.NetlinkError(errno.ENOENT)
+            raise ipvs_client.NetlinkError(errno.ENOENT)
 
-    monkeypatch.setattr(ipvs, "IPVS", NoIpvs)
+    monkeypatch.setattr(ipvs_client, "IPVS", NoIpvs)
     with pytest.raises(IpvsError) as exc:
         IpvsClient()
     assert str(exc.value) == "IPVS is not available in this kernel: load the ip_vs module"
 
 
 def test_missing_pyroute2(monkeypatch):
-    monkeypatch.setattr(ipvs, "HAS_PYROUTE2", False)
+    monkeypatch.setattr(ipvs_client, "HAS_PYROUTE2", False)
     with pytest.raises(IpvsError, match=r"pyroute2 >= 0.9.6 is required"):
         IpvsClient()
 

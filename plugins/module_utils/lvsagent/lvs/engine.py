@@ -196,14 +196,6 @@ def _iso(wall_time: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _sync_pass(client, desired: dict, retired, whole_table: bool) -> tuple:
-    """Read, compare, change: one job on the netlink thread. Returns (changes, failed)."""
-    keys = set(desired) | set(retired)
-    current = reconciler.read_current(client, keys, whole_table=whole_table)
-    changes = reconciler.plan(desired, current, retired)
-    return changes, reconciler.apply(client, changes)
-
-
 class LvsEngine:
     """Owns the checks and the IPVS services the configuration declares.
 
@@ -520,7 +512,7 @@ class LvsEngine:
                 desired.update({k: v for k, v in vse.desired().items() if k in keys})
         whole_table = set(keys) >= self._all_keys()
         try:
-            changes, failed = await self._client.run(_sync_pass, desired, retired, whole_table)
+            changes, failed = await self._client.run(reconciler.sync, desired, retired, whole_table)
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
