@@ -21,7 +21,6 @@ description:
     left alone unless it conflicts with what is asked. A change is made in place, so the
     connections of the real server survive it.
 requirements:
-  - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
   - lvs.ha developers (!UNKNOWN)

@@ -20,7 +20,6 @@ description:
     (C(ipvsadm --pe sip)) is kept when the service is changed.
   - Uses the same IPVS layer as the lvs-agent reconciler, so both read the table alike.
 requirements:
-  - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
   - lvs.ha developers (!UNKNOWN)

@@ -197,13 +197,6 @@ def test_kernel_errors_fail_the_module(run, kernel, monkeypatch):
     assert result["msg"].endswith("scheduler 'mh' is not available (no ip_vs_mh module)")
 
 
-def test_missing_pyroute2_is_reported(run, monkeypatch):
-    monkeypatch.setattr(ipvs_module, "HAS_PYROUTE2", False)
-    result = run("ipvs_service", WEB)
-    assert result["failed"] is True
-    assert "pyroute2 >= 0.9.6" in result["msg"]
-
-
 # -- ipvs_realserver ------------------------------------------------------------------------
 
 SERVER = {"virtual_address": "10.0.0.100", "virtual_port": 80, "address": "10.0.0.2"}

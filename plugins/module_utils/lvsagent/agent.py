@@ -277,6 +277,6 @@ class Agent:
     async def status(self) -> dict:
         return {
             "vrrp": self.vrrp.status(),
-            "ipvs": self.lvs.status() if self.lvs is not None else [],
+            "ipvs": await self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
         }

@@ -17,8 +17,6 @@ __all__ = [
     "REQUIREMENT",
     "AsyncIPRoute",
     "IPRoute",
-    "IPVSDest",
-    "IPVSService",
     "NetlinkError",
     "missing_pyroute2",
 ]
@@ -26,13 +24,13 @@ __all__ = [
 REQUIREMENT = "pyroute2 >= 0.9.6"
 
 try:
-    from pyroute2 import IPVS, AsyncIPRoute, IPRoute, IPVSDest, IPVSService
+    from pyroute2 import IPVS, AsyncIPRoute, IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 except ImportError as exc:
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR: Optional[ImportError] = exc
     PYROUTE2_IMPORT_TRACEBACK: Optional[str] = traceback.format_exc()
-    IPVS = AsyncIPRoute = IPRoute = IPVSDest = IPVSService = None
+    IPVS = AsyncIPRoute = IPRoute = None
 
     class NetlinkError(Exception):  # placeholder so `except NetlinkError` stays valid
         code = 0

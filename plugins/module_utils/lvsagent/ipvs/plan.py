@@ -111,15 +111,9 @@ def result(live_destinations: list, changes: list[Change]) -> list:
 
 
 def apply(client, changes: list[Change]) -> list[tuple[Change, IpvsError]]:
-    """Applies every change, in order, even past a failure; returns (change, error) of each
-    one that failed."""
-    failed = []
-    for change in changes:
-        try:
-            _run(client, change)
-        except IpvsError as exc:
-            failed.append((change, exc))
-    return failed
+    """Applies every change, in order, even past a failure (`client.apply` sends them in
+    batches); returns (change, error) of each one that failed."""
+    return client.apply(changes) if changes else []
 
 
 class PartlyApplied(IpvsError):
@@ -146,18 +140,3 @@ def apply_or_raise(client, changes: list[Change]) -> None:
     if len(errors) == 1:
         raise errors[0]
     raise IpvsError("; ".join(str(exc) for exc in errors), errors[0].errno)
-
-
-def _run(client, change: Change) -> None:
-    if change.action == "add_service":
-        client.add_service(change.service)
-    elif change.action == "edit_service":
-        client.edit_service(change.service)
-    elif change.action == "delete_service":
-        client.delete_service(change.key)
-    elif change.action == "add_destination":
-        client.add_destination(change.key, change.destination)
-    elif change.action == "edit_destination":
-        client.edit_destination(change.key, change.destination)
-    else:
-        client.delete_destination(change.key, change.destination.address, change.destination.port)
