@@ -511,7 +511,8 @@ class LvsEngine:
         as one job on the client's netlink thread. With `expected` (the keys a health change
         just touched), a change needed anywhere else means someone edited the table by hand:
         it is logged and undone. With `only_changed` (a reload), services whose desired state
-        is the one last applied are left to the audit, so a reload costs what it changes.
+        is the one last applied are left to the audit's rotation, so a reload costs what it
+        changes.
         """
         desired, built = {}, 0
         for vse in self._servers:
@@ -523,7 +524,6 @@ class LvsEngine:
                 built = 0
         if only_changed:
             unchanged = {key for key, entry in desired.items() if self._applied.get(key) == entry}
-            self._audit |= unchanged
             desired = {key: entry for key, entry in desired.items() if key not in unchanged}
             keys = set(desired)
         whole_table = set(keys) >= self._all_keys()
