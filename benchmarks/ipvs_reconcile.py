@@ -1,11 +1,17 @@
-"""The reconciler against `ipvsadm -R` on a real IPVS table (run it in the guest, as root).
+"""The LVS engine against ipvsadm on a real IPVS table (run it in the guest, as root).
 
-100 virtual servers x 100 real servers (10,100 kernel objects), side by side:
-  1. empty table -> full table: `ipvsadm -R` vs the LVS engine's first pass (adoption pass
-     with nothing to adopt);
-  2. the same table again: `ipvsadm -C; ipvsadm -R` (the only way to re-apply a rules file,
-     and it drops every connection) vs a reload with no change (reads the table, 0 changes);
-  3. one weight changed: the same two ways.
+For each table size (default 100 x 100 and 1,000 x 10), side by side, each size in a fresh
+process so that its memory is its own:
+  - empty -> full table: `ipvsadm -R` vs the engine's first pass;
+  - full read: `ipvsadm -Ln` vs the client's read of the whole table (every object decoded),
+    and the audit's read of it (fingerprints: no object built unless it moved; then again,
+    with each service's settings digest known: no attribute split unless it moved);
+  - no-change re-apply: a reload with the same configuration (the table is read and compared,
+    0 changes) vs `ipvsadm -Ln` (which only reads it);
+  - one weight changed: a reload with one weight moved vs `ipvsadm -R` of the whole table;
+  - `lvs-agent status` (the engine's status(), read on the netlink thread);
+  - the engine's CPU time while idle with the table (audits every RESYNC_INTERVAL), its
+    resident memory, and the event loop's worst timer delay throughout.
 
     tools/guest/run-cmd 'python3 benchmarks/ipvs_reconcile.py'
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -27,13 +34,24 @@ from lvsagent.lvs.engine import LvsEngine  # noqa: E402
 from lvsagent.lvs.netlink_thread import IpvsThread  # noqa: E402
 from lvsagent.vrrp.machine import LoopClock  # noqa: E402
 
+SIZES = ((100, 100), (1000, 10))
+ROWS = (  # label (ipvsadm's command), ipvsadm's figure, the agent's
+    ("empty -> full (ipvsadm -R)", "ipvsadm_restore", "agent_build"),
+    ("full read, decoded (ipvsadm -Ln)", "ipvsadm_list", "agent_read"),
+    ("first full audit, fingerprints (ipvsadm -Ln)", "ipvsadm_list", "agent_first_audit"),
+    ("next full audit, digests (ipvsadm -Ln)", "ipvsadm_list", "agent_audit"),
+    ("no-change re-apply (ipvsadm -Ln)", "ipvsadm_list", "agent_reapply"),
+    ("one weight changed (ipvsadm -e)", "ipvsadm_edit", "agent_weight"),
+    ("status (ipvsadm -Ln)", "ipvsadm_list", "agent_status"),
+)
+
 
 def vip(index: int) -> str:
     return f"10.100.{index // 250}.{index % 250 + 1}"
 
 
 def real_server(vs: int, index: int) -> str:
-    return f"10.{101 + vs // 100}.{vs % 100}.{index + 1}"
+    return f"10.{101 + vs // 250}.{vs % 250}.{index + 1}"
 
 
 def weight(vs: int, index: int, bumped: bool) -> int:
@@ -48,18 +66,17 @@ def config_text(services: int, per_service: int, bumped: bool = False) -> str:
             f"  real_server {real_server(vs, i)} 80 {{\n    weight {weight(vs, i, bumped)}\n  }}\n"
             for i in range(per_service)
         )
-        blocks.append(
-            f"virtual_server {vip(vs)} 80 {{\n  lvs_sched wrr\n  lvs_method DR\n{members}}}\n"
-        )
+        head = f"virtual_server {vip(vs)} 80 {{\n  protocol TCP\n  lvs_sched wrr\n  lvs_method DR\n"
+        blocks.append(f"{head}{members}}}\n")
     return "".join(blocks)
 
 
-def rules_text(services: int, per_service: int, bumped: bool = False) -> str:
+def rules_text(services: int, per_service: int) -> str:
     lines = []
     for vs in range(services):
         lines.append(f"-A -t {vip(vs)}:80 -s wrr")
         lines.extend(
-            f"-a -t {vip(vs)}:80 -r {real_server(vs, i)}:80 -g -w {weight(vs, i, bumped)}"
+            f"-a -t {vip(vs)}:80 -r {real_server(vs, i)}:80 -g -w {weight(vs, i, False)}"
             for i in range(per_service)
         )
     return "\n".join(lines) + "\n"
@@ -67,7 +84,7 @@ def rules_text(services: int, per_service: int, bumped: bool = False) -> str:
 
 def ipvsadm(*args: str, stdin: str = "") -> float:
     start = time.monotonic()
-    subprocess.run(["ipvsadm", *args], input=stdin, text=True, check=True)
+    subprocess.run(["ipvsadm", *args], input=stdin, text=True, check=True, capture_output=True)
     return time.monotonic() - start
 
 
@@ -75,8 +92,8 @@ def listing() -> str:
     return subprocess.run(["ipvsadm", "-Ln"], capture_output=True, text=True, check=True).stdout
 
 
-async def worst_loop_lag(worst: list, interval: float = 0.05) -> None:
-    """The longest the loop (where the checks run) was kept from waking a timer."""
+async def worst_loop_lag(worst: list, interval: float = 0.01) -> None:
+    """The longest the loop (where the checks and VRRP run) was kept from waking a timer."""
     while True:
         start = time.monotonic()
         await asyncio.sleep(interval)
@@ -89,58 +106,115 @@ async def timed(coroutine) -> float:
     return time.monotonic() - start
 
 
-async def bench(services: int, per_service: int) -> None:
-    rules, bumped_rules = rules_text(services, per_service), rules_text(services, per_service, True)
+def resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def audit_all(client, desired: dict) -> int:
+    """What an audit of the whole table does: services read, real servers by fingerprint."""
+    from lvsagent.lvs import reconciler
+
+    changes, _failed = reconciler.sync(client, desired, (), True)
+    return len(changes)
+
+
+async def bench(services: int, per_service: int, idle: float) -> dict:
+    rules = rules_text(services, per_service)
     config = loads(config_text(services, per_service))
     bumped = loads(config_text(services, per_service, True))
+    figures = {"services": services, "per_service": per_service, "idle": idle}
 
     ipvsadm("-C")
-    restore = ipvsadm("-R", stdin=rules)
+    figures["ipvsadm_restore"] = ipvsadm("-R", stdin=rules)
     reference = listing()
-    clear_restore = ipvsadm("-C") + ipvsadm("-R", stdin=rules)
-    clear_restore_bumped = ipvsadm("-C") + ipvsadm("-R", stdin=bumped_rules)
+    figures["ipvsadm_list"] = ipvsadm("-Ln")
+    figures["ipvsadm_edit"] = ipvsadm("-e", "-t", f"{vip(0)}:80", "-r", f"{real_server(0, 0)}:80",
+                                      "-g", "-w", "7")  # fmt: skip
     ipvsadm("-C")
 
     client = IpvsThread()  # as the agent does: netlink off the event loop
     engine = LvsEngine(config, client, LoopClock(asyncio.get_running_loop()))
     lag = [0.0]
     watcher = asyncio.ensure_future(worst_loop_lag(lag))
-    first = await timed(engine.start())
-    watcher.cancel()
-    assert sorted(listing().splitlines()) == sorted(reference.splitlines()), "tables differ"
-    unchanged = await timed(engine.apply_config(config))
-    one_weight = await timed(engine.apply_config(bumped))
+    figures["agent_build"] = await timed(engine.start())
+    if sorted(listing().splitlines()) != sorted(reference.splitlines()):
+        raise SystemExit("the engine's table differs from ipvsadm -R's")
     start = time.monotonic()
-    client.table()
-    dump = time.monotonic() - start
+    await client.run(lambda c: c.table(stats=False))
+    figures["agent_read"] = time.monotonic() - start
+    desired = {}
+    for vse in engine._servers:
+        desired.update(vse.desired())
+    for name in ("agent_first_audit", "agent_audit"):  # the second one: settings digests known
+        start = time.monotonic()
+        if await client.run(audit_all, desired) != 0:
+            raise SystemExit("the audit found changes in an unchanged table")
+        figures[name] = time.monotonic() - start
+    figures["agent_reapply"] = await timed(engine.apply_config(config))
+    figures["agent_weight"] = await timed(engine.apply_config(bumped))
+    figures["agent_status"] = await timed(engine.status())
+    cpu = time.process_time()
+    await asyncio.sleep(idle)
+    figures["agent_idle_cpu"] = time.process_time() - cpu
+    figures["agent_rss"] = resident_mb()
+    figures["loop_lag"] = lag[0]
+    watcher.cancel()
     await engine.stop()
-
-    objects = services * (per_service + 1)
-    print(f"table: {services} virtual servers x {per_service} real servers ({objects:,} objects)")
-    print(f"{'':34}{'ipvsadm':>12}{'lvs-agent':>12}")
-    print(f"{'empty -> full table':34}{restore:>11.2f}s{first:>11.2f}s")
-    print(f"{'re-apply, no change':34}{clear_restore:>11.2f}s{unchanged:>11.2f}s")
-    print(f"{'one weight changed':34}{clear_restore_bumped:>11.2f}s{one_weight:>11.2f}s")
-    print(f"{'kernel objects changed on re-apply':34}{objects:>12,}{0:>12}")
-    print(f"netlink dump of the whole table: {dump:.2f}s")
-    print(f"event loop's worst timer delay while the table was built: {lag[0] * 1000:.0f}ms")
-    print("(ipvsadm re-applies with -C then -R: every connection is dropped)")
-    print(f"Python speed here: {python_speed():.2f}s for a fixed loop (compare across machines)")
+    return figures
 
 
 def python_speed() -> float:
-    """The agent and pyroute2 are pure Python: this scales every figure above by machine."""
+    """The agent is pure Python: this scales every figure above by machine."""
     start = time.process_time()
     sum(i * i for i in range(3_000_000))
     return time.process_time() - start
 
 
+def report(results: list) -> None:
+    width = 20
+    names = [f"{r['services']} x {r['per_service']}" for r in results]
+    print(f"{'':48}" + "".join(f"{name:>{width * 2}}" for name in names))
+    print(f"{'':48}" + f"{'ipvsadm':>{width}}{'lvs-agent':>{width}}" * len(results))
+
+    for label, reference, agent in ROWS:
+        cells = "".join(
+            f"{r[reference]:>{width - 1}.3f}s{r[agent]:>{width - 1}.3f}s" for r in results
+        )
+        print(f"{label:48}{cells}")
+    for r in results:
+        share = r["agent_weight"] / r["ipvsadm_restore"] * 100
+        idle = r["agent_idle_cpu"] / r["idle"] * 100
+        print(
+            f"{r['services']} x {r['per_service']}: one weight change = {share:.1f}% of ipvsadm -R;"
+            f" idle {r['idle']:.0f}s: {r['agent_idle_cpu']:.2f} CPU s ({idle:.2f}% of a core);"
+            f" RSS {r['agent_rss']:.1f} MB; worst event-loop delay {r['loop_lag'] * 1000:.0f} ms"
+        )
+    print(f"Python speed here: {python_speed():.2f}s for a fixed loop (compare across machines)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=100)
-    parser.add_argument("--real-servers", type=int, default=100)
+    parser.add_argument("--size", action="append", help="SERVICESxREAL_SERVERS (repeatable)")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds idle with the table")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one size, JSON out
     args = parser.parse_args()
-    asyncio.run(bench(args.services, args.real_servers))
+    if args.one:
+        services, per_service = (int(n) for n in args.one.split("x"))
+        print(json.dumps(asyncio.run(bench(services, per_service, args.idle))))
+        return
+    sizes = args.size or [f"{a}x{b}" for a, b in SIZES]
+    results = []
+    for size in sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", size, "--idle", str(args.idle)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results.append(json.loads(out.stdout.splitlines()[-1]))
+    report(results)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import IpvsClient, IpvsError
-from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.netlink import (
-    HAS_PYROUTE2,
-    PYROUTE2_IMPORT_TRACEBACK,
-    REQUIREMENT,
-)
 
 FAMILIES = {"ipv4": 4, "ipv6": 6}
 # One real server: ipvs_realserver's options, and each entry of ipvs_service's realservers.
@@ -28,9 +22,7 @@ REALSERVER_SPEC = {
 
 @contextmanager
 def ipvs_client(module):
-    """An IpvsClient; a missing pyroute2, a kernel without IPVS or a bad value fails the task."""
-    if not HAS_PYROUTE2:
-        module.fail_json(msg=missing_required_lib(REQUIREMENT), exception=PYROUTE2_IMPORT_TRACEBACK)
+    """An IpvsClient (stdlib only); a kernel without IPVS or a bad value fails the task."""
     try:
         with IpvsClient() as client:
             yield client

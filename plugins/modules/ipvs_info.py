@@ -16,7 +16,6 @@ description:
     counters and traffic statistics, as C(ipvsadm -Ln --stats) shows them, as data.
   - Changes nothing.
 requirements:
-  - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
   - lvs.ha developers (!UNKNOWN)

@@ -21,7 +21,6 @@ description:
     left alone unless it conflicts with what is asked. A change is made in place, so the
     connections of the real server survive it.
 requirements:
-  - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
   - lvs.ha developers (!UNKNOWN)
@@ -159,11 +158,14 @@ from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import (
     run_manager,
 )
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
-    DestinationPlan,
     IpvsError,
     desired_destination,
-    plan_destinations,
     service_key_from,
+)
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs.plan import (
+    Change,
+    apply_or_raise,
+    plan_service,
 )
 
 
@@ -209,20 +211,21 @@ class RealServerManager:
         return next((d for d in destinations if (d.address, d.port) == wanted), None)
 
     def present(self):
-        plan = plan_destinations(self.destinations, [self.desired])
-        self.apply(plan, self.desired)
+        changes = plan_service(self.key, None, [self.desired], None, self.destinations, purge=False)
+        self.apply(changes, self.desired)
 
     def absent(self):
-        self.apply(DestinationPlan(delete=[self.current] if self.current else []), None)
+        deleting = [Change("delete_destination", self.key, destination=self.current)]
+        self.apply(deleting if self.current else [], None)
 
-    def apply(self, plan, predicted):
-        self.changed = plan.changed
-        if not plan.changed:
+    def apply(self, changes, predicted):
+        self.changed = bool(changes)
+        if not changes:
             return
         if self.module.check_mode:
             self.after = realserver_view(predicted)
             return
-        plan.apply(self.client, self.key)
+        apply_or_raise(self.client, changes)
         self.after = realserver_view(self.find(self.client.destinations(self.key)))
 
     def results(self):

@@ -20,7 +20,6 @@ description:
     (C(ipvsadm --pe sip)) is kept when the service is changed.
   - Uses the same IPVS layer as the lvs-agent reconciler, so both read the table alike.
 requirements:
-  - pyroute2 >= 0.9.6
   - a kernel with IPVS (the C(ip_vs) module loaded)
 author:
   - lvs.ha developers (!UNKNOWN)
@@ -224,16 +223,22 @@ from ansible_collections.lvs.ha.plugins.module_utils.ipvs_module import (
 )
 from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs import (
     SCHEDULERS,
+    SERVICE_FLAGS,
     IpvsError,
     Service,
     desired_destination,
     format_endpoint,
-    plan_destinations,
     service_key_from,
     with_changes,
 )
+from ansible_collections.lvs.ha.plugins.module_utils.lvsagent.ipvs.plan import (
+    PartlyApplied,
+    apply_or_raise,
+    plan_service,
+    result,
+)
 
-SCHEDULER_FLAGS = ["sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2", "flag-3"]
+SCHEDULER_FLAGS = [name for name in SERVICE_FLAGS if name != "ops"]  # ops has its own option
 
 
 def service_view(service, destinations):
@@ -285,27 +290,22 @@ class ServiceManager:
             persistence_netmask=params["persistence_netmask"],
             flags=self.desired_flags(),
         )
-        plan = plan_destinations(
-            self.current_destinations,
+        changes = plan_service(
+            self.key,
+            desired,
             self.declared_destinations(),
+            self.current,
+            self.current_destinations,
             purge=params["purge_realservers"],
         )
-        service_changes = self.current != desired
-        self.changed = service_changes or plan.changed
+        self.changed = bool(changes)
         if self.module.check_mode:
-            self.after = service_view(desired, plan.result(self.current_destinations))
+            self.after = service_view(desired, result(self.current_destinations, changes))
             return
-        done = []
         try:
-            if self.current is None:
-                self.client.add_service(desired)
-                done.append(f"created service {self.key}")
-            elif service_changes:
-                self.client.edit_service(desired)
-                done.append(f"changed service {self.key}")
-            plan.apply(self.client, self.key, done)
-        except IpvsError as exc:
-            self.fail_part_way(exc, done)
+            apply_or_raise(self.client, changes)
+        except PartlyApplied as exc:
+            self.fail_part_way(exc)
         self.read_back()
 
     def declared_destinations(self):
@@ -325,14 +325,12 @@ class ServiceManager:
             declared.append(dest)
         return declared
 
-    def fail_part_way(self, exc, done):
+    def fail_part_way(self, exc):
         """A kernel error after some changes: the task failed, but it did change the table."""
-        if not done:
-            raise exc
         with suppress(IpvsError):  # when the table cannot be read back, `done` says it all
             self.read_back()
-        results = dict(self.results(), changed=True, done=done)
-        self.module.fail_json(msg=f"{exc} (already done: {'; '.join(done)})", **results)
+        results = dict(self.results(), changed=True, done=exc.done)
+        self.module.fail_json(msg=str(exc), **results)
 
     def absent(self):
         if self.current is None:

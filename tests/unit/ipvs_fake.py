@@ -1,15 +1,18 @@
 """An in-memory stand-in for the kernel's IPVS netlink family, for unit tests only.
 
-It takes pyroute2's real request objects, checks them the way net/netfilter/ipvs/ip_vs_ctl.c
-does (full entries need scheduler, flags, timeout and netmask; EEXIST, ESRCH, ENOENT), and
-answers with real `ipvsmsg` messages that went through pyroute2's encoder and decoder, HASHED
-flag included. The real kernel is exercised by tests/integration/ipvs in the guest.
+It speaks bytes, as the kernel does: each datagram the client sends is split into netlink
+messages and decoded with pyroute2's `ipvsmsg` (a codec independent of ours), checked the way
+net/netfilter/ipvs/ip_vs_ctl.c does (full entries need scheduler, flags, timeout and netmask;
+EEXIST, ESRCH, ENOENT), and answered with messages pyroute2 encoded, HASHED flag included,
+then acknowledgements or errors carrying the request's sequence number. The real kernel is
+exercised by tests/integration/ipvs in the guest.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic.ipvs import ipvsmsg
@@ -19,8 +22,25 @@ KNOWN_SCHEDULERS |= {"ovf", "mh"}
 HASHED = 0x2
 
 
-def _attrs(request) -> dict:
-    return dict(request.dump_nla()["attrs"])
+FAMILY_ID = 0x2A
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP = 0x2, 0x4, 0x300
+_SERVICE_COMMANDS = {1: "add", 2: "set", 3: "del", 4: "get"}
+_DEST_COMMANDS = {5: "add", 6: "set", 7: "del", 8: "dump"}
+
+
+def _attrs(nla) -> dict:
+    """{name: value} of a decoded nested attribute (flags as a plain dict)."""
+    found = {}
+    for name, value in nla["attrs"]:
+        if name == "IPVS_SVC_ATTR_FLAGS":
+            value = {"flags": value["flags"], "mask": value["mask"]}
+        found[name] = value
+    return found
+
+
+def _header(kind: int, flags: int, seq: int, payload: bytes) -> bytes:
+    return struct.pack("=IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
 
 
 def _service_key(attrs: dict) -> tuple:
@@ -39,10 +59,7 @@ def _message(cmd: int, nla: str, attrs: list) -> ipvsmsg:
     msg["cmd"] = cmd
     msg["version"] = 1
     msg["attrs"] = [(nla, {"attrs": attrs})]
-    msg.encode()
-    decoded = ipvsmsg(msg.data)
-    decoded.decode()
-    return decoded
+    return msg
 
 
 class FakeIpvsNetlink:
@@ -52,10 +69,59 @@ class FakeIpvsNetlink:
         self.services: dict = {}
         self.destinations: dict = {}
         self.commands: list = []  # (object, command) of every request, to assert on
+        self.datagrams: list = []  # sizes of the datagrams received, in messages
         self.closed = False
+        self.family = FAMILY_ID
+        self._replies: list = []
 
     def close(self):
         self.closed = True
+
+    # -- the wire -------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        offset, count = 0, 0
+        while offset < len(data):
+            length = struct.unpack_from("=I", data, offset)[0]
+            self._handle(data[offset : offset + length])
+            offset += (length + 3) & ~3
+            count += 1
+        self.datagrams.append(count)
+
+    def recv(self) -> bytes:
+        return self._replies.pop(0)
+
+    def _handle(self, raw: bytes) -> None:
+        request = ipvsmsg(raw)
+        request.decode()
+        header = request["header"]
+        assert header["type"] == FAMILY_ID, "sent to another family"
+        seq, flags, cmd = header["sequence_number"], header["flags"], request["cmd"]
+        service = request.get_attr("IPVS_CMD_ATTR_SERVICE")
+        try:
+            if cmd in _SERVICE_COMMANDS:
+                dump = flags & NLM_F_DUMP == NLM_F_DUMP
+                command = "dump" if dump else _SERVICE_COMMANDS[cmd]
+                replies = self.service(command, service)
+            else:
+                dest = request.get_attr("IPVS_CMD_ATTR_DEST")
+                replies = self.dest(_DEST_COMMANDS[cmd], service, dest)
+        except NetlinkError as exc:
+            self._replies.append(
+                _header(NLMSG_ERROR, 0, seq, struct.pack("=i", -exc.code) + raw[:16])
+            )
+            return
+        out = b""
+        multi = NLM_F_MULTI if flags & NLM_F_DUMP == NLM_F_DUMP else 0
+        for reply in replies:
+            reply["header"] = {"type": FAMILY_ID, "flags": multi, "sequence_number": seq, "pid": 0}
+            reply.encode()
+            out += bytes(reply.data)
+        if multi:
+            out += _header(NLMSG_DONE, NLM_F_MULTI, seq, struct.pack("=i", 0))
+        elif flags & NLM_F_ACK:
+            out += _header(NLMSG_ERROR, 0, seq, struct.pack("=i", 0) + raw[:16])
+        self._replies.append(out)
 
     # -- services -------------------------------------------------------------------------
 
@@ -110,7 +176,7 @@ class FakeIpvsNetlink:
 
     def dest(self, command, service, dest=None):
         self.commands.append(("dest", command))
-        key = _service_key(dict(service.dump_key()["attrs"]))
+        key = _service_key(_attrs(service))
         dests = self.destinations.get(key)
         if dests is None:
             raise NetlinkError(errno.ESRCH)

@@ -16,10 +16,14 @@ from lvsagent.ipvs import (
     IpvsError,
     Service,
     ServiceKey,
+    codec,
     format_endpoint,
     format_service,
+    model,
     render_table,
 )
+from lvsagent.ipvs import client as ipvs_client
+from lvsagent.ipvs.plan import Change
 
 WEB = ServiceKey.for_address("10.0.0.100", 80)
 
@@ -72,7 +76,7 @@ def test_scheduler_flags_are_named_after_the_scheduler():
 
 def test_persistence_sets_the_persistent_bit_and_normalizes_the_netmask():
     service = Service(WEB, persistence_timeout=300, persistence_netmask=24)
-    assert service.flag_bits == ipvs.FLAG_PERSISTENT
+    assert service.flag_bits == model.FLAG_PERSISTENT
     assert service.persistence_netmask == "255.255.255.0"
     assert Service(WEB).persistence_netmask == "255.255.255.255"
     v6 = Service(ServiceKey.for_fwmark(1, family=6), persistence_netmask="/64")
@@ -113,7 +117,7 @@ def test_add_then_read_back_every_field(client, kernel):
     assert back.stats is not None
     assert (
         kernel.services[(socket.AF_INET, 6, "10.0.0.100", 80)]["IPVS_SVC_ATTR_FLAGS"]["flags"]
-        & ipvs.FLAG_HASHED
+        & model.FLAG_HASHED
     )
 
 
@@ -146,7 +150,7 @@ def test_persistence_is_off_when_the_flag_is_clear_even_with_a_timeout(client, k
             "IPVS_SVC_ATTR_ADDR": "10.0.0.100",
             "IPVS_SVC_ATTR_PORT": 80,
             "IPVS_SVC_ATTR_SCHED_NAME": "wlc",
-            "IPVS_SVC_ATTR_FLAGS": {"flags": ipvs.FLAG_HASHED, "mask": 0xFFFFFFFF},
+            "IPVS_SVC_ATTR_FLAGS": {"flags": model.FLAG_HASHED, "mask": 0xFFFFFFFF},
             "IPVS_SVC_ATTR_TIMEOUT": 300,
             "IPVS_SVC_ATTR_NETMASK": "255.255.255.255",
         }
@@ -181,6 +185,48 @@ def test_close_closes_the_socket(kernel):
     assert kernel.closed
 
 
+# -- batches and lazy reads ----------------------------------------------------------------
+
+
+def test_changes_go_in_one_datagram_and_an_error_names_its_entry(client, kernel):
+    client.add_service(Service(WEB))
+    client.add_destination(WEB, Destination("10.0.0.3", 80))
+    kernel.datagrams.clear()
+    changes = [
+        Change("add_destination", WEB, destination=Destination("10.0.0.2", 80)),
+        Change("add_destination", WEB, destination=Destination("10.0.0.3", 80)),  # exists
+        Change("edit_destination", WEB, destination=Destination("10.0.0.3", 80, weight=9)),
+    ]
+    failed = client.apply(changes)
+    assert kernel.datagrams == [3]  # one round trip
+    assert [(change, str(exc)) for change, exc in failed] == [
+        (changes[1], "cannot add real server [10.0.0.3]:80 to [10.0.0.100]:80: it already exists")
+    ]
+    assert {d.address: d.weight for d in client.destinations(WEB)} == {"10.0.0.2": 1, "10.0.0.3": 9}
+
+
+def test_a_large_batch_is_split_below_the_socket_buffer(client, kernel):
+    client.add_service(Service(WEB))
+    dests = [Destination(f"10.1.{i // 250}.{i % 250 + 1}", 80) for i in range(1000)]
+    kernel.datagrams.clear()
+    assert client.apply([Change("add_destination", WEB, destination=d) for d in dests]) == []
+    assert len(kernel.datagrams) > 1 and sum(kernel.datagrams) == 1000
+    assert len(client.destinations(WEB)) == 1000
+
+
+def test_reads_without_counters_and_fingerprints(client):
+    client.add_service(Service(WEB))
+    dest = Destination("10.0.0.2", 8080, "nat", 5, upper_threshold=9, lower_threshold=2)
+    client.add_destination(WEB, dest)
+    assert client.services(stats=False)[0].stats is None
+    assert client.destinations(WEB, stats=False) == [dest]
+    assert client.destinations(WEB, stats=False)[0].stats is None
+    expected = frozenset({codec.expected_fingerprint(dest)})
+    assert client.changed_destinations(WEB, expected) is None
+    client.edit_destination(WEB, Destination("10.0.0.2", 8080, "nat", 6, 9, 2))
+    assert [d.weight for d in client.changed_destinations(WEB, expected)] == [6]
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -204,20 +250,16 @@ def test_errors_are_translated(client):
 
 
 def test_missing_ipvs_in_the_kernel(monkeypatch):
+    """The generic netlink controller answers ENOENT for a family it does not know."""
+
     class NoIpvs:
         def __init__(self):
-            raise ipvs.NetlinkError(errno.ENOENT)
+            raise OSError(errno.ENOENT, "generic netlink family IPVS")
 
-    monkeypatch.setattr(ipvs, "IPVS", NoIpvs)
+    monkeypatch.setattr(ipvs_client, "NetlinkSocket", NoIpvs)
     with pytest.raises(IpvsError) as exc:
         IpvsClient()
     assert str(exc.value) == "IPVS is not available in this kernel: load the ip_vs module"
-
-
-def test_missing_pyroute2(monkeypatch):
-    monkeypatch.setattr(ipvs, "HAS_PYROUTE2", False)
-    with pytest.raises(IpvsError, match=r"pyroute2 >= 0.9.6 is required"):
-        IpvsClient()
 
 
 # -- ipvsadm layout -------------------------------------------------------------------------

@@ -145,6 +145,18 @@ def test_service_realservers_and_purge(run, client):
     }
 
 
+def test_service_purge_adds_the_new_real_server_before_deleting_the_old(run, kernel, client):
+    """Swapping the only member never leaves the service empty (the agent plans the same way)."""
+    client.add_service(ipvs.Service(WEB_KEY))
+    client.add_destination(WEB_KEY, ipvs.Destination("10.0.0.9", 80))
+    kernel.commands.clear()
+    swap = {**WEB, "realservers": [{"address": "10.0.0.2"}], "purge_realservers": True}
+    assert run("ipvs_service", swap)["changed"] is True
+    changes = [c for c in kernel.commands if c[0] == "dest" and c[1] != "dump"]
+    assert changes == [("dest", "add"), ("dest", "del")]
+    assert [d.address for d in client.destinations(WEB_KEY)] == ["10.0.0.2"]
+
+
 def test_service_absent(run, client):
     client.add_service(ipvs.Service(WEB_KEY))
     result = run("ipvs_service", {**WEB, "state": "absent"})
@@ -183,13 +195,6 @@ def test_kernel_errors_fail_the_module(run, kernel, monkeypatch):
     result = run("ipvs_service", {**WEB, "scheduler": "mh"})
     assert result["failed"] is True
     assert result["msg"].endswith("scheduler 'mh' is not available (no ip_vs_mh module)")
-
-
-def test_missing_pyroute2_is_reported(run, monkeypatch):
-    monkeypatch.setattr(ipvs_module, "HAS_PYROUTE2", False)
-    result = run("ipvs_service", WEB)
-    assert result["failed"] is True
-    assert "pyroute2 >= 0.9.6" in result["msg"]
 
 
 # -- ipvs_realserver ------------------------------------------------------------------------

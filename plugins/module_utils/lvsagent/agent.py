@@ -310,7 +310,7 @@ class Agent:
     async def status(self) -> dict:
         return {
             "vrrp": self.vrrp.status(),
-            "ipvs": self.lvs.status() if self.lvs is not None else [],
+            "ipvs": await self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
             "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
             "agent": {

@@ -11,36 +11,25 @@ from typing import Optional
 
 __all__ = [
     "HAS_PYROUTE2",
-    "IPVS",
     "PYROUTE2_IMPORT_ERROR",
     "PYROUTE2_IMPORT_TRACEBACK",
     "REQUIREMENT",
     "AsyncIPRoute",
     "IPRoute",
-    "IPVSDest",
-    "IPVSService",
-    "NLM_F_ACK",
-    "NLM_F_DUMP",
-    "NLM_F_REQUEST",
     "NetlinkError",
-    "genlmsg",
-    "nla",
     "missing_pyroute2",
 ]
 
 REQUIREMENT = "pyroute2 >= 0.9.6"
 
 try:
-    from pyroute2 import IPVS, AsyncIPRoute, IPRoute, IPVSDest, IPVSService
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
+    from pyroute2 import AsyncIPRoute, IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 except ImportError as exc:
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR: Optional[ImportError] = exc
     PYROUTE2_IMPORT_TRACEBACK: Optional[str] = traceback.format_exc()
-    IPVS = AsyncIPRoute = IPRoute = IPVSDest = IPVSService = None
-    NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-    genlmsg = nla = object  # message classes still define; nothing can send them
+    AsyncIPRoute = IPRoute = None
 
     class NetlinkError(Exception):  # placeholder so `except NetlinkError` stays valid
         code = 0

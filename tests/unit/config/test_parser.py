@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 
-from lvsagent.config.model import SCHEDULERS
+from lvsagent.ipvs.model import SCHEDULERS
 from lvsagent.lvs.checkers.http import HttpCheck
 from lvsagent.lvs.checkers.misc import MiscCheck
 from lvsagent.lvs.checkers.tcp import TcpCheck

@@ -4,6 +4,7 @@ sets per real server."""
 from __future__ import annotations
 
 from lvsagent.ipvs import IpvsError
+from lvsagent.ipvs.codec import expected_fingerprint
 from lvsagent.lvs.checkers import CheckResult
 
 
@@ -17,19 +18,25 @@ class FakeIpvs:
     async def run(self, job, *args):
         return job(self, *args)
 
-    def services(self):
+    def services(self, *, stats=True):
         return [service for service, _destinations in self.kernel.values()]
 
     def service(self, key):
         entry = self.kernel.get(key)
         return entry[0] if entry else None
 
-    def destinations(self, key):
+    def destinations(self, key, *, stats=True):
         if key not in self.kernel:
             raise IpvsError(f"cannot list the real servers of {key}", 3)
         return list(self.kernel[key][1].values())
 
-    def table(self):
+    def changed_destinations(self, key, expected):
+        dests = self.kernel[key][1].values()
+        if frozenset(expected_fingerprint(d) for d in dests) == expected:
+            return None
+        return list(dests)
+
+    def table(self, *, stats=True):
         return {key: (svc, list(dests.values())) for key, (svc, dests) in self.kernel.items()}
 
     def add_service(self, service):
@@ -57,6 +64,29 @@ class FakeIpvs:
     def delete_destination(self, key, address, port):
         self.calls.append(("delete_destination", key, address, port))
         del self.kernel[key][1][(address, port)]
+
+    def apply(self, changes):
+        failed = []
+        for change in changes:
+            try:
+                self._run(change)
+            except IpvsError as exc:
+                failed.append((change, exc))
+        return failed
+
+    def _run(self, change):
+        if change.action == "add_service":
+            self.add_service(change.service)
+        elif change.action == "edit_service":
+            self.edit_service(change.service)
+        elif change.action == "delete_service":
+            self.delete_service(change.key)
+        elif change.action == "add_destination":
+            self.add_destination(change.key, change.destination)
+        elif change.action == "edit_destination":
+            self.edit_destination(change.key, change.destination)
+        else:
+            self.delete_destination(change.key, change.destination.address, change.destination.port)
 
     def weights(self, key) -> dict:
         """{"10.0.0.2:80": weight} of one service, for short assertions."""

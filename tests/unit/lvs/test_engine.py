@@ -239,6 +239,27 @@ def test_hand_edits_are_reverted_and_foreign_services_left_alone(caplog):
     assert any("reverting" in r.getMessage() for r in caplog.records)
 
 
+def test_a_reload_applies_what_changed_and_leaves_the_rest_to_the_audit():
+    async def test():
+        other = seed_vs(port=8080)
+        bed = Bed(seed_vs(), other)
+        await bed.engine.start()
+        await bed.clock.advance_with_tasks(1)
+        bed.ipvs.edit_destination(KEY, Destination(RS2, 80, "dr", 3))  # by hand
+        bed.ipvs.calls.clear()
+        moved = seed_vs(port=8080)
+        moved.real_servers[0].weight = 50
+        await bed.engine.apply_config(Config(virtual_servers=[seed_vs(), moved]))
+        key8080 = ServiceKey.for_address(VIP, 8080)
+        assert bed.ipvs.calls == [("edit_destination", key8080, RS1, 80)]  # what changed
+        assert bed.ipvs.weights(KEY)[f"{RS2}:80"] == 3
+        await bed.clock.advance_with_tasks(5)  # the next audit puts the hand edit back
+        assert bed.ipvs.weights(KEY)[f"{RS2}:80"] == 100
+        await bed.engine.stop()
+
+    run(test)
+
+
 def test_reload_keeps_running_checks_and_retires_removed_services():
     async def test():
         bed = Bed(seed_vs())
@@ -282,7 +303,7 @@ def test_status_reports_kernel_entries_with_health():
         bed.prober.fail(RS2, 80, "connection refused")
         await bed.engine.start()
         await bed.clock.advance_with_tasks(20)
-        (service,) = bed.engine.status()
+        (service,) = await bed.engine.status()
         assert service["service"] == f"[{VIP}]:80"
         assert service["scheduler"] == "rr" and service["persistence_timeout"] == 60
         assert Service.from_dict(service) == Service(KEY, "rr", persistence_timeout=60)
@@ -293,6 +314,40 @@ def test_status_reports_kernel_entries_with_health():
         assert up["check_failures"] == 0
         assert down["check_failures"] >= 4  # down after retry 3: four failed tries at least
         assert up["since"].endswith("Z")
+        await bed.engine.stop()
+
+    run(test)
+
+
+class OffLoopIpvs(FakeIpvs):
+    """Runs jobs on a thread, as IpvsThread does, and refuses any read made on the loop."""
+
+    async def run(self, job, *args):
+        return await asyncio.to_thread(job, self, *args)
+
+    def services(self, *, stats=True):
+        self._off_the_loop()
+        return super().services(stats=stats)
+
+    def table(self, *, stats=True):
+        self._off_the_loop()
+        return super().table(stats=stats)
+
+    @staticmethod
+    def _off_the_loop():
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        raise AssertionError("the kernel was read on the event loop")
+
+
+def test_status_reads_the_kernel_off_the_event_loop():
+    async def test():
+        bed = Bed(seed_vs(), ipvs=OffLoopIpvs())
+        await bed.engine.start()
+        (service,) = await bed.engine.status()
+        assert [rs["address"] for rs in service["realservers"]] == [RS1, RS2]
         await bed.engine.stop()
 
     run(test)

@@ -12,40 +12,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ..ipvs.model import DEFAULT_SCHEDULER
 from ..scripts import Identity
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
-# Every scheduler the Linux IPVS code (and keepalived) knows.
-SCHEDULERS = (
-    "rr",
-    "wrr",
-    "lc",
-    "wlc",
-    "lblc",
-    "lblcr",
-    "dh",
-    "sh",
-    "sed",
-    "nq",
-    "fo",
-    "ovf",
-    "mh",
-    "twos",
-)
-DEFAULT_SCHEDULER = "wlc"  # keepalived's IPVS_DEF_SCHED
 LVS_METHODS = ("NAT", "DR", "TUN")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-SCHEDULER_FLAGS = (
-    "flag-1",
-    "flag-2",
-    "flag-3",
-    "sh-port",
-    "sh-fallback",
-    "mh-port",
-    "mh-fallback",
-    "ops",
-)
 # the notify FIFOs of global_defs: notify_fifo (every line), vrrp_notify_fifo, lvs_notify_fifo
 FIFO_PREFIXES = ("", "vrrp_", "lvs_")
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..ipvs.model import SCHED_FLAG_NAMES, SCHEDULERS
+from ..ipvs.model import SERVICE_FLAGS as SCHEDULER_FLAGS
 from ..lvs import checkers  # the registry; read at parse time (it imports this package)
 from ..lvs.checkers.base import DROPPED
 from ..scripts import split_command
@@ -31,8 +33,6 @@ from .model import (
     FIFO_PREFIXES,
     LVS_METHODS,
     PROTOCOLS,
-    SCHEDULER_FLAGS,
-    SCHEDULERS,
     Checker,
     Config,
     GlobalDefs,
@@ -1537,7 +1537,7 @@ class Builder:
         kept = []
         for flag in server.scheduler_flags:
             owner = flag.split("-")[0]
-            if owner in ("sh", "mh") and server.lvs_sched != owner:
+            if owner in SCHED_FLAG_NAMES and server.lvs_sched != owner:
                 where = state.explicit[flag]
                 self.report(
                     Problem(

@@ -39,7 +39,8 @@ log = logging.getLogger("lvsagent.lvs")
 
 FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
-AUDIT_BUDGET = 2000  # destinations read from the kernel per audit
+AUDIT_BUDGET = 500  # destinations read from the kernel per audit
+DESIRED_SLICE = 500  # destinations built on the loop between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
 
@@ -220,12 +221,8 @@ def _iso(wall_time: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _sync_pass(client, desired: dict, retired, whole_table: bool) -> tuple:
-    """Read, compare, change: one job on the netlink thread. Returns (changes, failed)."""
-    keys = set(desired) | set(retired)
-    current = reconciler.read_current(client, keys, whole_table=whole_table)
-    changes = reconciler.plan(desired, current, retired)
-    return changes, reconciler.apply(client, changes)
+def _read_table(client, keys: set) -> dict:
+    return reconciler.read_current(client, keys, whole_table=True)
 
 
 class LvsEngine:
@@ -263,6 +260,7 @@ class LvsEngine:
         self._vrrp_states: dict[str, str] = {}
         self._dirty: set[ServiceKey] = set()
         self._audit: set[ServiceKey] = set()  # services to compare with the kernel
+        self._applied: dict = {}  # key -> the desired (Service, [Destination]) last applied
         self._audit_cursor = 0
         self._wakeup: Optional[asyncio.Event] = None
         self._tasks: list[asyncio.Task] = []
@@ -591,7 +589,7 @@ class LvsEngine:
         declared = self._all_keys()
         retired = (set(retired) | self._undeleted) - declared
         await self._record(declared | retired)
-        changes = await self._reconcile(declared, retired=retired)
+        changes = await self._reconcile(declared, retired=retired, only_changed=True)
         await self._record(declared | self._undeleted)
         return changes
 
@@ -599,21 +597,31 @@ class LvsEngine:
         if self._owned is not None:
             await asyncio.to_thread(self._owned.save, keys)
 
-    async def _reconcile(self, keys, *, retired=(), expected=None) -> list:
+    async def _reconcile(self, keys, *, retired=(), expected=None, only_changed=False) -> list:
         """One pass over `keys`; returns the changes that were needed.
 
         The desired state is taken here, on the loop; reading and changing the kernel runs
         as one job on the client's netlink thread. With `expected` (the keys a health change
         just touched), a change needed anywhere else means someone edited the table by hand:
-        it is logged and undone.
+        it is logged and undone. With `only_changed` (a reload), services whose desired state
+        is the one last applied are left to the audit's rotation, so a reload costs what it
+        changes.
         """
-        desired = {}
+        desired, built = {}, 0
         for vse in self._servers:
             if any(key in keys for key in vse.keys):
                 desired.update({k: v for k, v in vse.desired().items() if k in keys})
+                built += len(vse.real_servers) + 1
+            if built >= DESIRED_SLICE:  # a large table: let timers and checks run between
+                await asyncio.sleep(0)
+                built = 0
+        if only_changed:
+            unchanged = {key for key, entry in desired.items() if self._applied.get(key) == entry}
+            desired = {key: entry for key, entry in desired.items() if key not in unchanged}
+            keys = set(desired)
         whole_table = set(keys) >= self._all_keys()
         try:
-            changes, failed = await self._client.run(_sync_pass, desired, retired, whole_table)
+            changes, failed = await self._client.run(reconciler.sync, desired, retired, whole_table)
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
@@ -625,15 +633,20 @@ class LvsEngine:
             for change in changes:
                 if change.key not in expected:
                     log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
-        self._audit |= {change.key for change in failed}
+        failing = {change.key for change in failed}
+        self._audit |= failing
+        self._applied.update({k: v for k, v in desired.items() if k not in failing})
+        for key in set(retired) - deleting:
+            self._applied.pop(key, None)
         return changes
 
     # -- status -----------------------------------------------------------------------------
 
-    def status(self) -> list:
-        """The "ipvs" part of the status reply: the kernel's view with each server's health."""
+    async def status(self) -> list:
+        """The "ipvs" part of the status reply: the kernel's view with each server's health,
+        read on the netlink thread (the loop keeps running meanwhile)."""
         try:
-            table = reconciler.read_current(self._client, self._all_keys(), whole_table=True)
+            table = await self._client.run(_read_table, self._all_keys())
         except IpvsError as exc:
             log.error("%s", exc)
             table = {}

@@ -1,9 +1,8 @@
 """IpvsClient for code running inside an asyncio loop: every call made on one worker thread.
 
-pyroute2's synchronous sockets drive an asyncio loop of their own, which cannot run in a
-thread whose loop is already running (the agent's). So the netlink socket is created and
-used on a dedicated thread. `run()` awaits a whole job there without blocking the loop;
-the plain operations block until they return, as a direct call would.
+Netlink calls block (a large dump or batch takes a while), so the socket is created and used
+on a dedicated thread, never on the agent's loop. `run()` awaits a whole job there without
+blocking the loop; the plain operations block until they return, as a direct call would.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from ..ipvs import IpvsClient
 
 OPERATIONS = frozenset(
     {
+        "apply",
+        "changed_destinations",
         "services",
         "service",
         "destinations",

@@ -2,68 +2,21 @@
 
 Only the services the configuration declares (and those it just stopped declaring, or a
 killed run recorded as its own) are looked at: an operator's other services are never
-touched. An unchanged destination is never deleted and re-added, so adopting a table left by
-a previous run keeps connections.
+touched. The changes come from the one planner the modules use too (ipvs.plan).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Optional
 
-from ..ipvs import Destination, IpvsClient, IpvsError, Service, ServiceKey, format_endpoint
+from ..ipvs import IpvsClient, ServiceKey, codec
+from ..ipvs.plan import Change, plan
+from ..ipvs.plan import apply as apply_changes
 
 log = logging.getLogger("lvsagent.lvs")
 
 Desired = dict  # dict[ServiceKey, tuple[Service, list[Destination]]]
-
-
-@dataclass(frozen=True)
-class Change:
-    action: str  # add_service, edit_service, delete_service, add/edit/delete_destination
-    key: ServiceKey
-    service: Optional[Service] = None
-    destination: Optional[Destination] = None
-
-    def __str__(self) -> str:
-        if self.destination is None:
-            return f"{self.action} {self.key}"
-        endpoint = format_endpoint(self.destination.address, self.destination.port)
-        return f"{self.action} {endpoint} of {self.key}"
-
-
-def _endpoint(dest: Destination) -> tuple:
-    return ipaddress.ip_address(dest.address), dest.port
-
-
-def plan(desired: Desired, current: dict, retired: Iterable[ServiceKey] = ()) -> list[Change]:
-    """The changes turning `current` into `desired`; `retired` services are deleted.
-
-    `current` maps keys to (Service, [Destination]) as the kernel holds them; keys it lacks
-    are absent from the kernel. Destinations are added before stale ones are deleted, so a
-    service never goes empty while its members are being swapped.
-    """
-    changes = [Change("delete_service", key) for key in retired if key in current]
-    for key, (service, destinations) in desired.items():
-        live_service, live_destinations = current.get(key, (None, []))
-        if live_service is None:
-            changes.append(Change("add_service", key, service))
-        elif live_service != service:
-            changes.append(Change("edit_service", key, service))
-        live = {_endpoint(d): d for d in live_destinations}
-        wanted = {_endpoint(d): d for d in destinations}
-        for endpoint, dest in wanted.items():
-            if endpoint not in live:
-                changes.append(Change("add_destination", key, destination=dest))
-            elif live[endpoint] != dest:
-                changes.append(Change("edit_destination", key, destination=dest))
-        for endpoint, dest in live.items():
-            if endpoint not in wanted:
-                changes.append(Change("delete_destination", key, destination=dest))
-    return changes
 
 
 def apply(client: IpvsClient, changes: list[Change]) -> list[Change]:
@@ -71,38 +24,59 @@ def apply(client: IpvsClient, changes: list[Change]) -> list[Change]:
 
     Returns the changes that failed.
     """
-    failed = []
-    for change in changes:
-        try:
-            if change.action == "add_service":
-                client.add_service(change.service)
-            elif change.action == "edit_service":
-                client.edit_service(change.service)
-            elif change.action == "delete_service":
-                client.delete_service(change.key)
-            elif change.action == "add_destination":
-                client.add_destination(change.key, change.destination)
-            elif change.action == "edit_destination":
-                client.edit_destination(change.key, change.destination)
-            else:
-                dest = change.destination
-                client.delete_destination(change.key, dest.address, dest.port)
-        except IpvsError as exc:
-            log.error("%s", exc)
-            failed.append(change)
-        else:
-            log.debug("IPVS: %s", change)
-    return failed
+    failed = apply_changes(client, changes)
+    for _change, exc in failed:
+        log.error("%s", exc)
+    if log.isEnabledFor(logging.DEBUG):
+        failing = {id(change) for change, _exc in failed}
+        for change in changes:
+            if id(change) not in failing:
+                log.debug("IPVS: %s", change)
+    return [change for change, _exc in failed]
 
 
 def read_current(client: IpvsClient, keys: Iterable[ServiceKey], *, whole_table: bool) -> dict:
-    """The kernel's view of `keys`: one dump of the whole table, or one query per service."""
+    """The kernel's view of `keys` (no counters): one dump of the whole table, or one query
+    per service."""
     keys = set(keys)
     if whole_table:
-        return {key: entry for key, entry in client.table().items() if key in keys}
+        return {key: entry for key, entry in client.table(stats=False).items() if key in keys}
     current = {}
-    for key in keys:
-        service = client.service(key)
-        if service is not None:
-            current[key] = (service, client.destinations(key))
+    for key, service in _live_services(client, keys, whole_table=False).items():
+        current[key] = (service, client.destinations(key, stats=False))
     return current
+
+
+def _live_services(client: IpvsClient, keys: set, *, whole_table: bool) -> dict:
+    if whole_table:
+        return {svc.key: svc for svc in client.services(stats=False) if svc.key in keys}
+    services = {key: client.service(key) for key in keys}
+    return {key: service for key, service in services.items() if service is not None}
+
+
+def sync(client: IpvsClient, desired: Desired, retired, whole_table: bool) -> tuple:
+    """Read, compare, change: one job on the netlink thread. Returns (changes, failed).
+
+    Each service's real servers are compared by fingerprint first; only a service whose
+    fingerprint moved is decoded and planned, so a pass over an unchanged table builds no
+    Destination at all.
+    """
+    live = _live_services(client, set(desired) | set(retired), whole_table=whole_table)
+    current, unchanged = {}, set()
+    for key, live_service in live.items():
+        if key not in desired:  # retired
+            current[key] = (live_service, [])
+            continue
+        service, destinations = desired[key]
+        expected = frozenset(codec.expected_fingerprint(d) for d in destinations)
+        live_destinations = client.changed_destinations(key, expected)
+        if live_destinations is None and live_service == service:
+            unchanged.add(key)
+        else:
+            current[key] = (
+                live_service,
+                destinations if live_destinations is None else live_destinations,
+            )
+    todo = {key: entry for key, entry in desired.items() if key not in unchanged}
+    changes = plan(todo, current, retired)
+    return changes, apply(client, changes)

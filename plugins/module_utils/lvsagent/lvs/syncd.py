@@ -25,7 +25,7 @@ from typing import Optional
 
 from ..config.model import LvsTimeouts, SyncDaemon
 from ..ipvs import IpvsError
-from ..netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg, nla
+from ..ipvs.codec import attr, attrs
 
 log = logging.getLogger("lvsagent.lvs")
 
@@ -36,53 +36,14 @@ IPVS_CMD_GET_DAEMON = 11
 IPVS_CMD_SET_CONFIG = 12
 IPVS_CMD_GET_CONFIG = 13
 IPVS_CMD_FLUSH = 17
-IPVS_GENL_VERSION = 1
+CMD_ATTR_DAEMON = 3
+TIMEOUT_ATTRS = {"tcp": 4, "tcpfin": 5, "udp": 6}  # IPVS_CMD_ATTR_TIMEOUT_TCP, _TCP_FIN, _UDP
+DAEMON_STATE, DAEMON_MCAST_IFN, DAEMON_SYNC_ID, DAEMON_SYNC_MAXLEN = 1, 2, 3, 4
+DAEMON_MCAST_GROUP, DAEMON_MCAST_GROUP6, DAEMON_MCAST_PORT, DAEMON_MCAST_TTL = 5, 6, 7, 8
 MASTER, BACKUP = "master", "backup"
 DAEMON_STATES = {MASTER: 1, BACKUP: 2}  # IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP
-DAEMON_ATTRS = (
-    "IPVS_DAEMON_ATTR_UNSPEC",
-    "IPVS_DAEMON_ATTR_STATE",
-    "IPVS_DAEMON_ATTR_MCAST_IFN",
-    "IPVS_DAEMON_ATTR_SYNC_ID",
-    "IPVS_DAEMON_ATTR_SYNC_MAXLEN",
-    "IPVS_DAEMON_ATTR_MCAST_GROUP",
-    "IPVS_DAEMON_ATTR_MCAST_GROUP6",
-    "IPVS_DAEMON_ATTR_MCAST_PORT",
-    "IPVS_DAEMON_ATTR_MCAST_TTL",
-)
-TIMEOUT_ATTRS = {
-    "tcp": "IPVS_CMD_ATTR_TIMEOUT_TCP",
-    "tcpfin": "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN",
-    "udp": "IPVS_CMD_ATTR_TIMEOUT_UDP",
-}
 FOLLOWED_STATES = ("MASTER", "BACKUP", "FAULT")
-REQUEST = NLM_F_REQUEST | NLM_F_ACK
-DUMP = NLM_F_REQUEST | NLM_F_DUMP
-
-
-class IpvsConfigMessage(genlmsg):
-    """The daemon and config commands, which pyroute2's ipvsmsg carries only as hex."""
-
-    prefix = "IPVS_CMD_ATTR_"
-    nla_map = (
-        ("IPVS_CMD_ATTR_UNSPEC", "none"),
-        ("IPVS_CMD_ATTR_SERVICE", "none"),
-        ("IPVS_CMD_ATTR_DEST", "none"),
-        ("IPVS_CMD_ATTR_DAEMON", "daemon"),
-        ("IPVS_CMD_ATTR_TIMEOUT_TCP", "uint32"),
-        ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", "uint32"),
-        ("IPVS_CMD_ATTR_TIMEOUT_UDP", "uint32"),
-    )
-
-    class daemon(nla):  # noqa: N801 - pyroute2 names an NLA type by its class
-        prefix = "IPVS_DAEMON_ATTR_"
-        nla_map = tuple(
-            zip(
-                DAEMON_ATTRS,
-                ("none", "uint32", "asciiz", "uint32", "uint16", "ip4addr", "ip6addr", "uint16",
-                 "uint8"),
-            )
-        )  # fmt: skip
+_U8, _U16, _U32 = struct.Struct("=B"), struct.Struct("=H"), struct.Struct("=I")
 
 
 @dataclass(frozen=True)
@@ -108,43 +69,67 @@ class DaemonConfig:
         )
 
 
-def _request(client, action: str, command: int, attrs=(), flags: int = REQUEST) -> tuple:
-    message = IpvsConfigMessage()
-    message["cmd"] = command
-    message["version"] = IPVS_GENL_VERSION
-    message["attrs"] = list(attrs)
-    return client.genl_request(action, message, flags)
+def encode_daemon(state: str, config: Optional[DaemonConfig] = None) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON: the state alone (to stop one), or with every setting (to start)."""
+    parts = [attr(DAEMON_STATE, _U32.pack(DAEMON_STATES[state]))]
+    if config is not None:
+        parts.append(attr(DAEMON_MCAST_IFN, config.interface.encode() + b"\0"))
+        parts.append(attr(DAEMON_SYNC_ID, _U32.pack(config.sync_id)))
+        optional = (
+            (DAEMON_SYNC_MAXLEN, _U16, config.max_len),
+            (DAEMON_MCAST_PORT, _U16, config.port),
+            (DAEMON_MCAST_TTL, _U8, config.ttl),
+        )
+        parts += [
+            attr(kind, packer.pack(value)) for kind, packer, value in optional if value is not None
+        ]
+        if config.group is not None:
+            group = ipaddress.ip_address(config.group)
+            kind = DAEMON_MCAST_GROUP6 if group.version == 6 else DAEMON_MCAST_GROUP
+            parts.append(attr(kind, group.packed))
+    return attr(CMD_ATTR_DAEMON, b"".join(parts))
+
+
+def decode_daemon(payload: bytes) -> tuple:
+    """(state, DaemonConfig) of one IPVS_CMD_ATTR_DAEMON's contents."""
+    found = _payloads(payload)
+
+    def number(kind: int, packer: struct.Struct) -> Optional[int]:
+        raw = found.get(kind)
+        return packer.unpack(raw[: packer.size])[0] if raw and len(raw) >= packer.size else None
+
+    code = number(DAEMON_STATE, _U32)
+    state = next(name for name, value in DAEMON_STATES.items() if value == code)
+    group = None
+    for kind in (DAEMON_MCAST_GROUP, DAEMON_MCAST_GROUP6):
+        if found.get(kind):
+            group = ipaddress.ip_address(found[kind]).compressed
+    config = DaemonConfig(
+        found.get(DAEMON_MCAST_IFN, b"").split(b"\0", 1)[0].decode(errors="replace"),
+        number(DAEMON_SYNC_ID, _U32) or 0,
+        number(DAEMON_SYNC_MAXLEN, _U16),
+        number(DAEMON_MCAST_PORT, _U16),
+        number(DAEMON_MCAST_TTL, _U8),
+        group,
+    )
+    return state, config
+
+
+def _payloads(data: bytes) -> dict:
+    """{attribute type: its bytes} of a run of netlink attributes."""
+    return {kind: data[start:end] for kind, (start, end) in attrs(data, 0, len(data)).items()}
 
 
 def start_daemon(client, state: str, config: DaemonConfig) -> None:
-    attrs = [
-        ("IPVS_DAEMON_ATTR_STATE", DAEMON_STATES[state]),
-        ("IPVS_DAEMON_ATTR_MCAST_IFN", config.interface),
-        ("IPVS_DAEMON_ATTR_SYNC_ID", config.sync_id),
-    ]
-    optional = (
-        ("IPVS_DAEMON_ATTR_SYNC_MAXLEN", config.max_len),
-        ("IPVS_DAEMON_ATTR_MCAST_PORT", config.port),
-        ("IPVS_DAEMON_ATTR_MCAST_TTL", config.ttl),
-    )
-    attrs += [(name, value) for name, value in optional if value is not None]
-    if config.group is not None:
-        version = ipaddress.ip_address(config.group).version
-        group = "IPVS_DAEMON_ATTR_MCAST_GROUP" + ("6" if version == 6 else "")
-        attrs.append((group, config.group))
     action = f"start the IPVS sync daemon as {state} on {config.interface}"
-    _request(client, action, IPVS_CMD_NEW_DAEMON, [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})])
+    client.command(action, IPVS_CMD_NEW_DAEMON, encode_daemon(state, config))
 
 
 def stop_daemon(client, state: str) -> bool:
     """False when no daemon ran in that state."""
-    daemon = {"attrs": [("IPVS_DAEMON_ATTR_STATE", DAEMON_STATES[state])]}
     try:
-        _request(
-            client,
-            f"stop the IPVS {state} sync daemon",
-            IPVS_CMD_DEL_DAEMON,
-            [("IPVS_CMD_ATTR_DAEMON", daemon)],
+        client.command(
+            f"stop the IPVS {state} sync daemon", IPVS_CMD_DEL_DAEMON, encode_daemon(state)
         )
     except IpvsError as exc:
         if exc.errno == errno.ESRCH:
@@ -156,78 +141,36 @@ def stop_daemon(client, state: str) -> bool:
 def running_daemons(client) -> dict:
     """{state: DaemonConfig} of the daemons the kernel runs (what `ipvsadm -L --daemon` shows)."""
     found = {}
-    for message in _request(client, "list the IPVS sync daemons", IPVS_CMD_GET_DAEMON, (), DUMP):
-        raw = message.get_attr("IPVS_CMD_ATTR_DAEMON")
-        if raw:
-            state, config = _daemon_from(_attributes(_raw_bytes(raw)))
+    for reply in client.command("list the IPVS sync daemons", IPVS_CMD_GET_DAEMON, dump=True):
+        daemon = _payloads(reply).get(CMD_ATTR_DAEMON)
+        if daemon:
+            state, config = decode_daemon(daemon)
             found[state] = config
     return found
 
 
-def _raw_bytes(value) -> bytes:
-    """pyroute2's ipvsmsg decodes the daemon and timeout attributes as 'aa:bb:..' text."""
-    return value if isinstance(value, bytes) else bytes.fromhex(value.replace(":", ""))
-
-
-def _attributes(data: bytes) -> dict:
-    """Netlink attributes (length, type, payload, padded to 4) as {type: payload}."""
-    found, offset = {}, 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        found[kind & 0x3FFF] = data[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-    return found
-
-
-def _daemon_from(attrs: dict) -> tuple:
-    def number(name: str, fmt: str) -> Optional[int]:
-        payload = attrs.get(DAEMON_ATTRS.index(name))
-        return struct.unpack(fmt, payload[: struct.calcsize(fmt)])[0] if payload else None
-
-    code = number("IPVS_DAEMON_ATTR_STATE", "=I")
-    state = next(name for name, value in DAEMON_STATES.items() if value == code)
-    interface = attrs.get(DAEMON_ATTRS.index("IPVS_DAEMON_ATTR_MCAST_IFN"), b"")
-    group = None
-    for name in ("IPVS_DAEMON_ATTR_MCAST_GROUP", "IPVS_DAEMON_ATTR_MCAST_GROUP6"):
-        payload = attrs.get(DAEMON_ATTRS.index(name))
-        if payload:
-            group = ipaddress.ip_address(payload).compressed
-    config = DaemonConfig(
-        interface.split(b"\0", 1)[0].decode(errors="replace"),
-        number("IPVS_DAEMON_ATTR_SYNC_ID", "=I") or 0,
-        number("IPVS_DAEMON_ATTR_SYNC_MAXLEN", "=H"),
-        number("IPVS_DAEMON_ATTR_MCAST_PORT", "=H"),
-        number("IPVS_DAEMON_ATTR_MCAST_TTL", "=B"),
-        group,
-    )
-    return state, config
-
-
 def read_timeouts(client) -> LvsTimeouts:
     """The kernel's tcp, tcpfin and udp timeouts, in seconds."""
-    replies = _request(client, "read the IPVS timeouts", IPVS_CMD_GET_CONFIG)
     values = {}
-    for message in replies:
-        for name, attr in TIMEOUT_ATTRS.items():
-            raw = message.get_attr(attr)
-            if raw is not None:
-                values[name] = struct.unpack("=I", _raw_bytes(raw)[:4])[0]
+    for reply in client.command("read the IPVS timeouts", IPVS_CMD_GET_CONFIG):
+        found = _payloads(reply)
+        for name, kind in TIMEOUT_ATTRS.items():
+            if len(found.get(kind, b"")) >= _U32.size:
+                values[name] = _U32.unpack(found[kind][: _U32.size])[0]
     return LvsTimeouts(**values)
 
 
 def set_timeouts(client, timeouts: LvsTimeouts) -> None:
     """Sets the non-zero ones; the kernel leaves a timeout it is not given as it was."""
-    attrs = [(TIMEOUT_ATTRS[name], getattr(timeouts, name)) for name in TIMEOUT_ATTRS]
-    attrs = [(name, seconds) for name, seconds in attrs if seconds]
-    if attrs:
-        _request(client, "set the IPVS timeouts", IPVS_CMD_SET_CONFIG, attrs)
+    given = [(kind, getattr(timeouts, name)) for name, kind in TIMEOUT_ATTRS.items()]
+    payload = b"".join(attr(kind, _U32.pack(seconds)) for kind, seconds in given if seconds)
+    if payload:
+        client.command("set the IPVS timeouts", IPVS_CMD_SET_CONFIG, payload)
 
 
 def flush(client) -> None:
     """Empties the whole IPVS table (lvs_flush, lvs_flush_on_stop)."""
-    _request(client, "flush the IPVS table", IPVS_CMD_FLUSH)
+    client.command("flush the IPVS table", IPVS_CMD_FLUSH)
 
 
 def _switch(client, stop: tuple, start: tuple, config: DaemonConfig) -> None:
