@@ -83,10 +83,11 @@ SNAPSHOT = {
 }
 
 
-def scraped(snapshot=SNAPSHOT) -> dict:
+def scraped(snapshot=None) -> dict:
     """The rendered text as prometheus_client parses it: {sample name: [(labels, value)]}."""
     samples = {}
-    for family in text_string_to_metric_families(metrics.render(snapshot).decode()):
+    text = metrics.render(SNAPSHOT if snapshot is None else snapshot).decode()
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, []).append((sample.labels, sample.value))
     return samples

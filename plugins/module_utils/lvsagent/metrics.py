@@ -13,6 +13,7 @@ rather than ages; the process' own metrics use the client libraries' standard `p
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import resource
 from collections.abc import Iterator
@@ -196,7 +197,7 @@ def _escape(text: str, quote: bool = True) -> str:
 def _number(value: float) -> str:
     if isinstance(value, int):
         return str(value)
-    if value != value:
+    if math.isnan(value):
         return "NaN"
     if value in (float("inf"), float("-inf")):
         return "+Inf" if value > 0 else "-Inf"

@@ -281,7 +281,7 @@ def test_connections_survive_a_failover_as_with_keepalived(lab):
         "keepalived": ("10.79.0.100", 51, ("10.79.0.2/24", "10.79.0.3/24")),
         "lvs-agent": ("10.79.0.101", 52, ("10.79.0.4/24", "10.79.0.5/24")),
     }
-    for vip, _, _ in settings.values():  # DR: the VIPs are local on the real server, never in ARP
+    for vip, *_rest in settings.values():  # DR: the VIPs are local on the real server, never in ARP
         server.add_address(f"{vip}/32", dev="lo")
     for key, value in (("arp_ignore", 1), ("arp_announce", 2)):
         server.run(["sh", "-c", f"echo {value} > /proc/sys/net/ipv4/conf/all/{key}"])

@@ -112,7 +112,10 @@ def test_real_servers_go_out_and_back_by_file_and_by_check_with_fifo_lines(tmp_p
         engine = LvsEngine(config, ipvs, LoopClock(asyncio.get_running_loop()))
         await engine.start()
         (key,) = ipvs.kernel
-        weights = lambda: ipvs.weights(key)  # noqa: E731
+
+        def weights():
+            return ipvs.weights(key)
+
         reader = FifoReader(str(fifo))
         try:
             await until(lambda: weights() == {f"127.0.0.1:{port}": 10, f"127.0.0.2:{port}": 20})
@@ -171,7 +174,7 @@ virtual_server 127.0.0.1 80 {{
         await engine.start()
         (key,) = ipvs.kernel
         try:
-            await until(lambda: flag.exists())
+            await until(flag.exists)
             await asyncio.sleep(1.5)  # a look at the file after init: 1 keeps it out
             assert ipvs.weights(key) == {}
             flag.write_text("0\n")

@@ -71,7 +71,7 @@ def read_by_pyroute2(command: int, payload: bytes) -> dict:
     found = {}
     for name, value in message["attrs"]:
         if name == "IPVS_CMD_ATTR_DAEMON":
-            value = {key: item for key, item in value["attrs"]}
+            value = dict(value["attrs"])
         found[name] = value
     return found
 
@@ -303,7 +303,7 @@ def test_lvs_flush_empties_the_table_before_the_services_go_in():
 
 def test_lvs_flush_on_stop_flushes_instead_of_deleting_each_service():
     client = engine_run(" lvs_flush_on_stop")
-    assert [command for command, _ in client.requests] == ["flush"]
+    assert [request[0] for request in client.requests] == ["flush"]
     assert client.kernel == {}
 
 

@@ -126,11 +126,11 @@ def test_a_macvlan_of_the_right_kind_is_taken_over_and_another_replaced(host):
 
     async def scenario():
         await links.create(Vmac("vrrp.51", "eth0", 51, 4, "VI_1"))
-        assert [command for command, _ in rtnl.calls] == ["get", "set"]  # taken over
+        assert [call[0] for call in rtnl.calls] == ["get", "set"]  # taken over
         kept["IFLA_ADDRESS"] = "02:00:00:00:00:01"  # not ours: replaced
         rtnl.calls.clear()
         await links.create(Vmac("vrrp.51", "eth0", 51, 4, "VI_1"))
-        assert [command for command, _ in rtnl.calls] == ["get", "del", "add", "set"]
+        assert [call[0] for call in rtnl.calls] == ["get", "del", "add", "set"]
         kept["kind"] = "veth"
         rtnl.calls.clear()
         with pytest.raises(RuntimeError, match="already exists as a non macvlan interface"):

@@ -841,7 +841,7 @@ def test_recreated_interface_source_address_is_found_again(monkeypatch, caplog):
         await asyncio.sleep(0.05)
         assert instance.source == OURS  # looked for once the link is up, not before
         links.report("eth0", tracking.Link(7, True))
-        for _ in range(500):  # three looks SOURCE_WAIT apart; a loaded machine may be slower
+        for _attempt in range(500):  # three looks SOURCE_WAIT apart; a loaded machine may be slower
             if instance.source == new_source:
                 break
             await asyncio.sleep(0.01)

@@ -404,7 +404,7 @@ def rule_fields(line: Words) -> dict:
 
 def fwmark(text: str) -> tuple:
     """MARK[/MASK], each read by strtoul with base 0."""
-    mark, _, mask = text.partition("/")
+    mark, _slash, mask = text.partition("/")
     return number(mark, UINT32_MAX), (number(mask, UINT32_MAX) if mask else None)
 
 

@@ -160,7 +160,7 @@ class Firewall:
             if wanted == before or self.settings is None:
                 return
             self._blocked[instance] = wanted
-            for family in sorted({address.version for address, _ in wanted ^ before}):
+            for family in sorted({address.version for address, _where in wanted ^ before}):
                 await self._apply(family)
 
     async def stop(self) -> None:
@@ -176,7 +176,7 @@ class Firewall:
             self._tables.add(family)
         blocked = {entry for held in self._blocked.values() for entry in held}
         blocked = {entry for entry in blocked if entry[0].version == family}
-        needs_link_local = any(address in LINK_LOCAL for address, _ in blocked)
+        needs_link_local = any(address in LINK_LOCAL for address, _where in blocked)
         if family == 6 and needs_link_local and not self._link_local:
             script += link_local_script(self.settings)
             self._link_local = True
@@ -200,7 +200,7 @@ class Firewall:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )
-            _, errors = await process.communicate(script.encode())
+            _output, errors = await process.communicate(script.encode())
         except OSError as error:
             log.error("nftables: cannot run %s: %s", NFT, error)
             return

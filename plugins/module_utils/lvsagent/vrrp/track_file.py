@@ -12,10 +12,12 @@ import asyncio
 import logging
 import os
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from ..config.model import TrackFile
 from .tracked import Listeners, cancelled, repeat
+
+if TYPE_CHECKING:  # the config package imports the checkers, and FILE_CHECK imports this
+    from ..config.model import TrackFile
 
 log = logging.getLogger("lvsagent.vrrp")
 
