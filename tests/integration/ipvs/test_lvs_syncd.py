@@ -287,7 +287,11 @@ def test_connections_survive_a_failover_as_with_keepalived(lab):
         server.run(["sh", "-c", f"echo {value} > /proc/sys/net/ipv4/conf/all/{key}"])
     (lab.workdir / "echo.py").write_text(ECHO_SERVER)
     server.popen([sys.executable, lab.workdir / "echo.py"])
-    server.wait_for(lambda: server.run(["ss", "-Htln", "sport = :80"]).stdout.strip(), timeout=30)
+
+    def listening() -> str:
+        return server.run(["ss", "-Htln", "sport = :80"]).stdout.strip()
+
+    server.wait_for(listening, timeout=30)
 
     pairs = [Pair(lab, client, kind, *pair) for kind, pair in settings.items()]
     steps = (Pair.start, Pair.wait_roles, Pair.connect, Pair.wait_synced, Pair.kill_master)

@@ -150,7 +150,7 @@ class Client:
         results = [line.split() for line in self.out.read_text().splitlines()]
         times = [float(t) for t, result in results if result == "ok"]
         gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
-        failed = sum(1 for _, result in results if result == "fail")
+        failed = sum(1 for _time, result in results if result == "fail")
         return gap, failed, len(results)
 
 
