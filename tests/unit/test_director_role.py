@@ -17,8 +17,8 @@ import yaml
 from testbed.ansible import REPO, ansible_command, ansible_env
 
 DIRECTORS = {
-    "d1": {"lvs_director_address": "10.0.0.2", "lvs_director_address6": "fd00::2"},
-    "d2": {"lvs_director_address": "10.0.0.3", "lvs_director_address6": "fd00::3"},
+    "lvs-director1": {"lvs_director_address": "10.0.0.2", "lvs_director_address6": "fd00::2"},
+    "lvs-director2": {"lvs_director_address": "10.0.0.3", "lvs_director_address6": "fd00::3"},
 }
 REALSERVERS = {
     "r1": {"lvs_realserver_address": "10.0.0.11"},
@@ -95,12 +95,18 @@ def rendered(tmp_path: Path, group_vars: dict) -> dict[str, str]:
     return texts
 
 
-def test_lab_variables_still_make_the_seed_pair(tmp_path):
-    lab = yaml.safe_load((REPO / "inventory/lab/group_vars/lvs_directors.yml").read_text())
-    lab["lvs_director_nopreempt"] = False
-    texts = rendered(tmp_path, {**lab, "lvs_director_vips": ["10.251.51.199"]})
-    assert "state MASTER" in texts["d1"] and "priority 100" in texts["d1"]
-    assert "state BACKUP" in texts["d2"] and "priority 50" in texts["d2"]
+def test_the_variables_of_one_instance_still_make_the_seed_pair(tmp_path):
+    """The single-instance variables of earlier versions, as the seed's pair used them."""
+    legacy = {
+        "lvs_director_vips": ["10.251.51.199"],
+        "lvs_director_virtual_router_id": 51,
+        "lvs_director_advert_int": 1,
+        "lvs_director_auth_pass": "1111",
+        "lvs_director_virtual_servers": [{"port": 80, "check": {"type": "TCP_CHECK"}}],
+    }
+    texts = rendered(tmp_path, legacy)
+    assert "state MASTER" in texts["lvs-director1"] and "priority 100" in texts["lvs-director1"]
+    assert "state BACKUP" in texts["lvs-director2"] and "priority 50" in texts["lvs-director2"]
     for text in texts.values():
         assert "auth_pass 1111" in text
         assert "virtual_server 10.251.51.199 80 {" in text
@@ -108,24 +114,37 @@ def test_lab_variables_still_make_the_seed_pair(tmp_path):
         assert "include /etc/lvs-agent/conf.d/*.conf" in text
 
 
+def test_the_lab_inventory_renders(tmp_path):
+    lab = {}
+    for name in ("all", "lvs_directors"):
+        lab.update(yaml.safe_load((REPO / f"inventory/lab/group_vars/{name}.yml").read_text()))
+    texts = rendered(tmp_path, lab)
+    one, two = texts["lvs-director1"], texts["lvs-director2"]
+    assert "vrrp_instance VI_1 {\n    state MASTER" in one
+    assert "vrrp_instance VI_2 {\n    state MASTER" in two
+    assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
+    assert "track_script {\n        chk_lab_flag\n" in two
+
+
 def test_a_rich_site_renders_to_configurations_the_agent_accepts(tmp_path):
     texts = rendered(tmp_path, RICH)
-    d1, d2 = texts["d1"], texts["d2"]
+    one, two = texts["lvs-director1"], texts["lvs-director2"]
     # unicast peers default to the other director, in the instance's address family
-    assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in d1
-    assert "unicast_src_ip fd00::3\n    unicast_peer {\n        fd00::2\n" in d2
+    assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
+    assert "unicast_src_ip fd00::3\n    unicast_peer {\n        fd00::2\n" in two
     # per-host priorities and masters; preempt_delay needs an initial BACKUP
-    assert "virtual_router_id 52\n    priority 110" in d2
-    assert "virtual_router_id 52\n    priority 90" in d1
-    assert d2.count("state MASTER") == 1 and "state MASTER" not in d1
-    assert "10.0.0.100/24 dev eth0 scope global label eth0:1" in d1
-    assert 'notify_master "/etc/lvs-agent/scripts/check-web master" nobody nogroup' in d1
+    assert "virtual_router_id 52\n    priority 110" in two
+    assert "virtual_router_id 52\n    priority 90" in one
+    assert two.count("state MASTER") == 1 and "state MASTER" not in one
+    assert "10.0.0.100/24 dev eth0 scope global label eth0:1" in one
+    assert 'notify_master "/etc/lvs-agent/scripts/check-web master" nobody nogroup' in one
     for checker in ("HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "PING_CHECK", "UDP_CHECK",
                     "DNS_CHECK", "SMTP_CHECK"):  # fmt: skip
-        assert f"        {checker} {{" in d1, checker
-    assert "status_code 200 301-302" in d1 and "digest 9b3a0c85a887a256d6939da88aabd8cd" in d1
-    assert "virtual_server fwmark 5 {" in d1 and "virtual_server group web {" in d1
-    assert "real_server 10.0.0.33 443 {\n        weight 100\n    }" in d1
+        assert f"        {checker} {{" in one, checker
+    assert "status_code 200 301-302" in one
+    assert "digest 9b3a0c85a887a256d6939da88aabd8cd" in one
+    assert "virtual_server fwmark 5 {" in one and "virtual_server group web {" in one
+    assert "real_server 10.0.0.33 443 {\n        weight 100\n    }" in one
 
 
 def test_the_include_directory_takes_a_vrrp_instance_module_file(tmp_path):
@@ -137,9 +156,9 @@ def test_the_include_directory_takes_a_vrrp_instance_module_file(tmp_path):
     )
     group_vars = {"lvs_director_vips": ["10.0.0.100"], "lvs_director_include_dir": str(conf_d)}
     texts = rendered(tmp_path, group_vars)
-    checked = check_config(tmp_path / "out" / "d1.conf")
+    checked = check_config(tmp_path / "out" / "lvs-director1.conf")
     assert "2 VRRP instance(s)" in checked.stdout, checked.stdout
-    assert f"include {conf_d}/*.conf" in texts["d1"]
+    assert f"include {conf_d}/*.conf" in texts["lvs-director1"]
 
 
 def refused(tmp_path: Path, group_vars: dict) -> str:
@@ -170,8 +189,8 @@ def with_first_instance(**changes) -> dict:
         (with_first_service(scheduler="rrr"), "rrr"),
         (with_first_instance(virtual_router_id=300),
          "lvs_director_vrrp_instances[0] (VI_4): virtual_router_id 300 is not within 1-255"),
-        (with_first_instance(priorities={"d1": 0}),
-         "lvs_director_vrrp_instances[0] (VI_4): priority 0 (d1) is not within 1-255"),
+        (with_first_instance(priorities={"lvs-director1": 0}),
+         "lvs_director_vrrp_instances[0] (VI_4): priority 0 (lvs-director1) is not within 1-255"),
         (with_first_instance(track_script=[{"name": "chk_nope"}]),
          "track_script chk_nope is not defined in lvs_director_vrrp_scripts"),
         (with_first_instance(vips=[{"adress": "10.0.0.1"}]), "adress"),
@@ -199,7 +218,8 @@ def test_site_rolls_out_backups_before_the_master(tmp_path):
     plays[1]["roles"] = []
     record = {"msg": "ROLLOUT {{ inventory_hostname }}"}
     plays[1]["tasks"] = [{"name": "Record", "ansible.builtin.debug": record}]
-    for master, expected in (("d1", ["d2", "d1"]), ("d2", ["d1", "d2"])):
+    one, two = "lvs-director1", "lvs-director2"
+    for master, expected in ((one, [two, one]), (two, [one, two])):
         instance = {"name": "VI_1", "virtual_router_id": 1, "master": master}
         group_vars = {
             "lvs_director_vrrp_instances": [{**instance, "vips": [{"address": "10.0.0.1"}]}]
