@@ -12,6 +12,9 @@ from conftest import DIRECTORS, REALSERVERS, ask, ipvs_realservers, vip_holders,
 MASTER, BACKUP = DIRECTORS
 
 
+AGENT_START_BOUND = 120  # seconds for a restarted agent to answer `lvs-agent status`
+
+
 def current_master(directors, lab) -> str:
     holders = vip_holders(directors, lab["vip"])
     assert len(holders) == 1, f"VIP {lab['vip']} held by {holders or 'nobody'}"
@@ -104,6 +107,12 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         assert set(answers) == set(REALSERVERS), answers
     finally:
         master.check_output("systemctl start lvs-agent")
+    # The VRRP bound starts once the agent answers: its start-up (check-config, Python under
+    # the QEMU guest's TCG) is no part of the protocol's timing.
+    up = wait_for(lambda: master.run("lvs-agent status").rc == 0, AGENT_START_BOUND)
+    assert up is not None, (
+        f"lvs-agent on {master_name} not answering {AGENT_START_BOUND} s after start"
+    )
 
     if lab["nopreempt"]:
         # nopreempt: the restarted director stays BACKUP; the VIP stays where it is.
