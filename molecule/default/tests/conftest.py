@@ -32,6 +32,7 @@ def lab():
     advert = float(director_vars["lvs_director_advert_int"])
     return {
         "vip": all_vars["lvs_vip"],
+        "vip2": all_vars["lvs_vip2"],
         "port": service["port"],
         "nopreempt": os.environ.get("LVS_HA_NOPREEMPT", "false").lower() in ("1", "true", "yes"),
         "advert_int": advert,

@@ -12,6 +12,9 @@ from conftest import DIRECTORS, REALSERVERS, ask, ipvs_realservers, vip_holders,
 MASTER, BACKUP = DIRECTORS
 
 
+AGENT_START_BOUND = 120  # seconds for a restarted agent to answer `lvs-agent status`
+
+
 def current_master(directors, lab) -> str:
     holders = vip_holders(directors, lab["vip"])
     assert len(holders) == 1, f"VIP {lab['vip']} held by {holders or 'nobody'}"
@@ -104,6 +107,12 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         assert set(answers) == set(REALSERVERS), answers
     finally:
         master.check_output("systemctl start lvs-agent")
+    # The VRRP bound starts once the agent answers: its start-up (check-config, Python under
+    # the QEMU guest's TCG) is no part of the protocol's timing.
+    up = wait_for(lambda: master.run("lvs-agent status").rc == 0, AGENT_START_BOUND)
+    assert up is not None, (
+        f"lvs-agent on {master_name} not answering {AGENT_START_BOUND} s after start"
+    )
 
     if lab["nopreempt"]:
         # nopreempt: the restarted director stays BACKUP; the VIP stays where it is.
@@ -117,3 +126,24 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         print(f"VIP back on {master_name} {took:.1f} s after its agent started (preempt)")
     answers = ask(client, vip)
     assert "" not in answers, answers
+
+
+def test_a_failing_vrrp_script_moves_the_second_instance_and_back(directors, lab):
+    """VI_2 (MASTER on lvs-director2, unicast) tracks a script that fails while a flag file
+    exists: its priority drops below the other director's, which takes the VIP; the script
+    passing again gives it back (preempt)."""
+    vip2, owner, other = lab["vip2"], BACKUP, MASTER
+    bound = lab["vrrp_bound"] + 2 * lab["advert_int"] + 2.0  # + the script's interval and fall
+    assert wait_for(lambda: vip_holders(directors, vip2) == [owner], bound) is not None, (
+        f"VI_2's VIP {vip2} held by {vip_holders(directors, vip2)}, not {owner}"
+    )
+    directors[owner].check_output("touch /run/lvs-ha-lab-fail")
+    try:
+        took = wait_for(lambda: vip_holders(directors, vip2) == [other], bound)
+        assert took is not None, f"VIP {vip2} not moved to {other}: {vip_holders(directors, vip2)}"
+        print(f"VI_2 moved {owner} -> {other} {took:.1f} s after its script began to fail")
+    finally:
+        directors[owner].check_output("rm -f /run/lvs-ha-lab-fail")
+    took = wait_for(lambda: vip_holders(directors, vip2) == [owner], bound)
+    assert took is not None, f"VIP {vip2} not back on {owner}: {vip_holders(directors, vip2)}"
+    print(f"VI_2 back on {owner} {took:.1f} s after its script passed again")
