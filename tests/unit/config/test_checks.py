@@ -243,3 +243,36 @@ def test_check_unicast_src_per_instance_and_global():
 def test_check_unicast_src_without_unicast_peers_is_a_warning():
     config = parse(instance("check_unicast_src"))
     assert warnings_of(config) == ["4: (VI_1) check_unicast_src has no effect without unicast_peer"]
+
+
+def test_lower_and_higher_prio_adverts_read_as_keepalived_reads_them():
+    config = parse(
+        "global_defs {\n    vrrp_lower_prio_no_advert\n    vrrp_higher_prio_send_advert false\n}\n"
+        + instance("lower_prio_no_advert off", "higher_prio_send_advert")
+    )
+    assert (
+        config.global_defs.vrrp_lower_prio_no_advert,
+        config.global_defs.vrrp_higher_prio_send_advert,
+    ) == (True, False)
+    vrrp = config.vrrp_instances[0]
+    assert (vrrp.lower_prio_no_advert, vrrp.higher_prio_send_advert) == (False, True)
+    assert parse(instance()).vrrp_instances[0].lower_prio_no_advert is None
+
+
+def test_lower_prio_no_advert_bad_value_is_ignored_with_a_warning():
+    config = parse(instance("lower_prio_no_advert maybe"))
+    assert config.vrrp_instances[0].lower_prio_no_advert is None
+    assert warnings_of(config) == ["4: Invalid lower_prio_no_advert parameter maybe"]
+
+
+def test_strict_mode_resets_lower_and_higher_prio_adverts():
+    config = parse(
+        "global_defs {\n    vrrp_strict\n}\n"
+        + instance("lower_prio_no_advert false", "higher_prio_send_advert true")
+    )
+    vrrp = config.vrrp_instances[0]
+    assert (vrrp.lower_prio_no_advert, vrrp.higher_prio_send_advert) == (True, False)
+    assert warnings_of(config) == [
+        "7: (VI_1) Strict mode requires no lower priority advert - resetting",
+        "8: (VI_1) strict mode requires higher_prio_send_advert to be clear - resetting",
+    ]

@@ -144,6 +144,8 @@ vrrp_instance "VI 1" {
     garp_master_refresh_repeat 2
     v3_checksum_as_v2
     accept
+    lower_prio_no_advert false
+    higher_prio_send_advert
 }
 """
 

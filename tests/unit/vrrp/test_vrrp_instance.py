@@ -1065,3 +1065,34 @@ def test_excluded_vips_follow_the_state_but_stay_out_of_the_adverts():
         await instance.stop()
 
     asyncio.run(scenario())
+
+
+def test_prio_advert_settings_come_from_global_defs_unless_the_instance_sets_them():
+    async def settings(prefix, extra=""):
+        instance, _shared = await started(conf_text(prefix=prefix, extra=extra))
+        await instance.stop()
+        machine = instance.machine.settings
+        return machine.lower_prio_no_advert, machine.higher_prio_send_advert
+
+    async def scenario():
+        assert await settings("") == (False, False)
+        both = "global_defs {\n vrrp_lower_prio_no_advert\n vrrp_higher_prio_send_advert\n}"
+        assert await settings(both) == (True, True)
+        assert await settings(both, "lower_prio_no_advert false") == (False, True)
+        assert await settings("global_defs {\n vrrp_strict\n}") == (True, False)
+
+    asyncio.run(scenario())
+
+
+def test_lower_prio_no_advert_master_sends_nothing_back_on_the_wire():
+    async def scenario():
+        instance, shared = await started(
+            conf_text(state="MASTER", priority=200, extra="lower_prio_no_advert")
+        )
+        before = len(shared.sockets.socket.sent)
+        shared.sockets.handlers[51](received(v2(150)))
+        assert len(shared.sockets.socket.sent) == before
+        assert instance.machine.state == State.MASTER
+        await instance.stop()
+
+    asyncio.run(scenario())

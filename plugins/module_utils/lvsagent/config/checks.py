@@ -120,6 +120,18 @@ class Checker:
                 " - resetting",
             )
             instance.accept = False
+        if strict and instance.lower_prio_no_advert is False:
+            self.warning(
+                self.keyword_location(instance, "lower_prio_no_advert"),
+                f"{name} Strict mode requires no lower priority advert - resetting",
+            )
+            instance.lower_prio_no_advert = True
+        if strict and instance.higher_prio_send_advert:
+            self.warning(
+                self.keyword_location(instance, "higher_prio_send_advert"),
+                f"{name} strict mode requires higher_prio_send_advert to be clear - resetting",
+            )
+            instance.higher_prio_send_advert = False
         self.complete_authentication(instance, given)
         self.complete_preemption(instance, given)
         self.complete_advert_int(instance, given)

@@ -63,10 +63,10 @@ KEEPALIVED_KEYWORDS = frozenset(
     full_command fwmark garp_extra_if garp_group garp_interval garp_lower_prio_delay
     garp_lower_prio_repeat garp_master_delay garp_master_refresh garp_master_refresh_repeat
     garp_master_repeat global_defs global_tracking gna_interval group ha_suspend
-    higher_prio_send_advert hoplimit host http_protocol hysteresis idle_tx include_check
+    hoplimit host http_protocol hysteresis idle_tx include_check
     inhibit_on_failure init_fail init_file interface interface_up_down_delays interfaces
     interval ip_family iproute_etc_dir iproute_usr_dir key linkbeat_interfaces
-    linkbeat_use_polling lower_prio_no_advert lthreshold lvs_flush lvs_flush_on_stop
+    linkbeat_use_polling lthreshold lvs_flush lvs_flush_on_stop
     lvs_method lvs_notify_fifo lvs_notify_fifo_script lvs_sched lvs_sync_daemon
     lvs_sync_daemon_interface lvs_timeouts max_hops mcast_dst_ip
     mcast_src_ip mh-fallback mh-port min_rx min_tx misc_dynamic misc_path
@@ -96,8 +96,8 @@ KEEPALIVED_KEYWORDS = frozenset(
     vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval vrrp_garp_lower_prio_delay
     vrrp_garp_lower_prio_repeat vrrp_garp_master_delay vrrp_garp_master_refresh
     vrrp_garp_master_refresh_repeat vrrp_garp_master_repeat vrrp_gna_interval
-    vrrp_higher_prio_send_advert vrrp_instance vrrp_ipsets vrrp_iptables
-    vrrp_lower_prio_no_advert vrrp_mcast_group4 vrrp_mcast_group6 vrrp_min_garp
+    vrrp_instance vrrp_ipsets vrrp_iptables
+    vrrp_mcast_group4 vrrp_mcast_group6 vrrp_min_garp
     vrrp_notify_fifo vrrp_notify_fifo_script vrrp_script vrrp_startup_delay vrrp_strict
     vrrp_sync_group vrrp_track_file vrrp_track_process vrrp_version warmup weight
     """.split()  # noqa: SIM905

@@ -136,6 +136,8 @@ class GlobalDefs:
     nftables_ifindex: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
+    vrrp_lower_prio_no_advert: bool = False  # lower_prio_no_advert of each instance not setting it
+    vrrp_higher_prio_send_advert: bool = False  # likewise higher_prio_send_advert
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID
     # notify FIFOs (paths): notify_fifo gets every line, vrrp_notify_fifo the VRRP ones and
     # lvs_notify_fifo the virtual and real server ones; each *_script is started to read its FIFO
@@ -347,6 +349,10 @@ class VrrpInstance:
     garp_master_refresh_repeat: Optional[int] = None
     checksum_with_pseudo_header: bool = True  # False with v3_checksum_as_v2
     accept: Optional[bool] = None  # None = keepalived's default (accept unless strict)
+    # as master: no advert in answer to a lower priority one / an advert to a higher priority
+    # one; None = the global_defs value (vrrp_strict: on / off)
+    lower_prio_no_advert: Optional[bool] = None
+    higher_prio_send_advert: Optional[bool] = None
     # use_vmac: a private macvlan with the VRRP MAC carries the VIPs and the adverts
     use_vmac: bool = False
     vmac_name: Optional[str] = None  # None = vmac_prefix.VRID, chosen by the checks

@@ -605,6 +605,8 @@ class Builder:
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
+            "vrrp_lower_prio_no_advert": self.scalar("vrrp_lower_prio_no_advert", self.flag),
+            "vrrp_higher_prio_send_advert": self.scalar("vrrp_higher_prio_send_advert", self.flag),
             **{
                 f"{prefix}notify_fifo{suffix}": self.scalar(f"{prefix}notify_fifo{suffix}", reader)
                 for prefix in FIFO_PREFIXES
@@ -972,6 +974,8 @@ class Builder:
             "native_ipv6": self.native_ipv6,
             "use_vmac": self.use_vmac,
             "vmac_xmit_base": self.scalar("vmac_xmit_base", self.bare_flag),
+            "lower_prio_no_advert": self.scalar("lower_prio_no_advert", self.flag),
+            "higher_prio_send_advert": self.scalar("higher_prio_send_advert", self.flag),
         }
 
     def interface_name(self, node: Node) -> str:

@@ -256,5 +256,9 @@ def render_instance(instance: VrrpInstance) -> str:
         add("use_vmac", *([instance.vmac_name] if instance.vmac_name else []))
     if instance.vmac_xmit_base:
         add("vmac_xmit_base")
+    for keyword in ("lower_prio_no_advert", "higher_prio_send_advert"):
+        value = getattr(instance, keyword)
+        if value is not None:
+            add(keyword, "true" if value else "false")
     lines.append("}")
     return "\n".join(lines) + "\n"

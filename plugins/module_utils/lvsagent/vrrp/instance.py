@@ -100,7 +100,15 @@ class Instance:
         )
 
     def _machine_settings(self) -> MachineSettings:
-        config = self.config
+        config, global_defs = self.config, self.global_defs
+        lower_prio_no_advert = config.lower_prio_no_advert
+        if lower_prio_no_advert is None:
+            lower_prio_no_advert = global_defs.vrrp_strict or global_defs.vrrp_lower_prio_no_advert
+        higher_prio_send_advert = config.higher_prio_send_advert
+        if higher_prio_send_advert is None:
+            higher_prio_send_advert = (
+                not global_defs.vrrp_strict and global_defs.vrrp_higher_prio_send_advert
+            )
         return MachineSettings(
             name=config.name,
             version=config.version,
@@ -110,6 +118,8 @@ class Instance:
             preempt_delay=config.preempt_delay,
             start_as_master=config.state == "MASTER",
             primary_address=self.source,
+            lower_prio_no_advert=lower_prio_no_advert,
+            higher_prio_send_advert=higher_prio_send_advert,
         )
 
     # -- life cycle -----------------------------------------------------------------------------
