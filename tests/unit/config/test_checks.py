@@ -276,3 +276,19 @@ def test_strict_mode_resets_lower_and_higher_prio_adverts():
         "7: (VI_1) Strict mode requires no lower priority advert - resetting",
         "8: (VI_1) strict mode requires higher_prio_send_advert to be clear - resetting",
     ]
+
+
+def test_unicast_ttl_read_as_keepalived_reads_it():
+    peers = "unicast_peer {\n        10.0.0.2\n    }"
+    assert parse(instance("unicast_ttl 0", peers)).vrrp_instances[0].unicast_ttl == 0
+    config = parse(instance("unicast_ttl 256", peers))
+    assert config.vrrp_instances[0].unicast_ttl is None
+    assert warnings_of(config) == ["4: (VI_1): TTL '256' not valid - must be between 0 & 255"]
+
+
+def test_unicast_ttl_without_unicast_peers_is_refused():
+    with pytest.raises(ConfigError) as raised:
+        loads(instance("unicast_ttl 5"))
+    assert "4: (VI_1) unicast_ttl without unicast_peer: not supported by lvs-agent" in str(
+        raised.value
+    )

@@ -48,6 +48,7 @@ vrrp_instance VI_1 {{
 class FakeSocket:
     def __init__(self):
         self.sent = []
+        self.ttls = []
         self.ifindex = 2
         self.followed = []
 
@@ -59,8 +60,9 @@ class FakeSocket:
             self.followed.append(ifindex)
         self.ifindex = ifindex
 
-    def send(self, advert, source, destination):
+    def send(self, advert, source, destination, ttl=None):
         self.sent.append((packet.encode(advert, source, destination), source, destination))
+        self.ttls.append(ttl)
         return True
 
 
@@ -1094,5 +1096,19 @@ def test_lower_prio_no_advert_master_sends_nothing_back_on_the_wire():
         assert len(shared.sockets.socket.sent) == before
         assert instance.machine.state == State.MASTER
         await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unicast_ttl_goes_with_each_unicast_advert():
+    extra = "  unicast_ttl 7\n  unicast_peer {\n    192.168.77.12\n  }\n"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra))
+        await instance.stop()
+        assert shared.sockets.socket.ttls == [7, 7]  # the advert and the priority-0 one
+        plain, plain_shared = await started(conf_text(state="MASTER"))
+        await plain.stop()
+        assert set(plain_shared.sockets.socket.ttls) == {None}
 
     asyncio.run(scenario())

@@ -136,6 +136,12 @@ class Checker:
         self.complete_preemption(instance, given)
         self.complete_advert_int(instance, given)
         self.complete_vmac(instance)
+        if instance.unicast_ttl is not None and not instance.unicast_peers:
+            self.error(
+                self.keyword_location(instance, "unicast_ttl"),
+                f"{name} unicast_ttl without unicast_peer: not supported by lvs-agent "
+                "(keepalived resets it to 0 and sends its multicast adverts with TTL 0)",
+            )
         if instance.check_unicast_src and not instance.unicast_peers:
             where = self.keyword_location(instance, "check_unicast_src")
             self.warning(where, f"{name} check_unicast_src has no effect without unicast_peer")

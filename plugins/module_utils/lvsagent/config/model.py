@@ -327,6 +327,7 @@ class VrrpInstance:
     auth_pass: Optional[str] = field(default=None, repr=False)  # secret: never shown
     unicast_src_ip: Optional[str] = None
     unicast_peers: list[str] = field(default_factory=list)
+    unicast_ttl: Optional[int] = None  # TTL / hop limit of unicast adverts; None = 255 / kernel's
     check_unicast_src: bool = False  # accept unicast adverts from the unicast peers only
     mcast_src_ip: Optional[str] = None
     virtual_ipaddresses: list[VirtualAddress] = field(default_factory=list)

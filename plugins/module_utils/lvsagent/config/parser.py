@@ -936,6 +936,11 @@ class Builder:
             "unicast_src_ip": self.scalar("unicast_src_ip", self.address),
             "mcast_src_ip": self.scalar("mcast_src_ip", self.address),
             "unicast_peer": self.unicast_peers,
+            "unicast_ttl": self.lenient(
+                "unicast_ttl",
+                whole(0, 255),
+                "({name}): TTL '{value}' not valid - must be between 0 & 255",
+            ),
             "check_unicast_src": self.scalar("check_unicast_src", self.bare_flag),
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),

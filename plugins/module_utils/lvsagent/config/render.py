@@ -218,6 +218,8 @@ def render_instance(instance: VrrpInstance) -> str:
         add("mcast_src_ip", instance.mcast_src_ip)
     if instance.unicast_peers:
         lines += block("unicast_peer", [statement(peer) for peer in instance.unicast_peers])
+    if instance.unicast_ttl is not None:
+        add("unicast_ttl", instance.unicast_ttl)
     if instance.check_unicast_src:
         add("check_unicast_src")
     if instance.virtual_ipaddresses:

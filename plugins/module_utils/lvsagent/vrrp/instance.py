@@ -249,7 +249,9 @@ class Instance:
         )
         if config.unicast_peers:
             for peer in config.unicast_peers:
-                self.socket.send(advert, self.source, ipaddress.ip_address(peer))
+                self.socket.send(
+                    advert, self.source, ipaddress.ip_address(peer), config.unicast_ttl
+                )
         else:
             self.socket.send(advert, self.source, self._multicast_group())
         if priority == 0:
