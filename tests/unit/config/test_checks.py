@@ -292,3 +292,12 @@ def test_unicast_ttl_without_unicast_peers_is_refused():
     assert "4: (VI_1) unicast_ttl without unicast_peer: not supported by lvs-agent" in str(
         raised.value
     )
+
+
+def test_promote_secondaries_is_read_and_cleared_with_a_vmac():
+    assert parse(instance("promote_secondaries")).vrrp_instances[0].promote_secondaries is True
+    config = parse(instance("promote_secondaries", "use_vmac"))
+    assert config.vrrp_instances[0].promote_secondaries is False
+    assert warnings_of(config) == [
+        "4: (VI_1) promote_secondaries is automatically set for vmacs - ignoring"
+    ]

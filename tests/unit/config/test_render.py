@@ -147,6 +147,7 @@ vrrp_instance "VI 1" {
     accept
     lower_prio_no_advert false
     higher_prio_send_advert
+    promote_secondaries
 }
 """
 

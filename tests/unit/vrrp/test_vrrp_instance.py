@@ -1112,3 +1112,28 @@ def test_unicast_ttl_goes_with_each_unicast_advert():
         assert set(plain_shared.sockets.socket.ttls) == {None}
 
     asyncio.run(scenario())
+
+
+def test_promote_secondaries_is_asked_at_start_and_given_back_at_stop():
+    class Promotion:
+        def __init__(self):
+            self.calls = []
+
+        async def acquire(self, ifname):
+            self.calls.append(("acquire", ifname))
+
+        async def release(self, ifname):
+            self.calls.append(("release", ifname))
+
+    async def scenario():
+        config = loads(conf_text(extra="  promote_secondaries\n"))
+        shared = services(asyncio.get_running_loop())
+        shared.promotion = Promotion()
+        instance = Instance(config.vrrp_instances[0], config.global_defs, shared, lambda *a: None)
+        await instance.start()
+        await instance.update(config.vrrp_instances[0], config.global_defs)
+        assert shared.promotion.calls == [("acquire", "eth0")]
+        await instance.stop()
+        assert shared.promotion.calls == [("acquire", "eth0"), ("release", "eth0")]
+
+    asyncio.run(scenario())

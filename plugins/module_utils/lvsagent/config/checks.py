@@ -171,6 +171,12 @@ class Checker:
                     where, f"{name} unicast with use_vmac requires vmac_xmit_base - setting"
                 )
                 instance.vmac_xmit_base = True
+        if instance.promote_secondaries and instance.use_vmac:
+            self.warning(
+                self.keyword_location(instance, "promote_secondaries"),
+                f"{name} promote_secondaries is automatically set for vmacs - ignoring",
+            )
+            instance.promote_secondaries = False
         base = self.keyword_location(instance, "vmac_xmit_base")
         if instance.vmac_xmit_base and not instance.use_vmac:
             self.warning(base, f"{name} vmac_xmit_base is only valid with a vmac")

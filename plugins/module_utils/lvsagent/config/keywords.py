@@ -77,7 +77,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     notify_deleted notify_down notify_fault notify_fifo notify_fifo_script notify_master
     notify_master_rx_lower_pri notify_stop notify_up old_unicast_checksum omega ops passive
     password path persistence_engine persistence_granularity persistence_timeout
-    preempt preempt_delay priority process promote_secondaries protocol proxy_arp
+    preempt preempt_delay priority process protocol proxy_arp
     proxy_arp_pvlan quorum quorum_down quorum_max quorum_up random_seed real_server regex
     regex_max_offset regex_min_offset regex_no_match regex_options regex_stack
     reload_check_config reload_file reload_repeat reload_time_file retry rise

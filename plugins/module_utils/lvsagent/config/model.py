@@ -358,6 +358,7 @@ class VrrpInstance:
     use_vmac: bool = False
     vmac_name: Optional[str] = None  # None = vmac_prefix.VRID, chosen by the checks
     vmac_xmit_base: bool = False  # adverts leave from the base interface, not the macvlan
+    promote_secondaries: bool = False  # set net.ipv4.conf.IFACE.promote_secondaries (promote.py)
     family: int = 4  # 4 or 6, from the VIPs
     sync_group: Optional[str] = None
     location: Location = field(default_factory=Location)

@@ -979,6 +979,7 @@ class Builder:
             "native_ipv6": self.native_ipv6,
             "use_vmac": self.use_vmac,
             "vmac_xmit_base": self.scalar("vmac_xmit_base", self.bare_flag),
+            "promote_secondaries": self.scalar("promote_secondaries", self.bare_flag),
             "lower_prio_no_advert": self.scalar("lower_prio_no_advert", self.flag),
             "higher_prio_send_advert": self.scalar("higher_prio_send_advert", self.flag),
         }

@@ -258,6 +258,8 @@ def render_instance(instance: VrrpInstance) -> str:
         add("use_vmac", *([instance.vmac_name] if instance.vmac_name else []))
     if instance.vmac_xmit_base:
         add("vmac_xmit_base")
+    if instance.promote_secondaries:
+        add("promote_secondaries")
     for keyword in ("lower_prio_no_advert", "higher_prio_send_advert"):
         value = getattr(instance, keyword)
         if value is not None:

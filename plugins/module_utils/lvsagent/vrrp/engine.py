@@ -18,6 +18,7 @@ from .firewall import Firewall
 from .instance import Instance, Services
 from .machine import LoopClock, State
 from .notify import Notifier
+from .promote import PromoteSecondaries
 from .receive import Drops
 from .routes import RoutingManager, StaticEntries
 from .sockets import SocketPool
@@ -67,6 +68,7 @@ class VrrpEngine:
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
         self.vmacs = VmacLinks()
+        self.promotion = PromoteSecondaries()
         self.firewall = Firewall()
         self.scripts: dict[str, ScriptTracker] = {}
         self.files: dict[str, FileTracker] = {}
@@ -215,6 +217,7 @@ class VrrpEngine:
             processes=self.processes.trackers,
             drops=self.drop_log,
             vmacs=self.vmacs,
+            promotion=self.promotion,
             firewall=self.firewall,
         )
 

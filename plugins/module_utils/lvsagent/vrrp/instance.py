@@ -16,6 +16,7 @@ from .firewall import Firewall, drops_vip_traffic
 from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
+from .promote import PromoteSecondaries
 from .receive import Drops, ReceiveRules
 from .routes import RoutingManager, describe
 from .sockets import Received, SocketPool, VrrpSocket
@@ -47,6 +48,7 @@ class Services:
     firewall: Firewall = field(default_factory=Firewall)
     files: dict[str, FileTracker] = field(default_factory=dict)
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
+    promotion: PromoteSecondaries = field(default_factory=PromoteSecondaries)
 
 
 class Instance:
@@ -68,6 +70,7 @@ class Instance:
         self.socket_ifname = self.ifname if config.vmac_xmit_base else self.vmac_name or self.ifname
         self._base_index: Optional[int] = None  # our interface's, as last seen
         self._vmac_task: Optional[asyncio.Task] = None
+        self._promoting: Optional[str] = None  # the interface promote_secondaries was asked on
         self.machine: Optional[VrrpMachine] = None
         self.source: Optional[packet.IPAddress] = None
         self.socket: Optional[VrrpSocket] = None
@@ -128,6 +131,7 @@ class Instance:
         self._take_settings(self.config, self.global_defs, await self._choose_source())
         if self.vmac_name:
             await services.vmacs.create(self._vmac())
+        await self._promote_secondaries()
         self.machine = VrrpMachine(
             self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
         )
@@ -160,6 +164,13 @@ class Instance:
             self.machine.clear_fault(reason)
         self._request_vip_sync()
         await self._settle_vips()
+        await self._promote_secondaries()
+
+    async def _promote_secondaries(self) -> None:
+        """Asked for once (keepalived only sets it, at start and reload; it goes back at stop)."""
+        if self.config.promote_secondaries and self.ifname and self._promoting is None:
+            self._promoting = self.ifname
+            await self.services.promotion.acquire(self.ifname)
 
     def resign(self) -> None:
         """Shutdown event: a master sends priority 0 so that a backup takes over at once."""
@@ -182,6 +193,9 @@ class Instance:
             self._vmac_task.cancel()
         if self.vmac_name:
             await self.services.vmacs.remove(self._vmac())
+        if self._promoting is not None:
+            await self.services.promotion.release(self._promoting)
+            self._promoting = None
         self.services.notifier.state_changed(
             "INSTANCE",
             self.name,
