@@ -301,3 +301,22 @@ def test_promote_secondaries_is_read_and_cleared_with_a_vmac():
     assert warnings_of(config) == [
         "4: (VI_1) promote_secondaries is automatically set for vmacs - ignoring"
     ]
+
+
+def garp_globals(config):
+    defs = config.global_defs
+    return (
+        defs.vrrp_garp_master_repeat,
+        defs.vrrp_garp_master_refresh,
+        defs.vrrp_garp_master_refresh_repeat,
+        defs.vrrp_garp_master_delay,
+    )
+
+
+def test_vrrp_min_garp_changes_only_the_garp_settings_still_at_their_default():
+    assert garp_globals(parse("global_defs {\n    vrrp_min_garp\n}\n")) == (1, 0, 0, 0)
+    before = "global_defs {\n    vrrp_garp_master_delay 2\n    vrrp_min_garp true\n}\n"
+    assert garp_globals(parse(before)) == (1, 0, 0, 2)
+    after = "global_defs {\n    vrrp_min_garp\n    vrrp_garp_master_repeat 3\n}\n"
+    assert garp_globals(parse(after)) == (3, 0, 0, 0)
+    assert garp_globals(parse("global_defs {\n    vrrp_min_garp off\n}\n")) == (5, 0, 1, 5)

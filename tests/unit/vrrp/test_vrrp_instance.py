@@ -1137,3 +1137,15 @@ def test_promote_secondaries_is_asked_at_start_and_given_back_at_stop():
         assert shared.promotion.calls == [("acquire", "eth0"), ("release", "eth0")]
 
     asyncio.run(scenario())
+
+
+def test_vrrp_min_garp_master_sends_one_gratuitous_arp_and_no_refresh():
+    prefix = "global_defs {\n  vrrp_min_garp\n  vrrp_garp_master_refresh 1\n}"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", prefix=prefix))
+        await asyncio.sleep(1.2)  # the refresh comes with vrrp_min_garp's 0 repeats
+        assert shared.announcer.announced == [("eth0", "192.168.77.100")]
+        await instance.stop()
+
+    asyncio.run(scenario())

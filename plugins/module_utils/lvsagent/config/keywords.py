@@ -97,7 +97,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     vrrp_garp_lower_prio_repeat vrrp_garp_master_delay vrrp_garp_master_refresh
     vrrp_garp_master_refresh_repeat vrrp_garp_master_repeat vrrp_gna_interval
     vrrp_instance vrrp_ipsets vrrp_iptables
-    vrrp_mcast_group4 vrrp_mcast_group6 vrrp_min_garp
+    vrrp_mcast_group4 vrrp_mcast_group6
     vrrp_notify_fifo vrrp_notify_fifo_script vrrp_script vrrp_startup_delay vrrp_strict
     vrrp_sync_group vrrp_track_file vrrp_track_process vrrp_version warmup weight
     """.split()  # noqa: SIM905

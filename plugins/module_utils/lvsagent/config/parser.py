@@ -602,6 +602,7 @@ class Builder:
             "nftables_counters": self.scalar("nftables_counters", self.bare_flag),
             "nftables_ifindex": self.scalar("nftables_ifindex", self.bare_flag),
             "vrrp_iptables": self.vrrp_iptables,
+            "vrrp_min_garp": self.min_garp,
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
@@ -643,6 +644,17 @@ class Builder:
             self.error(node, f"nftables: table name '{excerpt(name)}' not supported by lvs-agent")
             raise Invalid
         return name
+
+    def min_garp(self, node: Node, global_defs: GlobalDefs) -> None:
+        """keepalived's vrrp_min_garp: one gratuitous ARP / NA, no delayed burst, no refresh;
+        only the settings still at their default when it is read change."""
+        if not self.flag(node):
+            return
+        defaults = GlobalDefs()
+        for name, value in (("repeat", 1), ("refresh", 0), ("refresh_repeat", 0), ("delay", 0)):
+            attribute = f"vrrp_garp_master_{name}"
+            if getattr(global_defs, attribute) == getattr(defaults, attribute):
+                setattr(global_defs, attribute, value)
 
     def vrrp_iptables(self, node: Node, global_defs: GlobalDefs) -> None:
         """keepalived 2.2.7 as Debian builds it has no iptables: it uses its nftables table."""

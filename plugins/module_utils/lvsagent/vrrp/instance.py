@@ -430,7 +430,7 @@ class Instance:
 
     def _announce_burst(self, count: int) -> None:
         spacing = self.global_defs.vrrp_garp_interval
-        for number in range(max(1, count)):
+        for number in range(count):  # 0 only from vrrp_min_garp's refresh_repeat: none
             if spacing:
                 self._keep_timer(
                     self.services.loop.call_later(number * spacing, self._announce_all)
