@@ -245,37 +245,10 @@ def test_check_unicast_src_without_unicast_peers_is_a_warning():
     assert warnings_of(config) == ["4: (VI_1) check_unicast_src has no effect without unicast_peer"]
 
 
-def test_lower_and_higher_prio_adverts_read_as_keepalived_reads_them():
-    config = parse(
-        "global_defs {\n    vrrp_lower_prio_no_advert\n    vrrp_higher_prio_send_advert false\n}\n"
-        + instance("lower_prio_no_advert off", "higher_prio_send_advert")
-    )
-    assert (
-        config.global_defs.vrrp_lower_prio_no_advert,
-        config.global_defs.vrrp_higher_prio_send_advert,
-    ) == (True, False)
-    vrrp = config.vrrp_instances[0]
-    assert (vrrp.lower_prio_no_advert, vrrp.higher_prio_send_advert) == (False, True)
-    assert parse(instance()).vrrp_instances[0].lower_prio_no_advert is None
-
-
 def test_lower_prio_no_advert_bad_value_is_ignored_with_a_warning():
     config = parse(instance("lower_prio_no_advert maybe"))
     assert config.vrrp_instances[0].lower_prio_no_advert is None
     assert warnings_of(config) == ["4: Invalid lower_prio_no_advert parameter maybe"]
-
-
-def test_strict_mode_resets_lower_and_higher_prio_adverts():
-    config = parse(
-        "global_defs {\n    vrrp_strict\n}\n"
-        + instance("lower_prio_no_advert false", "higher_prio_send_advert true")
-    )
-    vrrp = config.vrrp_instances[0]
-    assert (vrrp.lower_prio_no_advert, vrrp.higher_prio_send_advert) == (True, False)
-    assert warnings_of(config) == [
-        "7: (VI_1) Strict mode requires no lower priority advert - resetting",
-        "8: (VI_1) strict mode requires higher_prio_send_advert to be clear - resetting",
-    ]
 
 
 def test_unicast_ttl_read_as_keepalived_reads_it():
@@ -320,3 +293,55 @@ def test_vrrp_min_garp_changes_only_the_garp_settings_still_at_their_default():
     after = "global_defs {\n    vrrp_min_garp\n    vrrp_garp_master_repeat 3\n}\n"
     assert garp_globals(parse(after)) == (3, 0, 0, 0)
     assert garp_globals(parse("global_defs {\n    vrrp_min_garp off\n}\n")) == (5, 0, 1, 5)
+
+
+def test_strict_mode_resets_what_it_forbids_a_master_hearing_other_priorities():
+    config = parse(
+        "global_defs {\n    vrrp_strict\n}\n"
+        + instance(
+            "garp_lower_prio_repeat 2",
+            "garp_lower_prio_delay 3",
+            "lower_prio_no_advert false",
+            "higher_prio_send_advert true",
+        )
+    )
+    vrrp = config.vrrp_instances[0]
+    assert (vrrp.garp_lower_prio_repeat, vrrp.garp_lower_prio_delay) == (0, 0)
+    assert (vrrp.lower_prio_no_advert, vrrp.higher_prio_send_advert) == (True, False)
+    assert warnings_of(config) == [
+        "7: (VI_1) Strict mode requires no repeat garps. resetting",
+        "8: (VI_1) Strict mode requires no repeat garp delay. resetting",
+        "9: (VI_1) Strict mode requires no lower priority advert - resetting",
+        "10: (VI_1) strict mode requires higher_prio_send_advert to be clear - resetting",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("global_lines", "lines", "names", "values", "warnings"),
+    [
+        (
+            ("vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert false"),
+            ("lower_prio_no_advert off", "higher_prio_send_advert"),
+            ("lower_prio_no_advert", "higher_prio_send_advert"),
+            ((True, False), (False, True)),
+            [],
+        ),
+        (
+            ("vrrp_garp_lower_prio_delay 7", "vrrp_garp_lower_prio_repeat x"),
+            ("garp_lower_prio_delay 2", "garp_lower_prio_repeat 0"),
+            ("garp_lower_prio_delay", "garp_lower_prio_repeat"),
+            ((7, None), (2, 0)),
+            ["3: Invalid vrrp_garp_lower_prio_repeat 'x'"],
+        ),
+    ],
+)
+def test_a_masters_answers_to_other_priorities_read_as_keepalived_reads_them(
+    global_lines, lines, names, values, warnings
+):
+    globals_block = "".join(f"    {line}\n" for line in global_lines)
+    config = parse(f"global_defs {{\n{globals_block}}}\n" + instance(*lines))
+    vrrp = config.vrrp_instances[0]
+    found_globals = tuple(getattr(config.global_defs, f"vrrp_{name}") for name in names)
+    assert (found_globals, tuple(getattr(vrrp, name) for name in names)) == values
+    assert warnings_of(config) == warnings
+    assert parse(instance()).vrrp_instances[0].lower_prio_no_advert is None

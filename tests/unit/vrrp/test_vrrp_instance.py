@@ -1149,3 +1149,52 @@ def test_vrrp_min_garp_master_sends_one_gratuitous_arp_and_no_refresh():
         await instance.stop()
 
     asyncio.run(scenario())
+
+
+def lower_priority_garps(prefix="", extra="", wait=0.0, priority=200):
+    """Gratuitous ARPs a master sends when it hears priority 100 (vrrp_garp_master_delay 0 so
+    that its own start-up bursts are over)."""
+
+    async def scenario():
+        text = conf_text(state="MASTER", priority=priority, prefix=prefix, extra=extra)
+        instance, shared = await started(text)
+        assert instance.machine.state == State.MASTER
+        before = len(shared.announcer.announced)
+        instance.machine.receive(v2(100), PEER)  # past the receive rules (auth under strict)
+        await asyncio.sleep(wait)
+        await instance.stop()
+        return len(shared.announcer.announced) - before
+
+    return asyncio.run(scenario())
+
+
+NO_DELAY = "global_defs {\n  vrrp_garp_master_delay 0\n}"
+
+
+def test_a_master_hearing_a_lower_priority_announces_its_vips_again():
+    assert lower_priority_garps(NO_DELAY) == 5  # vrrp_garp_master_repeat, keepalived's default
+    explicit = "  garp_lower_prio_repeat 2\n  garp_lower_prio_delay 1\n"
+    assert lower_priority_garps(NO_DELAY, explicit, wait=1.2) == 4  # now and 1 s later
+    globals_ = "global_defs {\n  vrrp_garp_master_delay 0\n  vrrp_garp_lower_prio_repeat 3\n}"
+    assert lower_priority_garps(globals_) == 3
+    assert lower_priority_garps(NO_DELAY, "  garp_lower_prio_repeat 0\n") == 0
+    strict = "global_defs {\n  vrrp_garp_master_delay 0\n  vrrp_strict\n}"
+    assert lower_priority_garps(strict, priority=255) == 0  # strict: MASTER only as owner
+
+
+def test_the_other_sync_group_members_announce_too():
+    group = "vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
+    text = NO_DELAY + two_members(group).replace("VI_2 {", "VI_2 {\n  garp_lower_prio_repeat 2")
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(text))
+        await engine.start()
+        engine.instances["VI_1"].machine.force_master()
+        fakes.announcer.announced.clear()
+        engine.instances["VI_1"].machine.receive(v2(100), PEER)
+        announced = list(fakes.announcer.announced)
+        await engine.stop()
+        assert announced.count(("eth0", "192.168.77.100")) == 5
+        assert announced.count(("eth0", "192.168.77.101")) == 2
+
+    asyncio.run(scenario())

@@ -120,6 +120,18 @@ class Checker:
                 " - resetting",
             )
             instance.accept = False
+        if strict and instance.garp_lower_prio_repeat:
+            self.warning(
+                self.keyword_location(instance, "garp_lower_prio_repeat"),
+                f"{name} Strict mode requires no repeat garps. resetting",
+            )
+            instance.garp_lower_prio_repeat = 0
+        if strict and instance.garp_lower_prio_delay:
+            self.warning(
+                self.keyword_location(instance, "garp_lower_prio_delay"),
+                f"{name} Strict mode requires no repeat garp delay. resetting",
+            )
+            instance.garp_lower_prio_delay = 0
         if strict and instance.lower_prio_no_advert is False:
             self.warning(
                 self.keyword_location(instance, "lower_prio_no_advert"),

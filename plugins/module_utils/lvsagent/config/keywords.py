@@ -60,8 +60,8 @@ KEEPALIVED_KEYWORDS = frozenset(
     default_interface delay delay_before_retry delay_loop digest dont_track_primary
     down_timer_adverts dynamic dynamic_interfaces enable_script_security enable_sni fall
     fast_recovery fifo_write_vrrp_states_on_reload flag-1 flag-2 flag-3 fork_delay
-    full_command fwmark garp_extra_if garp_group garp_interval garp_lower_prio_delay
-    garp_lower_prio_repeat garp_master_delay garp_master_refresh garp_master_refresh_repeat
+    full_command fwmark garp_extra_if garp_group garp_interval
+    garp_master_delay garp_master_refresh garp_master_refresh_repeat
     garp_master_repeat global_defs global_tracking gna_interval group ha_suspend
     hoplimit host http_protocol hysteresis idle_tx include_check
     inhibit_on_failure init_fail init_file interface interface_up_down_delays interfaces
@@ -93,8 +93,8 @@ KEEPALIVED_KEYWORDS = frozenset(
     virtual_ipaddress virtual_ipaddress_excluded virtual_router_id
     virtual_server virtual_server_group virtualhost vmac_addr_prefix
     vmac_garp_intvl vmac_prefix vmac_xmit_base vrf vrrp_check_unicast_src vrrp_delay_after_boot
-    vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval vrrp_garp_lower_prio_delay
-    vrrp_garp_lower_prio_repeat vrrp_garp_master_delay vrrp_garp_master_refresh
+    vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval
+    vrrp_garp_master_delay vrrp_garp_master_refresh
     vrrp_garp_master_refresh_repeat vrrp_garp_master_repeat vrrp_gna_interval
     vrrp_instance vrrp_ipsets vrrp_iptables
     vrrp_mcast_group4 vrrp_mcast_group6

@@ -136,6 +136,9 @@ class GlobalDefs:
     nftables_ifindex: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
+    # gratuitous ARPs of a master hearing a lower priority; None = vrrp_garp_master_delay / _repeat
+    vrrp_garp_lower_prio_delay: Optional[int] = None
+    vrrp_garp_lower_prio_repeat: Optional[int] = None
     vrrp_lower_prio_no_advert: bool = False  # lower_prio_no_advert of each instance not setting it
     vrrp_higher_prio_send_advert: bool = False  # likewise higher_prio_send_advert
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID
@@ -348,6 +351,8 @@ class VrrpInstance:
     garp_master_repeat: Optional[int] = None
     garp_master_refresh: Optional[int] = None
     garp_master_refresh_repeat: Optional[int] = None
+    garp_lower_prio_delay: Optional[int] = None  # None = global (vrrp_strict: 0)
+    garp_lower_prio_repeat: Optional[int] = None
     checksum_with_pseudo_header: bool = True  # False with v3_checksum_as_v2
     accept: Optional[bool] = None  # None = keepalived's default (accept unless strict)
     # as master: no advert in answer to a lower priority one / an advert to a higher priority

@@ -606,6 +606,16 @@ class Builder:
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
+            "vrrp_garp_lower_prio_delay": self.lenient(
+                "vrrp_garp_lower_prio_delay",
+                whole(0, GARP_DELAY_MAX),
+                "vrrp_garp_lower_prio_delay '{value}' invalid - ignoring",
+            ),
+            "vrrp_garp_lower_prio_repeat": self.lenient(
+                "vrrp_garp_lower_prio_repeat",
+                whole(0, INT32_MAX),
+                "Invalid vrrp_garp_lower_prio_repeat '{value}'",
+            ),
             "vrrp_lower_prio_no_advert": self.scalar("vrrp_lower_prio_no_advert", self.flag),
             "vrrp_higher_prio_send_advert": self.scalar("vrrp_higher_prio_send_advert", self.flag),
             **{
@@ -992,6 +1002,16 @@ class Builder:
             "use_vmac": self.use_vmac,
             "vmac_xmit_base": self.scalar("vmac_xmit_base", self.bare_flag),
             "promote_secondaries": self.scalar("promote_secondaries", self.bare_flag),
+            "garp_lower_prio_delay": self.lenient(
+                "garp_lower_prio_delay",
+                whole(0, GARP_DELAY_MAX),
+                "({name}): garp_lower_prio_delay '{value}' invalid - ignoring",
+            ),
+            "garp_lower_prio_repeat": self.lenient(
+                "garp_lower_prio_repeat",
+                whole(0, INT32_MAX),
+                "({name}): Invalid garp_lower_prio_repeat '{value}'",
+            ),
             "lower_prio_no_advert": self.scalar("lower_prio_no_advert", self.flag),
             "higher_prio_send_advert": self.scalar("higher_prio_send_advert", self.flag),
         }

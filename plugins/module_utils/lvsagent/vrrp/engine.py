@@ -223,7 +223,11 @@ class VrrpEngine:
 
     async def _start_instance(self, config: Config, instance_config) -> None:
         instance = Instance(
-            instance_config, config.global_defs, self._services(), self._state_changed
+            instance_config,
+            config.global_defs,
+            self._services(),
+            self._state_changed,
+            self._lower_priority_heard,
         )
         self.instances[instance.name] = instance
         try:
@@ -248,6 +252,13 @@ class VrrpEngine:
     @staticmethod
     def _group_of(config: Config, name: str) -> Optional[SyncGroup]:
         return next((group for group in config.sync_groups if name in group.group), None)
+
+    def _lower_priority_heard(self, instance: Instance) -> None:
+        group = self._group_of(self.config, instance.name)
+        for name in group.group if group else ():
+            member = self.instances.get(name)
+            if member is not None and member is not instance:
+                member.announce_to_lower_priority()
 
     def _state_changed(self, instance: Instance, old: State, new: State) -> None:
         for listener in list(self._listeners):

@@ -58,11 +58,13 @@ class Instance:
         global_defs: GlobalDefs,
         services: Services,
         on_state: Callable[[Instance, State, State], None],
+        on_lower_priority: Optional[Callable[[Instance], None]] = None,
     ) -> None:
         self.config = config
         self.global_defs = global_defs
         self.services = services
         self.on_state = on_state
+        self.on_lower_priority = on_lower_priority  # the sync group's other members GARP too
         self.ifname = config.interface
         self.family = config.family
         self.vmac_name = config.vmac_name if config.use_vmac else None
@@ -133,7 +135,11 @@ class Instance:
             await services.vmacs.create(self._vmac())
         await self._promote_secondaries()
         self.machine = VrrpMachine(
-            self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
+            self._machine_settings(),
+            LoopClock(services.loop),
+            self._transmit,
+            self._on_transition,
+            self._lower_priority_heard,
         )
         self._register()
         self._join_group()
@@ -421,6 +427,34 @@ class Instance:
             self._schedule_refresh(when + every, every)
 
         self._keep_timer(self.services.loop.call_at(when, refresh))
+
+    def _lower_priority_heard(self) -> None:
+        """keepalived: a master hearing a lower priority announces its VIPs again (and the other
+        members of its sync group theirs), in case that router took them."""
+        self.announce_to_lower_priority()
+        if self.on_lower_priority is not None:
+            self.on_lower_priority(self)
+
+    def announce_to_lower_priority(self) -> None:
+        """garp_lower_prio_repeat gratuitous ARPs now and again after garp_lower_prio_delay."""
+        repeat = self._lower_prio_garp_setting("repeat")
+        if not repeat:
+            return
+        self._announce_burst(repeat)
+        delay = self._lower_prio_garp_setting("delay")
+        if delay:
+            self._keep_timer(self.services.loop.call_later(delay, self._announce_burst, repeat))
+
+    def _lower_prio_garp_setting(self, name: str) -> int:
+        """The instance's, else 0 under vrrp_strict, else the global one, else the master one's."""
+        value = getattr(self.config, f"garp_lower_prio_{name}")
+        if value is None and self.global_defs.vrrp_strict:
+            return 0
+        if value is None:
+            value = getattr(self.global_defs, f"vrrp_garp_lower_prio_{name}")
+        if value is None:
+            value = getattr(self.global_defs, f"vrrp_garp_master_{name}")
+        return value
 
     def _keep_timer(self, timer: asyncio.TimerHandle) -> None:
         """Remember a pending announcement so leaving MASTER can cancel it; forget fired ones."""

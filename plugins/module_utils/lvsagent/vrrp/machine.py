@@ -81,8 +81,10 @@ class VrrpMachine:
         clock: Clock,
         transmit: Callable[[int], None],
         on_transition: Callable[[State, State], None],
+        on_lower_priority: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_lower_priority = on_lower_priority  # a master heard a lower priority advert
         self.clock = clock
         self.transmit = transmit
         self.on_transition = on_transition
@@ -248,6 +250,8 @@ class VrrpMachine:
         )
         if answer:
             self.transmit(self.effective_priority)
+        if self.on_lower_priority is not None:
+            self.on_lower_priority()
 
     def _adopt_interval(self, advert: Advertisement) -> None:
         """RFC 9568: a v3 backup times the master by the master's interval (never below the
