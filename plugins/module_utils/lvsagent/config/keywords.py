@@ -57,7 +57,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     TCP_CHECK accept active_key advert_int alpha anti_replay auth_hmac auth_pass
     auth_type authentication bfd_instance bind_if bind_port bindto ca certificate
     check_unicast_src connect_ip connect_port connect_timeout data_use_instance
-    default_interface delay delay_before_retry delay_loop digest dont_track_primary
+    delay delay_before_retry delay_loop digest dont_track_primary
     down_timer_adverts dynamic dynamic_interfaces enable_script_security enable_sni fall
     fast_recovery fifo_write_vrrp_states_on_reload flag-1 flag-2 flag-3 fork_delay
     full_command fwmark garp_extra_if garp_group garp_interval

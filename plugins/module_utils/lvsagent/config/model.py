@@ -139,6 +139,7 @@ class GlobalDefs:
     # gratuitous ARPs of a master hearing a lower priority; None = vrrp_garp_master_delay / _repeat
     vrrp_garp_lower_prio_delay: Optional[int] = None
     vrrp_garp_lower_prio_repeat: Optional[int] = None
+    default_interface: str = DEFAULT_INTERFACE  # of a static address with no dev
     vrrp_lower_prio_no_advert: bool = False  # lower_prio_no_advert of each instance not setting it
     vrrp_higher_prio_send_advert: bool = False  # likewise higher_prio_send_advert
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID

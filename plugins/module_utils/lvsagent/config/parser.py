@@ -25,7 +25,6 @@ from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .lvs_globals import LvsGlobals
 from .model import (
-    DEFAULT_INTERFACE,
     DEFAULT_NFTABLES_TABLE,
     DEFAULT_PERSISTENCE_TIMEOUT,
     FIFO_PREFIXES,
@@ -214,6 +213,7 @@ class Builder:
         self.instance_keywords: dict[int, dict] = {}  # id(instance) -> keyword -> Location
         self.current_server_state = BlockState()
         self.rule_priorities: dict[int, int] = {}  # family -> next preference given by default
+        self.default_interface: Optional[str] = None  # as keepalived: fixed by its first use
         self.lvs_globals = LvsGlobals(self)
         self.tables: dict[str, dict[str, Handler]] = {
             "top": {
@@ -603,6 +603,7 @@ class Builder:
             "nftables_ifindex": self.scalar("nftables_ifindex", self.bare_flag),
             "vrrp_iptables": self.vrrp_iptables,
             "vrrp_min_garp": self.min_garp,
+            "default_interface": self.scalar("default_interface", self.interface_name),
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
@@ -1175,7 +1176,11 @@ class Builder:
                 vip = self.virtual_address(child)
             except Invalid:
                 continue
-            vip.dev = vip.dev or DEFAULT_INTERFACE
+            if vip.dev is None:
+                self.default_interface = (
+                    self.default_interface or self.config.global_defs.default_interface
+                )
+                vip.dev = self.default_interface
             config.static_addresses.append(vip)
 
     def routing_lines(self, attribute: str, read: Callable) -> Handler:
