@@ -345,3 +345,17 @@ def test_a_masters_answers_to_other_priorities_read_as_keepalived_reads_them(
     assert (found_globals, tuple(getattr(vrrp, name) for name in names)) == values
     assert warnings_of(config) == warnings
     assert parse(instance()).vrrp_instances[0].lower_prio_no_advert is None
+
+
+def test_down_timer_adverts_takes_the_global_value_when_the_block_starts():
+    first = "global_defs {\n    vrrp_down_timer_adverts 6\n}\n"
+    assert parse(first + instance()).vrrp_instances[0].down_timer_adverts == 6
+    assert parse(instance() + first).vrrp_instances[0].down_timer_adverts == 3
+    config = parse(first + instance("down_timer_adverts 101"))
+    assert config.vrrp_instances[0].down_timer_adverts == 6
+    assert warnings_of(config) == ["7: (VI_1): Invalid down_timer_adverts [1:100] '101'"]
+    strict = parse("global_defs {\n    vrrp_strict\n}\n" + instance("down_timer_adverts 2"))
+    assert strict.vrrp_instances[0].down_timer_adverts == 3
+    assert warnings_of(strict) == [
+        "7: (VI_1) down_timer_adverts is incompatible with strict mode - resetting"
+    ]

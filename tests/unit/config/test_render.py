@@ -148,6 +148,7 @@ vrrp_instance "VI 1" {
     lower_prio_no_advert false
     higher_prio_send_advert
     promote_secondaries
+    down_timer_adverts 4
 }
 """
 

@@ -1198,3 +1198,12 @@ def test_the_other_sync_group_members_announce_too():
         assert announced.count(("eth0", "192.168.77.101")) == 2
 
     asyncio.run(scenario())
+
+
+def test_down_timer_adverts_reaches_the_machine():
+    async def scenario():
+        instance, _shared = await started(conf_text(extra="  down_timer_adverts 7\n"))
+        await instance.stop()
+        return instance.machine.settings.down_timer_adverts
+
+    assert asyncio.run(scenario()) == 7

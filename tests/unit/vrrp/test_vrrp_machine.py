@@ -392,3 +392,13 @@ def test_without_higher_prio_send_advert_master_yields_silently(clock):
     machine.receive(advert(150), PEER_LOW)
     assert machine.state == State.BACKUP
     assert net.sent[before:] == []
+
+
+def test_down_timer_adverts_is_the_number_of_adverts_a_backup_waits_for(clock):
+    machine, _net = make(clock, priority=100, down_timer_adverts=5)
+    machine.startup()
+    assert machine.master_down_interval == pytest.approx(5 + 156 / 256)
+    clock.advance(5.5)
+    assert machine.state == State.BACKUP
+    clock.advance(0.2)
+    assert machine.state == State.MASTER

@@ -27,6 +27,7 @@ from ..scripts import (
 from .errors import Problem
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
+    DOWN_TIMER_ADVERTS,
     FIFO_PREFIXES,
     Config,
     Location,
@@ -120,6 +121,12 @@ class Checker:
                 " - resetting",
             )
             instance.accept = False
+        if strict and instance.down_timer_adverts != DOWN_TIMER_ADVERTS:
+            self.warning(
+                self.keyword_location(instance, "down_timer_adverts"),
+                f"{name} down_timer_adverts is incompatible with strict mode - resetting",
+            )
+            instance.down_timer_adverts = DOWN_TIMER_ADVERTS
         if strict and instance.garp_lower_prio_repeat:
             self.warning(
                 self.keyword_location(instance, "garp_lower_prio_repeat"),

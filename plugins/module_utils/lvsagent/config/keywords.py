@@ -58,7 +58,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     auth_type authentication bfd_instance bind_if bind_port bindto ca certificate
     check_unicast_src connect_ip connect_port connect_timeout data_use_instance
     delay delay_before_retry delay_loop digest dont_track_primary
-    down_timer_adverts dynamic dynamic_interfaces enable_script_security enable_sni fall
+    dynamic dynamic_interfaces enable_script_security enable_sni fall
     fast_recovery fifo_write_vrrp_states_on_reload flag-1 flag-2 flag-3 fork_delay
     full_command fwmark garp_extra_if garp_group garp_interval
     garp_master_delay garp_master_refresh garp_master_refresh_repeat
@@ -93,7 +93,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     virtual_ipaddress virtual_ipaddress_excluded virtual_router_id
     virtual_server virtual_server_group virtualhost vmac_addr_prefix
     vmac_garp_intvl vmac_prefix vmac_xmit_base vrf vrrp_check_unicast_src vrrp_delay_after_boot
-    vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval
+    vrrp_garp_extra_if vrrp_garp_interval
     vrrp_garp_master_delay vrrp_garp_master_refresh
     vrrp_garp_master_refresh_repeat vrrp_garp_master_repeat vrrp_gna_interval
     vrrp_instance vrrp_ipsets vrrp_iptables

@@ -51,6 +51,7 @@ FIFO_PREFIXES = ("", "vrrp_", "lvs_")
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
 RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unless no_track
 DEFAULT_NFTABLES_TABLE = "keepalived"  # `nftables` with no name, and no_accept without it
+DOWN_TIMER_ADVERTS = 3  # RFC 3768: Master_Down_Interval is 3 advert intervals plus the skew
 DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address with no dev
 
 
@@ -140,6 +141,7 @@ class GlobalDefs:
     vrrp_garp_lower_prio_delay: Optional[int] = None
     vrrp_garp_lower_prio_repeat: Optional[int] = None
     default_interface: str = DEFAULT_INTERFACE  # of a static address with no dev
+    vrrp_down_timer_adverts: int = DOWN_TIMER_ADVERTS
     vrrp_lower_prio_no_advert: bool = False  # lower_prio_no_advert of each instance not setting it
     vrrp_higher_prio_send_advert: bool = False  # likewise higher_prio_send_advert
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID
@@ -364,6 +366,8 @@ class VrrpInstance:
     use_vmac: bool = False
     vmac_name: Optional[str] = None  # None = vmac_prefix.VRID, chosen by the checks
     vmac_xmit_base: bool = False  # adverts leave from the base interface, not the macvlan
+    # adverts a backup misses before it takes over (the global value when the block starts)
+    down_timer_adverts: int = DOWN_TIMER_ADVERTS
     promote_secondaries: bool = False  # set net.ipv4.conf.IFACE.promote_secondaries (promote.py)
     family: int = 4  # 4 or 6, from the VIPs
     sync_group: Optional[str] = None

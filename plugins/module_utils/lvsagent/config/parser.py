@@ -603,6 +603,11 @@ class Builder:
             "nftables_ifindex": self.scalar("nftables_ifindex", self.bare_flag),
             "vrrp_iptables": self.vrrp_iptables,
             "vrrp_min_garp": self.min_garp,
+            "vrrp_down_timer_adverts": self.lenient(
+                "vrrp_down_timer_adverts",
+                whole(1, 100),
+                "Invalid vrrp_down_timer_adverts [1:100] '{value}'",
+            ),
             "default_interface": self.scalar("default_interface", self.interface_name),
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
@@ -1003,6 +1008,11 @@ class Builder:
             "use_vmac": self.use_vmac,
             "vmac_xmit_base": self.scalar("vmac_xmit_base", self.bare_flag),
             "promote_secondaries": self.scalar("promote_secondaries", self.bare_flag),
+            "down_timer_adverts": self.lenient(
+                "down_timer_adverts",
+                whole(1, 100),
+                "({name}): Invalid down_timer_adverts [1:100] '{value}'",
+            ),
             "garp_lower_prio_delay": self.lenient(
                 "garp_lower_prio_delay",
                 whole(0, GARP_DELAY_MAX),
@@ -1283,6 +1293,8 @@ class Builder:
     def vrrp_instance(self, node: Node, config: Config) -> None:
         name = self.block_name(node)
         instance = VrrpInstance(name, location=location(node))
+        # keepalived copies the global value when the block starts
+        instance.down_timer_adverts = config.global_defs.vrrp_down_timer_adverts
         self.instance_keywords[id(instance)] = self.walk(node, "vrrp_instance", instance).explicit
         config.vrrp_instances.append(instance)
 

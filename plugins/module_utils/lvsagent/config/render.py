@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .model import (
+    DOWN_TIMER_ADVERTS,
     RTPROT_KEEPALIVED,
     Route,
     Rule,
@@ -258,6 +259,8 @@ def render_instance(instance: VrrpInstance) -> str:
         add("use_vmac", *([instance.vmac_name] if instance.vmac_name else []))
     if instance.vmac_xmit_base:
         add("vmac_xmit_base")
+    if instance.down_timer_adverts != DOWN_TIMER_ADVERTS:
+        add("down_timer_adverts", instance.down_timer_adverts)
     if instance.promote_secondaries:
         add("promote_secondaries")
     for keyword in ("lower_prio_no_advert", "higher_prio_send_advert"):

@@ -123,6 +123,7 @@ class Instance:
             preempt_delay=config.preempt_delay,
             start_as_master=config.state == "MASTER",
             primary_address=self.source,
+            down_timer_adverts=config.down_timer_adverts,
             lower_prio_no_advert=lower_prio_no_advert,
             higher_prio_send_advert=higher_prio_send_advert,
         )

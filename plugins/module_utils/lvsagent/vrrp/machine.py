@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ..config.model import DOWN_TIMER_ADVERTS
 from .packet import MIN_ADVERT_INTERVAL, Advertisement, IPAddress
 from .receive import RateLimitedLog
 
@@ -68,6 +69,7 @@ class MachineSettings:
     preempt_delay: float = 0.0
     start_as_master: bool = False  # keepalived's `state MASTER`: do not wait Master_Down_Interval
     primary_address: IPAddress | None = None  # ours, for the equal-priority tie-break
+    down_timer_adverts: int = DOWN_TIMER_ADVERTS  # keepalived's: the 3 of Master_Down_Interval
     lower_prio_no_advert: bool = False  # a master does not answer a lower priority advert
     higher_prio_send_advert: bool = False  # a master answers a higher one before it yields
 
@@ -115,7 +117,7 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        return 3 * self.master_adver_interval + self.skew_time
+        return self.settings.down_timer_adverts * self.master_adver_interval + self.skew_time
 
     # -- events ---------------------------------------------------------------------------------
     def startup(self) -> None:
