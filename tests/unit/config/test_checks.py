@@ -359,3 +359,26 @@ def test_down_timer_adverts_takes_the_global_value_when_the_block_starts():
     assert warnings_of(strict) == [
         "7: (VI_1) down_timer_adverts is incompatible with strict mode - resetting"
     ]
+
+
+def test_startup_and_shutdown_scripts_read_as_keepalived_reads_them():
+    config = parse(
+        "global_defs {\n"
+        "    startup_script /bin/true\n"
+        "    startup_script /bin/false\n"
+        '    shutdown_script "/bin/echo bye" nobody\n'
+        "    shutdown_script_timeout 1001\n"
+        "    startup_script_timeout 3\n"
+        "}\n" + instance()
+    )
+    defs = config.global_defs
+    assert (defs.startup_script.command, defs.startup_script_timeout) == ("/bin/true", 3)
+    assert (defs.shutdown_script.command, defs.shutdown_script.user.user) == (
+        "/bin/echo bye",
+        "nobody",
+    )
+    assert defs.shutdown_script_timeout == 10
+    assert warnings_of(config) == [
+        "3: startup script already specified",
+        "5: shutdown_script_timeout '1001' must be in [1, 1000] - ignoring",
+    ]

@@ -797,7 +797,8 @@ class Checker:
         for name, script in config.vrrp_scripts.items():
             if name in used:
                 yield f"vrrp_script {name}", script.script, script.user, script, script.location
-        owners = [("global_defs", config.global_defs, FIFO_SCRIPTS)]
+        start_stop = ("startup_script", "shutdown_script")
+        owners = [("global_defs", config.global_defs, FIFO_SCRIPTS + start_stop)]
         owners += [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
         owners += [(f"vrrp_sync_group {g.name}", g, VRRP_NOTIFY) for g in config.sync_groups]
         for server in config.virtual_servers:

@@ -82,9 +82,9 @@ KEEPALIVED_KEYWORDS = frozenset(
     regex_max_offset regex_min_offset regex_no_match regex_options regex_stack
     reload_check_config reload_file reload_repeat reload_time_file retry rise
     router_id rs_init_notifies script script_user set_supplementary_groups sh-fallback
-    sh-port shutdown_script shutdown_script_timeout sni_name sorry_server
-    sorry_server_inhibit sorry_server_lvs_method source_ip startup_script
-    startup_script_timeout state
+    sh-port sni_name sorry_server
+    sorry_server_inhibit sorry_server_lvs_method source_ip
+    state
     static_track_group status_code strict_mode sync_group_tracking_weight terminate_delay
     time_window timeout timer_expired_backup tls_compliant track_bfd track_file track_group
     track_interface track_process track_script track_src_ip ttl type umask

@@ -157,6 +157,11 @@ class GlobalDefs:
     lvs_flush_on_stop: str = ""  # "" = delete each declared service; "full" = flush; "VS"
     lvs_notify_fifo: Optional[str] = None
     lvs_notify_fifo_script: Optional[Script] = None
+    # run by the agent before VRRP and the checkers start / after they stopped, waited for
+    startup_script: Optional[Script] = None
+    startup_script_timeout: int = 10
+    shutdown_script: Optional[Script] = None
+    shutdown_script_timeout: int = 10
     location: Location = field(default_factory=Location)
 
 

@@ -603,6 +603,21 @@ class Builder:
             "nftables_ifindex": self.scalar("nftables_ifindex", self.bare_flag),
             "vrrp_iptables": self.vrrp_iptables,
             "vrrp_min_garp": self.min_garp,
+            **{
+                f"{kind}_script{suffix}": handler
+                for kind in ("startup", "shutdown")
+                for suffix, handler in (
+                    ("", self.start_stop_script(kind)),
+                    (
+                        "_timeout",
+                        self.lenient(
+                            f"{kind}_script_timeout",
+                            whole(1, 1000),
+                            f"{kind}_script_timeout '{{value}}' must be in [1, 1000] - ignoring",
+                        ),
+                    ),
+                )
+            },
             "vrrp_down_timer_adverts": self.lenient(
                 "vrrp_down_timer_adverts",
                 whole(1, 100),
@@ -660,6 +675,17 @@ class Builder:
             self.error(node, f"nftables: table name '{excerpt(name)}' not supported by lvs-agent")
             raise Invalid
         return name
+
+    def start_stop_script(self, kind: str) -> Handler:
+        """keepalived keeps the first startup_script / shutdown_script."""
+
+        def handle(node: Node, global_defs: GlobalDefs) -> None:
+            if getattr(global_defs, f"{kind}_script") is not None:
+                self.warning(node, f"{kind} script already specified")
+                raise Ignored
+            setattr(global_defs, f"{kind}_script", self.script(node))
+
+        return handle
 
     def min_garp(self, node: Node, global_defs: GlobalDefs) -> None:
         """keepalived's vrrp_min_garp: one gratuitous ARP / NA, no delayed burst, no refresh;
