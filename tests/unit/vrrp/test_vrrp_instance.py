@@ -1151,7 +1151,7 @@ def test_vrrp_min_garp_master_sends_one_gratuitous_arp_and_no_refresh():
     asyncio.run(scenario())
 
 
-def lower_priority_garps(prefix="", extra="", wait=0.0, priority=200):
+def lower_priority_garps(prefix="", extra="", wait=0.0, priority=200, adverts=1):
     """Gratuitous ARPs a master sends when it hears priority 100 (vrrp_garp_master_delay 0 so
     that its own start-up bursts are over)."""
 
@@ -1160,7 +1160,8 @@ def lower_priority_garps(prefix="", extra="", wait=0.0, priority=200):
         instance, shared = await started(text)
         assert instance.machine.state == State.MASTER
         before = len(shared.announcer.announced)
-        instance.machine.receive(v2(100), PEER)  # past the receive rules (auth under strict)
+        for _flood in range(adverts):  # past the receive rules (auth under strict)
+            instance.machine.receive(v2(100), PEER)
         await asyncio.sleep(wait)
         await instance.stop()
         return len(shared.announcer.announced) - before
@@ -1173,6 +1174,7 @@ NO_DELAY = "global_defs {\n  vrrp_garp_master_delay 0\n}"
 
 def test_a_master_hearing_a_lower_priority_announces_its_vips_again():
     assert lower_priority_garps(NO_DELAY) == 5  # vrrp_garp_master_repeat, keepalived's default
+    assert lower_priority_garps(NO_DELAY, adverts=100) == 5  # once per advert interval
     explicit = "  garp_lower_prio_repeat 2\n  garp_lower_prio_delay 1\n"
     assert lower_priority_garps(NO_DELAY, explicit, wait=1.2) == 4  # now and 1 s later
     globals_ = "global_defs {\n  vrrp_garp_master_delay 0\n  vrrp_garp_lower_prio_repeat 3\n}"

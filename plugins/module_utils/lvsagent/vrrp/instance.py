@@ -73,6 +73,7 @@ class Instance:
         self._base_index: Optional[int] = None  # our interface's, as last seen
         self._vmac_task: Optional[asyncio.Task] = None
         self._promoting: Optional[str] = None  # the interface promote_secondaries was asked on
+        self._lower_prio_garp_at = float("-inf")  # when it last answered a lower priority
         self.machine: Optional[VrrpMachine] = None
         self.source: Optional[packet.IPAddress] = None
         self.socket: Optional[VrrpSocket] = None
@@ -437,10 +438,15 @@ class Instance:
             self.on_lower_priority(self)
 
     def announce_to_lower_priority(self) -> None:
-        """garp_lower_prio_repeat gratuitous ARPs now and again after garp_lower_prio_delay."""
+        """garp_lower_prio_repeat gratuitous ARPs now and again after garp_lower_prio_delay.
+
+        At most once per advert interval (a lower router sends one advert per interval): a flood
+        of lower priority adverts cannot turn into a flood of gratuitous ARPs."""
         repeat = self._lower_prio_garp_setting("repeat")
-        if not repeat:
+        now = self.services.loop.time()
+        if not repeat or now < self._lower_prio_garp_at + self.config.advert_int:
             return
+        self._lower_prio_garp_at = now
         self._announce_burst(repeat)
         delay = self._lower_prio_garp_setting("delay")
         if delay:
