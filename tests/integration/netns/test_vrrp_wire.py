@@ -88,3 +88,25 @@ def test_unicast_ttl_is_the_ttl_of_unicast_adverts(lab, tmp_path, peer, vip, ver
     headers = [line for line in capture.read("-v") if "VRRP (112)" in line]
     assert len(headers) >= 3
     assert all(header in line for line in headers), headers
+
+
+@pytest.mark.parametrize(("extra", "expected"), [("", 5), ("  garp_lower_prio_repeat 2\n", 2)])
+def test_a_master_hearing_a_lower_priority_sends_gratuitous_arps(lab, tmp_path, extra, expected):
+    """keepalived's default: vrrp_garp_master_repeat gratuitous ARPs (or garp_lower_prio_repeat)
+    when a router of lower priority claims mastership."""
+    master = lab.host("d1", "192.168.77.11/24")
+    lower = lab.host("d2", "192.168.77.12/24")
+    block = instance_block(150, extra=extra).replace("state BACKUP", "state MASTER")
+    first = Agent(master, tmp_path, config(block, global_extra="  vrrp_garp_master_delay 0\n"))
+    first.start()
+    master.wait_for(lambda: holds(master), timeout=15)
+    time.sleep(0.5)  # its own start-up burst is over
+    capture = lab.capture("arp")
+    claim = instance_block(100).replace("state BACKUP", "state MASTER")
+    second = Agent(lower, tmp_path, config(claim)).start()
+    time.sleep(2.5)
+    assert master.wait_for(lambda: holds(master), timeout=5)
+    capture.stop()
+    ours = [line for line in capture.read("-e") if line.split()[1] == master.mac]
+    assert len(ours) == expected, ours
+    assert second.stop() == 0 and first.stop() == 0
