@@ -28,6 +28,7 @@ from .control import AgentLock, AlreadyRunning, ControlServer, lock_path
 from .metrics import process_status
 from .metrics_server import MetricsServer
 from .owned import declared_vips, owned_services, owned_vips, remove_orphan_vips
+from .scripts import run_script, split_command
 from .vrrp.engine import VrrpEngine
 from .vrrp.machine import LoopClock
 
@@ -154,6 +155,7 @@ class Agent:
             await control.start()
             await self.metrics.listen(self.config.global_defs.metrics_listen)
             await remove_orphan_vips(self._vips, self.config, self.vrrp.addresses)
+            await self._run_start_stop_script("startup")
             await self._start_lvs(loop)
             if not await self._stop_requested_within(self.config.global_defs.vrrp_startup_delay):
                 vrrp_started = True
@@ -171,8 +173,23 @@ class Agent:
             await self.metrics.close()
             if self.lvs is not None:
                 await self.lvs.stop()
+            await self._run_start_stop_script("shutdown")
         log.info("Stopped lvs-agent")
         return exit_code
+
+    async def _run_start_stop_script(self, kind: str) -> None:
+        """keepalived's startup_script (before VRRP and the checkers start) / shutdown_script
+        (after they stopped), each waited for up to its timeout."""
+        settings = self.config.global_defs
+        script = getattr(settings, f"{kind}_script")
+        if script is None:
+            return
+        timeout = getattr(settings, f"{kind}_script_timeout")
+        outcome = await run_script(split_command(script.command), script.run_as, timeout)
+        if outcome.code is None:
+            log.warning("%s script: %s", kind, outcome.error)
+        elif outcome.code > 0:  # keepalived's words
+            log.info("%s script script failed, status %d", kind, outcome.code)
 
     async def _stop_requested_within(self, seconds: float) -> bool:
         """vrrp_startup_delay: wait before VRRP starts, unless asked to stop meanwhile."""

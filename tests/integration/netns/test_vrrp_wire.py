@@ -65,3 +65,48 @@ def test_frames_equal_keepalived(lab, tmp_path, version):
     assert adverts[-1][34:].hex() == resign
     garps = [f for f in seen if f[12:14] == b"\x08\x06"]
     assert garps and all(f == bytes.fromhex(GARP.replace(REFERENCE_MAC[2], ours)) for f in garps)
+
+
+@pytest.mark.parametrize(
+    ("peer", "vip", "version", "header"),
+    [
+        ("192.168.77.12", "192.168.77.100/24", 2, "ttl 3,"),
+        ("fd00:77::12", "fd00:77::100/64", 3, "hlim 3,"),
+    ],
+)
+def test_unicast_ttl_is_the_ttl_of_unicast_adverts(lab, tmp_path, peer, vip, version, header):
+    """keepalived writes unicast_ttl in its IPv4 header and as the IPv6 hop limit."""
+    node = lab.host("d1", "192.168.77.11/24", ipv6="fd00:77::11/64")
+    lab.host("d2", "192.168.77.12/24", ipv6="fd00:77::12/64")  # answers ARP / ND for the peer
+    capture = lab.capture(f"( ip proto 112 or ip6 proto 112 ) and dst host {peer}")
+    extra = f"  unicast_ttl 3\n  unicast_peer {{\n    {peer}\n  }}\n"
+    block = instance_block(150, vip=vip, version=version, extra=extra)
+    agent = Agent(node, tmp_path, config(block.replace("state BACKUP", "state MASTER"))).start()
+    node.wait_for(lambda: len(capture.read()) >= 3, timeout=15)
+    assert agent.stop() == 0
+    capture.stop()
+    headers = [line for line in capture.read("-v") if "VRRP (112)" in line]
+    assert len(headers) >= 3
+    assert all(header in line for line in headers), headers
+
+
+@pytest.mark.parametrize(("extra", "expected"), [("", 5), ("  garp_lower_prio_repeat 2\n", 2)])
+def test_a_master_hearing_a_lower_priority_sends_gratuitous_arps(lab, tmp_path, extra, expected):
+    """keepalived's default: vrrp_garp_master_repeat gratuitous ARPs (or garp_lower_prio_repeat)
+    when a router of lower priority claims mastership."""
+    master = lab.host("d1", "192.168.77.11/24")
+    lower = lab.host("d2", "192.168.77.12/24")
+    block = instance_block(150, extra=extra).replace("state BACKUP", "state MASTER")
+    first = Agent(master, tmp_path, config(block, global_extra="  vrrp_garp_master_delay 0\n"))
+    first.start()
+    master.wait_for(lambda: holds(master), timeout=15)
+    time.sleep(0.5)  # its own start-up burst is over
+    capture = lab.capture("arp")
+    claim = instance_block(100).replace("state BACKUP", "state MASTER")
+    second = Agent(lower, tmp_path, config(claim)).start()
+    time.sleep(2.5)
+    assert master.wait_for(lambda: holds(master), timeout=5)
+    capture.stop()
+    ours = [line for line in capture.read("-e") if line.split()[1] == master.mac]
+    assert len(ours) == expected, ours
+    assert second.stop() == 0 and first.stop() == 0

@@ -243,3 +243,142 @@ def test_check_unicast_src_per_instance_and_global():
 def test_check_unicast_src_without_unicast_peers_is_a_warning():
     config = parse(instance("check_unicast_src"))
     assert warnings_of(config) == ["4: (VI_1) check_unicast_src has no effect without unicast_peer"]
+
+
+def test_lower_prio_no_advert_bad_value_is_ignored_with_a_warning():
+    config = parse(instance("lower_prio_no_advert maybe"))
+    assert config.vrrp_instances[0].lower_prio_no_advert is None
+    assert warnings_of(config) == ["4: Invalid lower_prio_no_advert parameter maybe"]
+
+
+def test_unicast_ttl_read_as_keepalived_reads_it():
+    peers = "unicast_peer {\n        10.0.0.2\n    }"
+    assert parse(instance("unicast_ttl 0", peers)).vrrp_instances[0].unicast_ttl == 0
+    config = parse(instance("unicast_ttl 256", peers))
+    assert config.vrrp_instances[0].unicast_ttl is None
+    assert warnings_of(config) == ["4: (VI_1): TTL '256' not valid - must be between 0 & 255"]
+
+
+def test_unicast_ttl_without_unicast_peers_is_refused():
+    with pytest.raises(ConfigError) as raised:
+        loads(instance("unicast_ttl 5"))
+    assert "4: (VI_1) unicast_ttl without unicast_peer: not supported by lvs-agent" in str(
+        raised.value
+    )
+
+
+def test_promote_secondaries_is_read_and_cleared_with_a_vmac():
+    assert parse(instance("promote_secondaries")).vrrp_instances[0].promote_secondaries is True
+    config = parse(instance("promote_secondaries", "use_vmac"))
+    assert config.vrrp_instances[0].promote_secondaries is False
+    assert warnings_of(config) == [
+        "4: (VI_1) promote_secondaries is automatically set for vmacs - ignoring"
+    ]
+
+
+def garp_globals(config):
+    defs = config.global_defs
+    return (
+        defs.vrrp_garp_master_repeat,
+        defs.vrrp_garp_master_refresh,
+        defs.vrrp_garp_master_refresh_repeat,
+        defs.vrrp_garp_master_delay,
+    )
+
+
+def test_vrrp_min_garp_changes_only_the_garp_settings_still_at_their_default():
+    assert garp_globals(parse("global_defs {\n    vrrp_min_garp\n}\n")) == (1, 0, 0, 0)
+    before = "global_defs {\n    vrrp_garp_master_delay 2\n    vrrp_min_garp true\n}\n"
+    assert garp_globals(parse(before)) == (1, 0, 0, 2)
+    after = "global_defs {\n    vrrp_min_garp\n    vrrp_garp_master_repeat 3\n}\n"
+    assert garp_globals(parse(after)) == (3, 0, 0, 0)
+    assert garp_globals(parse("global_defs {\n    vrrp_min_garp off\n}\n")) == (5, 0, 1, 5)
+
+
+def test_strict_mode_resets_what_it_forbids_a_master_hearing_other_priorities():
+    config = parse(
+        "global_defs {\n    vrrp_strict\n}\n"
+        + instance(
+            "garp_lower_prio_repeat 2",
+            "garp_lower_prio_delay 3",
+            "lower_prio_no_advert false",
+            "higher_prio_send_advert true",
+        )
+    )
+    vrrp = config.vrrp_instances[0]
+    assert (vrrp.garp_lower_prio_repeat, vrrp.garp_lower_prio_delay) == (0, 0)
+    assert (vrrp.lower_prio_no_advert, vrrp.higher_prio_send_advert) == (True, False)
+    assert warnings_of(config) == [
+        "7: (VI_1) Strict mode requires no repeat garps. resetting",
+        "8: (VI_1) Strict mode requires no repeat garp delay. resetting",
+        "9: (VI_1) Strict mode requires no lower priority advert - resetting",
+        "10: (VI_1) strict mode requires higher_prio_send_advert to be clear - resetting",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("global_lines", "lines", "names", "values", "warnings"),
+    [
+        (
+            ("vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert false"),
+            ("lower_prio_no_advert off", "higher_prio_send_advert"),
+            ("lower_prio_no_advert", "higher_prio_send_advert"),
+            ((True, False), (False, True)),
+            [],
+        ),
+        (
+            ("vrrp_garp_lower_prio_delay 7", "vrrp_garp_lower_prio_repeat x"),
+            ("garp_lower_prio_delay 2", "garp_lower_prio_repeat 0"),
+            ("garp_lower_prio_delay", "garp_lower_prio_repeat"),
+            ((7, None), (2, 0)),
+            ["3: Invalid vrrp_garp_lower_prio_repeat 'x'"],
+        ),
+    ],
+)
+def test_a_masters_answers_to_other_priorities_read_as_keepalived_reads_them(
+    global_lines, lines, names, values, warnings
+):
+    globals_block = "".join(f"    {line}\n" for line in global_lines)
+    config = parse(f"global_defs {{\n{globals_block}}}\n" + instance(*lines))
+    vrrp = config.vrrp_instances[0]
+    found_globals = tuple(getattr(config.global_defs, f"vrrp_{name}") for name in names)
+    assert (found_globals, tuple(getattr(vrrp, name) for name in names)) == values
+    assert warnings_of(config) == warnings
+    assert parse(instance()).vrrp_instances[0].lower_prio_no_advert is None
+
+
+def test_down_timer_adverts_takes_the_global_value_when_the_block_starts():
+    first = "global_defs {\n    vrrp_down_timer_adverts 6\n}\n"
+    assert parse(first + instance()).vrrp_instances[0].down_timer_adverts == 6
+    assert parse(instance() + first).vrrp_instances[0].down_timer_adverts == 3
+    config = parse(first + instance("down_timer_adverts 101"))
+    assert config.vrrp_instances[0].down_timer_adverts == 6
+    assert warnings_of(config) == ["7: (VI_1): Invalid down_timer_adverts [1:100] '101'"]
+    strict = parse("global_defs {\n    vrrp_strict\n}\n" + instance("down_timer_adverts 2"))
+    assert strict.vrrp_instances[0].down_timer_adverts == 3
+    assert warnings_of(strict) == [
+        "7: (VI_1) down_timer_adverts is incompatible with strict mode - resetting"
+    ]
+
+
+def test_startup_and_shutdown_scripts_read_as_keepalived_reads_them():
+    config = parse(
+        "global_defs {\n"
+        "    startup_script /bin/true\n"
+        "    startup_script /bin/false\n"
+        '    shutdown_script "/bin/echo bye" nobody\n'
+        "    shutdown_script_timeout 1001\n"
+        "    startup_script_timeout 3\n"
+        "}\n" + instance()
+    )
+    defs = config.global_defs
+    assert (defs.startup_script.command, defs.startup_script_timeout) == ("/bin/true", 3)
+    assert (defs.shutdown_script.command, defs.shutdown_script.user.user) == (
+        "/bin/echo bye",
+        "nobody",
+    )
+    assert defs.shutdown_script_timeout == 10
+    assert warnings_of(config) == [
+        "3: startup script already specified",
+        "5: shutdown_script_timeout '1001' must be in [1, 1000] - ignoring",
+    ]

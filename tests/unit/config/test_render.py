@@ -117,6 +117,7 @@ vrrp_instance "VI 1" {
         10.0.0.3
     }
     check_unicast_src
+    unicast_ttl 9
     virtual_ipaddress {
         10.0.0.100/24 brd 10.0.0.255 dev eth0 scope global label eth0:vip
         10.0.0.101 dev eth1 no_track
@@ -144,6 +145,10 @@ vrrp_instance "VI 1" {
     garp_master_refresh_repeat 2
     v3_checksum_as_v2
     accept
+    lower_prio_no_advert false
+    higher_prio_send_advert
+    promote_secondaries
+    down_timer_adverts 4
 }
 """
 

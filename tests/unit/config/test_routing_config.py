@@ -227,6 +227,21 @@ def test_static_addresses_take_keepalived_default_interface_and_refuse_track_gro
     ]
 
 
+def test_default_interface_is_the_dev_of_static_addresses_from_its_first_use():
+    """keepalived's get_default_if: the interface is looked up once, at the first address
+    without dev; a default_interface read after that changes nothing."""
+    first = "global_defs {\n  default_interface bond0\n}\n"
+    config = parse(first + static("static_ipaddress", "  10.5.0.2"))
+    assert [vip.dev for vip in config.static_addresses] == ["bond0"]
+    late = (
+        static("static_ipaddress", "  10.5.0.2") + "global_defs {\n  default_interface bond0\n}\n"
+    )
+    assert [vip.dev for vip in parse(late).static_addresses] == ["eth0"]
+    assert errors_of("global_defs {\n  default_interface a/b\n}\n") == [
+        "2: default_interface: 'a/b' is not a valid interface name"
+    ]
+
+
 def test_track_group_blocks_are_refused_by_name():
     text = "track_group G1 {\n  group {\n    VI_1\n  }\n}\n" + MINIMAL_INSTANCE
     assert "1: track_group: not supported by lvs-agent" in errors_of(text)

@@ -49,6 +49,7 @@ vrrp_instance VI_1 {{
 class FakeSocket:
     def __init__(self):
         self.sent = []
+        self.ttls = []
         self.ifindex = 2
         self.followed = []
 
@@ -60,8 +61,9 @@ class FakeSocket:
             self.followed.append(ifindex)
         self.ifindex = ifindex
 
-    def send(self, advert, source, destination):
+    def send(self, advert, source, destination, ttl=None):
         self.sent.append((packet.encode(advert, source, destination), source, destination))
+        self.ttls.append(ttl)
         return True
 
 
@@ -1102,6 +1104,23 @@ def test_counters_follow_what_was_sent_received_and_announced():
     asyncio.run(scenario())
 
 
+def test_prio_advert_settings_come_from_global_defs_unless_the_instance_sets_them():
+    async def settings(prefix, extra=""):
+        instance, _shared = await started(conf_text(prefix=prefix, extra=extra))
+        await instance.stop()
+        machine = instance.machine.settings
+        return machine.lower_prio_no_advert, machine.higher_prio_send_advert
+
+    async def scenario():
+        assert await settings("") == (False, False)
+        both = "global_defs {\n vrrp_lower_prio_no_advert\n vrrp_higher_prio_send_advert\n}"
+        assert await settings(both) == (True, True)
+        assert await settings(both, "lower_prio_no_advert false") == (False, True)
+        assert await settings("global_defs {\n vrrp_strict\n}") == (True, False)
+
+    asyncio.run(scenario())
+
+
 def test_a_resigning_master_counts_its_priority_zero_advert():
     async def scenario():
         instance, _shared = await started(conf_text(state="MASTER"))
@@ -1110,3 +1129,128 @@ def test_a_resigning_master_counts_its_priority_zero_advert():
         assert instance.counters.released_master == 1
 
     asyncio.run(scenario())
+
+
+def test_lower_prio_no_advert_master_sends_nothing_back_on_the_wire():
+    async def scenario():
+        instance, shared = await started(
+            conf_text(state="MASTER", priority=200, extra="lower_prio_no_advert")
+        )
+        before = len(shared.sockets.socket.sent)
+        shared.sockets.handlers[51](received(v2(150)))
+        assert len(shared.sockets.socket.sent) == before
+        assert instance.machine.state == State.MASTER
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unicast_ttl_goes_with_each_unicast_advert():
+    extra = "  unicast_ttl 7\n  unicast_peer {\n    192.168.77.12\n  }\n"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra))
+        await instance.stop()
+        assert shared.sockets.socket.ttls == [7, 7]  # the advert and the priority-0 one
+        plain, plain_shared = await started(conf_text(state="MASTER"))
+        await plain.stop()
+        assert set(plain_shared.sockets.socket.ttls) == {None}
+
+    asyncio.run(scenario())
+
+
+def test_promote_secondaries_is_asked_at_start_and_given_back_at_stop():
+    class Promotion:
+        def __init__(self):
+            self.calls = []
+
+        async def acquire(self, ifname):
+            self.calls.append(("acquire", ifname))
+
+        async def release(self, ifname):
+            self.calls.append(("release", ifname))
+
+    async def scenario():
+        config = loads(conf_text(extra="  promote_secondaries\n"))
+        shared = services(asyncio.get_running_loop())
+        shared.promotion = Promotion()
+        instance = Instance(config.vrrp_instances[0], config.global_defs, shared, lambda *a: None)
+        await instance.start()
+        await instance.update(config.vrrp_instances[0], config.global_defs)
+        assert shared.promotion.calls == [("acquire", "eth0")]
+        await instance.stop()
+        assert shared.promotion.calls == [("acquire", "eth0"), ("release", "eth0")]
+
+    asyncio.run(scenario())
+
+
+def test_vrrp_min_garp_master_sends_one_gratuitous_arp_and_no_refresh():
+    prefix = "global_defs {\n  vrrp_min_garp\n  vrrp_garp_master_refresh 1\n}"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", prefix=prefix))
+        await asyncio.sleep(1.2)  # the refresh comes with vrrp_min_garp's 0 repeats
+        assert shared.announcer.announced == [("eth0", "192.168.77.100")]
+        await instance.stop()
+
+    asyncio.run(scenario())
+
+
+def lower_priority_garps(prefix="", extra="", wait=0.0, priority=200, adverts=1):
+    """Gratuitous ARPs a master sends when it hears priority 100 (vrrp_garp_master_delay 0 so
+    that its own start-up bursts are over)."""
+
+    async def scenario():
+        text = conf_text(state="MASTER", priority=priority, prefix=prefix, extra=extra)
+        instance, shared = await started(text)
+        assert instance.machine.state == State.MASTER
+        before = len(shared.announcer.announced)
+        for _flood in range(adverts):  # past the receive rules (auth under strict)
+            instance.machine.receive(v2(100), PEER)
+        await asyncio.sleep(wait)
+        await instance.stop()
+        return len(shared.announcer.announced) - before
+
+    return asyncio.run(scenario())
+
+
+NO_DELAY = "global_defs {\n  vrrp_garp_master_delay 0\n}"
+
+
+def test_a_master_hearing_a_lower_priority_announces_its_vips_again():
+    assert lower_priority_garps(NO_DELAY) == 5  # vrrp_garp_master_repeat, keepalived's default
+    assert lower_priority_garps(NO_DELAY, adverts=100) == 5  # once per advert interval
+    explicit = "  garp_lower_prio_repeat 2\n  garp_lower_prio_delay 1\n"
+    assert lower_priority_garps(NO_DELAY, explicit, wait=1.2) == 4  # now and 1 s later
+    globals_ = "global_defs {\n  vrrp_garp_master_delay 0\n  vrrp_garp_lower_prio_repeat 3\n}"
+    assert lower_priority_garps(globals_) == 3
+    assert lower_priority_garps(NO_DELAY, "  garp_lower_prio_repeat 0\n") == 0
+    strict = "global_defs {\n  vrrp_garp_master_delay 0\n  vrrp_strict\n}"
+    assert lower_priority_garps(strict, priority=255) == 0  # strict: MASTER only as owner
+
+
+def test_the_other_sync_group_members_announce_too():
+    group = "vrrp_sync_group G1 {\n  group {\n    VI_1\n    VI_2\n  }\n}\n"
+    text = NO_DELAY + two_members(group).replace("VI_2 {", "VI_2 {\n  garp_lower_prio_repeat 2")
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(text))
+        await engine.start()
+        engine.instances["VI_1"].machine.force_master()
+        fakes.announcer.announced.clear()
+        engine.instances["VI_1"].machine.receive(v2(100), PEER)
+        announced = list(fakes.announcer.announced)
+        await engine.stop()
+        assert announced.count(("eth0", "192.168.77.100")) == 5
+        assert announced.count(("eth0", "192.168.77.101")) == 2
+
+    asyncio.run(scenario())
+
+
+def test_down_timer_adverts_reaches_the_machine():
+    async def scenario():
+        instance, _shared = await started(conf_text(extra="  down_timer_adverts 7\n"))
+        await instance.stop()
+        return instance.machine.settings.down_timer_adverts
+
+    assert asyncio.run(scenario()) == 7

@@ -358,3 +358,47 @@ def test_a_held_flip_still_happens_at_the_end_of_the_hold(clock):
     clock.advance(1.0 - 156 / 256)
     assert machine.state == State.MASTER
     assert flips(net)[-1] - flips(net)[-2] == pytest.approx(1.0)
+
+
+def test_lower_prio_no_advert_master_stays_silent_to_a_lower_priority(clock, caplog):
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    machine, net = make(clock, priority=150, start_as_master=True, lower_prio_no_advert=True)
+    machine.startup()
+    before = len(net.sent)
+    machine.receive(advert(100), PEER_HIGH)
+    assert machine.state == State.MASTER
+    assert len(net.sent) == before
+    logged = "Received advert from 192.168.77.12 with lower priority 100, ours 150\n"
+    assert logged in caplog.text  # no ", forcing new election"
+    clock.advance(1.0)
+    assert len(net.sent) == before + 1  # the adverts keep their schedule
+
+
+def test_higher_prio_send_advert_master_answers_then_becomes_backup(clock):
+    machine, net = make(clock, priority=100, start_as_master=True, higher_prio_send_advert=True)
+    machine.startup()
+    clock.advance(2.5)
+    before = len(net.sent)
+    machine.receive(advert(150), PEER_LOW)
+    assert machine.state == State.BACKUP
+    assert net.sent[before:] == [(clock.now, 100)]
+
+
+def test_without_higher_prio_send_advert_master_yields_silently(clock):
+    machine, net = make(clock, priority=100, start_as_master=True)
+    machine.startup()
+    clock.advance(2.5)
+    before = len(net.sent)
+    machine.receive(advert(150), PEER_LOW)
+    assert machine.state == State.BACKUP
+    assert net.sent[before:] == []
+
+
+def test_down_timer_adverts_is_the_number_of_adverts_a_backup_waits_for(clock):
+    machine, _net = make(clock, priority=100, down_timer_adverts=5)
+    machine.startup()
+    assert machine.master_down_interval == pytest.approx(5 + 156 / 256)
+    clock.advance(5.5)
+    assert machine.state == State.BACKUP
+    clock.advance(0.2)
+    assert machine.state == State.MASTER

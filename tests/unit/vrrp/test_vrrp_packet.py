@@ -180,3 +180,9 @@ def test_decode_never_raises_anything_else(data, ipv6):
         packet.decode(data, source, destination)
     with contextlib.suppress(InvalidPacket):
         packet.parse_ipv4_header(data)
+
+
+def test_ipv4_header_carries_unicast_ttl():
+    header = packet.ipv4_header(NODE1, NODE1, 20, 1, ttl=7)
+    assert packet.parse_ipv4_header(header + bytes(20)).ttl == 7
+    assert packet.ipv4_header(NODE1, NODE1, 20, 1)[8] == packet.VRRP_TTL

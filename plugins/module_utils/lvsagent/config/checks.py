@@ -27,6 +27,7 @@ from ..scripts import (
 from .errors import Problem
 from .model import (
     DEFAULT_PERSISTENCE_TIMEOUT,
+    DOWN_TIMER_ADVERTS,
     FIFO_PREFIXES,
     Config,
     Location,
@@ -120,10 +121,46 @@ class Checker:
                 " - resetting",
             )
             instance.accept = False
+        if strict and instance.down_timer_adverts != DOWN_TIMER_ADVERTS:
+            self.warning(
+                self.keyword_location(instance, "down_timer_adverts"),
+                f"{name} down_timer_adverts is incompatible with strict mode - resetting",
+            )
+            instance.down_timer_adverts = DOWN_TIMER_ADVERTS
+        if strict and instance.garp_lower_prio_repeat:
+            self.warning(
+                self.keyword_location(instance, "garp_lower_prio_repeat"),
+                f"{name} Strict mode requires no repeat garps. resetting",
+            )
+            instance.garp_lower_prio_repeat = 0
+        if strict and instance.garp_lower_prio_delay:
+            self.warning(
+                self.keyword_location(instance, "garp_lower_prio_delay"),
+                f"{name} Strict mode requires no repeat garp delay. resetting",
+            )
+            instance.garp_lower_prio_delay = 0
+        if strict and instance.lower_prio_no_advert is False:
+            self.warning(
+                self.keyword_location(instance, "lower_prio_no_advert"),
+                f"{name} Strict mode requires no lower priority advert - resetting",
+            )
+            instance.lower_prio_no_advert = True
+        if strict and instance.higher_prio_send_advert:
+            self.warning(
+                self.keyword_location(instance, "higher_prio_send_advert"),
+                f"{name} strict mode requires higher_prio_send_advert to be clear - resetting",
+            )
+            instance.higher_prio_send_advert = False
         self.complete_authentication(instance, given)
         self.complete_preemption(instance, given)
         self.complete_advert_int(instance, given)
         self.complete_vmac(instance)
+        if instance.unicast_ttl is not None and not instance.unicast_peers:
+            self.error(
+                self.keyword_location(instance, "unicast_ttl"),
+                f"{name} unicast_ttl without unicast_peer: not supported by lvs-agent "
+                "(keepalived resets it to 0 and sends its multicast adverts with TTL 0)",
+            )
         if instance.check_unicast_src and not instance.unicast_peers:
             where = self.keyword_location(instance, "check_unicast_src")
             self.warning(where, f"{name} check_unicast_src has no effect without unicast_peer")
@@ -153,6 +190,12 @@ class Checker:
                     where, f"{name} unicast with use_vmac requires vmac_xmit_base - setting"
                 )
                 instance.vmac_xmit_base = True
+        if instance.promote_secondaries and instance.use_vmac:
+            self.warning(
+                self.keyword_location(instance, "promote_secondaries"),
+                f"{name} promote_secondaries is automatically set for vmacs - ignoring",
+            )
+            instance.promote_secondaries = False
         base = self.keyword_location(instance, "vmac_xmit_base")
         if instance.vmac_xmit_base and not instance.use_vmac:
             self.warning(base, f"{name} vmac_xmit_base is only valid with a vmac")
@@ -754,7 +797,8 @@ class Checker:
         for name, script in config.vrrp_scripts.items():
             if name in used:
                 yield f"vrrp_script {name}", script.script, script.user, script, script.location
-        owners = [("global_defs", config.global_defs, FIFO_SCRIPTS)]
+        start_stop = ("startup_script", "shutdown_script")
+        owners = [("global_defs", config.global_defs, FIFO_SCRIPTS + start_stop)]
         owners += [(f"({i.name})", i, VRRP_NOTIFY) for i in config.vrrp_instances]
         owners += [(f"vrrp_sync_group {g.name}", g, VRRP_NOTIFY) for g in config.sync_groups]
         for server in config.virtual_servers:

@@ -57,16 +57,16 @@ KEEPALIVED_KEYWORDS = frozenset(
     TCP_CHECK accept active_key advert_int alpha anti_replay auth_hmac auth_pass
     auth_type authentication bfd_instance bind_if bind_port bindto ca certificate
     check_unicast_src connect_ip connect_port connect_timeout data_use_instance
-    default_interface delay delay_before_retry delay_loop digest dont_track_primary
-    down_timer_adverts dynamic dynamic_interfaces enable_script_security enable_sni fall
+    delay delay_before_retry delay_loop digest dont_track_primary
+    dynamic dynamic_interfaces enable_script_security enable_sni fall
     fast_recovery fifo_write_vrrp_states_on_reload flag-1 flag-2 flag-3 fork_delay
-    full_command fwmark garp_extra_if garp_group garp_interval garp_lower_prio_delay
-    garp_lower_prio_repeat garp_master_delay garp_master_refresh garp_master_refresh_repeat
+    full_command fwmark garp_extra_if garp_group garp_interval
+    garp_master_delay garp_master_refresh garp_master_refresh_repeat
     garp_master_repeat global_defs global_tracking gna_interval group ha_suspend
-    higher_prio_send_advert hoplimit host http_protocol hysteresis idle_tx include_check
+    hoplimit host http_protocol hysteresis idle_tx include_check
     inhibit_on_failure init_fail init_file interface interface_up_down_delays interfaces
     interval ip_family iproute_etc_dir iproute_usr_dir key linkbeat_interfaces
-    linkbeat_use_polling lower_prio_no_advert lthreshold lvs_flush lvs_flush_on_stop
+    linkbeat_use_polling lthreshold lvs_flush lvs_flush_on_stop
     lvs_method lvs_notify_fifo lvs_notify_fifo_script lvs_sched lvs_sync_daemon
     lvs_sync_daemon_interface lvs_timeouts max_hops mcast_dst_ip
     mcast_src_ip mh-fallback mh-port min_rx min_tx misc_dynamic misc_path
@@ -77,27 +77,27 @@ KEEPALIVED_KEYWORDS = frozenset(
     notify_deleted notify_down notify_fault notify_fifo notify_fifo_script notify_master
     notify_master_rx_lower_pri notify_stop notify_up old_unicast_checksum omega ops passive
     password path persistence_engine persistence_granularity persistence_timeout
-    preempt preempt_delay priority process promote_secondaries protocol proxy_arp
+    preempt preempt_delay priority process protocol proxy_arp
     proxy_arp_pvlan quorum quorum_down quorum_max quorum_up random_seed real_server regex
     regex_max_offset regex_min_offset regex_no_match regex_options regex_stack
     reload_check_config reload_file reload_repeat reload_time_file retry rise
     router_id rs_init_notifies script script_user set_supplementary_groups sh-fallback
-    sh-port shutdown_script shutdown_script_timeout sni_name sorry_server
-    sorry_server_inhibit sorry_server_lvs_method source_ip startup_script
-    startup_script_timeout state
+    sh-port sni_name sorry_server
+    sorry_server_inhibit sorry_server_lvs_method source_ip
+    state
     static_track_group status_code strict_mode sync_group_tracking_weight terminate_delay
     time_window timeout timer_expired_backup tls_compliant track_bfd track_file track_group
     track_interface track_process track_script track_src_ip ttl type umask
-    unicast_fault_no_peer unicast_peer unicast_src_ip unicast_ttl url use_ipvlan
+    unicast_fault_no_peer unicast_peer unicast_src_ip url use_ipvlan
     use_symlink_paths use_vmac use_vmac_addr user uthreshold v3_checksum_as_v2 version
     virtual_ipaddress virtual_ipaddress_excluded virtual_router_id
     virtual_server virtual_server_group virtualhost vmac_addr_prefix
     vmac_garp_intvl vmac_prefix vmac_xmit_base vrf vrrp_check_unicast_src vrrp_delay_after_boot
-    vrrp_down_timer_adverts vrrp_garp_extra_if vrrp_garp_interval vrrp_garp_lower_prio_delay
-    vrrp_garp_lower_prio_repeat vrrp_garp_master_delay vrrp_garp_master_refresh
+    vrrp_garp_extra_if vrrp_garp_interval
+    vrrp_garp_master_delay vrrp_garp_master_refresh
     vrrp_garp_master_refresh_repeat vrrp_garp_master_repeat vrrp_gna_interval
-    vrrp_higher_prio_send_advert vrrp_instance vrrp_ipsets vrrp_iptables
-    vrrp_lower_prio_no_advert vrrp_mcast_group4 vrrp_mcast_group6 vrrp_min_garp
+    vrrp_instance vrrp_ipsets vrrp_iptables
+    vrrp_mcast_group4 vrrp_mcast_group6
     vrrp_notify_fifo vrrp_notify_fifo_script vrrp_script vrrp_startup_delay vrrp_strict
     vrrp_sync_group vrrp_track_file vrrp_track_process vrrp_version warmup weight
     """.split()  # noqa: SIM905

@@ -24,6 +24,7 @@ FIFO_PREFIXES = ("", "vrrp_", "lvs_")
 DEFAULT_PERSISTENCE_TIMEOUT = 360  # `persistence_timeout` with no value: 6 minutes
 RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unless no_track
 DEFAULT_NFTABLES_TABLE = "keepalived"  # `nftables` with no name, and no_accept without it
+DOWN_TIMER_ADVERTS = 3  # RFC 3768: Master_Down_Interval is 3 advert intervals plus the skew
 DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address with no dev
 
 
@@ -123,6 +124,13 @@ class GlobalDefs:
     nftables_ifindex: bool = False
     v3_checksum_as_v2: bool = False
     vrrp_check_unicast_src: bool = False  # check_unicast_src for every unicast instance
+    # gratuitous ARPs of a master hearing a lower priority; None = vrrp_garp_master_delay / _repeat
+    vrrp_garp_lower_prio_delay: Optional[int] = None
+    vrrp_garp_lower_prio_repeat: Optional[int] = None
+    default_interface: str = DEFAULT_INTERFACE  # of a static address with no dev
+    vrrp_down_timer_adverts: int = DOWN_TIMER_ADVERTS
+    vrrp_lower_prio_no_advert: bool = False  # lower_prio_no_advert of each instance not setting it
+    vrrp_higher_prio_send_advert: bool = False  # likewise higher_prio_send_advert
     vmac_prefix: Optional[str] = None  # None = "vrrp": use_vmac's default name is PREFIX.VRID
     # notify FIFOs (paths): notify_fifo gets every line, vrrp_notify_fifo the VRRP ones and
     # lvs_notify_fifo the virtual and real server ones; each *_script is started to read its FIFO
@@ -137,6 +145,11 @@ class GlobalDefs:
     lvs_notify_fifo: Optional[str] = None
     lvs_notify_fifo_script: Optional[Script] = None
     metrics_listen: Optional[MetricsListen] = None  # None = no /metrics
+    # run by the agent before VRRP and the checkers start / after they stopped, waited for
+    startup_script: Optional[Script] = None
+    startup_script_timeout: int = 10
+    shutdown_script: Optional[Script] = None
+    shutdown_script_timeout: int = 10
     location: Location = field(default_factory=Location)
 
 
@@ -313,6 +326,7 @@ class VrrpInstance:
     auth_pass: Optional[str] = field(default=None, repr=False)  # secret: never shown
     unicast_src_ip: Optional[str] = None
     unicast_peers: list[str] = field(default_factory=list)
+    unicast_ttl: Optional[int] = None  # TTL / hop limit of unicast adverts; None = 255 / kernel's
     check_unicast_src: bool = False  # accept unicast adverts from the unicast peers only
     mcast_src_ip: Optional[str] = None
     virtual_ipaddresses: list[VirtualAddress] = field(default_factory=list)
@@ -333,12 +347,21 @@ class VrrpInstance:
     garp_master_repeat: Optional[int] = None
     garp_master_refresh: Optional[int] = None
     garp_master_refresh_repeat: Optional[int] = None
+    garp_lower_prio_delay: Optional[int] = None  # None = global (vrrp_strict: 0)
+    garp_lower_prio_repeat: Optional[int] = None
     checksum_with_pseudo_header: bool = True  # False with v3_checksum_as_v2
     accept: Optional[bool] = None  # None = keepalived's default (accept unless strict)
+    # as master: no advert in answer to a lower priority one / an advert to a higher priority
+    # one; None = the global_defs value (vrrp_strict: on / off)
+    lower_prio_no_advert: Optional[bool] = None
+    higher_prio_send_advert: Optional[bool] = None
     # use_vmac: a private macvlan with the VRRP MAC carries the VIPs and the adverts
     use_vmac: bool = False
     vmac_name: Optional[str] = None  # None = vmac_prefix.VRID, chosen by the checks
     vmac_xmit_base: bool = False  # adverts leave from the base interface, not the macvlan
+    # adverts a backup misses before it takes over (the global value when the block starts)
+    down_timer_adverts: int = DOWN_TIMER_ADVERTS
+    promote_secondaries: bool = False  # set net.ipv4.conf.IFACE.promote_secondaries (promote.py)
     family: int = 4  # 4 or 6, from the VIPs
     sync_group: Optional[str] = None
     location: Location = field(default_factory=Location)

@@ -27,7 +27,6 @@ from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .lvs_globals import LvsGlobals
 from .model import (
-    DEFAULT_INTERFACE,
     DEFAULT_NFTABLES_TABLE,
     DEFAULT_PERSISTENCE_TIMEOUT,
     FIFO_PREFIXES,
@@ -215,6 +214,7 @@ class Builder:
         self.instance_keywords: dict[int, dict] = {}  # id(instance) -> keyword -> Location
         self.current_server_state = BlockState()
         self.rule_priorities: dict[int, int] = {}  # family -> next preference given by default
+        self.default_interface: Optional[str] = None  # as keepalived: fixed by its first use
         self.lvs_globals = LvsGlobals(self)
         self.tables: dict[str, dict[str, Handler]] = {
             "top": {
@@ -603,9 +603,43 @@ class Builder:
             "nftables_counters": self.scalar("nftables_counters", self.bare_flag),
             "nftables_ifindex": self.scalar("nftables_ifindex", self.bare_flag),
             "vrrp_iptables": self.vrrp_iptables,
+            "vrrp_min_garp": self.min_garp,
+            **{
+                f"{kind}_script{suffix}": handler
+                for kind in ("startup", "shutdown")
+                for suffix, handler in (
+                    ("", self.start_stop_script(kind)),
+                    (
+                        "_timeout",
+                        self.lenient(
+                            f"{kind}_script_timeout",
+                            whole(1, 1000),
+                            f"{kind}_script_timeout '{{value}}' must be in [1, 1000] - ignoring",
+                        ),
+                    ),
+                )
+            },
+            "vrrp_down_timer_adverts": self.lenient(
+                "vrrp_down_timer_adverts",
+                whole(1, 100),
+                "Invalid vrrp_down_timer_adverts [1:100] '{value}'",
+            ),
+            "default_interface": self.scalar("default_interface", self.interface_name),
             "vmac_prefix": self.vmac_prefix,
             "v3_checksum_as_v2": self.scalar("v3_checksum_as_v2", self.flag),
             "vrrp_check_unicast_src": self.scalar("vrrp_check_unicast_src", self.bare_flag),
+            "vrrp_garp_lower_prio_delay": self.lenient(
+                "vrrp_garp_lower_prio_delay",
+                whole(0, GARP_DELAY_MAX),
+                "vrrp_garp_lower_prio_delay '{value}' invalid - ignoring",
+            ),
+            "vrrp_garp_lower_prio_repeat": self.lenient(
+                "vrrp_garp_lower_prio_repeat",
+                whole(0, INT32_MAX),
+                "Invalid vrrp_garp_lower_prio_repeat '{value}'",
+            ),
+            "vrrp_lower_prio_no_advert": self.scalar("vrrp_lower_prio_no_advert", self.flag),
+            "vrrp_higher_prio_send_advert": self.scalar("vrrp_higher_prio_send_advert", self.flag),
             **{
                 f"{prefix}notify_fifo{suffix}": self.scalar(f"{prefix}notify_fifo{suffix}", reader)
                 for prefix in FIFO_PREFIXES
@@ -653,6 +687,28 @@ class Builder:
             self.error(node, f"nftables: table name '{excerpt(name)}' not supported by lvs-agent")
             raise Invalid
         return name
+
+    def start_stop_script(self, kind: str) -> Handler:
+        """keepalived keeps the first startup_script / shutdown_script."""
+
+        def handle(node: Node, global_defs: GlobalDefs) -> None:
+            if getattr(global_defs, f"{kind}_script") is not None:
+                self.warning(node, f"{kind} script already specified")
+                raise Ignored
+            setattr(global_defs, f"{kind}_script", self.script(node))
+
+        return handle
+
+    def min_garp(self, node: Node, global_defs: GlobalDefs) -> None:
+        """keepalived's vrrp_min_garp: one gratuitous ARP / NA, no delayed burst, no refresh;
+        only the settings still at their default when it is read change."""
+        if not self.flag(node):
+            return
+        defaults = GlobalDefs()
+        for name, value in (("repeat", 1), ("refresh", 0), ("refresh_repeat", 0), ("delay", 0)):
+            attribute = f"vrrp_garp_master_{name}"
+            if getattr(global_defs, attribute) == getattr(defaults, attribute):
+                setattr(global_defs, attribute, value)
 
     def vrrp_iptables(self, node: Node, global_defs: GlobalDefs) -> None:
         """keepalived 2.2.7 as Debian builds it has no iptables: it uses its nftables table."""
@@ -946,6 +1002,11 @@ class Builder:
             "unicast_src_ip": self.scalar("unicast_src_ip", self.address),
             "mcast_src_ip": self.scalar("mcast_src_ip", self.address),
             "unicast_peer": self.unicast_peers,
+            "unicast_ttl": self.lenient(
+                "unicast_ttl",
+                whole(0, 255),
+                "({name}): TTL '{value}' not valid - must be between 0 & 255",
+            ),
             "check_unicast_src": self.scalar("check_unicast_src", self.bare_flag),
             "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
             "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
@@ -984,6 +1045,24 @@ class Builder:
             "native_ipv6": self.native_ipv6,
             "use_vmac": self.use_vmac,
             "vmac_xmit_base": self.scalar("vmac_xmit_base", self.bare_flag),
+            "promote_secondaries": self.scalar("promote_secondaries", self.bare_flag),
+            "down_timer_adverts": self.lenient(
+                "down_timer_adverts",
+                whole(1, 100),
+                "({name}): Invalid down_timer_adverts [1:100] '{value}'",
+            ),
+            "garp_lower_prio_delay": self.lenient(
+                "garp_lower_prio_delay",
+                whole(0, GARP_DELAY_MAX),
+                "({name}): garp_lower_prio_delay '{value}' invalid - ignoring",
+            ),
+            "garp_lower_prio_repeat": self.lenient(
+                "garp_lower_prio_repeat",
+                whole(0, INT32_MAX),
+                "({name}): Invalid garp_lower_prio_repeat '{value}'",
+            ),
+            "lower_prio_no_advert": self.scalar("lower_prio_no_advert", self.flag),
+            "higher_prio_send_advert": self.scalar("higher_prio_send_advert", self.flag),
         }
 
     def interface_name(self, node: Node) -> str:
@@ -1145,7 +1224,11 @@ class Builder:
                 vip = self.virtual_address(child)
             except Invalid:
                 continue
-            vip.dev = vip.dev or DEFAULT_INTERFACE
+            if vip.dev is None:
+                self.default_interface = (
+                    self.default_interface or self.config.global_defs.default_interface
+                )
+                vip.dev = self.default_interface
             config.static_addresses.append(vip)
 
     def routing_lines(self, attribute: str, read: Callable) -> Handler:
@@ -1248,6 +1331,8 @@ class Builder:
     def vrrp_instance(self, node: Node, config: Config) -> None:
         name = self.block_name(node)
         instance = VrrpInstance(name, location=location(node))
+        # keepalived copies the global value when the block starts
+        instance.down_timer_adverts = config.global_defs.vrrp_down_timer_adverts
         self.instance_keywords[id(instance)] = self.walk(node, "vrrp_instance", instance).explicit
         config.vrrp_instances.append(instance)
 

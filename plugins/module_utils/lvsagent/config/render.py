@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .model import (
+    DOWN_TIMER_ADVERTS,
     RTPROT_KEEPALIVED,
     Route,
     Rule,
@@ -218,6 +219,8 @@ def render_instance(instance: VrrpInstance) -> str:
         add("mcast_src_ip", instance.mcast_src_ip)
     if instance.unicast_peers:
         lines += block("unicast_peer", [statement(peer) for peer in instance.unicast_peers])
+    if instance.unicast_ttl is not None:
+        add("unicast_ttl", instance.unicast_ttl)
     if instance.check_unicast_src:
         add("check_unicast_src")
     if instance.virtual_ipaddresses:
@@ -256,5 +259,13 @@ def render_instance(instance: VrrpInstance) -> str:
         add("use_vmac", *([instance.vmac_name] if instance.vmac_name else []))
     if instance.vmac_xmit_base:
         add("vmac_xmit_base")
+    if instance.down_timer_adverts != DOWN_TIMER_ADVERTS:
+        add("down_timer_adverts", instance.down_timer_adverts)
+    if instance.promote_secondaries:
+        add("promote_secondaries")
+    for keyword in ("lower_prio_no_advert", "higher_prio_send_advert"):
+        value = getattr(instance, keyword)
+        if value is not None:
+            add(keyword, "true" if value else "false")
     lines.append("}")
     return "\n".join(lines) + "\n"

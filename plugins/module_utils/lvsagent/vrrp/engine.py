@@ -18,6 +18,7 @@ from .firewall import Firewall
 from .instance import Instance, Services
 from .machine import LoopClock, State
 from .notify import Notifier
+from .promote import PromoteSecondaries
 from .receive import Drops
 from .routes import RoutingManager, StaticEntries
 from .sockets import SocketPool
@@ -67,6 +68,7 @@ class VrrpEngine:
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
         self.vmacs = VmacLinks()
+        self.promotion = PromoteSecondaries()
         self.firewall = Firewall()
         self.scripts: dict[str, ScriptTracker] = {}
         self.files: dict[str, FileTracker] = {}
@@ -215,12 +217,17 @@ class VrrpEngine:
             processes=self.processes.trackers,
             drops=self.drop_log,
             vmacs=self.vmacs,
+            promotion=self.promotion,
             firewall=self.firewall,
         )
 
     async def _start_instance(self, config: Config, instance_config) -> None:
         instance = Instance(
-            instance_config, config.global_defs, self._services(), self._state_changed
+            instance_config,
+            config.global_defs,
+            self._services(),
+            self._state_changed,
+            self._lower_priority_heard,
         )
         self.instances[instance.name] = instance
         try:
@@ -245,6 +252,13 @@ class VrrpEngine:
     @staticmethod
     def _group_of(config: Config, name: str) -> Optional[SyncGroup]:
         return next((group for group in config.sync_groups if name in group.group), None)
+
+    def _lower_priority_heard(self, instance: Instance) -> None:
+        group = self._group_of(self.config, instance.name)
+        for name in group.group if group else ():
+            member = self.instances.get(name)
+            if member is not None and member is not instance:
+                member.announce_to_lower_priority()
 
     def _state_changed(self, instance: Instance, old: State, new: State) -> None:
         for listener in list(self._listeners):

@@ -18,6 +18,7 @@ from .firewall import Firewall, drops_vip_traffic
 from .machine import LoopClock, MachineSettings, State, VrrpMachine
 from .notify import Notifier
 from .packet import Advertisement, InvalidPacket
+from .promote import PromoteSecondaries
 from .receive import Drops, ReceiveRules
 from .routes import RoutingManager, describe
 from .sockets import Received, SocketPool, VrrpSocket
@@ -49,6 +50,7 @@ class Services:
     firewall: Firewall = field(default_factory=Firewall)
     files: dict[str, FileTracker] = field(default_factory=dict)
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
+    promotion: PromoteSecondaries = field(default_factory=PromoteSecondaries)
 
 
 @dataclass
@@ -76,11 +78,13 @@ class Instance:
         global_defs: GlobalDefs,
         services: Services,
         on_state: Callable[[Instance, State, State], None],
+        on_lower_priority: Optional[Callable[[Instance], None]] = None,
     ) -> None:
         self.config = config
         self.global_defs = global_defs
         self.services = services
         self.on_state = on_state
+        self.on_lower_priority = on_lower_priority  # the sync group's other members GARP too
         self.ifname = config.interface
         self.family = config.family
         self.vmac_name = config.vmac_name if config.use_vmac else None
@@ -88,6 +92,8 @@ class Instance:
         self.socket_ifname = self.ifname if config.vmac_xmit_base else self.vmac_name or self.ifname
         self._base_index: Optional[int] = None  # our interface's, as last seen
         self._vmac_task: Optional[asyncio.Task] = None
+        self._promoting: Optional[str] = None  # the interface promote_secondaries was asked on
+        self._lower_prio_garp_at = float("-inf")  # when it last answered a lower priority
         self.machine: Optional[VrrpMachine] = None
         self.source: Optional[packet.IPAddress] = None
         self.socket: Optional[VrrpSocket] = None
@@ -122,7 +128,15 @@ class Instance:
         )
 
     def _machine_settings(self) -> MachineSettings:
-        config = self.config
+        config, global_defs = self.config, self.global_defs
+        lower_prio_no_advert = config.lower_prio_no_advert
+        if lower_prio_no_advert is None:
+            lower_prio_no_advert = global_defs.vrrp_strict or global_defs.vrrp_lower_prio_no_advert
+        higher_prio_send_advert = config.higher_prio_send_advert
+        if higher_prio_send_advert is None:
+            higher_prio_send_advert = (
+                not global_defs.vrrp_strict and global_defs.vrrp_higher_prio_send_advert
+            )
         return MachineSettings(
             name=config.name,
             version=config.version,
@@ -132,6 +146,9 @@ class Instance:
             preempt_delay=config.preempt_delay,
             start_as_master=config.state == "MASTER",
             primary_address=self.source,
+            down_timer_adverts=config.down_timer_adverts,
+            lower_prio_no_advert=lower_prio_no_advert,
+            higher_prio_send_advert=higher_prio_send_advert,
         )
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -140,8 +157,13 @@ class Instance:
         self._take_settings(self.config, self.global_defs, await self._choose_source())
         if self.vmac_name:
             await services.vmacs.create(self._vmac())
+        await self._promote_secondaries()
         self.machine = VrrpMachine(
-            self._machine_settings(), LoopClock(services.loop), self._transmit, self._on_transition
+            self._machine_settings(),
+            LoopClock(services.loop),
+            self._transmit,
+            self._on_transition,
+            self._lower_priority_heard,
         )
         self._register()
         self._join_group()
@@ -172,6 +194,13 @@ class Instance:
             self.machine.clear_fault(reason)
         self._request_vip_sync()
         await self._settle_vips()
+        await self._promote_secondaries()
+
+    async def _promote_secondaries(self) -> None:
+        """Asked for once (keepalived only sets it, at start and reload; it goes back at stop)."""
+        if self.config.promote_secondaries and self.ifname and self._promoting is None:
+            self._promoting = self.ifname
+            await self.services.promotion.acquire(self.ifname)
 
     def resign(self) -> None:
         """Shutdown event: a master sends priority 0 so that a backup takes over at once."""
@@ -194,6 +223,9 @@ class Instance:
             self._vmac_task.cancel()
         if self.vmac_name:
             await self.services.vmacs.remove(self._vmac())
+        if self._promoting is not None:
+            await self.services.promotion.release(self._promoting)
+            self._promoting = None
         self.services.notifier.state_changed(
             "INSTANCE",
             self.name,
@@ -261,9 +293,10 @@ class Instance:
         )
         if config.unicast_peers:
             destinations = [ipaddress.ip_address(peer) for peer in config.unicast_peers]
+            ttl = config.unicast_ttl
         else:
-            destinations = [self._multicast_group()]
-        sent = sum(self.socket.send(advert, self.source, dest) for dest in destinations)
+            destinations, ttl = [self._multicast_group()], None
+        sent = sum(self.socket.send(advert, self.source, dest, ttl) for dest in destinations)
         self.counters.adverts_sent += sent
         if priority == 0:
             self.counters.priority_zero_sent += sent
@@ -428,6 +461,39 @@ class Instance:
 
         self._keep_timer(self.services.loop.call_at(when, refresh))
 
+    def _lower_priority_heard(self) -> None:
+        """keepalived: a master hearing a lower priority announces its VIPs again (and the other
+        members of its sync group theirs), in case that router took them."""
+        self.announce_to_lower_priority()
+        if self.on_lower_priority is not None:
+            self.on_lower_priority(self)
+
+    def announce_to_lower_priority(self) -> None:
+        """garp_lower_prio_repeat gratuitous ARPs now and again after garp_lower_prio_delay.
+
+        At most once per advert interval (a lower router sends one advert per interval): a flood
+        of lower priority adverts cannot turn into a flood of gratuitous ARPs."""
+        repeat = self._lower_prio_garp_setting("repeat")
+        now = self.services.loop.time()
+        if not repeat or now < self._lower_prio_garp_at + self.config.advert_int:
+            return
+        self._lower_prio_garp_at = now
+        self._announce_burst(repeat)
+        delay = self._lower_prio_garp_setting("delay")
+        if delay:
+            self._keep_timer(self.services.loop.call_later(delay, self._announce_burst, repeat))
+
+    def _lower_prio_garp_setting(self, name: str) -> int:
+        """The instance's, else 0 under vrrp_strict, else the global one, else the master one's."""
+        value = getattr(self.config, f"garp_lower_prio_{name}")
+        if value is None and self.global_defs.vrrp_strict:
+            return 0
+        if value is None:
+            value = getattr(self.global_defs, f"vrrp_garp_lower_prio_{name}")
+        if value is None:
+            value = getattr(self.global_defs, f"vrrp_garp_master_{name}")
+        return value
+
     def _keep_timer(self, timer: asyncio.TimerHandle) -> None:
         """Remember a pending announcement so leaving MASTER can cancel it; forget fired ones."""
         now = self.services.loop.time()
@@ -436,7 +502,7 @@ class Instance:
 
     def _announce_burst(self, count: int) -> None:
         spacing = self.global_defs.vrrp_garp_interval
-        for number in range(max(1, count)):
+        for number in range(count):  # 0 only from vrrp_min_garp's refresh_repeat: none
             if spacing:
                 self._keep_timer(
                     self.services.loop.call_later(number * spacing, self._announce_all)

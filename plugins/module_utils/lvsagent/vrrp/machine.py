@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ..config.model import DOWN_TIMER_ADVERTS
 from .packet import MIN_ADVERT_INTERVAL, Advertisement, IPAddress
 from .receive import RateLimitedLog
 
@@ -68,6 +69,9 @@ class MachineSettings:
     preempt_delay: float = 0.0
     start_as_master: bool = False  # keepalived's `state MASTER`: do not wait Master_Down_Interval
     primary_address: IPAddress | None = None  # ours, for the equal-priority tie-break
+    down_timer_adverts: int = DOWN_TIMER_ADVERTS  # keepalived's: the 3 of Master_Down_Interval
+    lower_prio_no_advert: bool = False  # a master does not answer a lower priority advert
+    higher_prio_send_advert: bool = False  # a master answers a higher one before it yields
 
 
 class VrrpMachine:
@@ -79,8 +83,10 @@ class VrrpMachine:
         clock: Clock,
         transmit: Callable[[int], None],
         on_transition: Callable[[State, State], None],
+        on_lower_priority: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_lower_priority = on_lower_priority  # a master heard a lower priority advert
         self.clock = clock
         self.transmit = transmit
         self.on_transition = on_transition
@@ -111,7 +117,7 @@ class VrrpMachine:
 
     @property
     def master_down_interval(self) -> float:
-        return 3 * self.master_adver_interval + self.skew_time
+        return self.settings.down_timer_adverts * self.master_adver_interval + self.skew_time
 
     # -- events ---------------------------------------------------------------------------------
     def startup(self) -> None:
@@ -211,6 +217,8 @@ class VrrpMachine:
         self._arm_master_down()
 
     def _master_receive(self, advert: Advertisement, source: IPAddress) -> None:
+        """keepalived answers a lower priority with an advert (unless lower_prio_no_advert) and,
+        with higher_prio_send_advert, a higher one too before it becomes backup."""
         if advert.priority == PRIORITY_STOP:
             self.transmit(self.effective_priority)
             self._schedule_adver(self.clock.monotonic() + self.settings.advert_interval)
@@ -223,22 +231,29 @@ class VrrpMachine:
             and source > ours
         )
         if higher:
+            if self.settings.higher_prio_send_advert:
+                self.transmit(self.effective_priority)  # keepalived: before it steps down
             if self._flip_held():
                 return  # the next advert of that master moves us, once the hold is over
             self._adopt_interval(advert)
             self.master_address = source
             self._become_backup()
             return
+        answer = not self.settings.lower_prio_no_advert
         self._log.log(
             "forcing election",
             logging.INFO,
-            "(%s) Received advert from %s with lower priority %d, ours %d, forcing new election",
+            "(%s) Received advert from %s with lower priority %d, ours %d%s",
             self.name,
             source,
             advert.priority,
             self.effective_priority,
+            ", forcing new election" if answer else "",
         )
-        self.transmit(self.effective_priority)
+        if answer:
+            self.transmit(self.effective_priority)
+        if self.on_lower_priority is not None:
+            self.on_lower_priority()
 
     def _adopt_interval(self, advert: Advertisement) -> None:
         """RFC 9568: a v3 backup times the master by the master's interval (never below the

@@ -227,8 +227,10 @@ def ipv4_header(
     destination: ipaddress.IPv4Address,
     payload_len: int,
     identification: int,
+    ttl: int = VRRP_TTL,
 ) -> bytes:
-    """keepalived's own IPv4 header (IP_HDRINCL): TOS 0xc0, TTL 255, DF clear, protocol 112."""
+    """keepalived's own IPv4 header (IP_HDRINCL): TOS 0xc0, TTL 255 (or unicast_ttl), DF clear,
+    protocol 112."""
     header = struct.pack(
         "!BBHHHBBH4s4s",
         0x45,
@@ -236,7 +238,7 @@ def ipv4_header(
         20 + payload_len,
         identification & 0xFFFF,
         0,
-        VRRP_TTL,
+        ttl,
         IPPROTO_VRRP,
         0,
         source.packed,

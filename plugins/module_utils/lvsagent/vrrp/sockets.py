@@ -17,7 +17,7 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from . import kernel_filter, packet
 from .packet import InvalidPacket, IPAddress
@@ -173,21 +173,39 @@ class VrrpSocket:
         log.info("VRRP socket on %s reopened (ifindex %d)", self.ifname, ifindex)
 
     # -- sending ---------------------------------------------------------------------------------
-    def send(self, advert: packet.Advertisement, source: IPAddress, destination: IPAddress) -> bool:
+    def send(
+        self,
+        advert: packet.Advertisement,
+        source: IPAddress,
+        destination: IPAddress,
+        ttl: Optional[int] = None,
+    ) -> bool:
+        """`ttl`: unicast_ttl, a unicast advert's TTL / hop limit (None: 255 / the socket's)."""
         if self.sock is None:
             return False
         message = packet.encode(advert, source, destination)
         try:
             if self.family == 4:
                 self._ip_id = self._ip_id % 0xFFFF + 1
-                datagram = packet.ipv4_header(source, destination, len(message), self._ip_id)
+                datagram = packet.ipv4_header(
+                    source,
+                    destination,
+                    len(message),
+                    self._ip_id,
+                    packet.VRRP_TTL if ttl is None else ttl,
+                )
                 self.sock.sendto(datagram + message, (str(destination), 0))
             else:
                 # the source the checksum was computed with, whatever the routing would pick
                 source_info = struct.pack("16sI", source.packed, self.ifindex)
+                ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, source_info)]
+                if ttl is not None:
+                    ancillary.append(
+                        (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("i", ttl))
+                    )
                 self.sock.sendmsg(
                     [message],
-                    [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, source_info)],
+                    ancillary,
                     0,
                     (str(destination), 0, 0, self.ifindex),
                 )
