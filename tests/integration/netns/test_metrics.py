@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from vrrp_support import (
     MODULE_UTILS,
     PYTHON,
@@ -64,6 +63,9 @@ def scrape(host) -> str:
 
 def samples(text: str) -> dict:
     """{(name, frozenset of label items): value} of one scrape."""
+    # imported here: the guest stage collects this file (then deselects it) without the library
+    from prometheus_client.parser import text_string_to_metric_families
+
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
