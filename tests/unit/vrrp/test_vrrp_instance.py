@@ -9,6 +9,7 @@ import logging
 
 from lvsagent.config import loads
 from lvsagent.vrrp import packet, tracking
+from lvsagent.vrrp.addresses import Announcer
 from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
 from lvsagent.vrrp.machine import LoopClock, State
@@ -142,16 +143,19 @@ class FakeDeletions:
         self.watched.clear()
 
 
-class FakeAnnouncer:
-    def __init__(self):
+class FakeAnnouncer(Announcer):
+    """The real slot keeping (vrrp_garp_interval / vrrp_gna_interval); frames recorded."""
+
+    def __init__(self, loop):
+        super().__init__(loop.time)
+        self.loop = loop
         self.announced = []
+        self.sent_at = []
 
     def announce(self, ifname, address):
         self.announced.append((ifname, str(address)))
+        self.sent_at.append((ifname, address.version, self.loop.time()))
         return True
-
-    def close(self):
-        pass
 
 
 class FakeNotifier:
@@ -215,7 +219,7 @@ def services(loop, addresses=None, links=None):
         sockets=FakeSockets(),
         addresses=addresses,
         routing=RoutingManager(addresses, FakeDeletions()),
-        announcer=FakeAnnouncer(),
+        announcer=FakeAnnouncer(loop),
         notifier=FakeNotifier(),
         links=links or FakeLinks(),
         scripts={},
@@ -1040,6 +1044,35 @@ def test_a_tracked_static_rule_or_address_deleted_is_restored(caplog):
 
     asyncio.run(scenario())
     assert "Restoring deleted static rule 300: from 10.8.0.0/24 lookup 100" in caplog.text
+
+
+def test_gratuitous_frames_of_one_kind_on_one_interface_keep_their_interval_apart():
+    """vrrp_garp_interval spaces ARPs, vrrp_gna_interval NAs, per interface: every frame of the
+    5-round burst, not just the rounds; leaving MASTER cancels the ones still waiting."""
+    prefix = "global_defs {\n  vrrp_garp_interval 0.02\n  vrrp_gna_interval 0.05\n}\n"
+    extra = "  virtual_ipaddress_excluded {\n    192.168.77.101/24\n    fd00:7::1/64\n  }\n"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix))
+        await asyncio.sleep(0.35)
+        sent = shared.announcer.sent_at
+        for version, spacing in ((4, 0.02), (6, 0.05)):
+            times = [at for ifname, v, at in sent if (ifname, v) == ("eth0", version)]
+            assert len(times) == 5 * (2 if version == 4 else 1)
+            gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+            assert min(gaps) >= spacing - 0.002
+        await instance.stop()
+
+    async def resigning():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix))
+        instance.machine.force_backup()
+        sent_while_master = len(shared.announcer.sent_at)
+        await asyncio.sleep(0.3)
+        assert 0 < sent_while_master == len(shared.announcer.sent_at) < 15
+        await instance.stop()
+
+    asyncio.run(scenario())
+    asyncio.run(resigning())
 
 
 def test_excluded_vips_follow_the_state_but_stay_out_of_the_adverts():

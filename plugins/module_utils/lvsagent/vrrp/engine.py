@@ -63,7 +63,7 @@ class VrrpEngine:
         self.addresses = AddressManager()
         self.routing = RoutingManager(self.addresses)
         self.static = StaticEntries(self.routing)
-        self.announcer = Announcer()
+        self.announcer = Announcer(loop.time)
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)

@@ -501,21 +501,28 @@ class Instance:
         self._garp_timers.append(timer)
 
     def _announce_burst(self, count: int) -> None:
-        spacing = self.global_defs.vrrp_garp_interval
-        for number in range(count):  # 0 only from vrrp_min_garp's refresh_repeat: none
-            if spacing:
-                self._keep_timer(
-                    self.services.loop.call_later(number * spacing, self._announce_all)
-                )
-            else:
-                self._announce_all()
+        for _round in range(count):  # 0 only from vrrp_min_garp's refresh_repeat: none
+            self._announce_all()
 
     def _announce_all(self) -> None:
         if self.machine is None or self.machine.state != State.MASTER:
             return
+        spacing = {4: self.global_defs.vrrp_garp_interval, 6: self.global_defs.vrrp_gna_interval}
         for vip, dev in self._all_vips():
-            if self.services.announcer.announce(dev, vip.address.ip):
-                self.counters.gratuitous_announcements_sent += 1
+            address = vip.address.ip
+            delay = self.services.announcer.reserve(dev, address.version, spacing[address.version])
+            if delay:
+                self._keep_timer(
+                    self.services.loop.call_later(delay, self._announce_one, dev, address)
+                )
+            else:
+                self._announce_one(dev, address)
+
+    def _announce_one(self, dev: str, address: packet.IPAddress) -> None:
+        if self.machine is None or self.machine.state != State.MASTER:
+            return
+        if self.services.announcer.announce(dev, address):
+            self.counters.gratuitous_announcements_sent += 1
 
     def _stop_announcing(self) -> None:
         for timer in self._garp_timers:
