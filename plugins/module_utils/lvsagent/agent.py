@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -331,6 +332,7 @@ class Agent:
             "vrrp_drops": dict(self.vrrp.drops),
             "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
             "agent": {
+                "router_id": self.config.global_defs.router_id or socket.gethostname(),
                 "version": __version__,
                 "started": self._started,
                 "reloads": dict(self._reloads),
