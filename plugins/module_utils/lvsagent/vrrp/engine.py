@@ -67,7 +67,7 @@ class VrrpEngine:
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
         self.sockets = SocketPool(self.loop, self.drop_log)
-        self.vmacs = VmacLinks()
+        self.vmacs = VmacLinks(self.addresses)
         self.promotion = PromoteSecondaries()
         self.firewall = Firewall()
         self.scripts: dict[str, ScriptTracker] = {}
@@ -117,7 +117,6 @@ class VrrpEngine:
         self.links.close()
         self.announcer.close()
         self.addresses.close()
-        self.vmacs.close()
 
     async def apply_config(self, config: Config) -> None:
         """Reload as keepalived: an instance that keeps its name, interface, VRID and family keeps

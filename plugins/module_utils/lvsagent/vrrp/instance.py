@@ -46,7 +46,7 @@ class Services:
     links: LinkMonitor
     scripts: dict[str, ScriptTracker]
     drops: Drops
-    vmacs: VmacLinks = field(default_factory=VmacLinks)
+    vmacs: VmacLinks
     firewall: Firewall = field(default_factory=Firewall)
     files: dict[str, FileTracker] = field(default_factory=dict)
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
