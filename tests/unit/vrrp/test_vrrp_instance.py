@@ -1357,3 +1357,23 @@ def test_without_track_group_the_instance_ignores_the_static_route_interface(mon
         await engine.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_reload_that_takes_the_instance_out_of_the_track_group_clears_its_fault(monkeypatch):
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(TRACKED_STATIC + conf_text()))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        untracked = TRACKED_STATIC.replace(" track_group G1", "")
+        await engine.apply_config(loads(untracked + conf_text()))
+        assert engine.instances["VI_1"].machine is machine and machine.state == State.BACKUP
+        await engine.apply_config(loads(TRACKED_STATIC + conf_text()))
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        await engine.stop()
+
+    asyncio.run(scenario())
