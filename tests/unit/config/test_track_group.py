@@ -182,3 +182,15 @@ def test_an_entry_of_a_removed_group_tracks_nothing():
 def test_a_static_address_without_dev_tracks_the_default_interface():
     text = GROUP + "static_ipaddress {\n  10.5.0.1/24 track_group G1\n}\n" + INSTANCES
     assert instance(parse(text), "VI_2").static_track_interfaces == ["eth0"]
+
+
+def test_track_group_without_a_name_drops_the_static_address_or_route():
+    text = (
+        "static_ipaddress {\n  10.5.0.1/24 dev eth1 track_group\n  10.5.0.2/24 dev eth1\n}\n"
+        "static_routes {\n  10.6.0.0/24 dev eth2 track_group\n}\n" + INSTANCES
+    )
+    config = parse(text)
+    assert "2: No track_group parameter specified for 10.5.0.1/24" in warnings_of(config)
+    assert "6: missing value after 'track_group'" in warnings_of(config)
+    assert [str(a.address) for a in config.static_addresses] == ["10.5.0.2/24"]
+    assert config.static_routes == []
