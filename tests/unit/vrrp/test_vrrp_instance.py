@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import socket
 
 from lvsagent.config import loads
 from lvsagent.vrrp import packet, tracking
@@ -551,6 +552,7 @@ def engine_on_fakes(config):
     engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
     engine.vmacs = fakes.vmacs
     engine.routing = engine.static.routing = fakes.routing
+    engine.static.links = fakes.links
     return engine, fakes
 
 
@@ -1287,3 +1289,91 @@ def test_down_timer_adverts_reaches_the_machine():
         return instance.machine.settings.down_timer_adverts
 
     assert asyncio.run(scenario()) == 7
+
+
+TRACKED_STATIC = """
+track_group G1 {
+  group {
+    VI_1
+  }
+}
+static_routes {
+  10.8.1.0/24 dev eth1 track_group G1
+}
+"""
+
+
+def test_a_track_group_instance_faults_while_its_static_route_cannot_be_restored(
+    caplog, monkeypatch
+):
+    """keepalived (vrrp_static_track.c): the group's instances track the route's interface with
+    weight 0; deleted while it is up, the route is restored and nothing else happens; down or
+    gone, FAULT; up again, the route is added again (interface_up) and the fault clears."""
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)  # eth1, faked
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(TRACKED_STATIC + conf_text()))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        machine.force_master()
+        await engine.instances["VI_1"]._settle_vips()
+        deletions, log = fakes.routing.deletions, fakes.addresses.log
+        (route,) = deletions.entries()
+        log.clear()
+        deletions.delete(route)
+        await asyncio.sleep(0.01)
+        assert log == [("route", "add", "10.8.1.0")] and machine.state == State.MASTER
+        log.clear()
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        fakes.links.report("eth1", tracking.Link(3, True))
+        await asyncio.sleep(0.01)
+        assert [entry for entry in log if entry[0] == "route"] == [("route", "add", "10.8.1.0")]
+        assert machine.state == State.BACKUP  # and master again when the peer's adverts stop
+        fakes.links.report("eth1", tracking.GONE)
+        assert machine.state == State.FAULT
+        fakes.links.report("eth1", tracking.Link(4, True))
+        assert machine.state == State.BACKUP
+        await engine.stop()
+
+    asyncio.run(scenario())
+    assert caplog.text.count("Restoring deleted static route 10.8.1.0/24 dev eth1") == 3
+
+
+def test_without_track_group_the_instance_ignores_the_static_route_interface(monkeypatch):
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)
+
+    async def scenario():
+        text = TRACKED_STATIC.replace(" track_group G1", "") + conf_text()
+        engine, fakes = engine_on_fakes(loads(text))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.BACKUP and not machine.fault_reasons
+        fakes.links.report("eth1", tracking.Link(3, True))
+        await asyncio.sleep(0.01)
+        assert ("route", "add", "10.8.1.0") in fakes.addresses.log[-1:]  # restored all the same
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_reload_that_takes_the_instance_out_of_the_track_group_clears_its_fault(monkeypatch):
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(TRACKED_STATIC + conf_text()))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        untracked = TRACKED_STATIC.replace(" track_group G1", "")
+        await engine.apply_config(loads(untracked + conf_text()))
+        assert engine.instances["VI_1"].machine is machine and machine.state == State.BACKUP
+        await engine.apply_config(loads(TRACKED_STATIC + conf_text()))
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        await engine.stop()
+
+    asyncio.run(scenario())

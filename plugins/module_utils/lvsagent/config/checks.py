@@ -390,6 +390,54 @@ class Checker:
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
         self.complete_sync_daemon(names)
+        self.complete_static_track_groups(names)
+
+    def complete_static_track_groups(self, instances: dict[str, VrrpInstance]) -> None:
+        """keepalived's static_track_group_init: a group keeps the instances that exist (none
+        left, it is removed); each instance of the group of a tracked static address, route or
+        rule then tracks the entry's interface (address dev, route dev, rule iif), FAULT while
+        it is down or gone."""
+        groups = self.config.static_track_groups
+        for name, group in list(groups.items()):
+            if not group.group:
+                self.warning(group.location, f"Static track group {name} has no virtual router(s)")
+            else:
+                for member in group.group:
+                    if member not in instances:
+                        self.warning(
+                            group.location,
+                            f"vrrp instance {member} specified in track group {name} doesn't "
+                            "exist - ignoring",
+                        )
+                group.group = [m for m in dict.fromkeys(group.group) if m in instances]
+                if not group.group:
+                    self.warning(
+                        group.location, f"Static track group {name} has no VRRP instance(s)"
+                    )
+            if not group.group:
+                self.warning(group.location, f"Static track group {name} init fails - removing")
+                del groups[name]
+        config = self.config
+        tracked = (
+            ("address", config.static_addresses, "dev"),
+            ("route", config.static_routes, "dev"),
+            ("rule", config.static_rules, "iif"),
+        )
+        for what, entries, attribute in tracked:
+            for entry in entries:
+                if entry.track_group is None:
+                    continue
+                if entry.no_track:
+                    self.warning(
+                        entry.location,
+                        f"Static {what} has both track_group and no_track set - not tracking",
+                    )
+                    continue
+                group = groups.get(entry.track_group)
+                for member in group.group if group else ():
+                    tracking = instances[member].static_track_interfaces
+                    if getattr(entry, attribute) not in tracking:
+                        tracking.append(getattr(entry, attribute))
 
     def complete_sync_daemon(self, instances: dict[str, VrrpInstance]) -> None:
         """lvs_sync_daemon's instance must exist (keepalived drops the daemon otherwise); its

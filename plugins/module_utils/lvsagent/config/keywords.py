@@ -86,7 +86,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     sorry_server_inhibit sorry_server_lvs_method source_ip
     state
     static_track_group status_code strict_mode sync_group_tracking_weight terminate_delay
-    time_window timeout timer_expired_backup tls_compliant track_bfd track_file track_group
+    time_window timeout timer_expired_backup tls_compliant track_bfd track_file
     track_interface track_process track_script track_src_ip ttl type umask
     unicast_fault_no_peer unicast_peer unicast_src_ip url use_ipvlan
     use_symlink_paths use_vmac use_vmac_addr user uthreshold v3_checksum_as_v2 version

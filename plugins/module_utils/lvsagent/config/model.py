@@ -238,6 +238,16 @@ class SyncGroup:
 
 
 @dataclass
+class StaticTrackGroup:
+    """A track_group block: the instances that go to FAULT when a static address, route or
+    rule naming the group cannot be restored (its interface down or gone)."""
+
+    name: str
+    group: list[str] = field(default_factory=list)  # vrrp_instance names
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
 class VirtualAddress:
     address: IPInterface  # /32 or /128 when the configuration gives no prefix
     dev: Optional[str] = None  # None = the instance's interface
@@ -247,6 +257,7 @@ class VirtualAddress:
     peer: Optional[str] = None
     no_track: bool = False
     use_vmac: bool = False  # keepalived: a VMAC of its own unless on the instance's VMAC
+    track_group: Optional[str] = field(default=None, compare=False)  # static addresses only
     location: Location = field(default_factory=Location)
 
     @property
@@ -285,6 +296,7 @@ class Route:
     nexthops: tuple[NextHop, ...] = ()
     mode: str = "prepend"  # keepalived's default (NLM_F_CREATE); "add" (exclusive), "append"
     no_track: bool = False
+    track_group: Optional[str] = field(default=None, compare=False)  # static routes only
     location: Location = field(default_factory=Location, compare=False)
 
 
@@ -308,6 +320,7 @@ class Rule:
     suppress_prefixlength: Optional[int] = None
     protocol: Optional[int] = RTPROT_KEEPALIVED  # None: no_track without protocol
     no_track: bool = False
+    track_group: Optional[str] = field(default=None, compare=False)  # static rules only
     location: Location = field(default_factory=Location, compare=False)
 
 
@@ -338,6 +351,9 @@ class VrrpInstance:
     track_files: list[TrackScript] = field(default_factory=list)
     track_processes: list[TrackScript] = field(default_factory=list)
     dont_track_primary: bool = False
+    # the interfaces of the static entries whose track_group lists this instance: down or gone,
+    # FAULT (keepalived's TRACK_SADDR / TRACK_SROUTE / TRACK_SRULE); set by the checks
+    static_track_interfaces: list[str] = field(default_factory=list)
     notify_master: Optional[Script] = None
     notify_backup: Optional[Script] = None
     notify_fault: Optional[Script] = None
@@ -482,6 +498,7 @@ class Config:
     static_addresses: list[VirtualAddress] = field(default_factory=list)
     static_routes: list[Route] = field(default_factory=list)
     static_rules: list[Rule] = field(default_factory=list)
+    static_track_groups: dict[str, StaticTrackGroup] = field(default_factory=dict)
     vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: list[VirtualServer] = field(default_factory=list)

@@ -41,6 +41,7 @@ from .model import (
     Script,
     ScriptUser,
     SorryServer,
+    StaticTrackGroup,
     SyncGroup,
     TrackFile,
     TrackInterface,
@@ -77,7 +78,6 @@ VIP_UNSUPPORTED_OPTIONS = (
     "noprefixroute",
     "autojoin",
     "preferred_lft",
-    "track_group",
 )
 # options that every checker resolves from its real server, then its virtual server
 INHERITED_CHECKER_OPTIONS = ("connect_timeout", "retry", "delay_before_retry", "warmup")
@@ -225,9 +225,10 @@ class Builder:
                 "vrrp_track_process": self.track_process,
                 "vrrp_sync_group": self.sync_group,
                 "vrrp_instance": self.vrrp_instance,
+                "track_group": self.static_track_group,
                 "static_ipaddress": self.static_addresses,
-                "static_routes": self.routing_lines("static_routes", read_route),
-                "static_rules": self.routing_lines("static_rules", self.rule_line),
+                "static_routes": self.routing_lines("static_routes", self.static_route_line),
+                "static_rules": self.routing_lines("static_rules", self.static_rule_line),
                 "virtual_server_group": self.virtual_server_group,
                 "virtual_server": self.virtual_server,
             },
@@ -236,6 +237,7 @@ class Builder:
             "track_file": self.track_file_table(),
             "vrrp_track_process": self.track_process_table(),
             "vrrp_sync_group": self.sync_group_table(),
+            "track_group": {"group": self.static_track_group_members},
             "vrrp_instance": self.vrrp_instance_table(),
             "authentication": {
                 "auth_type": self.auth_type,
@@ -1153,7 +1155,9 @@ class Builder:
 
         return handle
 
-    def virtual_address(self, node: Node) -> VirtualAddress:
+    def virtual_address(self, node: Node, static: bool = False) -> VirtualAddress:
+        """A virtual_ipaddress line; `static`: a static_ipaddress line, which alone takes
+        track_group (elsewhere keepalived's unknown entry, as the group name after it)."""
         raw = node.keyword
         try:
             address = ipaddress.ip_interface(raw)
@@ -1174,6 +1178,13 @@ class Builder:
             elif option in ("no_track", "use_vmac"):
                 setattr(vip, option, True)
                 index += 1
+            elif static and option == "track_group":
+                if index + 1 >= len(words):
+                    self.warning(node, f"No {option} parameter specified for {raw}")
+                    raise Ignored
+                if not self.static_track_group_option(node, vip, words[index + 1]):
+                    break  # keepalived stops reading the line at a second track_group
+                index += 2
             elif option in VIP_UNSUPPORTED_OPTIONS:
                 self.error(node, f"{raw}: option '{option}' not supported by lvs-agent")
                 raise Invalid
@@ -1221,7 +1232,7 @@ class Builder:
         """static_ipaddress: virtual_ipaddress lines; no dev is keepalived's default_interface."""
         for child in self.require_block(node):
             try:
-                vip = self.virtual_address(child)
+                vip = self.virtual_address(child, static=True)
             except Invalid:
                 continue
             if vip.dev is None:
@@ -1254,6 +1265,52 @@ class Builder:
     def rule_line(self, words: list[str], say: Callable) -> Any:
         """keepalived numbers the rules given no preference over the whole configuration."""
         return read_rule(words, say, self.rule_priorities)
+
+    def static_route_line(self, words: list[str], say: Callable) -> Any:
+        return read_route(words, say, self.config.static_track_groups)
+
+    def static_rule_line(self, words: list[str], say: Callable) -> Any:
+        return read_rule(words, say, self.rule_priorities, self.config.static_track_groups)
+
+    # ---- track_group (static tracking) ---------------------------------------------------
+
+    def static_track_group(self, node: Node, config: Config) -> None:
+        """keepalived's static_track_group_handler: a group without one name, or of a name
+        already defined, is skipped with a message."""
+        self.require_block(node)
+        if len(node.args) != 1:
+            self.warning(node, "track_group must have a name - skipping")
+            return
+        name = node.args[0]
+        if name in config.static_track_groups:
+            self.warning(node, f"track_group {name} already defined")
+            return
+        group = StaticTrackGroup(name, location=location(node))
+        config.static_track_groups[name] = group
+        self.walk(node, "track_group", group)
+
+    def static_track_group_members(self, node: Node, group: StaticTrackGroup) -> None:
+        """Every word of the block is an instance name (keepalived's read_value_block); a
+        second non-empty list is skipped, keepalived's message naming a sync group."""
+        if group.group:
+            self.warning(node, f"Group list already specified for sync group {group.name}")
+            return
+        for child in self.require_block(node):
+            group.group.extend(child.words)
+        if not group.group:
+            self.warning(node, f"Warning - track group {group.name} has empty group block")
+
+    def static_track_group_option(self, node: Node, vip: VirtualAddress, name: str) -> bool:
+        """`track_group NAME` on a static address: False for a second one (the rest of the
+        line is not read)."""
+        if vip.track_group is not None:
+            self.warning(node, f"track_group {name} is a duplicate")
+            return False
+        if name in self.config.static_track_groups:
+            vip.track_group = name
+        else:
+            self.warning(node, f"track_group {name} not found")
+        return True
 
     def track_interfaces(self, node: Node, target: Any) -> None:
         self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)

@@ -558,6 +558,7 @@ class Instance:
             self.socket_ifname,
             *self._vip_devices(),
             *(t.name for t in config.track_interfaces),
+            *config.static_track_interfaces,
         ]
         for ifname in dict.fromkeys(watched):
             self._apply_link(ifname, links.watch(ifname, self._link_changed))
@@ -589,7 +590,8 @@ class Instance:
         self._update_priority()
 
     def _apply_link(self, ifname: str, link: Link) -> None:
-        """Our interface or a VIP's gone is FAULT whatever the tracking; our interface back
+        """Our interface or a VIP's gone is FAULT whatever the tracking, as is the interface of
+        a static entry of one of our track_groups down or gone; our interface back
         (a new index) gets a new socket before the state can move, so that the first advert
         goes out on it."""
         if ifname == self.socket_ifname:
@@ -603,6 +605,9 @@ class Instance:
         for track in self.config.track_interfaces:
             if track.name == ifname:
                 self._apply_weight(f"interface {ifname}", track.weight, link.up != track.reverse)
+        if ifname in self.config.static_track_interfaces:
+            # keepalived: a track_group's static entry on it cannot be restored while it is down
+            self._set_fault(f"static entries on {ifname} down", not link.up)
 
     def _follow_interface(self, link: Link) -> None:
         """A new index: once up, the source address found again (a re-created interface has
