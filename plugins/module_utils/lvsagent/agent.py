@@ -329,7 +329,7 @@ class Agent:
             "vrrp": self.vrrp.status(),
             "ipvs": await self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
-            "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
+            "vrrp_scripts": {name: t.status() for name, t in self.vrrp.scripts.items()},
             "agent": {
                 "version": __version__,
                 "started": self._started,
