@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import time
 
 import pytest
@@ -400,6 +401,34 @@ def test_get_metrics_and_what_else_a_client_may_ask():
         await server.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("accept", "gzipped"),
+    [
+        ("gzip", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("gzip;q=0.001", True),
+        ("gzip;q=nonsense", False),
+        (None, False),
+    ],
+)
+def test_the_reply_is_gzipped_when_the_client_accepts_it(accept, gzipped):
+    async def scenario():
+        server, port = await serving()
+        header = f"Accept-Encoding: {accept}\r\n" if accept else ""
+        reply = await exchange(port, f"GET /metrics HTTP/1.1\r\n{header}\r\n".encode())
+        await server.close()
+        return reply.split(b"\r\n\r\n", 1)
+
+    head, body = asyncio.run(scenario())
+    assert (b"Content-Encoding: gzip\r\n" in head) is gzipped
+    assert f"Content-Length: {len(body)}\r\n".encode() in head
+    plain = metrics.render(SNAPSHOT)
+    assert (gzip.decompress(body) if gzipped else body) == plain
 
 
 def test_a_slow_client_is_cut_off_and_the_connections_are_capped(monkeypatch):

@@ -215,6 +215,10 @@ def test_vrrp_script_status_durations_timeouts_and_last_change(lab, tmp_path):
     web_count = script_value(text, slow + "_count", "chk_web")
     assert web_count >= 2 and script_value(text, slow + "_sum", "chk_web") < web_count
     promtool_check(text)
+    compressed = d1.run(["curl", "-sf", "--compressed", url]).stdout  # as Prometheus asks
+    assert "lvs_agent_vrrp_script_duration_seconds_bucket{" in compressed
+    head = d1.run(["curl", "-sf", "--compressed", "-D", "-", "-o", "/dev/null", url]).stdout
+    assert "Content-Encoding: gzip" in head
 
     web.stop()
     stopped = time.time()
