@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import time
 
@@ -15,6 +16,8 @@ from lvsagent import cli, metrics, metrics_server
 from lvsagent.config import ConfigError, loads
 from lvsagent.config.model import MetricsListen
 from lvsagent.durations import BUCKETS, Durations
+from lvsagent.ipvs import Stats
+from lvsagent.lvs import engine
 from lvsagent.metrics_server import MetricsServer
 
 COUNTERS = dict.fromkeys(metrics.VRRP_COUNTERS, 0)
@@ -221,6 +224,11 @@ def test_kernel_counters_per_real_server_and_virtual_server():
     assert value(samples, "lvs_agent_virtual_server_incoming_bytes_total", **service) == 9000
     text = metrics.render(SNAPSHOT).decode()
     assert "# TYPE lvs_agent_real_server_incoming_bytes_total counter" in text
+
+
+def test_the_kernel_counters_named_are_those_the_status_carries():
+    assert set(metrics.KERNEL_COUNTERS) == set(engine.KERNEL_COUNTERS)
+    assert set(engine.KERNEL_COUNTERS) <= {field.name for field in dataclasses.fields(Stats)}
 
 
 def test_quorum_per_virtual_server():
