@@ -330,7 +330,7 @@ class Agent:
             "vrrp": self.vrrp.status(),
             "ipvs": await self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
-            "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
+            "vrrp_scripts": {name: t.status() for name, t in self.vrrp.scripts.items()},
             "agent": {
                 "router_id": self.config.global_defs.router_id or socket.gethostname(),
                 "version": __version__,

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import random
 
+import pytest
 from fakeclock import FakeClock
 from fakes import FakeIpvs, FakeProber
 
@@ -20,10 +21,11 @@ from lvsagent.config.model import (
     VirtualServer,
     VrrpInstance,
 )
-from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
+from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey, Stats
 from lvsagent.lvs.checkers.misc import MiscCheck
 from lvsagent.lvs.checkers.tcp import TcpCheck
 from lvsagent.lvs.engine import LvsEngine
+from lvsagent.lvs.health import sleep
 from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"
@@ -59,11 +61,11 @@ def seed_vs(**overrides) -> VirtualServer:
 class Bed:
     """An engine with its fakes; `run(test)` drives an async test on a fresh loop."""
 
-    def __init__(self, *servers, instances=(), ipvs=None, state_dir=None):
+    def __init__(self, *servers, instances=(), ipvs=None, state_dir=None, prober=None):
         self.config = Config(virtual_servers=list(servers), vrrp_instances=list(instances))
         self.clock = FakeClock()
         self.ipvs = ipvs or FakeIpvs()
-        self.prober = FakeProber()
+        self.prober = prober or FakeProber()
         self.engine = LvsEngine(
             self.config,
             self.ipvs,
@@ -314,6 +316,75 @@ def test_status_reports_kernel_entries_with_health():
         assert up["check_failures"] == 0
         assert down["check_failures"] >= 4  # down after retry 3: four failed tries at least
         assert up["since"].endswith("Z")
+        await bed.engine.stop()
+
+    run(test)
+
+
+class CountedIpvs(FakeIpvs):
+    """Records whether each read of the table asked for the kernel's counters, and answers
+    with counters on every real server."""
+
+    def __init__(self):
+        super().__init__()
+        self.counters_asked: list = []
+
+    def services(self, *, stats=True):
+        self.counters_asked.append(stats)
+        return super().services(stats=stats)
+
+    def table(self, *, stats=True):
+        self.counters_asked.append(stats)
+        table = super().table(stats=stats)
+        for service, destinations in table.values():
+            service.stats = Stats(connections=7, bytes_out=2**33) if stats else None
+            for dest in destinations:
+                dest.stats = Stats(3, 30, 20, 3000, 2000) if stats else None
+        return table
+
+
+class SlowProber(FakeProber):
+    """Each probe takes 0.3 s on the fake clock."""
+
+    clock = None
+
+    async def __call__(self, spec):
+        await sleep(self.clock, 0.3)
+        return await super().__call__(spec)
+
+
+def test_status_has_kernel_counters_quorum_failure_reasons_and_check_durations():
+    async def test():
+        prober = SlowProber()
+        bed = Bed(seed_vs(quorum=150), ipvs=CountedIpvs(), prober=prober)
+        prober.clock = bed.clock
+        bed.prober.fail(RS2, 80, "timeout after 10s")
+        await bed.engine.start()
+        for _second in range(40):  # several audits (RESYNC_INTERVAL) and probes
+            await bed.clock.advance_with_tasks(1)
+        audits = set(bed.ipvs.counters_asked)
+        assert audits == {False}  # installs and audits read the table, without counters
+        (service,) = await bed.engine.status()
+        assert bed.ipvs.counters_asked[-1] is True  # the status did
+        assert service["virtual_server"] == f"[{VIP}]:80"
+        assert service["quorum"] == {"up": False, "quorum": 150, "alive_weight": 100}
+        assert service["counters"]["connections"] == 7
+        assert service["counters"]["bytes_out"] == 2**33
+        up, down = service["realservers"]
+        assert up["counters"] == {
+            "connections": 3,
+            "packets_in": 30,
+            "packets_out": 20,
+            "bytes_in": 3000,
+            "bytes_out": 2000,
+        }
+        assert down["counters"] is None  # not in the kernel
+        assert up["check_failure_reasons"] == {}
+        assert down["check_failure_reasons"] == {"timeout": down["check_failures"]}
+        durations = up["check_durations"]
+        buckets = dict(map(tuple, durations["buckets"]))
+        assert durations["count"] >= 5 and buckets[0.25] == 0 and buckets[0.5] == durations["count"]
+        assert durations["sum"] == pytest.approx(0.3 * durations["count"])
         await bed.engine.stop()
 
     run(test)

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -27,7 +28,8 @@ from ..config.model import (
     Script,
     VirtualServer,
 )
-from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..durations import Durations
+from ..ipvs import Destination, IpvsError, Service, ServiceKey, Stats, format_endpoint
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
@@ -43,6 +45,7 @@ AUDIT_BUDGET = 500  # destinations read from the kernel per audit
 DESIRED_SLICE = 500  # destinations built on the loop between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
+KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
 
 
 def _first(*values):
@@ -93,6 +96,23 @@ class RealServerEntry:
 
     def check_failures(self) -> int:
         return sum(check.state.failures for check in self.checks)
+
+    def health_status(self, wall_offset: float) -> dict:
+        """The status row's health part: state, since, last error, failures (in all and by
+        reason) and the probes' durations, over all of the real server's checks."""
+        reasons: Counter = Counter()
+        durations = Durations()
+        for check in self.checks:
+            reasons.update(check.state.failure_reasons)
+            durations.merge(check.durations)
+        return {
+            "health": "up" if self.alive else "down",
+            "since": _iso(self.since + wall_offset),
+            "last_error": self.last_error(),
+            "check_failures": self.check_failures(),
+            "check_failure_reasons": dict(sorted(reasons.items())),
+            "check_durations": durations.status(),
+        }
 
     def destination(self, weight: int) -> Destination:
         return Destination(
@@ -222,7 +242,16 @@ def _iso(wall_time: float) -> str:
 
 
 def _read_table(client, keys: set) -> dict:
-    return reconciler.read_current(client, keys, whole_table=True)
+    """`keys` as the kernel holds them, with their counters: for status and scrapes only
+    (the reconciler's reads and audits take none)."""
+    return {key: entry for key, entry in client.table(stats=True).items() if key in keys}
+
+
+def _counters(stats: Optional[Stats]) -> Optional[dict]:
+    """The kernel's counters of a service or real server (`ipvsadm --stats` columns)."""
+    if stats is None:
+        return None
+    return {name: getattr(stats, name) for name in KERNEL_COUNTERS}
 
 
 class LvsEngine:
@@ -662,7 +691,20 @@ class LvsEngine:
                 ]
                 rows.extend(self._absent_row(rs, wall_offset) for rs in members.values())
                 shown = live_service or service
-                reply.append({"service": str(service.key), **shown.to_dict(), "realservers": rows})
+                reply.append(
+                    {
+                        "service": str(service.key),
+                        **shown.to_dict(),
+                        "virtual_server": vse.name,
+                        "quorum": {
+                            "up": vse.quorum.up,
+                            "quorum": vse.quorum.quorum,
+                            "alive_weight": vse.quorum.weight_sum,
+                        },
+                        "counters": _counters(live_service and live_service.stats),
+                        "realservers": rows,
+                    }
+                )
         return reply
 
     @staticmethod
@@ -674,12 +716,10 @@ class LvsEngine:
             "weight": dest.weight,
             "active": dest.active_connections,
             "inactive": dest.inactive_connections,
+            "counters": _counters(dest.stats),
         }
         if rs is not None:
-            row["health"] = "up" if rs.alive else "down"
-            row["since"] = _iso(rs.since + wall_offset)
-            row["last_error"] = rs.last_error()
-            row["check_failures"] = rs.check_failures()
+            row.update(rs.health_status(wall_offset))
         elif vse.sorry is not None and (dest.address, dest.port) == (
             vse.sorry.address,
             vse.sorry.port,
@@ -699,8 +739,6 @@ class LvsEngine:
             "weight": None,
             "active": None,
             "inactive": None,
-            "health": "up" if rs.alive else "down",
-            "since": _iso(rs.since + wall_offset),
-            "last_error": rs.last_error(),
-            "check_failures": rs.check_failures(),
+            "counters": None,
+            **rs.health_status(wall_offset),
         }

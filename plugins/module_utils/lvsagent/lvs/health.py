@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ..durations import Durations
 from .checkers import KINDS, CheckResult, CheckSpec, probe
+from .checkers.base import failure_reason
 
 log = logging.getLogger("lvsagent.lvs")
 
@@ -44,6 +47,7 @@ class CheckState:
         self.retries_done = 0
         self.last_error = ""
         self.failures = 0  # failed probes since the check started (retries included)
+        self.failure_reasons: Counter = Counter()  # the same, by checkers.FAILURE_REASONS
         self.weight: Optional[int] = None  # set by a misc_dynamic exit status
         self.offset = 0  # added to the real server's weight by a FILE_CHECK's value
 
@@ -65,6 +69,7 @@ class CheckState:
             return Outcome(spec.delay_loop, weight_changed)
         self.last_error = result.error
         self.failures += 1
+        self.failure_reasons[failure_reason(result.error)] += 1
         attempt = KINDS[spec.kind].failed(spec, result.error)
         if not self.up:
             return Outcome(spec.delay_loop, False, [attempt] if first_run else [])
@@ -102,7 +107,8 @@ def first_delay(spec: CheckSpec, rng: random.Random) -> float:
 
 
 class HealthCheck:
-    """Runs one checker forever on the loop; calls `on_change(self)` on up/down or weight."""
+    """Runs one checker forever on the loop; calls `on_change(self)` on up/down or weight.
+    `durations` holds how long its probes took (on the injected clock)."""
 
     def __init__(
         self,
@@ -119,6 +125,7 @@ class HealthCheck:
         self._on_change = on_change
         self._rng = rng
         self._prober = prober
+        self.durations = Durations()
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._task: Optional[asyncio.Task] = None
@@ -150,7 +157,10 @@ class HealthCheck:
         await sleep(self._clock, first_delay(self.spec, self._rng))
         while True:
             await self._resumed.wait()
-            outcome = self.state.record(await self._prober(self.spec))
+            started = self._clock.monotonic()
+            result = await self._prober(self.spec)
+            self.durations.observe(self._clock.monotonic() - started)
+            outcome = self.state.record(result)
             for message in outcome.messages:
                 log.info("%s", message)
             if outcome.changed:
