@@ -1,6 +1,7 @@
 """Build the typed model from the statement tree, with keepalived's meaning of each keyword.
 
-Each block has a table `keyword -> handler`. A keyword missing from the table is a deprecated
+Each block has a table `keyword -> handler` (config/blocks/, one module per block family,
+all reading with the one `values.Reader`). A keyword missing from the table is a deprecated
 alias (accepted, with a warning), a keyword lvs-agent deliberately ignores (warning), a
 keyword valid only in another block, a keepalived keyword lvs-agent does not implement
 (error "not supported by lvs-agent"), or an unknown keyword (error). Values are checked as
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -21,36 +21,26 @@ from ..ipvs.model import SERVICE_FLAGS as SCHEDULER_FLAGS
 from ..lvs import checkers  # the registry; read at parse time (it imports this package)
 from ..lvs.checkers.base import DROPPED
 from . import checks
+from .blocks import ParseState
+from .blocks.global_defs import GlobalDefsBlock
+from .blocks.trackers import TrackerBlocks
+from .blocks.vrrp import VrrpBlocks
 from .errors import ConfigError, Invalid, Problem
-from .keywords import IGNORED, KEEPALIVED_KEYWORDS
 from .lexer import Lexer, Node, ReadError, Source, build_tree
-from .lvs_globals import LvsGlobals
 from .model import (
-    DEFAULT_NFTABLES_TABLE,
     DEFAULT_PERSISTENCE_TIMEOUT,
-    FIFO_PREFIXES,
     LVS_METHODS,
     PROTOCOLS,
     Checker,
     Config,
-    GlobalDefs,
-    MetricsListen,
     RealServer,
     SorryServer,
-    SyncGroup,
-    TrackFile,
-    TrackInterface,
-    TrackProcess,
-    TrackScript,
-    VirtualAddress,
     VirtualServer,
     VirtualServerGroup,
     VirtualServerGroupEntry,
     VrrpInstance,
-    VrrpScript,
 )
 from .redact import excerpt, redact
-from .routing import read_route, read_rule
 from .values import (
     IGNORE,
     INT32_MAX,
@@ -70,26 +60,9 @@ from .values import (
 )
 
 MAX_PERSISTENCE_TIMEOUT = 2678400  # keepalived's LVS_MAX_TIMEOUT: 31 days
-GARP_DELAY_MAX = UINT32_MAX // 1_000_000  # keepalived keeps timers in microseconds
-SCRIPT_PERIOD_MAX = UINT32_MAX // 1_000_000
-COMM_MAX = 15  # bytes of a process name the kernel keeps (/proc/PID/comm)
-NFT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")  # an nft identifier
-VIP_SCOPES = ("site", "link", "host", "nowhere", "global")
-VIP_UNSUPPORTED_OPTIONS = (
-    "home",
-    "-nodad",
-    "nodad",
-    "mngtmpaddr",
-    "noprefixroute",
-    "autojoin",
-    "preferred_lft",
-    "track_group",
-)
+PE_NAME_MAX = 15  # IP_VS_PENAME_MAXLEN less the terminating NUL
 # options that every checker resolves from its real server, then its virtual server
 INHERITED_CHECKER_OPTIONS = ("connect_timeout", "retry", "delay_before_retry", "warmup")
-
-
-PE_NAME_MAX = 15  # IP_VS_PENAME_MAXLEN less the terminating NUL
 
 
 def server_option_rules(server: str, delay_before_retry: str) -> dict:
@@ -143,39 +116,25 @@ class Builder:
 
     def __init__(self, report: Callable[[Problem], None]):
         self.read = Reader(report)
-        self.config = Config()
-        self.instance_keywords: dict[int, dict] = {}  # id(instance) -> keyword -> Location
-        self.rule_priorities: dict[int, int] = {}  # family -> next preference given by default
-        self.default_interface: Optional[str] = None  # as keepalived: fixed by its first use
-        self.lvs_globals = LvsGlobals(self.read, self.config)
+        self.state = ParseState()
+        self.current_server_state = BlockState()
+        blocks = (
+            GlobalDefsBlock(self.read, self.state),
+            TrackerBlocks(self.read),
+            VrrpBlocks(self.read, self.state),
+        )
+        top: dict[str, Handler] = {
+            "virtual_server_group": self.virtual_server_group,
+            "virtual_server": self.virtual_server,
+        }
         tables: dict[str, dict[str, Handler]] = {
-            "top": {
-                "global_defs": self.global_defs,
-                "vrrp_script": self.vrrp_script,
-                "track_file": self.track_file,
-                "vrrp_track_file": self.track_file,
-                "vrrp_track_process": self.track_process,
-                "vrrp_sync_group": self.sync_group,
-                "vrrp_instance": self.vrrp_instance,
-                "static_ipaddress": self.static_addresses,
-                "static_routes": self.routing_lines("static_routes", read_route),
-                "static_rules": self.routing_lines("static_rules", self.rule_line),
-                "virtual_server_group": self.virtual_server_group,
-                "virtual_server": self.virtual_server,
-            },
-            "global_defs": self.global_defs_table(),
-            "vrrp_script": self.vrrp_script_table(),
-            "track_file": self.track_file_table(),
-            "vrrp_track_process": self.track_process_table(),
-            "vrrp_sync_group": self.sync_group_table(),
-            "vrrp_instance": self.vrrp_instance_table(),
-            "authentication": {
-                "auth_type": self.auth_type,
-                "auth_pass": self.read.scalar("auth_pass", self.read.text),
-            },
+            "top": top,
             "virtual_server": self.virtual_server_table(),
             "real_server": self.real_server_table(),
         }
+        for block in blocks:
+            top.update(block.top_level())
+            tables.update(block.tables())
         for name, kind in checkers.KINDS.items():
             common = self.checker_table(kind.connection) if kind.common else {}
             tables[name] = {**common, **kind.keywords(self.read)}
@@ -183,789 +142,16 @@ class Builder:
         self.read.add_tables(tables)
 
     def release(self) -> None:
-        """Break the cycle reader -> tables -> bound methods -> self, so that reference
-        counting frees the builder (the cyclic GC would walk its state in one long pause)."""
+        """Break the cycle reader -> tables -> bound methods -> blocks -> reader, so that
+        reference counting frees the builder (the cyclic GC would walk its state in one long
+        pause)."""
         self.read.tables.clear()
-        self.lvs_globals = None
         release(self.read.state)
-        release(self.instance_keywords)
+        release(self.state.instance_keywords)
 
     def build(self, nodes: list[Node]) -> Config:
-        self.read.walk(Node(["<top>"], "", 0, children=nodes), "top", self.config)
-        return self.config
-
-    def script_period(self, attribute: str, invalid: str) -> Handler:
-        """vrrp_script interval/timeout: whole seconds; 0 becomes 1, anything else is ignored."""
-        read = self.read.lenient(attribute, whole(0, SCRIPT_PERIOD_MAX), invalid + " - ignoring")
-
-        def handle(node: Node, script: VrrpScript) -> None:
-            read(node, script)
-            if getattr(script, attribute) == 0:
-                self.read.warning(
-                    node,
-                    f"({script.name}): vrrp script {attribute} must be greater than 0, "
-                    "setting to 1",
-                )
-                setattr(script, attribute, 1)
-
-        return handle
-
-    # ---- global_defs -----------------------------------------------------------------------
-
-    def global_defs_table(self) -> dict[str, Handler]:
-        return {
-            "router_id": self.read.scalar("router_id", self.read.text),
-            "vrrp_version": self.read.lenient(
-                "vrrp_version", whole(2, 3), "VRRP Error: Version must be either 2 or 3"
-            ),
-            "vrrp_garp_master_delay": self.read.lenient(
-                "vrrp_garp_master_delay",
-                whole(0, GARP_DELAY_MAX),
-                "vrrp_garp_master_delay '{value}' invalid - ignoring",
-            ),
-            "vrrp_garp_master_repeat": self.read.repeat_count(
-                "vrrp_garp_master_repeat", "vrrp_garp_master_repeat"
-            ),
-            "vrrp_garp_master_refresh": self.read.lenient(
-                "vrrp_garp_master_refresh",
-                whole(0, UINT32_MAX),
-                "Invalid vrrp_garp_master_refresh '{value}' - ignoring",
-            ),
-            "vrrp_garp_master_refresh_repeat": self.read.repeat_count(
-                "vrrp_garp_master_refresh_repeat", "vrrp_garp_master_refresh_repeat"
-            ),
-            "vrrp_garp_interval": self.read.lenient(
-                "vrrp_garp_interval",
-                decimal(TIMER_MIN, UINT_TIMER_MAX),
-                "vrrp_garp_interval '{value}' is invalid",
-            ),
-            "vrrp_gna_interval": self.read.lenient(
-                "vrrp_gna_interval",
-                decimal(TIMER_MIN, UINT_TIMER_MAX),
-                "vrrp_gna_interval '{value}' is invalid",
-            ),
-            "vrrp_startup_delay": self.read.lenient(
-                "vrrp_startup_delay",
-                decimal(0.001, UINT_TIMER_MAX),
-                "vrrp_startup_delay '{value}' is invalid",
-            ),
-            "vrrp_mcast_group4": self.read.scalar("vrrp_mcast_group4", self.multicast_group(4)),
-            "vrrp_mcast_group6": self.read.scalar("vrrp_mcast_group6", self.multicast_group(6)),
-            "script_user": self.read.scalar("script_user", self.read.script_user),
-            "enable_script_security": self.read.scalar(
-                "enable_script_security", self.read.bare_flag
-            ),
-            "set_supplementary_groups": self.read.scalar(
-                "set_supplementary_groups", self.read.bare_flag
-            ),
-            "vrrp_strict": self.read.scalar("vrrp_strict", self.read.bare_flag),
-            "nftables": self.read.scalar("nftables", self.nftables_table),
-            "nftables_priority": self.read.ranged("nftables_priority", -INT32_MAX - 1, INT32_MAX),
-            "nftables_counters": self.read.scalar("nftables_counters", self.read.bare_flag),
-            "nftables_ifindex": self.read.scalar("nftables_ifindex", self.read.bare_flag),
-            "vrrp_iptables": self.vrrp_iptables,
-            "vrrp_min_garp": self.min_garp,
-            **{
-                f"{kind}_script{suffix}": handler
-                for kind in ("startup", "shutdown")
-                for suffix, handler in (
-                    ("", self.start_stop_script(kind)),
-                    (
-                        "_timeout",
-                        self.read.lenient(
-                            f"{kind}_script_timeout",
-                            whole(1, 1000),
-                            f"{kind}_script_timeout '{{value}}' must be in [1, 1000] - ignoring",
-                        ),
-                    ),
-                )
-            },
-            "vrrp_down_timer_adverts": self.read.lenient(
-                "vrrp_down_timer_adverts",
-                whole(1, 100),
-                "Invalid vrrp_down_timer_adverts [1:100] '{value}'",
-            ),
-            "default_interface": self.read.scalar("default_interface", self.read.interface_name),
-            "vmac_prefix": self.vmac_prefix,
-            "v3_checksum_as_v2": self.read.scalar("v3_checksum_as_v2", self.read.flag),
-            "vrrp_check_unicast_src": self.read.scalar(
-                "vrrp_check_unicast_src", self.read.bare_flag
-            ),
-            "vrrp_garp_lower_prio_delay": self.read.lenient(
-                "vrrp_garp_lower_prio_delay",
-                whole(0, GARP_DELAY_MAX),
-                "vrrp_garp_lower_prio_delay '{value}' invalid - ignoring",
-            ),
-            "vrrp_garp_lower_prio_repeat": self.read.lenient(
-                "vrrp_garp_lower_prio_repeat",
-                whole(0, INT32_MAX),
-                "Invalid vrrp_garp_lower_prio_repeat '{value}'",
-            ),
-            "vrrp_lower_prio_no_advert": self.read.scalar(
-                "vrrp_lower_prio_no_advert", self.read.flag
-            ),
-            "vrrp_higher_prio_send_advert": self.read.scalar(
-                "vrrp_higher_prio_send_advert", self.read.flag
-            ),
-            **{
-                f"{prefix}notify_fifo{suffix}": self.read.scalar(
-                    f"{prefix}notify_fifo{suffix}", reader
-                )
-                for prefix in FIFO_PREFIXES
-                for suffix, reader in (("", self.fifo_path), ("_script", self.read.script))
-            },
-            **self.lvs_globals.global_handlers(),
-            "metrics_listen": self.read.scalar("metrics_listen", self.metrics_listen),
-        }
-
-    def metrics_listen(self, node: Node) -> MetricsListen:
-        """ADDRESS:PORT, an IPv6 address in brackets."""
-        host, colon, port = self.read.value(node).rpartition(":")
-        bracketed = host.startswith("[") and host.endswith("]")
-        if not colon or (":" in host and not bracketed):
-            self.read.error(node, f"{node.keyword}: expected ADDRESS:PORT or [IPV6]:PORT")
-            raise Invalid
-        address = self.read.address(node, host[1:-1] if bracketed else host)
-        return MetricsListen(address, self.read.integer(node, 1, 65535, port), location(node))
-
-    def multicast_group(self, family: int) -> Callable[[Node], str]:
-        def read(node: Node) -> str:
-            address = ipaddress.ip_address(self.read.address(node))
-            if address.version != family or not address.is_multicast:
-                self.read.error(
-                    node, f"{node.keyword}: {address} is not an IPv{family} multicast address"
-                )
-                raise Invalid
-            return str(address)
-
-        return read
-
-    def fifo_path(self, node: Node) -> str:
-        """keepalived's optional owner after the FIFO's name is not supported."""
-        if len(node.args) > 1:
-            self.read.error(
-                node, f"{node.keyword}: an owner for the FIFO is not supported by lvs-agent"
-            )
-            raise Invalid
-        return self.read.value(node)
-
-    def nftables_table(self, node: Node) -> str:
-        """A table name nft reads as one word (keepalived passes any name to libnftnl)."""
-        if not node.args:
-            return DEFAULT_NFTABLES_TABLE
-        name = self.read.value(node)
-        if not NFT_NAME.fullmatch(name):
-            self.read.error(
-                node, f"nftables: table name '{excerpt(name)}' not supported by lvs-agent"
-            )
-            raise Invalid
-        return name
-
-    def start_stop_script(self, kind: str) -> Handler:
-        """keepalived keeps the first startup_script / shutdown_script."""
-
-        def handle(node: Node, global_defs: GlobalDefs) -> None:
-            if getattr(global_defs, f"{kind}_script") is not None:
-                self.read.warning(node, f"{kind} script already specified")
-                raise Ignored
-            setattr(global_defs, f"{kind}_script", self.read.script(node))
-
-        return handle
-
-    def min_garp(self, node: Node, global_defs: GlobalDefs) -> None:
-        """keepalived's vrrp_min_garp: one gratuitous ARP / NA, no delayed burst, no refresh;
-        only the settings still at their default when it is read change."""
-        if not self.read.flag(node):
-            return
-        defaults = GlobalDefs()
-        for name, value in (("repeat", 1), ("refresh", 0), ("refresh_repeat", 0), ("delay", 0)):
-            attribute = f"vrrp_garp_master_{name}"
-            if getattr(global_defs, attribute) == getattr(defaults, attribute):
-                setattr(global_defs, attribute, value)
-
-    def vrrp_iptables(self, node: Node, global_defs: GlobalDefs) -> None:
-        """keepalived 2.2.7 as Debian builds it has no iptables: it uses its nftables table."""
-        self.read.warning(
-            node,
-            "iptables not supported, using nftables instead. Please replace 'vrrp_iptables "
-            "and 'vrrp_ipsets' with 'nftables' config option",
-        )
-        if global_defs.nftables is None:
-            global_defs.nftables = DEFAULT_NFTABLES_TABLE
-
-    def vmac_prefix(self, node: Node, global_defs: GlobalDefs) -> None:
-        """keepalived keeps the first vmac_prefix."""
-        prefix = self.read.value(node)
-        if global_defs.vmac_prefix is not None:
-            self.read.warning(node, f"vmac prefix has already been specified - ignoring {prefix}")
-            raise Ignored
-        global_defs.vmac_prefix = prefix
-
-    def global_defs(self, node: Node, config: Config) -> None:
-        self.read.require_block(node)
-        config.global_defs.location = location(node)
-        self.read.walk(node, "global_defs", config.global_defs)
-
-    # ---- vrrp_script -----------------------------------------------------------------------
-
-    def vrrp_script_table(self) -> dict[str, Handler]:
-        return {
-            "script": self.read.scalar(
-                "script", lambda node: self.read.command(node, self.read.value(node))
-            ),
-            "interval": self.script_period(
-                "interval", "({name}): vrrp script interval '{value}' must be between 1 and 4294"
-            ),
-            "timeout": self.script_period(
-                "timeout", "({name}): vrrp script timeout '{value}' invalid"
-            ),
-            "weight": self.script_weight,
-            "rise": self.read.lenient(
-                "rise",
-                whole(1, INT32_MAX),
-                "({name}): vrrp script rise value '{value}' invalid, defaulting to 1",
-                fallback=1,
-            ),
-            "fall": self.read.lenient(
-                "fall",
-                whole(1, INT32_MAX),
-                "({name}): vrrp script fall value '{value}' invalid, defaulting to 1",
-                fallback=1,
-            ),
-            "user": self.read.scalar("user", self.read.script_user),
-            "init_fail": self.read.scalar("init_fail", self.read.bare_flag),
-        }
-
-    def script_weight(self, node: Node, script: VrrpScript) -> None:
-        if not node.args:
-            self.read.error(node, "weight: missing value")
-            raise Invalid
-        script.weight = self.read.integer(node, -253, 253, node.args[0])
-        option = node.args[1] if len(node.args) > 1 else None
-        script.weight_reverse = option == "reverse"
-        if option not in (None, "reverse"):
-            self.read.warning(node, f"vrrp_script {script.name} unknown weight option {option}")
-
-    def vrrp_script(self, node: Node, config: Config) -> None:
-        name = self.read.block_name(node)
-        script = VrrpScript(name, location=location(node))
-        state = self.read.walk(node, "vrrp_script", script)
-        if not script.script:
-            if not self.read.tainted(node):  # keepalived drops it; who tracks it is told so
-                self.read.warning(node, f"No script set for vrrp_script {name} - removing")
-            return
-        if "timeout" not in state.explicit:
-            script.timeout = script.interval
-        self.read.define(node, config.vrrp_scripts, script, "vrrp_script")
-
-    # ---- track_file, vrrp_track_process ---------------------------------------------------
-
-    def track_file_table(self) -> dict[str, Handler]:
-        return {
-            "file": self.read.scalar("file", self.read.text),
-            "weight": self.read.tracked_weight(-254, 254),
-            "init_file": self.init_file,
-        }
-
-    def init_file(self, node: Node, track: TrackFile) -> None:
-        """`init_file [VALUE] [overwrite]`: write VALUE (default 0) to the file at start."""
-        track.init_value = 0
-        for word in node.args:
-            if word == "overwrite":
-                track.init_overwrite = True
-            else:
-                track.init_value = self.read.integer(node, -254, 254, word)
-
-    def track_file(self, node: Node, config: Config) -> None:
-        name = self.read.block_name(node)
-        if node.keyword == "vrrp_track_file":
-            self.read.warning(node, "vrrp_track_file is deprecated, use track_file")
-        track = TrackFile(name, location=location(node))
-        self.read.walk(node, "track_file", track)
-        if not track.file and not self.read.tainted(node):
-            self.read.error(node, f"track_file {name}: no file given")
-        self.read.define(node, config.track_files, track, "track_file")
-
-    def track_process_table(self) -> dict[str, Handler]:
-        return {
-            "process": self.process,
-            "param_match": self.param_match,
-            "weight": self.read.tracked_weight(-254, 254),
-            "quorum": self.read.ranged("quorum", 0, INT32_MAX),
-            "quorum_max": self.read.ranged("quorum_max", 0, INT32_MAX),
-            "fork_delay": self.read.timer("fork_delay", 0, 86400),
-            "terminate_delay": self.read.timer("terminate_delay", 0, 86400),
-            "delay": self.both_delays,
-            "full_command": self.read.scalar("full_command", self.read.bare_flag),
-        }
-
-    def process(self, node: Node, track: TrackProcess) -> None:
-        """`process NAME [PARAM ...]`: parameters mean the command line is matched, exactly
-        unless param_match says otherwise."""
-        if node.is_block or not node.args:
-            self.read.error(node, "process: expected a process name [parameters]")
-            raise Invalid
-        track.process, track.params = node.args[0], list(node.args[1:])
-
-    def param_match(self, node: Node, track: TrackProcess) -> None:
-        track.param_match = self.read.choice(node, ("initial", "partial")) if node.args else "exact"
-
-    def both_delays(self, node: Node, track: TrackProcess) -> None:
-        track.fork_delay = track.terminate_delay = self.read.number(node, 0, 86400)
-
-    def track_process(self, node: Node, config: Config) -> None:
-        name = self.read.block_name(node)
-        track = TrackProcess(name, location=location(node))
-        state = self.read.walk(node, "vrrp_track_process", track)
-        if "quorum" not in state.explicit and track.quorum_max is not None:
-            track.quorum = min(track.quorum, track.quorum_max)  # quorum_max 0: none may run
-        if not track.process and not self.read.tainted(node):
-            self.read.error(node, f"vrrp_track_process {name}: no process given")
-        by_name = not (track.params or track.param_match or track.full_command)
-        if by_name and len(track.process.encode()) > COMM_MAX:
-            self.read.warning(
-                node,
-                f"vrrp_track_process {name}: the kernel keeps {COMM_MAX} bytes of a process "
-                f"name, so '{excerpt(track.process)}' never matches; use full_command",
-            )
-        if track.quorum_max is not None and track.quorum_max < track.quorum:
-            self.read.error(node, f"vrrp_track_process {name}: quorum_max is below quorum")
-        self.read.define(node, config.track_processes, track, node.keyword)
-
-    # ---- vrrp_sync_group -------------------------------------------------------------------
-
-    def sync_group_table(self) -> dict[str, Handler]:
-        return {
-            "group": self.sync_group_members,
-            "notify_master": self.read.scalar("notify_master", self.read.script),
-            "notify_backup": self.read.scalar("notify_backup", self.read.script),
-            "notify_fault": self.read.scalar("notify_fault", self.read.script),
-            "notify_stop": self.read.scalar("notify_stop", self.read.script),
-            "notify": self.read.scalar("notify", self.read.script),
-            "track_interface": self.track_interfaces,
-            "track_script": self.tracked_names("track_scripts", "track_script"),
-            "track_file": self.tracked_names("track_files", "track_file", 254),
-            "track_process": self.tracked_names("track_processes", "track_process", 254),
-            "sync_group_tracking_weight": self.read.scalar("tracking_weight", self.read.bare_flag),
-            "global_tracking": self.global_tracking,
-        }
-
-    def global_tracking(self, node: Node, group: SyncGroup) -> None:
-        self.read.warning(
-            node,
-            f"({group.name}) global_tracking is deprecated. Use track_interface/script/file on "
-            "the sync group",
-        )
-        group.tracking_weight = self.read.bare_flag(node)
-
-    def sync_group_members(self, node: Node, group: SyncGroup) -> None:
-        for child in self.read.require_block(node):
-            if child.args or child.is_block:
-                self.read.error(
-                    child,
-                    "group: expected a vrrp_instance name alone on a line, "
-                    f"got more after '{excerpt(child.keyword)}'",
-                )
-                continue
-            group.group.append(child.keyword)
-
-    def sync_group(self, node: Node, config: Config) -> None:
-        name = self.read.block_name(node)
-        group = SyncGroup(name, location=location(node))
-        table = self.read.tables["vrrp_sync_group"]
-        children = node.children or []
-        bare = [c for c in children if not c.unsupported and not c.args and not c.is_block]
-        known = table.keys() | KEEPALIVED_KEYWORDS | IGNORED
-        old_style = [c for c in bare if c.keyword not in known]
-        for child in old_style:
-            # keepalived 1.x listed the instances directly in the group; 2.x ignores them
-            self.read.warning(
-                child,
-                f"Unknown keyword '{excerpt(child.keyword)}' - instance names belong in "
-                "'group { }'; ignored, as keepalived does",
-            )
-        node = Node(node.words, node.file, node.line, [c for c in children if c not in old_style])
-        self.read.walk(node, "vrrp_sync_group", group)
-        if not group.group and not self.read.tainted(node):
-            self.read.warning(node, f"Sync group {name} has no virtual router(s). removing")
-            return
-        config.sync_groups.append(group)
-
-    # ---- vrrp_instance ---------------------------------------------------------------------
-
-    def vrrp_instance_table(self) -> dict[str, Handler]:
-        return {
-            "state": self.read.lenient(
-                "state",
-                exact(("MASTER", "BACKUP")),
-                "({name}) unknown state '{value}', defaulting to BACKUP",
-                fallback="BACKUP",
-            ),
-            "interface": self.read.scalar("interface", self.read.interface_name),
-            "lvs_sync_daemon_interface": self.lvs_globals.lvs_sync_daemon_interface,
-            "virtual_router_id": self.read.ranged("virtual_router_id", 1, 255),
-            "priority": self.read.lenient(
-                "priority",
-                whole(1, 255),
-                "({name}) Priority not valid! must be between 1 & 255. Using default 100",
-                fallback=100,
-            ),
-            "advert_int": self.read.lenient(  # rounded and capped per version in checks
-                "advert_int",
-                decimal(0.01, 255),
-                "({name}) Advert interval ({value}) not valid! Must be > 0 - ignoring",
-            ),
-            "version": self.read.lenient(
-                "version", whole(2, 3), "({name}): Version must be either 2 or 3"
-            ),
-            "nopreempt": self.read.scalar("nopreempt", self.read.bare_flag),
-            "preempt": self.preempt,
-            "preempt_delay": self.read.lenient(
-                "preempt_delay",
-                decimal(0, 1000),
-                "({name}) Preempt_delay not valid! must be between 0-1000",
-                fallback=0.0,
-            ),
-            "authentication": self.authentication,
-            "unicast_src_ip": self.read.scalar("unicast_src_ip", self.read.address),
-            "mcast_src_ip": self.read.scalar("mcast_src_ip", self.read.address),
-            "unicast_peer": self.unicast_peers,
-            "unicast_ttl": self.read.lenient(
-                "unicast_ttl",
-                whole(0, 255),
-                "({name}): TTL '{value}' not valid - must be between 0 & 255",
-            ),
-            "check_unicast_src": self.read.scalar("check_unicast_src", self.read.bare_flag),
-            "virtual_ipaddress": self.virtual_addresses("virtual_ipaddresses"),
-            "virtual_ipaddress_excluded": self.virtual_addresses("virtual_ipaddresses_excluded"),
-            "virtual_routes": self.routing_lines("virtual_routes", read_route),
-            "virtual_rules": self.routing_lines("virtual_rules", self.rule_line),
-            "track_interface": self.track_interfaces,
-            "track_script": self.tracked_names("track_scripts", "track_script"),
-            "track_file": self.tracked_names("track_files", "track_file", 254),
-            "track_process": self.tracked_names("track_processes", "track_process", 254),
-            "dont_track_primary": self.read.scalar("dont_track_primary", self.read.bare_flag),
-            "notify_master": self.read.scalar("notify_master", self.read.script),
-            "notify_backup": self.read.scalar("notify_backup", self.read.script),
-            "notify_fault": self.read.scalar("notify_fault", self.read.script),
-            "notify_stop": self.read.scalar("notify_stop", self.read.script),
-            "notify": self.read.scalar("notify", self.read.script),
-            "garp_master_delay": self.read.lenient(
-                "garp_master_delay",
-                whole(0, GARP_DELAY_MAX),
-                "({name}): garp_master_delay '{value}' invalid - ignoring",
-            ),
-            "garp_master_repeat": self.read.repeat_count(
-                "garp_master_repeat", "({name}): garp_master_repeat"
-            ),
-            "garp_master_refresh": self.read.lenient(
-                "garp_master_refresh",
-                whole(0, UINT32_MAX),
-                "({name}): Invalid garp_master_refresh '{value}' - ignoring",
-                fallback=0,
-            ),
-            "garp_master_refresh_repeat": self.read.repeat_count(
-                "garp_master_refresh_repeat", "({name}): garp_master_refresh_repeat"
-            ),
-            "v3_checksum_as_v2": self.checksum_style,
-            "accept": self.read.scalar("accept", self.read.bare_flag),
-            "no_accept": self.read.scalar("accept", lambda node: not self.read.bare_flag(node)),
-            "native_ipv6": self.native_ipv6,
-            "use_vmac": self.use_vmac,
-            "vmac_xmit_base": self.read.scalar("vmac_xmit_base", self.read.bare_flag),
-            "promote_secondaries": self.read.scalar("promote_secondaries", self.read.bare_flag),
-            "down_timer_adverts": self.read.lenient(
-                "down_timer_adverts",
-                whole(1, 100),
-                "({name}): Invalid down_timer_adverts [1:100] '{value}'",
-            ),
-            "garp_lower_prio_delay": self.read.lenient(
-                "garp_lower_prio_delay",
-                whole(0, GARP_DELAY_MAX),
-                "({name}): garp_lower_prio_delay '{value}' invalid - ignoring",
-            ),
-            "garp_lower_prio_repeat": self.read.lenient(
-                "garp_lower_prio_repeat",
-                whole(0, INT32_MAX),
-                "({name}): Invalid garp_lower_prio_repeat '{value}'",
-            ),
-            "lower_prio_no_advert": self.read.scalar("lower_prio_no_advert", self.read.flag),
-            "higher_prio_send_advert": self.read.scalar("higher_prio_send_advert", self.read.flag),
-        }
-
-    def use_vmac(self, node: Node, instance: VrrpInstance) -> None:
-        """use_vmac [NAME]: the macvlan's name is checked as keepalived's dev_name_valid; a MAC
-        address (a word with ':') instead of the VRRP one is refused."""
-        if node.is_block:
-            self.read.error(node, "use_vmac does not take a block")
-            raise Invalid
-        if any(":" in word for word in node.args[:2]):
-            self.read.error(node, "use_vmac with a MAC address: not supported by lvs-agent")
-            raise Invalid
-        if len(node.args) > 1:
-            self.read.extra_arguments(node, node.args[1:])
-        instance.use_vmac = True
-        if not node.args:
-            return
-        name = node.args[0]
-        if len(name) > 15 or name in (".", "..") or "/" in name:
-            self.read.warning(
-                node, f"VMAC interface name '{name}' too long or invalid characters - ignoring"
-            )
-            return
-        for other in self.config.vrrp_instances:
-            if other.vmac_name == name:
-                self.read.warning(
-                    node,
-                    f"({instance.name}) VRRP instance {other.name} is already using {name} - "
-                    "ignoring name",
-                )
-                return
-        instance.vmac_name = name
-
-    def preempt(self, node: Node, instance: VrrpInstance) -> None:
-        self.read.bare_flag(node)
-        self.read.warning(node, "preempt is deprecated (preempting is the default)")
-        instance.nopreempt = False
-
-    def native_ipv6(self, node: Node, instance: VrrpInstance) -> None:
-        self.read.bare_flag(node)
-        self.read.warning(
-            node, "native_ipv6 is deprecated: the family comes from the virtual addresses"
-        )
-
-    def checksum_style(self, node: Node, instance: VrrpInstance) -> None:
-        instance.checksum_with_pseudo_header = not self.read.flag(node)
-
-    def authentication(self, node: Node, instance: VrrpInstance) -> None:
-        self.read.require_block(node)
-        self.read.walk(node, "authentication", instance)
-
-    def auth_type(self, node: Node, instance: VrrpInstance) -> None:
-        kind = self.read.value(node)
-        if kind not in ("PASS", "AH"):
-            self.read.warning(node, f"({instance.name}) unknown authentication type '{kind}'")
-            raise Ignored
-        if kind == "AH":
-            self.read.error(node, "auth_type AH: not supported by lvs-agent")
-            raise Invalid
-        instance.auth_type = kind
-
-    def unicast_peers(self, node: Node, instance: VrrpInstance) -> None:
-        for child in self.read.require_block(node):
-            if child.args:
-                self.read.error(
-                    child,
-                    f"unicast_peer option '{excerpt(child.args[0])}': not supported by lvs-agent",
-                )
-                continue
-            try:
-                peer = dataclasses.replace(child, words=["unicast_peer", child.keyword])
-                instance.unicast_peers.append(self.read.address(peer))
-            except Invalid:
-                continue
-
-    def virtual_addresses(self, attribute: str) -> Handler:
-        def handle(node: Node, instance: VrrpInstance) -> None:
-            addresses = getattr(instance, attribute)
-            for child in self.read.require_block(node):
-                try:
-                    addresses.append(self.virtual_address(child))
-                except Invalid:
-                    continue
-
-        return handle
-
-    def virtual_address(self, node: Node) -> VirtualAddress:
-        raw = node.keyword
-        try:
-            address = ipaddress.ip_interface(raw)
-        except ValueError:
-            self.read.warning(node, f"VRRP parsed invalid IP {excerpt(raw)}. skipping IP...")
-            raise Ignored from None
-        vip = VirtualAddress(address, location=location(node))
-        words = node.args
-        index = 0
-        while index < len(words):
-            option = words[index]
-            if option in ("dev", "label", "scope", "brd", "broadcast", "peer"):
-                if index + 1 >= len(words):
-                    self.read.warning(node, f"No {option} parameter specified for {raw}")
-                    raise Ignored
-                self.vip_option(node, vip, option, words[index + 1])
-                index += 2
-            elif option in ("no_track", "use_vmac"):
-                setattr(vip, option, True)
-                index += 1
-            elif option in VIP_UNSUPPORTED_OPTIONS:
-                self.read.error(node, f"{raw}: option '{option}' not supported by lvs-agent")
-                raise Invalid
-            else:
-                self.read.warning(
-                    node,
-                    f"Unknown configuration entry '{excerpt(option)}' for ip address - ignoring",
-                )
-                index += 1
-        if address.version == 6:
-            self.no_ipv6_scope_or_label(node, vip)
-        return vip
-
-    def no_ipv6_scope_or_label(self, node: Node, vip: VirtualAddress) -> None:
-        """keepalived drops what only IPv4 addresses have."""
-        for option in ("scope", "label"):
-            if getattr(vip, option) is not None:
-                self.read.warning(
-                    node,
-                    f"Cannot specify {option} for IPv6 addresses ({node.keyword}) - "
-                    f"ignoring {option}",
-                )
-                setattr(vip, option, None)
-
-    def vip_option(self, node: Node, vip: VirtualAddress, option: str, value: str) -> None:
-        if option == "dev":
-            vip.dev = value
-        elif option == "label":
-            vip.label = value
-        elif option == "scope":
-            if value not in VIP_SCOPES and not value.isdigit():
-                self.read.warning(
-                    node, f"Invalid scope '{value}' specified for {node.keyword} - ignoring"
-                )
-                return
-            vip.scope = value
-        elif option == "peer":
-            vip.peer = self.read.address(node, value)
-        else:
-            if value != "+" and value != "-":
-                value = self.read.address(node, value)
-            vip.broadcast = value
-
-    def static_addresses(self, node: Node, config: Config) -> None:
-        """static_ipaddress: virtual_ipaddress lines; no dev is keepalived's default_interface."""
-        for child in self.read.require_block(node):
-            try:
-                vip = self.virtual_address(child)
-            except Invalid:
-                continue
-            if vip.dev is None:
-                self.default_interface = (
-                    self.default_interface or self.config.global_defs.default_interface
-                )
-                vip.dev = self.default_interface
-            config.static_addresses.append(vip)
-
-    def routing_lines(self, attribute: str, read: Callable) -> Handler:
-        """static_/virtual_ routes and rules: each line read by config/routing.py."""
-
-        def handle(node: Node, target: Any) -> None:
-            for child in self.read.require_block(node):
-                if child.is_block:
-                    self.read.error(child, f"{node.keyword}: an entry does not take a block")
-                    continue
-
-                def say(severity: str, message: str, child: Node = child) -> None:
-                    self.read.report(Problem(child.file, child.line, message, severity))
-
-                entry = read(child.words, say)
-                if entry is not None:
-                    getattr(target, attribute).append(
-                        dataclasses.replace(entry, location=location(child))
-                    )
-
-        return handle
-
-    def rule_line(self, words: list[str], say: Callable) -> Any:
-        """keepalived numbers the rules given no preference over the whole configuration."""
-        return read_rule(words, say, self.rule_priorities)
-
-    def track_interfaces(self, node: Node, target: Any) -> None:
-        self.tracked(node, target, target.track_interfaces, TrackInterface, "track_interface", 0)
-
-    def tracked_names(self, attribute: str, block: str, limit: int = 253) -> Handler:
-        """track_script / track_file / track_process: NAME [weight N [reverse|noreverse]]
-        (keepalived: +/-253 for scripts, +/-254 for files and processes)."""
-
-        def handle(node: Node, target: Any) -> None:
-            entries = getattr(target, attribute)
-            self.tracked(node, target, entries, TrackScript, block, None, limit)
-
-        return handle
-
-    def tracked(
-        self,
-        node: Node,
-        target: Any,
-        entries: list,
-        kind: type,
-        block: str,
-        default: Any,
-        limit: int = 253,
-    ) -> None:
-        """Entries of a track_* block, read as keepalived's alloc_track_* does: a bad entry is
-        dropped and a bad weight replaced, each with keepalived's warning."""
-        for child in self.read.require_block(node):
-            owner, name = target.name, child.keyword
-            if any(entry.name == name for entry in entries):
-                self.read.warning(child, f"({owner}) duplicate {block} {name} - ignoring")
-                continue
-            track = kind(name, location=location(child))
-            try:
-                if child.args:
-                    track.weight, track.reverse = self.track_weight(
-                        child, owner, block, default, limit
-                    )
-            except Invalid:
-                continue
-            entries.append(track)
-
-    def track_weight(
-        self, node: Node, owner: str, block: str, default: Any, limit: int = 253
-    ) -> tuple[Any, bool]:
-        name, words = node.keyword, node.args
-        if words[0] != "weight":
-            self.read.warning(
-                node, f"({owner}) unknown {block} {name} option {words[0]} - ignoring"
-            )
-            raise Ignored
-        if len(words) == 1:
-            self.read.warning(
-                node, f"({owner}) weight without value specified for {block} {name} - ignoring"
-            )
-            raise Ignored
-        try:
-            weight = whole(-254, 254)(words[1])
-        except ValueError:
-            self.read.warning(
-                node,
-                f"({owner}) weight {words[1]} for {name} must be between [-{limit}..{limit}] "
-                "inclusive. Ignoring...",
-            )
-            weight = default
-        if limit == 253 and weight in (-254, 254):
-            self.read.warning(
-                node, f"({owner}) weight for {name} cannot be +/-254. Setting to +/-253"
-            )
-            weight = 253 if weight > 0 else -253
-        reverse = False
-        if len(words) > 2 and words[2] in ("reverse", "noreverse"):
-            reverse = words[2] == "reverse"
-        elif len(words) > 2:
-            self.read.warning(
-                node, f"({owner}) unknown {block} {name} weight option {words[2]} - ignoring"
-            )
-        return weight, reverse
-
-    def vrrp_instance(self, node: Node, config: Config) -> None:
-        name = self.read.block_name(node)
-        instance = VrrpInstance(name, location=location(node))
-        # keepalived copies the global value when the block starts
-        instance.down_timer_adverts = config.global_defs.vrrp_down_timer_adverts
-        self.instance_keywords[id(instance)] = self.read.walk(
-            node, "vrrp_instance", instance
-        ).explicit
-        config.vrrp_instances.append(instance)
-
-    # ---- virtual_server_group --------------------------------------------------------------
+        self.read.walk(Node(["<top>"], "", 0, children=nodes), "top", self.state.config)
+        return self.state.config
 
     def virtual_server_group(self, node: Node, config: Config) -> None:
         name = self.read.block_name(node)
@@ -1032,8 +218,6 @@ class Builder:
             self.read.error(node, f"invalid address range '{excerpt(raw)}'")
             raise Invalid
         return str(first), str(last)
-
-    # ---- virtual_server --------------------------------------------------------------------
 
     def virtual_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
@@ -1274,8 +458,6 @@ class Builder:
             kept.append(flag)
         server.scheduler_flags = kept
 
-    # ---- real_server and checkers ----------------------------------------------------------
-
     def real_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
             "weight": self.read.lenient(
@@ -1397,7 +579,9 @@ def run(
         config = builder.build(tree)
         release(tree)
         config.files = lexer.files
-        checks.check(config, problems.append, builder.instance_keywords, host_checks=host_checks)
+        checks.check(
+            config, problems.append, builder.state.instance_keywords, host_checks=host_checks
+        )
     finally:
         builder.release()
     problems = [hide_secrets(problem, lexer.secrets) for problem in problems]

@@ -25,6 +25,7 @@ INT32_MAX = 2**31 - 1
 TIMER_MIN = 0.000001  # keepalived's timers count microseconds
 TIMER_MAX = 1e9
 UINT_TIMER_MAX = UINT32_MAX / 1_000_000  # a timer keepalived reads into UINT_MAX microseconds
+GARP_DELAY_MAX = UINT32_MAX // 1_000_000  # keepalived keeps timers in microseconds
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
