@@ -93,7 +93,6 @@ class BlockState:
 
     explicit: dict = field(default_factory=dict)  # keyword given in the block -> Location
     defaults: dict = field(default_factory=dict)  # checker options given at this level
-    pending: list = field(default_factory=list)  # PendingChecker, for a virtual server
 
 
 def location(node: Node) -> Location:
