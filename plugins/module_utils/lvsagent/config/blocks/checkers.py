@@ -9,7 +9,7 @@ from ...lvs import checkers  # the registry; read at parse time (it imports this
 from ...lvs.checkers.base import DROPPED
 from ..errors import Problem
 from ..lexer import Node
-from ..model import Checker, RealServer, VirtualServer
+from ..model import CheckSettings, RealServer, VirtualServer
 from ..values import (
     IGNORE,
     TIMER_MAX,
@@ -109,7 +109,7 @@ class CheckerBlocks:
             table.update(self.read.connection_table())
         return table
 
-    def checker_explicit(self, node: Node, checker: Checker) -> None:
+    def checker_explicit(self, node: Node, checker: CheckSettings) -> None:
         value = self.checker_option(node, checker, "checker")
         self.read.state_of(checker).defaults[node.keyword] = value
 
@@ -123,7 +123,7 @@ class CheckerBlocks:
         parse, message = CHECKER_OPTION_RULES[level][node.keyword]
         return self.read.tolerate(node, target, parse, message, IGNORE)
 
-    def resolve(self, checker: Checker, real: RealServer, server: VirtualServer) -> None:
+    def resolve(self, checker: CheckSettings, real: RealServer, server: VirtualServer) -> None:
         """The one place checkers inherit, once the virtual server is complete: each common
         option and delay_loop from the checker, else the real server, else the virtual server,
         else the kind model's default; then what the kind itself inherits or derives (HTTP's
