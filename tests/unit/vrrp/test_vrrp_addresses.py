@@ -38,8 +38,8 @@ def test_frames_of_one_kind_on_one_interface_get_slots_their_interval_apart():
     now = [100.0]
     announcer = addresses.Announcer(lambda: now[0])
     assert announcer.reserve("eth0", 4, 0.0) == 0.0  # not paced: keepalived's default
-    assert [announcer.reserve("eth0", 4, 0.5) for _ in range(3)] == [0.0, 0.5, 1.0]
-    assert [announcer.reserve("eth0", 6, 2.0) for _ in range(2)] == [0.0, 2.0]
+    assert [announcer.reserve("eth0", 4, 0.5) for _attempt in range(3)] == [0.0, 0.5, 1.0]
+    assert [announcer.reserve("eth0", 6, 2.0) for _attempt in range(2)] == [0.0, 2.0]
     assert announcer.reserve("eth1", 4, 0.5) == 0.0
     now[0] = 100.75
     assert announcer.reserve("eth0", 4, 0.5) == 0.75  # after the slots already handed out

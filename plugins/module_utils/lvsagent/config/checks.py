@@ -70,8 +70,9 @@ TRACKED_KINDS = (
 )
 
 
-class Checker:
-    """Runs every check over a built Config, reporting through `report`."""
+class Completion:
+    """Completes a built Config as keepalived does and runs every check across its objects,
+    reporting through `report`."""
 
     def __init__(self, config: Config, report: Report, instance_keywords: dict):
         self.config = config
@@ -956,10 +957,10 @@ def interface_exists(name: str) -> bool:
 
 def check(config: Config, report: Report, instance_keywords: dict, *, host_checks: bool) -> None:
     """Complete the VRRP instances and report every problem across objects."""
-    checker = Checker(config, report, instance_keywords)
-    checker.check_instances()
-    checker.check_fifos()
-    checker.check_virtual_servers()
+    completion = Completion(config, report, instance_keywords)
+    completion.check_instances()
+    completion.check_fifos()
+    completion.check_virtual_servers()
     if host_checks:
-        checker.check_host()
-        checker.check_scripts()
+        completion.check_host()
+        completion.check_scripts()

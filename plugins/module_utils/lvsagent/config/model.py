@@ -384,8 +384,9 @@ class VrrpInstance:
 
 
 @dataclass
-class Checker:
-    """Options shared by every health checker (resolved from real/virtual server).
+class CheckSettings:
+    """The settings every health checker shares, already inherited from the real and virtual
+    server (config/blocks/checkers.py resolves them).
 
     Each kind's own model (TcpCheck, HttpCheck, ...) lives with its probe in lvs/checkers.
     """
@@ -425,7 +426,7 @@ class RealServer:
     virtualhost: Optional[str] = None
     delay_loop: Optional[float] = None  # None = the virtual server's
     alpha: Optional[bool] = None  # None = the virtual server's
-    checkers: list[Checker] = field(default_factory=list)
+    checkers: list[CheckSettings] = field(default_factory=list)
     location: Location = field(default_factory=Location)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..config.model import (
-    Checker,
+    CheckSettings,
     Config,
     LvsTimeouts,
     RealServer,
@@ -193,7 +193,9 @@ def service_keys(vs: VirtualServer, config: Config) -> list[ServiceKey]:
     return keys
 
 
-def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer) -> CheckSpec:
+def check_spec(
+    checker: CheckSettings, rs: RealServer, rs_port: int, vs: VirtualServer
+) -> CheckSpec:
     """The spec of a checker the parser completed (its options are final), towards one
     real server port (a group's entries give one real server several)."""
     return CheckSpec(
