@@ -27,6 +27,7 @@ from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .lvs_globals import LvsGlobals
 from .model import (
+    DATA_PLANES,
     DEFAULT_NFTABLES_TABLE,
     DEFAULT_PERSISTENCE_TIMEOUT,
     FIFO_PREFIXES,
@@ -647,6 +648,9 @@ class Builder:
             },
             **self.lvs_globals.global_handlers(),
             "metrics_listen": self.scalar("metrics_listen", self.metrics_listen),
+            "lvs_data_plane": self.scalar(
+                "lvs_data_plane", lambda node: self.choice(node, DATA_PLANES)
+            ),
         }
 
     def metrics_listen(self, node: Node) -> MetricsListen:

@@ -31,8 +31,9 @@ from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
-from . import reconciler, syncd
+from . import syncd
 from .checkers import KINDS, CheckResult, CheckSpec, probe
+from .dataplane import DataPlane, IpvsPlane
 from .health import HealthCheck, Quorum, sleep
 
 log = logging.getLogger("lvsagent.lvs")
@@ -221,15 +222,12 @@ def _iso(wall_time: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _read_table(client, keys: set) -> dict:
-    return reconciler.read_current(client, keys, whole_table=True)
-
-
 class LvsEngine:
     """Owns the checks and the IPVS services the configuration declares.
 
-    `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
-    `job(client, *args)` where netlink may block (`IpvsThread` in the agent). `owned`
+    `data_plane` is a DataPlane (IPVS or nftables), or what IpvsPlane wraps: IpvsClient's
+    operations plus `async run(job, *args)`, which runs `job(client, *args)` where netlink
+    may block (`IpvsThread` in the agent). `owned`
     (optional) records the services this engine owns, for the next run (`owned_services`).
     `fifos` (optional) are the agent's notify FIFOs, shared with the VRRP engine.
     """
@@ -237,7 +235,7 @@ class LvsEngine:
     def __init__(
         self,
         config: Config,
-        ipvs_client,
+        data_plane,
         clock,
         *,
         resync_interval: float = RESYNC_INTERVAL,
@@ -249,7 +247,7 @@ class LvsEngine:
         self._config = config
         self._owned = owned
         self._undeleted: set[ServiceKey] = set()  # retired, but deleting them failed
-        self._client = ipvs_client
+        self._plane = data_plane if isinstance(data_plane, DataPlane) else IpvsPlane(data_plane)
         self._clock = clock
         self._resync_interval = resync_interval
         self._rng = rng or random.Random()
@@ -288,7 +286,8 @@ class LvsEngine:
             if change.action == "delete_service":
                 log.info("Removing Virtual Server %s left by a previous run", change.key)
         declared = len(self._all_keys())
-        log.info("IPVS: %d services declared, %d changes applied", declared, len(changes))
+        name = self._plane.name
+        log.info("%s: %d services declared, %d changes applied", name, declared, len(changes))
         self._tasks = [
             asyncio.ensure_future(self._apply_loop()),
             asyncio.ensure_future(self._resync_loop()),
@@ -312,6 +311,7 @@ class LvsEngine:
         if keys and self._config.global_defs.lvs_flush_on_stop == "full":
             await self._ipvs_job(syncd.flush)  # what stays is deleted service by service
         await self._converge(keys)
+        await self._plane.close()
         await self._set_timeouts(None)
         await self._scripts.close(SCRIPT_GRACE)
         await self._fifos.close()
@@ -325,7 +325,7 @@ class LvsEngine:
         await self._fifos.configure(config.global_defs)
         await self._install(config)
         changes = await self._converge(old_keys - self._all_keys())
-        log.info("IPVS: configuration applied, %d changes", len(changes))
+        log.info("%s: configuration applied, %d changes", self._plane.name, len(changes))
 
     def on_vrrp_state(self, instance_name: str, state: str) -> None:
         self._vrrp_states[instance_name] = state
@@ -350,7 +350,7 @@ class LvsEngine:
             await running.stop()
         if daemon is not None:
             state = self._vrrp_states.get(daemon.instance or "")
-            self._syncd = syncd.SyncDaemonControl(self._client, daemon, state)
+            self._syncd = syncd.SyncDaemonControl(self._plane, daemon, state)
             await self._syncd.start()
 
     async def _set_timeouts(self, config: Optional[Config]) -> None:
@@ -371,7 +371,7 @@ class LvsEngine:
     async def _ipvs_job(self, job, *args):
         """`job` on the netlink thread; True (or its result), or None after logging a failure."""
         try:
-            result = await self._client.run(job, *args)
+            result = await self._plane.run(job, *args)
         except IpvsError as exc:
             log.error("%s", exc)
             return None
@@ -621,7 +621,7 @@ class LvsEngine:
             keys = set(desired)
         whole_table = set(keys) >= self._all_keys()
         try:
-            changes, failed = await self._client.run(reconciler.sync, desired, retired, whole_table)
+            changes, failed = await self._plane.sync(desired, retired, whole_table)
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
@@ -632,7 +632,11 @@ class LvsEngine:
         if expected is not None:
             for change in changes:
                 if change.key not in expected:
-                    log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
+                    log.warning(
+                        "%s table changed outside lvs-agent, reverting: %s",
+                        self._plane.name,
+                        change,
+                    )
         failing = {change.key for change in failed}
         self._audit |= failing
         self._applied.update({k: v for k, v in desired.items() if k not in failing})
@@ -646,7 +650,7 @@ class LvsEngine:
         """The "ipvs" part of the status reply: the kernel's view with each server's health,
         read on the netlink thread (the loop keeps running meanwhile)."""
         try:
-            table = await self._client.run(_read_table, self._all_keys())
+            table = await self._plane.table(self._all_keys())
         except IpvsError as exc:
             log.error("%s", exc)
             table = {}

@@ -1,0 +1,296 @@
+"""The agent's nftables table as JSON commands for `nft -j -f -`, and back.
+
+One table (`ip lvs_ha`) holds everything: a NAT prerouting chain whose one rule looks the
+packet's (daddr, l4proto, dport) up in the `services` verdict map and jumps to that virtual
+service's own chain. A service chain holds one rule: DNAT to
+`numgen inc mod TOTAL map { SLOTS : ADDRESS . PORT }`, each live real server owning as many
+consecutive slots as its weight (wrr) or one (rr); without a live real server, drop. The
+rule's comment names the scheduler, so the table alone says what it does (status, audit).
+
+A change to one service (a health change) is one transaction that rewrites that service's
+chain (flush + one rule): the rest of the table is never touched. The reply to a real
+server's packets is un-NATed by conntrack: the real servers route through the director.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..ipvs import Destination, Service, ServiceKey
+from ..ipvs.plan import Change
+
+FAMILY = "ip"
+TABLE = "lvs_ha"
+SERVICES_MAP = "services"
+DISPATCH_CHAIN = "prerouting"
+DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in prerouting
+SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
+
+# What the nftables data plane does today; the configuration refuses anything else.
+SCHEDULERS = ("rr", "wrr")
+METHODS = ("NAT",)
+FAMILIES = (4,)
+
+
+def service_chain(key: ServiceKey) -> str:
+    """`vs-tcp-10.0.0.100-80`: one chain per virtual service, named after its key."""
+    return f"vs-{key.protocol}-{key.address}-{key.port}"
+
+
+def _object(kind: str, **fields) -> dict:
+    return {kind: {"family": FAMILY, "table": TABLE, **fields}}
+
+
+def _table() -> dict:
+    return {"table": {"family": FAMILY, "name": TABLE}}
+
+
+def _dispatch_rule() -> dict:
+    key = {
+        "concat": [
+            {"payload": {"protocol": "ip", "field": "daddr"}},
+            {"meta": {"key": "l4proto"}},
+            {"payload": {"protocol": "th", "field": "dport"}},
+        ]
+    }
+    return _object(
+        "rule", chain=DISPATCH_CHAIN, expr=[{"vmap": {"key": key, "data": f"@{SERVICES_MAP}"}}]
+    )
+
+
+def _dispatch_chain() -> dict:
+    return _object(
+        "chain",
+        name=DISPATCH_CHAIN,
+        type="nat",
+        hook="prerouting",
+        prio=DSTNAT_PRIORITY,
+        policy="accept",
+    )
+
+
+def _services_map() -> dict:
+    return {
+        "map": {
+            "family": FAMILY,
+            "table": TABLE,
+            "name": SERVICES_MAP,
+            "type": ["ipv4_addr", "inet_proto", "inet_service"],
+            "map": "verdict",
+        }
+    }
+
+
+def _element(key: ServiceKey, with_verdict: bool = True) -> dict:
+    match = {"concat": [key.address, key.protocol, key.port]}
+    entry = [match, {"goto": {"target": service_chain(key)}}] if with_verdict else match
+    return {"element": {"family": FAMILY, "table": TABLE, "name": SERVICES_MAP, "elem": [entry]}}
+
+
+def slots(service: Service, destinations: list[Destination]) -> tuple:
+    """((address, port, first slot, last slot), ...) of the live real servers, in order.
+
+    wrr gives each real server as many slots as its weight (so the table shows the weight;
+    scaled down only if their sum passes SLOTS_MAX); rr one slot each; weight 0 none.
+    """
+    live = [d for d in destinations if d.weight > 0]
+    weights = [1 if service.scheduler == "rr" else d.weight for d in live]
+    total = sum(weights)
+    if total > SLOTS_MAX:
+        weights = [max(1, w * SLOTS_MAX // total) for w in weights]
+    result, first = [], 0
+    for dest, weight in zip(live, weights):
+        result.append((dest.address, dest.port, first, first + weight - 1))
+        first += weight
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class ServiceRule:
+    """What a service chain's rule does, compared between the desired and the live table."""
+
+    protocol: str
+    scheduler: str
+    slots: tuple  # see slots()
+    modulus: int  # numgen's; the slots' total when the rule is whole
+
+    def expr(self) -> list:
+        left = {"meta": {"key": "l4proto"}}
+        protocol = {"match": {"op": "==", "left": left, "right": self.protocol}}
+        if not self.slots:
+            return [protocol, {"drop": None}]
+        mapping = [
+            [{"range": [first, last]}, {"concat": [address, port]}]
+            for address, port, first, last in self.slots
+        ]
+        numgen = {"numgen": {"mode": "inc", "mod": self.modulus}}
+        lookup = {"key": numgen, "data": {"set": mapping}}
+        return [protocol, {"dnat": {"family": "ip", "addr": {"map": lookup}}}]
+
+    def destinations(self) -> list[Destination]:
+        return [
+            Destination(address, port, "nat", last - first + 1)
+            for address, port, first, last in self.slots
+        ]
+
+
+def desired_rule(service: Service, destinations: list[Destination]) -> ServiceRule:
+    taken = slots(service, destinations)
+    modulus = taken[-1][3] + 1 if taken else 0
+    return ServiceRule(service.key.protocol, service.scheduler, taken, modulus)
+
+
+def _slot_range(value) -> tuple:
+    if isinstance(value, dict) and "range" in value:
+        first, last = value["range"]
+        return first, last
+    return value, value
+
+
+def parse_rule(rule: dict) -> Optional[ServiceRule]:
+    """The ServiceRule a listed rule is, or None when it is not one this module writes."""
+    scheduler = rule.get("comment", "")
+    try:
+        match, action = rule["expr"]
+        protocol = match["match"]["right"]
+        if action == {"drop": None}:
+            return ServiceRule(protocol, scheduler, (), 0)
+        lookup = action["dnat"]["addr"]["map"]
+        modulus = lookup["key"]["numgen"]["mod"]
+        found = []
+        for slot, target in lookup["data"]["set"]:
+            address, port = target["concat"]
+            found.append((address, port, *_slot_range(slot)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ServiceRule(protocol, scheduler, tuple(sorted(found, key=lambda s: s[2])), modulus)
+
+
+@dataclass
+class LiveTable:
+    """The agent's table as `nft -j list table` shows it (None: the table is absent)."""
+
+    present: bool = False
+    dispatch_chain: bool = False
+    dispatch_rules: list = field(default_factory=list)  # expr lists
+    services_map: bool = False
+    elements: dict = field(default_factory=dict)  # ServiceKey -> chain name it jumps to
+    chains: dict = field(default_factory=dict)  # service chain name -> [rules]
+
+
+def parse_listing(listing: Optional[dict]) -> LiveTable:
+    live = LiveTable()
+    if listing is None:
+        return live
+    live.present = True
+    for item in listing.get("nftables", []):
+        if "chain" in item:
+            name = item["chain"]["name"]
+            if name == DISPATCH_CHAIN:
+                live.dispatch_chain = True
+            else:
+                live.chains.setdefault(name, [])
+        elif "rule" in item:
+            rule = item["rule"]
+            if rule["chain"] == DISPATCH_CHAIN:
+                live.dispatch_rules.append(rule.get("expr"))
+            else:
+                live.chains.setdefault(rule["chain"], []).append(rule)
+        elif "map" in item and item["map"]["name"] == SERVICES_MAP:
+            live.services_map = True
+            for match, verdict in item["map"].get("elem", []):
+                address, protocol, port = match["concat"]
+                key = ServiceKey(4, protocol, address, port)
+                live.elements[key] = verdict.get("goto", {}).get("target")
+    return live
+
+
+def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
+    """The service chain's rule, when the chain holds exactly one."""
+    rules = live.chains.get(service_chain(key))
+    return parse_rule(rules[0]) if rules is not None and len(rules) == 1 else None
+
+
+def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
+    """The service's rule when packets reach it: its element jumps to its chain."""
+    return live_rule(live, key) if live.elements.get(key) == service_chain(key) else None
+
+
+def _base(live: LiveTable) -> list:
+    """Commands putting back the table, its dispatch chain and rule, and the services map."""
+    commands = []
+    if not live.present:
+        commands.append({"add": _table()})
+    if not live.services_map:
+        commands.append({"add": _services_map()})
+    if not live.dispatch_chain:
+        commands.append({"add": _dispatch_chain()})
+    if live.dispatch_rules != [_dispatch_rule()["rule"]["expr"]]:
+        if live.dispatch_chain:
+            commands.append({"flush": _object("chain", name=DISPATCH_CHAIN)})
+        commands.append({"add": _dispatch_rule()})
+    return commands
+
+
+def _rule(key: ServiceKey, rule: ServiceRule) -> dict:
+    return _object("rule", chain=service_chain(key), expr=rule.expr(), comment=rule.scheduler)
+
+
+def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool) -> tuple:
+    """(changes, commands, base_repaired): what differs, and one transaction fixing it.
+
+    `desired` maps ServiceKey -> (Service, [Destination]). With `whole_table`, service
+    chains and elements nobody declared are removed too (the table is the agent's alone).
+    """
+    changes, commands, chains = [], [], []
+    base = _base(live)
+    for key, (service, destinations) in desired.items():
+        wanted = desired_rule(service, destinations)
+        name = service_chain(key)
+        if name not in live.chains:
+            changes.append(Change("add_service", key, service))
+            chains.append({"add": _object("chain", name=name)})
+            commands.append({"add": _rule(key, wanted)})
+        elif live_rule(live, key) != wanted:
+            changes.append(Change("edit_service", key, service))
+            commands.append({"flush": _object("chain", name=name)})
+            commands.append({"add": _rule(key, wanted)})
+        if live.elements.get(key) != name:
+            if key not in [c.key for c in changes]:
+                changes.append(Change("edit_service", key, service))
+            if key in live.elements:
+                commands.append({"delete": _element(key, with_verdict=False)})
+            commands.append({"add": _element(key)})
+    gone = [key for key in retired if key not in desired]
+    declared = {service_chain(key) for key in desired}
+    if whole_table:
+        gone += [key for key in live.elements if key not in desired and key not in gone]
+    for key in gone:
+        if key in live.elements or service_chain(key) in live.chains:
+            changes.append(Change("delete_service", key))
+    for key in gone:
+        if key in live.elements:
+            commands.append({"delete": _element(key, with_verdict=False)})
+    stale = {service_chain(key) for key in gone}
+    if whole_table:
+        stale |= set(live.chains) - declared
+    commands.extend(
+        {"delete": _object("chain", name=name)} for name in sorted(stale) if name in live.chains
+    )
+    return changes, base + chains + commands, bool(base) and live.present
+
+
+def read(live: LiveTable, keys) -> dict:
+    """ServiceKey -> (Service, [Destination]) as the table holds them (for status)."""
+    table = {}
+    for key in keys:
+        rule = live_service(live, key)
+        if rule is not None:
+            scheduler = rule.scheduler or "?"
+            table[key] = (Service(key, scheduler=scheduler), rule.destinations())
+    return table
+
+
+def delete_table() -> list:
+    return [{"delete": _table()}]
