@@ -1,0 +1,149 @@
+"""The nftables data plane on the host's kernel (no IPVS needed): a client namespace reaches
+two real HTTP servers through lvs-agent's NAT (lvs_data_plane nftables) on a director
+namespace; a stopped real server is taken out by its health check and comes back; a hand
+deletion of the agent's element is put back by the audit; stopping the agent removes its table.
+
+The real servers live on their own subnet (same LAN) with the director as their gateway, so
+their replies go back through it and conntrack un-NATs them, as IPVS NAT needs too."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from vrrp_support import Agent
+
+pytestmark = pytest.mark.netns
+
+VIP = "10.0.0.100"
+DIRECTOR_RS_SIDE = "10.1.0.1"
+RS_PORT = 8080
+ELEMENT = f"{{ {VIP} . tcp . 80 }}"
+
+CONF = f"""
+global_defs {{
+  router_id director
+  lvs_data_plane nftables
+}}
+virtual_server {VIP} 80 {{
+  delay_loop 1
+  lvs_sched rr
+  lvs_method NAT
+  protocol TCP
+  real_server 10.1.0.2 {RS_PORT} {{
+    HTTP_GET {{
+      url {{
+        path /
+        status_code 200
+      }}
+      connect_timeout 1
+      retry 1
+      delay_before_retry 1
+    }}
+  }}
+  real_server 10.1.0.3 {RS_PORT} {{
+    HTTP_GET {{
+      url {{
+        path /
+        status_code 200
+      }}
+      connect_timeout 1
+      retry 1
+      delay_before_retry 1
+    }}
+  }}
+}}
+"""
+
+FETCH = """
+import sys, urllib.request
+names = []
+for _ in range(int(sys.argv[2])):
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=2) as reply:
+            names.append(reply.read().decode().strip())
+    except OSError:
+        names.append("-")
+print(" ".join(names))
+"""
+
+
+def sysctl(host, name: str, value: str) -> None:
+    host.run(["sysctl", "-qw", f"{name}={value}"])
+
+
+def http_server(host, tmp_path):
+    root = tmp_path / f"www-{host.short_name}"
+    root.mkdir(parents=True)
+    (root / "index.html").write_text(host.short_name + "\n")
+    argv = [sys.executable, "-m", "http.server", RS_PORT, "--bind", host.ip, "--directory", root]
+    return host.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def answers(client, count: int = 6) -> list[str]:
+    result = client.run([sys.executable, "-c", FETCH, f"http://{VIP}/", count], timeout=60)
+    return result.stdout.split()
+
+
+def nft(host, *args: str, check: bool = True):
+    return host.run(["nft", *args], check=check)
+
+
+@pytest.fixture
+def site(lab, tmp_path):
+    if shutil.which("nft") is None:
+        pytest.skip("needs nft (Debian package nftables)")
+    client = lab.host("client", "10.0.0.10/24")
+    director = lab.host("director", "10.0.0.1/24")
+    director.add_address(f"{DIRECTOR_RS_SIDE}/24")
+    director.add_address(f"{VIP}/24")
+    sysctl(director, "net.ipv4.ip_forward", "1")
+    for scope in ("all", "default", "eth0"):  # no redirect may send the replies around it
+        sysctl(director, f"net.ipv4.conf.{scope}.send_redirects", "0")
+    servers = [lab.host("rs1", "10.1.0.2/24"), lab.host("rs2", "10.1.0.3/24")]
+    for server in servers:
+        server.run(["ip", "route", "add", "default", "via", DIRECTOR_RS_SIDE])
+    processes = {server.short_name: http_server(server, tmp_path) for server in servers}
+    agent = Agent(director, tmp_path, CONF).start()
+    yield client, director, servers, processes, agent
+    if agent.proc.poll() is None:
+        agent.kill()
+
+
+def test_nat_through_nftables_follows_health_and_audit_and_leaves_nothing(site, tmp_path):
+    client, director, servers, processes, agent = site
+    try:
+        client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+    except TimeoutError:
+        pytest.fail(f"both real servers never answered: {answers(client)}\n{agent.log_text()}")
+    table = nft(director, "list", "table", "ip", "lvs_ha").stdout
+    assert "numgen inc mod 2" in table and 'comment "rr"' in table
+
+    status = agent.command("status")
+    assert "TCP  10.0.0.100:80 rr" in status.stdout, status.stdout + status.stderr
+    assert "-> 10.1.0.2:8080" in status.stdout and "Masq" in status.stdout
+
+    # rs2 stops: its check takes it out, every request lands on rs1
+    processes["rs2"].terminate()
+    processes["rs2"].wait(10)
+    client.wait_for(lambda: set(answers(client)) == {"rs1"}, timeout=30)
+    assert "Removing service [10.1.0.3]:8080 from VS [10.0.0.100]:80" in agent.log_text()
+    assert "numgen inc mod 1" in nft(director, "list", "table", "ip", "lvs_ha").stdout
+
+    # back again: it comes back in
+    processes["rs2"] = http_server(servers[1], tmp_path / "again")
+    client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+    assert "Adding service [10.1.0.3]:8080 to VS [10.0.0.100]:80" in agent.log_text()
+
+    # a hand edit: the service's element goes; the audit puts it back
+    nft(director, "delete", "element", "ip", "lvs_ha", "services", ELEMENT)
+    assert set(answers(client, 2)) == {"-"}  # nothing DNATs the VIP any more
+    client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+    assert "nftables table changed outside lvs-agent, reverting" in agent.log_text()
+
+    # stop: the agent's table goes with it
+    assert agent.stop() == 0
+    gone = nft(director, "list", "table", "ip", "lvs_ha", check=False)
+    assert gone.returncode != 0, gone.stdout
