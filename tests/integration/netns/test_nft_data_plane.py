@@ -22,17 +22,8 @@ DIRECTOR_RS_SIDE = "10.1.0.1"
 RS_PORT = 8080
 ELEMENT = f"{{ {VIP} . tcp . 80 }}"
 
-CONF = f"""
-global_defs {{
-  router_id director
-  lvs_data_plane nftables
-}}
-virtual_server {VIP} 80 {{
-  delay_loop 1
-  lvs_sched rr
-  lvs_method NAT
-  protocol TCP
-  real_server 10.1.0.2 {RS_PORT} {{
+REAL_SERVER = """
+  real_server {address} {port} {{
     HTTP_GET {{
       url {{
         path /
@@ -42,20 +33,14 @@ virtual_server {VIP} 80 {{
       retry 1
       delay_before_retry 1
     }}
-  }}
-  real_server 10.1.0.3 {RS_PORT} {{
-    HTTP_GET {{
-      url {{
-        path /
-        status_code 200
-      }}
-      connect_timeout 1
-      retry 1
-      delay_before_retry 1
-    }}
-  }}
-}}
-"""
+  }}"""
+CONF = (
+    "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n"
+    f"virtual_server {VIP} 80 {{\n  delay_loop 1\n  lvs_sched rr\n  lvs_method NAT\n"
+    "  protocol TCP"
+    + "".join(REAL_SERVER.format(address=a, port=RS_PORT) for a in ("10.1.0.2", "10.1.0.3"))
+    + "\n}\n"
+)
 
 FETCH = """
 import sys, urllib.request
