@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from config_helpers import errors_of, parse
 
+from lvsagent.config.keywords import AGENT_KEYWORDS, KEEPALIVED_KEYWORDS
 from lvsagent.config.model import DATA_PLANES
 
 
@@ -64,3 +65,12 @@ def test_ipvs_only_globals_are_refused_with_nftables():
 def test_the_same_settings_stay_accepted_with_ipvs():
     config = parse(conf("ipvs", vs=" persistence_timeout 60\n lvs_method DR\n"))
     assert config.virtual_servers[0].persistence_timeout == 60
+
+
+def test_lvs_data_plane_is_an_agent_keyword_read_only_in_global_defs():
+    assert AGENT_KEYWORDS["lvs_data_plane"] == "global_defs"
+    assert not set(AGENT_KEYWORDS) & KEEPALIVED_KEYWORDS
+    text = conf(vs=" lvs_data_plane nftables\n")
+    assert errors_of(text) == [
+        "7: lvs_data_plane is not valid in virtual_server: lvs-agent reads it in global_defs"
+    ]

@@ -23,7 +23,7 @@ from ..lvs.checkers.base import DROPPED
 from ..scripts import split_command
 from . import checks
 from .errors import ConfigError, Invalid, Problem
-from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
+from .keywords import AGENT_KEYWORDS, DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Lexer, Node, ReadError, Source, build_tree
 from .lvs_globals import LvsGlobals
 from .model import (
@@ -300,6 +300,9 @@ class Builder:
             self.warning(node, f"Unknown keyword '{keyword}' - obsolete, ignored as by keepalived")
         elif keyword == "real_server":
             self.error(node, "real_server outside a virtual_server")
+        elif keyword in AGENT_KEYWORDS:
+            home = AGENT_KEYWORDS[keyword]
+            self.error(node, f"{keyword} is not valid {where}: lvs-agent reads it in {home}")
         elif keyword in self.everywhere and keyword in self.tables:
             self.error(node, f"{keyword} block is not valid {where}")
         elif keyword in self.everywhere or keyword in DEPRECATED_ALIASES:
