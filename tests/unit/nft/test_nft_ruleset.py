@@ -193,7 +193,7 @@ def test_a_hand_deleted_element_is_put_back():
     listing["nftables"][2]["map"]["elem"].pop(1)  # WEB's
     changes, commands, repaired = ruleset.plan(desired(3), live(listing), (), whole_table=True)
     assert actions(changes) == [("edit_service", WEB)] and not repaired
-    assert commands == [{"add": ruleset._element(WEB)}]
+    assert commands == [{"add": ruleset._element(ruleset._match(WEB), "vs-tcp-10.0.0.100-80")}]
 
 
 def test_a_hand_edited_modulus_is_rewritten():
@@ -231,3 +231,20 @@ def test_a_full_pass_removes_what_nobody_declared_and_a_slice_does_not():
 def test_a_rule_nft_would_not_write_reads_as_foreign():
     assert ruleset.parse_rule({"expr": [{"accept": None}]}) is None
     assert ruleset.parse_rule({"expr": "junk"}) is None
+
+
+def test_an_element_no_service_could_be_is_removed_by_a_full_pass():
+    listing = copy.deepcopy(LISTING)
+    stray = [{"concat": ["10.0.0.9", "icmp", 80]}, {"drop": None}]
+    listing["nftables"][2]["map"]["elem"].append(stray)
+    changes, commands, repaired = ruleset.plan(desired(3), live(listing), (), whole_table=True)
+    assert changes == [] and repaired
+    assert commands == [{"delete": ruleset._element(("10.0.0.9", "icmp", 80))}]
+    assert ruleset.read(live(listing), {WEB})[WEB][1] == [Destination("10.0.1.2", 80, "nat", 3)]
+
+
+def test_slots_of_a_foreign_shape_do_not_parse():
+    rule = copy.deepcopy(LISTING["nftables"][7]["rule"])
+    mapping = rule["expr"][1]["dnat"]["addr"]["map"]["data"]["set"]
+    mapping.append([{"prefix": 1}, {"concat": ["10.0.1.9", 80]}])
+    assert ruleset.parse_rule(rule) is None

@@ -556,7 +556,9 @@ class LvsEngine:
             try:
                 await self._reconcile(dirty | audit, expected=dirty)
             except Exception:
-                log.exception("IPVS reconciliation failed; retrying on the next pass")
+                log.exception(
+                    "%s reconciliation failed; retrying on the next pass", self._plane.name
+                )
 
     async def _resync_loop(self) -> None:
         while True:

@@ -82,10 +82,24 @@ def _services_map() -> dict:
     }
 
 
-def _element(key: ServiceKey, with_verdict: bool = True) -> dict:
-    match = {"concat": [key.address, key.protocol, key.port]}
-    entry = [match, {"goto": {"target": service_chain(key)}}] if with_verdict else match
-    return {"element": {"family": FAMILY, "table": TABLE, "name": SERVICES_MAP, "elem": [entry]}}
+def _match(key: ServiceKey) -> tuple:
+    """A service's key in the services map: (address, protocol, port)."""
+    return key.address, key.protocol, key.port
+
+
+def _element(match: tuple, target: Optional[str] = None) -> dict:
+    entry = {"concat": list(match)}
+    elem = [entry, {"goto": {"target": target}}] if target is not None else entry
+    return {"element": {"family": FAMILY, "table": TABLE, "name": SERVICES_MAP, "elem": [elem]}}
+
+
+def _service_key(match: tuple) -> Optional[ServiceKey]:
+    """The service a map element stands for; None for one hand-added with, say, icmp."""
+    address, protocol, port = match
+    try:
+        return ServiceKey(4, protocol, address, port)
+    except (TypeError, ValueError):
+        return None
 
 
 def slots(service: Service, destinations: list[Destination]) -> tuple:
@@ -162,9 +176,10 @@ def parse_rule(rule: dict) -> Optional[ServiceRule]:
         for slot, target in lookup["data"]["set"]:
             address, port = target["concat"]
             found.append((address, port, *_slot_range(slot)))
+        ordered = tuple(sorted(found, key=lambda entry: entry[2]))
     except (KeyError, TypeError, ValueError):
         return None
-    return ServiceRule(protocol, scheduler, tuple(sorted(found, key=lambda s: s[2])), modulus)
+    return ServiceRule(protocol, scheduler, ordered, modulus)
 
 
 @dataclass
@@ -175,7 +190,7 @@ class LiveTable:
     dispatch_chain: bool = False
     dispatch_rules: list = field(default_factory=list)  # expr lists
     services_map: bool = False
-    elements: dict = field(default_factory=dict)  # ServiceKey -> chain name it jumps to
+    elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
     chains: dict = field(default_factory=dict)  # service chain name -> [rules]
 
 
@@ -200,9 +215,8 @@ def parse_listing(listing: Optional[dict]) -> LiveTable:
         elif "map" in item and item["map"]["name"] == SERVICES_MAP:
             live.services_map = True
             for match, verdict in item["map"].get("elem", []):
-                address, protocol, port = match["concat"]
-                key = ServiceKey(4, protocol, address, port)
-                live.elements[key] = verdict.get("goto", {}).get("target")
+                jump = verdict.get("goto") if isinstance(verdict, dict) else None
+                live.elements[tuple(match["concat"])] = (jump or {}).get("target")
     return live
 
 
@@ -214,7 +228,8 @@ def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
 
 def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
     """The service's rule when packets reach it: its element jumps to its chain."""
-    return live_rule(live, key) if live.elements.get(key) == service_chain(key) else None
+    jumps = live.elements.get(_match(key)) == service_chain(key)
+    return live_rule(live, key) if jumps else None
 
 
 def _base(live: LiveTable) -> list:
@@ -238,7 +253,8 @@ def _rule(key: ServiceKey, rule: ServiceRule) -> dict:
 
 
 def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool) -> tuple:
-    """(changes, commands, base_repaired): what differs, and one transaction fixing it.
+    """(changes, commands, repaired): what differs, one transaction fixing it, and whether
+    the table's base (or an element no service stands for) was repaired.
 
     `desired` maps ServiceKey -> (Service, [Destination]). With `whole_table`, service
     chains and elements nobody declared are removed too (the table is the agent's alone).
@@ -256,29 +272,33 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool) -> tuple
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", name=name)})
             commands.append({"add": _rule(key, wanted)})
-        if live.elements.get(key) != name:
-            if key not in [c.key for c in changes]:
+        match = _match(key)
+        if live.elements.get(match) != name:
+            if not changes or changes[-1].key != key:
                 changes.append(Change("edit_service", key, service))
-            if key in live.elements:
-                commands.append({"delete": _element(key, with_verdict=False)})
-            commands.append({"add": _element(key)})
-    gone = [key for key in retired if key not in desired]
-    declared = {service_chain(key) for key in desired}
+            if match in live.elements:
+                commands.append({"delete": _element(match)})
+            commands.append({"add": _element(match, name)})
+    declared = {_match(key) for key in desired}
+    gone = {_match(key): key for key in retired if key not in desired}
     if whole_table:
-        gone += [key for key in live.elements if key not in desired and key not in gone]
-    for key in gone:
-        if key in live.elements or service_chain(key) in live.chains:
+        for match in live.elements:
+            if match not in declared:
+                gone.setdefault(match, _service_key(match))
+    foreign = False
+    for match, key in gone.items():
+        if key is not None and (match in live.elements or service_chain(key) in live.chains):
             changes.append(Change("delete_service", key))
-    for key in gone:
-        if key in live.elements:
-            commands.append({"delete": _element(key, with_verdict=False)})
-    stale = {service_chain(key) for key in gone}
+        if match in live.elements:
+            commands.append({"delete": _element(match)})
+            foreign = foreign or key is None
+    stale = {service_chain(key) for key in gone.values() if key is not None}
     if whole_table:
-        stale |= set(live.chains) - declared
+        stale |= set(live.chains) - {service_chain(key) for key in desired}
     commands.extend(
         {"delete": _object("chain", name=name)} for name in sorted(stale) if name in live.chains
     )
-    return changes, base + chains + commands, bool(base) and live.present
+    return changes, base + chains + commands, foreign or (bool(base) and live.present)
 
 
 def read(live: LiveTable, keys) -> dict:
