@@ -2,6 +2,7 @@
 two real HTTP servers through lvs-agent's NAT (lvs_data_plane nftables) on a director
 namespace; a stopped real server is taken out by its health check and comes back; a hand
 deletion of the agent's element is put back by the audit; stopping the agent removes its table.
+With two directors sharing the VIPs by VRRP, the client keeps being answered across a failover.
 
 The real servers live on their own subnet (same LAN) with the director as their gateway, so
 their replies go back through it and conntrack un-NATs them, as IPVS NAT needs too."""
@@ -13,12 +14,12 @@ import subprocess
 import sys
 
 import pytest
-from vrrp_support import Agent
+from vrrp_support import Agent, config, instance_block, wait_single_holder
 
 pytestmark = pytest.mark.netns
 
 VIP = "10.0.0.100"
-DIRECTOR_RS_SIDE = "10.1.0.1"
+GATEWAY = "10.1.0.1"  # the real servers' route: the director's address on their subnet
 RS_PORT = 8080
 ELEMENT = f"{{ {VIP} . tcp . 80 }}"
 
@@ -34,13 +35,20 @@ REAL_SERVER = """
       delay_before_retry 1
     }}
   }}"""
-CONF = (
-    "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n"
+VIRTUAL_SERVER = (
     f"virtual_server {VIP} 80 {{\n  delay_loop 1\n  lvs_sched rr\n  lvs_method NAT\n"
     "  protocol TCP"
     + "".join(REAL_SERVER.format(address=a, port=RS_PORT) for a in ("10.1.0.2", "10.1.0.3"))
     + "\n}\n"
 )
+CONF = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n" + VIRTUAL_SERVER
+
+
+def pair_conf(priority: int) -> str:
+    """A director of a VRRP pair: one instance holds the VIP and the real servers' gateway."""
+    instance = instance_block(priority, vip=f"{VIP}/24\n    {GATEWAY}/24")
+    return config(instance, global_extra="  lvs_data_plane nftables\n") + VIRTUAL_SERVER
+
 
 FETCH = """
 import sys, urllib.request
@@ -76,23 +84,33 @@ def nft(host, *args: str, check: bool = True):
     return host.run(["nft", *args], check=check)
 
 
-@pytest.fixture
-def site(lab, tmp_path):
+def director(lab, name: str, ip: str, rs_side: str):
+    host = lab.host(name, f"{ip}/24")
+    host.add_address(f"{rs_side}/24")
+    sysctl(host, "net.ipv4.ip_forward", "1")
+    for scope in ("all", "default", "eth0"):  # no redirect may send the replies around it
+        sysctl(host, f"net.ipv4.conf.{scope}.send_redirects", "0")
+    return host
+
+
+def real_servers(lab, tmp_path) -> tuple:
+    """rs1 and rs2 on their own subnet, routing through GATEWAY, each serving its name."""
     if shutil.which("nft") is None:
         pytest.skip("needs nft (Debian package nftables)")
-    client = lab.host("client", "10.0.0.10/24")
-    director = lab.host("director", "10.0.0.1/24")
-    director.add_address(f"{DIRECTOR_RS_SIDE}/24")
-    director.add_address(f"{VIP}/24")
-    sysctl(director, "net.ipv4.ip_forward", "1")
-    for scope in ("all", "default", "eth0"):  # no redirect may send the replies around it
-        sysctl(director, f"net.ipv4.conf.{scope}.send_redirects", "0")
     servers = [lab.host("rs1", "10.1.0.2/24"), lab.host("rs2", "10.1.0.3/24")]
     for server in servers:
-        server.run(["ip", "route", "add", "default", "via", DIRECTOR_RS_SIDE])
-    processes = {server.short_name: http_server(server, tmp_path) for server in servers}
-    agent = Agent(director, tmp_path, CONF).start()
-    yield client, director, servers, processes, agent
+        server.run(["ip", "route", "add", "default", "via", GATEWAY])
+    return servers, {server.short_name: http_server(server, tmp_path) for server in servers}
+
+
+@pytest.fixture
+def site(lab, tmp_path):
+    servers, processes = real_servers(lab, tmp_path)
+    client = lab.host("client", "10.0.0.10/24")
+    host = director(lab, "director", "10.0.0.1", GATEWAY)
+    host.add_address(f"{VIP}/24")
+    agent = Agent(host, tmp_path, CONF).start()
+    yield client, host, servers, processes, agent
     if agent.proc.poll() is None:
         agent.kill()
 
@@ -132,3 +150,23 @@ def test_nat_through_nftables_follows_health_and_audit_and_leaves_nothing(site, 
     assert agent.stop() == 0
     gone = nft(director, "list", "table", "ip", "lvs_ha", check=False)
     assert gone.returncode != 0, gone.stdout
+
+
+def test_a_director_failover_keeps_the_client_answered(lab, tmp_path):
+    real_servers(lab, tmp_path)
+    client = lab.host("client", "10.0.0.10/24")
+    d1 = director(lab, "d1", "10.0.0.2", "10.1.0.252")
+    d2 = director(lab, "d2", "10.0.0.3", "10.1.0.253")
+    agents = [Agent(d1, tmp_path, pair_conf(150)).start(), Agent(d2, tmp_path, pair_conf(100))]
+    agents[1].start()
+    try:
+        wait_single_holder([d1, d2], d1, vip=VIP, timeout=20)
+        client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+        assert agents[0].stop() == 0  # d1 leaves: priority 0 advert, d2 takes both VIPs
+        wait_single_holder([d1, d2], d2, vip=VIP, timeout=10)
+        client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=15)
+        assert nft(d1, "list", "table", "ip", "lvs_ha", check=False).returncode != 0
+    finally:
+        for agent in agents:
+            if agent.proc.poll() is None:
+                agent.kill()
