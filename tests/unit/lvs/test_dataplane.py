@@ -1,10 +1,11 @@
 """The data-plane seam: the engine drives any DataPlane (here a recording one) the same way
 it drives IPVS; the agent's choice of plane, its hint when IPVS is missing, the reload that
-would switch planes, and the nft client's failures."""
+would switch planes, and the libnftables client's calls and failures."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 
@@ -20,6 +21,7 @@ from lvsagent.lvs import netlink_thread
 from lvsagent.lvs.checkers.tcp import TcpCheck
 from lvsagent.lvs.dataplane import DataPlane
 from lvsagent.lvs.engine import LvsEngine
+from lvsagent.nft import client as nft_client
 from lvsagent.nft.client import NftClient, NftError
 from lvsagent.nft.plane import NftPlane
 
@@ -98,7 +100,7 @@ def test_ipvs_missing_says_how_to_choose_nftables(monkeypatch):
 
 def test_nftables_is_chosen_by_name(monkeypatch):
     monkeypatch.setattr(netlink_thread, "IpvsThread", pytest.fail)
-    monkeypatch.setattr("shutil.which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(nft_client, "load_library", FakeLibnftables)
     assert isinstance(agent.data_plane("nftables"), NftPlane)
 
 
@@ -112,22 +114,59 @@ def test_a_reload_may_not_switch_data_planes():
     assert agent.changes_data_plane(nft, nft, engine_running=True) == ""
 
 
-def fake_nft(tmp_path, script: str) -> str:
-    program = tmp_path / "nft"
-    program.write_text(f"#!/bin/sh\n{script}\n")
-    program.chmod(0o755)
-    return str(program)
+class FakeLibnftables:
+    """libnftables' calls the client makes, answering each document with `replies`."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)  # (status, output, error)
+        self.documents = []
+        self.output = self.error = b""
+
+    def nft_ctx_new(self, flags):
+        return 1
+
+    def nft_ctx_output_set_flags(self, ctx, flags):
+        assert flags == 1 << 4  # JSON
+
+    def nft_ctx_buffer_output(self, ctx):
+        pass
+
+    nft_ctx_buffer_error = nft_ctx_buffer_output
+
+    def nft_run_cmd_from_buffer(self, ctx, document):
+        self.documents.append(json.loads(document))
+        status, self.output, self.error = self.replies.pop(0)
+        return status
+
+    def nft_ctx_get_output_buffer(self, ctx):
+        return self.output
+
+    def nft_ctx_get_error_buffer(self, ctx):
+        return self.error
 
 
-def test_nft_failures_are_errors_and_an_absent_table_is_none(tmp_path):
-    absent = fake_nft(tmp_path, 'echo "Error: No such file or directory" >&2; exit 1')
-    assert asyncio.run(NftClient(absent).list_table("ip", "lvs_ha")) is None
-    refusing = NftClient(fake_nft(tmp_path, 'cat >/dev/null; echo "Error: syntax" >&2; exit 1'))
-    with pytest.raises(NftError, match="nft -j -f -: Error: syntax"):
-        asyncio.run(refusing.apply([{"add": {"table": {"family": "ip", "name": "x"}}}]))
+def test_nftables_failures_are_errors_and_an_absent_table_is_none():
+    absent = b"Error: No such file or directory\nlist table ip lvs_ha\n              ^^^^^^\n"
+    listing = {"nftables": [{"table": {"family": "ip", "name": "lvs_ha"}}]}
+    library = FakeLibnftables(
+        (-1, b"", absent),
+        (0, json.dumps(listing).encode(), b""),
+        (-1, b"", b"Error: Could not process rule: No such file or directory\n"),
+    )
+    client = NftClient(library)
+    assert asyncio.run(client.list_table("ip", "lvs_ha")) is None
+    assert asyncio.run(client.list_table("ip", "lvs_ha")) == listing
+    table = {"table": {"family": "ip", "name": "lvs_ha"}}
+    assert library.documents[0] == {"nftables": [{"list": table}]}
+    with pytest.raises(NftError, match="nftables: Error: Could not process rule"):
+        asyncio.run(client.apply([{"add": table}]))
+    assert library.documents[2] == {"nftables": [{"add": table}]}
+    asyncio.run(client.apply([]))  # nothing to do: no call
+    assert len(library.documents) == 3
 
 
-def test_without_nft_the_error_names_the_package(monkeypatch):
-    monkeypatch.setattr("shutil.which", lambda name: None)
+def test_without_libnftables_the_error_names_the_package(monkeypatch):
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
+    monkeypatch.setattr(nft_client, "LIBRARY", "libnftables-absent.so.0")
     with pytest.raises(NftError, match="apt-get install nftables"):
         NftClient()

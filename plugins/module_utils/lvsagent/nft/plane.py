@@ -1,6 +1,6 @@
 """The nftables data plane: the engine's desired table kept in the agent's own nft table.
 
-Each pass lists the table (one `nft -j list`), plans against it and applies what differs as
+Each pass lists the table (one JSON listing), plans against it and applies what differs as
 one transaction; a hand edit is found by the same comparison and undone. stop() leaves no
 table behind.
 """

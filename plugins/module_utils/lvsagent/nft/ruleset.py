@@ -1,4 +1,4 @@
-"""The agent's nftables table as JSON commands for `nft -j -f -`, and back.
+"""The agent's nftables table as libnftables JSON commands, and back.
 
 One table (`ip lvs_ha`) holds everything: a NAT prerouting chain whose one rule looks the
 packet's (daddr, l4proto, dport) up in the `services` verdict map and jumps to that virtual
@@ -184,7 +184,7 @@ def parse_rule(rule: dict) -> Optional[ServiceRule]:
 
 @dataclass
 class LiveTable:
-    """The agent's table as `nft -j list table` shows it (None: the table is absent)."""
+    """The agent's table as its JSON listing shows it (absent: `present` False)."""
 
     present: bool = False
     dispatch_chain: bool = False
