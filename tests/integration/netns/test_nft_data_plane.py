@@ -4,6 +4,7 @@ namespace; a stopped real server is taken out by its health check and comes back
 deletion of the agent's element is put back by the audit; stopping the agent removes its table.
 With two directors sharing the VIPs by VRRP, the client keeps being answered across a failover.
 Without IPVS in the kernel, the default data plane's start error says how to choose nftables.
+A reload adds and removes virtual servers in the table, and may not switch data planes.
 
 The real servers live on their own subnet (same LAN) with the director as their gateway, so
 their replies go back through it and conntrack un-NATs them, as IPVS NAT needs too."""
@@ -78,8 +79,9 @@ def http_server(host, tmp_path):
     return host.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def answers(client, count: int = 6) -> list[str]:
-    result = client.run([sys.executable, "-c", FETCH, f"http://{VIP}/", count], timeout=60)
+def answers(client, count: int = 6, port: int = 80) -> list[str]:
+    url = f"http://{VIP}:{port}/"
+    result = client.run([sys.executable, "-c", FETCH, url, count], timeout=60)
     return result.stdout.split()
 
 
@@ -185,3 +187,26 @@ def test_without_ipvs_the_start_error_says_how_to_choose_nftables(lab, tmp_path)
     agent = Agent(host, tmp_path, CONF.replace("  lvs_data_plane nftables\n", "")).start()
     assert agent.proc.wait(30) != 0
     assert "global_defs { lvs_data_plane nftables }" in agent.log_text()
+
+
+def test_a_reload_adds_and_removes_virtual_servers_but_keeps_the_data_plane(site):
+    client, director, _servers, _processes, agent = site
+    client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+    on_81 = VIRTUAL_SERVER.replace(f"{VIP} 80 {{", f"{VIP} 81 {{")
+    agent.conf.write_text(CONF + on_81)
+    assert agent.command("reload").returncode == 0
+    client.wait_for(lambda: set(answers(client, port=81)) == {"rs1", "rs2"}, timeout=30)
+
+    agent.conf.write_text(CONF.replace(VIRTUAL_SERVER, on_81))
+    assert agent.command("reload").returncode == 0
+    table = nft(director, "list", "table", "ip", "lvs_ha").stdout
+    assert "vs-tcp-10.0.0.100-81" in table and "vs-tcp-10.0.0.100-80" not in table, table
+    assert set(answers(client, 2)) == {"-"}  # nothing DNATs port 80 any more
+
+    agent.conf.write_text(
+        CONF.replace("  lvs_data_plane nftables\n", "").replace(VIRTUAL_SERVER, on_81)
+    )
+    refused = agent.command("reload")
+    assert refused.returncode != 0
+    assert "lvs_data_plane cannot change from nftables to ipvs" in refused.stdout + refused.stderr
+    assert set(answers(client, port=81)) == {"rs1", "rs2"}

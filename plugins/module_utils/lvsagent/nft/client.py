@@ -66,19 +66,20 @@ class NftClient:
         self._lib.nft_ctx_buffer_error(ctx)
         return ctx
 
-    def _run(self, document: bytes) -> bytes:
-        """One JSON document, on the worker thread; its JSON output."""
+    def _run(self, commands: list) -> Optional[dict]:
+        """One JSON document, encoded, run and its output decoded on the worker thread (a
+        large table's JSON stays off the loop)."""
+        document = json.dumps({"nftables": commands}).encode()
         status = self._lib.nft_run_cmd_from_buffer(self._ctx, document)
         output = self._lib.nft_ctx_get_output_buffer(self._ctx) or b""
         if status != 0:
             error = self._lib.nft_ctx_get_error_buffer(self._ctx) or b""
             lines = error.decode(errors="replace").strip().splitlines()
             raise NftError(f"nftables: {lines[0] if lines else 'failed'}")
-        return output
+        return json.loads(output) if output.strip() else None
 
-    async def _call(self, commands: list) -> bytes:
-        document = json.dumps({"nftables": commands}).encode()
-        return await asyncio.wrap_future(self._executor.submit(self._run, document))
+    async def _call(self, commands: list) -> Optional[dict]:
+        return await asyncio.wrap_future(self._executor.submit(self._run, commands))
 
     async def apply(self, commands: list) -> None:
         """The commands, as one transaction (all or nothing)."""
@@ -88,9 +89,8 @@ class NftClient:
     async def list_table(self, family: str, name: str) -> Optional[dict]:
         """The table as libnftables lists it in JSON, or None when it does not exist."""
         try:
-            output = await self._call([{"list": {"table": {"family": family, "name": name}}}])
+            return await self._call([{"list": {"table": {"family": family, "name": name}}}])
         except NftError as error:
             if ABSENT in str(error):
                 return None
             raise
-        return json.loads(output)
