@@ -1,6 +1,6 @@
 """The nftables data plane's table as JSON: what a desired table plans into, what a listing
-of nft 1.0.6 (captured from `nft -j list table ip lvs_ha`) parses back to, and that a health
-change or a hand edit touches only what differs."""
+of nft 1.0.6 (captured from libnftables) parses back to, and that a health change or a hand
+edit touches only what differs."""
 
 from __future__ import annotations
 
@@ -12,19 +12,37 @@ from lvsagent.nft import ruleset
 WEB = ServiceKey.for_address("10.0.0.100", 80)
 DNS = ServiceKey.for_address("10.0.0.100", 53, "udp")
 
-# `nft -j list table ip lvs_ha` (nft 1.0.6) after the agent programmed WEB (wrr: 10.0.1.2
-# weight 3 only) and DNS (rr, no live real server).
+
+def dispatch(protocol: str, services: str) -> dict:
+    """A dispatch rule as listed: (daddr, l4proto, dport) looked up in a services map."""
+    fields = [
+        {"payload": {"protocol": protocol, "field": "daddr"}},
+        {"meta": {"key": "l4proto"}},
+        {"payload": {"protocol": "th", "field": "dport"}},
+    ]
+    vmap = {"key": {"concat": fields}, "data": f"@{services}"}
+    return {
+        "rule": {
+            "family": "inet",
+            "table": "lvs_ha",
+            "chain": "prerouting",
+            "expr": [{"vmap": vmap}],
+        }
+    }
+
+
+# libnftables' listing of `inet lvs_ha` (nft 1.0.6, handles left out) after the agent programmed
+# WEB (wrr: 10.0.1.2 weight 3 only) and DNS (rr, no live real server).
 LISTING = {
     "nftables": [
         {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-        {"table": {"family": "ip", "name": "lvs_ha", "handle": 4}},
+        {"table": {"family": "inet", "name": "lvs_ha"}},
         {
             "map": {
-                "family": "ip",
-                "name": "services",
+                "family": "inet",
+                "name": "services4",
                 "table": "lvs_ha",
                 "type": ["ipv4_addr", "inet_proto", "inet_service"],
-                "handle": 1,
                 "map": "verdict",
                 "elem": [
                     [
@@ -39,47 +57,34 @@ LISTING = {
             }
         },
         {
+            "map": {
+                "family": "inet",
+                "name": "services6",
+                "table": "lvs_ha",
+                "type": ["ipv6_addr", "inet_proto", "inet_service"],
+                "map": "verdict",
+            }
+        },
+        {
             "chain": {
-                "family": "ip",
+                "family": "inet",
                 "table": "lvs_ha",
                 "name": "prerouting",
-                "handle": 2,
                 "type": "nat",
                 "hook": "prerouting",
                 "prio": -100,
                 "policy": "accept",
             }
         },
-        {"chain": {"family": "ip", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}},
-        {"chain": {"family": "ip", "table": "lvs_ha", "name": "vs-udp-10.0.0.100-53"}},
+        {"chain": {"family": "inet", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}},
+        {"chain": {"family": "inet", "table": "lvs_ha", "name": "vs-udp-10.0.0.100-53"}},
+        dispatch("ip", "services4"),
+        dispatch("ip6", "services6"),
         {
             "rule": {
-                "family": "ip",
-                "table": "lvs_ha",
-                "chain": "prerouting",
-                "handle": 3,
-                "expr": [
-                    {
-                        "vmap": {
-                            "key": {
-                                "concat": [
-                                    {"payload": {"protocol": "ip", "field": "daddr"}},
-                                    {"meta": {"key": "l4proto"}},
-                                    {"payload": {"protocol": "th", "field": "dport"}},
-                                ]
-                            },
-                            "data": "@services",
-                        }
-                    }
-                ],
-            }
-        },
-        {
-            "rule": {
-                "family": "ip",
+                "family": "inet",
                 "table": "lvs_ha",
                 "chain": "vs-tcp-10.0.0.100-80",
-                "handle": 10,
                 "comment": "wrr",
                 "expr": [
                     {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
@@ -101,10 +106,9 @@ LISTING = {
         },
         {
             "rule": {
-                "family": "ip",
+                "family": "inet",
                 "table": "lvs_ha",
                 "chain": "vs-udp-10.0.0.100-53",
-                "handle": 8,
                 "comment": "rr",
                 "expr": [
                     {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}},
@@ -153,16 +157,17 @@ def test_an_empty_table_is_created_in_one_transaction():
     assert actions(changes) == [("add_service", WEB), ("add_service", DNS)]
     assert not repaired
     added = [next(iter(c["add"])) for c in commands]
-    assert added[:4] == ["table", "map", "chain", "rule"]  # base: table, map, dispatch
+    assert added[:6] == ["table", "map", "map", "chain", "rule", "rule"]  # the base
     # chains before the rules and elements that jump to them
-    assert added[4:] == ["chain", "chain", "rule", "element", "rule", "element"]
-    rule = commands[6]["add"]["rule"]
+    assert added[6:] == ["chain", "chain", "rule", "element", "rule", "element"]
+    rule = commands[8]["add"]["rule"]
     assert rule["chain"] == "vs-tcp-10.0.0.100-80" and rule["comment"] == "wrr"
     assert rule["expr"][1]["dnat"]["addr"]["map"] == {
         "key": {"numgen": {"mode": "inc", "mod": 3}},
         "data": {"set": [[{"range": [0, 2]}, {"concat": ["10.0.1.2", 80]}]]},
     }
-    assert commands[7]["add"]["element"]["elem"] == [
+    assert commands[9]["add"]["element"]["name"] == "services4"
+    assert commands[9]["add"]["element"]["elem"] == [
         [{"concat": ["10.0.0.100", "tcp", 80]}, {"goto": {"target": "vs-tcp-10.0.0.100-80"}}]
     ]
 
@@ -180,7 +185,7 @@ def test_the_listing_nft_prints_reads_back_as_what_was_planned():
 def test_a_health_change_rewrites_only_that_service_chain():
     changes, commands, _ = ruleset.plan({WEB: web(3, 2)}, live(), (), whole_table=False)
     assert actions(changes) == [("edit_service", WEB)]
-    chain = {"family": "ip", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}
+    chain = {"family": "inet", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}
     assert commands[0] == {"flush": {"chain": chain}}
     assert [next(iter(c)) for c in commands] == ["flush", "add"]
     mapping = commands[1]["add"]["rule"]["expr"][1]["dnat"]["addr"]["map"]
@@ -198,19 +203,21 @@ def test_a_hand_deleted_element_is_put_back():
 
 def test_a_hand_edited_modulus_is_rewritten():
     listing = copy.deepcopy(LISTING)
-    listing["nftables"][7]["rule"]["expr"][1]["dnat"]["addr"]["map"]["key"]["numgen"]["mod"] = 9
+    listing["nftables"][9]["rule"]["expr"][1]["dnat"]["addr"]["map"]["key"]["numgen"]["mod"] = 9
     changes, _, _ = ruleset.plan(desired(3), live(listing), (), whole_table=True)
     assert actions(changes) == [("edit_service", WEB)]
 
 
 def test_a_deleted_dispatch_rule_is_restored_as_the_base():
     listing = copy.deepcopy(LISTING)
-    del listing["nftables"][6]
+    del listing["nftables"][7]  # IPv4's
     changes, commands, repaired = ruleset.plan(desired(3), live(listing), (), whole_table=True)
     assert changes == [] and repaired
-    assert commands == [
-        {"flush": {"chain": {"family": "ip", "table": "lvs_ha", "name": "prerouting"}}},
-        {"add": ruleset._dispatch_rule()},
+    prerouting = {"family": "inet", "table": "lvs_ha", "name": "prerouting"}
+    assert commands[0] == {"flush": {"chain": prerouting}}
+    assert [c["add"]["rule"]["expr"] for c in commands[1:]] == [
+        LISTING["nftables"][7]["rule"]["expr"],
+        LISTING["nftables"][8]["rule"]["expr"],
     ]
 
 
@@ -229,8 +236,9 @@ def test_a_full_pass_removes_what_nobody_declared_and_a_slice_does_not():
 
 
 def test_a_rule_nft_would_not_write_reads_as_foreign():
-    assert ruleset.parse_rule({"expr": [{"accept": None}]}) is None
-    assert ruleset.parse_rule({"expr": "junk"}) is None
+    assert ruleset.parse_rule({"expr": [{"accept": None}]}, "ip") is None
+    assert ruleset.parse_rule({"expr": "junk"}, "ip") is None
+    assert ruleset.parse_rule(LISTING["nftables"][9]["rule"], "ip6") is None  # an IPv4 dnat
 
 
 def test_an_element_no_service_could_be_is_removed_by_a_full_pass():
@@ -244,7 +252,25 @@ def test_an_element_no_service_could_be_is_removed_by_a_full_pass():
 
 
 def test_slots_of_a_foreign_shape_do_not_parse():
-    rule = copy.deepcopy(LISTING["nftables"][7]["rule"])
+    rule = copy.deepcopy(LISTING["nftables"][9]["rule"])
     mapping = rule["expr"][1]["dnat"]["addr"]["map"]["data"]["set"]
     mapping.append([{"prefix": 1}, {"concat": ["10.0.1.9", 80]}])
-    assert ruleset.parse_rule(rule) is None
+    assert ruleset.parse_rule(rule, "ip") is None
+
+
+def test_an_ipv6_service_goes_to_its_own_map_with_an_ip6_dnat():
+    key = ServiceKey.for_address("fd00::100", 80)
+    servers = [Destination("fd00:1::2", 8080, "nat", 1), Destination("fd00:1::3", 8080, "nat", 1)]
+    wanted = {key: (Service(key, "rr"), servers)}
+    changes, commands, _ = ruleset.plan(wanted, live(), (), whole_table=False)
+    assert actions(changes) == [("add_service", key)]
+    chain, rule, element = commands
+    assert chain["add"]["chain"]["name"] == "vs-tcp-fd00__100-80"
+    dnat = rule["add"]["rule"]["expr"][1]["dnat"]
+    assert dnat["family"] == "ip6"
+    assert dnat["addr"]["map"]["data"]["set"][1] == [
+        {"range": [1, 1]},
+        {"concat": ["fd00:1::3", 8080]},
+    ]
+    assert element["add"]["element"]["name"] == "services6"
+    assert element["add"]["element"]["elem"][0][0] == {"concat": ["fd00::100", "tcp", 80]}

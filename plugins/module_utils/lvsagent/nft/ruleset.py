@@ -1,8 +1,8 @@
 """The agent's nftables table as libnftables JSON commands, and back.
 
-One table (`ip lvs_ha`) holds everything: a NAT prerouting chain whose one rule looks the
-packet's (daddr, l4proto, dport) up in the `services` verdict map and jumps to that virtual
-service's own chain. A service chain holds one rule: DNAT to
+One table (`inet lvs_ha`, IPv4 and IPv6) holds everything: a NAT prerouting chain whose rules
+look the packet's (daddr, l4proto, dport) up in the verdict map of its family (`services4`,
+`services6`) and jump to that virtual service's own chain. A service chain holds one rule: DNAT to
 `numgen inc mod TOTAL map { SLOTS : ADDRESS . PORT }`, each live real server owning as many
 consecutive slots as its weight (wrr) or one (rr); without a live real server, drop. The
 rule's comment names the scheduler, so the table alone says what it does (status, audit).
@@ -14,15 +14,18 @@ server's packets is un-NATed by conntrack: the real servers route through the di
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional
 
 from ..ipvs import Destination, Service, ServiceKey
 from ..ipvs.plan import Change
 
-FAMILY = "ip"
+FAMILY = "inet"
 TABLE = "lvs_ha"
-SERVICES_MAP = "services"
+SERVICES_MAPS = {4: "services4", 6: "services6"}  # IP version -> its services map
+ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+NAT_FAMILIES = {4: "ip", 6: "ip6"}  # the payload protocol and the dnat family of a version
 DISPATCH_CHAIN = "prerouting"
 DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in prerouting
 SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
@@ -30,12 +33,13 @@ SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr")
 METHODS = ("NAT",)
-FAMILIES = (4,)
+FAMILIES = (4, 6)
 
 
 def service_chain(key: ServiceKey) -> str:
-    """`vs-tcp-10.0.0.100-80`: one chain per virtual service, named after its key."""
-    return f"vs-{key.protocol}-{key.address}-{key.port}"
+    """`vs-tcp-10.0.0.100-80` (`vs-tcp-fd00__100-80`): one chain per virtual service, named
+    after its key, in words nft's own parser reads too."""
+    return f"vs-{key.protocol}-{key.address.replace(':', '_')}-{key.port}"
 
 
 def _object(kind: str, **fields) -> dict:
@@ -46,17 +50,20 @@ def _table() -> dict:
     return {"table": {"family": FAMILY, "name": TABLE}}
 
 
-def _dispatch_rule() -> dict:
-    key = {
-        "concat": [
-            {"payload": {"protocol": "ip", "field": "daddr"}},
-            {"meta": {"key": "l4proto"}},
-            {"payload": {"protocol": "th", "field": "dport"}},
-        ]
-    }
-    return _object(
-        "rule", chain=DISPATCH_CHAIN, expr=[{"vmap": {"key": key, "data": f"@{SERVICES_MAP}"}}]
-    )
+def _dispatch_rules() -> list:
+    """One rule per IP version, each looking its packets up in its own map."""
+    rules = []
+    for version, name in SERVICES_MAPS.items():
+        key = {
+            "concat": [
+                {"payload": {"protocol": NAT_FAMILIES[version], "field": "daddr"}},
+                {"meta": {"key": "l4proto"}},
+                {"payload": {"protocol": "th", "field": "dport"}},
+            ]
+        }
+        vmap = {"vmap": {"key": key, "data": f"@{name}"}}
+        rules.append(_object("rule", chain=DISPATCH_CHAIN, expr=[vmap]))
+    return rules
 
 
 def _dispatch_chain() -> dict:
@@ -70,34 +77,33 @@ def _dispatch_chain() -> dict:
     )
 
 
-def _services_map() -> dict:
-    return {
-        "map": {
-            "family": FAMILY,
-            "table": TABLE,
-            "name": SERVICES_MAP,
-            "type": ["ipv4_addr", "inet_proto", "inet_service"],
-            "map": "verdict",
-        }
-    }
+def _services_map(version: int) -> dict:
+    address = ADDRESS_TYPES[version]
+    map_type = [address, "inet_proto", "inet_service"]
+    return _object("map", name=SERVICES_MAPS[version], type=map_type, map="verdict")
+
+
+def _version(address: str) -> int:
+    return ipaddress.ip_address(address).version
 
 
 def _match(key: ServiceKey) -> tuple:
-    """A service's key in the services map: (address, protocol, port)."""
+    """A service's key in its services map: (address, protocol, port)."""
     return key.address, key.protocol, key.port
 
 
 def _element(match: tuple, target: Optional[str] = None) -> dict:
     entry = {"concat": list(match)}
     elem = [entry, {"goto": {"target": target}}] if target is not None else entry
-    return {"element": {"family": FAMILY, "table": TABLE, "name": SERVICES_MAP, "elem": [elem]}}
+    name = SERVICES_MAPS[_version(match[0])]
+    return {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [elem]}}
 
 
 def _service_key(match: tuple) -> Optional[ServiceKey]:
     """The service a map element stands for; None for one hand-added with, say, icmp."""
     address, protocol, port = match
     try:
-        return ServiceKey(4, protocol, address, port)
+        return ServiceKey(_version(address), protocol, address, port)
     except (TypeError, ValueError):
         return None
 
@@ -124,6 +130,7 @@ def slots(service: Service, destinations: list[Destination]) -> tuple:
 class ServiceRule:
     """What a service chain's rule does, compared between the desired and the live table."""
 
+    family: str  # the dnat's: NAT_FAMILIES
     protocol: str
     scheduler: str
     slots: tuple  # see slots()
@@ -140,7 +147,7 @@ class ServiceRule:
         ]
         numgen = {"numgen": {"mode": "inc", "mod": self.modulus}}
         lookup = {"key": numgen, "data": {"set": mapping}}
-        return [protocol, {"dnat": {"family": "ip", "addr": {"map": lookup}}}]
+        return [protocol, {"dnat": {"family": self.family, "addr": {"map": lookup}}}]
 
     def destinations(self) -> list[Destination]:
         return [
@@ -152,7 +159,8 @@ class ServiceRule:
 def desired_rule(service: Service, destinations: list[Destination]) -> ServiceRule:
     taken = slots(service, destinations)
     modulus = taken[-1][3] + 1 if taken else 0
-    return ServiceRule(service.key.protocol, service.scheduler, taken, modulus)
+    family = NAT_FAMILIES[service.key.family]
+    return ServiceRule(family, service.key.protocol, service.scheduler, taken, modulus)
 
 
 def _slot_range(value) -> tuple:
@@ -162,14 +170,18 @@ def _slot_range(value) -> tuple:
     return value, value
 
 
-def parse_rule(rule: dict) -> Optional[ServiceRule]:
-    """The ServiceRule a listed rule is, or None when it is not one this module writes."""
+def parse_rule(rule: dict, family: str) -> Optional[ServiceRule]:
+    """The ServiceRule a listed rule is, or None when it is not one this module writes.
+
+    `family` is that of the service the chain is for: a drop rule does not say it."""
     scheduler = rule.get("comment", "")
     try:
         match, action = rule["expr"]
         protocol = match["match"]["right"]
         if action == {"drop": None}:
-            return ServiceRule(protocol, scheduler, (), 0)
+            return ServiceRule(family, protocol, scheduler, (), 0)
+        if action["dnat"]["family"] != family:
+            return None
         lookup = action["dnat"]["addr"]["map"]
         modulus = lookup["key"]["numgen"]["mod"]
         found = []
@@ -179,7 +191,7 @@ def parse_rule(rule: dict) -> Optional[ServiceRule]:
         ordered = tuple(sorted(found, key=lambda entry: entry[2]))
     except (KeyError, TypeError, ValueError):
         return None
-    return ServiceRule(protocol, scheduler, ordered, modulus)
+    return ServiceRule(family, protocol, scheduler, ordered, modulus)
 
 
 @dataclass
@@ -189,7 +201,7 @@ class LiveTable:
     present: bool = False
     dispatch_chain: bool = False
     dispatch_rules: list = field(default_factory=list)  # expr lists
-    services_map: bool = False
+    services_maps: set = field(default_factory=set)  # names
     elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
     chains: dict = field(default_factory=dict)  # service chain name -> [rules]
 
@@ -212,8 +224,8 @@ def parse_listing(listing: Optional[dict]) -> LiveTable:
                 live.dispatch_rules.append(rule.get("expr"))
             else:
                 live.chains.setdefault(rule["chain"], []).append(rule)
-        elif "map" in item and item["map"]["name"] == SERVICES_MAP:
-            live.services_map = True
+        elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
+            live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
                 jump = verdict.get("goto") if isinstance(verdict, dict) else None
                 live.elements[tuple(match["concat"])] = (jump or {}).get("target")
@@ -223,7 +235,9 @@ def parse_listing(listing: Optional[dict]) -> LiveTable:
 def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
     """The service chain's rule, when the chain holds exactly one."""
     rules = live.chains.get(service_chain(key))
-    return parse_rule(rules[0]) if rules is not None and len(rules) == 1 else None
+    if rules is None or len(rules) != 1:
+        return None
+    return parse_rule(rules[0], NAT_FAMILIES[key.family])
 
 
 def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
@@ -233,18 +247,20 @@ def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
 
 
 def _base(live: LiveTable) -> list:
-    """Commands putting back the table, its dispatch chain and rule, and the services map."""
+    """Commands putting back the table, its dispatch chain and rules, and the services maps."""
     commands = []
     if not live.present:
         commands.append({"add": _table()})
-    if not live.services_map:
-        commands.append({"add": _services_map()})
+    for version, name in SERVICES_MAPS.items():
+        if name not in live.services_maps:
+            commands.append({"add": _services_map(version)})
     if not live.dispatch_chain:
         commands.append({"add": _dispatch_chain()})
-    if live.dispatch_rules != [_dispatch_rule()["rule"]["expr"]]:
+    rules = _dispatch_rules()
+    if live.dispatch_rules != [rule["rule"]["expr"] for rule in rules]:
         if live.dispatch_chain:
             commands.append({"flush": _object("chain", name=DISPATCH_CHAIN)})
-        commands.append({"add": _dispatch_rule()})
+        commands.extend({"add": rule} for rule in rules)
     return commands
 
 
