@@ -1,4 +1,4 @@
-"""LvsEngine: the IPVS table follows the configuration, filtered by live health.
+"""LvsEngine: the IPVS (or nftables) table follows the configuration, filtered by live health.
 
 Each virtual server's real servers are checked (one running check per distinct checker,
 however many virtual servers share it); a health change recomputes that virtual server's
@@ -223,13 +223,13 @@ def _iso(wall_time: float) -> str:
 
 
 class LvsEngine:
-    """Owns the checks and the IPVS services the configuration declares.
+    """Owns the checks and the services the configuration declares, in its data plane.
 
-    `data_plane` is a DataPlane (IPVS or nftables), or what IpvsPlane wraps: IpvsClient's
-    operations plus `async run(job, *args)`, which runs `job(client, *args)` where netlink
-    may block (`IpvsThread` in the agent). `owned`
-    (optional) records the services this engine owns, for the next run (`owned_services`).
-    `fifos` (optional) are the agent's notify FIFOs, shared with the VRRP engine.
+    `data_plane` is a DataPlane (`lvs.dataplane`: IPVS or nftables), or what IpvsPlane wraps:
+    IpvsClient's operations plus `async run(job, *args)`, which runs `job(client, *args)`
+    where netlink may block (`IpvsThread` in the agent). `owned` (optional) records the
+    services this engine owns, for the next run (`owned_services`). `fifos` (optional) are
+    the agent's notify FIFOs, shared with the VRRP engine.
     """
 
     def __init__(
