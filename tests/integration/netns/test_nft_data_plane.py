@@ -5,7 +5,8 @@ deletion of the agent's element is put back by the audit; stopping the agent rem
 With two directors sharing the VIPs by VRRP, the client keeps being answered across a failover.
 Without IPVS in the kernel, the default data plane's start error says how to choose nftables.
 A reload adds and removes virtual servers in the table, and may not switch data planes.
-IPv6 virtual servers go through the same table.
+IPv6 virtual servers go through the same table. A killed agent's table is taken over and
+cleaned by the next run.
 
 The real servers live on their own subnet (same LAN) with the director as their gateway, so
 their replies go back through it and conntrack un-NATs them, as IPVS NAT needs too."""
@@ -239,3 +240,15 @@ def test_ipv6_nat_reaches_both_real_servers(lab, tmp_path):
         assert "fd00::100 . tcp . 80 : goto vs-tcp-fd00__100-80" in table, table
     finally:
         agent.stop()
+
+
+def test_the_next_run_cleans_what_a_killed_agent_left(site):
+    client, director, _servers, _processes, agent = site
+    client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+    agent.kill()
+    assert "vs-tcp-10.0.0.100-80" in nft(director, "list", "table", "inet", "lvs_ha").stdout
+    agent.conf.write_text(CONF.replace(f"{VIP} 80 {{", f"{VIP} 81 {{"))
+    agent.start()
+    client.wait_for(lambda: set(answers(client, port=81)) == {"rs1", "rs2"}, timeout=30)
+    table = nft(director, "list", "table", "inet", "lvs_ha").stdout
+    assert "vs-tcp-10.0.0.100-80" not in table and "10.0.0.100 . tcp . 80" not in table, table
