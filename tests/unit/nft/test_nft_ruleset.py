@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from lvsagent.ipvs import Destination, Service, ServiceKey
 from lvsagent.nft import ruleset
 
@@ -274,3 +276,15 @@ def test_an_ipv6_service_goes_to_its_own_map_with_an_ip6_dnat():
     ]
     assert element["add"]["element"]["name"] == "services6"
     assert element["add"]["element"]["elem"][0][0] == {"concat": ["fd00::100", "tcp", 80]}
+
+
+@pytest.mark.parametrize("whole_table", [True, False])
+@pytest.mark.parametrize("weights", [(3, 2), (0,), (1,)])
+@pytest.mark.parametrize("listing", [None, LISTING], ids=["absent", "listed"])
+def test_the_table_after_a_transaction_plans_to_nothing(listing, weights, whole_table):
+    before = live(listing)
+    wanted = {WEB: web(*weights)}
+    _, commands, _ = ruleset.plan(wanted, before, {DNS}, whole_table=whole_table)
+    after = ruleset.applied(before, commands)
+    assert ruleset.plan(wanted, after, (), whole_table=whole_table)[:2] == ([], [])
+    assert before == live(listing)  # the listing it came from is left as it was

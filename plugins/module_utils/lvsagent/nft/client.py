@@ -14,6 +14,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import json
+import socket
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -22,6 +24,14 @@ from ..ipvs import IpvsError
 LIBRARY = "libnftables.so.1"
 OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
 ABSENT = "No such file or directory"  # how libnftables says a listed object does not exist
+
+# nfnetlink's NFT_MSG_GETGEN: the ruleset generation, which every committed transaction in
+# this network namespace (the agent's or anyone's) moves on by one.
+NETLINK_NETFILTER = 12
+GETGEN = (10 << 8) | 16  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN
+NLMSG_ERROR = 2
+NFTA_GEN_ID = 1
+NETLINK_TIMEOUT = 2.0
 
 
 class NftError(IpvsError):
@@ -49,11 +59,32 @@ def load_library():
     return lib
 
 
-class NftClient:
-    """`library`: what load_library() returns (a test passes a stand-in)."""
+def read_generation(sock: socket.socket) -> int:
+    """The ruleset generation, asked over an open NETLINK_NETFILTER socket."""
+    request = struct.pack("=IHHII", 20, GETGEN, 1, 0, 0) + struct.pack("=BBH", 0, 0, 0)
+    sock.send(request)
+    reply = sock.recv(4096)
+    length, kind = struct.unpack_from("=IH", reply)
+    if kind == NLMSG_ERROR:
+        (code,) = struct.unpack_from("=i", reply, 16)
+        raise NftError(f"nftables: cannot read the ruleset generation (errno {-code})", -code)
+    offset = 20  # nlmsghdr and nfgenmsg
+    while offset + 4 <= min(length, len(reply)):
+        size, attribute = struct.unpack_from("=HH", reply, offset)
+        if attribute & 0x7FFF == NFTA_GEN_ID and size >= 8:
+            return struct.unpack_from(">I", reply, offset + 4)[0]
+        offset += max(4, (size + 3) & ~3)
+    raise NftError("nftables: no generation in the kernel's reply")
 
-    def __init__(self, library=None):
+
+class NftClient:
+    """`library`: what load_library() returns; `netlink`: a NETLINK_NETFILTER socket
+    factory (tests pass stand-ins)."""
+
+    def __init__(self, library=None, netlink=None):
         self._lib = library or load_library()
+        self._netlink = netlink or _netfilter_socket
+        self._sock: Optional[socket.socket] = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nftables")
         self._ctx = self._executor.submit(self._open).result()
 
@@ -81,6 +112,20 @@ class NftClient:
     async def _call(self, commands: list) -> Optional[dict]:
         return await asyncio.wrap_future(self._executor.submit(self._run, commands))
 
+    def _generation(self) -> int:
+        if self._sock is None:
+            self._sock = self._netlink()
+        try:
+            return read_generation(self._sock)
+        except OSError as error:
+            self._sock.close()
+            self._sock = None
+            raise NftError(f"nftables: cannot read the ruleset generation: {error}") from None
+
+    async def generation(self) -> int:
+        """The ruleset generation (a few microseconds: no listing)."""
+        return await asyncio.wrap_future(self._executor.submit(self._generation))
+
     async def apply(self, commands: list) -> None:
         """The commands, as one transaction (all or nothing)."""
         if commands:
@@ -94,3 +139,10 @@ class NftClient:
             if ABSENT in str(error):
                 return None
             raise
+
+
+def _netfilter_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    sock.settimeout(NETLINK_TIMEOUT)
+    sock.bind((0, 0))
+    return sock

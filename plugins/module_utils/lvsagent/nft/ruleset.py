@@ -206,6 +206,47 @@ class LiveTable:
     chains: dict = field(default_factory=dict)  # service chain name -> [rules]
 
 
+def applied(live: LiveTable, commands: list) -> LiveTable:
+    """What `live` holds once nftables committed `commands` (this module's own vocabulary):
+    the plane's view after its own transaction, without listing the table again."""
+    after = LiveTable(
+        live.present,
+        live.dispatch_chain,
+        list(live.dispatch_rules),
+        set(live.services_maps),
+        dict(live.elements),
+        dict(live.chains),  # each chain's list is replaced, never changed in place
+    )
+    for command in commands:
+        ((verb, body),) = command.items()
+        ((kind, fields),) = body.items()
+        name = fields.get("name") or fields.get("chain")
+        if kind == "table":
+            after = LiveTable(present=verb == "add")
+        elif kind == "map":
+            after.services_maps.add(name)
+        elif kind == "element":
+            entry = fields["elem"][0]
+            match = tuple((entry[0] if verb == "add" else entry)["concat"])
+            if verb == "add":
+                after.elements[match] = entry[1]["goto"]["target"]
+            else:
+                after.elements.pop(match, None)
+        elif name == DISPATCH_CHAIN:
+            after.dispatch_chain = True
+            if kind == "rule":
+                after.dispatch_rules.append(fields["expr"])
+            elif verb == "flush":
+                after.dispatch_rules = []
+        elif kind == "rule":
+            after.chains[name] = [*after.chains.get(name, []), fields]
+        elif verb == "delete":
+            after.chains.pop(name, None)
+        else:  # add or flush a service chain
+            after.chains[name] = [] if verb == "flush" else after.chains.get(name, [])
+    return after
+
+
 def parse_listing(listing: Optional[dict]) -> LiveTable:
     live = LiveTable()
     if listing is None:
