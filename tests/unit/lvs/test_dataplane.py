@@ -166,7 +166,6 @@ def test_nftables_failures_are_errors_and_an_absent_table_is_none():
 
 
 def test_without_libnftables_the_error_names_the_package(monkeypatch):
-    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
     monkeypatch.setattr(nft_client, "LIBRARY", "libnftables-absent.so.0")
     with pytest.raises(NftError, match="apt-get install nftables"):
         NftClient()

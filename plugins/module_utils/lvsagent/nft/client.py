@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import json
 import socket
 import struct
@@ -21,7 +20,7 @@ from typing import Optional
 
 from ..ipvs import IpvsError
 
-LIBRARY = "libnftables.so.1"
+LIBRARY = "libnftables.so.1"  # by soname: ctypes.util.find_library would run ldconfig
 OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
 ABSENT = "No such file or directory"  # how libnftables says a listed object does not exist
 
@@ -41,7 +40,7 @@ class NftError(IpvsError):
 def load_library():
     """libnftables with the prototypes this client calls, or NftError naming the package."""
     try:
-        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or LIBRARY)
+        lib = ctypes.CDLL(LIBRARY)
     except OSError:
         raise NftError(
             "lvs_data_plane nftables needs libnftables (Debian: apt-get install nftables)"
