@@ -1,7 +1,8 @@
 """The nftables data plane on the host's kernel (no IPVS needed): a client namespace reaches
 two real HTTP servers through lvs-agent's NAT (lvs_data_plane nftables) on a director
-namespace; a stopped real server is taken out by its health check and comes back; a hand
-deletion of the agent's element is put back by the audit; stopping the agent removes its table.
+namespace (and so do the director's own clients); a stopped real server is taken out by its
+health check and comes back; a hand deletion of the agent's element is put back by the audit;
+stopping the agent removes its table.
 With two directors sharing the VIPs by VRRP, the client keeps being answered across a failover.
 Without IPVS in the kernel, the default data plane's start error says how to choose nftables.
 A reload adds and removes virtual servers in the table, and may not switch data planes.
@@ -137,6 +138,7 @@ def test_nat_through_nftables_follows_health_and_audit_and_leaves_nothing(site, 
         pytest.fail(f"both real servers never answered: {answers(client)}\n{agent.log_text()}")
     table = nft(director, "list", "table", "inet", "lvs_ha").stdout
     assert "numgen inc mod 2" in table and 'comment "rr"' in table
+    assert set(answers(director)) == {"rs1", "rs2"}  # the director's own clients, as IPVS
 
     status = agent.command("status").stdout
     assert "TCP  10.0.0.100:80 rr" in status, status

@@ -37,10 +37,9 @@ class FakeClient:
         elements = [
             [{"concat": list(m)}, {"goto": {"target": t}}] for m, t in self.live.elements.items()
         ]
-        items = [{"table": {}}, {"chain": {"name": ruleset.DISPATCH_CHAIN}}]
-        items += [
-            {"rule": {"chain": ruleset.DISPATCH_CHAIN, "expr": e}} for e in self.live.dispatch_rules
-        ]
+        items = [{"table": {}}] + [{"chain": {"name": hook}} for hook in self.live.dispatch]
+        items += [{"rule": {"chain": hook, "expr": e}}
+                  for hook, exprs in self.live.dispatch.items() for e in exprs]  # fmt: skip
         items += [{"map": {"name": n, "elem": elements if n == "services4" else []}}
                   for n in self.live.services_maps]  # fmt: skip
         items += [{"chain": {"name": n}} for n in self.live.chains]

@@ -15,7 +15,7 @@ WEB = ServiceKey.for_address("10.0.0.100", 80)
 DNS = ServiceKey.for_address("10.0.0.100", 53, "udp")
 
 
-def dispatch(protocol: str, services: str) -> dict:
+def dispatch(chain: str, protocol: str, services: str) -> dict:
     """A dispatch rule as listed: (daddr, l4proto, dport) looked up in a services map."""
     fields = [
         {"payload": {"protocol": protocol, "field": "daddr"}},
@@ -27,7 +27,7 @@ def dispatch(protocol: str, services: str) -> dict:
         "rule": {
             "family": "inet",
             "table": "lvs_ha",
-            "chain": "prerouting",
+            "chain": chain,
             "expr": [{"vmap": vmap}],
         }
     }
@@ -78,10 +78,23 @@ LISTING = {
                 "policy": "accept",
             }
         },
+        {
+            "chain": {
+                "family": "inet",
+                "table": "lvs_ha",
+                "name": "output",
+                "type": "nat",
+                "hook": "output",
+                "prio": -100,
+                "policy": "accept",
+            }
+        },
         {"chain": {"family": "inet", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}},
         {"chain": {"family": "inet", "table": "lvs_ha", "name": "vs-udp-10.0.0.100-53"}},
-        dispatch("ip", "services4"),
-        dispatch("ip6", "services6"),
+        dispatch("prerouting", "ip", "services4"),
+        dispatch("prerouting", "ip6", "services6"),
+        dispatch("output", "ip", "services4"),
+        dispatch("output", "ip6", "services6"),
         {
             "rule": {
                 "family": "inet",
@@ -159,17 +172,19 @@ def test_an_empty_table_is_created_in_one_transaction():
     assert actions(changes) == [("add_service", WEB), ("add_service", DNS)]
     assert not repaired
     added = [next(iter(c["add"])) for c in commands]
-    assert added[:6] == ["table", "map", "map", "chain", "rule", "rule"]  # the base
+    base = ["table", "map", "map", "chain", "rule", "rule", "chain", "rule", "rule"]
+    assert added[:9] == base  # the table, its maps, the prerouting and output dispatch
     # chains before the rules and elements that jump to them
-    assert added[6:] == ["chain", "chain", "rule", "element", "rule", "element"]
-    rule = commands[8]["add"]["rule"]
+    assert added[9:] == ["chain", "chain", "rule", "element", "rule", "element"]
+    assert commands[6]["add"]["chain"]["hook"] == "output"
+    rule = commands[11]["add"]["rule"]
     assert rule["chain"] == "vs-tcp-10.0.0.100-80" and rule["comment"] == "wrr"
     assert rule["expr"][1]["dnat"]["addr"]["map"] == {
         "key": {"numgen": {"mode": "inc", "mod": 3}},
         "data": {"set": [[{"range": [0, 2]}, {"concat": ["10.0.1.2", 80]}]]},
     }
-    assert commands[9]["add"]["element"]["name"] == "services4"
-    assert commands[9]["add"]["element"]["elem"] == [
+    assert commands[12]["add"]["element"]["name"] == "services4"
+    assert commands[12]["add"]["element"]["elem"] == [
         [{"concat": ["10.0.0.100", "tcp", 80]}, {"goto": {"target": "vs-tcp-10.0.0.100-80"}}]
     ]
 
@@ -205,21 +220,21 @@ def test_a_hand_deleted_element_is_put_back():
 
 def test_a_hand_edited_modulus_is_rewritten():
     listing = copy.deepcopy(LISTING)
-    listing["nftables"][9]["rule"]["expr"][1]["dnat"]["addr"]["map"]["key"]["numgen"]["mod"] = 9
+    listing["nftables"][12]["rule"]["expr"][1]["dnat"]["addr"]["map"]["key"]["numgen"]["mod"] = 9
     changes, _, _ = ruleset.plan(desired(3), live(listing), (), whole_table=True)
     assert actions(changes) == [("edit_service", WEB)]
 
 
 def test_a_deleted_dispatch_rule_is_restored_as_the_base():
     listing = copy.deepcopy(LISTING)
-    del listing["nftables"][7]  # IPv4's
+    del listing["nftables"][10]  # output's IPv4 one
     changes, commands, repaired = ruleset.plan(desired(3), live(listing), (), whole_table=True)
     assert changes == [] and repaired
-    prerouting = {"family": "inet", "table": "lvs_ha", "name": "prerouting"}
-    assert commands[0] == {"flush": {"chain": prerouting}}
+    output = {"family": "inet", "table": "lvs_ha", "name": "output"}
+    assert commands[0] == {"flush": {"chain": output}}
     assert [c["add"]["rule"]["expr"] for c in commands[1:]] == [
-        LISTING["nftables"][7]["rule"]["expr"],
-        LISTING["nftables"][8]["rule"]["expr"],
+        LISTING["nftables"][10]["rule"]["expr"],
+        LISTING["nftables"][11]["rule"]["expr"],
     ]
 
 
@@ -240,7 +255,7 @@ def test_a_full_pass_removes_what_nobody_declared_and_a_slice_does_not():
 def test_a_rule_nft_would_not_write_reads_as_foreign():
     assert ruleset.parse_rule({"expr": [{"accept": None}]}, "ip") is None
     assert ruleset.parse_rule({"expr": "junk"}, "ip") is None
-    assert ruleset.parse_rule(LISTING["nftables"][9]["rule"], "ip6") is None  # an IPv4 dnat
+    assert ruleset.parse_rule(LISTING["nftables"][12]["rule"], "ip6") is None  # an IPv4 dnat
 
 
 def test_an_element_no_service_could_be_is_removed_by_a_full_pass():
@@ -254,7 +269,7 @@ def test_an_element_no_service_could_be_is_removed_by_a_full_pass():
 
 
 def test_slots_of_a_foreign_shape_do_not_parse():
-    rule = copy.deepcopy(LISTING["nftables"][9]["rule"])
+    rule = copy.deepcopy(LISTING["nftables"][12]["rule"])
     mapping = rule["expr"][1]["dnat"]["addr"]["map"]["data"]["set"]
     mapping.append([{"prefix": 1}, {"concat": ["10.0.1.9", 80]}])
     assert ruleset.parse_rule(rule, "ip") is None

@@ -1,8 +1,9 @@
 """The agent's nftables table as libnftables JSON commands, and back.
 
-One table (`inet lvs_ha`, IPv4 and IPv6) holds everything: a NAT prerouting chain whose rules
-look the packet's (daddr, l4proto, dport) up in the verdict map of its family (`services4`,
-`services6`) and jump to that virtual service's own chain. A service chain holds one rule: DNAT to
+One table (`inet lvs_ha`, IPv4 and IPv6) holds everything: NAT prerouting and output chains
+(arriving packets and the director's own) whose rules look the packet's (daddr, l4proto,
+dport) up in the verdict map of its family (`services4`, `services6`) and jump to that
+virtual service's own chain. A service chain holds one rule: DNAT to
 `numgen inc mod TOTAL map { SLOTS : ADDRESS . PORT }`, each live real server owning as many
 consecutive slots as its weight (wrr) or one (rr); without a live real server, drop. The
 rule's comment names the scheduler, so the table alone says what it does (status, audit).
@@ -26,8 +27,10 @@ TABLE = "lvs_ha"
 SERVICES_MAPS = {4: "services4", 6: "services6"}  # IP version -> its services map
 ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
 NAT_FAMILIES = {4: "ip", 6: "ip6"}  # the payload protocol and the dnat family of a version
-DISPATCH_CHAIN = "prerouting"
-DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in prerouting
+# The base chains (each named after its hook) that send packets to the virtual services:
+# those arriving, and the director's own (IPVS serves local clients too).
+DISPATCH_HOOKS = ("prerouting", "output")
+DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in either hook
 SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
 
 # What the nftables data plane does today; the configuration refuses anything else.
@@ -50,7 +53,7 @@ def _table() -> dict:
     return {"table": {"family": FAMILY, "name": TABLE}}
 
 
-def _dispatch_rules() -> list:
+def _dispatch_rules(hook: str) -> list:
     """One rule per IP version, each looking its packets up in its own map."""
     rules = []
     for version, name in SERVICES_MAPS.items():
@@ -62,16 +65,16 @@ def _dispatch_rules() -> list:
             ]
         }
         vmap = {"vmap": {"key": key, "data": f"@{name}"}}
-        rules.append(_object("rule", chain=DISPATCH_CHAIN, expr=[vmap]))
+        rules.append(_object("rule", chain=hook, expr=[vmap]))
     return rules
 
 
-def _dispatch_chain() -> dict:
+def _dispatch_chain(hook: str) -> dict:
     return _object(
         "chain",
-        name=DISPATCH_CHAIN,
+        name=hook,
         type="nat",
-        hook="prerouting",
+        hook=hook,
         prio=DSTNAT_PRIORITY,
         policy="accept",
     )
@@ -199,8 +202,7 @@ class LiveTable:
     """The agent's table as its JSON listing shows it (absent: `present` False)."""
 
     present: bool = False
-    dispatch_chain: bool = False
-    dispatch_rules: list = field(default_factory=list)  # expr lists
+    dispatch: dict = field(default_factory=dict)  # dispatch chain (hook) -> its rules' exprs
     services_maps: set = field(default_factory=set)  # names
     elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
     chains: dict = field(default_factory=dict)  # service chain name -> [rules]
@@ -211,8 +213,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
     the plane's view after its own transaction, without listing the table again."""
     after = LiveTable(
         live.present,
-        live.dispatch_chain,
-        list(live.dispatch_rules),
+        {hook: list(rules) for hook, rules in live.dispatch.items()},
         set(live.services_maps),
         dict(live.elements),
         dict(live.chains),  # each chain's list is replaced, never changed in place
@@ -232,12 +233,12 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
                 after.elements[match] = entry[1]["goto"]["target"]
             else:
                 after.elements.pop(match, None)
-        elif name == DISPATCH_CHAIN:
-            after.dispatch_chain = True
+        elif name in DISPATCH_HOOKS:
+            rules = after.dispatch.setdefault(name, [])
             if kind == "rule":
-                after.dispatch_rules.append(fields["expr"])
+                rules.append(fields["expr"])
             elif verb == "flush":
-                after.dispatch_rules = []
+                rules.clear()
         elif kind == "rule":
             after.chains[name] = [*after.chains.get(name, []), fields]
         elif verb == "delete":
@@ -255,14 +256,14 @@ def parse_listing(listing: Optional[dict]) -> LiveTable:
     for item in listing.get("nftables", []):
         if "chain" in item:
             name = item["chain"]["name"]
-            if name == DISPATCH_CHAIN:
-                live.dispatch_chain = True
+            if name in DISPATCH_HOOKS:
+                live.dispatch.setdefault(name, [])
             else:
                 live.chains.setdefault(name, [])
         elif "rule" in item:
             rule = item["rule"]
-            if rule["chain"] == DISPATCH_CHAIN:
-                live.dispatch_rules.append(rule.get("expr"))
+            if rule["chain"] in DISPATCH_HOOKS:
+                live.dispatch.setdefault(rule["chain"], []).append(rule.get("expr"))
             else:
                 live.chains.setdefault(rule["chain"], []).append(rule)
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
@@ -288,20 +289,21 @@ def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
 
 
 def _base(live: LiveTable) -> list:
-    """Commands putting back the table, its dispatch chain and rules, and the services maps."""
+    """Commands putting back the table, its dispatch chains and rules, and the services maps."""
     commands = []
     if not live.present:
         commands.append({"add": _table()})
     for version, name in SERVICES_MAPS.items():
         if name not in live.services_maps:
             commands.append({"add": _services_map(version)})
-    if not live.dispatch_chain:
-        commands.append({"add": _dispatch_chain()})
-    rules = _dispatch_rules()
-    if live.dispatch_rules != [rule["rule"]["expr"] for rule in rules]:
-        if live.dispatch_chain:
-            commands.append({"flush": _object("chain", name=DISPATCH_CHAIN)})
-        commands.extend({"add": rule} for rule in rules)
+    for hook in DISPATCH_HOOKS:
+        if hook not in live.dispatch:
+            commands.append({"add": _dispatch_chain(hook)})
+        rules = _dispatch_rules(hook)
+        if live.dispatch.get(hook) != [rule["rule"]["expr"] for rule in rules]:
+            if hook in live.dispatch:
+                commands.append({"flush": _object("chain", name=hook)})
+            commands.extend({"add": rule} for rule in rules)
     return commands
 
 
