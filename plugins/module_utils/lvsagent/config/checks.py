@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from ..lvs.checkers.file import FileCheck
 from ..lvs.checkers.misc import MiscCheck
+from ..nft import ruleset as nft_ruleset
 from ..scripts import (
     KEEPALIVED_SCRIPT_USER,
     Identity,
@@ -31,6 +32,7 @@ from .model import (
     FIFO_PREFIXES,
     Config,
     Location,
+    LvsTimeouts,
     RealServer,
     ScriptUser,
     SyncGroup,
@@ -753,6 +755,49 @@ class Completion:
             )
             server.sorry_server = None
 
+    def check_data_plane(self) -> None:
+        """lvs_data_plane nftables: what the nftables data plane does not do yet is refused
+        where it is written, never run differently."""
+        defs = self.config.global_defs
+        if defs.lvs_data_plane != "nftables":
+            return
+        plane = "with lvs_data_plane nftables"
+        if defs.lvs_sync_daemon is not None:
+            self.error(defs.lvs_sync_daemon.location, f"lvs_sync_daemon is IPVS's: not {plane}")
+        ipvs_only = {
+            "lvs_timeouts": defs.lvs_timeouts != LvsTimeouts(),
+            "lvs_flush": defs.lvs_flush,
+            "lvs_flush_on_stop full": defs.lvs_flush_on_stop == "full",
+        }
+        for keyword in (keyword for keyword, used in ipvs_only.items() if used):
+            self.error(defs.location, f"{keyword} is IPVS's: not {plane}")
+        for server in self.config.virtual_servers:
+            self.check_nftables_server(server, plane)
+
+    def check_nftables_server(self, server: VirtualServer, plane: str) -> None:
+        name = f"virtual server {server.name}"
+        refused = []
+        if server.kind != "ip":
+            refused.append(f"a {server.kind} virtual server")
+        if server.family not in nft_ruleset.FAMILIES:
+            refused.append(f"IPv{server.family}")
+        if server.lvs_sched not in nft_ruleset.SCHEDULERS:
+            schedulers = "|".join(nft_ruleset.SCHEDULERS)
+            refused.append(f"lvs_sched {server.lvs_sched} (use {schedulers})")
+        if server.persistence_timeout:
+            refused.append("persistence_timeout")
+        if server.scheduler_flags:
+            refused.append(" ".join(server.scheduler_flags))
+        methods = {real.lvs_method or server.lvs_method for real in server.real_servers}
+        if server.sorry_server is not None:
+            methods.add(server.sorry_server.lvs_method or server.lvs_method)
+        for method in sorted(methods - set(nft_ruleset.METHODS)):
+            refused.append(f"lvs_method {method} (use {'|'.join(nft_ruleset.METHODS)})")
+        if any(real.uthreshold or real.lthreshold for real in server.real_servers):
+            refused.append("uthreshold/lthreshold")
+        for what in refused:
+            self.error(server.location, f"{name}: {what} is not available {plane}")
+
     def attach_track_files(self, real: RealServer) -> None:
         """Each FILE_CHECK gets the track_file it names; without one keepalived drops it."""
         kept = []
@@ -961,6 +1006,7 @@ def check(config: Config, report: Report, instance_keywords: dict, *, host_check
     completion.check_instances()
     completion.check_fifos()
     completion.check_virtual_servers()
+    completion.check_data_plane()
     if host_checks:
         completion.check_host()
         completion.check_scripts()

@@ -4,7 +4,7 @@ A keyword that no block of lvs-agent handles is looked up here: in OBSOLETE (kee
 itself ignores it with "Unknown keyword") or IGNORED (it changes nothing about VRRP or IPVS:
 mail, SNMP, D-Bus, process tuning) it only draws a warning; in KEEPALIVED_KEYWORDS it is an
 error "not supported by lvs-agent"; anything else is an unknown keyword. Nothing is ever
-skipped silently.
+skipped silently. AGENT_KEYWORDS are lvs-agent's own (keepalived knows none of them).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ OBSOLETE = {
     "lvs_sync_daemon_interface": ("vrrp_instance",),
     "vrrp_ipsets": (),  # Debian's keepalived 2.2.7 is built without iptables, hence ipsets
 }
+
+# lvs-agent's own keywords and the block that reads each: keepalived 2.2.7 does not know them
+# (`keepalived -t` fails on them), so a configuration that uses one is for lvs-agent only.
+AGENT_KEYWORDS = {"metrics_listen": "global_defs", "lvs_data_plane": "global_defs"}
 
 IGNORED = frozenset(
     """

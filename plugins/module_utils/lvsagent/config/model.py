@@ -26,6 +26,7 @@ RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unles
 DEFAULT_NFTABLES_TABLE = "keepalived"  # `nftables` with no name, and no_accept without it
 DOWN_TIMER_ADVERTS = 3  # RFC 3768: Master_Down_Interval is 3 advert intervals plus the skew
 DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address with no dev
+DATA_PLANES = ("ipvs", "nftables")  # lvs_data_plane (lvs-agent's own keyword); first: default
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class GlobalDefs:
     lvs_flush_on_stop: str = ""  # "" = delete each declared service; "full" = flush; "VS"
     lvs_notify_fifo: Optional[str] = None
     lvs_notify_fifo_script: Optional[Script] = None
+    lvs_data_plane: str = DATA_PLANES[0]  # what programs the virtual servers: IPVS or nftables
     metrics_listen: Optional[MetricsListen] = None  # None = no /metrics
     # run by the agent before VRRP and the checkers start / after they stopped, waited for
     startup_script: Optional[Script] = None

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from ..scripts import split_command
 from .errors import Invalid, Problem
-from .keywords import DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
+from .keywords import AGENT_KEYWORDS, DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
 from .lexer import Node
 from .model import Location, Script, ScriptUser
 from .redact import excerpt
@@ -164,6 +164,9 @@ class Reader:
             self.warning(node, f"Unknown keyword '{keyword}' - obsolete, ignored as by keepalived")
         elif keyword == "real_server":
             self.error(node, "real_server outside a virtual_server")
+        elif keyword in AGENT_KEYWORDS:
+            home = AGENT_KEYWORDS[keyword]
+            self.error(node, f"{keyword} is not valid {where}: lvs-agent reads it in {home}")
         elif keyword in self.everywhere and keyword in self.tables:
             self.error(node, f"{keyword} block is not valid {where}")
         elif keyword in self.everywhere or keyword in DEPRECATED_ALIASES:

@@ -1,4 +1,4 @@
-"""LvsEngine: the IPVS table follows the configuration, filtered by live health.
+"""LvsEngine: the IPVS (or nftables) table follows the configuration, filtered by live health.
 
 Each virtual server's real servers are checked (one running check per distinct checker,
 however many virtual servers share it); a health change recomputes that virtual server's
@@ -33,8 +33,9 @@ from ..ipvs import Destination, IpvsError, Service, ServiceKey, Stats, format_en
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
-from . import reconciler, syncd
+from . import syncd
 from .checkers import KINDS, CheckResult, CheckSpec, probe
+from .dataplane import DataPlane, IpvsPlane
 from .health import HealthCheck, Quorum, sleep
 
 log = logging.getLogger("lvsagent.lvs")
@@ -243,12 +244,6 @@ def _iso(wall_time: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _read_table(client, keys: set) -> dict:
-    """`keys` as the kernel holds them, with their counters: for status and scrapes only
-    (the reconciler's reads and audits take none)."""
-    return {key: entry for key, entry in client.table(stats=True).items() if key in keys}
-
-
 def _counters(stats: Optional[Stats]) -> Optional[dict]:
     """The kernel's counters of a service or real server (`ipvsadm --stats` columns)."""
     if stats is None:
@@ -257,18 +252,19 @@ def _counters(stats: Optional[Stats]) -> Optional[dict]:
 
 
 class LvsEngine:
-    """Owns the checks and the IPVS services the configuration declares.
+    """Owns the checks and the services the configuration declares, in its data plane.
 
-    `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
-    `job(client, *args)` where netlink may block (`IpvsThread` in the agent). `owned`
-    (optional) records the services this engine owns, for the next run (`owned_services`).
-    `fifos` (optional) are the agent's notify FIFOs, shared with the VRRP engine.
+    `data_plane` is a DataPlane (`lvs.dataplane`: IPVS or nftables), or what IpvsPlane wraps:
+    IpvsClient's operations plus `async run(job, *args)`, which runs `job(client, *args)`
+    where netlink may block (`IpvsThread` in the agent). `owned` (optional) records the
+    services this engine owns, for the next run (`owned_services`). `fifos` (optional) are
+    the agent's notify FIFOs, shared with the VRRP engine.
     """
 
     def __init__(
         self,
         config: Config,
-        ipvs_client,
+        data_plane,
         clock,
         *,
         resync_interval: float = RESYNC_INTERVAL,
@@ -280,7 +276,7 @@ class LvsEngine:
         self._config = config
         self._owned = owned
         self._undeleted: set[ServiceKey] = set()  # retired, but deleting them failed
-        self._client = ipvs_client
+        self._plane = data_plane if isinstance(data_plane, DataPlane) else IpvsPlane(data_plane)
         self._clock = clock
         self._resync_interval = resync_interval
         self._rng = rng or random.Random()
@@ -319,7 +315,8 @@ class LvsEngine:
             if change.action == "delete_service":
                 log.info("Removing Virtual Server %s left by a previous run", change.key)
         declared = len(self._all_keys())
-        log.info("IPVS: %d services declared, %d changes applied", declared, len(changes))
+        name = self._plane.name
+        log.info("%s: %d services declared, %d changes applied", name, declared, len(changes))
         self._tasks = [
             asyncio.ensure_future(self._apply_loop()),
             asyncio.ensure_future(self._resync_loop()),
@@ -343,6 +340,7 @@ class LvsEngine:
         if keys and self._config.global_defs.lvs_flush_on_stop == "full":
             await self._ipvs_job(syncd.flush)  # what stays is deleted service by service
         await self._converge(keys)
+        await self._plane.close()
         await self._set_timeouts(None)
         await self._scripts.close(SCRIPT_GRACE)
         await self._fifos.close()
@@ -356,7 +354,7 @@ class LvsEngine:
         await self._fifos.configure(config.global_defs)
         await self._install(config)
         changes = await self._converge(old_keys - self._all_keys())
-        log.info("IPVS: configuration applied, %d changes", len(changes))
+        log.info("%s: configuration applied, %d changes", self._plane.name, len(changes))
 
     def on_vrrp_state(self, instance_name: str, state: str) -> None:
         self._vrrp_states[instance_name] = state
@@ -381,7 +379,7 @@ class LvsEngine:
             await running.stop()
         if daemon is not None:
             state = self._vrrp_states.get(daemon.instance or "")
-            self._syncd = syncd.SyncDaemonControl(self._client, daemon, state)
+            self._syncd = syncd.SyncDaemonControl(self._plane, daemon, state)
             await self._syncd.start()
 
     async def _set_timeouts(self, config: Optional[Config]) -> None:
@@ -402,7 +400,7 @@ class LvsEngine:
     async def _ipvs_job(self, job, *args):
         """`job` on the netlink thread; True (or its result), or None after logging a failure."""
         try:
-            result = await self._client.run(job, *args)
+            result = await self._plane.run(job, *args)
         except IpvsError as exc:
             log.error("%s", exc)
             return None
@@ -587,7 +585,9 @@ class LvsEngine:
             try:
                 await self._reconcile(dirty | audit, expected=dirty)
             except Exception:
-                log.exception("IPVS reconciliation failed; retrying on the next pass")
+                log.exception(
+                    "%s reconciliation failed; retrying on the next pass", self._plane.name
+                )
 
     async def _resync_loop(self) -> None:
         while True:
@@ -652,7 +652,7 @@ class LvsEngine:
             keys = set(desired)
         whole_table = set(keys) >= self._all_keys()
         try:
-            changes, failed = await self._client.run(reconciler.sync, desired, retired, whole_table)
+            changes, failed = await self._plane.sync(desired, retired, whole_table)
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
@@ -663,7 +663,11 @@ class LvsEngine:
         if expected is not None:
             for change in changes:
                 if change.key not in expected:
-                    log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
+                    log.warning(
+                        "%s table changed outside lvs-agent, reverting: %s",
+                        self._plane.name,
+                        change,
+                    )
         failing = {change.key for change in failed}
         self._audit |= failing
         self._applied.update({k: v for k, v in desired.items() if k not in failing})
@@ -677,7 +681,7 @@ class LvsEngine:
         """The "ipvs" part of the status reply: the kernel's view with each server's health,
         read on the netlink thread (the loop keeps running meanwhile)."""
         try:
-            table = await self._client.run(_read_table, self._all_keys())
+            table = await self._plane.table(self._all_keys())
         except IpvsError as exc:
             log.error("%s", exc)
             table = {}

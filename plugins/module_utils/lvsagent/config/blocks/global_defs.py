@@ -9,7 +9,14 @@ from typing import Callable
 from ..errors import Invalid
 from ..lexer import Node
 from ..lvs_globals import LvsGlobals
-from ..model import DEFAULT_NFTABLES_TABLE, FIFO_PREFIXES, Config, GlobalDefs, MetricsListen
+from ..model import (
+    DATA_PLANES,
+    DEFAULT_NFTABLES_TABLE,
+    FIFO_PREFIXES,
+    Config,
+    GlobalDefs,
+    MetricsListen,
+)
 from ..redact import excerpt
 from ..values import (
     GARP_DELAY_MAX,
@@ -151,6 +158,9 @@ class GlobalDefsBlock:
             },
             **LvsGlobals(self.read, self.state.config).global_handlers(),
             "metrics_listen": self.read.scalar("metrics_listen", self.metrics_listen),
+            "lvs_data_plane": self.read.scalar(
+                "lvs_data_plane", lambda node: self.read.choice(node, DATA_PLANES)
+            ),
         }
 
     def metrics_listen(self, node: Node) -> MetricsListen:
