@@ -64,12 +64,12 @@ def test_own_transactions_are_known_and_foreign_commits_are_listed():
         changes, failed = await plane.sync(web(1, 1), (), True)
         assert [c.action for c in changes] == ["add_service"] and not failed
         assert client.listings == 1
-        changes, _ = await plane.sync(web(1), (), False)  # a health change: no listing
+        changes, _failed = await plane.sync(web(1), (), False)  # a health change: no listing
         assert [c.action for c in changes] == ["edit_service"] and client.listings == 1
         assert (await plane.sync(web(1), (), True))[0] == [] and client.listings == 1
         client.live.elements.clear()  # a hand edit: someone else's commit
         client.generation_now += 1
-        changes, _ = await plane.sync(web(1), (), True)
+        changes, _failed = await plane.sync(web(1), (), True)
         assert [c.action for c in changes] == ["edit_service"] and client.listings == 2
         assert client.live.elements == {("10.0.0.100", "tcp", 80): "vs-tcp-10.0.0.100-80"}
 

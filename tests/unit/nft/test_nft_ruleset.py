@@ -148,8 +148,9 @@ def actions(changes) -> list:
     return [(change.action, change.key) for change in changes]
 
 
-def live(listing=LISTING) -> ruleset.LiveTable:
-    return ruleset.parse_listing(listing)
+def live(listing="captured") -> ruleset.LiveTable:
+    """The table from a listing: by default the one captured from nft; None when absent."""
+    return ruleset.parse_listing(LISTING if listing == "captured" else listing)
 
 
 def test_wrr_gives_each_live_server_its_weight_in_slots_and_rr_one():
@@ -190,7 +191,7 @@ def test_an_empty_table_is_created_in_one_transaction():
 
 
 def test_the_listing_nft_prints_reads_back_as_what_was_planned():
-    changes, commands, _ = ruleset.plan(desired(3), live(), (), whole_table=True)
+    changes, commands, _repaired = ruleset.plan(desired(3), live(), (), whole_table=True)
     assert changes == [] and commands == []
     table = ruleset.read(live(), {WEB, DNS})
     service, destinations = table[WEB]
@@ -200,7 +201,7 @@ def test_the_listing_nft_prints_reads_back_as_what_was_planned():
 
 
 def test_a_health_change_rewrites_only_that_service_chain():
-    changes, commands, _ = ruleset.plan({WEB: web(3, 2)}, live(), (), whole_table=False)
+    changes, commands, _repaired = ruleset.plan({WEB: web(3, 2)}, live(), (), whole_table=False)
     assert actions(changes) == [("edit_service", WEB)]
     chain = {"family": "inet", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}
     assert commands[0] == {"flush": {"chain": chain}}
@@ -221,7 +222,7 @@ def test_a_hand_deleted_element_is_put_back():
 def test_a_hand_edited_modulus_is_rewritten():
     listing = copy.deepcopy(LISTING)
     listing["nftables"][12]["rule"]["expr"][1]["dnat"]["addr"]["map"]["key"]["numgen"]["mod"] = 9
-    changes, _, _ = ruleset.plan(desired(3), live(listing), (), whole_table=True)
+    changes, _commands, _repaired = ruleset.plan(desired(3), live(listing), (), whole_table=True)
     assert actions(changes) == [("edit_service", WEB)]
 
 
@@ -239,14 +240,14 @@ def test_a_deleted_dispatch_rule_is_restored_as_the_base():
 
 
 def test_a_retired_service_loses_its_element_before_its_chain():
-    changes, commands, _ = ruleset.plan({WEB: web(3)}, live(), {DNS}, whole_table=False)
+    changes, commands, _repaired = ruleset.plan({WEB: web(3)}, live(), {DNS}, whole_table=False)
     assert actions(changes) == [("delete_service", DNS)]
     assert [next(iter(c["delete"])) for c in commands] == ["element", "chain"]
     assert commands[1]["delete"]["chain"]["name"] == "vs-udp-10.0.0.100-53"
 
 
 def test_a_full_pass_removes_what_nobody_declared_and_a_slice_does_not():
-    changes, commands, _ = ruleset.plan({WEB: web(3)}, live(), (), whole_table=True)
+    changes, commands, _repaired = ruleset.plan({WEB: web(3)}, live(), (), whole_table=True)
     assert actions(changes) == [("delete_service", DNS)]
     assert len(commands) == 2
     assert ruleset.plan({WEB: web(3)}, live(), (), whole_table=False)[:2] == ([], [])
@@ -279,7 +280,7 @@ def test_an_ipv6_service_goes_to_its_own_map_with_an_ip6_dnat():
     key = ServiceKey.for_address("fd00::100", 80)
     servers = [Destination("fd00:1::2", 8080, "nat", 1), Destination("fd00:1::3", 8080, "nat", 1)]
     wanted = {key: (Service(key, "rr"), servers)}
-    changes, commands, _ = ruleset.plan(wanted, live(), (), whole_table=False)
+    changes, commands, _repaired = ruleset.plan(wanted, live(), (), whole_table=False)
     assert actions(changes) == [("add_service", key)]
     chain, rule, element = commands
     assert chain["add"]["chain"]["name"] == "vs-tcp-fd00__100-80"
@@ -299,7 +300,7 @@ def test_an_ipv6_service_goes_to_its_own_map_with_an_ip6_dnat():
 def test_the_table_after_a_transaction_plans_to_nothing(listing, weights, whole_table):
     before = live(listing)
     wanted = {WEB: web(*weights)}
-    _, commands, _ = ruleset.plan(wanted, before, {DNS}, whole_table=whole_table)
+    _changes, commands, _repaired = ruleset.plan(wanted, before, {DNS}, whole_table=whole_table)
     after = ruleset.applied(before, commands)
     assert ruleset.plan(wanted, after, (), whole_table=whole_table)[:2] == ([], [])
     assert before == live(listing)  # the listing it came from is left as it was
