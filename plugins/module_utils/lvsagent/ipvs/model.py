@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Optional, Union
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
@@ -42,6 +44,8 @@ for _names in (GENERIC_SCHED_FLAG_NAMES, *SCHED_FLAG_NAMES.values()):
 SERVICE_FLAGS = tuple(sorted(FLAG_BITS))
 
 Netmask = Union[str, int]
+# Objects kept by the ten thousand (real servers) carry no __dict__ where Python allows it.
+SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 
 class IpvsError(Exception):
@@ -52,7 +56,9 @@ class IpvsError(Exception):
         self.errno = code
 
 
-def _normalize_address(address: str) -> tuple[int, str]:
+@lru_cache(maxsize=1 << 16)  # the same real servers are built pass after pass
+def normalize_address(address: str) -> tuple[int, str]:
+    """(version, canonical text): one string object per address, however many copies."""
     try:
         ip = ipaddress.ip_address(str(address))
     except ValueError:
@@ -85,7 +91,7 @@ class ServiceKey:
         protocol = str(self.protocol).lower()
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of tcp, udp, sctp, not {self.protocol!r}")
-        version, address = _normalize_address(self.address)
+        version, address = normalize_address(self.address)
         if version != self.family:
             raise ValueError(f"{address} is not an IPv{self.family} address")
         if not 0 <= int(self.port) <= 65535:
@@ -96,7 +102,7 @@ class ServiceKey:
 
     @classmethod
     def for_address(cls, address: str, port: int, protocol: str = "tcp") -> ServiceKey:
-        return cls(_normalize_address(address)[0], protocol, address, port)
+        return cls(normalize_address(address)[0], protocol, address, port)
 
     @classmethod
     def for_fwmark(cls, fwmark: int, family: int = 4) -> ServiceKey:
@@ -205,7 +211,7 @@ class Service:
         )
 
 
-@dataclass
+@dataclass(**SLOTS)
 class Destination:
     """A real server of a service. Connection counters are read-only and never compared."""
 
@@ -221,7 +227,7 @@ class Destination:
     stats: Optional[Stats] = field(default=None, compare=False)
 
     def __post_init__(self):
-        self.address = _normalize_address(self.address)[1]
+        self.address = normalize_address(self.address)[1]
         if self.forwarding not in FORWARDING:
             raise ValueError(f"forwarding must be one of dr, nat, tun, not {self.forwarding!r}")
         for name in ("port", "weight", "upper_threshold", "lower_threshold"):
@@ -235,7 +241,7 @@ class Destination:
 
     @property
     def family(self) -> int:
-        return ipaddress.ip_address(self.address).version
+        return normalize_address(self.address)[0]
 
     def to_dict(self) -> dict:
         return {
