@@ -21,9 +21,10 @@ from lvsagent.config.model import (
     VrrpInstance,
 )
 from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
+from lvsagent.lvs import engine as engine_module
 from lvsagent.lvs.checkers.misc import MiscCheck
 from lvsagent.lvs.checkers.tcp import TcpCheck
-from lvsagent.lvs.engine import LvsEngine
+from lvsagent.lvs.engine import LvsEngine, RealServerEntry
 from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"
@@ -255,6 +256,62 @@ def test_a_reload_applies_what_changed_and_leaves_the_rest_to_the_audit():
         assert bed.ipvs.weights(KEY)[f"{RS2}:80"] == 3
         await bed.clock.advance_with_tasks(5)  # the next audit puts the hand edit back
         assert bed.ipvs.weights(KEY)[f"{RS2}:80"] == 100
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_audits_build_nothing_and_a_reload_builds_only_the_virtual_server_that_changed(
+    monkeypatch,
+):
+    built = []
+    destination = RealServerEntry.destination
+
+    def counted(entry, weight):
+        built.append(entry.port)
+        return destination(entry, weight)
+
+    monkeypatch.setattr(RealServerEntry, "destination", counted)
+
+    async def test():
+        bed = Bed(seed_vs(), seed_vs(port=8080, real_servers=[RealServer(RS1, 8080)]))
+        await bed.engine.start()
+        await bed.clock.advance_with_tasks(1)
+        built.clear()
+        await bed.clock.advance_with_tasks(5 * 3)  # three audits of an unchanged table
+        assert built == []
+        changed = seed_vs(port=8080, real_servers=[RealServer(RS1, 8080, weight=50)])
+        await bed.engine.apply_config(Config(virtual_servers=[seed_vs(), changed]))
+        assert built == [8080]
+        assert bed.ipvs.weights(ServiceKey.for_address(VIP, 8080)) == {f"{RS1}:8080": 50}
+        bed.prober.fail(RS2, 80)  # a health change rebuilds its virtual server only
+        await bed.clock.advance_with_tasks(20)
+        assert built == [8080, 80] and f"{RS2}:80" not in bed.ipvs.weights(KEY)
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_a_large_table_is_built_and_reconciled_in_slices_with_the_loop_running_between(
+    monkeypatch,
+):
+    monkeypatch.setattr(engine_module, "LOOP_SLICE", 0.0)  # a slice per virtual server
+
+    async def test():
+        bed = Bed(*(seed_vs(port=1000 + n) for n in range(20)))
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        running = asyncio.ensure_future(ticker())
+        await bed.engine.start()
+        running.cancel()
+        assert ticks >= 2 * 20  # the loop ran while each was installed, then reconciled
+        assert len(bed.ipvs.kernel) == 20
         await bed.engine.stop()
 
     run(test)

@@ -28,6 +28,7 @@ from ..config.model import (
     VirtualServer,
 )
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..ipvs.model import SLOTS, normalize_address
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
@@ -40,9 +41,22 @@ log = logging.getLogger("lvsagent.lvs")
 FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
 AUDIT_BUDGET = 500  # destinations read from the kernel per audit
-DESIRED_SLICE = 500  # destinations built on the loop between two yields
+LOOP_SLICE = 0.01  # seconds of work on the loop (building a large table) between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
+
+
+class Pacer:
+    """Lets the loop run (timers, VRRP adverts, checks) once LOOP_SLICE seconds of work
+    went by: a large table is built in slices however fast the machine is."""
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def pace(self) -> None:
+        if time.monotonic() - self._since >= LOOP_SLICE:
+            await asyncio.sleep(0)
+            self._since = time.monotonic()
 
 
 def _first(*values):
@@ -50,10 +64,10 @@ def _first(*values):
 
 
 def _address(text: str) -> str:
-    return ipaddress.ip_address(text).compressed
+    return normalize_address(text)[1]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, **SLOTS)
 class RealServerEntry:
     """One real server of one virtual server, and what its checks say about it."""
 
@@ -115,6 +129,7 @@ class VirtualServerEntry:
     quorum: Quorum
     vrrp_instance: Optional[str]  # whose VIP this virtual server listens on (ha_suspend)
     keys: list[ServiceKey] = field(init=False)
+    _wanted: Optional[list] = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.keys = [service.key for service in self.services]
@@ -127,7 +142,18 @@ class VirtualServerEntry:
         return sum(rs.current_weight for rs in self.real_servers if rs.alive)
 
     def destinations(self) -> list[Destination]:
-        """What the kernel should hold: live servers, or the sorry server without quorum."""
+        """What the kernel should hold: live servers, or the sorry server without quorum.
+
+        Built once and kept until a health change (`health_changed`): an audit or a reload
+        that finds the virtual server as it was builds nothing."""
+        if self._wanted is None:
+            self._wanted = self._build_destinations()
+        return self._wanted
+
+    def health_changed(self) -> None:
+        self._wanted = None
+
+    def _build_destinations(self) -> list[Destination]:
         use_sorry = self.sorry is not None and not self.quorum.up
         wanted = []
         for rs in self.real_servers:
@@ -256,6 +282,7 @@ class LvsEngine:
         self._prober = prober
         self._checks: dict[CheckSpec, HealthCheck] = {}
         self._servers: list[VirtualServerEntry] = []
+        self._by_key: dict[ServiceKey, tuple[VirtualServerEntry, Service]] = {}
         self._users: dict[CheckSpec, list] = {}  # check -> [(virtual server, real server)]
         self._vrrp_states: dict[str, str] = {}
         self._dirty: set[ServiceKey] = set()
@@ -308,7 +335,7 @@ class LvsEngine:
             if vse.config.omega:
                 self._omega(vse)
         keys = self._all_keys()
-        self._checks, self._servers = {}, []
+        self._checks, self._servers, self._by_key = {}, [], {}
         if keys and self._config.global_defs.lvs_flush_on_stop == "full":
             await self._ipvs_job(syncd.flush)  # what stays is deleted service by service
         await self._converge(keys)
@@ -380,16 +407,23 @@ class LvsEngine:
     # -- building from the configuration ----------------------------------------------------
 
     async def _install(self, config: Config) -> None:
+        """Builds the entries of `config` in slices (the running entries serve meanwhile),
+        then swaps them in at once."""
         previous = {tuple(vse.keys): vse for vse in self._servers}
-        old_checks, self._checks = self._checks, {}
-        servers = [self._build(vs, config, old_checks, previous) for vs in config.virtual_servers]
+        old_checks, checks = self._checks, {}
+        servers, pacer = [], Pacer()
+        for vs in config.virtual_servers:
+            servers.append(self._build(vs, config, checks, old_checks, previous))
+            await pacer.pace()
+        self._checks = checks
         for spec, check in old_checks.items():
-            if spec not in self._checks:
+            if spec not in checks:
                 await check.stop()
-        for spec, check in self._checks.items():
+        for spec, check in checks.items():
             if spec not in old_checks:
                 check.start()
         self._servers = servers
+        self._by_key = {service.key: (vse, service) for vse in servers for service in vse.services}
         self._users = {}
         for vse in servers:
             for rs in vse.real_servers:
@@ -397,23 +431,30 @@ class LvsEngine:
                     self._users.setdefault(check.spec, []).append((vse, rs))
         self._update_suspension()
 
-    def _check_for(self, spec: CheckSpec, old_checks: dict) -> HealthCheck:
-        check = self._checks.get(spec) or old_checks.get(spec)
+    def _check_for(self, spec: CheckSpec, checks: dict, old_checks: dict) -> HealthCheck:
+        check = checks.get(spec) or old_checks.get(spec)
         if check is None:
             check = HealthCheck(
                 spec, self._clock, self._check_changed, rng=self._rng, prober=self._prober
             )
-        self._checks[spec] = check
+        checks[spec] = check
         return check
 
-    def _build(self, vs, config, old_checks, previous) -> VirtualServerEntry:
+    def _build(self, vs, config, checks, old_checks, previous) -> VirtualServerEntry:
         keys = service_keys(vs, config)
         old = previous.get(tuple(keys))
+        if old is not None and old.config == vs:  # as it was: its entries, checks and health
+            for rs in old.real_servers:
+                checks.update((check.spec, check) for check in rs.checks)
+            old.config = vs
+            old.vrrp_instance = _vrrp_instance_of(keys, config)
+            return old
         old_members = {(rs.address, rs.port): rs for rs in old.real_servers} if old else {}
         members = []
         for rs in vs.real_servers:
             port = _first(rs.port, vs.port, 0)
-            checks = [self._check_for(check_spec(c, rs, port, vs), old_checks) for c in rs.checkers]
+            specs = (check_spec(c, rs, port, vs) for c in rs.checkers)
+            checks_of_rs = [self._check_for(spec, checks, old_checks) for spec in specs]
             entry = RealServerEntry(
                 address=_address(rs.address),
                 port=port,
@@ -424,7 +465,7 @@ class LvsEngine:
                 inhibit=_first(rs.inhibit_on_failure, vs.inhibit_on_failure),
                 notify_up=rs.notify_up,
                 notify_down=rs.notify_down,
-                checks=checks,
+                checks=checks_of_rs,
             )
             entry.alive = entry.healthy()
             entry.current_weight = entry.effective_weight()
@@ -468,7 +509,7 @@ class LvsEngine:
         return entry
 
     def _all_keys(self) -> set:
-        return {key for vse in self._servers for key in vse.keys}
+        return set(self._by_key)
 
     def _update_suspension(self) -> None:
         wanted = {
@@ -490,6 +531,7 @@ class LvsEngine:
             if vse not in touched:
                 touched.append(vse)
         for vse in touched:
+            vse.health_changed()
             self._refresh_quorum(vse)
             self._dirty.update(vse.keys)
             self._wakeup.set()
@@ -607,14 +649,11 @@ class LvsEngine:
         is the one last applied are left to the audit's rotation, so a reload costs what it
         changes.
         """
-        desired, built = {}, 0
-        for vse in self._servers:
-            if any(key in keys for key in vse.keys):
-                desired.update({k: v for k, v in vse.desired().items() if k in keys})
-                built += len(vse.real_servers) + 1
-            if built >= DESIRED_SLICE:  # a large table: let timers and checks run between
-                await asyncio.sleep(0)
-                built = 0
+        desired, pacer = {}, Pacer()
+        for key, (vse, service) in self._by_key.items():  # in the configuration's order
+            if key in keys:
+                desired[key] = (service, vse.destinations())
+                await pacer.pace()
         if only_changed:
             unchanged = {key for key, entry in desired.items() if self._applied.get(key) == entry}
             desired = {key: entry for key, entry in desired.items() if key not in unchanged}
@@ -651,8 +690,9 @@ class LvsEngine:
             log.error("%s", exc)
             table = {}
         wall_offset = time.time() - self._clock.monotonic()
-        reply = []
+        reply, pacer = [], Pacer()
         for vse in self._servers:
+            await pacer.pace()
             members = {(rs.address, rs.port): rs for rs in vse.real_servers}
             for service in vse.services:
                 live_service, live_destinations = table.get(service.key, (None, []))
