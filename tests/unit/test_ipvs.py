@@ -47,6 +47,18 @@ def test_service_key_normalizes_and_infers_family():
     assert ServiceKey.for_fwmark(7).family == 4
 
 
+def test_real_servers_share_one_canonical_string_per_address():
+    """Ten thousand real servers are built pass after pass: text already canonical (the
+    parser's) is kept as it is, other spellings all get one and the same canonical string."""
+    given = "".join(["10.7.", "0.2"])  # a string of its own, as the parser makes them
+    assert Destination(given, 80).address is given
+    first, second = Destination("2001:DB8:0::7", 80), Destination("2001:DB8:0::7", 81)
+    assert first.address == "2001:db8::7" and first.address is second.address
+    assert (first.family, Destination(given, 80).family) == (6, 4)
+    with pytest.raises(ValueError, match="not an IP address"):
+        Destination("10.7.0.300", 80)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -7,7 +7,6 @@ import ipaddress
 import socket
 import sys
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Optional, Union
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
@@ -56,14 +55,29 @@ class IpvsError(Exception):
         self.errno = code
 
 
-@lru_cache(maxsize=1 << 16)  # the same real servers are built pass after pass
-def normalize_address(address: str) -> tuple[int, str]:
-    """(version, canonical text): one string object per address, however many copies."""
-    try:
-        ip = ipaddress.ip_address(str(address))
-    except ValueError:
-        raise ValueError(f"{address!r} is not an IP address") from None
-    return ip.version, ip.compressed
+_CANONICAL: dict = {}  # address as given -> canonical text (the very same object when equal)
+CANONICAL_CACHE = 1 << 16  # addresses remembered; the cache starts over beyond
+
+
+def canonical_address(address: str) -> str:
+    """The address's canonical text, parsed once per address: the same real servers are built
+    pass after pass, and text already canonical (the parser's) is kept, not copied."""
+    text = _CANONICAL.get(address)
+    if text is None:
+        try:
+            text = ipaddress.ip_address(str(address)).compressed
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IP address") from None
+        text = address if text == address else text
+        if len(_CANONICAL) >= CANONICAL_CACHE:
+            _CANONICAL.clear()
+        _CANONICAL[address] = text
+    return text
+
+
+def address_version(text: str) -> int:
+    """4 or 6, of an address in canonical text."""
+    return 6 if ":" in text else 4
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,8 @@ class ServiceKey:
         protocol = str(self.protocol).lower()
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of tcp, udp, sctp, not {self.protocol!r}")
-        version, address = normalize_address(self.address)
+        address = canonical_address(self.address)
+        version = address_version(address)
         if version != self.family:
             raise ValueError(f"{address} is not an IPv{self.family} address")
         if not 0 <= int(self.port) <= 65535:
@@ -102,7 +117,7 @@ class ServiceKey:
 
     @classmethod
     def for_address(cls, address: str, port: int, protocol: str = "tcp") -> ServiceKey:
-        return cls(normalize_address(address)[0], protocol, address, port)
+        return cls(address_version(canonical_address(address)), protocol, address, port)
 
     @classmethod
     def for_fwmark(cls, fwmark: int, family: int = 4) -> ServiceKey:
@@ -227,7 +242,7 @@ class Destination:
     stats: Optional[Stats] = field(default=None, compare=False)
 
     def __post_init__(self):
-        self.address = normalize_address(self.address)[1]
+        self.address = canonical_address(self.address)
         if self.forwarding not in FORWARDING:
             raise ValueError(f"forwarding must be one of dr, nat, tun, not {self.forwarding!r}")
         for name in ("port", "weight", "upper_threshold", "lower_threshold"):
@@ -241,7 +256,7 @@ class Destination:
 
     @property
     def family(self) -> int:
-        return normalize_address(self.address)[0]
+        return address_version(self.address)
 
     def to_dict(self) -> dict:
         return {

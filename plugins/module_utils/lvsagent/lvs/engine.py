@@ -28,7 +28,7 @@ from ..config.model import (
     VirtualServer,
 )
 from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
-from ..ipvs.model import SLOTS, normalize_address
+from ..ipvs.model import SLOTS, canonical_address
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
@@ -61,10 +61,6 @@ class Pacer:
 
 def _first(*values):
     return next((v for v in values if v is not None), None)
-
-
-def _address(text: str) -> str:
-    return normalize_address(text)[1]
 
 
 @dataclass(eq=False, **SLOTS)
@@ -204,7 +200,7 @@ def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer
     real server port (a group's entries give one real server several)."""
     return CheckSpec(
         kind=checker.kind,
-        address=_address(checker.connect_ip or rs.address),
+        address=canonical_address(checker.connect_ip or rs.address),
         port=_first(checker.connect_port, rs_port),
         connect_timeout=checker.connect_timeout,
         retry=checker.retry,
@@ -225,7 +221,7 @@ def fifo_vs(vs: VirtualServer) -> str:
         return f"FWM {vs.fwmark}"
     if vs.kind == "group":
         return f"[{vs.group}]:{vs.port or 0}"
-    return f"[{_address(vs.address)}]:{vs.protocol.lower()}:{vs.port or 0}"
+    return f"[{canonical_address(vs.address)}]:{vs.protocol.lower()}:{vs.port or 0}"
 
 
 def fifo_rs(rs: RealServerEntry, vs: VirtualServer) -> str:
@@ -456,7 +452,7 @@ class LvsEngine:
             specs = (check_spec(c, rs, port, vs) for c in rs.checkers)
             checks_of_rs = [self._check_for(spec, checks, old_checks) for spec in specs]
             entry = RealServerEntry(
-                address=_address(rs.address),
+                address=canonical_address(rs.address),
                 port=port,
                 weight=rs.weight,
                 forwarding=FORWARDING[rs.lvs_method or vs.lvs_method],
@@ -476,7 +472,7 @@ class LvsEngine:
         sorry = None
         if vs.sorry_server is not None:
             sorry = Destination(
-                _address(vs.sorry_server.address),
+                canonical_address(vs.sorry_server.address),
                 _first(vs.sorry_server.port, vs.port, 0),
                 FORWARDING[vs.sorry_server.lvs_method or vs.lvs_method],
                 1,
