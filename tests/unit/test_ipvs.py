@@ -217,6 +217,23 @@ def test_changes_go_in_one_datagram_and_an_error_names_its_entry(client, kernel)
     assert {d.address: d.weight for d in client.destinations(WEB)} == {"10.0.0.2": 1, "10.0.0.3": 9}
 
 
+@pytest.mark.parametrize(
+    "dest",
+    [
+        Destination("10.0.0.2", 8080, "nat", 7, upper_threshold=100, lower_threshold=5),
+        Destination("2001:db8::1", 65535, "tun", 2**31 - 1),
+    ],
+)
+def test_a_real_server_request_decodes_to_the_real_server_it_encodes(dest):
+    """destination_attr packs the nested attribute in one struct: every length, type,
+    byte order and padding must still be what the kernel (and the decoder) read."""
+    data = codec.destination_attr(dest)
+    assert codec.NLA_HEADER.unpack_from(data) == (len(data), codec.CMD_ATTR_DEST)
+    found = codec.attrs(data, codec.NLA_HEADER.size, len(data))
+    assert codec.decode_destination(data, found, dest.family, stats=False) == dest
+    assert codec.fingerprint(data, found) == codec.expected_fingerprint(dest)
+
+
 def test_a_large_batch_is_split_below_the_socket_buffer(client, kernel):
     client.add_service(Service(WEB))
     dests = [Destination(f"10.1.{i // 250}.{i % 250 + 1}", 80) for i in range(1000)]

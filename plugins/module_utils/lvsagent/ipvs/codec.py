@@ -192,22 +192,29 @@ def key_attr(key: ServiceKey) -> bytes:
     return service_attr(key)
 
 
+# IPVS_CMD_ATTR_DEST with its seven attributes, per address size: one pack per real server.
+# Each attribute: length, type, value, padding to 4 bytes; the port is packed already
+# swapped to network order (one struct has one byte order).
+_DEST_LAYOUT = {
+    size: struct.Struct(f"=HH HH{size}s HHH2x HHH2x HHI HHI HHI HHI".replace(" ", ""))
+    for size in (4, 16)
+}
+
+
 def destination_attr(dest: Destination) -> bytes:
     family = dest.family
-    return attr(
-        CMD_ATTR_DEST,
-        b"".join(
-            (
-                attr(DEST_ADDR, _packed_address(family, dest.address)),
-                attr(DEST_ADDR_FAMILY, _U16.pack(FAMILIES[family])),
-                attr(DEST_PORT, _BE16.pack(dest.port)),
-                attr(DEST_FWD_METHOD, _U32.pack(FORWARDING[dest.forwarding])),
-                attr(DEST_WEIGHT, _U32.pack(dest.weight)),
-                attr(DEST_U_THRESH, _U32.pack(dest.upper_threshold)),
-                attr(DEST_L_THRESH, _U32.pack(dest.lower_threshold)),
-            )
-        ),
-    )
+    address = _packed_address(family, dest.address)
+    layout = _DEST_LAYOUT[len(address)]
+    return layout.pack(
+        layout.size, CMD_ATTR_DEST,
+        4 + len(address), DEST_ADDR, address,
+        6, DEST_ADDR_FAMILY, FAMILIES[family],
+        6, DEST_PORT, socket.htons(dest.port),
+        8, DEST_FWD_METHOD, FORWARDING[dest.forwarding],
+        8, DEST_WEIGHT, dest.weight,
+        8, DEST_U_THRESH, dest.upper_threshold,
+        8, DEST_L_THRESH, dest.lower_threshold,
+    )  # fmt: skip
 
 
 # -- replies --------------------------------------------------------------------------------
