@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from time import thread_time
 from typing import Callable, Optional
 
 from ..config.model import (
@@ -40,7 +41,8 @@ log = logging.getLogger("lvsagent.lvs")
 
 FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
-AUDIT_BUDGET = 500  # destinations read from the kernel per audit
+AUDIT_BUDGET = 500  # destinations read from the kernel per audit, at most
+AUDIT_SHARE = 0.01  # of a core: what audits may cost the netlink thread while nothing changes
 LOOP_SLICE = 0.01  # seconds of work on the loop (building a large table) between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
@@ -247,6 +249,13 @@ def _read_table(client, keys: set) -> dict:
     return reconciler.read_current(client, keys, whole_table=True)
 
 
+def _measured_sync(client, *args) -> tuple:
+    """reconciler.sync, and the CPU time it took on the thread that ran it (kernel included)."""
+    start = thread_time()
+    changes, failed = reconciler.sync(client, *args)
+    return changes, failed, thread_time() - start
+
+
 class LvsEngine:
     """Owns the checks and the IPVS services the configuration declares.
 
@@ -263,6 +272,7 @@ class LvsEngine:
         clock,
         *,
         resync_interval: float = RESYNC_INTERVAL,
+        audit_share: float = AUDIT_SHARE,
         rng: Optional[random.Random] = None,
         prober: Callable[[CheckSpec], Awaitable[CheckResult]] = probe,
         owned: Optional[OwnedRecord] = None,
@@ -274,6 +284,11 @@ class LvsEngine:
         self._client = ipvs_client
         self._clock = clock
         self._resync_interval = resync_interval
+        self._audit_share = audit_share
+        self._audit_budget = float(AUDIT_BUDGET)  # this pass's, paced by _pace_audit
+        self._audit_cost = 0  # of the audit slices waiting for the next pass
+        self._audit_entries: list = []  # (key, cost) of every declared service, in turn
+        self._sync_cpu = 0.0  # CPU seconds of the last reconciler.sync job
         self._rng = rng or random.Random()
         self._prober = prober
         self._checks: dict[CheckSpec, HealthCheck] = {}
@@ -420,6 +435,9 @@ class LvsEngine:
                 check.start()
         self._servers = servers
         self._by_key = {service.key: (vse, service) for vse in servers for service in vse.services}
+        self._audit_entries = [
+            (key, len(vse.real_servers) + 1) for vse in servers for key in vse.keys
+        ]
         self._users = {}
         for vse in servers:
             for rs in vse.real_servers:
@@ -591,10 +609,13 @@ class LvsEngine:
             self._wakeup.clear()
             dirty, self._dirty = self._dirty, set()
             audit, self._audit = self._audit, set()
+            cost, self._audit_cost = self._audit_cost, 0
             try:
                 await self._reconcile(dirty | audit, expected=dirty)
             except Exception:
                 log.exception("IPVS reconciliation failed; retrying on the next pass")
+            else:
+                self._pace_audit(cost, self._sync_cpu)
 
     async def _resync_loop(self) -> None:
         while True:
@@ -605,17 +626,28 @@ class LvsEngine:
     def _next_audit_slice(self) -> set:
         """The next declared services to compare with the kernel, in turn.
 
-        About AUDIT_BUDGET destinations per pass: a small table is audited whole every
-        pass, a large one in slices, so that reading it never hogs the netlink thread.
+        About the audit budget's worth of destinations per pass: a small table is audited
+        whole every pass, a large one in slices, so that reading it never hogs the netlink
+        thread.
         """
-        entries = [(key, len(vse.real_servers) + 1) for vse in self._servers for key in vse.keys]
+        entries = self._audit_entries
         chosen, cost = set(), 0
-        while entries and cost < AUDIT_BUDGET and len(chosen) < len(entries):
+        while entries and cost < self._audit_budget and len(chosen) < len(entries):
             key, size = entries[self._audit_cursor % len(entries)]
             self._audit_cursor += 1
             chosen.add(key)
             cost += size
+        self._audit_cost += cost
         return chosen
+
+    def _pace_audit(self, cost: int, cpu: float) -> None:
+        """Sizes the next slices from what this one cost the netlink thread, so that an
+        idle agent's audits take about `audit_share` of a core (AUDIT_SHARE) on any machine:
+        between one service and AUDIT_BUDGET destinations a pass. A slow machine sweeps a
+        large table more slowly; a health change is applied at once whatever the pace."""
+        if cost and cpu > 0:
+            affordable = self._audit_share * self._resync_interval * cost / cpu
+            self._audit_budget = min(float(AUDIT_BUDGET), max(1.0, affordable))
 
     async def _converge(self, retired: set) -> list:
         """A full pass: the declared services in, `retired` ones out; returns the changes.
@@ -656,7 +688,9 @@ class LvsEngine:
             keys = set(desired)
         whole_table = set(keys) >= self._all_keys()
         try:
-            changes, failed = await self._client.run(reconciler.sync, desired, retired, whole_table)
+            changes, failed, self._sync_cpu = await self._client.run(
+                _measured_sync, desired, retired, whole_table
+            )
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
