@@ -97,8 +97,9 @@ class IpvsClient:
         data = self._dump("list the virtual services", codec.CMD_GET_SERVICE, b"")
         return [codec.decode_service(d, s, e, stats=stats) for d, s, e in data]
 
-    def service(self, key: ServiceKey) -> Optional[Service]:
-        """The service as the kernel holds it, or None."""
+    def service(self, key: ServiceKey, *, stats: bool = True) -> Optional[Service]:
+        """The service as the kernel holds it (with its counters unless `stats` is false),
+        or None."""
         action = f"read virtual service {key}"
         flags = NLM_F_REQUEST | NLM_F_ACK
         code, replies = self._request(action, codec.CMD_GET_SERVICE, codec.key_attr(key), flags)
@@ -106,7 +107,7 @@ class IpvsClient:
             return None
         if code:
             raise _translate(action, code, None)
-        return next((codec.decode_service(d, s, e) for d, s, e in replies), None)
+        return next((codec.decode_service(d, s, e, stats=stats) for d, s, e in replies), None)
 
     def destinations(self, key: ServiceKey, *, stats: bool = True) -> list:
         """The real servers of the service; none when the service does not exist (the kernel

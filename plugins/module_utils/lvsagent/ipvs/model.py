@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import sys
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Optional, Union
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
@@ -147,6 +148,7 @@ def default_netmask(family: int) -> Netmask:
     return "255.255.255.255" if family == 4 else 128
 
 
+@lru_cache(maxsize=256)  # a few masks, read back with every service the audit compares
 def normalize_netmask(family: int, netmask: Optional[Netmask]) -> Netmask:
     """IPv4: a dotted mask ("255.255.255.0", also given as 24); IPv6: a prefix length 1..128."""
     if netmask is None:
