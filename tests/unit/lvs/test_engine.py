@@ -467,6 +467,26 @@ def test_large_tables_are_audited_in_slices_that_cover_every_service(monkeypatch
     assert asyncio.run(repairs_per_audit(0, 3)) == [2, 4, 6]
 
 
+def test_a_flushed_table_is_put_back_with_a_bounded_number_of_log_lines(caplog):
+    caplog.set_level(logging.WARNING, logger="lvsagent.lvs")
+
+    async def test():
+        members = [RealServer(f"10.0.{i // 250}.{i % 250 + 1}", 80) for i in range(30)]
+        bed = Bed(seed_vs(real_servers=members))
+        await bed.engine.start()
+        for member in members:
+            bed.ipvs.delete_destination(KEY, member.address, 80)  # ipvsadm -d, 30 times
+        await bed.clock.advance_with_tasks(5)
+        assert len(bed.ipvs.weights(KEY)) == 30
+        await bed.engine.stop()
+
+    run(test)
+    reverted = [r.getMessage() for r in caplog.records if "changed outside" in r.getMessage()]
+    assert len(reverted) == engine_module.REVERT_LOG_LIMIT + 1
+    assert reverted[0].startswith("IPVS table changed outside lvs-agent, reverting: add_dest")
+    assert reverted[-1] == "IPVS table changed outside lvs-agent, reverting 10 more changes"
+
+
 def test_audits_are_paced_to_their_share_of_a_core(monkeypatch):
     """Each sync job here costs 0.1 s of the netlink thread (a slow machine), however large:
     after a first pass over the whole table (60 destinations' worth) the audit may take 1%

@@ -45,6 +45,7 @@ AUDIT_BUDGET = 500  # destinations read from the kernel per audit, at most
 AUDIT_SHARE = 0.01  # of a core: what audits may cost the netlink thread while nothing changes
 LOOP_SLICE = 0.01  # seconds of work on the loop (building a large table) between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
+REVERT_LOG_LIMIT = 20  # hand edits logged one by one per pass; beyond, one line counts them
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
 
 
@@ -247,6 +248,16 @@ def _iso(wall_time: float) -> str:
 
 def _read_table(client, keys: set) -> dict:
     return reconciler.read_current(client, keys, whole_table=True)
+
+
+def _log_reverted(changes: list) -> None:
+    """Hand edits being undone: each one up to REVERT_LOG_LIMIT a pass, then a count (a
+    flushed table of 10,000 entries is not 10,000 lines)."""
+    for change in changes[:REVERT_LOG_LIMIT]:
+        log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
+    if len(changes) > REVERT_LOG_LIMIT:
+        more = len(changes) - REVERT_LOG_LIMIT
+        log.warning("IPVS table changed outside lvs-agent, reverting %d more changes", more)
 
 
 def _measured_sync(client, *args) -> tuple:
@@ -699,9 +710,7 @@ class LvsEngine:
         deleting = {change.key for change in failed if change.action == "delete_service"}
         self._undeleted = (self._undeleted - set(retired)) | deleting
         if expected is not None:
-            for change in changes:
-                if change.key not in expected:
-                    log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
+            _log_reverted([change for change in changes if change.key not in expected])
         failing = {change.key for change in failed}
         self._audit |= failing
         self._applied.update({k: v for k, v in desired.items() if k not in failing})
