@@ -55,8 +55,9 @@ def test_real_servers_share_one_canonical_string_per_address():
     first, second = Destination("2001:DB8:0::7", 80), Destination("2001:DB8:0::7", 81)
     assert first.address == "2001:db8::7" and first.address is second.address
     assert (first.family, Destination(given, 80).family) == (6, 4)
-    with pytest.raises(ValueError, match="not an IP address"):
-        Destination("10.7.0.300", 80)
+    for wrong in ("10.7.0.300", "010.7.0.2", "10.7.2", "10.7.0.2 ", "0x0a.7.0.2", "2001:db8::7::1"):
+        with pytest.raises(ValueError, match="not an IP address"):
+            Destination(wrong, 80)
 
 
 @pytest.mark.parametrize(
