@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import itertools
 import logging
@@ -316,6 +317,23 @@ def test_a_large_table_is_built_and_reconciled_in_slices_with_the_loop_running_b
         await bed.engine.stop()
 
     run(test)
+
+
+def test_the_built_table_is_kept_out_of_full_collections():
+    """A full collection walks every tracked object: with 10,000 real servers it stopped the
+    loop for seconds in the guest. What an install builds is frozen (gc.freeze)."""
+
+    async def test():
+        gc.unfreeze()
+        bed = Bed(seed_vs())
+        await bed.engine.start()
+        assert gc.get_freeze_count() > 0
+        await bed.engine.stop()
+
+    try:
+        run(test)
+    finally:
+        gc.unfreeze()
 
 
 def test_reload_keeps_running_checks_and_retires_removed_services():

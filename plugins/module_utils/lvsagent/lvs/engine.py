@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import gc
 import ipaddress
 import logging
 import random
@@ -250,6 +251,17 @@ def _read_table(client, keys: set) -> dict:
     return reconciler.read_current(client, keys, whole_table=True)
 
 
+def _keep_out_of_full_collections() -> None:
+    """The configuration and the entries built from it live until the next reload: they leave
+    the cyclic collector's sight (gc.freeze), whose full collections walk every object it
+    tracks and would stop the loop (and the netlink thread) for a table of 10,000 real
+    servers' worth. The young generations are collected first, so that little garbage is
+    frozen with them; what a reload drops is freed by reference counting (the model and the
+    entries hold no cycles)."""
+    gc.collect(1)
+    gc.freeze()
+
+
 def _log_reverted(changes: list) -> None:
     """Hand edits being undone: each one up to REVERT_LOG_LIMIT a pass, then a count (a
     flushed table of 10,000 entries is not 10,000 lines)."""
@@ -431,6 +443,7 @@ class LvsEngine:
     async def _install(self, config: Config) -> None:
         """Builds the entries of `config` in slices (the running entries serve meanwhile),
         then swaps them in at once."""
+        _keep_out_of_full_collections()  # the configuration, before building from it
         previous = {tuple(vse.keys): vse for vse in self._servers}
         old_checks, checks = self._checks, {}
         servers, pacer = [], Pacer()
@@ -455,6 +468,7 @@ class LvsEngine:
                 for check in rs.checks:
                     self._users.setdefault(check.spec, []).append((vse, rs))
         self._update_suspension()
+        _keep_out_of_full_collections()
 
     def _check_for(self, spec: CheckSpec, checks: dict, old_checks: dict) -> HealthCheck:
         check = checks.get(spec) or old_checks.get(spec)
