@@ -7,12 +7,15 @@ runs. A data plane's failures are IpvsErrors (the engine logs them and retries).
 
 from __future__ import annotations
 
+from time import thread_time
+
 from ..ipvs import IpvsError
 from . import reconciler
 
 
 class DataPlane:
     name = ""  # in log lines: "IPVS: 3 services declared"
+    last_sync_cpu = 0.0  # CPU seconds the last sync cost its worker: audits are paced by it
 
     async def sync(self, desired: dict, retired, whole_table: bool) -> tuple:
         """Reads, compares, changes the declared services: (changes, failed changes)."""
@@ -37,6 +40,13 @@ def _read_table(client, keys: set) -> dict:
     return {key: entry for key, entry in client.table(stats=True).items() if key in keys}
 
 
+def _measured_sync(client, *args) -> tuple:
+    """reconciler.sync, and the CPU time it took on the thread that ran it (kernel included)."""
+    start = thread_time()
+    changes, failed = reconciler.sync(client, *args)
+    return changes, failed, thread_time() - start
+
+
 class IpvsPlane(DataPlane):
     """Kernel IPVS: the reconciler's jobs on the netlink thread (`runner.run`)."""
 
@@ -49,7 +59,10 @@ class IpvsPlane(DataPlane):
         return await self._runner.run(job, *args)
 
     async def sync(self, desired: dict, retired, whole_table: bool) -> tuple:
-        return await self._runner.run(reconciler.sync, desired, retired, whole_table)
+        changes, failed, self.last_sync_cpu = await self._runner.run(
+            _measured_sync, desired, retired, whole_table
+        )
+        return changes, failed
 
     async def table(self, keys: set) -> dict:
         return await self._runner.run(_read_table, keys)
