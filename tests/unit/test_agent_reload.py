@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -118,7 +119,21 @@ def test_a_parse_that_times_out_is_abandoned_and_the_next_reload_waits_for_it(
     assert "keeping the running configuration" in caplog.text
     assert running.config is before and running.vrrp.applied == []
     released.set()
-    running._parser.join(5)
+    running._abandoned_parse.join(5)
+    assert reload(running)["reloaded"] is True
+
+
+def test_a_parse_that_delivered_does_not_hold_the_next_reload_back(tmp_path, monkeypatch):
+    """The parse thread may still be on its way out when its reload has finished."""
+
+    class LingeringThread(threading.Thread):
+        def run(self):
+            super().run()
+            time.sleep(0.5)
+
+    monkeypatch.setattr(agent.threading, "Thread", LingeringThread)
+    running = make_agent(tmp_path)
+    assert reload(running)["reloaded"] is True
     assert reload(running)["reloaded"] is True
 
 
