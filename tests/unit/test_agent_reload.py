@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import threading
-import time
 
 import pytest
 
@@ -126,15 +125,21 @@ def test_a_parse_that_times_out_is_abandoned_and_the_next_reload_waits_for_it(
 def test_a_parse_that_delivered_does_not_hold_the_next_reload_back(tmp_path, monkeypatch):
     """The parse thread may still be on its way out when its reload has finished."""
 
+    leave = threading.Event()
+
     class LingeringThread(threading.Thread):
         def run(self):
             super().run()
-            time.sleep(0.5)
+            if self.name == "config-parse":  # the executor's threads are Threads too
+                leave.wait(10)
 
     monkeypatch.setattr(agent.threading, "Thread", LingeringThread)
     running = make_agent(tmp_path)
-    assert reload(running)["reloaded"] is True
-    assert reload(running)["reloaded"] is True
+    try:
+        assert reload(running)["reloaded"] is True
+        assert reload(running)["reloaded"] is True
+    finally:
+        leave.set()
 
 
 def test_a_reload_that_would_remove_everything_is_refused(tmp_path, caplog):
