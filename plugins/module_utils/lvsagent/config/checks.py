@@ -849,6 +849,12 @@ class Completion:
                         f"({instance.name}) track_interface {track.name} does not exist "
                         "on this host",
                     )
+        for group in self.config.garp_groups:
+            for name, where in group.interfaces.items():
+                if not interface_exists(name):
+                    self.warning(
+                        where, f"WARNING - interface {name} specified for garp_group doesn't exist"
+                    )
         self.check_routing_devices()
 
     def check_routing_devices(self) -> None:

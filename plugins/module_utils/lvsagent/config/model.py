@@ -250,6 +250,17 @@ class StaticTrackGroup:
 
 
 @dataclass
+class GarpGroup:
+    """A garp_group block: the spacing of gratuitous ARPs / unsolicited NAs on its interfaces,
+    one budget shared by all of them (a switch that cannot take a flood of them)."""
+
+    garp_interval: Optional[float] = None  # None = not set (no spacing of ARPs in the group)
+    gna_interval: Optional[float] = None
+    interfaces: dict[str, Location] = field(default_factory=dict)
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
 class VirtualAddress:
     address: IPInterface  # /32 or /128 when the configuration gives no prefix
     dev: Optional[str] = None  # None = the instance's interface
@@ -502,6 +513,7 @@ class Config:
     static_routes: list[Route] = field(default_factory=list)
     static_rules: list[Rule] = field(default_factory=list)
     static_track_groups: dict[str, StaticTrackGroup] = field(default_factory=dict)
+    garp_groups: list[GarpGroup] = field(default_factory=list)
     vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: list[VirtualServer] = field(default_factory=list)
