@@ -423,19 +423,29 @@ def test_unicast_peers_get_each_advert():
     asyncio.run(scenario())
 
 
-def test_track_interface_weight_changes_effective_priority():
+def test_track_interface_weight_changes_effective_priority(caplog):
+    """...and says so in keepalived's words, once per change."""
     extra = "  track_interface {\n    eth1 weight -60\n  }\n"
+    changing = "(VI_1) Changing effective priority from"
 
     async def scenario():
         links = FakeLinks(up=True)
         instance, _shared = await started(conf_text(extra=extra), links=links)
         assert instance.machine.effective_priority == 150
+        assert changing not in caplog.text
+        links.report("eth1", tracking.Link(3, False))
         links.report("eth1", tracking.Link(3, False))
         assert instance.machine.effective_priority == 90
         assert instance.status()["effective_priority"] == 90
+        links.report("eth1", tracking.Link(3, True))
         await instance.stop()
 
+    caplog.set_level(logging.INFO, logger="lvsagent")
     asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if changing in r.getMessage()] == [
+        "(VI_1) Changing effective priority from 150 to 90",
+        "(VI_1) Changing effective priority from 90 to 150",
+    ]
 
 
 class FakeTracker:

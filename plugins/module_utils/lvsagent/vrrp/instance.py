@@ -694,9 +694,17 @@ class Instance:
             self.machine.clear_fault(reason)
 
     def _update_priority(self) -> None:
+        before = self.machine.effective_priority
         self.machine.set_effective_priority(
             self.config.priority + sum(self._priority_parts.values())
         )
+        if self.machine.effective_priority != before:
+            log.info(
+                "(%s) Changing effective priority from %d to %d",
+                self.name,
+                before,
+                self.machine.effective_priority,
+            )
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict:
