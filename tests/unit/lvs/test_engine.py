@@ -434,7 +434,7 @@ def test_status_has_kernel_counters_quorum_failure_reasons_and_check_durations()
         prober = SlowProber()
         bed = Bed(seed_vs(quorum=150), ipvs=CountedIpvs(), prober=prober)
         prober.clock = bed.clock
-        bed.prober.fail(RS2, 80, "timeout after 10s")
+        bed.prober.fail(RS2, 80, "timeout after 10s", "timeout")
         await bed.engine.start()
         for _second in range(40):  # several audits (RESYNC_INTERVAL) and probes
             await bed.clock.advance_with_tasks(1)
