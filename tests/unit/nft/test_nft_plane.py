@@ -18,36 +18,49 @@ WEB = ServiceKey.for_address("10.0.0.100", 80)
 
 
 class FakeClient:
-    """A table in memory (what `applied` makes of each transaction) and its generation."""
+    """The tables in memory (what `applied` makes of each transaction), their generation, and
+    the kernel's routes (every real server on eth1)."""
 
     def __init__(self):
-        self.live = ruleset.LiveTable()
+        self.lives = {f: ruleset.LiveTable(family=f) for f in ruleset.TABLE_FAMILIES.values()}
         self.generation_now = 7
-        self.listings = 0
+        self.listings = 0  # passes that listed the tables
+        self.routed = []
+
+    @property
+    def live(self):
+        return self.lives[ruleset.FAMILY]
 
     async def generation(self):
         return self.generation_now
 
+    async def devices(self, addresses):
+        self.routed += addresses
+        return {address: "eth1" for address in addresses}
+
     async def list_table(self, family, name):
-        self.listings += 1
-        if not self.live.present:
+        self.listings += family == ruleset.FAMILY
+        live = self.lives[family]
+        if not live.present:
             return None
         rules = [{"chain": n, "expr": r["expr"], "comment": r.get("comment")}
-                 for n, chain in self.live.chains.items() for r in chain]  # fmt: skip
+                 for n, chain in live.chains.items() for r in chain]  # fmt: skip
         elements = [
-            [{"concat": list(m)}, {"goto": {"target": t}}] for m, t in self.live.elements.items()
+            [{"concat": list(m)}, {"goto": {"target": t}}] for m, t in live.elements.items()
         ]
-        items = [{"table": {}}] + [{"chain": {"name": hook}} for hook in self.live.dispatch]
-        items += [{"rule": {"chain": hook, "expr": e}}
-                  for hook, exprs in self.live.dispatch.items() for e in exprs]  # fmt: skip
-        items += [{"map": {"name": n, "elem": elements if n == "services4" else []}}
-                  for n in self.live.services_maps]  # fmt: skip
-        items += [{"chain": {"name": n}} for n in self.live.chains]
+        items = [{"table": {}}] + [{"chain": {"name": n, "hook": "?"}} for n in live.dispatch]
+        items += [{"rule": {"chain": n, "expr": e}}
+                  for n, exprs in live.dispatch.items() for e in exprs]  # fmt: skip
+        for name in live.services_maps:
+            ipv6 = name == "services6"
+            elem = [e for e in elements if (":" in e[0]["concat"][0]) == ipv6]
+            items.append({"map": {"name": name, "elem": elem}})
+        items += [{"chain": {"name": n}} for n in live.chains]
         items += [{"rule": rule} for rule in rules]
         return {"nftables": items}
 
     async def apply(self, commands):
-        self.live = ruleset.applied(self.live, commands)
+        self.lives = {f: ruleset.applied(live, commands) for f, live in self.lives.items()}
         self.generation_now += 1
 
 

@@ -793,6 +793,22 @@ class Completion:
             methods.add(server.sorry_server.lvs_method or server.lvs_method)
         for method in sorted(methods - set(nft_ruleset.METHODS)):
             refused.append(f"lvs_method {method} (use {'|'.join(nft_ruleset.METHODS)})")
+        if len(methods & set(nft_ruleset.METHODS)) > 1:
+            refused.append(f"lvs_method {' and '.join(sorted(methods))} in one virtual server")
+        stateless = methods & set(nft_ruleset.STATELESS_METHODS)
+        if stateless and server.lvs_sched not in nft_ruleset.HASHED:
+            refused.append(
+                f"lvs_method {min(stateless)} with lvs_sched {server.lvs_sched} (use "
+                f"{'|'.join(nft_ruleset.HASHED)}: nothing tracks its connections)"
+            )
+        for real in server.real_servers:
+            method = real.lvs_method or server.lvs_method
+            if method in nft_ruleset.STATELESS_METHODS and real.port not in (None, server.port):
+                self.error(
+                    real.location,
+                    f"{name}: real server {real.address} port {real.port}: lvs_method {method} "
+                    f"keeps the virtual server's port {server.port} {plane}",
+                )
         if any(real.uthreshold or real.lthreshold for real in server.real_servers):
             refused.append("uthreshold/lthreshold")
         for what in refused:
