@@ -133,3 +133,49 @@ def test_a_netlink_error_is_an_nft_error():
     error = struct.pack("=IHHII", 36, 2, 0, 0, 0) + struct.pack("=i", -1) + bytes(16)
     with pytest.raises(NftError, match="errno 1"):
         read_generation(FakeSocket(error))
+
+
+def dr(*addresses):
+    servers = [Destination(address, 80, "dr", 1) for address in addresses]
+    return {WEB: (Service(WEB, "sh"), servers)}
+
+
+def test_dr_services_go_to_the_netdev_table_through_their_routed_device():
+    client = FakeClient()
+    plane = NftPlane(client)
+
+    async def test():
+        changes, failed = await plane.sync(dr("10.0.1.2", "10.0.1.3"), (), True)
+        assert [c.action for c in changes] == ["add_service"] and not failed
+        netdev = client.lives[ruleset.DR_FAMILY]
+        assert "in-eth1" in netdev.dispatch and "vs-tcp-10.0.0.100-80" in netdev.chains
+        assert not client.live.chains  # nothing in the NAT table
+        await plane.sync(dr("10.0.1.2"), (), False)  # a health change: routes are known
+        assert client.routed == ["10.0.1.2", "10.0.1.3"]
+        changes, _failed = await plane.sync(dr(), (), False)  # none left: it stays in DR
+        assert [c.action for c in changes] == ["edit_service"] and not client.live.chains
+        await plane.sync(web(1), (), True)  # NAT now: out of the DR table, into the NAT one
+        assert "vs-tcp-10.0.0.100-80" in client.live.chains
+        assert not client.lives[ruleset.DR_FAMILY].chains
+        assert client.routed == ["10.0.1.2", "10.0.1.3"]
+        await plane.close()
+        assert not any(live.present for live in client.lives.values())
+
+    asyncio.run(test())
+
+
+def test_dr_real_servers_behind_two_devices_fail_the_pass():
+    client = FakeClient()
+
+    async def two_devices(addresses):
+        return {address: f"eth{address[-1]}" for address in addresses}
+
+    client.devices = two_devices
+    plane = NftPlane(client)
+
+    async def test():
+        changes, failed = await plane.sync(dr("10.0.1.2", "10.0.1.3"), (), True)
+        assert changes == [] and [c.action for c in failed] == ["edit_service"]
+        assert not client.lives[ruleset.DR_FAMILY].present
+
+    asyncio.run(test())
