@@ -134,17 +134,20 @@ class NftClient:
     def _devices(self, addresses: list) -> dict:
         if not HAS_PYROUTE2:
             raise NftError(missing_pyroute2())
-        found = {}
+        found, names = {}, {}  # names: ifindex -> device name
         with IPRoute() as ipr:
             for address in addresses:
                 try:
                     (route,) = ipr.route("get", dst=address)[:1]
-                    (link,) = ipr.link("get", index=route.get("RTA_OIF"))[:1]
+                    index = route.get("RTA_OIF")
+                    if index not in names:
+                        (link,) = ipr.link("get", index=index)[:1]
+                        names[index] = link.get("IFLA_IFNAME")
                 except (NetlinkError, ValueError) as error:
                     raise NftError(
                         f"nftables: no route to real server {address}: {error}"
                     ) from None
-                found[address] = link.get("IFLA_IFNAME")
+                found[address] = names[index]
         return found
 
     async def devices(self, addresses: list) -> dict:

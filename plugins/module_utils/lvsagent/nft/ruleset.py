@@ -176,10 +176,13 @@ class ServiceRule:
         if not self.slots:
             return [protocol, {"drop": None}]
         forwarded = self.device is not None
-        mapping = [
-            [{"range": [first, last]}, address if forwarded else {"concat": [address, port]}]
-            for address, port, first, last in self.slots
-        ]
+        mapping = []
+        for address, port, first, last in self.slots:
+            target = address if forwarded else {"concat": [address, port]}
+            if self.scheduler in HASHED:  # single slots: nft builds no interval set
+                mapping.extend([slot, target] for slot in range(first, last + 1))
+            else:
+                mapping.append([{"range": [first, last]}, target])
         lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
         if forwarded:
             return [protocol, {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}]
@@ -221,6 +224,17 @@ def _slot_range(value) -> tuple:
     return value, value
 
 
+def _merged(found: list) -> tuple:
+    """Adjacent slots of one real server as one run, as slots() gives them."""
+    runs = []
+    for address, port, first, last in found:
+        if runs and runs[-1][:2] == [address, port] and runs[-1][3] + 1 == first:
+            runs[-1][3] = last
+        else:
+            runs.append([address, port, first, last])
+    return tuple(tuple(run) for run in runs)
+
+
 def _selector_fits(selector: dict, scheduler: str, family: str) -> bool:
     """Whether the listed selector is the one `scheduler` is written with."""
     if scheduler not in HASHED:
@@ -254,7 +268,7 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
         for slot, target in lookup["data"]["set"]:
             address, target_port = (target, port) if verb == "fwd" else target["concat"]
             found.append((address, target_port, *_slot_range(slot)))
-        ordered = tuple(sorted(found, key=lambda entry: entry[2]))
+        ordered = _merged(sorted(found, key=lambda entry: entry[2]))
         device = body["dev"] if verb == "fwd" else None
     except (AttributeError, KeyError, TypeError, ValueError):
         return None

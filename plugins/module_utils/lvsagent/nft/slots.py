@@ -22,22 +22,24 @@ SEED = 0x4C5648  # jhash's seed, fixed (the kernel picks a random one when none 
 
 
 @lru_cache(maxsize=4096)
-def _strengths(address: str, port: int) -> tuple:
-    """1 / -ln(u) of a uniform u in (0, 1) per slot, fixed by the real server's endpoint."""
+def _scores(address: str, port: int, weight: int) -> tuple:
+    """weight / -ln(u) per slot, u a uniform draw in (0, 1) fixed by the real server's
+    endpoint: its rendezvous score for each slot."""
     digest = hashlib.shake_128(f"{address} {port}".encode()).digest(8 * SLOTS)
     draws = struct.unpack(f">{SLOTS}Q", digest)
-    return tuple(-1.0 / math.log((draw + 0.5) / 2.0**64) for draw in draws)
+    return tuple(-weight / math.log((draw + 0.5) / 2.0**64) for draw in draws)
 
 
 def owners(endpoints: list) -> tuple:
-    """The index in `endpoints` ((address, port, weight), weight > 0) owning each slot."""
+    """The index in `endpoints` ((address, port, weight), weight > 0) owning each slot.
+
+    Scores are cached per endpoint and weight, and each slot's maximum is found by C-level
+    max/index over its column: a health change of a 1,000-server service costs a few
+    milliseconds on the loop."""
     if not endpoints:
         return ()
-    scored = [(_strengths(address, port), weight) for address, port, weight in endpoints]
-    return tuple(
-        max(range(len(scored)), key=lambda index: scored[index][1] * scored[index][0][slot])
-        for slot in range(SLOTS)
-    )
+    columns = zip(*(_scores(*endpoint) for endpoint in endpoints))
+    return tuple(column.index(max(column)) for column in columns)
 
 
 def runs(owned: tuple) -> list:
