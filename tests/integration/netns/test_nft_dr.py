@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from test_nft_data_plane import REAL_SERVER
@@ -23,6 +24,7 @@ from testbed.ansible import local_argv, run_adhoc
 pytestmark = pytest.mark.netns
 
 VIP = "10.0.0.100"
+AUDIT_WAIT = 7  # seconds: the engine audits the tables every 5
 CLIENTS = [f"10.0.0.{n}" for n in range(10, 31)]
 REAL_SERVERS = {"rs1": "10.0.0.2", "rs2": "10.0.0.3"}
 
@@ -34,20 +36,24 @@ CONF = (
     + "\n}\n"
 )
 
-# Each client address asks once; "-" when nothing answered.
+# Each client address (argv[3:]) asks argv[2] times in a row; "-" when nothing answered.
 FETCH = """
 import http.client, sys
-names = []
-for source in sys.argv[2:]:
-    try:
-        conn = http.client.HTTPConnection(sys.argv[1], 80, timeout=2, source_address=(source, 0))
-        conn.request("GET", "/")
-        names.append(conn.getresponse().read().decode().strip())
-        conn.close()
-    except OSError:
-        names.append("-")
-print(" ".join(names))
+rows = []
+for source in sys.argv[3:]:
+    names = []
+    for _ in range(int(sys.argv[2])):
+        try:
+            conn = http.client.HTTPConnection(sys.argv[1], 80, 2, (source, 0))
+            conn.request("GET", "/")
+            names.append(conn.getresponse().read().decode().strip())
+            conn.close()
+        except OSError:
+            names.append("-")
+    rows.append(",".join(names))
+print(" ".join(rows))
 """
+
 
 # Counts, on the director, what comes from the VIP's port: a reply that went through it.
 PROBE = f"""table inet probe {{
@@ -79,10 +85,15 @@ def suppress_arp(host, tmp_path) -> None:
     assert status == "CHANGED", result
 
 
+def fetch_from(client, sources: list, count: int) -> dict:
+    """source address -> the names of the real servers that answered its `count` requests."""
+    result = client.run([sys.executable, "-c", FETCH, VIP, count, *sources], timeout=120)
+    return {source: row.split(",") for source, row in zip(sources, result.stdout.split())}
+
+
 def served(client) -> dict:
     """client address -> the real server that answered it."""
-    result = client.run([sys.executable, "-c", FETCH, VIP, *CLIENTS], timeout=120)
-    return dict(zip(CLIENTS, result.stdout.split()))
+    return {source: names[0] for source, names in fetch_from(client, CLIENTS, 1).items()}
 
 
 def replies_seen(director) -> int:
@@ -112,9 +123,11 @@ def test_dr_forwards_to_real_servers_that_answer_the_client_directly(lab, tmp_pa
         first = served(client)
         assert served(client) == first  # each client stays on its real server
         assert replies_seen(director) == 0  # the replies went straight to the client
-        table = director.run(["nft", "list", "table", "netdev", "lvs_ha"]).stdout
+        table = director.run(["nft", "-a", "list", "table", "netdev", "lvs_ha"]).stdout
         assert 'hook ingress device "eth0"' in table, table
         assert "fwd ip to jhash ip saddr mod 256" in table, table
+        time.sleep(AUDIT_WAIT)  # the audits read the table back as written: nothing rewritten
+        assert director.run(["nft", "-a", "list", "table", "netdev", "lvs_ha"]).stdout == table
         status = agent.command("status").stdout
         assert "TCP  10.0.0.100:80 sh" in status, status
         assert " -> 10.0.0.2:80 " in status and "Route" in status, status

@@ -32,14 +32,29 @@ def test_an_unknown_data_plane_is_refused_naming_the_choices():
 
 def test_what_nftables_does_not_do_yet_is_refused_where_the_server_is():
     errors = errors_of(
-        conf("nftables", vs=" persistence_timeout 60\n lvs_method TUN\n", rs="  uthreshold 9\n")
+        conf(
+            "nftables",
+            vs=" persistence_granularity 255.255.255.0\n lvs_method TUN\n",
+            rs="  uthreshold 9\n",
+        )
     )
     prefix = "4: virtual server [10.0.0.100]:80: "
     suffix = " is not available with lvs_data_plane nftables"
     assert errors == [
-        f"{prefix}persistence_timeout{suffix}",
+        f"{prefix}persistence_granularity{suffix}",
         f"{prefix}lvs_method TUN (use NAT|DR){suffix}",
         f"{prefix}uthreshold/lthreshold{suffix}",
+    ]
+
+
+def test_persistence_is_taken_with_nat_and_refused_with_dr():
+    nat = parse(conf("nftables", vs=" persistence_timeout 60\n"))
+    assert nat.virtual_servers[0].persistence_timeout == 60
+    dr = conf("nftables", vs=" persistence_timeout 60\n").replace("NAT", "DR")
+    dr = dr.replace("wrr", "sh").replace(" 8080 ", " 80 ")
+    assert errors_of(dr) == [
+        "4: virtual server [10.0.0.100]:80: persistence_timeout with lvs_method DR "
+        "is not available with lvs_data_plane nftables"
     ]
 
 

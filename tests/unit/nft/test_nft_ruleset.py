@@ -476,3 +476,101 @@ def test_the_dr_table_after_a_transaction_plans_to_nothing(listing, weights):
     commands = ruleset.plan(wanted, before, (), whole_table=True, devices=devices)[1]
     after = ruleset.applied(before, commands)
     assert ruleset.plan(wanted, after, (), whole_table=True, devices=devices)[:2] == ([], [])
+
+
+def pinned_web(*weights: int, timeout: int = 60) -> dict:
+    service, servers = web(*weights, scheduler="rr")
+    return {WEB: (Service(WEB, "rr", persistence_timeout=timeout), servers)}
+
+
+def kinds(commands) -> list:
+    """(verb, kind, name) of each command."""
+    result = []
+    for command in commands:
+        ((verb, body),) = command.items()
+        ((kind, fields),) = body.items()
+        result.append((verb, kind, fields.get("name") or fields.get("chain")))
+    return result
+
+
+def test_persistence_records_each_client_in_its_real_servers_set():
+    changes, commands, _repaired = ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)
+    assert actions(changes) == [("add_service", WEB)]
+    pin = "pin-tcp-10.0.0.100-80-60-10.0.1.2-80"
+    to = "to-tcp-10.0.0.100-80-60-10.0.1.2-80"
+    done = kinds(commands)
+    assert done.index(("add", "set", pin)) < done.index(("add", "rule", to))
+    assert done.index(("add", "chain", to)) < done.index(("add", "rule", "vs-tcp-10.0.0.100-80"))
+    (set_command,) = [c["add"]["set"] for c in commands if "set" in c.get("add", {})][:1]
+    assert (set_command["type"], set_command["timeout"]) == ("ipv4_addr", 60)
+    service_rules = [
+        c["add"]["rule"]["expr"]
+        for c in commands
+        if kinds([c])[0][:2] == ("add", "rule") and kinds([c])[0][2] == "vs-tcp-10.0.0.100-80"
+    ]
+    assert service_rules[0][0]["match"]["right"] == f"@{pin}"  # a pinned client goes back
+    assert service_rules[0][1] == {"goto": {"target": to}}
+    vmap = service_rules[-1][1]["vmap"]  # a new client: rr over the real servers' chains
+    assert vmap["data"]["set"][0] == [{"range": [0, 0]}, {"goto": {"target": to}}]
+    recording = [c["add"]["rule"]["expr"] for c in commands if kinds([c])[0][1:] == ("rule", to)][0]
+    assert recording[1] == {
+        "set": {
+            "op": "update",
+            "elem": {"payload": {"protocol": "ip", "field": "saddr"}},
+            "set": f"@{pin}",
+        }
+    }
+    assert recording[2] == {"dnat": {"family": "ip", "addr": "10.0.1.2", "port": 80}}
+
+
+def test_a_persistent_real_server_leaving_takes_its_set_and_chain_after_the_rules():
+    before = ruleset.applied(
+        live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
+    )
+    changes, commands, repaired = ruleset.plan(pinned_web(1, 0), before, (), whole_table=False)
+    assert actions(changes) == [("edit_service", WEB)] and not repaired
+    done = kinds(commands)
+    gone = "10.0.1.3-80"
+    assert done[-2:] == [
+        ("delete", "chain", f"to-tcp-10.0.0.100-80-60-{gone}"),
+        ("delete", "set", f"pin-tcp-10.0.0.100-80-60-{gone}"),
+    ]
+    assert not any(name.endswith("10.0.1.2-80") for _verb, _kind, name in done)  # kept
+
+
+def test_a_persistent_service_reads_back_with_its_timeout_and_real_servers():
+    commands = ruleset.plan(pinned_web(2, 1), live(None), (), whole_table=True)[1]
+    after = ruleset.applied(live(None), commands)
+    service, destinations = ruleset.read(after, {WEB})[WEB]
+    assert service.persistence_timeout == 60 and service.scheduler == "rr"
+    assert destinations == [
+        Destination("10.0.1.2", 80, "nat", 1),
+        Destination("10.0.1.3", 80, "nat", 1),
+    ]
+
+
+@pytest.mark.parametrize("change", [(1, 0), (0, 1), (1, 1, 1), ()], ids=str)
+def test_persistence_after_a_transaction_plans_to_nothing(change):
+    start = ruleset.applied(
+        live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
+    )
+    wanted = pinned_web(*change, timeout=30 if len(change) == 3 else 60)
+    for whole_table in (False, True):
+        commands = ruleset.plan(wanted, start, (), whole_table=whole_table)[1]
+        after = ruleset.applied(start, commands)
+        assert ruleset.plan(wanted, after, (), whole_table=True)[:2] == ([], [])
+        if whole_table:
+            assert set(after.sets) == set(ruleset.pinning(*wanted[WEB]).sets)
+
+
+def test_retiring_a_persistent_service_removes_its_sets_and_chains():
+    start = ruleset.applied(
+        live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
+    )
+    commands = ruleset.plan({}, start, {WEB}, whole_table=False)[1]
+    after = ruleset.applied(start, commands)
+    assert not after.sets and not after.chains
+    done = kinds(commands)
+    assert done.index(("delete", "chain", "vs-tcp-10.0.0.100-80")) < done.index(
+        ("delete", "chain", "to-tcp-10.0.0.100-80-60-10.0.1.2-80")
+    )

@@ -784,8 +784,10 @@ class Completion:
         if server.lvs_sched not in nft_ruleset.SCHEDULERS:
             schedulers = "|".join(nft_ruleset.SCHEDULERS)
             refused.append(f"lvs_sched {server.lvs_sched} (use {schedulers})")
-        if server.persistence_timeout:
-            refused.append("persistence_timeout")
+        if server.persistence_granularity is not None:
+            refused.append("persistence_granularity")
+        if server.persistence_engine is not None:
+            refused.append("persistence_engine")
         if server.scheduler_flags:
             refused.append(" ".join(server.scheduler_flags))
         methods = {real.lvs_method or server.lvs_method for real in server.real_servers}
@@ -801,6 +803,9 @@ class Completion:
                 f"lvs_method {min(stateless)} with lvs_sched {server.lvs_sched} (use "
                 f"{'|'.join(nft_ruleset.HASHED)}: nothing tracks its connections)"
             )
+        unpinned = methods & set(nft_ruleset.METHODS) - set(nft_ruleset.PERSISTENT_METHODS)
+        if server.persistence_timeout and unpinned:
+            refused.append(f"persistence_timeout with lvs_method {min(unpinned)}")
         for real in server.real_servers:
             method = real.lvs_method or server.lvs_method
             if method in nft_ruleset.STATELESS_METHODS and real.port not in (None, server.port):

@@ -15,6 +15,10 @@ LAN) holds the same dispatch rules and maps; a service chain's rule is `fwd ip t
 remembers a connection: DR takes the hashing schedulers only, whose slot of a client does not
 move while its real server stays (slots.py).
 
+persistence_timeout (NAT): per live real server, a set of its clients (each timing out) and a
+chain adding the client to it and DNATing there; the service chain sends a client found in a
+set to that chain, and schedules the others with `SELECTOR vmap { SLOTS : goto CHAIN }`.
+
 The selector: rr and wrr take `numgen inc mod TOTAL`, each live real server owning as many
 consecutive slots as its weight (wrr) or one (rr); sh and mh take `jhash ip saddr mod
 slots.SLOTS`, over the consistent slot table of slots.py. The rule's comment names the
@@ -48,12 +52,16 @@ DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in either hook
 INGRESS_PRIORITY = 0  # DR's ingress chains: nothing else of the agent's shares the hook
 INGRESS_PREFIX = "in-"  # DR's ingress chain of a device: in-eth0
 SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
+# persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
+# each element timing out) and a chain recording the client there and DNATing to it (`to-`).
+PIN_PREFIX, TO_PREFIX = "pin-", "to-"
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
 HASHED = ("sh", "mh")  # over the consistent slot table, keyed by the client's address
 METHODS = ("NAT", "DR")
 STATELESS_METHODS = ("DR",)  # before conntrack: only the hashing schedulers keep a client's flow
+PERSISTENT_METHODS = ("NAT",)
 FAMILIES = (4, 6)
 
 
@@ -163,6 +171,7 @@ class ServiceRule:
     slots: tuple  # see slots()
     modulus: int  # the selector's; the slots' total when the rule is whole
     device: Optional[str] = None  # DR: fwd through it; None: NAT
+    pinned: bool = False  # persistence: slots go to the `to-` chains their "address" names
 
     def selector(self) -> dict:
         if self.scheduler in HASHED:
@@ -178,25 +187,33 @@ class ServiceRule:
         forwarded = self.device is not None
         mapping = []
         for address, port, first, last in self.slots:
-            target = address if forwarded else {"concat": [address, port]}
+            if self.pinned:
+                target = {"goto": {"target": address}}
+            else:
+                target = address if forwarded else {"concat": [address, port]}
             if self.scheduler in HASHED:  # single slots: nft builds no interval set
                 mapping.extend([slot, target] for slot in range(first, last + 1))
             else:
                 mapping.append([{"range": [first, last]}, target])
+        if self.pinned:
+            return [protocol, {"vmap": {"key": self.selector(), "data": {"set": mapping}}}]
         lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
         if forwarded:
             return [protocol, {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}]
         return [protocol, {"dnat": {"family": self.family, "addr": lookup}}]
 
-    def destinations(self) -> list[Destination]:
-        """Each real server once, its weight the slots it owns."""
+    def owned(self) -> dict:
+        """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain."""
         owned: dict = {}
         for address, port, first, last in self.slots:
             owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
+        return owned
+
+    def destinations(self) -> list[Destination]:
+        """Each real server once, its weight the slots it owns."""
         forwarding = "nat" if self.device is None else "dr"
         return [
-            Destination(address, port, forwarding, count)
-            for (address, port), count in owned.items()
+            Destination(*endpoint, forwarding, count) for endpoint, count in self.owned().items()
         ]
 
 
@@ -213,8 +230,70 @@ def desired_rule(
         modulus = taken[-1][3] + 1
     if device is not None:  # DR keeps the service's port
         taken = tuple((address, service.key.port, *span) for address, _, *span in taken)
+    pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
+    if pinned:
+        taken = tuple(
+            (to_chain(service, address, port), None, *span) for address, port, *span in taken
+        )
     family = NAT_FAMILIES[service.key.family]
-    return ServiceRule(family, service.key.protocol, service.scheduler, taken, modulus, device)
+    return ServiceRule(
+        family, service.key.protocol, service.scheduler, taken, modulus, device, pinned
+    )
+
+
+def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
+    """`pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is
+    a new set), the real server."""
+    owner = service_chain(service.key)[len("vs-") :]
+    return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
+
+
+def to_chain(service: Service, address: str, port: int) -> str:
+    return _pinned_name(TO_PREFIX, service, address, port)
+
+
+def pin_set(service: Service, address: str, port: int) -> str:
+    return _pinned_name(PIN_PREFIX, service, address, port)
+
+
+def _owned_by(name: str, key: ServiceKey) -> bool:
+    """Whether a `pin-` set or `to-` chain belongs to the service `key`."""
+    owner = service_chain(key)[len("vs-") :] + "-"
+    return any(name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX))
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """A persistent service's pieces beside its rule: the service chain's rules before it
+    (a pinned client goes to its real server's chain), the `to-` chains and `pin-` sets."""
+
+    rules: tuple = ()  # exprs
+    chains: dict = field(default_factory=dict)  # to- chain -> its one rule's expr
+    sets: dict = field(default_factory=dict)  # pin- set -> its fields
+
+
+def pinning(service: Service, destinations: list[Destination]) -> Pinning:
+    if not service.persistence_timeout:
+        return Pinning()
+    version = service.key.family
+    family = NAT_FAMILIES[version]
+    saddr = {"payload": {"protocol": family, "field": "saddr"}}
+    left = {"meta": {"key": "l4proto"}}
+    protocol = {"match": {"op": "==", "left": left, "right": service.key.protocol}}
+    rules, chains, sets = [], {}, {}
+    for dest in (d for d in destinations if d.weight > 0):
+        pin, to = (
+            pin_set(service, dest.address, dest.port),
+            to_chain(service, dest.address, dest.port),
+        )
+        pinned = {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}}
+        rules.append([pinned, {"goto": {"target": to}}])
+        update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
+        dnat = {"dnat": {"family": family, "addr": dest.address, "port": dest.port}}
+        chains[to] = [protocol, update, dnat]
+        timeout = service.persistence_timeout
+        sets[pin] = {"type": ADDRESS_TYPES[version], "flags": ["timeout"], "timeout": timeout}
+    return Pinning(tuple(rules), chains, sets)
 
 
 def _slot_range(value) -> tuple:
@@ -257,22 +336,28 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
         if action == {"drop": None}:
             return ServiceRule(family, protocol, scheduler, (), 0)
         ((verb, body),) = action.items()
-        if verb not in ("dnat", "fwd") or body["family"] != family:
+        if verb == "vmap":
+            lookup = body
+        elif verb in ("dnat", "fwd") and body["family"] == family:
+            lookup = body["addr"]["map"]
+        else:
             return None
-        lookup = body["addr"]["map"]
         selector = lookup["key"]
         if not _selector_fits(selector, scheduler, family):
             return None
         modulus = next(iter(selector.values()))["mod"]
         found = []
         for slot, target in lookup["data"]["set"]:
-            address, target_port = (target, port) if verb == "fwd" else target["concat"]
+            if verb == "vmap":
+                address, target_port = target["goto"]["target"], None
+            else:
+                address, target_port = (target, port) if verb == "fwd" else target["concat"]
             found.append((address, target_port, *_slot_range(slot)))
         ordered = _merged(sorted(found, key=lambda entry: entry[2]))
         device = body["dev"] if verb == "fwd" else None
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    return ServiceRule(family, protocol, scheduler, ordered, modulus, device)
+    return ServiceRule(family, protocol, scheduler, ordered, modulus, device, verb == "vmap")
 
 
 @dataclass
@@ -283,8 +368,9 @@ class LiveTable:
     dispatch: dict = field(default_factory=dict)  # base chain -> its rules' exprs
     services_maps: set = field(default_factory=set)  # names
     elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
-    chains: dict = field(default_factory=dict)  # service chain name -> [rules]
+    chains: dict = field(default_factory=dict)  # service (and to-) chain name -> [rules]
     family: str = FAMILY
+    sets: dict = field(default_factory=dict)  # pin- set name -> its timeout
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
@@ -298,6 +384,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
         dict(live.elements),
         dict(live.chains),  # each chain's list is replaced, never changed in place
         live.family,
+        dict(live.sets),
     )
     for command in commands:
         ((verb, body),) = command.items()
@@ -309,6 +396,11 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
             after = LiveTable(present=verb == "add", family=live.family)
         elif kind == "map":
             after.services_maps.add(name)
+        elif kind == "set":
+            if verb == "add":
+                after.sets[name] = fields["timeout"]
+            else:
+                after.sets.pop(name, None)
         elif kind == "element":
             entry = fields["elem"][0]
             match = tuple((entry[0] if verb == "add" else entry)["concat"])
@@ -350,6 +442,8 @@ def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
                 live.dispatch[rule["chain"]].append(rule.get("expr"))
             else:
                 live.chains.setdefault(rule["chain"], []).append(rule)
+        elif "set" in item:
+            live.sets[item["set"]["name"]] = item["set"].get("timeout")
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
@@ -359,11 +453,25 @@ def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
 
 
 def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
-    """The service chain's rule, when the chain holds exactly one."""
+    """The service chain's rule: its last (a persistent service's pinned rules come first)."""
     rules = live.chains.get(service_chain(key))
-    if rules is None or len(rules) != 1:
+    if not rules:
         return None
-    return parse_rule(rules[0], NAT_FAMILIES[key.family], key.port)
+    return parse_rule(rules[-1], NAT_FAMILIES[key.family], key.port)
+
+
+def _exprs(live: LiveTable, chain: str) -> Optional[list]:
+    rules = live.chains.get(chain)
+    return None if rules is None else [rule["expr"] for rule in rules]
+
+
+def _pinned_endpoint(live: LiveTable, chain: str) -> Optional[tuple]:
+    """(address, port) a `to-` chain DNATs to."""
+    try:
+        dnat = live.chains[chain][0]["expr"][-1]["dnat"]
+        return dnat["addr"], dnat["port"]
+    except (IndexError, KeyError, TypeError):
+        return None
 
 
 def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
@@ -418,19 +526,24 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     family, devices = live.family, devices or {}
     if family == DR_FAMILY and not live.present and not desired:
         return [], [], False
-    changes, commands, chains = [], [], []
+    changes, commands, chains, helpers, kept = [], [], [], [], set()
     base, repaired, unwanted = _base(live, base_chains(family, set(filter(None, devices.values()))))
     for key, (service, destinations) in desired.items():
         wanted = desired_rule(service, destinations, devices.get(key))
+        pins = pinning(service, destinations)
+        kept |= set(pins.chains) | set(pins.sets)
+        helpers += _pinning_commands(live, pins)
         name = service_chain(key)
+        rules = [_object("rule", family, chain=name, expr=expr) for expr in pins.rules]
+        rules.append(_rule(key, wanted, family))
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
-            commands.append({"add": _rule(key, wanted, family)})
-        elif live_rule(live, key) != wanted:
+            commands.extend({"add": rule} for rule in rules)
+        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != list(pins.rules):
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", family, name=name)})
-            commands.append({"add": _rule(key, wanted, family)})
+            commands.extend({"add": rule} for rule in rules)
         match = _match(key)
         if live.elements.get(match) != name:
             if not changes or changes[-1].key != key:
@@ -452,14 +565,39 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             commands.append({"delete": _element(match, family=family)})
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
+    services = [key for key in (*desired, *gone.values()) if key is not None]
+    pinned = [n for n in (*live.chains, *live.sets) if n.startswith((PIN_PREFIX, TO_PREFIX))]
     if whole_table:
-        stale |= set(live.chains) - {service_chain(key) for key in desired}
+        stale |= {name for name in live.chains if not name.startswith(TO_PREFIX)}
+        stale -= {service_chain(key) for key in desired}
+        leftover = [name for name in pinned if name not in kept]
+    else:
+        leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in services)]
     commands.extend(
         {"delete": _object("chain", family, name=name)}
         for name in sorted(stale)
         if name in live.chains
     )
-    return changes, base + chains + commands + unwanted, foreign or repaired
+    late = [  # once nothing refers to them: the chains, then the sets
+        {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
+        for name in sorted(leftover, key=lambda name: (name in live.sets, name))
+    ]
+    commands = base + chains + helpers + commands + late + unwanted
+    return changes, commands, foreign or repaired
+
+
+def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
+    """The `pin-` sets and `to-` chains a persistent service lacks, or has otherwise."""
+    commands = []
+    for name, fields in pins.sets.items():
+        if live.sets.get(name) != fields["timeout"]:
+            commands.append({"add": _object("set", live.family, name=name, **fields)})
+    for name, expr in pins.chains.items():
+        if _exprs(live, name) != [expr]:
+            verb = "flush" if name in live.chains else "add"
+            commands.append({verb: _object("chain", live.family, name=name)})
+            commands.append({"add": _object("rule", live.family, chain=name, expr=expr)})
+    return commands
 
 
 def read(live: LiveTable, keys) -> dict:
@@ -467,9 +605,22 @@ def read(live: LiveTable, keys) -> dict:
     table = {}
     for key in keys:
         rule = live_service(live, key)
-        if rule is not None:
-            scheduler = rule.scheduler or "?"
-            table[key] = (Service(key, scheduler=scheduler), rule.destinations())
+        if rule is None:
+            continue
+        service = Service(key, scheduler=rule.scheduler or "?")
+        if not rule.pinned:
+            table[key] = (service, rule.destinations())
+            continue
+        chains = {to: count for (to, _port), count in rule.owned().items()}
+        pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
+        timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
+        endpoints = {to: _pinned_endpoint(live, to) for to in chains}
+        destinations = [
+            Destination(*endpoints[to], "nat", count)
+            for to, count in chains.items()
+            if endpoints[to] is not None
+        ]
+        table[key] = (Service(key, service.scheduler, persistence_timeout=timeout), destinations)
     return table
 
 
