@@ -81,10 +81,12 @@ def test_dr_needs_a_hashing_scheduler_the_same_port_and_no_nat_beside_it():
         "4: virtual server [10.0.0.100]:80: lvs_method DR with lvs_sched wrr (use sh|mh: "
         "nothing tracks its connections) is not available with lvs_data_plane nftables",
     ]
-    ported = conf("nftables").replace("wrr", "sh").replace("NAT", "DR")
-    assert errors_of(ported) == [
-        "8: virtual server [10.0.0.100]:80: real server 10.0.1.2 port 8080: lvs_method DR "
-        "keeps the virtual server's port 80 with lvs_data_plane nftables"
+    ported = conf("nftables", vs=" sorry_server 10.0.1.9 81\n").replace("wrr", "sh")
+    assert errors_of(ported.replace("NAT", "DR")) == [
+        "8: virtual server [10.0.0.100]:80: real server 10.0.1.9 port 81: lvs_method DR "
+        "keeps the virtual server's port 80 with lvs_data_plane nftables",  # the sorry server
+        "9: virtual server [10.0.0.100]:80: real server 10.0.1.2 port 8080: lvs_method DR "
+        "keeps the virtual server's port 80 with lvs_data_plane nftables",
     ]
 
 

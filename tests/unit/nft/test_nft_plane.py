@@ -164,18 +164,32 @@ def test_dr_services_go_to_the_netdev_table_through_their_routed_device():
     asyncio.run(test())
 
 
-def test_dr_real_servers_behind_two_devices_fail_the_pass():
+def test_a_dr_service_without_one_device_fails_alone():
     client = FakeClient()
+    routes = {"10.0.1.2": "eth1", "10.0.1.3": "eth2", "10.0.2.2": "eth1", "10.0.9.9": None}
 
-    async def two_devices(addresses):
-        return {address: f"eth{address[-1]}" for address in addresses}
+    async def devices(addresses):
+        return {address: routes[address] for address in addresses}
 
-    client.devices = two_devices
+    client.devices = devices
     plane = NftPlane(client)
+    other = ServiceKey.for_address("10.0.0.101", 80)
+
+    def both(*addresses) -> dict:
+        desired = dr(*addresses)
+        desired[other] = (Service(other, "sh"), [Destination("10.0.2.2", 80, "dr", 1)])
+        return desired
 
     async def test():
-        changes, failed = await plane.sync(dr("10.0.1.2", "10.0.1.3"), (), True)
-        assert changes == [] and [c.action for c in failed] == ["edit_service"]
-        assert not client.lives[ruleset.DR_FAMILY].present
+        await plane.sync(both("10.0.1.2"), (), True)
+        changes, failed = await plane.sync(both("10.0.1.2", "10.0.1.3"), (), True)
+        assert changes == [] and [(c.action, c.key) for c in failed] == [("edit_service", WEB)]
+        netdev = client.lives[ruleset.DR_FAMILY]
+        assert "vs-tcp-10.0.0.100-80" in netdev.chains  # kept as it was
+        assert ruleset.read(netdev, {WEB})[WEB][1][0].address == "10.0.1.2"
+        changes, failed = await plane.sync(both("10.0.9.9"), (), True)  # no route
+        assert [c.key for c in failed] == [WEB]
+        netdev = client.lives[ruleset.DR_FAMILY]
+        assert set(ruleset.read(netdev, {WEB, other})) == {WEB, other}  # both stay
 
     asyncio.run(test())

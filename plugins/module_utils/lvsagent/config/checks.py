@@ -806,7 +806,8 @@ class Completion:
         unpinned = methods & set(nft_ruleset.METHODS) - set(nft_ruleset.PERSISTENT_METHODS)
         if server.persistence_timeout and unpinned:
             refused.append(f"persistence_timeout with lvs_method {min(unpinned)}")
-        for real in server.real_servers:
+        sorry = [server.sorry_server] if server.sorry_server is not None else []
+        for real in [*server.real_servers, *sorry]:
             method = real.lvs_method or server.lvs_method
             if method in nft_ruleset.STATELESS_METHODS and real.port not in (None, server.port):
                 self.error(

@@ -143,15 +143,15 @@ class NftClient:
                     if index not in names:
                         (link,) = ipr.link("get", index=index)[:1]
                         names[index] = link.get("IFLA_IFNAME")
-                except (NetlinkError, ValueError) as error:
-                    raise NftError(
-                        f"nftables: no route to real server {address}: {error}"
-                    ) from None
-                found[address] = names[index]
+                except (NetlinkError, ValueError):
+                    found[address] = None
+                else:
+                    found[address] = names[index]
         return found
 
     async def devices(self, addresses: list) -> dict:
-        """address -> the device the kernel routes it through (DR forwards there)."""
+        """address -> the device the kernel routes it through (DR forwards there), or None
+        without a route."""
         return await asyncio.wrap_future(self._executor.submit(self._devices, addresses))
 
     async def list_table(self, family: str, name: str) -> Optional[dict]:

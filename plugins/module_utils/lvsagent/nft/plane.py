@@ -43,24 +43,28 @@ class NftPlane(DataPlane):
             self._known, self._generation = known, generation
         return self._known
 
-    async def _devices(self, desired: dict, refresh: bool) -> dict:
-        """ServiceKey -> the one device a DR service's real servers are reached through."""
+    async def _devices(self, desired: dict, refresh: bool) -> tuple:
+        """(ServiceKey -> the one device a DR service's real servers are reached through,
+        ServiceKey -> why it has none)."""
         if refresh:
             self._routes = {}
         addresses = {d.address for _s, dests in desired.values() for d in dests}
         missing = sorted(addresses - set(self._routes))
         if missing:
             self._routes.update(await self._client.devices(missing))
-        devices = {}
+        devices, unusable = {}, {}
         for key, (_service, destinations) in desired.items():
-            found = sorted({self._routes[d.address] for d in destinations})
-            if len(found) > 1:
-                raise NftError(
+            found = {self._routes[d.address] for d in destinations}
+            if None in found:
+                unusable[key] = f"nftables: no route to a DR real server of {key}"
+            elif len(found) > 1:
+                unusable[key] = (
                     f"nftables: the DR real servers of {key} are reached through "
-                    f"{' and '.join(found)}: fwd takes one device"
+                    f"{' and '.join(sorted(found))}: fwd takes one device"
                 )
-            devices[key] = found[0] if found else None
-        return devices
+            else:
+                devices[key] = next(iter(found), None)
+        return devices, unusable
 
     def _home(self, key, destinations: list) -> str:
         """The table a service belongs in, by its real servers' method (the configuration
@@ -74,14 +78,15 @@ class NftPlane(DataPlane):
         split = {family: {} for family in live}
         for key, (service, destinations) in desired.items():
             split[self._home(key, destinations)][key] = (service, destinations)
-        try:
-            devices = await self._devices(split[ruleset.DR_FAMILY], whole_table)
-        except NftError as error:
-            log.error("%s", error)
-            return [], [Change("edit_service", key, entry[0]) for key, entry in desired.items()]
+        devices, unusable = await self._devices(split[ruleset.DR_FAMILY], whole_table)
+        failed = []
+        for key, why in unusable.items():
+            log.error("%s", why)
+            failed.append(Change("edit_service", key, split[ruleset.DR_FAMILY].pop(key)[0]))
+        whole_table = whole_table and not unusable  # what it holds for them stays, this once
         changes, commands = [], []
         for family, table in live.items():
-            elsewhere = {key for key in desired if key not in split[family]}
+            elsewhere = {key for key in desired if key not in split[family] and key not in unusable}
             found, fixes, repaired = ruleset.plan(
                 split[family],
                 table,
@@ -98,7 +103,7 @@ class NftPlane(DataPlane):
             changes += found
             commands += fixes
         if not commands:
-            return changes, []
+            return changes, failed
         before, self._known = self._generation, None  # unknown until the commit is seen
         try:
             await self._client.apply(commands)
@@ -110,7 +115,7 @@ class NftPlane(DataPlane):
             self._generation = (before + 1) & 0xFFFFFFFF
         for change in changes:
             log.debug("nftables: %s", change)
-        return changes, []
+        return changes, failed
 
     async def table(self, keys: set) -> dict:
         table = {}
