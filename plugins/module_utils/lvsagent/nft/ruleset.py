@@ -65,10 +65,19 @@ PERSISTENT_METHODS = ("NAT",)
 FAMILIES = (4, 6)
 
 
+def _service_name(key: ServiceKey) -> str:
+    """`tcp-10.0.0.100-80` (`tcp-fd00__100-80`): a virtual service in words nft's own parser
+    reads too."""
+    return f"{key.protocol}-{key.address.replace(':', '_')}-{key.port}"
+
+
 def service_chain(key: ServiceKey) -> str:
-    """`vs-tcp-10.0.0.100-80` (`vs-tcp-fd00__100-80`): one chain per virtual service, named
-    after its key, in words nft's own parser reads too."""
-    return f"vs-{key.protocol}-{key.address.replace(':', '_')}-{key.port}"
+    """`vs-tcp-10.0.0.100-80`: one chain per virtual service."""
+    return f"vs-{_service_name(key)}"
+
+
+def _protocol_match(protocol: str) -> dict:
+    return {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": protocol}}
 
 
 def _object(kind: str, family: str, **fields) -> dict:
@@ -180,8 +189,7 @@ class ServiceRule:
         return {"numgen": {"mode": "inc", "mod": self.modulus}}
 
     def expr(self) -> list:
-        left = {"meta": {"key": "l4proto"}}
-        protocol = {"match": {"op": "==", "left": left, "right": self.protocol}}
+        protocol = _protocol_match(self.protocol)
         if not self.slots:
             return [protocol, {"drop": None}]
         forwarded = self.device is not None
@@ -244,7 +252,7 @@ def desired_rule(
 def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
     """`pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is
     a new set), the real server."""
-    owner = service_chain(service.key)[len("vs-") :]
+    owner = _service_name(service.key)
     return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
 
 
@@ -258,7 +266,7 @@ def pin_set(service: Service, address: str, port: int) -> str:
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
     """Whether a `pin-` set or `to-` chain belongs to the service `key`."""
-    owner = service_chain(key)[len("vs-") :] + "-"
+    owner = _service_name(key) + "-"
     return any(name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX))
 
 
@@ -273,25 +281,22 @@ class Pinning:
 
 
 def pinning(service: Service, destinations: list[Destination]) -> Pinning:
-    if not service.persistence_timeout:
+    """What persistence_timeout adds for the live real servers (nothing without it)."""
+    timeout = service.persistence_timeout
+    if not timeout:
         return Pinning()
     version = service.key.family
     family = NAT_FAMILIES[version]
     saddr = {"payload": {"protocol": family, "field": "saddr"}}
-    left = {"meta": {"key": "l4proto"}}
-    protocol = {"match": {"op": "==", "left": left, "right": service.key.protocol}}
     rules, chains, sets = [], {}, {}
     for dest in (d for d in destinations if d.weight > 0):
-        pin, to = (
-            pin_set(service, dest.address, dest.port),
-            to_chain(service, dest.address, dest.port),
-        )
+        pin = pin_set(service, dest.address, dest.port)
+        to = to_chain(service, dest.address, dest.port)
         pinned = {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}}
         rules.append([pinned, {"goto": {"target": to}}])
         update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
         dnat = {"dnat": {"family": family, "addr": dest.address, "port": dest.port}}
-        chains[to] = [protocol, update, dnat]
-        timeout = service.persistence_timeout
+        chains[to] = [_protocol_match(service.key.protocol), update, dnat]
         sets[pin] = {"type": ADDRESS_TYPES[version], "flags": ["timeout"], "timeout": timeout}
     return Pinning(tuple(rules), chains, sets)
 
