@@ -1,7 +1,8 @@
 """The nftables data plane's apply times on the host's kernel, in a network namespace of its
 own (re-executed under `unshare --net`, as root; nothing outside it is touched).
 
-For NAT with wrr, NAT with sh and DR with sh (sh: the consistent slot table of nft.slots):
+For NAT with wrr, NAT with sh, NAT with rr and persistence_timeout 60, and DR with sh (sh: the
+consistent slot table of nft.slots):
   - the first pass building 100 services of 10 real servers (and 1 service of 1,000);
   - a health change: one real server leaving one service, the median of 20 (the plane's
     sync of that one service: plan, one transaction, the generation read after it).
@@ -27,11 +28,16 @@ from lvsagent.nft.client import NftClient  # noqa: E402
 from lvsagent.nft.plane import NftPlane  # noqa: E402
 
 SIZES = ((100, 10), (1, 1000))
-KINDS = (("NAT wrr", "nat", "wrr"), ("NAT sh", "nat", "sh"), ("DR sh", "dr", "sh"))
+KINDS = (  # label, forwarding, scheduler, persistence_timeout
+    ("NAT wrr", "nat", "wrr", 0),
+    ("NAT sh", "nat", "sh", 0),
+    ("NAT rr p60", "nat", "rr", 60),
+    ("DR sh", "dr", "sh", 0),
+)
 HEALTH_CHANGES = 20
 
 
-def table(services: int, servers: int, forwarding: str, scheduler: str) -> dict:
+def table(services: int, servers: int, forwarding: str, scheduler: str, timeout: int) -> dict:
     desired = {}
     for vs in range(services):
         key = ServiceKey.for_address(f"10.100.{vs // 250}.{vs % 250 + 1}", 80)
@@ -40,7 +46,7 @@ def table(services: int, servers: int, forwarding: str, scheduler: str) -> dict:
             Destination(f"10.{101 + n // 250}.0.{n % 250 + 1}", port, forwarding, 1)
             for n in range(servers)
         ]
-        desired[key] = (Service(key, scheduler), dests)
+        desired[key] = (Service(key, scheduler, persistence_timeout=timeout), dests)
     return desired
 
 
@@ -50,9 +56,9 @@ def plane_owner(entry) -> Destination:
     return next(d for d in entry[1] if (d.address, d.port) == (address, port))
 
 
-async def measure(services: int, servers: int, forwarding: str, scheduler: str) -> tuple:
+async def measure(services: int, servers: int, *kind) -> tuple:
     plane = NftPlane(NftClient())
-    desired = table(services, servers, forwarding, scheduler)
+    desired = table(services, servers, *kind)
     start = time.perf_counter()
     await plane.sync(desired, (), True)
     build = time.perf_counter() - start
@@ -83,9 +89,9 @@ def main() -> None:
     for net in ("10.101.0.0/24", "10.102.0.0/24", "10.103.0.0/24", "10.104.0.0/24"):
         subprocess.run(["ip", "route", "add", net, "dev", "eth0"], check=True)
     print(f"{'data plane':<10} {'size':>12} {'first pass':>12} {'health change (median)':>24}")
-    for label, forwarding, scheduler in KINDS:
+    for label, *kind in KINDS:
         for services, servers in SIZES:
-            build, change = asyncio.run(measure(services, servers, forwarding, scheduler))
+            build, change = asyncio.run(measure(services, servers, *kind))
             size = f"{services}x{servers}"
             print(f"{label:<10} {size:>12} {build * 1000:>9.1f} ms {change * 1000:>21.2f} ms")
 
