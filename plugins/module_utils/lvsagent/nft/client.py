@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from ..ipvs import IpvsError
+from ..netlink import HAS_PYROUTE2, IPRoute, NetlinkError, missing_pyroute2
 
 LIBRARY = "libnftables.so.1"  # by soname: ctypes.util.find_library would run ldconfig
 OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
@@ -129,6 +130,29 @@ class NftClient:
         """The commands, as one transaction (all or nothing)."""
         if commands:
             await self._call(commands)
+
+    def _devices(self, addresses: list) -> dict:
+        if not HAS_PYROUTE2:
+            raise NftError(missing_pyroute2())
+        found, names = {}, {}  # names: ifindex -> device name
+        with IPRoute() as ipr:
+            for address in addresses:
+                try:
+                    (route,) = ipr.route("get", dst=address)[:1]
+                    index = route.get("RTA_OIF")
+                    if index not in names:
+                        (link,) = ipr.link("get", index=index)[:1]
+                        names[index] = link.get("IFLA_IFNAME")
+                except (NetlinkError, ValueError):
+                    found[address] = None
+                else:
+                    found[address] = names[index]
+        return found
+
+    async def devices(self, addresses: list) -> dict:
+        """address -> the device the kernel routes it through (DR forwards there), or None
+        without a route."""
+        return await asyncio.wrap_future(self._executor.submit(self._devices, addresses))
 
     async def list_table(self, family: str, name: str) -> Optional[dict]:
         """The table as libnftables lists it in JSON, or None when it does not exist."""
