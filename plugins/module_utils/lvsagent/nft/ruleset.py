@@ -237,7 +237,7 @@ def desired_rule(
     else:
         modulus = taken[-1][3] + 1
     if device is not None:  # DR keeps the service's port
-        taken = tuple((address, service.key.port, *span) for address, _, *span in taken)
+        taken = tuple((address, service.key.port, *span) for address, _port, *span in taken)
     pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
     if pinned:
         taken = tuple(
