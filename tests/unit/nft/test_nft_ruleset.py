@@ -5,6 +5,8 @@ edit touches only what differs."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +33,11 @@ def dispatch(chain: str, protocol: str, services: str, family: str = "inet") -> 
             "expr": [{"vmap": vmap}],
         }
     }
+
+
+# The counting sets and chain as libnftables 1.0.6 listed them (handles left out; in4 given
+# an element counting 7 packets of a client to 10.0.1.2).
+COUNTING = json.loads((Path(__file__).parent / "counting_listing.json").read_text())["nftables"]
 
 
 # libnftables' listing of `inet lvs_ha` (nft 1.0.6, handles left out) after the agent programmed
@@ -131,8 +138,12 @@ LISTING = {
                 ],
             }
         },
+        *COUNTING,
     ]
 }
+
+
+COUNTING_SETS = {f"{name}{version}" for name in ("in", "out", "conns") for version in (4, 6)}
 
 
 def web(*weights: int, scheduler: str = "wrr") -> tuple:
@@ -173,19 +184,22 @@ def test_an_empty_table_is_created_in_one_transaction():
     assert actions(changes) == [("add_service", WEB), ("add_service", DNS)]
     assert not repaired
     added = [next(iter(c["add"])) for c in commands]
-    base = ["table", "map", "map", "chain", "rule", "rule", "chain", "rule", "rule"]
-    assert added[:9] == base  # the table, its maps, the prerouting and output dispatch
-    # chains before the rules and elements that jump to them
-    assert added[9:] == ["chain", "chain", "rule", "element", "rule", "element"]
-    assert commands[6]["add"]["chain"]["hook"] == "output"
-    rule = commands[11]["add"]["rule"]
+    counting = ["set"] * 6  # in, out, conns for IPv4 and IPv6
+    dispatch = ["chain", "rule", "rule", "chain", "rule", "rule", "chain", *["rule"] * 6]
+    base = ["table", "map", "map", *counting, *dispatch]
+    assert added[:22] == base  # the table, its maps and counting sets, the prerouting and
+    # output dispatch and the counting chain before the rules and elements that jump to them
+    assert added[22:] == ["chain", "chain", "rule", "element", "rule", "element"]
+    assert commands[12]["add"]["chain"]["hook"] == "output"
+    assert commands[15]["add"]["chain"]["hook"] == "forward"
+    rule = commands[24]["add"]["rule"]
     assert rule["chain"] == "vs-tcp-10.0.0.100-80" and rule["comment"] == "wrr"
     assert rule["expr"][1]["dnat"]["addr"]["map"] == {
         "key": {"numgen": {"mode": "inc", "mod": 3}},
         "data": {"set": [[{"range": [0, 2]}, {"concat": ["10.0.1.2", 80]}]]},
     }
-    assert commands[12]["add"]["element"]["name"] == "services4"
-    assert commands[12]["add"]["element"]["elem"] == [
+    assert commands[25]["add"]["element"]["name"] == "services4"
+    assert commands[25]["add"]["element"]["elem"] == [
         [{"concat": ["10.0.0.100", "tcp", 80]}, {"goto": {"target": "vs-tcp-10.0.0.100-80"}}]
     ]
 
@@ -501,7 +515,7 @@ def test_persistence_records_each_client_in_its_real_servers_set():
     done = kinds(commands)
     assert done.index(("add", "set", pin)) < done.index(("add", "rule", to))
     assert done.index(("add", "chain", to)) < done.index(("add", "rule", "vs-tcp-10.0.0.100-80"))
-    (set_command,) = [c["add"]["set"] for c in commands if "set" in c.get("add", {})][:1]
+    (set_command,) = [c["add"]["set"] for c in commands if kinds([c])[0][1:] == ("set", pin)]
     assert (set_command["type"], set_command["timeout"]) == ("ipv4_addr", 60)
     service_rules = [
         c["add"]["rule"]["expr"]
@@ -560,7 +574,7 @@ def test_persistence_after_a_transaction_plans_to_nothing(change):
         after = ruleset.applied(start, commands)
         assert ruleset.plan(wanted, after, (), whole_table=True)[:2] == ([], [])
         if whole_table:
-            assert set(after.sets) == set(ruleset.pinning(*wanted[WEB]).sets)
+            assert set(after.sets) == set(ruleset.pinning(*wanted[WEB]).sets) | COUNTING_SETS
 
 
 def test_retiring_a_persistent_service_removes_its_sets_and_chains():
@@ -569,8 +583,17 @@ def test_retiring_a_persistent_service_removes_its_sets_and_chains():
     )
     commands = ruleset.plan({}, start, {WEB}, whole_table=False)[1]
     after = ruleset.applied(start, commands)
-    assert not after.sets and not after.chains
+    assert set(after.sets) == COUNTING_SETS and not after.chains
     done = kinds(commands)
     assert done.index(("delete", "chain", "vs-tcp-10.0.0.100-80")) < done.index(
         ("delete", "chain", "to-tcp-10.0.0.100-80-60-10.0.1.2-80")
     )
+
+
+def test_status_reads_each_nat_real_servers_counters_from_its_counting_set():
+    table = ruleset.read(live(), {WEB, DNS})
+    service, (server,) = table[WEB]
+    assert (server.address, server.stats.packets_in, server.stats.bytes_in) == ("10.0.1.2", 7, 420)
+    assert (server.stats.packets_out, server.stats.connections) == (0, 0)
+    assert service.stats.packets_in == 7 and service.stats.bytes_in == 420
+    assert table[DNS][1] == [] and table[DNS][0].stats.packets_in == 0

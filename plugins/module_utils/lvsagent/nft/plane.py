@@ -118,9 +118,11 @@ class NftPlane(DataPlane):
         return changes, failed
 
     async def table(self, keys: set) -> dict:
+        """Listed afresh (the counters move without the generation): status and scrapes only."""
         table = {}
-        for live in (await self._live()).values():
-            table.update(ruleset.read(live, keys))
+        for family in ruleset.TABLE_FAMILIES.values():
+            listing = await self._client.list_table(family, ruleset.TABLE)
+            table.update(ruleset.read(ruleset.parse_listing(listing, family), keys))
         return table
 
     async def close(self) -> None:

@@ -31,10 +31,10 @@ chain (flush + one rule): the rest of the table is never touched.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..ipvs import Destination, Service, ServiceKey
+from ..ipvs import Destination, Service, ServiceKey, Stats
 from ..ipvs.plan import Change
 from . import slots as hashing
 
@@ -55,6 +55,15 @@ SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside
 # persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
 # each element timing out) and a chain recording the client there and DNATing to it (`to-`).
 PIN_PREFIX, TO_PREFIX = "pin-", "to-"
+
+# Counters (NAT): the `count` chain, on the forward hook after DNAT, files each forwarded
+# packet of a DNATed connection under (VIP, protocol, real server, its port) in a dynamic set
+# whose elements count: `in` the client's packets, `out` the real server's, `conns` the first
+# packet of each connection. Read only when status or the metrics ask.
+COUNT_CHAIN = "count"
+COUNT_HOOK = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
+COUNTER_SETS = ("in", "out", "conns")  # + the IP version: in4, out6, ...
+COUNTER_SET_SIZE = 65535
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
@@ -104,12 +113,65 @@ def dispatch_rules(family: str, chain: str) -> list:
     return rules
 
 
+def counting_rules(family: str) -> list:
+    """The `count` chain's rules: per IP version, a DNATed connection's packets each way and
+    its first one, each updating its set's element (and so its counter)."""
+    rules = []
+    for version in SERVICES_MAPS:
+        ip = NAT_FAMILIES[version]
+        vip = {"ct": {"key": f"{ip} daddr", "dir": "original"}}
+        proto = {"meta": {"key": "l4proto"}}
+        for name, direction, side, extra in (
+            ("in", "original", "d", []),
+            ("out", "reply", "s", []),
+            ("conns", "original", "d", [_ct_match("state", "new")]),
+        ):
+            server = [
+                {"payload": {"protocol": ip, "field": f"{side}addr"}},
+                {"payload": {"protocol": "th", "field": f"{side}port"}},
+            ]
+            update = {
+                "set": {
+                    "op": "update",
+                    "elem": {"concat": [vip, proto, *server]},
+                    "set": f"@{name}{version}",
+                    "stmt": [{"counter": None}],
+                }
+            }
+            matches = [_ct_match("status", "dnat"), _ct_match("direction", direction), *extra]
+            rules.append(_object("rule", family, chain=COUNT_CHAIN, expr=[*matches, update]))
+    return rules
+
+
+def _ct_match(key: str, value: str) -> dict:
+    operator = "==" if key == "direction" else "in"  # as nft lists them: state and status are bits
+    return {"match": {"op": operator, "left": {"ct": {"key": key}}, "right": value}}
+
+
+def counter_sets(family: str) -> dict:
+    """The counting sets, name -> their fields."""
+    sets = {}
+    for version in SERVICES_MAPS:
+        address = ADDRESS_TYPES[version]
+        for name in COUNTER_SETS:
+            sets[f"{name}{version}"] = {
+                "type": [address, "inet_proto", address, "inet_service"],
+                "size": COUNTER_SET_SIZE,
+            }
+    return sets
+
+
+def base_rules(family: str, chain: str) -> list:
+    """A base chain's rules: the counting chain's, or a dispatch chain's."""
+    return counting_rules(family) if chain == COUNT_CHAIN else dispatch_rules(family, chain)
+
+
 def base_chains(family: str, devices=()) -> dict:
-    """The base chains a table needs, name -> their hook fields: NAT's two hooks, or DR's
-    ingress chain of each device."""
+    """The base chains a table needs, name -> their hook fields: NAT's two hooks and its
+    counting chain, or DR's ingress chain of each device."""
     if family == FAMILY:
         nat = {"type": "nat", "prio": DSTNAT_PRIORITY, "policy": "accept"}
-        return {hook: {"hook": hook, **nat} for hook in DISPATCH_HOOKS}
+        return {**{hook: {"hook": hook, **nat} for hook in DISPATCH_HOOKS}, COUNT_CHAIN: COUNT_HOOK}
     ingress = {"type": "filter", "hook": "ingress", "prio": INGRESS_PRIORITY, "policy": "accept"}
     return {f"{INGRESS_PREFIX}{device}": {**ingress, "dev": device} for device in sorted(devices)}
 
@@ -375,7 +437,8 @@ class LiveTable:
     elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
     chains: dict = field(default_factory=dict)  # service (and to-) chain name -> [rules]
     family: str = FAMILY
-    sets: dict = field(default_factory=dict)  # pin- set name -> its timeout
+    sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
+    counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
@@ -403,7 +466,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
             after.services_maps.add(name)
         elif kind == "set":
             if verb == "add":
-                after.sets[name] = fields["timeout"]
+                after.sets[name] = fields.get("timeout")
             else:
                 after.sets.pop(name, None)
         elif kind == "element":
@@ -449,12 +512,49 @@ def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
                 live.chains.setdefault(rule["chain"], []).append(rule)
         elif "set" in item:
             live.sets[item["set"]["name"]] = item["set"].get("timeout")
+            if item["set"]["name"] in counter_sets(family):
+                live.counters[item["set"]["name"]] = _counted(item["set"].get("elem", []))
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
                 jump = verdict.get("goto") if isinstance(verdict, dict) else None
                 live.elements[tuple(match["concat"])] = (jump or {}).get("target")
     return live
+
+
+def _counted(elements: list) -> dict:
+    """A counting set's elements: (VIP, protocol, real server, port) -> (packets, bytes)."""
+    counted = {}
+    for element in elements:
+        body = element.get("elem", {}) if isinstance(element, dict) else {}
+        counter = body.get("counter") or {}
+        try:
+            counted[tuple(body["val"]["concat"])] = (counter["packets"], counter["bytes"])
+        except (KeyError, TypeError):
+            continue
+    return counted
+
+
+def stats(live: LiveTable, key: ServiceKey, address: str, port: int) -> Stats:
+    """A NAT real server's counters in service `key`, as IPVS gives them (no rates)."""
+    element = (key.address, key.protocol, address, port)
+    found = {
+        name: live.counters.get(f"{name}{key.family}", {}).get(element, (0, 0))
+        for name in COUNTER_SETS
+    }
+    return Stats(
+        connections=found["conns"][0],
+        packets_in=found["in"][0],
+        bytes_in=found["in"][1],
+        packets_out=found["out"][0],
+        bytes_out=found["out"][1],
+    )
+
+
+def _summed(counters: list) -> Stats:
+    """A virtual service's counters: its real servers' together."""
+    fields = ("connections", "packets_in", "bytes_in", "packets_out", "bytes_out")
+    return Stats(**{name: sum(getattr(c, name) for c in counters) for name in fields})
 
 
 def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
@@ -497,11 +597,14 @@ def _base(live: LiveTable, wanted: dict) -> tuple:
         if name not in live.services_maps:
             commands.append({"add": _services_map(family, version)})
             repaired = live.present
+    for name, fields in (counter_sets(family) if family == FAMILY else {}).items():
+        if name not in live.sets:
+            commands.append({"add": _object("set", family, name=name, **fields)})
     for chain, hook in wanted.items():
         if chain not in live.dispatch:
             commands.append({"add": _object("chain", family, name=chain, **hook)})
             repaired = repaired or (live.present and family == FAMILY)
-        rules = dispatch_rules(family, chain)
+        rules = base_rules(family, chain)
         if live.dispatch.get(chain) != [rule["rule"]["expr"] for rule in rules]:
             if chain in live.dispatch:
                 commands.append({"flush": _object("chain", family, name=chain)})
@@ -606,27 +709,37 @@ def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
 
 
 def read(live: LiveTable, keys) -> dict:
-    """ServiceKey -> (Service, [Destination]) as the table holds them (for status)."""
+    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), NAT's
+    with their counters."""
     table = {}
     for key in keys:
         rule = live_service(live, key)
         if rule is None:
             continue
-        service = Service(key, scheduler=rule.scheduler or "?")
-        if not rule.pinned:
-            table[key] = (service, rule.destinations())
-            continue
-        chains = {to: count for (to, _port), count in rule.owned().items()}
-        pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
-        timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
-        endpoints = {to: _pinned_endpoint(live, to) for to in chains}
-        destinations = [
-            Destination(*endpoints[to], "nat", count)
-            for to, count in chains.items()
-            if endpoints[to] is not None
-        ]
-        table[key] = (Service(key, service.scheduler, persistence_timeout=timeout), destinations)
+        service, destinations = _read_service(live, key, rule)
+        if live.family == FAMILY:
+            destinations = [
+                replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
+            ]
+            service = replace(service, stats=_summed([d.stats for d in destinations]))
+        table[key] = (service, destinations)
     return table
+
+
+def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
+    service = Service(key, scheduler=rule.scheduler or "?")
+    if not rule.pinned:
+        return service, rule.destinations()
+    chains = {to: count for (to, _port), count in rule.owned().items()}
+    pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
+    timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
+    endpoints = {to: _pinned_endpoint(live, to) for to in chains}
+    destinations = [
+        Destination(*endpoints[to], "nat", count)
+        for to, count in chains.items()
+        if endpoints[to] is not None
+    ]
+    return Service(key, service.scheduler, persistence_timeout=timeout), destinations
 
 
 def delete_table(family: str = FAMILY) -> list:
