@@ -517,13 +517,12 @@ def test_persistence_records_each_client_in_its_real_servers_set():
     assert done.index(("add", "chain", to)) < done.index(("add", "rule", "vs-tcp-10.0.0.100-80"))
     (set_command,) = [c["add"]["set"] for c in commands if kinds([c])[0][1:] == ("set", pin)]
     assert (set_command["type"], set_command["timeout"]) == ("ipv4_addr", 60)
-    service_rules = [
-        c["add"]["rule"]["expr"]
-        for c in commands
-        if kinds([c])[0][:2] == ("add", "rule") and kinds([c])[0][2] == "vs-tcp-10.0.0.100-80"
-    ]
-    assert service_rules[0][0]["match"]["right"] == f"@{pin}"  # a pinned client goes back
-    assert service_rules[0][1] == {"goto": {"target": to}}
+    added = [(kinds([c])[0][2], c["add"]["rule"]["expr"]) for c in commands if "rule" in c["add"]]
+    service_rules = [expr for chain, expr in added if chain == "vs-tcp-10.0.0.100-80"]
+    pinned_rules = [expr for chain, expr in added if chain == "pinned-tcp-10.0.0.100-80"]
+    assert service_rules[0] == [{"jump": {"target": "pinned-tcp-10.0.0.100-80"}}]
+    assert pinned_rules[0][0]["match"]["right"] == f"@{pin}"  # a pinned client goes back
+    assert pinned_rules[0][1] == {"goto": {"target": to}}
     vmap = service_rules[-1][1]["vmap"]  # a new client: rr over the real servers' chains
     assert vmap["data"]["set"][0] == [{"range": [0, 0]}, {"goto": {"target": to}}]
     recording = [c["add"]["rule"]["expr"] for c in commands if kinds([c])[0][1:] == ("rule", to)][0]
@@ -537,19 +536,31 @@ def test_persistence_records_each_client_in_its_real_servers_set():
     assert recording[2] == {"dnat": {"family": "ip", "addr": "10.0.1.2", "port": 80}}
 
 
-def test_a_persistent_real_server_leaving_takes_its_set_and_chain_after_the_rules():
+def test_a_persistent_real_server_leaving_rewrites_two_rules_and_empties_its_set():
     before = ruleset.applied(
         live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
     )
     changes, commands, repaired = ruleset.plan(pinned_web(1, 0), before, (), whole_table=False)
     assert actions(changes) == [("edit_service", WEB)] and not repaired
-    done = kinds(commands)
     gone = "10.0.1.3-80"
+    assert kinds(commands) == [  # one transaction: its order does not matter
+        ("flush", "set", f"pin-tcp-10.0.0.100-80-60-{gone}"),  # its clients scheduled again
+        ("flush", "chain", "vs-tcp-10.0.0.100-80"),
+        ("add", "rule", "vs-tcp-10.0.0.100-80"),  # jump to the pinned rules, left alone
+        ("add", "rule", "vs-tcp-10.0.0.100-80"),  # the scheduling rule
+    ]
+    after = ruleset.applied(before, commands)
+    assert ruleset.plan(pinned_web(1, 0), after, (), whole_table=False)[:2] == ([], [])
+    back = ruleset.plan(pinned_web(1, 1), after, (), whole_table=False)[1]
+    assert kinds(back)[:1] == [("flush", "chain", "vs-tcp-10.0.0.100-80")] and len(back) == 3
+
+    # a full pass removes what the gone one left: after the pinned rules referring to it
+    done = kinds(ruleset.plan(pinned_web(1, 0), after, (), whole_table=True)[1])
+    assert done[0] == ("flush", "chain", "pinned-tcp-10.0.0.100-80")
     assert done[-2:] == [
         ("delete", "chain", f"to-tcp-10.0.0.100-80-60-{gone}"),
         ("delete", "set", f"pin-tcp-10.0.0.100-80-60-{gone}"),
     ]
-    assert not any(name.endswith("10.0.1.2-80") for _verb, _kind, name in done)  # kept
 
 
 def test_a_persistent_service_reads_back_with_its_timeout_and_real_servers():
@@ -572,6 +583,9 @@ def test_persistence_after_a_transaction_plans_to_nothing(change):
     for whole_table in (False, True):
         commands = ruleset.plan(wanted, start, (), whole_table=whole_table)[1]
         after = ruleset.applied(start, commands)
+        assert ruleset.plan(wanted, after, (), whole_table=whole_table)[:2] == ([], [])
+        cleaned = ruleset.plan(wanted, after, (), whole_table=True)[1]  # a slice's leftovers
+        after = ruleset.applied(after, cleaned)
         assert ruleset.plan(wanted, after, (), whole_table=True)[:2] == ([], [])
         if whole_table:
             assert set(after.sets) == set(ruleset.pinning(*wanted[WEB]).sets) | COUNTING_SETS

@@ -55,6 +55,9 @@ SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside
 # persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
 # each element timing out) and a chain recording the client there and DNATing to it (`to-`).
 PIN_PREFIX, TO_PREFIX = "pin-", "to-"
+# ... and per persistent service a chain of the rules sending a pinned client to its real
+# server's `to-` chain, jumped to first: a health change leaves it alone (see plan()).
+PINNED_PREFIX = "pinned-"
 
 # Counters (NAT): the `count` chain, on the forward hook after DNAT, files each forwarded
 # packet of a DNATed connection under (VIP, protocol, real server, its port) in a dynamic set
@@ -318,6 +321,10 @@ def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
     return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
 
 
+def pinned_chain(key: ServiceKey) -> str:
+    return f"{PINNED_PREFIX}{_service_name(key)}"
+
+
 def to_chain(service: Service, address: str, port: int) -> str:
     return _pinned_name(TO_PREFIX, service, address, port)
 
@@ -327,9 +334,11 @@ def pin_set(service: Service, address: str, port: int) -> str:
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set or `to-` chain belongs to the service `key`."""
+    """Whether a `pin-` set, `to-` or `pinned-` chain belongs to the service `key`."""
     owner = _service_name(key) + "-"
-    return any(name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX))
+    return name == pinned_chain(key) or any(
+        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX)
+    )
 
 
 @dataclass(frozen=True)
@@ -467,7 +476,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
         elif kind == "set":
             if verb == "add":
                 after.sets[name] = fields.get("timeout")
-            else:
+            elif verb == "delete":
                 after.sets.pop(name, None)
         elif kind == "element":
             entry = fields["elem"][0]
@@ -642,13 +651,19 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
         kept |= set(pins.chains) | set(pins.sets)
         helpers += _pinning_commands(live, pins)
         name = service_chain(key)
-        rules = [_object("rule", family, chain=name, expr=expr) for expr in pins.rules]
+        lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
+        rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
         rules.append(_rule(key, wanted, family))
+        if service.persistence_timeout:
+            kept.add(pinned_chain(key))
+            added, pinned_commands = _pinned_rules(live, key, pins, wanted, whole_table)
+            chains += added
+            commands += pinned_commands
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
-        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != list(pins.rules):
+        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != lead:
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
@@ -674,24 +689,73 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    pinned = [n for n in (*live.chains, *live.sets) if n.startswith((PIN_PREFIX, TO_PREFIX))]
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX)
+    pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
     if whole_table:
-        stale |= {name for name in live.chains if not name.startswith(TO_PREFIX)}
+        stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
         stale -= {service_chain(key) for key in desired}
         leftover = [name for name in pinned if name not in kept]
-    else:
-        leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in services)]
+    else:  # a slice keeps a persistent service's pieces its `pinned-` chain may refer to
+        retiring = [key for key in services if key not in desired]
+        leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in retiring)]
     commands.extend(
         {"delete": _object("chain", family, name=name)}
         for name in sorted(stale)
         if name in live.chains
     )
-    late = [  # once nothing refers to them: the chains, then the sets
+    late = [  # once nothing refers to them: the `pinned-` chains, the `to-` chains, the sets
         {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
-        for name in sorted(leftover, key=lambda name: (name in live.sets, name))
+        for name in sorted(
+            leftover, key=lambda name: (name in live.sets, not name.startswith(PINNED_PREFIX), name)
+        )
     ]
     commands = base + chains + helpers + commands + late + unwanted
     return changes, commands, foreign or repaired
+
+
+def _pinned_rules(
+    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: ServiceRule, whole_table: bool
+) -> tuple:
+    """(chain commands, commands) keeping the `pinned-` chain of a persistent service.
+
+    A real server leaving only has its set flushed (its clients scheduled again), its rule
+    and chain left in place, unreachable: a health change rewrites the service chain's two
+    rules, never the pinned ones. One coming back finds them; a new one's rule is appended.
+    A full pass makes the chain exactly the live real servers' rules again."""
+    family, chain = live.family, pinned_chain(key)
+    have = _exprs(live, chain)
+    wanted_rules = [_object("rule", family, chain=chain, expr=expr) for expr in pins.rules]
+    if have is None:
+        return [{"add": _object("chain", family, name=chain)}], [
+            {"add": rule} for rule in wanted_rules
+        ]
+    commands = []
+    if whole_table and sorted(map(repr, have)) != sorted(map(repr, pins.rules)):
+        commands.append({"flush": _object("chain", family, name=chain)})
+        commands.extend({"add": rule} for rule in wanted_rules)
+    else:
+        present = set(map(_goto_target, have))
+        commands.extend(
+            {"add": rule}
+            for rule in wanted_rules
+            if _goto_target(rule["rule"]["expr"]) not in present
+        )
+    before = live_rule(live, key)
+    if before is not None and before.pinned:
+        staying = {to for to, _port in wanted.owned()}
+        for to, _port in before.owned():
+            pin = PIN_PREFIX + to[len(TO_PREFIX) :]
+            if to not in staying and pin in live.sets and pin not in pins.sets:
+                commands.append({"flush": _object("set", family, name=pin)})
+    return [], commands
+
+
+def _goto_target(expr: list) -> Optional[str]:
+    """The chain a pinned rule sends its clients to (what tells one from another)."""
+    try:
+        return expr[-1]["goto"]["target"]
+    except (IndexError, KeyError, TypeError):
+        return None
 
 
 def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
