@@ -39,7 +39,7 @@ class NftPlane(DataPlane):
             known = {}
             for family in ruleset.TABLE_FAMILIES.values():
                 listing = await self._client.list_table(family, ruleset.TABLE)
-                known[family] = ruleset.parse_listing(listing, family)
+                known[family] = await self._client.compute(ruleset.parse_listing, listing, family)
             self._known, self._generation = known, generation
         return self._known
 
@@ -113,7 +113,7 @@ class NftPlane(DataPlane):
         table = {}
         for family in ruleset.TABLE_FAMILIES.values():
             listing = await self._client.list_table(family, ruleset.TABLE)
-            table.update(ruleset.read(ruleset.parse_listing(listing, family), keys))
+            table.update(await self._client.compute(_read, listing, family, keys))
         return table
 
     async def close(self) -> None:
@@ -144,3 +144,7 @@ def _plan(live: dict, split: dict, leaving: set, whole_table: bool, devices: dic
 
 def _applied(live: dict, commands: list) -> dict:
     return {family: ruleset.applied(table, commands) for family, table in live.items()}
+
+
+def _read(listing: Optional[dict], family: str, keys: set) -> dict:
+    return ruleset.read(ruleset.parse_listing(listing, family, counters=True), keys)

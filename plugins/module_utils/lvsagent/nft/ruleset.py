@@ -504,7 +504,10 @@ def _apply_to_chain(chains: dict, verb: str, kind: str, name: str, rule) -> None
         chains[name] = [] if verb == "flush" else chains.get(name, [])
 
 
-def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
+def parse_listing(
+    listing: Optional[dict], family: str = FAMILY, counters: bool = False
+) -> LiveTable:
+    """The table a listing shows; its counting sets' elements only with `counters` (status)."""
     live = LiveTable(family=family)
     if listing is None:
         return live
@@ -521,7 +524,7 @@ def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
                 live.chains.setdefault(rule["chain"], []).append(rule)
         elif "set" in item:
             live.sets[item["set"]["name"]] = item["set"].get("timeout")
-            if item["set"]["name"] in counter_sets(family):
+            if counters and item["set"]["name"] in counter_sets(family):
                 live.counters[item["set"]["name"]] = _counted(item["set"].get("elem", []))
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
