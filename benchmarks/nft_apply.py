@@ -7,7 +7,7 @@ consistent slot table of nft.slots):
   - a health change: one real server leaving one service, the median of 20 (the plane's
     sync of that one service: plan, one transaction, the generation read after it).
 
-    sudo python3 benchmarks/nft_apply.py
+    sudo python3 benchmarks/nft_apply.py ["NAT sh" ...]   (only those kinds)
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def main() -> None:
     for net in ("10.101.0.0/24", "10.102.0.0/24", "10.103.0.0/24", "10.104.0.0/24"):
         subprocess.run(["ip", "route", "add", net, "dev", "eth0"], check=True)
     print(f"{'data plane':<10} {'size':>12} {'first pass':>12} {'health change (median)':>24}")
-    for label, *kind in KINDS:
+    chosen = sys.argv[1:] or [label for label, *_kind in KINDS]
+    for label, *kind in (entry for entry in KINDS if entry[0] in chosen):
         for services, servers in SIZES:
             build, change = asyncio.run(measure(services, servers, *kind))
             size = f"{services}x{servers}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 
 import pytest
 
@@ -33,6 +34,10 @@ class FakeClient:
 
     async def generation(self):
         return self.generation_now
+
+    async def compute(self, function, *args):
+        """On a thread of its own, as the real client's worker."""
+        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
     async def devices(self, addresses):
         self.routed += addresses
@@ -87,6 +92,21 @@ def test_own_transactions_are_known_and_foreign_commits_are_listed():
         assert client.live.elements == {("10.0.0.100", "tcp", 80): "vs-tcp-10.0.0.100-80"}
 
     asyncio.run(test())
+
+
+def test_the_plan_is_made_off_the_event_loop(monkeypatch):
+    client = FakeClient()
+    plane = NftPlane(client)
+    planned_on = []
+    plan = ruleset.plan
+
+    def recorded(*args, **kwargs):
+        planned_on.append(threading.current_thread())
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(ruleset, "plan", recorded)
+    asyncio.run(plane.sync(web(1, 1), (), True))
+    assert planned_on and threading.main_thread() not in planned_on
 
 
 def test_a_commit_racing_ours_makes_the_next_pass_list():

@@ -56,3 +56,18 @@ def test_runs_cover_every_slot_once():
     runs = slots.runs(owned)
     assert runs[0][1] == 0 and runs[-1][2] == slots.SLOTS - 1
     assert all(a[2] + 1 == b[1] and a[0] != b[0] for a, b in zip(runs, runs[1:]))
+
+
+def test_a_table_derived_from_a_recent_one_is_the_one_computed_afresh():
+    servers = [(f"10.0.{n // 250}.{n % 250 + 1}", 80, 1 + n % 3) for n in range(300)]
+    slots.owners(servers)  # remembered
+    steps = [
+        servers[1:],  # one leaves
+        servers[1:] + [("10.9.0.1", 80, 2)],  # one comes
+        [(*servers[5][:2], 7), *servers[6:]],  # a weight changes, several leave
+    ]
+    for step in steps:
+        derived = [step[i] for i in slots.owners(step)]
+        slots._recent.clear()
+        assert derived == [step[i] for i in slots.owners(step)]  # computed afresh
+        slots.owners(servers)

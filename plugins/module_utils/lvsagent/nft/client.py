@@ -122,6 +122,10 @@ class NftClient:
             self._sock = None
             raise NftError(f"nftables: cannot read the ruleset generation: {error}") from None
 
+    async def compute(self, function, *args):
+        """function(*args) on the worker thread: CPU work (planning) kept off the loop."""
+        return await asyncio.wrap_future(self._executor.submit(function, *args))
+
     async def generation(self) -> int:
         """The ruleset generation (a few microseconds: no listing)."""
         return await asyncio.wrap_future(self._executor.submit(self._generation))

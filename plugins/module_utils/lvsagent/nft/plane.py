@@ -39,7 +39,7 @@ class NftPlane(DataPlane):
             known = {}
             for family in ruleset.TABLE_FAMILIES.values():
                 listing = await self._client.list_table(family, ruleset.TABLE)
-                known[family] = ruleset.parse_listing(listing, family)
+                known[family] = await self._client.compute(ruleset.parse_listing, listing, family)
             self._known, self._generation = known, generation
         return self._known
 
@@ -84,24 +84,15 @@ class NftPlane(DataPlane):
             log.error("%s", why)
             failed.append(Change("edit_service", key, split[ruleset.DR_FAMILY].pop(key)[0]))
         whole_table = whole_table and not unusable  # what it holds for them stays, this once
-        changes, commands = [], []
-        for family, table in live.items():
-            elsewhere = {key for key in desired if key not in split[family] and key not in unusable}
-            found, fixes, repaired = ruleset.plan(
-                split[family],
-                table,
-                {*retired, *elsewhere},
-                whole_table=whole_table,
-                devices=devices if family == ruleset.DR_FAMILY else None,
+        changes, commands, repaired = await self._client.compute(
+            _plan, live, split, set(retired), whole_table, devices
+        )
+        for family in repaired:
+            log.warning(
+                "nftables table %s %s changed outside lvs-agent, restoring its base",
+                family,
+                ruleset.TABLE,
             )
-            if repaired:
-                log.warning(
-                    "nftables table %s %s changed outside lvs-agent, restoring its base",
-                    family,
-                    ruleset.TABLE,
-                )
-            changes += found
-            commands += fixes
         if not commands:
             return changes, failed
         before, self._known = self._generation, None  # unknown until the commit is seen
@@ -111,18 +102,49 @@ class NftPlane(DataPlane):
             log.error("%s", error)
             return changes, changes
         if await self._client.generation() == (before + 1) & 0xFFFFFFFF:
-            self._known = {family: ruleset.applied(t, commands) for family, t in live.items()}
+            self._known = await self._client.compute(_applied, live, commands)
             self._generation = (before + 1) & 0xFFFFFFFF
         for change in changes:
             log.debug("nftables: %s", change)
         return changes, failed
 
     async def table(self, keys: set) -> dict:
+        """Listed afresh (the counters move without the generation): status and scrapes only."""
         table = {}
-        for live in (await self._live()).values():
-            table.update(ruleset.read(live, keys))
+        for family in ruleset.TABLE_FAMILIES.values():
+            listing = await self._client.list_table(family, ruleset.TABLE)
+            table.update(await self._client.compute(_read, listing, family, keys))
         return table
 
     async def close(self) -> None:
         present = [family for family, live in (await self._live()).items() if live.present]
         await self._client.apply([ruleset.delete_table(family)[0] for family in present])
+
+
+def _plan(live: dict, split: dict, leaving: set, whole_table: bool, devices: dict) -> tuple:
+    """(changes, commands, the families whose base was repaired) over both tables: on the
+    worker thread, so a large service's slot table and JSON stay off the loop."""
+    changes, commands, repaired = [], [], []
+    for family, table in live.items():
+        elsewhere = {
+            key for other, services in split.items() if other != family for key in services
+        }
+        found, fixes, repairs = ruleset.plan(
+            split[family],
+            table,
+            leaving | elsewhere,
+            whole_table=whole_table,
+            devices=devices if family == ruleset.DR_FAMILY else None,
+        )
+        changes += found
+        commands += fixes
+        repaired += [family] if repairs else []
+    return changes, commands, repaired
+
+
+def _applied(live: dict, commands: list) -> dict:
+    return {family: ruleset.applied(table, commands) for family, table in live.items()}
+
+
+def _read(listing: Optional[dict], family: str, keys: set) -> dict:
+    return ruleset.read(ruleset.parse_listing(listing, family, counters=True), keys)

@@ -31,10 +31,10 @@ chain (flush + one rule): the rest of the table is never touched.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..ipvs import Destination, Service, ServiceKey
+from ..ipvs import Destination, Service, ServiceKey, Stats
 from ..ipvs.plan import Change
 from . import slots as hashing
 
@@ -55,6 +55,18 @@ SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside
 # persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
 # each element timing out) and a chain recording the client there and DNATing to it (`to-`).
 PIN_PREFIX, TO_PREFIX = "pin-", "to-"
+# ... and per persistent service a chain of the rules sending a pinned client to its real
+# server's `to-` chain, jumped to first: a health change leaves it alone (see plan()).
+PINNED_PREFIX = "pinned-"
+
+# Counters (NAT): the `count` chain, on the forward hook after DNAT, files each forwarded
+# packet of a DNATed connection under (VIP, protocol, real server, its port) in a dynamic set
+# whose elements count: `in` the client's packets, `out` the real server's, `conns` the first
+# packet of each connection. Read only when status or the metrics ask.
+COUNT_CHAIN = "count"
+COUNT_HOOK = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
+COUNTER_SETS = ("in", "out", "conns")  # + the IP version: in4, out6, ...
+COUNTER_SET_SIZE = 65535
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
@@ -104,12 +116,65 @@ def dispatch_rules(family: str, chain: str) -> list:
     return rules
 
 
+def counting_rules(family: str) -> list:
+    """The `count` chain's rules: per IP version, a DNATed connection's packets each way and
+    its first one, each updating its set's element (and so its counter)."""
+    rules = []
+    for version in SERVICES_MAPS:
+        ip = NAT_FAMILIES[version]
+        vip = {"ct": {"key": f"{ip} daddr", "dir": "original"}}
+        proto = {"meta": {"key": "l4proto"}}
+        for name, direction, side, extra in (
+            ("in", "original", "d", []),
+            ("out", "reply", "s", []),
+            ("conns", "original", "d", [_ct_match("state", "new")]),
+        ):
+            server = [
+                {"payload": {"protocol": ip, "field": f"{side}addr"}},
+                {"payload": {"protocol": "th", "field": f"{side}port"}},
+            ]
+            update = {
+                "set": {
+                    "op": "update",
+                    "elem": {"concat": [vip, proto, *server]},
+                    "set": f"@{name}{version}",
+                    "stmt": [{"counter": None}],
+                }
+            }
+            matches = [_ct_match("status", "dnat"), _ct_match("direction", direction), *extra]
+            rules.append(_object("rule", family, chain=COUNT_CHAIN, expr=[*matches, update]))
+    return rules
+
+
+def _ct_match(key: str, value: str) -> dict:
+    operator = "==" if key == "direction" else "in"  # as nft lists them: state and status are bits
+    return {"match": {"op": operator, "left": {"ct": {"key": key}}, "right": value}}
+
+
+def counter_sets(family: str) -> dict:
+    """The counting sets, name -> their fields."""
+    sets = {}
+    for version in SERVICES_MAPS:
+        address = ADDRESS_TYPES[version]
+        for name in COUNTER_SETS:
+            sets[f"{name}{version}"] = {
+                "type": [address, "inet_proto", address, "inet_service"],
+                "size": COUNTER_SET_SIZE,
+            }
+    return sets
+
+
+def base_rules(family: str, chain: str) -> list:
+    """A base chain's rules: the counting chain's, or a dispatch chain's."""
+    return counting_rules(family) if chain == COUNT_CHAIN else dispatch_rules(family, chain)
+
+
 def base_chains(family: str, devices=()) -> dict:
-    """The base chains a table needs, name -> their hook fields: NAT's two hooks, or DR's
-    ingress chain of each device."""
+    """The base chains a table needs, name -> their hook fields: NAT's two hooks and its
+    counting chain, or DR's ingress chain of each device."""
     if family == FAMILY:
         nat = {"type": "nat", "prio": DSTNAT_PRIORITY, "policy": "accept"}
-        return {hook: {"hook": hook, **nat} for hook in DISPATCH_HOOKS}
+        return {**{hook: {"hook": hook, **nat} for hook in DISPATCH_HOOKS}, COUNT_CHAIN: COUNT_HOOK}
     ingress = {"type": "filter", "hook": "ingress", "prio": INGRESS_PRIORITY, "policy": "accept"}
     return {f"{INGRESS_PREFIX}{device}": {**ingress, "dev": device} for device in sorted(devices)}
 
@@ -256,6 +321,10 @@ def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
     return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
 
 
+def pinned_chain(key: ServiceKey) -> str:
+    return f"{PINNED_PREFIX}{_service_name(key)}"
+
+
 def to_chain(service: Service, address: str, port: int) -> str:
     return _pinned_name(TO_PREFIX, service, address, port)
 
@@ -265,9 +334,11 @@ def pin_set(service: Service, address: str, port: int) -> str:
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set or `to-` chain belongs to the service `key`."""
+    """Whether a `pin-` set, `to-` or `pinned-` chain belongs to the service `key`."""
     owner = _service_name(key) + "-"
-    return any(name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX))
+    return name == pinned_chain(key) or any(
+        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX)
+    )
 
 
 @dataclass(frozen=True)
@@ -375,7 +446,8 @@ class LiveTable:
     elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
     chains: dict = field(default_factory=dict)  # service (and to-) chain name -> [rules]
     family: str = FAMILY
-    sets: dict = field(default_factory=dict)  # pin- set name -> its timeout
+    sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
+    counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
@@ -403,8 +475,8 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
             after.services_maps.add(name)
         elif kind == "set":
             if verb == "add":
-                after.sets[name] = fields["timeout"]
-            else:
+                after.sets[name] = fields.get("timeout")
+            elif verb == "delete":
                 after.sets.pop(name, None)
         elif kind == "element":
             entry = fields["elem"][0]
@@ -432,7 +504,10 @@ def _apply_to_chain(chains: dict, verb: str, kind: str, name: str, rule) -> None
         chains[name] = [] if verb == "flush" else chains.get(name, [])
 
 
-def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
+def parse_listing(
+    listing: Optional[dict], family: str = FAMILY, counters: bool = False
+) -> LiveTable:
+    """The table a listing shows; its counting sets' elements only with `counters` (status)."""
     live = LiveTable(family=family)
     if listing is None:
         return live
@@ -449,12 +524,49 @@ def parse_listing(listing: Optional[dict], family: str = FAMILY) -> LiveTable:
                 live.chains.setdefault(rule["chain"], []).append(rule)
         elif "set" in item:
             live.sets[item["set"]["name"]] = item["set"].get("timeout")
+            if counters and item["set"]["name"] in counter_sets(family):
+                live.counters[item["set"]["name"]] = _counted(item["set"].get("elem", []))
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
                 jump = verdict.get("goto") if isinstance(verdict, dict) else None
                 live.elements[tuple(match["concat"])] = (jump or {}).get("target")
     return live
+
+
+def _counted(elements: list) -> dict:
+    """A counting set's elements: (VIP, protocol, real server, port) -> (packets, bytes)."""
+    counted = {}
+    for element in elements:
+        body = element.get("elem", {}) if isinstance(element, dict) else {}
+        counter = body.get("counter") or {}
+        try:
+            counted[tuple(body["val"]["concat"])] = (counter["packets"], counter["bytes"])
+        except (KeyError, TypeError):
+            continue
+    return counted
+
+
+def stats(live: LiveTable, key: ServiceKey, address: str, port: int) -> Stats:
+    """A NAT real server's counters in service `key`, as IPVS gives them (no rates)."""
+    element = (key.address, key.protocol, address, port)
+    found = {
+        name: live.counters.get(f"{name}{key.family}", {}).get(element, (0, 0))
+        for name in COUNTER_SETS
+    }
+    return Stats(
+        connections=found["conns"][0],
+        packets_in=found["in"][0],
+        bytes_in=found["in"][1],
+        packets_out=found["out"][0],
+        bytes_out=found["out"][1],
+    )
+
+
+def _summed(counters: list) -> Stats:
+    """A virtual service's counters: its real servers' together."""
+    fields = ("connections", "packets_in", "bytes_in", "packets_out", "bytes_out")
+    return Stats(**{name: sum(getattr(c, name) for c in counters) for name in fields})
 
 
 def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
@@ -497,11 +609,14 @@ def _base(live: LiveTable, wanted: dict) -> tuple:
         if name not in live.services_maps:
             commands.append({"add": _services_map(family, version)})
             repaired = live.present
+    for name, fields in (counter_sets(family) if family == FAMILY else {}).items():
+        if name not in live.sets:
+            commands.append({"add": _object("set", family, name=name, **fields)})
     for chain, hook in wanted.items():
         if chain not in live.dispatch:
             commands.append({"add": _object("chain", family, name=chain, **hook)})
             repaired = repaired or (live.present and family == FAMILY)
-        rules = dispatch_rules(family, chain)
+        rules = base_rules(family, chain)
         if live.dispatch.get(chain) != [rule["rule"]["expr"] for rule in rules]:
             if chain in live.dispatch:
                 commands.append({"flush": _object("chain", family, name=chain)})
@@ -539,13 +654,19 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
         kept |= set(pins.chains) | set(pins.sets)
         helpers += _pinning_commands(live, pins)
         name = service_chain(key)
-        rules = [_object("rule", family, chain=name, expr=expr) for expr in pins.rules]
+        lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
+        rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
         rules.append(_rule(key, wanted, family))
+        if service.persistence_timeout:
+            kept.add(pinned_chain(key))
+            added, pinned_commands = _pinned_rules(live, key, pins, wanted, whole_table)
+            chains += added
+            commands += pinned_commands
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
-        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != list(pins.rules):
+        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != lead:
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
@@ -571,24 +692,73 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    pinned = [n for n in (*live.chains, *live.sets) if n.startswith((PIN_PREFIX, TO_PREFIX))]
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX)
+    pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
     if whole_table:
-        stale |= {name for name in live.chains if not name.startswith(TO_PREFIX)}
+        stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
         stale -= {service_chain(key) for key in desired}
         leftover = [name for name in pinned if name not in kept]
-    else:
-        leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in services)]
+    else:  # a slice keeps a persistent service's pieces its `pinned-` chain may refer to
+        retiring = [key for key in services if key not in desired]
+        leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in retiring)]
     commands.extend(
         {"delete": _object("chain", family, name=name)}
         for name in sorted(stale)
         if name in live.chains
     )
-    late = [  # once nothing refers to them: the chains, then the sets
+    late = [  # once nothing refers to them: the `pinned-` chains, the `to-` chains, the sets
         {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
-        for name in sorted(leftover, key=lambda name: (name in live.sets, name))
+        for name in sorted(
+            leftover, key=lambda name: (name in live.sets, not name.startswith(PINNED_PREFIX), name)
+        )
     ]
     commands = base + chains + helpers + commands + late + unwanted
     return changes, commands, foreign or repaired
+
+
+def _pinned_rules(
+    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: ServiceRule, whole_table: bool
+) -> tuple:
+    """(chain commands, commands) keeping the `pinned-` chain of a persistent service.
+
+    A real server leaving only has its set flushed (its clients scheduled again), its rule
+    and chain left in place, unreachable: a health change rewrites the service chain's two
+    rules, never the pinned ones. One coming back finds them; a new one's rule is appended.
+    A full pass makes the chain exactly the live real servers' rules again."""
+    family, chain = live.family, pinned_chain(key)
+    have = _exprs(live, chain)
+    wanted_rules = [_object("rule", family, chain=chain, expr=expr) for expr in pins.rules]
+    if have is None:
+        return [{"add": _object("chain", family, name=chain)}], [
+            {"add": rule} for rule in wanted_rules
+        ]
+    commands = []
+    if whole_table and sorted(map(repr, have)) != sorted(map(repr, pins.rules)):
+        commands.append({"flush": _object("chain", family, name=chain)})
+        commands.extend({"add": rule} for rule in wanted_rules)
+    else:
+        present = set(map(_goto_target, have))
+        commands.extend(
+            {"add": rule}
+            for rule in wanted_rules
+            if _goto_target(rule["rule"]["expr"]) not in present
+        )
+    before = live_rule(live, key)
+    if before is not None and before.pinned:
+        staying = {to for to, _port in wanted.owned()}
+        for to, _port in before.owned():
+            pin = PIN_PREFIX + to[len(TO_PREFIX) :]
+            if to not in staying and pin in live.sets and pin not in pins.sets:
+                commands.append({"flush": _object("set", family, name=pin)})
+    return [], commands
+
+
+def _goto_target(expr: list) -> Optional[str]:
+    """The chain a pinned rule sends its clients to (what tells one from another)."""
+    try:
+        return expr[-1]["goto"]["target"]
+    except (IndexError, KeyError, TypeError):
+        return None
 
 
 def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
@@ -606,27 +776,37 @@ def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
 
 
 def read(live: LiveTable, keys) -> dict:
-    """ServiceKey -> (Service, [Destination]) as the table holds them (for status)."""
+    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), NAT's
+    with their counters."""
     table = {}
     for key in keys:
         rule = live_service(live, key)
         if rule is None:
             continue
-        service = Service(key, scheduler=rule.scheduler or "?")
-        if not rule.pinned:
-            table[key] = (service, rule.destinations())
-            continue
-        chains = {to: count for (to, _port), count in rule.owned().items()}
-        pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
-        timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
-        endpoints = {to: _pinned_endpoint(live, to) for to in chains}
-        destinations = [
-            Destination(*endpoints[to], "nat", count)
-            for to, count in chains.items()
-            if endpoints[to] is not None
-        ]
-        table[key] = (Service(key, service.scheduler, persistence_timeout=timeout), destinations)
+        service, destinations = _read_service(live, key, rule)
+        if live.family == FAMILY:
+            destinations = [
+                replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
+            ]
+            service = replace(service, stats=_summed([d.stats for d in destinations]))
+        table[key] = (service, destinations)
     return table
+
+
+def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
+    service = Service(key, scheduler=rule.scheduler or "?")
+    if not rule.pinned:
+        return service, rule.destinations()
+    chains = {to: count for (to, _port), count in rule.owned().items()}
+    pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
+    timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
+    endpoints = {to: _pinned_endpoint(live, to) for to in chains}
+    destinations = [
+        Destination(*endpoints[to], "nat", count)
+        for to, count in chains.items()
+        if endpoints[to] is not None
+    ]
+    return Service(key, service.scheduler, persistence_timeout=timeout), destinations
 
 
 def delete_table(family: str = FAMILY) -> list:
