@@ -8,6 +8,7 @@ count per bucket and the sum, and costs one bisect per observation.
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import accumulate
 
 # Upper bounds in seconds (Prometheus' `le`): from a loopback TCP connect to a script that
 # runs into a long timeout.
@@ -32,8 +33,6 @@ class Durations:
     def status(self) -> dict:
         """The status' form: cumulative counts per bound (`[[le, count], ...]`, as Prometheus
         counts them), the sum and the total count."""
-        cumulative, total = [], 0
-        for bound, count in zip(BUCKETS, self.counts):
-            total += count
-            cumulative.append([bound, total])
-        return {"buckets": cumulative, "sum": self.sum, "count": total + self.counts[-1]}
+        cumulative = list(accumulate(self.counts))
+        buckets = [[bound, count] for bound, count in zip(BUCKETS, cumulative)]
+        return {"buckets": buckets, "sum": self.sum, "count": cumulative[-1]}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Callable, Optional
 
+from ..ipvs.model import SLOTS
 from .errors import Problem
 from .params import ExpansionError, Line, Parameters, default_config_id, shorten
 from .redact import secret_values
@@ -41,7 +42,7 @@ SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": 
 SIMPLE_ESCAPES["v"] = "\v"
 
 
-@dataclass
+@dataclass(**SLOTS)  # one per statement: a large file makes hundreds of thousands
 class Node:
     """One statement: its words, and the statements of its block when it opens one."""
 
@@ -67,7 +68,7 @@ class Node:
         return self.children is not None
 
 
-@dataclass
+@dataclass(**SLOTS)  # one per word, all alive until the tree is built
 class Token:
     text: str
     file: str

@@ -95,7 +95,7 @@ class IpvsClient:
     def services(self, *, stats: bool = True) -> list:
         """Every virtual service (with its counters unless `stats` is false)."""
         data = self._dump("list the virtual services", codec.CMD_GET_SERVICE, b"")
-        return [codec.decode_service(d, s, e, stats=stats) for d, s, e in data]
+        return codec.decode_services(data, stats=stats)
 
     def service(self, key: ServiceKey, *, stats: bool = True) -> Optional[Service]:
         """The service as the kernel holds it (with its counters unless `stats` is false),
@@ -107,15 +107,12 @@ class IpvsClient:
             return None
         if code:
             raise _translate(action, code, None)
-        return next((codec.decode_service(d, s, e, stats=stats) for d, s, e in replies), None)
+        return next(iter(codec.decode_services(replies, stats=stats)), None)
 
     def destinations(self, key: ServiceKey, *, stats: bool = True) -> list:
         """The real servers of the service; none when the service does not exist (the kernel
         answers a dump for a missing service with nothing)."""
-        return [
-            codec.decode_destination(data, found, key.family, stats=stats)
-            for data, found in _destination_fields(self._destination_dump(key))
-        ]
+        return codec.decode_destinations(self._destination_dump(key), key.family, stats=stats)
 
     def changed_destinations(self, key: ServiceKey, expected: frozenset) -> Optional[list]:
         """None when the real servers' fingerprints (codec.fingerprint) are `expected`, else
@@ -131,13 +128,12 @@ class IpvsClient:
         digest = codec.settings_digest(replies)
         if digest is not None and self._verified.get(key) == (expected, digest):
             return None
-        entries = _destination_fields(replies)
-        if frozenset(codec.fingerprint(data, found) for data, found in entries) == expected:
+        if codec.fingerprints(replies) == expected:
             if digest is not None:
                 self._verified[key] = (expected, digest)
             return None
         self._verified.pop(key, None)
-        return [codec.decode_destination(d, found, key.family, stats=False) for d, found in entries]
+        return codec.decode_destinations(replies, key.family, stats=False)
 
     def _destination_dump(self, key: ServiceKey) -> list:
         action = f"list the real servers of {key}"
@@ -282,16 +278,6 @@ class IpvsClient:
         if code in (errno.EPERM, errno.EACCES):
             return IpvsError("IPVS needs root (CAP_NET_ADMIN): permission denied", code)
         return IpvsError(f"cannot reach IPVS over netlink: {exc}", code)
-
-
-def _destination_fields(replies: list) -> list:
-    """(data, attribute slices) of each real server of a GET_DEST dump."""
-    entries = []
-    for data, start, end in replies:
-        found = codec.destination_fields(data, start, end)
-        if found is not None:
-            entries.append((data, found))
-    return entries
 
 
 _SERVICE_COMMANDS = {
