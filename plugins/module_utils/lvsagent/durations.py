@@ -31,8 +31,9 @@ class Durations:
         self.sum += other.sum
 
     def status(self) -> dict:
-        """The status' form: cumulative counts per bound (`[[le, count], ...]`, as Prometheus
-        counts them), the sum and the total count."""
+        """The status' form: cumulative counts per bound (`[(le, count), ...]`, as Prometheus
+        counts them; pairs, as JSON writes them: `[[le, count], ...]`), the sum and the total
+        count. A status has one per real server: tuples, not 13 lists each."""
         cumulative = list(accumulate(self.counts))
-        buckets = [[bound, count] for bound, count in zip(BUCKETS, cumulative)]
+        buckets = list(zip(BUCKETS, cumulative))
         return {"buckets": buckets, "sum": self.sum, "count": cumulative[-1]}

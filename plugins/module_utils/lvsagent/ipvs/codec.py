@@ -294,16 +294,21 @@ class Layout:
         return values if self._headers(values) == self._expected else None
 
 
+_LEARNT: dict = {}  # reader class -> the layout of the last reply it read
+
+
 def _layouts(replies: list, reader):
-    """(reader, values) of each reply: `reader(layout)` is built once per layout (None when
-    a reply lacks what it needs: that reply is left out)."""
-    layout = None
+    """(reader, values) of each reply: `reader.of(layout)` is built once per layout (None
+    when a reply lacks what it needs: that reply is left out). The last layout is kept for
+    the next dump: a table's services, and its real servers, all read alike."""
+    layout = _LEARNT.get(reader)
     for data, start, end in replies:
         values = None if layout is None else layout.unpack(data, start, end)
         if values is None:
             layout = Layout(data, start, end)
-            layout.reader = reader(layout)
+            layout.reader = reader.of(layout)
             values = layout.unpack(data, start, end)
+            _LEARNT[reader] = layout
         if values is not None and layout.reader is not None:
             yield layout.reader, values
 
@@ -406,14 +411,14 @@ def decode_destinations(replies: list, family: int, *, stats: bool = True) -> li
     """The Destinations of a GET_DEST dump's replies (`family`: the service's)."""
     return [
         reader.destination(values, family, stats)
-        for reader, values in _layouts(replies, _DestinationReader.of)
+        for reader, values in _layouts(replies, _DestinationReader)
     ]
 
 
 def fingerprints(replies: list) -> frozenset:
     """The fingerprints of a GET_DEST dump's real servers, with no object built."""
     return frozenset(
-        reader.fingerprint(values) for reader, values in _layouts(replies, _DestinationReader.of)
+        reader.fingerprint(values) for reader, values in _layouts(replies, _DestinationReader)
     )
 
 
@@ -499,9 +504,7 @@ def _text(raw: bytes) -> str:
 
 def decode_services(replies: list, *, stats: bool = True) -> list:
     """The Services of GET_SERVICE replies."""
-    return [
-        reader.service(values, stats) for reader, values in _layouts(replies, _ServiceReader.of)
-    ]
+    return [reader.service(values, stats) for reader, values in _layouts(replies, _ServiceReader)]
 
 
 def settings_digest(replies: list) -> Optional[bytes]:
