@@ -55,7 +55,11 @@ KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "byte
 
 
 def _first(*values):
-    return next((v for v in values if v is not None), None)
+    """The first value that is set (called twice per real server built: no generator)."""
+    for value in values:
+        if value is not None:
+            return value
+    return None
 
 
 @dataclass(eq=False, **SLOTS)
@@ -462,7 +466,7 @@ class LvsEngine:
         old_checks, checks = self._checks, {}
         servers, pacer = [], Pacer()
         for vs in config.virtual_servers:
-            servers.append(self._build(vs, config, checks, old_checks, previous))
+            servers.append(await self._build(vs, config, checks, old_checks, previous, pacer))
             await pacer.pace()
         self._checks = checks
         for spec, check in old_checks.items():
@@ -493,7 +497,12 @@ class LvsEngine:
         checks[spec] = check
         return check
 
-    def _build(self, vs, config, checks, old_checks, previous) -> VirtualServerEntry:
+    async def _build(
+        self, vs, config, checks, old_checks, previous, pacer: Pacer
+    ) -> VirtualServerEntry:
+        """The entry of `vs`: the one it had when its configuration is as it was, else built
+        a real server at a time (with the loop let run between: one virtual server may have
+        thousands)."""
         keys = service_keys(vs, config)
         old = previous.get(tuple(keys))
         if old is not None and old.config == vs:  # as it was: its entries, checks and health
@@ -526,6 +535,7 @@ class LvsEngine:
             keep_since = before is not None and before.alive == entry.alive
             entry.since = before.since if keep_since else self._clock.monotonic()
             members.append(entry)
+            await pacer.pace()
         sorry = None
         if vs.sorry_server is not None:
             sorry = Destination(
