@@ -314,6 +314,23 @@ def test_a_large_table_is_built_and_reconciled_in_slices_with_the_loop_running_b
     run(test)
 
 
+def test_one_virtual_server_of_many_real_servers_is_built_with_the_loop_running_between(
+    monkeypatch,
+):
+    monkeypatch.setattr(pacing, "LOOP_SLICE", 0.0)  # a slice per real server
+    members = [RealServer(f"10.9.{n // 250}.{n % 250 + 1}", 80) for n in range(60)]
+
+    async def test():
+        bed = Bed(seed_vs(real_servers=members))
+        build = bed.engine._install(bed.config)
+        async with LoopTicks() as ticks:
+            await build
+        assert ticks.count >= len(members)
+        assert len(bed.engine._servers[0].real_servers) == len(members)
+
+    run(test)
+
+
 def test_the_built_table_is_kept_out_of_full_collections():
     """A full collection walks every tracked object: with 10,000 real servers it stopped the
     loop for seconds in the guest. What an install builds is frozen (gc.freeze)."""
