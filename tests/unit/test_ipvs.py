@@ -211,8 +211,10 @@ def test_changes_go_in_one_datagram_and_an_error_names_its_entry(client, kernel)
         Change("add_destination", WEB, destination=Destination("10.0.0.3", 80)),  # exists
         Change("edit_destination", WEB, destination=Destination("10.0.0.3", 80, weight=9)),
     ]
+    kernel.received = 0
     failed = client.apply(changes)
     assert kernel.datagrams == [3]  # one round trip
+    assert kernel.received == 2  # the failure, then the last request's acknowledgement
     assert [(change, str(exc)) for change, exc in failed] == [
         (changes[1], "cannot add real server [10.0.0.3]:80 to [10.0.0.100]:80: it already exists")
     ]

@@ -200,9 +200,15 @@ class IpvsClient:
         """Sends the requests (action, command, payload, scheduler), BATCH_BYTES at a time,
         and returns (index, IpvsError) of each the kernel refused. An action is put into
         words (_action_text) only for an error: a table of 10,000 entries is sent without
-        formatting 10,000 sentences."""
+        formatting 10,000 sentences.
+
+        Only the last request of a datagram asks for an acknowledgement: the kernel handles a
+        datagram's requests in order within the send, and answers one without NLM_F_ACK only
+        when it fails. So a datagram costs one receive, not one per request (a system call
+        each: the most of a large table's build under the guest)."""
         failed = []
         start = 0
+        family = self._netlink.family
         while start < len(requests):
             chunk, size, by_seq = [], 0, {}
             index = start
@@ -210,28 +216,34 @@ class IpvsClient:
                 _action, command, payload, _scheduler = requests[index]
                 seq = self._next_seq()
                 by_seq[seq] = index
-                flags = NLM_F_REQUEST | NLM_F_ACK
-                chunk.append(codec.message(self._netlink.family, flags, seq, command, payload))
+                chunk.append(codec.message(family, NLM_F_REQUEST, seq, command, payload))
                 size += len(chunk[-1])
                 index += 1
+            last = seq
+            chunk[-1] = codec.message(family, NLM_F_REQUEST | NLM_F_ACK, last, command, payload)
             first = _action_text(requests[start][0])
             self._send(b"".join(chunk), first)
-            for seq, code in self._acknowledgements(set(by_seq), first):
-                if code:
-                    action, _command, _payload, scheduler = requests[by_seq[seq]]
-                    failed.append((by_seq[seq], _translate(_action_text(action), code, scheduler)))
+            for refused, code in self._failures(by_seq, last, first):
+                action, _command, _payload, scheduler = requests[by_seq[refused]]
+                error = _translate(_action_text(action), code, scheduler)
+                failed.append((by_seq[refused], error))
             start = index
         failed.sort(key=lambda item: item[0])
         return failed
 
-    def _acknowledgements(self, pending: set, action: str):
-        """(seq, errno) of each awaited acknowledgement, as they come."""
-        while pending:
+    def _failures(self, sent: dict, last: int, action: str):
+        """(seq, errno) of each of the `sent` requests that failed, up to the acknowledgement
+        of the `last` one (which comes after every other answer to the datagram)."""
+        while True:
             data = self._recv(action)
             for kind, _flags, seq, start, _end in codec.messages(data):
-                if kind == NLMSG_ERROR and seq in pending:
-                    pending.discard(seq)
-                    yield seq, codec.error_code(data, start)
+                if kind != NLMSG_ERROR or seq not in sent:
+                    continue
+                code = codec.error_code(data, start)
+                if code:
+                    yield seq, code
+                if seq == last:
+                    return
 
     def _request(self, action: str, command: int, payload: bytes, flags: int) -> tuple:
         """One request and its answer: (errno, [(data, start, end)] of its replies), the
