@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from itertools import accumulate
+from typing import Optional
 
 # Upper bounds in seconds (Prometheus' `le`): from a loopback TCP connect to a script that
 # runs into a long timeout.
@@ -21,19 +22,25 @@ class Durations:
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.sum = 0.0
+        self._status: Optional[dict] = None  # status(), until the next observation
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
+        self._status = None
 
     def merge(self, other: Durations) -> None:
         self.counts = [mine + theirs for mine, theirs in zip(self.counts, other.counts)]
         self.sum += other.sum
+        self._status = None
 
     def status(self) -> dict:
         """The status' form: cumulative counts per bound (`[(le, count), ...]`, as Prometheus
         counts them; pairs, as JSON writes them: `[[le, count], ...]`), the sum and the total
-        count. A status has one per real server: tuples, not 13 lists each."""
-        cumulative = list(accumulate(self.counts))
-        buckets = list(zip(BUCKETS, cumulative))
-        return {"buckets": buckets, "sum": self.sum, "count": cumulative[-1]}
+        count. A status has one per real server: kept until the next observation (callers
+        only read it), tuples rather than 13 lists."""
+        if self._status is None:
+            cumulative = list(accumulate(self.counts))
+            buckets = list(zip(BUCKETS, cumulative))
+            self._status = {"buckets": buckets, "sum": self.sum, "count": cumulative[-1]}
+        return self._status

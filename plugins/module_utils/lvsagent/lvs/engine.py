@@ -52,6 +52,7 @@ IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 REVERT_LOG_LIMIT = 20  # hand edits logged one by one per pass; beyond, one line counts them
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
 KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
+NO_PROBES = Durations()  # a real server without checks: nothing observed, ever
 
 
 def _first(*values):
@@ -106,12 +107,17 @@ class RealServerEntry:
     def health_status(self, wall_offset: float) -> dict:
         """The status row's health part: state, since, last error, failures (in all and by
         reason) and the probes' durations, over all of the real server's checks."""
-        reasons: Counter = Counter()
-        durations = Durations()
-        for check in self.checks:
-            if check.state.failure_reasons:
+        checks = self.checks
+        if len(checks) > 1:
+            reasons: dict = Counter()
+            durations = Durations()
+            for check in checks:
                 reasons.update(check.state.failure_reasons)
-            durations.merge(check.durations)
+                durations.merge(check.durations)
+        elif checks:  # the check's own figures: nothing merged, its durations' status kept
+            reasons, durations = checks[0].state.failure_reasons, checks[0].durations
+        else:
+            reasons, durations = {}, NO_PROBES
         return {
             "health": "up" if self.alive else "down",
             "since": _iso(self.since + wall_offset),
