@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from ..ipvs.model import DEFAULT_SCHEDULER
+from ..ipvs.model import DEFAULT_SCHEDULER, SLOTS
 from ..scripts import Identity
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -29,7 +29,7 @@ DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address w
 DATA_PLANES = ("ipvs", "nftables")  # lvs_data_plane (lvs-agent's own keyword); first: default
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class Location:
     """Where an object was declared, for messages in the `FILE:LINE: message` form."""
 
@@ -425,7 +425,7 @@ class SorryServer:
     location: Location = field(default_factory=Location)
 
 
-@dataclass
+@dataclass(**SLOTS)  # by the ten thousand in a large table
 class RealServer:
     address: str
     port: Optional[int] = None
