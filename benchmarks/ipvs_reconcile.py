@@ -115,7 +115,7 @@ class LoopDelay:
 
     async def mark(self, phase: str) -> None:
         """Ends a phase: its worst delay, once a timer held back by its last step ran."""
-        for _ in range(2):  # the task resumes first, the overdue timer right after
+        for _turn in range(2):  # the task resumes first, the overdue timer right after
             await asyncio.sleep(0)
         worst = max(self.phases.get(phase, (0,))[0], round(self._phase_worst * 1000))
         self.phases[phase] = (worst, round(resident_mb(), 1))
