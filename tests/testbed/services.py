@@ -1,9 +1,11 @@
-"""Tiny TCP services for data-path tests: a responder that names its host, a one-shot client."""
+"""Services for data-path tests: a responder that names its host, a one-shot client, and a
+real nginx."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Optional
 
 from .netns import Host
@@ -48,3 +50,48 @@ def tcp_answer(client: Host, address: str, port: int, timeout: float = 1.0) -> s
     argv = [sys.executable, "-c", CLIENT, address, port, timeout]
     result = client.run(argv, check=False, timeout=timeout + 10)
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+NGINX = """
+daemon off; master_process off; pid {prefix}/nginx.pid; error_log {prefix}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off; {temp}
+  server {{ listen 0.0.0.0:{port}; root {prefix}/www; }}
+}}
+"""
+
+
+class Nginx:
+    """nginx-light in `host`, serving /index.html (`body`, default the host's short name) on
+    every address's `port`; its files under `workdir`/the host's short name."""
+
+    def __init__(self, host: Host, workdir: Path, port: int = 80, body: Optional[str] = None):
+        self.host = host
+        self.port = port
+        self.prefix = Path(workdir) / host.short_name
+        (self.prefix / "www").mkdir(parents=True)
+        (self.prefix / "www" / "index.html").write_text(f"{body or host.short_name}\n")
+        temp = " ".join(
+            f"{kind}_temp_path {self.prefix}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        conf = NGINX.format(prefix=self.prefix, temp=temp, port=port)
+        (self.prefix / "nginx.conf").write_text(conf)
+        self.process: Optional[subprocess.Popen] = None
+
+    def start(self) -> Nginx:
+        conf = self.prefix / "nginx.conf"
+        self.process = self.host.popen(["nginx", "-p", self.prefix, "-c", conf, "-e", "stderr"])
+        self.host.wait_for(self._listening, timeout=30)
+        return self
+
+    def _listening(self) -> bool:
+        sockets = self.host.run(["ss", "-Htln", f"sport = :{self.port}"], check=False).stdout
+        return bool(sockets.strip())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from lvsagent import agent, cli
+from lvsagent import agent, cli, control
 from lvsagent.config import load
 
 INSTANCE = """vrrp_instance VI_1 {
@@ -220,3 +220,19 @@ def test_reloads_are_counted_and_move_the_metrics_listener(tmp_path):
         await running.metrics.close()
 
     asyncio.run(scenario())
+
+
+def test_status_names_the_router_id_or_the_host_as_keepalived_defaults_it(tmp_path):
+    running = make_agent(tmp_path)
+    conf = tmp_path / "keepalived.conf"
+
+    async def scenario():
+        running._reload_lock = asyncio.Lock()
+        assert (await running.status())["agent"]["router_id"] == socket.gethostname()
+        conf.write_text("global_defs {\n  router_id LVS_EDGE_1\n}\n" + INSTANCE)
+        assert (await running.reload())["reloaded"] is True
+        return await running.status()
+
+    status = asyncio.run(scenario())
+    assert status["agent"]["router_id"] == "LVS_EDGE_1"
+    assert control.status_text(status).splitlines()[0] == "Router ID LVS_EDGE_1"

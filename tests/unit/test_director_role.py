@@ -112,6 +112,17 @@ def test_the_variables_of_one_instance_still_make_the_seed_pair(tmp_path):
         assert "virtual_server 10.251.51.199 80 {" in text
         assert "real_server 10.0.0.11 80 {" in text and "real_server 10.0.0.12 80 {" in text
         assert "include /etc/lvs-agent/conf.d/*.conf" in text
+        assert "metrics_listen" not in text  # off unless asked for
+
+
+def test_metrics_listen_is_each_directors_own_address(tmp_path):
+    texts = rendered(
+        tmp_path, {**RICH, "lvs_director_metrics_listen": "{{ lvs_director_address }}:9650"}
+    )
+    for host, text in texts.items():
+        address = DIRECTORS[host]["lvs_director_address"]
+        assert f"global_defs {{\n    router_id {host}\n" in text
+        assert f"    metrics_listen {address}:9650\n" in text.split("}", 1)[0]
 
 
 def test_the_lab_inventory_renders(tmp_path):
@@ -196,6 +207,9 @@ def with_first_instance(**changes) -> dict:
         (with_first_instance(vips=[{"adress": "10.0.0.1"}]), "adress"),
         ({"lvs_director_vrrp_instances": [{"name": "VI_1", "virtual_router_id": 1}]}, "vips"),
         ({}, "lvs_director_vips is not set"),
+        ({**RICH, "lvs_director_metrics_listen": "localhost:9650"},
+         "lvs_director_metrics_listen: localhost:9650 is not ADDRESS:PORT or [IPV6]:PORT"),
+        ({**RICH, "lvs_director_metrics_listen": "fd00::2:9650"}, "fd00::2:9650 is not ADDRESS"),
     ],
 )  # fmt: skip
 def test_a_bad_variable_fails_validation_naming_it(tmp_path, group_vars, expected):

@@ -47,6 +47,19 @@ def test_service_key_normalizes_and_infers_family():
     assert ServiceKey.for_fwmark(7).family == 4
 
 
+def test_real_servers_share_one_canonical_string_per_address():
+    """Ten thousand real servers are built pass after pass: text already canonical (the
+    parser's) is kept as it is, other spellings all get one and the same canonical string."""
+    given = "".join(["10.7.", "0.2"])  # a string of its own, as the parser makes them
+    assert Destination(given, 80).address is given
+    first, second = Destination("2001:DB8:0::7", 80), Destination("2001:DB8:0::7", 81)
+    assert first.address == "2001:db8::7" and first.address is second.address
+    assert (first.family, Destination(given, 80).family) == (6, 4)
+    for wrong in ("10.7.0.300", "010.7.0.2", "10.7.2", "10.7.0.2 ", "0x0a.7.0.2", "2001:db8::7::1"):
+        with pytest.raises(ValueError, match="not an IP address"):
+            Destination(wrong, 80)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -203,6 +216,23 @@ def test_changes_go_in_one_datagram_and_an_error_names_its_entry(client, kernel)
         (changes[1], "cannot add real server [10.0.0.3]:80 to [10.0.0.100]:80: it already exists")
     ]
     assert {d.address: d.weight for d in client.destinations(WEB)} == {"10.0.0.2": 1, "10.0.0.3": 9}
+
+
+@pytest.mark.parametrize(
+    "dest",
+    [
+        Destination("10.0.0.2", 8080, "nat", 7, upper_threshold=100, lower_threshold=5),
+        Destination("2001:db8::1", 65535, "tun", 2**31 - 1),
+    ],
+)
+def test_a_real_server_request_decodes_to_the_real_server_it_encodes(dest):
+    """destination_attr packs the nested attribute in one struct: every length, type,
+    byte order and padding must still be what the kernel (and the decoder) read."""
+    data = codec.destination_attr(dest)
+    assert codec.NLA_HEADER.unpack_from(data) == (len(data), codec.CMD_ATTR_DEST)
+    found = codec.attrs(data, codec.NLA_HEADER.size, len(data))
+    assert codec.decode_destination(data, found, dest.family, stats=False) == dest
+    assert codec.fingerprint(data, found) == codec.expected_fingerprint(dest)
 
 
 def test_a_large_batch_is_split_below_the_socket_buffer(client, kernel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import gzip
 import time
 
 import pytest
@@ -13,9 +15,23 @@ from prometheus_client.parser import text_string_to_metric_families
 from lvsagent import cli, metrics, metrics_server
 from lvsagent.config import ConfigError, loads
 from lvsagent.config.model import MetricsListen
+from lvsagent.durations import BUCKETS, Durations
+from lvsagent.ipvs import Stats
+from lvsagent.lvs import engine
 from lvsagent.metrics_server import MetricsServer
 
 COUNTERS = dict.fromkeys(metrics.VRRP_COUNTERS, 0)
+
+
+def durations(*seconds) -> dict:
+    observed = Durations()
+    for each in seconds:
+        observed.observe(each)
+    return observed.status()
+
+
+KERNEL = {"connections": 41, "packets_in": 420, "packets_out": 380, "bytes_in": 9000}
+KERNEL = {**KERNEL, "bytes_out": 2**40}  # beyond 32 bits: the kernel's 64-bit counters
 SNAPSHOT = {
     "vrrp": [
         {
@@ -35,6 +51,9 @@ SNAPSHOT = {
         {
             "service": "[10.0.0.100]:80",
             "protocol": "TCP",
+            "virtual_server": "[10.0.0.100]:80",
+            "quorum": {"up": False, "quorum": 150, "alive_weight": 100},
+            "counters": {**KERNEL, "connections": 99},
             "realservers": [
                 {
                     "address": "10.0.0.2",
@@ -42,10 +61,13 @@ SNAPSHOT = {
                     "weight": 100,
                     "active": 3,
                     "inactive": 4,
+                    "counters": KERNEL,
                     "health": "up",
                     "since": "2026-01-01T10:00:00Z",
                     "last_error": "",
                     "check_failures": 2,
+                    "check_failure_reasons": {"refused": 1, "timeout": 1},
+                    "check_durations": durations(0.0004, 0.003, 0.2, 45.0),
                 },
                 {
                     "address": "10.0.0.3",
@@ -53,10 +75,13 @@ SNAPSHOT = {
                     "weight": None,
                     "active": None,
                     "inactive": None,
+                    "counters": None,
                     "health": "down",
                     "since": "2026-01-01T10:00:00Z",
                     "last_error": "connection refused",
                     "check_failures": 4,
+                    "check_failure_reasons": {"refused": 4},
+                    "check_durations": durations(0.001, 0.001, 0.001, 0.001),
                 },
                 {
                     "address": "10.0.0.9",
@@ -64,6 +89,7 @@ SNAPSHOT = {
                     "weight": 1,
                     "active": 0,
                     "inactive": 0,
+                    "counters": dict.fromkeys(KERNEL, 0),
                     "health": "sorry",
                     "since": None,
                     "last_error": "",
@@ -72,7 +98,20 @@ SNAPSHOT = {
         }
     ],
     "vrrp_drops": {"ttl": 3, "auth_password": 1},
-    "vrrp_scripts": {"chk_nginx": {"ok": True}, "chk_disk": {"ok": False}},
+    "vrrp_scripts": {
+        "chk_nginx": {
+            "ok": True,
+            "last_change": 1767261000.25,
+            "timeouts": 0,
+            "durations": durations(0.02, 0.03),
+        },
+        "chk_disk": {
+            "ok": False,
+            "last_change": 1767261700.0,
+            "timeouts": 3,
+            "durations": durations(2.0, 2.0, 2.0),
+        },
+    },
     "agent": {
         "version": "0.1.0",
         "started": 1767261000.0,
@@ -99,12 +138,14 @@ def value(samples, name, **labels):
 
 
 def test_every_family_is_named_and_typed_by_the_conventions():
-    for family in metrics.families(SNAPSHOT):
-        assert family.name.startswith(("lvs_agent_", "process_"))
-        assert family.kind in ("gauge", "counter")
-        assert not family.name.endswith("_total")  # added to a counter's samples
-        if "timestamp" in family.name:
-            assert family.name.endswith("_timestamp_seconds")
+    for name, (kind, text) in metrics.METRICS.items():
+        assert name.startswith(("lvs_agent_", "process_")) and text
+        assert kind in ("gauge", "counter", "histogram")
+        assert not name.endswith("_total")  # added to a counter's samples
+        if "timestamp" in name:
+            assert name.endswith("_timestamp_seconds")
+        if kind == "histogram":
+            assert name.endswith("_seconds")
     text = metrics.render(SNAPSHOT).decode()
     assert "# TYPE lvs_agent_vrrp_adverts_sent_total counter" in text
     assert "# TYPE lvs_agent_vrrp_state gauge" in text
@@ -139,7 +180,8 @@ def test_real_servers_agent_and_build_info():
     assert value(samples, "lvs_agent_real_server_weight", **rs) == 100
     assert value(samples, "lvs_agent_real_server_connections_active", **rs) == 3
     assert value(samples, "lvs_agent_real_server_connections_inactive", **rs) == 4
-    assert value(samples, "lvs_agent_real_server_check_failures_total", **rs) == 2
+    assert value(samples, "lvs_agent_real_server_check_failures_total", **rs, reason="refused") == 1
+    assert value(samples, "lvs_agent_real_server_check_failures_total", **rs, reason="timeout") == 1
     changed = value(samples, "lvs_agent_real_server_last_change_timestamp_seconds", **rs)
     assert changed == 1767261600.0  # 2026-01-01T10:00:00Z
     weights = {labels["real_server"] for labels, _v in samples["lvs_agent_real_server_weight"]}
@@ -147,6 +189,117 @@ def test_real_servers_agent_and_build_info():
     assert value(samples, "lvs_agent_config_reloads_total", result="refused") == 1
     assert value(samples, "lvs_agent_config_last_reload_success_timestamp_seconds") == 1767261500
     assert value(samples, "lvs_agent_build_info", version="0.1.0") == 1
+
+
+def test_the_registry_is_what_a_scrape_holds():
+    """Every family in METRICS is rendered from a full snapshot (no name registered and never
+    served), and every sample of the scrape is one `sample_names()` announces."""
+    assert {family.name for family in metrics.families(SNAPSHOT)} == set(metrics.METRICS)
+    assert set(scraped()) <= metrics.sample_names()
+    assert "lvs_agent_real_server_check_duration_seconds_bucket" in metrics.sample_names()
+    assert "lvs_agent_real_server_connections_total" in metrics.sample_names()
+
+
+def test_kernel_counters_per_real_server_and_virtual_server():
+    samples = scraped()
+    service = {"virtual_server": "[10.0.0.100]:80", "protocol": "TCP"}
+    rs = {**service, "real_server": "[10.0.0.2]:80"}
+    names = {
+        "connections": "connections_total",
+        "packets_in": "incoming_packets_total",
+        "packets_out": "outgoing_packets_total",
+        "bytes_in": "incoming_bytes_total",
+        "bytes_out": "outgoing_bytes_total",
+    }
+    for key, name in names.items():
+        assert value(samples, f"lvs_agent_real_server_{name}", **rs) == KERNEL[key]
+    assert value(samples, "lvs_agent_real_server_outgoing_bytes_total", **rs) == 2**40
+    sorry = {**service, "real_server": "[10.0.0.9]:80"}
+    assert value(samples, "lvs_agent_real_server_connections_total", **sorry) == 0
+    counted = {
+        labels["real_server"] for labels, _v in samples["lvs_agent_real_server_connections_total"]
+    }
+    assert "[10.0.0.3]:80" not in counted  # not in the kernel: no counters
+    assert value(samples, "lvs_agent_virtual_server_connections_total", **service) == 99
+    assert value(samples, "lvs_agent_virtual_server_incoming_bytes_total", **service) == 9000
+    text = metrics.render(SNAPSHOT).decode()
+    assert "# TYPE lvs_agent_real_server_incoming_bytes_total counter" in text
+
+
+def test_the_kernel_counters_named_are_those_the_status_carries():
+    assert set(metrics.KERNEL_COUNTERS) == set(engine.KERNEL_COUNTERS)
+    assert set(engine.KERNEL_COUNTERS) <= {field.name for field in dataclasses.fields(Stats)}
+
+
+def test_quorum_per_virtual_server():
+    samples = scraped()
+    service = {"virtual_server": "[10.0.0.100]:80", "protocol": "TCP"}
+    assert value(samples, "lvs_agent_virtual_server_quorum_up", **service) == 0
+    assert value(samples, "lvs_agent_virtual_server_quorum_weight", **service) == 150
+    assert value(samples, "lvs_agent_virtual_server_alive_weight", **service) == 100
+
+
+def histogram(samples, name, **labels) -> tuple:
+    """({le: cumulative count}, sum, count) of one histogram sample of a scrape."""
+    buckets = {
+        got["le"]: v for got, v in samples[name + "_bucket"] if labels.items() <= got.items()
+    }
+    return (
+        buckets,
+        value(samples, name + "_sum", **labels),
+        value(samples, name + "_count", **labels),
+    )
+
+
+def test_check_durations_are_a_histogram_per_real_server_with_the_one_set_of_buckets():
+    samples = scraped()
+    rs = {"virtual_server": "[10.0.0.100]:80", "protocol": "TCP", "real_server": "[10.0.0.2]:80"}
+    buckets, total, count = histogram(samples, "lvs_agent_real_server_check_duration_seconds", **rs)
+    assert list(buckets) == [*(repr(float(b)) for b in BUCKETS), "+Inf"]
+    assert buckets["0.001"] == 1 and buckets["0.005"] == 2  # 0.4 ms, then 3 ms
+    assert buckets["0.25"] == 3 and buckets["30.0"] == 3  # 45 s: beyond every bound
+    assert buckets["+Inf"] == count == 4
+    assert total == pytest.approx(45.2034)
+    down = {**rs, "real_server": "[10.0.0.3]:80"}
+    buckets, _total, count = histogram(
+        samples, "lvs_agent_real_server_check_duration_seconds", **down
+    )
+    assert buckets["0.001"] == count == 4  # on a bound: counted in it (`le`)
+    sorry = {**rs, "real_server": "[10.0.0.9]:80"}
+    assert not [
+        got
+        for got, _v in samples["lvs_agent_real_server_check_duration_seconds_count"]
+        if got == sorry
+    ]
+
+
+def test_vrrp_scripts_status_duration_timeouts_and_last_change():
+    samples = scraped()
+    assert value(samples, "lvs_agent_vrrp_script_timeouts_total", vrrp_script="chk_disk") == 3
+    assert value(samples, "lvs_agent_vrrp_script_timeouts_total", vrrp_script="chk_nginx") == 0
+    changed = value(
+        samples, "lvs_agent_vrrp_script_last_change_timestamp_seconds", vrrp_script="chk_nginx"
+    )
+    assert changed == 1767261000.25
+    buckets, total, count = histogram(
+        samples, "lvs_agent_vrrp_script_duration_seconds", vrrp_script="chk_disk"
+    )
+    assert (buckets["1.0"], buckets["2.5"], total, count) == (0, 3, 6.0, 3)
+
+
+def test_durations_count_each_observation_once_in_its_bucket():
+    observed = Durations()
+    for seconds in (0.0, 0.001, 0.0011, 31.0):
+        observed.observe(seconds)
+    other = Durations()
+    other.observe(0.5)
+    observed.merge(other)
+    status = observed.status()
+    assert [bound for bound, _count in status["buckets"]] == list(BUCKETS)
+    cumulative = dict(map(tuple, status["buckets"]))
+    assert (cumulative[0.001], cumulative[0.005], cumulative[0.5], cumulative[30.0]) == (2, 3, 4, 4)
+    assert status["count"] == 5 and status["sum"] == pytest.approx(31.5021)
+    assert Durations().status()["count"] == 0
 
 
 def test_process_metrics_are_the_agents_own():
@@ -256,6 +409,34 @@ def test_get_metrics_and_what_else_a_client_may_ask():
         await server.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("accept", "gzipped"),
+    [
+        ("gzip", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("gzip;q=0.001", True),
+        ("gzip;q=nonsense", False),
+        (None, False),
+    ],
+)
+def test_the_reply_is_gzipped_when_the_client_accepts_it(accept, gzipped):
+    async def scenario():
+        server, port = await serving()
+        header = f"Accept-Encoding: {accept}\r\n" if accept else ""
+        reply = await exchange(port, f"GET /metrics HTTP/1.1\r\n{header}\r\n".encode())
+        await server.close()
+        return reply.split(b"\r\n\r\n", 1)
+
+    head, body = asyncio.run(scenario())
+    assert (b"Content-Encoding: gzip\r\n" in head) is gzipped
+    assert f"Content-Length: {len(body)}\r\n".encode() in head
+    plain = metrics.render(SNAPSHOT)
+    assert (gzip.decompress(body) if gzipped else body) == plain
 
 
 def test_a_slow_client_is_cut_off_and_the_connections_are_capped(monkeypatch):

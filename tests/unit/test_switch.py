@@ -29,6 +29,8 @@ def mark(what):
 def child():
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (mark("cleaned"), os._exit(0)))
+    with open(pid_file + ".child-ready", "w"):
+        pass
     while True:
         time.sleep(1)
 
@@ -67,7 +69,8 @@ def daemon(tmp_path):
         return found if len(found) == 2 else None
 
     deadline = time.monotonic() + 30
-    while pids() is None:
+    child_ready = tmp_path / "daemon.pid.child-ready"  # its death signal and handler are set
+    while pids() is None or not child_ready.exists():
         assert time.monotonic() < deadline, "the stand-in daemon did not start"
         time.sleep(0.05)
     yield SimpleNamespace(pids=pids(), marks=marks, process=process)

@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -80,6 +81,34 @@ def removes_everything(running: Config, new: Config) -> str:
 def uses_ipvs(config: Config) -> bool:
     daemon = config.global_defs.lvs_sync_daemon
     return bool(config.virtual_servers) or (daemon is not None and daemon.instance is not None)
+
+
+def data_plane(name: str):
+    """The data plane lvs_data_plane names; IpvsError when it cannot run here."""
+    if name == "nftables":
+        from .nft.client import NftClient
+        from .nft.plane import NftPlane
+
+        return NftPlane(NftClient())
+    from .ipvs import IpvsError
+    from .lvs.netlink_thread import IpvsThread
+
+    try:
+        return IpvsThread()  # pyroute2's sync socket cannot run inside this loop
+    except IpvsError as error:
+        raise IpvsError(
+            f"{error} (or have nftables do it: global_defs {{ lvs_data_plane nftables }})",
+            error.errno,
+        ) from error
+
+
+def changes_data_plane(running: Config, new: Config, engine_running: bool) -> str:
+    """Why `new` is refused when it moves the running virtual servers to another data
+    plane (a restart does that), or ""."""
+    before, after = running.global_defs.lvs_data_plane, new.global_defs.lvs_data_plane
+    if not engine_running or before == after:
+        return ""
+    return f"lvs_data_plane cannot change from {before} to {after} on reload: restart the agent"
 
 
 def configure_logging(level: str) -> None:
@@ -208,17 +237,16 @@ class Agent:
             return
         from .ipvs import IpvsError
         from .lvs.engine import LvsEngine
-        from .lvs.netlink_thread import IpvsThread
 
         try:
-            client = IpvsThread()  # pyroute2's sync socket cannot run inside this loop
+            plane = data_plane(self.config.global_defs.lvs_data_plane)
         except IpvsError as error:
             if not declared:
                 log.warning("%s: services a previous run left behind are not removed", error)
                 return
             raise StartupError(str(error)) from error
         self.lvs = LvsEngine(
-            self.config, client, LoopClock(loop), owned=owned, fifos=self.vrrp.notifier.fifos
+            self.config, plane, LoopClock(loop), owned=owned, fifos=self.vrrp.notifier.fifos
         )
         self.vrrp.add_state_listener(self.lvs.on_vrrp_state)
         await self.lvs.start()
@@ -261,9 +289,10 @@ class Agent:
                 log.error("%s: %s - keeping the running configuration", self.args.config, error)
                 return {"error": f"{self.args.config}: {error.strerror}"}
             emptied = "" if allow_empty else removes_everything(self.config, config)
-            if emptied:
-                log.error("Reload refused: %s - keeping the running configuration", emptied)
-                return {"error": emptied}
+            refused = emptied or changes_data_plane(self.config, config, self.lvs is not None)
+            if refused:
+                log.error("Reload refused: %s - keeping the running configuration", refused)
+                return {"error": refused}
             # The record leads: new VIPs are owned before VRRP may add them.
             await self._record_vips(self.config, config)
             self.config = config
@@ -329,8 +358,9 @@ class Agent:
             "vrrp": self.vrrp.status(),
             "ipvs": await self.lvs.status() if self.lvs is not None else [],
             "vrrp_drops": dict(self.vrrp.drops),
-            "vrrp_scripts": {name: {"ok": t.state} for name, t in self.vrrp.scripts.items()},
+            "vrrp_scripts": {name: t.status() for name, t in self.vrrp.scripts.items()},
             "agent": {
+                "router_id": self.config.global_defs.router_id or socket.gethostname(),
                 "version": __version__,
                 "started": self._started,
                 "reloads": dict(self._reloads),

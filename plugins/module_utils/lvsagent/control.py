@@ -196,7 +196,9 @@ def status_text(status: dict) -> str:
     # Imported here: ipvs loads pyroute2, which the vrrp_instance module (a client) never needs.
     from .ipvs import Destination, Service, format_endpoint, render_table
 
-    lines = [
+    router_id = status.get("agent", {}).get("router_id")
+    lines = [f"Router ID {router_id}"] if router_id else []
+    lines += [
         f"VRRP {instance['name']}: {instance['state']} on {instance['interface']} "
         f"priority {instance['effective_priority']}/{instance['priority']} "
         f"VIPs {' '.join(instance['vips'])}"

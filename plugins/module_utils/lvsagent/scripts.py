@@ -159,10 +159,12 @@ def security_violation(identity: Identity, path: str) -> Optional[str]:
 @dataclass(frozen=True)
 class Outcome:
     """How a run ended: `code` is the exit status (negative: killed by that signal), None when
-    the script did not run or did not finish in time; `error` says why for logs and status."""
+    the script did not run or did not finish in time (`timed_out`); `error` says why for logs
+    and status."""
 
     code: Optional[int]
     error: str = ""
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -224,7 +226,7 @@ async def run_script(
     except asyncio.TimeoutError:
         kill_group(process.pid)
         await process.wait()
-        return Outcome(None, f"timed out after {timeout:g}s")
+        return Outcome(None, f"timed out after {timeout:g}s", timed_out=True)
     except asyncio.CancelledError:
         kill_group(process.pid)
         raise

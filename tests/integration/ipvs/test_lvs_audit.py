@@ -68,6 +68,7 @@ def test_the_audit_reverts_exactly_the_hand_edits(caplog):
             IpvsThread(),
             LoopClock(asyncio.get_running_loop()),
             resync_interval=0.5,
+            audit_share=1.0,  # what the audits revert, not their pace (AUDIT_SHARE's is slow)
         )
         await engine.start()
         built = ipvsadm("-Ln")

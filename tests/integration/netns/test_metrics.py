@@ -1,6 +1,8 @@
 """/metrics of two lvs-agent directors on the lab LAN: scraped inside each namespace, the VRRP
 state gauges and transition counters follow an election and a failover, `promtool check
-metrics` accepts a scrape, and hostile clients of the metrics port do not stall VRRP."""
+metrics` accepts a scrape, and hostile clients of the metrics port do not stall VRRP; the
+vrrp_script metrics follow real scripts (curl against a real nginx, one that times out).
+The real servers' metrics need kernel IPVS: tests/integration/ipvs/test_lvs_metrics.py."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from vrrp_support import (
     stays,
     wait_single_holder,
 )
+
+from testbed.services import Nginx
 
 pytestmark = pytest.mark.netns
 
@@ -143,18 +147,87 @@ def test_state_gauges_and_transition_counters_follow_a_failover(pair):
     d1.wait_for(lambda: state_of(d1) == "MASTER", 5)
 
 
-def test_promtool_accepts_a_scrape(pair):
-    (d1, _d2), _agents = pair
+def promtool_check(text: str) -> None:
     assert shutil.which("promtool"), "promtool missing: tools/setup.sh installs Debian's prometheus"
     checked = subprocess.run(
         ["promtool", "check", "metrics"],
-        input=scrape(d1),
+        input=text,
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_promtool_accepts_a_scrape(pair):
+    (d1, _d2), _agents = pair
+    promtool_check(scrape(d1))
+
+
+WEB = "192.168.77.20"
+SCRIPTS = f"""\
+vrrp_script chk_web {{
+  script "/usr/bin/curl -sf --max-time 1 -o /dev/null http://{WEB}/"
+  interval 1
+  weight -20
+}}
+vrrp_script chk_slow {{
+  script "/bin/sleep 5"
+  interval 2
+  timeout 1
+  weight -10
+}}
+"""
+TRACK = "  track_script {\n    chk_web\n    chk_slow\n  }\n"
+
+
+def script_value(text: str, name: str, script: str, **labels) -> float:
+    return samples(text)[(name, frozenset({"vrrp_script": script, **labels}.items()))]
+
+
+def test_vrrp_script_status_durations_timeouts_and_last_change(lab, tmp_path):
+    d1 = lab.host("d1", "192.168.77.11/24")
+    web = Nginx(lab.host("web", f"{WEB}/24"), tmp_path).start()
+    listen = f"  metrics_listen {d1.interface.ip}:{PORT}\n"
+    text = config(SCRIPTS, instance_block(150, extra=TRACK), global_extra=listen)
+    agent = Agent(d1, tmp_path, text).start()
+    url = f"http://{d1.interface.ip}:{PORT}/metrics"
+    d1.wait_for(
+        lambda: d1.run(["curl", "-sf", "-o", "/dev/null", url], check=False).returncode == 0, 20
+    )
+
+    def timed_out_twice():
+        text = scrape(d1)
+        return script_value(text, "lvs_agent_vrrp_script_timeouts_total", "chk_slow") >= 2
+
+    d1.wait_for(timed_out_twice, 20)
+    text = scrape(d1)
+    assert script_value(text, "lvs_agent_vrrp_script_up", "chk_web") == 1
+    assert script_value(text, "lvs_agent_vrrp_script_up", "chk_slow") == 0
+    assert vrrp_value(text, "lvs_agent_vrrp_effective_priority") == 140  # chk_slow's -10
+    slow = "lvs_agent_vrrp_script_duration_seconds"
+    count = script_value(text, slow + "_count", "chk_slow")
+    assert count >= 2
+    assert script_value(text, slow + "_bucket", "chk_slow", le="0.5") == 0
+    assert script_value(text, slow + "_bucket", "chk_slow", le="+Inf") == count
+    assert script_value(text, slow + "_sum", "chk_slow") >= count * 1.0  # killed at 1 s
+    web_count = script_value(text, slow + "_count", "chk_web")
+    assert web_count >= 2 and script_value(text, slow + "_sum", "chk_web") < web_count
+    promtool_check(text)
+    compressed = d1.run(["curl", "-sf", "--compressed", url]).stdout  # as Prometheus asks
+    assert "lvs_agent_vrrp_script_duration_seconds_bucket{" in compressed
+    head = d1.run(["curl", "-sf", "--compressed", "-D", "-", "-o", "/dev/null", url]).stdout
+    assert "Content-Encoding: gzip" in head
+
+    web.stop()
+    stopped = time.time()
+    d1.wait_for(lambda: script_value(scrape(d1), "lvs_agent_vrrp_script_up", "chk_web") == 0, 10)
+    text = scrape(d1)
+    changed = script_value(text, "lvs_agent_vrrp_script_last_change_timestamp_seconds", "chk_web")
+    assert stopped <= changed <= time.time()
+    assert vrrp_value(text, "lvs_agent_vrrp_effective_priority") == 120
+    assert status_json(agent)["vrrp_scripts"]["chk_web"]["last_change"] == changed  # one model
 
 
 def test_hostile_clients_of_the_metrics_port_do_not_stall_vrrp(pair):

@@ -501,7 +501,6 @@ def test_a_virtual_server_without_real_servers_is_dropped_as_by_keepalived():
             "vrrp_instance V {\n use_vmac_addr\n}\n",
             "2: use_vmac_addr: not supported by lvs-agent",
         ),
-        ("track_group G {\n group {\n  V\n }\n}\n", "1: track_group: not supported by lvs-agent"),
         ("bfd_instance B {\n}\n", "1: bfd_instance: not supported by lvs-agent"),
         (
             "virtual_server 10.0.0.1 80 {\n lvs_sched rr\n real_server 10.0.0.2 80 {\n"

@@ -126,10 +126,6 @@ def test_a_route_keepalived_drops_is_dropped_with_its_warning(line, message):
     ("line", "message"),
     [
         ("10.1.0.0/24 dev eth0 mtu 1400", "route option 'mtu': not supported by lvs-agent"),
-        (
-            "10.1.0.0/24 dev eth0 track_group G",
-            "route option 'track_group': not supported by lvs-agent",
-        ),
         ("local 10.1.0.1/32 dev eth0", "route type 'local': not supported by lvs-agent"),
         ("10.1.0.0/24 encap mpls 200 dev eth0", "route option 'encap': not supported by lvs-agent"),
         (
@@ -213,7 +209,7 @@ def test_a_rule_option_lvs_agent_does_not_apply_is_refused_at_its_line(option):
     ]
 
 
-def test_static_addresses_take_keepalived_default_interface_and_refuse_track_group():
+def test_static_addresses_take_keepalived_default_interface():
     config = parse(static("static_ipaddress", "  10.5.0.1/24 dev eth1 scope link\n  10.5.0.2"))
     first, second = config.static_addresses
     assert (first.address, first.dev, first.scope) == (
@@ -222,9 +218,6 @@ def test_static_addresses_take_keepalived_default_interface_and_refuse_track_gro
         "link",
     )
     assert second.dev == "eth0"  # keepalived's default_interface
-    assert errors_of(static("static_ipaddress", "  10.5.0.1 dev eth1 track_group G1")) == [
-        "2: 10.5.0.1: option 'track_group' not supported by lvs-agent"
-    ]
 
 
 def test_default_interface_is_the_dev_of_static_addresses_from_its_first_use():
@@ -240,11 +233,6 @@ def test_default_interface_is_the_dev_of_static_addresses_from_its_first_use():
     assert errors_of("global_defs {\n  default_interface a/b\n}\n") == [
         "2: default_interface: 'a/b' is not a valid interface name"
     ]
-
-
-def test_track_group_blocks_are_refused_by_name():
-    text = "track_group G1 {\n  group {\n    VI_1\n  }\n}\n" + MINIMAL_INSTANCE
-    assert "1: track_group: not supported by lvs-agent" in errors_of(text)
 
 
 @pytest.mark.skipif(not os.path.isdir(SAMPLES), reason="shared reference absent")

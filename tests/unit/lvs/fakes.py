@@ -21,7 +21,7 @@ class FakeIpvs:
     def services(self, *, stats=True):
         return [service for service, _destinations in self.kernel.values()]
 
-    def service(self, key):
+    def service(self, key, *, stats=True):
         entry = self.kernel.get(key)
         return entry[0] if entry else None
 

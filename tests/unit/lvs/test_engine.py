@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
+import itertools
 import logging
 import random
 
+import pytest
 from fakeclock import FakeClock
 from fakes import FakeIpvs, FakeProber
 
@@ -20,10 +23,12 @@ from lvsagent.config.model import (
     VirtualServer,
     VrrpInstance,
 )
-from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey
+from lvsagent.ipvs import Destination, IpvsError, Service, ServiceKey, Stats
+from lvsagent.lvs import engine as engine_module
 from lvsagent.lvs.checkers.misc import MiscCheck
 from lvsagent.lvs.checkers.tcp import TcpCheck
-from lvsagent.lvs.engine import LvsEngine
+from lvsagent.lvs.engine import LvsEngine, RealServerEntry
+from lvsagent.lvs.health import sleep
 from lvsagent.owned import owned_services
 
 VIP = "192.168.179.199"
@@ -59,11 +64,11 @@ def seed_vs(**overrides) -> VirtualServer:
 class Bed:
     """An engine with its fakes; `run(test)` drives an async test on a fresh loop."""
 
-    def __init__(self, *servers, instances=(), ipvs=None, state_dir=None):
+    def __init__(self, *servers, instances=(), ipvs=None, state_dir=None, prober=None):
         self.config = Config(virtual_servers=list(servers), vrrp_instances=list(instances))
         self.clock = FakeClock()
         self.ipvs = ipvs or FakeIpvs()
-        self.prober = FakeProber()
+        self.prober = prober or FakeProber()
         self.engine = LvsEngine(
             self.config,
             self.ipvs,
@@ -260,6 +265,79 @@ def test_a_reload_applies_what_changed_and_leaves_the_rest_to_the_audit():
     run(test)
 
 
+def test_audits_build_nothing_and_a_reload_builds_only_the_virtual_server_that_changed(
+    monkeypatch,
+):
+    built = []
+    destination = RealServerEntry.destination
+
+    def counted(entry, weight):
+        built.append(entry.port)
+        return destination(entry, weight)
+
+    monkeypatch.setattr(RealServerEntry, "destination", counted)
+
+    async def test():
+        bed = Bed(seed_vs(), seed_vs(port=8080, real_servers=[RealServer(RS1, 8080)]))
+        await bed.engine.start()
+        await bed.clock.advance_with_tasks(1)
+        built.clear()
+        await bed.clock.advance_with_tasks(5 * 3)  # three audits of an unchanged table
+        assert built == []
+        changed = seed_vs(port=8080, real_servers=[RealServer(RS1, 8080, weight=50)])
+        await bed.engine.apply_config(Config(virtual_servers=[seed_vs(), changed]))
+        assert built == [8080]
+        assert bed.ipvs.weights(ServiceKey.for_address(VIP, 8080)) == {f"{RS1}:8080": 50}
+        bed.prober.fail(RS2, 80)  # a health change rebuilds its virtual server only
+        await bed.clock.advance_with_tasks(20)
+        assert built == [8080, 80] and f"{RS2}:80" not in bed.ipvs.weights(KEY)
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_a_large_table_is_built_and_reconciled_in_slices_with_the_loop_running_between(
+    monkeypatch,
+):
+    monkeypatch.setattr(engine_module, "LOOP_SLICE", 0.0)  # a slice per virtual server
+
+    async def test():
+        bed = Bed(*(seed_vs(port=1000 + n) for n in range(20)))
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        running = asyncio.ensure_future(ticker())
+        await bed.engine.start()
+        running.cancel()
+        assert ticks >= 2 * 20  # the loop ran while each was installed, then reconciled
+        assert len(bed.ipvs.kernel) == 20
+        await bed.engine.stop()
+
+    run(test)
+
+
+def test_the_built_table_is_kept_out_of_full_collections():
+    """A full collection walks every tracked object: with 10,000 real servers it stopped the
+    loop for seconds in the guest. What an install builds is frozen (gc.freeze)."""
+
+    async def test():
+        gc.unfreeze()
+        bed = Bed(seed_vs())
+        await bed.engine.start()
+        assert gc.get_freeze_count() > 0
+        await bed.engine.stop()
+
+    try:
+        run(test)
+    finally:
+        gc.unfreeze()
+
+
 def test_reload_keeps_running_checks_and_retires_removed_services():
     async def test():
         bed = Bed(seed_vs())
@@ -314,6 +392,75 @@ def test_status_reports_kernel_entries_with_health():
         assert up["check_failures"] == 0
         assert down["check_failures"] >= 4  # down after retry 3: four failed tries at least
         assert up["since"].endswith("Z")
+        await bed.engine.stop()
+
+    run(test)
+
+
+class CountedIpvs(FakeIpvs):
+    """Records whether each read of the table asked for the kernel's counters, and answers
+    with counters on every real server."""
+
+    def __init__(self):
+        super().__init__()
+        self.counters_asked: list = []
+
+    def services(self, *, stats=True):
+        self.counters_asked.append(stats)
+        return super().services(stats=stats)
+
+    def table(self, *, stats=True):
+        self.counters_asked.append(stats)
+        table = super().table(stats=stats)
+        for service, destinations in table.values():
+            service.stats = Stats(connections=7, bytes_out=2**33) if stats else None
+            for dest in destinations:
+                dest.stats = Stats(3, 30, 20, 3000, 2000) if stats else None
+        return table
+
+
+class SlowProber(FakeProber):
+    """Each probe takes 0.3 s on the fake clock."""
+
+    clock = None
+
+    async def __call__(self, spec):
+        await sleep(self.clock, 0.3)
+        return await super().__call__(spec)
+
+
+def test_status_has_kernel_counters_quorum_failure_reasons_and_check_durations():
+    async def test():
+        prober = SlowProber()
+        bed = Bed(seed_vs(quorum=150), ipvs=CountedIpvs(), prober=prober)
+        prober.clock = bed.clock
+        bed.prober.fail(RS2, 80, "timeout after 10s")
+        await bed.engine.start()
+        for _second in range(40):  # several audits (RESYNC_INTERVAL) and probes
+            await bed.clock.advance_with_tasks(1)
+        audits = set(bed.ipvs.counters_asked)
+        assert audits == {False}  # installs and audits read the table, without counters
+        (service,) = await bed.engine.status()
+        assert bed.ipvs.counters_asked[-1] is True  # the status did
+        assert service["virtual_server"] == f"[{VIP}]:80"
+        assert service["quorum"] == {"up": False, "quorum": 150, "alive_weight": 100}
+        assert service["counters"]["connections"] == 7
+        assert service["counters"]["bytes_out"] == 2**33
+        up, down = service["realservers"]
+        assert up["counters"] == {
+            "connections": 3,
+            "packets_in": 30,
+            "packets_out": 20,
+            "bytes_in": 3000,
+            "bytes_out": 2000,
+        }
+        assert down["counters"] is None  # not in the kernel
+        assert up["check_failure_reasons"] == {}
+        assert down["check_failure_reasons"] == {"timeout": down["check_failures"]}
+        durations = up["check_durations"]
+        buckets = dict(map(tuple, durations["buckets"]))
+        assert durations["count"] >= 5 and buckets[0.25] == 0 and buckets[0.5] == durations["count"]
+        assert durations["sum"] == pytest.approx(0.3 * durations["count"])
         await bed.engine.stop()
 
     run(test)
@@ -386,25 +533,56 @@ def test_notify_and_quorum_scripts_and_omega_at_shutdown(tmp_path):
     run(test)
 
 
+async def repairs_per_audit(first_audits: int, rounds: int) -> list:
+    """Six services of nine real servers; after `first_audits` audits one real server is
+    deleted by hand from each: how many services have it back after each of `rounds`."""
+    members = [RealServer(f"10.0.0.{i}", 80) for i in range(1, 10)]
+    bed = Bed(*(seed_vs(port=port, real_servers=members) for port in range(8001, 8007)))
+    await bed.engine.start()
+    await bed.clock.advance_with_tasks(5 * first_audits)
+    keys = [ServiceKey.for_address(VIP, port) for port in range(8001, 8007)]
+    for key in keys:
+        bed.ipvs.delete_destination(key, "10.0.0.1", 80)
+    repaired = []
+    for _round in range(rounds):
+        await bed.clock.advance_with_tasks(5)
+        repaired.append(sum("10.0.0.1:80" in bed.ipvs.weights(key) for key in keys))
+    await bed.engine.stop()
+    return repaired
+
+
 def test_large_tables_are_audited_in_slices_that_cover_every_service(monkeypatch):
     monkeypatch.setattr("lvsagent.lvs.engine.AUDIT_BUDGET", 20)  # two services of 9 per pass
+    assert asyncio.run(repairs_per_audit(0, 3)) == [2, 4, 6]
+
+
+def test_a_flushed_table_is_put_back_with_a_bounded_number_of_log_lines(caplog):
+    caplog.set_level(logging.WARNING, logger="lvsagent.lvs")
 
     async def test():
-        members = [RealServer(f"10.0.0.{i}", 80) for i in range(1, 10)]
-        servers = [seed_vs(port=port, real_servers=members) for port in range(8001, 8007)]
-        bed = Bed(*servers)
+        members = [RealServer(f"10.0.{i // 250}.{i % 250 + 1}", 80) for i in range(30)]
+        bed = Bed(seed_vs(real_servers=members))
         await bed.engine.start()
-        keys = [ServiceKey.for_address(VIP, port) for port in range(8001, 8007)]
-        for key in keys:
-            bed.ipvs.delete_destination(key, "10.0.0.1", 80)
-        repaired = []
-        for _round in range(3):
-            await bed.clock.advance_with_tasks(5)
-            repaired.append(sum("10.0.0.1:80" in bed.ipvs.weights(key) for key in keys))
-        assert repaired == [2, 4, 6]
+        for member in members:
+            bed.ipvs.delete_destination(KEY, member.address, 80)  # ipvsadm -d, 30 times
+        await bed.clock.advance_with_tasks(5)
+        assert len(bed.ipvs.weights(KEY)) == 30
         await bed.engine.stop()
 
     run(test)
+    reverted = [r.getMessage() for r in caplog.records if "changed outside" in r.getMessage()]
+    assert len(reverted) == engine_module.REVERT_LOG_LIMIT + 1
+    assert reverted[0].startswith("IPVS table changed outside lvs-agent, reverting: add_dest")
+    assert reverted[-1] == "IPVS table changed outside lvs-agent, reverting 10 more changes"
+
+
+def test_audits_are_paced_to_their_share_of_a_core(monkeypatch):
+    """Each sync job here costs 0.1 s of the netlink thread (a slow machine), however large:
+    after a first pass over the whole table (60 destinations' worth) the audit may take 1%
+    of 5 s, so half of that (3 services), then 15 (2 services), then 10 (1 service)."""
+    readings = itertools.count()
+    monkeypatch.setattr("lvsagent.lvs.dataplane.thread_time", lambda: next(readings) * 0.1)
+    assert asyncio.run(repairs_per_audit(1, 3)) == [3, 5, 6]
 
 
 # -- services left by a killed run ---------------------------------------------------------

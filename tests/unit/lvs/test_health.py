@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import random
 
+import pytest
+from fakeclock import FakeClock
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lvsagent.lvs.checkers import CheckResult, CheckSpec
+from lvsagent.lvs.checkers.base import FAILURE_REASONS, describe, failure_reason
 from lvsagent.lvs.checkers.misc import MiscOptions
-from lvsagent.lvs.health import CheckState, Quorum, first_delay
+from lvsagent.lvs.health import CheckState, HealthCheck, Quorum, first_delay
 
 OK = CheckResult(True)
 REFUSED = CheckResult(False, "connection refused")
@@ -44,6 +49,37 @@ def test_up_checker_goes_down_only_after_its_retries():
     state.record(OK)
     state.record(REFUSED)
     assert state.failures == 5  # every failed probe, retries included
+    state.record(CheckResult(False, describe(asyncio.TimeoutError(), 10)))
+    assert state.failure_reasons == {"refused": 5, "timeout": 1}
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (describe(asyncio.TimeoutError(), 5), "timeout"),
+        ("no reply: " + describe(asyncio.TimeoutError(), 1), "timeout"),  # UDP_CHECK
+        ("timed out after 3s", "timeout"),  # MISC_CHECK's script
+        (describe(OSError(errno.ECONNREFUSED, "x"), 5), "refused"),
+        (describe(OSError(errno.ECONNRESET, "x"), 5), "reset"),
+        (describe(OSError(errno.EHOSTUNREACH, "x"), 5), "unreachable"),
+        (describe(OSError(errno.ENETUNREACH, "x"), 5), "unreachable"),
+        ("url(1) /: tls: certificate verify failed", "tls"),
+        ("url(1) /health: status code 500", "http_status"),
+        ("url(2) /: MD5 digest 0123abcd", "http_digest"),
+        ("url(1) /: connection closed early", "bad_reply"),
+        ("url(1) /: response head too large", "bad_reply"),
+        ("exit status 1", "exit_status"),
+        ("killed by signal 9", "exit_status"),
+        ("error answer (rcode = 3)", "bad_reply"),  # DNS_CHECK
+        ("Bad greeting banner from server [10.0.0.2]:25", "bad_reply"),  # SMTP_CHECK
+        ("reply data mismatch", "bad_reply"),  # UDP_CHECK
+        ("value 0", "other"),  # FILE_CHECK
+        ("cannot find chk in PATH", "other"),
+    ],
+)
+def test_failure_reasons_are_a_few_words_for_a_label(error, reason):
+    assert failure_reason(error) == reason
+    assert reason == "other" or reason in dict(FAILURE_REASONS)
 
 
 def test_a_success_between_failures_resets_the_retries():
@@ -110,6 +146,41 @@ def test_warmup_spreads_the_first_check_up_to_delay_loop_by_default():
     assert all(0 <= d <= 6.0 for d in delays) and max(delays) > 5.0
     assert first_delay(spec(warmup=0.0), rng) == 0.0
     assert 0 <= first_delay(spec(warmup=1.5), rng) <= 1.5
+
+
+def test_checks_between_probes_are_timers_not_tasks_and_stop_leaves_none():
+    """A large table has a checker per real server: each one costs a timer while it waits."""
+
+    async def test():
+        clock, probes, changes = FakeClock(), [], []
+
+        async def prober(check_spec):
+            probes.append((clock.monotonic(), check_spec.port))
+            return REFUSED if check_spec.port == 1 else OK
+
+        checks = [
+            HealthCheck(spec(port=port, retry=0, warmup=0.0), clock, changes.append,
+                        rng=random.Random(1), prober=prober)
+            for port in range(1, 101)
+        ]  # fmt: skip
+        for check in checks:
+            check.start()
+        await clock.advance_with_tasks(6 * 3)
+        assert len(asyncio.all_tasks()) == 1  # this test's own: every check waits on a timer
+        assert len(clock.pending()) == 100
+        assert len(probes) == 100 * 4  # at 0, 6, 12 and 18 s
+        assert changes == [checks[0]]  # port 1 went down at its first probe, once
+        checks[1].set_suspended(True)
+        await clock.advance_with_tasks(6 * 2)
+        assert [port for _when, port in probes[400:]].count(2) == 0
+        checks[1].set_suspended(False)  # a probe came due meanwhile: it runs at once
+        await clock.advance_with_tasks(0)
+        assert probes[-1] == (clock.monotonic(), 2)
+        for check in checks:
+            await check.stop()
+        assert clock.pending() == [] and len(asyncio.all_tasks()) == 1
+
+    asyncio.run(test())
 
 
 def test_quorum_gain_and_loss_with_hysteresis():

@@ -10,6 +10,7 @@ import pytest
 
 from lvsagent.arpsuppress import ProcSys
 from lvsagent.vrrp import vmac as vmac_module
+from lvsagent.vrrp.addresses import AddressManager
 from lvsagent.vrrp.vmac import Vmac, VmacLinks, virtual_mac
 
 INDEXES = {"eth0": 2, "eth1": 3, "vrrp.51": 10, "vrrp.52": 11, "vrrp.53": 12}
@@ -55,8 +56,9 @@ def host(tmp_path, monkeypatch):
         vmac_module.socket, "if_nameindex", lambda: [(2, "eth0"), (3, "eth1"), (1, "lo")]
     )
     rtnl = FakeRtnl({"eth0": {}, "eth1": {}})
-    links = VmacLinks(ProcSys(str(tmp_path)))
-    links._ipr = rtnl
+    addresses = AddressManager()
+    addresses._ipr = rtnl
+    links = VmacLinks(addresses, ProcSys(str(tmp_path)))
     return links, rtnl, tmp_path
 
 

@@ -6,9 +6,11 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import socket
 
 from lvsagent.config import loads
 from lvsagent.vrrp import packet, tracking
+from lvsagent.vrrp.addresses import Announcer
 from lvsagent.vrrp.engine import VrrpEngine
 from lvsagent.vrrp.instance import Instance, Services
 from lvsagent.vrrp.machine import LoopClock, State
@@ -142,16 +144,19 @@ class FakeDeletions:
         self.watched.clear()
 
 
-class FakeAnnouncer:
-    def __init__(self):
+class FakeAnnouncer(Announcer):
+    """The real slot keeping (vrrp_garp_interval / vrrp_gna_interval); frames recorded."""
+
+    def __init__(self, loop):
+        super().__init__(loop.time)
+        self.loop = loop
         self.announced = []
+        self.sent_at = []
 
     def announce(self, ifname, address):
         self.announced.append((ifname, str(address)))
+        self.sent_at.append((ifname, address.version, self.loop.time()))
         return True
-
-    def close(self):
-        pass
 
 
 class FakeNotifier:
@@ -215,7 +220,7 @@ def services(loop, addresses=None, links=None):
         sockets=FakeSockets(),
         addresses=addresses,
         routing=RoutingManager(addresses, FakeDeletions()),
-        announcer=FakeAnnouncer(),
+        announcer=FakeAnnouncer(loop),
         notifier=FakeNotifier(),
         links=links or FakeLinks(),
         scripts={},
@@ -547,6 +552,7 @@ def engine_on_fakes(config):
     engine.announcer, engine.notifier = fakes.announcer, fakes.notifier
     engine.vmacs = fakes.vmacs
     engine.routing = engine.static.routing = fakes.routing
+    engine.static.links = fakes.links
     return engine, fakes
 
 
@@ -1042,6 +1048,38 @@ def test_a_tracked_static_rule_or_address_deleted_is_restored(caplog):
     assert "Restoring deleted static rule 300: from 10.8.0.0/24 lookup 100" in caplog.text
 
 
+def test_gratuitous_frames_of_one_kind_on_one_interface_keep_their_interval_apart():
+    """vrrp_garp_interval spaces ARPs, vrrp_gna_interval NAs, per interface: every frame of the
+    5-round burst, not just the rounds; leaving MASTER cancels the ones still waiting."""
+    prefix = "global_defs {\n  vrrp_garp_interval 0.02\n  vrrp_gna_interval 0.05\n}\n"
+    extra = "  virtual_ipaddress_excluded {\n    192.168.77.101/24\n    fd00:7::1/64\n  }\n"
+
+    async def scenario():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix))
+        sent = shared.announcer.sent_at
+        for _wait in range(100):  # the last slot is 0.2 s away; timers run late under load
+            if len(sent) == 15:
+                break
+            await asyncio.sleep(0.05)
+        for version, spacing in ((4, 0.02), (6, 0.05)):
+            times = [at for ifname, v, at in sent if (ifname, v) == ("eth0", version)]
+            assert len(times) == 5 * (2 if version == 4 else 1)
+            # frame k waits for its slot, first + k intervals (a late timer only adds to that)
+            assert all(at - times[0] >= k * spacing - 0.001 for k, at in enumerate(times))
+        await instance.stop()
+
+    async def resigning():
+        instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix))
+        instance.machine.force_backup()
+        sent_while_master = len(shared.announcer.sent_at)
+        await asyncio.sleep(0.3)
+        assert 0 < sent_while_master == len(shared.announcer.sent_at) < 15
+        await instance.stop()
+
+    asyncio.run(scenario())
+    asyncio.run(resigning())
+
+
 def test_excluded_vips_follow_the_state_but_stay_out_of_the_adverts():
     """keepalived's eVIPs: added, announced and removed with the VIPs, of either family, and
     never in the advert (its bytes are those of the instance without them)."""
@@ -1254,3 +1292,91 @@ def test_down_timer_adverts_reaches_the_machine():
         return instance.machine.settings.down_timer_adverts
 
     assert asyncio.run(scenario()) == 7
+
+
+TRACKED_STATIC = """
+track_group G1 {
+  group {
+    VI_1
+  }
+}
+static_routes {
+  10.8.1.0/24 dev eth1 track_group G1
+}
+"""
+
+
+def test_a_track_group_instance_faults_while_its_static_route_cannot_be_restored(
+    caplog, monkeypatch
+):
+    """keepalived (vrrp_static_track.c): the group's instances track the route's interface with
+    weight 0; deleted while it is up, the route is restored and nothing else happens; down or
+    gone, FAULT; up again, the route is added again (interface_up) and the fault clears."""
+    caplog.set_level(logging.INFO, logger="lvsagent")
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)  # eth1, faked
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(TRACKED_STATIC + conf_text()))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        machine.force_master()
+        await engine.instances["VI_1"]._settle_vips()
+        deletions, log = fakes.routing.deletions, fakes.addresses.log
+        (route,) = deletions.entries()
+        log.clear()
+        deletions.delete(route)
+        await asyncio.sleep(0.01)
+        assert log == [("route", "add", "10.8.1.0")] and machine.state == State.MASTER
+        log.clear()
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        fakes.links.report("eth1", tracking.Link(3, True))
+        await asyncio.sleep(0.01)
+        assert [entry for entry in log if entry[0] == "route"] == [("route", "add", "10.8.1.0")]
+        assert machine.state == State.BACKUP  # and master again when the peer's adverts stop
+        fakes.links.report("eth1", tracking.GONE)
+        assert machine.state == State.FAULT
+        fakes.links.report("eth1", tracking.Link(4, True))
+        assert machine.state == State.BACKUP
+        await engine.stop()
+
+    asyncio.run(scenario())
+    assert caplog.text.count("Restoring deleted static route 10.8.1.0/24 dev eth1") == 3
+
+
+def test_without_track_group_the_instance_ignores_the_static_route_interface(monkeypatch):
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)
+
+    async def scenario():
+        text = TRACKED_STATIC.replace(" track_group G1", "") + conf_text()
+        engine, fakes = engine_on_fakes(loads(text))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.BACKUP and not machine.fault_reasons
+        fakes.links.report("eth1", tracking.Link(3, True))
+        await asyncio.sleep(0.01)
+        assert ("route", "add", "10.8.1.0") in fakes.addresses.log[-1:]  # restored all the same
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_reload_that_takes_the_instance_out_of_the_track_group_clears_its_fault(monkeypatch):
+    monkeypatch.setattr(socket, "if_nametoindex", lambda name: 3)
+
+    async def scenario():
+        engine, fakes = engine_on_fakes(loads(TRACKED_STATIC + conf_text()))
+        await engine.start()
+        machine = engine.instances["VI_1"].machine
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        untracked = TRACKED_STATIC.replace(" track_group G1", "")
+        await engine.apply_config(loads(untracked + conf_text()))
+        assert engine.instances["VI_1"].machine is machine and machine.state == State.BACKUP
+        await engine.apply_config(loads(TRACKED_STATIC + conf_text()))
+        fakes.links.report("eth1", tracking.Link(3, False))
+        assert machine.state == State.FAULT
+        await engine.stop()
+
+    asyncio.run(scenario())

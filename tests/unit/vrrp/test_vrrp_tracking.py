@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import struct
+import time
 
 from lvsagent.config.model import VrrpScript
 from lvsagent.vrrp import tracking
@@ -179,3 +180,25 @@ def test_a_script_that_keeps_timing_out_is_logged_once(caplog):
     with caplog.at_level(logging.WARNING, "lvsagent.vrrp"):
         assert asyncio.run(three_runs()) == [False, False, False]
     assert caplog.messages == ["VRRP_Script(chk) timed out after 0.2s"]
+    status = tracker.status()
+    assert status["timeouts"] == 3 and status["durations"]["count"] == 3
+    assert 0.6 <= status["durations"]["sum"] < 3
+
+
+def test_a_script_status_has_its_durations_and_when_its_state_last_changed():
+    script = VrrpScript(name="chk", script="/bin/sh -c 'sleep 0.05; exit 1'", fall=1)
+    tracker = tracking.ScriptTracker(script, loop=None)
+    started = tracker.status()["last_change"]
+    assert time.time() - 5 < started <= time.time()
+
+    async def runs():
+        return [await tracker.run_once() for _run in range(2)]
+
+    assert asyncio.run(runs()) == [False, False]
+    tracker.record(False)
+    status = tracker.status()
+    assert status["ok"] is False and status["timeouts"] == 0
+    assert status["last_change"] >= started + 0.1  # the flip, after the two runs
+    durations = status["durations"]
+    buckets = dict(map(tuple, durations["buckets"]))
+    assert durations["count"] == 2 and buckets[0.025] == 0  # the 50 ms sleep is counted

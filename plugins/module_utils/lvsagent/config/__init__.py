@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .errors import ConfigError, Problem
 from .model import (
-    Checker,
+    CheckSettings,
     Config,
     GlobalDefs,
     Location,
@@ -32,7 +32,7 @@ from .model import (
 from .parser import load, loads
 
 __all__ = [
-    "Checker",
+    "CheckSettings",
     "Config",
     "ConfigError",
     "GlobalDefs",

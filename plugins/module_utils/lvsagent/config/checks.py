@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from ..lvs.checkers.file import FileCheck
 from ..lvs.checkers.misc import MiscCheck
+from ..nft import ruleset as nft_ruleset
 from ..scripts import (
     KEEPALIVED_SCRIPT_USER,
     Identity,
@@ -31,6 +32,7 @@ from .model import (
     FIFO_PREFIXES,
     Config,
     Location,
+    LvsTimeouts,
     RealServer,
     ScriptUser,
     SyncGroup,
@@ -70,8 +72,9 @@ TRACKED_KINDS = (
 )
 
 
-class Checker:
-    """Runs every check over a built Config, reporting through `report`."""
+class Completion:
+    """Completes a built Config as keepalived does and runs every check across its objects,
+    reporting through `report`."""
 
     def __init__(self, config: Config, report: Report, instance_keywords: dict):
         self.config = config
@@ -390,6 +393,54 @@ class Checker:
         self.check_duplicate_vrids()
         self.check_sync_groups(names)
         self.complete_sync_daemon(names)
+        self.complete_static_track_groups(names)
+
+    def complete_static_track_groups(self, instances: dict[str, VrrpInstance]) -> None:
+        """keepalived's static_track_group_init: a group keeps the instances that exist (none
+        left, it is removed); each instance of the group of a tracked static address, route or
+        rule then tracks the entry's interface (address dev, route dev, rule iif), FAULT while
+        it is down or gone."""
+        groups = self.config.static_track_groups
+        for name, group in list(groups.items()):
+            if not group.group:
+                self.warning(group.location, f"Static track group {name} has no virtual router(s)")
+            else:
+                for member in group.group:
+                    if member not in instances:
+                        self.warning(
+                            group.location,
+                            f"vrrp instance {member} specified in track group {name} doesn't "
+                            "exist - ignoring",
+                        )
+                group.group = [m for m in dict.fromkeys(group.group) if m in instances]
+                if not group.group:
+                    self.warning(
+                        group.location, f"Static track group {name} has no VRRP instance(s)"
+                    )
+            if not group.group:
+                self.warning(group.location, f"Static track group {name} init fails - removing")
+                del groups[name]
+        config = self.config
+        tracked = (
+            ("address", config.static_addresses, "dev"),
+            ("route", config.static_routes, "dev"),
+            ("rule", config.static_rules, "iif"),
+        )
+        for what, entries, attribute in tracked:
+            for entry in entries:
+                if entry.track_group is None:
+                    continue
+                if entry.no_track:
+                    self.warning(
+                        entry.location,
+                        f"Static {what} has both track_group and no_track set - not tracking",
+                    )
+                    continue
+                group = groups.get(entry.track_group)
+                for member in group.group if group else ():
+                    tracking = instances[member].static_track_interfaces
+                    if getattr(entry, attribute) not in tracking:
+                        tracking.append(getattr(entry, attribute))
 
     def complete_sync_daemon(self, instances: dict[str, VrrpInstance]) -> None:
         """lvs_sync_daemon's instance must exist (keepalived drops the daemon otherwise); its
@@ -704,6 +755,49 @@ class Checker:
             )
             server.sorry_server = None
 
+    def check_data_plane(self) -> None:
+        """lvs_data_plane nftables: what the nftables data plane does not do yet is refused
+        where it is written, never run differently."""
+        defs = self.config.global_defs
+        if defs.lvs_data_plane != "nftables":
+            return
+        plane = "with lvs_data_plane nftables"
+        if defs.lvs_sync_daemon is not None:
+            self.error(defs.lvs_sync_daemon.location, f"lvs_sync_daemon is IPVS's: not {plane}")
+        ipvs_only = {
+            "lvs_timeouts": defs.lvs_timeouts != LvsTimeouts(),
+            "lvs_flush": defs.lvs_flush,
+            "lvs_flush_on_stop full": defs.lvs_flush_on_stop == "full",
+        }
+        for keyword in (keyword for keyword, used in ipvs_only.items() if used):
+            self.error(defs.location, f"{keyword} is IPVS's: not {plane}")
+        for server in self.config.virtual_servers:
+            self.check_nftables_server(server, plane)
+
+    def check_nftables_server(self, server: VirtualServer, plane: str) -> None:
+        name = f"virtual server {server.name}"
+        refused = []
+        if server.kind != "ip":
+            refused.append(f"a {server.kind} virtual server")
+        if server.family not in nft_ruleset.FAMILIES:
+            refused.append(f"IPv{server.family}")
+        if server.lvs_sched not in nft_ruleset.SCHEDULERS:
+            schedulers = "|".join(nft_ruleset.SCHEDULERS)
+            refused.append(f"lvs_sched {server.lvs_sched} (use {schedulers})")
+        if server.persistence_timeout:
+            refused.append("persistence_timeout")
+        if server.scheduler_flags:
+            refused.append(" ".join(server.scheduler_flags))
+        methods = {real.lvs_method or server.lvs_method for real in server.real_servers}
+        if server.sorry_server is not None:
+            methods.add(server.sorry_server.lvs_method or server.lvs_method)
+        for method in sorted(methods - set(nft_ruleset.METHODS)):
+            refused.append(f"lvs_method {method} (use {'|'.join(nft_ruleset.METHODS)})")
+        if any(real.uthreshold or real.lthreshold for real in server.real_servers):
+            refused.append("uthreshold/lthreshold")
+        for what in refused:
+            self.error(server.location, f"{name}: {what} is not available {plane}")
+
     def attach_track_files(self, real: RealServer) -> None:
         """Each FILE_CHECK gets the track_file it names; without one keepalived drops it."""
         kept = []
@@ -908,10 +1002,11 @@ def interface_exists(name: str) -> bool:
 
 def check(config: Config, report: Report, instance_keywords: dict, *, host_checks: bool) -> None:
     """Complete the VRRP instances and report every problem across objects."""
-    checker = Checker(config, report, instance_keywords)
-    checker.check_instances()
-    checker.check_fifos()
-    checker.check_virtual_servers()
+    completion = Completion(config, report, instance_keywords)
+    completion.check_instances()
+    completion.check_fifos()
+    completion.check_virtual_servers()
+    completion.check_data_plane()
     if host_checks:
-        checker.check_host()
-        checker.check_scripts()
+        completion.check_host()
+        completion.check_scripts()

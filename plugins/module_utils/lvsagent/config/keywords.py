@@ -4,7 +4,7 @@ A keyword that no block of lvs-agent handles is looked up here: in OBSOLETE (kee
 itself ignores it with "Unknown keyword") or IGNORED (it changes nothing about VRRP or IPVS:
 mail, SNMP, D-Bus, process tuning) it only draws a warning; in KEEPALIVED_KEYWORDS it is an
 error "not supported by lvs-agent"; anything else is an unknown keyword. Nothing is ever
-skipped silently.
+skipped silently. AGENT_KEYWORDS are lvs-agent's own (keepalived knows none of them).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ OBSOLETE = {
     "lvs_sync_daemon_interface": ("vrrp_instance",),
     "vrrp_ipsets": (),  # Debian's keepalived 2.2.7 is built without iptables, hence ipsets
 }
+
+# lvs-agent's own keywords and the block that reads each: keepalived 2.2.7 does not know them
+# (`keepalived -t` fails on them), so a configuration that uses one is for lvs-agent only.
+AGENT_KEYWORDS = {"metrics_listen": "global_defs", "lvs_data_plane": "global_defs"}
 
 IGNORED = frozenset(
     """
@@ -86,7 +90,7 @@ KEEPALIVED_KEYWORDS = frozenset(
     sorry_server_inhibit sorry_server_lvs_method source_ip
     state
     static_track_group status_code strict_mode sync_group_tracking_weight terminate_delay
-    time_window timeout timer_expired_backup tls_compliant track_bfd track_file track_group
+    time_window timeout timer_expired_backup tls_compliant track_bfd track_file
     track_interface track_process track_script track_src_ip ttl type umask
     unicast_fault_no_peer unicast_peer unicast_src_ip url use_ipvlan
     use_symlink_paths use_vmac use_vmac_addr user uthreshold v3_checksum_as_v2 version

@@ -11,11 +11,11 @@ import ipaddress
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import Invalid
-from .model import GlobalDefs, Location, SyncDaemon, VrrpInstance
+from .model import Config, GlobalDefs, Location, SyncDaemon, VrrpInstance
 
 if TYPE_CHECKING:
     from .lexer import Node
-    from .parser import Builder
+    from .values import Reader
 
 IFNAME_MAX = 15  # IP_VS_IFNAME_MAXLEN less the terminating NUL
 LVS_MAX_TIMEOUT = 86400 * 31  # keepalived's limit for lvs_timeouts, in seconds
@@ -82,10 +82,11 @@ SYNC_OPTIONS = {
 
 
 class LvsGlobals:
-    """The handlers, bound to the builder that reports their problems."""
+    """The handlers, reading with the parser's reader; `config` is the one being built."""
 
-    def __init__(self, builder: Builder):
-        self.builder = builder
+    def __init__(self, read: Reader, config: Config):
+        self.read = read
+        self.config = config
 
     def global_handlers(self) -> dict:
         return {
@@ -98,14 +99,14 @@ class LvsGlobals:
 
     def words(self, node: Node) -> list[str]:
         if node.is_block:
-            self.builder.error(node, f"{node.keyword} does not take a block")
+            self.read.error(node, f"{node.keyword} does not take a block")
             raise Invalid
         return node.args
 
     def lvs_sync_daemon(self, node: Node, defs: GlobalDefs) -> None:
         """lvs_sync_daemon INTERFACE [[inst] INSTANCE] [id ID] [maxlen LEN] [port PORT]
         [ttl TTL] [group ADDRESS]; keepalived 1.x's `INTERFACE INSTANCE ID` still reads."""
-        warn = self.builder.warning
+        warn = self.read.warning
         words = self.words(node)
         known = defs.lvs_sync_daemon
         if known is not None:
@@ -128,7 +129,7 @@ class LvsGlobals:
             value = words[position + 1] if position + 1 < len(words) else None
             if option == "inst":
                 if value is None:
-                    self.builder.error(node, "lvs_sync_daemon inst: missing instance name")
+                    self.read.error(node, "lvs_sync_daemon inst: missing instance name")
                     raise Invalid
                 if daemon.instance is not None:
                     warn(
@@ -173,15 +174,15 @@ class LvsGlobals:
         """vrrp_instance's keepalived 1.2 spelling: the daemon follows this instance, and its
         sync id is 0 (keepalived takes the instance's VRID only for lvs_sync_daemon)."""
         name = instance.name
-        self.builder.warning(
+        self.read.warning(
             node,
             f"({name}) Specifying lvs_sync_daemon_interface against a vrrp is deprecated. "
             "Please use global lvs_sync_daemon",
         )
-        interface = self.builder.value(node)
-        defs = self.builder.config.global_defs
+        interface = self.read.value(node)
+        defs = self.config.global_defs
         if defs.lvs_sync_daemon is not None:
-            self.builder.warning(
+            self.read.warning(
                 node,
                 f"({name}) lvs_sync_daemon_interface has already been specified as "
                 f"{defs.lvs_sync_daemon.interface} - ignoring",
@@ -191,7 +192,7 @@ class LvsGlobals:
 
     def lvs_timeouts(self, node: Node, defs: GlobalDefs) -> None:
         """lvs_timeouts [tcp SECS] [tcpfin SECS] [udp SECS]."""
-        warn = self.builder.warning
+        warn = self.read.warning
         words = self.words(node)
         if len(words) < 2:
             warn(node, "lvs_timeouts requires at least one option")
@@ -224,6 +225,6 @@ class LvsGlobals:
         words = self.words(node)
         kind = words[0] if words else None
         if kind not in FLUSH_ON_STOP:
-            self.builder.warning(node, f"Unknown lvs_flush_on_stop type {kind}")
+            self.read.warning(node, f"Unknown lvs_flush_on_stop type {kind}")
             return
         defs.lvs_flush_on_stop = FLUSH_ON_STOP[kind]

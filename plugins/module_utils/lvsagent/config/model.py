@@ -26,6 +26,7 @@ RTPROT_KEEPALIVED = 18  # the protocol keepalived's routes and rules carry unles
 DEFAULT_NFTABLES_TABLE = "keepalived"  # `nftables` with no name, and no_accept without it
 DOWN_TIMER_ADVERTS = 3  # RFC 3768: Master_Down_Interval is 3 advert intervals plus the skew
 DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address with no dev
+DATA_PLANES = ("ipvs", "nftables")  # lvs_data_plane (lvs-agent's own keyword); first: default
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class GlobalDefs:
     lvs_flush_on_stop: str = ""  # "" = delete each declared service; "full" = flush; "VS"
     lvs_notify_fifo: Optional[str] = None
     lvs_notify_fifo_script: Optional[Script] = None
+    lvs_data_plane: str = DATA_PLANES[0]  # what programs the virtual servers: IPVS or nftables
     metrics_listen: Optional[MetricsListen] = None  # None = no /metrics
     # run by the agent before VRRP and the checkers start / after they stopped, waited for
     startup_script: Optional[Script] = None
@@ -238,6 +240,16 @@ class SyncGroup:
 
 
 @dataclass
+class StaticTrackGroup:
+    """A track_group block: the instances that go to FAULT when a static address, route or
+    rule naming the group cannot be restored (its interface down or gone)."""
+
+    name: str
+    group: list[str] = field(default_factory=list)  # vrrp_instance names
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
 class VirtualAddress:
     address: IPInterface  # /32 or /128 when the configuration gives no prefix
     dev: Optional[str] = None  # None = the instance's interface
@@ -247,6 +259,7 @@ class VirtualAddress:
     peer: Optional[str] = None
     no_track: bool = False
     use_vmac: bool = False  # keepalived: a VMAC of its own unless on the instance's VMAC
+    track_group: Optional[str] = field(default=None, compare=False)  # static addresses only
     location: Location = field(default_factory=Location)
 
     @property
@@ -285,6 +298,7 @@ class Route:
     nexthops: tuple[NextHop, ...] = ()
     mode: str = "prepend"  # keepalived's default (NLM_F_CREATE); "add" (exclusive), "append"
     no_track: bool = False
+    track_group: Optional[str] = field(default=None, compare=False)  # static routes only
     location: Location = field(default_factory=Location, compare=False)
 
 
@@ -308,6 +322,7 @@ class Rule:
     suppress_prefixlength: Optional[int] = None
     protocol: Optional[int] = RTPROT_KEEPALIVED  # None: no_track without protocol
     no_track: bool = False
+    track_group: Optional[str] = field(default=None, compare=False)  # static rules only
     location: Location = field(default_factory=Location, compare=False)
 
 
@@ -338,6 +353,9 @@ class VrrpInstance:
     track_files: list[TrackScript] = field(default_factory=list)
     track_processes: list[TrackScript] = field(default_factory=list)
     dont_track_primary: bool = False
+    # the interfaces of the static entries whose track_group lists this instance: down or gone,
+    # FAULT (keepalived's TRACK_SADDR / TRACK_SROUTE / TRACK_SRULE); set by the checks
+    static_track_interfaces: list[str] = field(default_factory=list)
     notify_master: Optional[Script] = None
     notify_backup: Optional[Script] = None
     notify_fault: Optional[Script] = None
@@ -368,8 +386,9 @@ class VrrpInstance:
 
 
 @dataclass
-class Checker:
-    """Options shared by every health checker (resolved from real/virtual server).
+class CheckSettings:
+    """The settings every health checker shares, already inherited from the real and virtual
+    server (config/blocks/checkers.py resolves them).
 
     Each kind's own model (TcpCheck, HttpCheck, ...) lives with its probe in lvs/checkers.
     """
@@ -409,7 +428,7 @@ class RealServer:
     virtualhost: Optional[str] = None
     delay_loop: Optional[float] = None  # None = the virtual server's
     alpha: Optional[bool] = None  # None = the virtual server's
-    checkers: list[Checker] = field(default_factory=list)
+    checkers: list[CheckSettings] = field(default_factory=list)
     location: Location = field(default_factory=Location)
 
 
@@ -482,6 +501,7 @@ class Config:
     static_addresses: list[VirtualAddress] = field(default_factory=list)
     static_routes: list[Route] = field(default_factory=list)
     static_rules: list[Rule] = field(default_factory=list)
+    static_track_groups: dict[str, StaticTrackGroup] = field(default_factory=dict)
     vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: list[VirtualServer] = field(default_factory=list)

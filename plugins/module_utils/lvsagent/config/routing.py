@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import os
 import re
+from collections.abc import Collection
 from typing import Callable, Optional
 
 from .model import RTPROT_KEEPALIVED, NextHop, Route, Rule
@@ -51,19 +52,22 @@ UNSUPPORTED_ROUTE_OPTIONS = frozenset(
     """
     as from encap expires mtu hoplimit advmss rtt rttvar reordering window cwnd ssthresh realms
     rto_min initcwnd initrwnd features quickack congctl pref ttl-propagate fastopen_no_cookie vrf
-    track_group
     """.split()  # noqa: SIM905
 )
 UNSUPPORTED_NEXTHOP_OPTIONS = ("encap", "realms", "as")
 UNSUPPORTED_RULE_OPTIONS = frozenset(
     """
-    realms suppress_ifgroup sup_group tunnel-id uidrange l3mdev ipproto sport dport track_group
+    realms suppress_ifgroup sup_group tunnel-id uidrange l3mdev ipproto sport dport
     """.split()  # noqa: SIM905
 )
 
 
 class Dropped(Exception):
     """The line is left out; why has been said."""
+
+
+class Duplicate(Exception):
+    """A second track_group on the line: keepalived stops reading the line there."""
 
 
 def network(text: str) -> Optional[str]:
@@ -132,8 +136,9 @@ def family_of(text: Optional[str]) -> Optional[int]:
 class Words:
     """The words of a line, read one at a time; a missing value drops the line."""
 
-    def __init__(self, words: list[str], say: Say) -> None:
+    def __init__(self, words: list[str], say: Say, groups: Optional[Collection] = None) -> None:
         self.words, self.index, self.say = words, 0, say
+        self.groups = groups  # the track_group names defined so far; None: not a static line
         self.family: Optional[int] = None
         self.destination_text = ""  # a route's destination as written, for messages
 
@@ -165,6 +170,18 @@ class Words:
         except ValueError:
             self.drop(message.format(text))
 
+    def track_group(self, fields: dict) -> None:
+        """`track_group NAME` (static lines only), looked up when read, as keepalived does: a
+        group defined further down the file is not found."""
+        name = self.next()
+        if "track_group" in fields:
+            self.say("warning", f"track_group {name} is a duplicate")
+            raise Duplicate
+        if name in self.groups:
+            fields["track_group"] = name
+        else:
+            self.say("warning", f"track_group {name} not found")
+
     def family_word(self, word: str, what: str) -> bool:
         """`inet` / `inet6` forcing the family of a route or rule: True when `word` is one."""
         if word not in ("inet", "inet6"):
@@ -181,9 +198,10 @@ class Words:
         self.family = family
 
 
-def read_route(words: list[str], say: Say) -> Optional[Route]:
+def read_route(words: list[str], say: Say, groups: Optional[Collection] = None) -> Optional[Route]:
+    """`groups`: the track_group names defined so far, for a static_routes line."""
     try:
-        return route_from(Words(words, say))
+        return route_from(Words(words, say, groups))
     except Dropped:
         return None
 
@@ -195,7 +213,12 @@ def route_from(line: Words) -> Route:
         word = line.next()
         if line.family_word(word, "route"):
             continue
-        if word == "src":
+        if word == "track_group" and line.groups is not None:
+            try:
+                line.track_group(fields)
+            except Duplicate:
+                line.drop(f"Route has trailing nonsense - {line.words[line.index - 1]}")
+        elif word == "src":
             fields["source"] = line.read(address, "invalid route src address {}")
             line.set_family(ipaddress.ip_address(fields["source"]).version, mixed)
         elif word in ("via", "gw"):
@@ -312,6 +335,9 @@ def complete_route(line: Words, fields: dict) -> Route:
             "specified, not tracking",
         )
         fields["no_track"] = True
+    if "track_group" in fields and "dev" not in fields:
+        line.say("warning", "Static route cannot have track group if no oif specified")
+        del fields["track_group"]
     family = line.family or 4
     if fields.pop("any_destination"):
         fields["destination"] = "0.0.0.0/0" if family == 4 else "::/0"
@@ -332,10 +358,13 @@ def keepalived_protocol(line: Words, fields: dict, what: str) -> bool:
     return True
 
 
-def read_rule(words: list[str], say: Say, priorities: dict) -> Optional[Rule]:
+def read_rule(
+    words: list[str], say: Say, priorities: dict, groups: Optional[Collection] = None
+) -> Optional[Rule]:
     """`priorities`: the next preference for a rule given none, per family (keepalived counts
-    down from 16384 across the whole configuration)."""
-    line = Words(words, say)
+    down from 16384 across the whole configuration); `groups`: the track_group names defined so
+    far, for a static_rules line."""
+    line = Words(words, say, groups)
     try:
         fields = rule_fields(line)
     except Dropped:
@@ -359,7 +388,12 @@ def rule_fields(line: Words) -> dict:
         word = line.next()
         if line.family_word(word, "rule"):
             continue
-        if word in ("from", "to"):
+        if word == "track_group" and line.groups is not None:
+            try:
+                line.track_group(fields)
+            except Duplicate:
+                break  # keepalived keeps the rule as read so far
+        elif word in ("from", "to"):
             key = "source" if word == "from" else "destination"
             fields[key] = line.read(network, f"Invalid rule {word} address {{}}")
             line.set_family(family_of(fields[key]), mixed)
@@ -441,5 +475,8 @@ def complete_rule(line: Words, fields: dict) -> dict:
     if "suppress_prefixlength" in fields and fields["action"] != "table":
         line.drop("suppressor/realm specified for non table action - skipping")
     keepalived_protocol(line, fields, "Rule")
+    if "track_group" in fields and "iif" not in fields:
+        line.say("warning", "Static rule cannot have track_group if dev/iif not specified")
+        del fields["track_group"]
     fields.setdefault("protocol", None)  # untracked: the kernel's default, as keepalived
     return fields

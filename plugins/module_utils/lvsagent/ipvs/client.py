@@ -97,8 +97,9 @@ class IpvsClient:
         data = self._dump("list the virtual services", codec.CMD_GET_SERVICE, b"")
         return [codec.decode_service(d, s, e, stats=stats) for d, s, e in data]
 
-    def service(self, key: ServiceKey) -> Optional[Service]:
-        """The service as the kernel holds it, or None."""
+    def service(self, key: ServiceKey, *, stats: bool = True) -> Optional[Service]:
+        """The service as the kernel holds it (with its counters unless `stats` is false),
+        or None."""
         action = f"read virtual service {key}"
         flags = NLM_F_REQUEST | NLM_F_ACK
         code, replies = self._request(action, codec.CMD_GET_SERVICE, codec.key_attr(key), flags)
@@ -106,7 +107,7 @@ class IpvsClient:
             return None
         if code:
             raise _translate(action, code, None)
-        return next((codec.decode_service(d, s, e) for d, s, e in replies), None)
+        return next((codec.decode_service(d, s, e, stats=stats) for d, s, e in replies), None)
 
     def destinations(self, key: ServiceKey, *, stats: bool = True) -> list:
         """The real servers of the service; none when the service does not exist (the kernel
@@ -201,7 +202,9 @@ class IpvsClient:
 
     def _batch(self, requests: list) -> list:
         """Sends the requests (action, command, payload, scheduler), BATCH_BYTES at a time,
-        and returns (index, IpvsError) of each the kernel refused."""
+        and returns (index, IpvsError) of each the kernel refused. An action is put into
+        words (_action_text) only for an error: a table of 10,000 entries is sent without
+        formatting 10,000 sentences."""
         failed = []
         start = 0
         while start < len(requests):
@@ -215,11 +218,12 @@ class IpvsClient:
                 chunk.append(codec.message(self._netlink.family, flags, seq, command, payload))
                 size += len(chunk[-1])
                 index += 1
-            self._send(b"".join(chunk), requests[start][0])
-            for seq, code in self._acknowledgements(set(by_seq), requests[start][0]):
+            first = _action_text(requests[start][0])
+            self._send(b"".join(chunk), first)
+            for seq, code in self._acknowledgements(set(by_seq), first):
                 if code:
                     action, _command, _payload, scheduler = requests[by_seq[seq]]
-                    failed.append((by_seq[seq], _translate(action, code, scheduler)))
+                    failed.append((by_seq[seq], _translate(_action_text(action), code, scheduler)))
             start = index
         failed.sort(key=lambda item: item[0])
         return failed
@@ -302,18 +306,26 @@ _DESTINATION_COMMANDS = {
 }
 
 
+def _action_text(action: tuple) -> str:
+    """A request's action (template, key, real server or None) in words."""
+    template, key, dest = action
+    if dest is None:
+        return template.format(key=key)
+    return template.format(key=key, endpoint=format_endpoint(dest.address, dest.port))
+
+
 def _service_request(verb: str, key: ServiceKey, service: Optional[Service] = None) -> tuple:
-    command, action = _SERVICE_COMMANDS[verb]
+    command, template = _SERVICE_COMMANDS[verb]
+    action = (template, key, None)
     if service is None:
-        return action.format(key=key), command, codec.key_attr(key), None
-    return action.format(key=key), command, codec.service_attr(key, service), service.scheduler
+        return action, command, codec.key_attr(key), None
+    return action, command, codec.service_attr(key, service), service.scheduler
 
 
 def _destination_request(verb: str, key: ServiceKey, dest: Destination) -> tuple:
-    command, action = _DESTINATION_COMMANDS[verb]
-    endpoint = format_endpoint(dest.address, dest.port)
+    command, template = _DESTINATION_COMMANDS[verb]
     payload = codec.key_attr(key) + codec.destination_attr(dest)
-    return action.format(endpoint=endpoint, key=key), command, payload, None
+    return (template, key, dest), command, payload, None
 
 
 def _change_request(change) -> tuple:

@@ -192,22 +192,29 @@ def key_attr(key: ServiceKey) -> bytes:
     return service_attr(key)
 
 
+# IPVS_CMD_ATTR_DEST with its seven attributes, per address size: one pack per real server.
+# Each attribute: length, type, value, padding to 4 bytes; the port is packed already
+# swapped to network order (one struct has one byte order).
+_DEST_LAYOUT = {
+    size: struct.Struct(f"=HH HH{size}s HHH2x HHH2x HHI HHI HHI HHI".replace(" ", ""))
+    for size in (4, 16)
+}
+
+
 def destination_attr(dest: Destination) -> bytes:
     family = dest.family
-    return attr(
-        CMD_ATTR_DEST,
-        b"".join(
-            (
-                attr(DEST_ADDR, _packed_address(family, dest.address)),
-                attr(DEST_ADDR_FAMILY, _U16.pack(FAMILIES[family])),
-                attr(DEST_PORT, _BE16.pack(dest.port)),
-                attr(DEST_FWD_METHOD, _U32.pack(FORWARDING[dest.forwarding])),
-                attr(DEST_WEIGHT, _U32.pack(dest.weight)),
-                attr(DEST_U_THRESH, _U32.pack(dest.upper_threshold)),
-                attr(DEST_L_THRESH, _U32.pack(dest.lower_threshold)),
-            )
-        ),
-    )
+    address = _packed_address(family, dest.address)
+    layout = _DEST_LAYOUT[len(address)]
+    return layout.pack(
+        layout.size, CMD_ATTR_DEST,
+        4 + len(address), DEST_ADDR, address,
+        6, DEST_ADDR_FAMILY, FAMILIES[family],
+        6, DEST_PORT, socket.htons(dest.port),
+        8, DEST_FWD_METHOD, FORWARDING[dest.forwarding],
+        8, DEST_WEIGHT, dest.weight,
+        8, DEST_U_THRESH, dest.upper_threshold,
+        8, DEST_L_THRESH, dest.lower_threshold,
+    )  # fmt: skip
 
 
 # -- replies --------------------------------------------------------------------------------
@@ -307,30 +314,20 @@ def fingerprint(data, found: dict) -> bytes:
     return b"".join(parts)
 
 
+# address (16 bytes, IPv4 in the first 4), port (network order), weight, thresholds, method
+_FINGERPRINT = struct.Struct("=16sHIIII")
+
+
 def expected_fingerprint(dest: Destination) -> bytes:
-    """The fingerprint the kernel reports for `dest` once it holds it."""
-    return _expected_fingerprint(
-        dest.address,
-        dest.port,
-        dest.forwarding,
+    """The fingerprint the kernel reports for `dest` once it holds it (one pack, no cache:
+    an audit's pace bounds how often it is asked, and 10,000 cached keys cost megabytes)."""
+    return _FINGERPRINT.pack(
+        _packed_address(dest.family, dest.address),
+        socket.htons(dest.port),
         dest.weight,
         dest.upper_threshold,
         dest.lower_threshold,
-    )
-
-
-@lru_cache(maxsize=1 << 16)  # an audit asks for the same real servers pass after pass
-def _expected_fingerprint(address, port, forwarding, weight, upper, lower) -> bytes:
-    family = 6 if ":" in address else 4
-    return b"".join(
-        (
-            _packed_address(family, address).ljust(16, b"\0"),
-            _BE16.pack(port),
-            _U32.pack(weight),
-            _U32.pack(upper),
-            _U32.pack(lower),
-            _U32.pack(FORWARDING[forwarding]),
-        )
+        FORWARDING[dest.forwarding],
     )
 
 

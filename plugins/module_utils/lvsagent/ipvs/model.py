@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Optional, Union
 
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
@@ -42,6 +44,8 @@ for _names in (GENERIC_SCHED_FLAG_NAMES, *SCHED_FLAG_NAMES.values()):
 SERVICE_FLAGS = tuple(sorted(FLAG_BITS))
 
 Netmask = Union[str, int]
+# Objects kept by the ten thousand (real servers) carry no __dict__ where Python allows it.
+SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 
 class IpvsError(Exception):
@@ -52,12 +56,39 @@ class IpvsError(Exception):
         self.errno = code
 
 
-def _normalize_address(address: str) -> tuple[int, str]:
+_CANONICAL: dict = {}  # address as given -> canonical text (the very same object when equal)
+CANONICAL_CACHE = 1 << 16  # addresses remembered; the cache starts over beyond
+
+
+def canonical_address(address: str) -> str:
+    """The address's canonical text, parsed once per address: the same real servers are built
+    pass after pass, and text already canonical (the parser's) is kept, not copied."""
+    text = _CANONICAL.get(address)
+    if text is None:
+        text = _canonical_text(str(address))
+        text = address if text == address else text
+        if len(_CANONICAL) >= CANONICAL_CACHE:
+            _CANONICAL.clear()
+        _CANONICAL[address] = text
+    return text
+
+
+def _canonical_text(text: str) -> str:
+    """IPv4 through inet_pton (as strict as ipaddress: four decimal parts, no leading zero,
+    so what it accepts is canonical already; a tenth of ipaddress's time); IPv6 through
+    ipaddress (its compressed form, which inet_ntop does not always write)."""
     try:
-        ip = ipaddress.ip_address(str(address))
-    except ValueError:
-        raise ValueError(f"{address!r} is not an IP address") from None
-    return ip.version, ip.compressed
+        if ":" not in text:
+            socket.inet_pton(socket.AF_INET, text)
+            return text
+        return ipaddress.IPv6Address(text).compressed
+    except (OSError, ValueError):
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def address_version(text: str) -> int:
+    """4 or 6, of an address in canonical text."""
+    return 6 if ":" in text else 4
 
 
 @dataclass(frozen=True)
@@ -85,7 +116,8 @@ class ServiceKey:
         protocol = str(self.protocol).lower()
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of tcp, udp, sctp, not {self.protocol!r}")
-        version, address = _normalize_address(self.address)
+        address = canonical_address(self.address)
+        version = address_version(address)
         if version != self.family:
             raise ValueError(f"{address} is not an IPv{self.family} address")
         if not 0 <= int(self.port) <= 65535:
@@ -96,7 +128,7 @@ class ServiceKey:
 
     @classmethod
     def for_address(cls, address: str, port: int, protocol: str = "tcp") -> ServiceKey:
-        return cls(_normalize_address(address)[0], protocol, address, port)
+        return cls(address_version(canonical_address(address)), protocol, address, port)
 
     @classmethod
     def for_fwmark(cls, fwmark: int, family: int = 4) -> ServiceKey:
@@ -126,6 +158,7 @@ def default_netmask(family: int) -> Netmask:
     return "255.255.255.255" if family == 4 else 128
 
 
+@lru_cache(maxsize=256)  # a few masks, read back with every service the audit compares
 def normalize_netmask(family: int, netmask: Optional[Netmask]) -> Netmask:
     """IPv4: a dotted mask ("255.255.255.0", also given as 24); IPv6: a prefix length 1..128."""
     if netmask is None:
@@ -205,7 +238,7 @@ class Service:
         )
 
 
-@dataclass
+@dataclass(**SLOTS)
 class Destination:
     """A real server of a service. Connection counters are read-only and never compared."""
 
@@ -221,7 +254,7 @@ class Destination:
     stats: Optional[Stats] = field(default=None, compare=False)
 
     def __post_init__(self):
-        self.address = _normalize_address(self.address)[1]
+        self.address = canonical_address(self.address)
         if self.forwarding not in FORWARDING:
             raise ValueError(f"forwarding must be one of dr, nat, tun, not {self.forwarding!r}")
         for name in ("port", "weight", "upper_threshold", "lower_threshold"):
@@ -235,7 +268,7 @@ class Destination:
 
     @property
     def family(self) -> int:
-        return ipaddress.ip_address(self.address).version
+        return address_version(self.address)
 
     def to_dict(self) -> dict:
         return {

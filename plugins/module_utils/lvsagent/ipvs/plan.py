@@ -8,7 +8,6 @@ connections).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
@@ -49,7 +48,8 @@ class Change:
 
 
 def _endpoint(dest: Destination) -> tuple:
-    return ipaddress.ip_address(dest.address), dest.port
+    """Addresses are canonical text (Destination normalizes them): equal text, equal address."""
+    return dest.address, dest.port
 
 
 def plan_service(

@@ -1,4 +1,4 @@
-"""LvsEngine: the IPVS table follows the configuration, filtered by live health.
+"""LvsEngine: the IPVS (or nftables) table follows the configuration, filtered by live health.
 
 Each virtual server's real servers are checked (one running check per distinct checker,
 however many virtual servers share it); a health change recomputes that virtual server's
@@ -11,49 +11,66 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import gc
 import ipaddress
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..config.model import (
-    Checker,
+    CheckSettings,
     Config,
     LvsTimeouts,
     RealServer,
     Script,
     VirtualServer,
 )
-from ..ipvs import Destination, IpvsError, Service, ServiceKey, format_endpoint
+from ..durations import Durations
+from ..ipvs import Destination, IpvsError, Service, ServiceKey, Stats, format_endpoint
+from ..ipvs.model import SLOTS, canonical_address
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
 from ..scripts import ScriptRunner, split_command
-from . import reconciler, syncd
+from . import syncd
 from .checkers import KINDS, CheckResult, CheckSpec, probe
+from .dataplane import DataPlane, IpvsPlane
 from .health import HealthCheck, Quorum, sleep
 
 log = logging.getLogger("lvsagent.lvs")
 
 FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
-AUDIT_BUDGET = 500  # destinations read from the kernel per audit
-DESIRED_SLICE = 500  # destinations built on the loop between two yields
+AUDIT_BUDGET = 500  # destinations read from the kernel per audit, at most
+AUDIT_SHARE = 0.01  # of a core: what audits may cost the netlink thread while nothing changes
+LOOP_SLICE = 0.01  # seconds of work on the loop (building a large table) between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
+REVERT_LOG_LIMIT = 20  # hand edits logged one by one per pass; beyond, one line counts them
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
+KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
+
+
+class Pacer:
+    """Lets the loop run (timers, VRRP adverts, checks) once LOOP_SLICE seconds of work
+    went by: a large table is built in slices however fast the machine is."""
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def pace(self) -> None:
+        if time.monotonic() - self._since >= LOOP_SLICE:
+            await asyncio.sleep(0)
+            self._since = time.monotonic()
 
 
 def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
-def _address(text: str) -> str:
-    return ipaddress.ip_address(text).compressed
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, **SLOTS)
 class RealServerEntry:
     """One real server of one virtual server, and what its checks say about it."""
 
@@ -94,6 +111,23 @@ class RealServerEntry:
     def check_failures(self) -> int:
         return sum(check.state.failures for check in self.checks)
 
+    def health_status(self, wall_offset: float) -> dict:
+        """The status row's health part: state, since, last error, failures (in all and by
+        reason) and the probes' durations, over all of the real server's checks."""
+        reasons: Counter = Counter()
+        durations = Durations()
+        for check in self.checks:
+            reasons.update(check.state.failure_reasons)
+            durations.merge(check.durations)
+        return {
+            "health": "up" if self.alive else "down",
+            "since": _iso(self.since + wall_offset),
+            "last_error": self.last_error(),
+            "check_failures": self.check_failures(),
+            "check_failure_reasons": dict(sorted(reasons.items())),
+            "check_durations": durations.status(),
+        }
+
     def destination(self, weight: int) -> Destination:
         return Destination(
             self.address,
@@ -115,6 +149,7 @@ class VirtualServerEntry:
     quorum: Quorum
     vrrp_instance: Optional[str]  # whose VIP this virtual server listens on (ha_suspend)
     keys: list[ServiceKey] = field(init=False)
+    _wanted: Optional[list] = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.keys = [service.key for service in self.services]
@@ -127,7 +162,18 @@ class VirtualServerEntry:
         return sum(rs.current_weight for rs in self.real_servers if rs.alive)
 
     def destinations(self) -> list[Destination]:
-        """What the kernel should hold: live servers, or the sorry server without quorum."""
+        """What the kernel should hold: live servers, or the sorry server without quorum.
+
+        Built once and kept until a health change (`health_changed`): an audit or a reload
+        that finds the virtual server as it was builds nothing."""
+        if self._wanted is None:
+            self._wanted = self._build_destinations()
+        return self._wanted
+
+    def health_changed(self) -> None:
+        self._wanted = None
+
+    def _build_destinations(self) -> list[Destination]:
         use_sorry = self.sorry is not None and not self.quorum.up
         wanted = []
         for rs in self.real_servers:
@@ -173,12 +219,14 @@ def service_keys(vs: VirtualServer, config: Config) -> list[ServiceKey]:
     return keys
 
 
-def check_spec(checker: Checker, rs: RealServer, rs_port: int, vs: VirtualServer) -> CheckSpec:
+def check_spec(
+    checker: CheckSettings, rs: RealServer, rs_port: int, vs: VirtualServer
+) -> CheckSpec:
     """The spec of a checker the parser completed (its options are final), towards one
     real server port (a group's entries give one real server several)."""
     return CheckSpec(
         kind=checker.kind,
-        address=_address(checker.connect_ip or rs.address),
+        address=canonical_address(checker.connect_ip or rs.address),
         port=_first(checker.connect_port, rs_port),
         connect_timeout=checker.connect_timeout,
         retry=checker.retry,
@@ -199,7 +247,7 @@ def fifo_vs(vs: VirtualServer) -> str:
         return f"FWM {vs.fwmark}"
     if vs.kind == "group":
         return f"[{vs.group}]:{vs.port or 0}"
-    return f"[{_address(vs.address)}]:{vs.protocol.lower()}:{vs.port or 0}"
+    return f"[{canonical_address(vs.address)}]:{vs.protocol.lower()}:{vs.port or 0}"
 
 
 def fifo_rs(rs: RealServerEntry, vs: VirtualServer) -> str:
@@ -221,26 +269,52 @@ def _iso(wall_time: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _read_table(client, keys: set) -> dict:
-    return reconciler.read_current(client, keys, whole_table=True)
+def _counters(stats: Optional[Stats]) -> Optional[dict]:
+    """The kernel's counters of a service or real server (`ipvsadm --stats` columns)."""
+    if stats is None:
+        return None
+    return {name: getattr(stats, name) for name in KERNEL_COUNTERS}
+
+
+def _keep_out_of_full_collections() -> None:
+    """The configuration and the entries built from it live until the next reload: they leave
+    the cyclic collector's sight (gc.freeze), whose full collections walk every object it
+    tracks and would stop the loop (and the netlink thread) for a table of 10,000 real
+    servers' worth. The young generations are collected first, so that little garbage is
+    frozen with them; what a reload drops is freed by reference counting (the model and the
+    entries hold no cycles)."""
+    gc.collect(1)
+    gc.freeze()
+
+
+def _log_reverted(plane: str, changes: list) -> None:
+    """Hand edits being undone: each one up to REVERT_LOG_LIMIT a pass, then a count (a
+    flushed table of 10,000 entries is not 10,000 lines)."""
+    for change in changes[:REVERT_LOG_LIMIT]:
+        log.warning("%s table changed outside lvs-agent, reverting: %s", plane, change)
+    if len(changes) > REVERT_LOG_LIMIT:
+        more = len(changes) - REVERT_LOG_LIMIT
+        log.warning("%s table changed outside lvs-agent, reverting %d more changes", plane, more)
 
 
 class LvsEngine:
-    """Owns the checks and the IPVS services the configuration declares.
+    """Owns the checks and the services the configuration declares, in its data plane.
 
-    `ipvs_client` offers IpvsClient's operations plus `async run(job, *args)`, which runs
-    `job(client, *args)` where netlink may block (`IpvsThread` in the agent). `owned`
-    (optional) records the services this engine owns, for the next run (`owned_services`).
-    `fifos` (optional) are the agent's notify FIFOs, shared with the VRRP engine.
+    `data_plane` is a DataPlane (`lvs.dataplane`: IPVS or nftables), or what IpvsPlane wraps:
+    IpvsClient's operations plus `async run(job, *args)`, which runs `job(client, *args)`
+    where netlink may block (`IpvsThread` in the agent). `owned` (optional) records the
+    services this engine owns, for the next run (`owned_services`). `fifos` (optional) are
+    the agent's notify FIFOs, shared with the VRRP engine.
     """
 
     def __init__(
         self,
         config: Config,
-        ipvs_client,
+        data_plane,
         clock,
         *,
         resync_interval: float = RESYNC_INTERVAL,
+        audit_share: float = AUDIT_SHARE,
         rng: Optional[random.Random] = None,
         prober: Callable[[CheckSpec], Awaitable[CheckResult]] = probe,
         owned: Optional[OwnedRecord] = None,
@@ -249,13 +323,18 @@ class LvsEngine:
         self._config = config
         self._owned = owned
         self._undeleted: set[ServiceKey] = set()  # retired, but deleting them failed
-        self._client = ipvs_client
+        self._plane = data_plane if isinstance(data_plane, DataPlane) else IpvsPlane(data_plane)
         self._clock = clock
         self._resync_interval = resync_interval
+        self._audit_share = audit_share
+        self._audit_budget = float(AUDIT_BUDGET)  # this pass's, paced by _pace_audit
+        self._audit_cost = 0  # of the audit slices waiting for the next pass
+        self._audit_entries: list = []  # (key, cost) of every declared service, in turn
         self._rng = rng or random.Random()
         self._prober = prober
         self._checks: dict[CheckSpec, HealthCheck] = {}
         self._servers: list[VirtualServerEntry] = []
+        self._by_key: dict[ServiceKey, tuple[VirtualServerEntry, Service]] = {}
         self._users: dict[CheckSpec, list] = {}  # check -> [(virtual server, real server)]
         self._vrrp_states: dict[str, str] = {}
         self._dirty: set[ServiceKey] = set()
@@ -288,7 +367,8 @@ class LvsEngine:
             if change.action == "delete_service":
                 log.info("Removing Virtual Server %s left by a previous run", change.key)
         declared = len(self._all_keys())
-        log.info("IPVS: %d services declared, %d changes applied", declared, len(changes))
+        name = self._plane.name
+        log.info("%s: %d services declared, %d changes applied", name, declared, len(changes))
         self._tasks = [
             asyncio.ensure_future(self._apply_loop()),
             asyncio.ensure_future(self._resync_loop()),
@@ -308,10 +388,11 @@ class LvsEngine:
             if vse.config.omega:
                 self._omega(vse)
         keys = self._all_keys()
-        self._checks, self._servers = {}, []
+        self._checks, self._servers, self._by_key = {}, [], {}
         if keys and self._config.global_defs.lvs_flush_on_stop == "full":
             await self._ipvs_job(syncd.flush)  # what stays is deleted service by service
         await self._converge(keys)
+        await self._plane.close()
         await self._set_timeouts(None)
         await self._scripts.close(SCRIPT_GRACE)
         await self._fifos.close()
@@ -325,7 +406,7 @@ class LvsEngine:
         await self._fifos.configure(config.global_defs)
         await self._install(config)
         changes = await self._converge(old_keys - self._all_keys())
-        log.info("IPVS: configuration applied, %d changes", len(changes))
+        log.info("%s: configuration applied, %d changes", self._plane.name, len(changes))
 
     def on_vrrp_state(self, instance_name: str, state: str) -> None:
         self._vrrp_states[instance_name] = state
@@ -350,7 +431,7 @@ class LvsEngine:
             await running.stop()
         if daemon is not None:
             state = self._vrrp_states.get(daemon.instance or "")
-            self._syncd = syncd.SyncDaemonControl(self._client, daemon, state)
+            self._syncd = syncd.SyncDaemonControl(self._plane, daemon, state)
             await self._syncd.start()
 
     async def _set_timeouts(self, config: Optional[Config]) -> None:
@@ -371,7 +452,7 @@ class LvsEngine:
     async def _ipvs_job(self, job, *args):
         """`job` on the netlink thread; True (or its result), or None after logging a failure."""
         try:
-            result = await self._client.run(job, *args)
+            result = await self._plane.run(job, *args)
         except IpvsError as exc:
             log.error("%s", exc)
             return None
@@ -380,42 +461,61 @@ class LvsEngine:
     # -- building from the configuration ----------------------------------------------------
 
     async def _install(self, config: Config) -> None:
+        """Builds the entries of `config` in slices (the running entries serve meanwhile),
+        then swaps them in at once."""
+        _keep_out_of_full_collections()  # the configuration, before building from it
         previous = {tuple(vse.keys): vse for vse in self._servers}
-        old_checks, self._checks = self._checks, {}
-        servers = [self._build(vs, config, old_checks, previous) for vs in config.virtual_servers]
+        old_checks, checks = self._checks, {}
+        servers, pacer = [], Pacer()
+        for vs in config.virtual_servers:
+            servers.append(self._build(vs, config, checks, old_checks, previous))
+            await pacer.pace()
+        self._checks = checks
         for spec, check in old_checks.items():
-            if spec not in self._checks:
+            if spec not in checks:
                 await check.stop()
-        for spec, check in self._checks.items():
+        for spec, check in checks.items():
             if spec not in old_checks:
                 check.start()
         self._servers = servers
+        self._by_key = {service.key: (vse, service) for vse in servers for service in vse.services}
+        self._audit_entries = [
+            (key, len(vse.real_servers) + 1) for vse in servers for key in vse.keys
+        ]
         self._users = {}
         for vse in servers:
             for rs in vse.real_servers:
                 for check in rs.checks:
                     self._users.setdefault(check.spec, []).append((vse, rs))
         self._update_suspension()
+        _keep_out_of_full_collections()
 
-    def _check_for(self, spec: CheckSpec, old_checks: dict) -> HealthCheck:
-        check = self._checks.get(spec) or old_checks.get(spec)
+    def _check_for(self, spec: CheckSpec, checks: dict, old_checks: dict) -> HealthCheck:
+        check = checks.get(spec) or old_checks.get(spec)
         if check is None:
             check = HealthCheck(
                 spec, self._clock, self._check_changed, rng=self._rng, prober=self._prober
             )
-        self._checks[spec] = check
+        checks[spec] = check
         return check
 
-    def _build(self, vs, config, old_checks, previous) -> VirtualServerEntry:
+    def _build(self, vs, config, checks, old_checks, previous) -> VirtualServerEntry:
         keys = service_keys(vs, config)
         old = previous.get(tuple(keys))
+        if old is not None and old.config == vs:  # as it was: its entries, checks and health
+            for rs in old.real_servers:
+                checks.update((check.spec, check) for check in rs.checks)
+            old.config = vs
+            old.vrrp_instance = _vrrp_instance_of(keys, config)
+            return old
         old_members = {(rs.address, rs.port): rs for rs in old.real_servers} if old else {}
         members = []
         for rs in vs.real_servers:
             port = _first(rs.port, vs.port, 0)
-            checks = [self._check_for(check_spec(c, rs, port, vs), old_checks) for c in rs.checkers]
+            specs = (check_spec(c, rs, port, vs) for c in rs.checkers)
+            checks_of_rs = [self._check_for(spec, checks, old_checks) for spec in specs]
             entry = RealServerEntry(
-                address=_address(rs.address),
+                address=canonical_address(rs.address),
                 port=port,
                 weight=rs.weight,
                 forwarding=FORWARDING[rs.lvs_method or vs.lvs_method],
@@ -424,7 +524,7 @@ class LvsEngine:
                 inhibit=_first(rs.inhibit_on_failure, vs.inhibit_on_failure),
                 notify_up=rs.notify_up,
                 notify_down=rs.notify_down,
-                checks=checks,
+                checks=checks_of_rs,
             )
             entry.alive = entry.healthy()
             entry.current_weight = entry.effective_weight()
@@ -435,7 +535,7 @@ class LvsEngine:
         sorry = None
         if vs.sorry_server is not None:
             sorry = Destination(
-                _address(vs.sorry_server.address),
+                canonical_address(vs.sorry_server.address),
                 _first(vs.sorry_server.port, vs.port, 0),
                 FORWARDING[vs.sorry_server.lvs_method or vs.lvs_method],
                 1,
@@ -468,7 +568,7 @@ class LvsEngine:
         return entry
 
     def _all_keys(self) -> set:
-        return {key for vse in self._servers for key in vse.keys}
+        return set(self._by_key)
 
     def _update_suspension(self) -> None:
         wanted = {
@@ -490,6 +590,7 @@ class LvsEngine:
             if vse not in touched:
                 touched.append(vse)
         for vse in touched:
+            vse.health_changed()
             self._refresh_quorum(vse)
             self._dirty.update(vse.keys)
             self._wakeup.set()
@@ -553,10 +654,15 @@ class LvsEngine:
             self._wakeup.clear()
             dirty, self._dirty = self._dirty, set()
             audit, self._audit = self._audit, set()
+            cost, self._audit_cost = self._audit_cost, 0
             try:
                 await self._reconcile(dirty | audit, expected=dirty)
             except Exception:
-                log.exception("IPVS reconciliation failed; retrying on the next pass")
+                log.exception(
+                    "%s reconciliation failed; retrying on the next pass", self._plane.name
+                )
+            else:
+                self._pace_audit(cost, self._plane.last_sync_cpu)
 
     async def _resync_loop(self) -> None:
         while True:
@@ -567,17 +673,28 @@ class LvsEngine:
     def _next_audit_slice(self) -> set:
         """The next declared services to compare with the kernel, in turn.
 
-        About AUDIT_BUDGET destinations per pass: a small table is audited whole every
-        pass, a large one in slices, so that reading it never hogs the netlink thread.
+        About the audit budget's worth of destinations per pass: a small table is audited
+        whole every pass, a large one in slices, so that reading it never hogs the netlink
+        thread.
         """
-        entries = [(key, len(vse.real_servers) + 1) for vse in self._servers for key in vse.keys]
+        entries = self._audit_entries
         chosen, cost = set(), 0
-        while entries and cost < AUDIT_BUDGET and len(chosen) < len(entries):
+        while entries and cost < self._audit_budget and len(chosen) < len(entries):
             key, size = entries[self._audit_cursor % len(entries)]
             self._audit_cursor += 1
             chosen.add(key)
             cost += size
+        self._audit_cost += cost
         return chosen
+
+    def _pace_audit(self, cost: int, cpu: float) -> None:
+        """Sizes the next slices from what this one cost the netlink thread, so that an
+        idle agent's audits take about `audit_share` of a core (AUDIT_SHARE) on any machine:
+        between one service and AUDIT_BUDGET destinations a pass. A slow machine sweeps a
+        large table more slowly; a health change is applied at once whatever the pace."""
+        if cost and cpu > 0:
+            affordable = self._audit_share * self._resync_interval * cost / cpu
+            self._audit_budget = min(float(AUDIT_BUDGET), max(1.0, affordable))
 
     async def _converge(self, retired: set) -> list:
         """A full pass: the declared services in, `retired` ones out; returns the changes.
@@ -607,21 +724,18 @@ class LvsEngine:
         is the one last applied are left to the audit's rotation, so a reload costs what it
         changes.
         """
-        desired, built = {}, 0
-        for vse in self._servers:
-            if any(key in keys for key in vse.keys):
-                desired.update({k: v for k, v in vse.desired().items() if k in keys})
-                built += len(vse.real_servers) + 1
-            if built >= DESIRED_SLICE:  # a large table: let timers and checks run between
-                await asyncio.sleep(0)
-                built = 0
+        desired, pacer = {}, Pacer()
+        for key, (vse, service) in self._by_key.items():  # in the configuration's order
+            if key in keys:
+                desired[key] = (service, vse.destinations())
+                await pacer.pace()
         if only_changed:
             unchanged = {key for key, entry in desired.items() if self._applied.get(key) == entry}
             desired = {key: entry for key, entry in desired.items() if key not in unchanged}
             keys = set(desired)
         whole_table = set(keys) >= self._all_keys()
         try:
-            changes, failed = await self._client.run(reconciler.sync, desired, retired, whole_table)
+            changes, failed = await self._plane.sync(desired, retired, whole_table)
         except IpvsError as exc:
             log.error("%s", exc)
             self._audit |= set(keys)
@@ -630,9 +744,8 @@ class LvsEngine:
         deleting = {change.key for change in failed if change.action == "delete_service"}
         self._undeleted = (self._undeleted - set(retired)) | deleting
         if expected is not None:
-            for change in changes:
-                if change.key not in expected:
-                    log.warning("IPVS table changed outside lvs-agent, reverting: %s", change)
+            reverted = [change for change in changes if change.key not in expected]
+            _log_reverted(self._plane.name, reverted)
         failing = {change.key for change in failed}
         self._audit |= failing
         self._applied.update({k: v for k, v in desired.items() if k not in failing})
@@ -646,13 +759,14 @@ class LvsEngine:
         """The "ipvs" part of the status reply: the kernel's view with each server's health,
         read on the netlink thread (the loop keeps running meanwhile)."""
         try:
-            table = await self._client.run(_read_table, self._all_keys())
+            table = await self._plane.table(self._all_keys())
         except IpvsError as exc:
             log.error("%s", exc)
             table = {}
         wall_offset = time.time() - self._clock.monotonic()
-        reply = []
+        reply, pacer = [], Pacer()
         for vse in self._servers:
+            await pacer.pace()
             members = {(rs.address, rs.port): rs for rs in vse.real_servers}
             for service in vse.services:
                 live_service, live_destinations = table.get(service.key, (None, []))
@@ -662,7 +776,20 @@ class LvsEngine:
                 ]
                 rows.extend(self._absent_row(rs, wall_offset) for rs in members.values())
                 shown = live_service or service
-                reply.append({"service": str(service.key), **shown.to_dict(), "realservers": rows})
+                reply.append(
+                    {
+                        "service": str(service.key),
+                        **shown.to_dict(),
+                        "virtual_server": vse.name,
+                        "quorum": {
+                            "up": vse.quorum.up,
+                            "quorum": vse.quorum.quorum,
+                            "alive_weight": vse.quorum.weight_sum,
+                        },
+                        "counters": _counters(live_service and live_service.stats),
+                        "realservers": rows,
+                    }
+                )
         return reply
 
     @staticmethod
@@ -674,12 +801,10 @@ class LvsEngine:
             "weight": dest.weight,
             "active": dest.active_connections,
             "inactive": dest.inactive_connections,
+            "counters": _counters(dest.stats),
         }
         if rs is not None:
-            row["health"] = "up" if rs.alive else "down"
-            row["since"] = _iso(rs.since + wall_offset)
-            row["last_error"] = rs.last_error()
-            row["check_failures"] = rs.check_failures()
+            row.update(rs.health_status(wall_offset))
         elif vse.sorry is not None and (dest.address, dest.port) == (
             vse.sorry.address,
             vse.sorry.port,
@@ -699,8 +824,6 @@ class LvsEngine:
             "weight": None,
             "active": None,
             "inactive": None,
-            "health": "up" if rs.alive else "down",
-            "since": _iso(rs.since + wall_offset),
-            "last_error": rs.last_error(),
-            "check_failures": rs.check_failures(),
+            "counters": None,
+            **rs.health_status(wall_offset),
         }

@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ..durations import Durations
 from .checkers import KINDS, CheckResult, CheckSpec, probe
+from .checkers.base import failure_reason
 
 log = logging.getLogger("lvsagent.lvs")
 
@@ -44,6 +47,7 @@ class CheckState:
         self.retries_done = 0
         self.last_error = ""
         self.failures = 0  # failed probes since the check started (retries included)
+        self.failure_reasons: Counter = Counter()  # the same, by checkers.FAILURE_REASONS
         self.weight: Optional[int] = None  # set by a misc_dynamic exit status
         self.offset = 0  # added to the real server's weight by a FILE_CHECK's value
 
@@ -65,6 +69,7 @@ class CheckState:
             return Outcome(spec.delay_loop, weight_changed)
         self.last_error = result.error
         self.failures += 1
+        self.failure_reasons[failure_reason(result.error)] += 1
         attempt = KINDS[spec.kind].failed(spec, result.error)
         if not self.up:
             return Outcome(spec.delay_loop, False, [attempt] if first_run else [])
@@ -102,7 +107,13 @@ def first_delay(spec: CheckSpec, rng: random.Random) -> float:
 
 
 class HealthCheck:
-    """Runs one checker forever on the loop; calls `on_change(self)` on up/down or weight."""
+    """Runs one checker on the loop; calls `on_change(self)` on up/down or weight.
+    `durations` holds how long its probes took (on the injected clock).
+
+    Between probes a check is one timer on the clock, and a task lives only while a probe
+    runs: ten thousand real servers cost ten thousand timers, not ten thousand sleeping
+    coroutines.
+    """
 
     def __init__(
         self,
@@ -119,46 +130,67 @@ class HealthCheck:
         self._on_change = on_change
         self._rng = rng
         self._prober = prober
-        self._resumed = asyncio.Event()
-        self._resumed.set()
-        self._task: Optional[asyncio.Task] = None
+        self.durations = Durations()
+        self._suspended = False
+        self._due = False  # a probe came due while suspended
+        self._timer = None  # the clock's handle of the next probe
+        self._task: Optional[asyncio.Task] = None  # preparing, or probing
 
     @property
     def up(self) -> bool:
         return self.state.up
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._task = asyncio.ensure_future(self._prepare())
 
     async def stop(self) -> None:
-        if self._task is None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = False
+        task, self._task = self._task, None
+        if task is None:
             return
-        self._task.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+            await task
 
     def set_suspended(self, suspended: bool) -> None:
         """ha_suspend: no probes while the virtual server's address is not ours."""
-        if suspended:
-            self._resumed.clear()
-        else:
-            self._resumed.set()
+        self._suspended = suspended
+        if not suspended and self._due:
+            self._due = False
+            self._probe_now()
 
-    async def _run(self) -> None:
+    async def _prepare(self) -> None:
         await KINDS[self.spec.kind].prepare(self.spec)
-        await sleep(self._clock, first_delay(self.spec, self._rng))
-        while True:
-            await self._resumed.wait()
-            outcome = self.state.record(await self._prober(self.spec))
-            for message in outcome.messages:
-                log.info("%s", message)
-            if outcome.changed:
-                try:
-                    self._on_change(self)
-                except Exception:
-                    log.exception("health change of %s not applied", self.spec.target)
-            await sleep(self._clock, outcome.delay)
+        self._task = None
+        self._schedule(first_delay(self.spec, self._rng))
+
+    def _schedule(self, delay: float) -> None:
+        self._timer = self._clock.call_at(self._clock.monotonic() + delay, self._probe_now)
+
+    def _probe_now(self) -> None:
+        self._timer = None
+        if self._suspended:
+            self._due = True
+        else:
+            self._task = asyncio.ensure_future(self._probe())
+
+    async def _probe(self) -> None:
+        started = self._clock.monotonic()
+        result = await self._prober(self.spec)
+        self.durations.observe(self._clock.monotonic() - started)
+        outcome = self.state.record(result)
+        for message in outcome.messages:
+            log.info("%s", message)
+        if outcome.changed:
+            try:
+                self._on_change(self)
+            except Exception:
+                log.exception("health change of %s not applied", self.spec.target)
+        self._task = None
+        self._schedule(outcome.delay)
 
 
 class Quorum:

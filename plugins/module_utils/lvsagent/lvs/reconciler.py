@@ -50,7 +50,7 @@ def read_current(client: IpvsClient, keys: Iterable[ServiceKey], *, whole_table:
 def _live_services(client: IpvsClient, keys: set, *, whole_table: bool) -> dict:
     if whole_table:
         return {svc.key: svc for svc in client.services(stats=False) if svc.key in keys}
-    services = {key: client.service(key) for key in keys}
+    services = {key: client.service(key, stats=False) for key in keys}
     return {key: service for key, service in services.items() if service is not None}
 
 

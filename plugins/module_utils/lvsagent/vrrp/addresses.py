@@ -10,6 +10,7 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from ..config.model import VirtualAddress
 from ..netlink import HAS_PYROUTE2, AsyncIPRoute, missing_pyroute2
@@ -134,10 +135,24 @@ class Announcer:
 
     A packet socket is bound to an interface index: one deleted and re-created under the same
     name needs a new socket, so each is kept with the index it was bound to and checked.
+
+    As keepalived, frames of one kind on one interface are kept `vrrp_garp_interval` (ARP) or
+    `vrrp_gna_interval` (NA) apart, whichever instance sends them: `reserve` hands out the slots.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._sockets: dict[str, tuple[int, socket.socket]] = {}
+        self._clock = clock
+        self._next_free: dict[tuple[str, int], float] = {}
+
+    def reserve(self, ifname: str, version: int, spacing: float) -> float:
+        """Seconds from now until a frame of this IP version may go out on this interface."""
+        if not spacing:
+            return 0.0
+        now = self._clock()
+        slot = max(now, self._next_free.get((ifname, version), now))
+        self._next_free[(ifname, version)] = slot + spacing
+        return slot - now
 
     def announce(self, ifname: str, address: IPAddress) -> bool:
         """True when the frame went out."""

@@ -62,12 +62,12 @@ class VrrpEngine:
         self.drop_log = Drops(LoopClock(loop), self.drops)
         self.addresses = AddressManager()
         self.routing = RoutingManager(self.addresses)
-        self.static = StaticEntries(self.routing)
-        self.announcer = Announcer()
+        self.announcer = Announcer(loop.time)
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
+        self.static = StaticEntries(self.routing, self.links)
         self.sockets = SocketPool(self.loop, self.drop_log)
-        self.vmacs = VmacLinks()
+        self.vmacs = VmacLinks(self.addresses)
         self.promotion = PromoteSecondaries()
         self.firewall = Firewall()
         self.scripts: dict[str, ScriptTracker] = {}
@@ -117,7 +117,6 @@ class VrrpEngine:
         self.links.close()
         self.announcer.close()
         self.addresses.close()
-        self.vmacs.close()
 
     async def apply_config(self, config: Config) -> None:
         """Reload as keepalived: an instance that keeps its name, interface, VRID and family keeps

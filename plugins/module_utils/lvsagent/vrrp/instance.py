@@ -46,7 +46,7 @@ class Services:
     links: LinkMonitor
     scripts: dict[str, ScriptTracker]
     drops: Drops
-    vmacs: VmacLinks = field(default_factory=VmacLinks)
+    vmacs: VmacLinks
     firewall: Firewall = field(default_factory=Firewall)
     files: dict[str, FileTracker] = field(default_factory=dict)
     processes: dict[str, ProcessTracker] = field(default_factory=dict)
@@ -501,21 +501,28 @@ class Instance:
         self._garp_timers.append(timer)
 
     def _announce_burst(self, count: int) -> None:
-        spacing = self.global_defs.vrrp_garp_interval
-        for number in range(count):  # 0 only from vrrp_min_garp's refresh_repeat: none
-            if spacing:
-                self._keep_timer(
-                    self.services.loop.call_later(number * spacing, self._announce_all)
-                )
-            else:
-                self._announce_all()
+        for _round in range(count):  # 0 only from vrrp_min_garp's refresh_repeat: none
+            self._announce_all()
 
     def _announce_all(self) -> None:
         if self.machine is None or self.machine.state != State.MASTER:
             return
+        spacing = {4: self.global_defs.vrrp_garp_interval, 6: self.global_defs.vrrp_gna_interval}
         for vip, dev in self._all_vips():
-            if self.services.announcer.announce(dev, vip.address.ip):
-                self.counters.gratuitous_announcements_sent += 1
+            address = vip.address.ip
+            delay = self.services.announcer.reserve(dev, address.version, spacing[address.version])
+            if delay:
+                self._keep_timer(
+                    self.services.loop.call_later(delay, self._announce_one, dev, address)
+                )
+            else:
+                self._announce_one(dev, address)
+
+    def _announce_one(self, dev: str, address: packet.IPAddress) -> None:
+        if self.machine is None or self.machine.state != State.MASTER:
+            return
+        if self.services.announcer.announce(dev, address):
+            self.counters.gratuitous_announcements_sent += 1
 
     def _stop_announcing(self) -> None:
         for timer in self._garp_timers:
@@ -551,6 +558,7 @@ class Instance:
             self.socket_ifname,
             *self._vip_devices(),
             *(t.name for t in config.track_interfaces),
+            *config.static_track_interfaces,
         ]
         for ifname in dict.fromkeys(watched):
             self._apply_link(ifname, links.watch(ifname, self._link_changed))
@@ -582,7 +590,8 @@ class Instance:
         self._update_priority()
 
     def _apply_link(self, ifname: str, link: Link) -> None:
-        """Our interface or a VIP's gone is FAULT whatever the tracking; our interface back
+        """Our interface or a VIP's gone is FAULT whatever the tracking, as is the interface of
+        a static entry of one of our track_groups down or gone; our interface back
         (a new index) gets a new socket before the state can move, so that the first advert
         goes out on it."""
         if ifname == self.socket_ifname:
@@ -596,6 +605,9 @@ class Instance:
         for track in self.config.track_interfaces:
             if track.name == ifname:
                 self._apply_weight(f"interface {ifname}", track.weight, link.up != track.reverse)
+        if ifname in self.config.static_track_interfaces:
+            # keepalived: a track_group's static entry on it cannot be restored while it is down
+            self._set_fault(f"static entries on {ifname} down", not link.up)
 
     def _follow_interface(self, link: Link) -> None:
         """A new index: once up, the source address found again (a re-created interface has

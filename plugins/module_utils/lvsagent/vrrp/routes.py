@@ -21,6 +21,7 @@ from typing import Callable, Optional, Union
 from ..config.model import RTPROT_KEEPALIVED, Config, Location, Route, Rule, VirtualAddress
 from ..netlink import AsyncIPRoute
 from .addresses import AddressManager
+from .tracking import Link, LinkMonitor
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -292,12 +293,18 @@ class RoutingManager:
 class StaticEntries:
     """static_ipaddress, static_routes, static_rules: installed while the agent runs, whatever
     the VRRP states. As keepalived: at start what a killed run left is removed first, a reload
-    removes the entries gone from the file and adds the new ones, stop removes them all."""
+    removes the entries gone from the file and adds the new ones, stop removes them all.
 
-    def __init__(self, routing: RoutingManager) -> None:
+    A tracked entry deleted is added again at once; one that cannot be (its interface down or
+    gone: the kernel took the routes on it) is added again when its interface comes up
+    (keepalived's interface_up). The instances of its track_group watch that interface."""
+
+    def __init__(self, routing: RoutingManager, links: LinkMonitor) -> None:
         self.routing = routing
+        self.links = links
         self.held: list = []  # addresses, then routes, then rules: the order they are added
         self._restoring: set[asyncio.Task] = set()
+        self._up: dict[str, bool] = {}  # the interfaces of the tracked addresses and routes
 
     @staticmethod
     def wanted(config: Config) -> list:
@@ -315,6 +322,27 @@ class StaticEntries:
         await self.routing.apply_all(gone, False, "static: ")
         new = [entry for entry in wanted if entry not in held]
         await self.routing.apply_all(new, True, "static: ", on_deleted=self._restore)
+        self._watch_links()
+
+    @staticmethod
+    def _on_link(entry: Tracked) -> Optional[str]:
+        """The interface a tracked address or route is added again on when it comes up (rules
+        stay when an interface goes: keepalived restores none)."""
+        if entry.no_track or isinstance(entry, Rule):
+            return None
+        return entry.dev
+
+    def _watch_links(self) -> None:
+        self.links.unwatch(self._link_changed)
+        devices = dict.fromkeys(filter(None, map(self._on_link, self.held)))
+        self._up = {dev: self.links.watch(dev, self._link_changed).up for dev in devices}
+
+    def _link_changed(self, ifname: str, link: Link) -> None:
+        was_up, self._up[ifname] = self._up.get(ifname, False), link.up
+        if link.up and not was_up:
+            for entry in self.held:
+                if self._on_link(entry) == ifname:
+                    self._restore(entry)
 
     def _restore(self, entry: Tracked) -> None:
         """keepalived's reinstate_static_address / _route / _rule: a tracked entry comes back."""
@@ -326,6 +354,7 @@ class StaticEntries:
         task.add_done_callback(self._restoring.discard)
 
     async def stop(self) -> None:
+        self.links.unwatch(self._link_changed)
         for task in list(self._restoring):
             await task
         held, self.held = self.held, []

@@ -12,10 +12,12 @@ import fcntl
 import logging
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..config.model import VrrpScript
+from ..durations import Durations
 from ..scripts import run_script, split_command
 from .tracked import Listeners, cancelled
 
@@ -225,7 +227,9 @@ class LinkMonitor:
 
 
 class ScriptTracker(Listeners):
-    """Runs one vrrp_script every `interval`; `rise` successes / `fall` failures flip its state."""
+    """Runs one vrrp_script every `interval`; `rise` successes / `fall` failures flip its state.
+    Keeps how long its runs took, how many timed out, and when its state last changed (Unix
+    time) for the status."""
 
     def __init__(self, script: VrrpScript, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -234,11 +238,22 @@ class ScriptTracker(Listeners):
         self.ok = not script.init_fail
         self._streak = 0
         self._trouble = ""  # why the last run did not finish (timeout, refused...)
+        self.durations = Durations()
+        self.timeouts = 0
+        self.changed = time.time()
         self._task: asyncio.Task | None = None
 
     @property
     def state(self) -> bool:
         return self.ok
+
+    def status(self) -> dict:
+        return {
+            "ok": self.ok,
+            "last_change": self.changed,
+            "timeouts": self.timeouts,
+            "durations": self.durations.status(),
+        }
 
     def start(self) -> None:
         if self._task is None:
@@ -258,7 +273,11 @@ class ScriptTracker(Listeners):
 
     async def run_once(self) -> bool:
         timeout = self.script.timeout or self.script.interval
+        clock = asyncio.get_running_loop()
+        started = clock.time()
         outcome = await run_script(split_command(self.script.script), self.script.run_as, timeout)
+        self.durations.observe(clock.time() - started)
+        self.timeouts += outcome.timed_out
         trouble = outcome.error if outcome.code is None or outcome.code < 0 else ""
         if trouble and trouble != self._trouble:  # once, not every interval
             log.warning("VRRP_Script(%s) %s", self.script.name, trouble)
@@ -275,5 +294,6 @@ class ScriptTracker(Listeners):
             return
         self._streak = 0
         self.ok = success
+        self.changed = time.time()
         log.info("VRRP_Script(%s) %s", self.script.name, "succeeded" if success else "failed")
         self.tell(self.script.name, success)

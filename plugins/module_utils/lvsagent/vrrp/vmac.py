@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..arpsuppress import ArpSuppressError, ProcSys
-from ..netlink import HAS_PYROUTE2, AsyncIPRoute, NetlinkError, missing_pyroute2
+from ..netlink import NetlinkError
+from .addresses import AddressManager
 
 log = logging.getLogger("lvsagent.vrrp")
 
@@ -74,11 +75,12 @@ class BaseSettings:
 
 class VmacLinks:
     """Creates and removes the VMACs of every instance, and owns what they share: the base
-    interfaces' ARP settings and all.rp_filter, each put back when its last VMAC goes."""
+    interfaces' ARP settings and all.rp_filter, each put back when its last VMAC goes. Links
+    are made on the AddressManager's rtnetlink socket."""
 
-    def __init__(self, sysctl: Optional[ProcSys] = None) -> None:
+    def __init__(self, addresses: AddressManager, sysctl: Optional[ProcSys] = None) -> None:
+        self.addresses = addresses  # its rtnetlink socket
         self.sysctl = sysctl or ProcSys()
-        self._ipr = None
         self._bases: dict[str, BaseSettings] = {}
         # key -> (value we set, value to put back), while we hold all.rp_filter
         self._rp_filter: Optional[dict] = None
@@ -89,18 +91,6 @@ class VmacLinks:
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
-
-    async def _rtnl(self):
-        if self._ipr is None:
-            if not HAS_PYROUTE2:
-                raise RuntimeError(f"lvs-agent run: {missing_pyroute2()}")
-            self._ipr = AsyncIPRoute()
-        return self._ipr
-
-    def close(self) -> None:
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
 
     async def create(self, vmac: Vmac) -> int:
         """Create (or take over) the macvlan and set it up as keepalived does; its index."""
@@ -113,7 +103,7 @@ class VmacLinks:
                 ) from error
 
     async def _create(self, vmac: Vmac) -> int:
-        ipr = await self._rtnl()
+        ipr = await self.addresses.rtnl()
         base_index = socket.if_nametoindex(vmac.base)
         index = await self._existing(ipr, vmac, base_index)
         if index is None:
@@ -213,7 +203,7 @@ class VmacLinks:
                     del self._bases[vmac.base]
                     if _index_of(vmac.base) == held.ifindex:
                         await self._write(held.saved)
-            ipr = await self._rtnl()
+            ipr = await self.addresses.rtnl()
             found = await ipr.link_lookup(ifname=vmac.name)
             if found:
                 try:

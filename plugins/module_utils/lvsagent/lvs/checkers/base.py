@@ -153,6 +153,33 @@ def describe(exc: BaseException, timeout: float) -> str:
     return str(exc) or type(exc).__name__
 
 
+# Why a probe failed, in a few words a metric can carry as a label (`failure_reason`): the
+# first reason one of whose phrases the error text holds, else "other".
+FAILURE_REASONS = (
+    ("timeout", ("timeout after", "timed out after")),
+    ("refused", ("connection refused",)),
+    ("reset", ("connection reset",)),
+    ("unreachable", ("unreachable", "no route to host")),
+    ("tls", ("tls:",)),
+    ("http_status", ("status code",)),
+    ("http_digest", ("md5 digest",)),
+    ("exit_status", ("exit status", "killed by signal")),
+    (
+        "bad_reply",
+        ("error answer", "mismatch", "banner", "response", "read failure", "closed early", "too "),
+    ),
+)
+
+
+def failure_reason(error: str) -> str:
+    """The FAILURE_REASONS name of a CheckResult's error (as `describe` and the kinds word it)."""
+    text = error.lower()
+    for reason, phrases in FAILURE_REASONS:
+        if any(phrase in text for phrase in phrases):
+            return reason
+    return "other"
+
+
 async def readable(sock: socket.socket, timeout: float) -> None:
     """Waits until `sock` has data or an error to read (asyncio.TimeoutError after timeout).
 

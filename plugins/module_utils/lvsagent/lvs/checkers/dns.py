@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...config.errors import Invalid
-from ...config.model import Checker
+from ...config.model import CheckSettings
 from .base import (
     CheckerKind,
     CheckResult,
@@ -31,7 +31,7 @@ HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcou
 
 
 @dataclass
-class DnsCheck(Checker):
+class DnsCheck(CheckSettings):
     kind: str = "DNS_CHECK"
     type: str = "SOA"
     name: str = "."

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ...config.model import Checker, TrackFile
+from ...config.model import CheckSettings, TrackFile
 from ...vrrp.track_file import (
     INT32_MAX,
     INT32_MIN,
@@ -33,7 +33,7 @@ _last_values: dict[str, int] = {}
 
 
 @dataclass
-class FileCheck(Checker):
+class FileCheck(CheckSettings):
     kind: str = "FILE_CHECK"
     track_file: str = ""
     weight: Optional[int] = None  # None = the track_file's

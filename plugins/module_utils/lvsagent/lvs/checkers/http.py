@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ...config.errors import Invalid
-from ...config.model import Checker, Location
+from ...config.model import CheckSettings, Location
 from .base import DROPPED, CheckerKind, CheckResult, CheckSpec, describe, open_socket
 
 HEADER_LIMIT = 64 * 1024  # a status line plus headers larger than this is a failure
@@ -29,7 +29,7 @@ class Url:
 
 
 @dataclass
-class HttpCheck(Checker):
+class HttpCheck(CheckSettings):
     kind: str = "HTTP_GET"  # or "SSL_GET"
     urls: list[Url] = field(default_factory=list)
     http_protocol: Optional[str] = None

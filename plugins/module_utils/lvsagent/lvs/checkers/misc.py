@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ...config.model import Checker, ScriptUser
+from ...config.model import CheckSettings, ScriptUser
 from ...scripts import Identity, run_script, split_command
 from .base import CheckerKind, CheckResult, CheckSpec
 
 
 @dataclass
-class MiscCheck(Checker):
+class MiscCheck(CheckSettings):
     kind: str = "MISC_CHECK"
     misc_path: str = ""
     misc_timeout: Optional[float] = None  # None = delay_loop

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from ...config.model import Checker
+from ...config.model import CheckSettings
 from .base import (
     CheckerKind,
     CheckResult,
@@ -37,7 +37,7 @@ _sequence = itertools.count(1)
 
 
 @dataclass
-class PingCheck(Checker):
+class PingCheck(CheckSettings):
     kind: str = "PING_CHECK"
 
 

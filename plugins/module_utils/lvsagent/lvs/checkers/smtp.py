@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ...config.model import Checker, Location
+from ...config.model import CheckSettings, Location
 from .base import CheckerKind, CheckResult, CheckSpec, describe, open_socket
 
 DEFAULT_HELO_NAME = "smtpchecker.keepalived.org"
@@ -29,7 +29,7 @@ class SmtpHost:
 
 
 @dataclass
-class SmtpCheck(Checker):
+class SmtpCheck(CheckSettings):
     kind: str = "SMTP_CHECK"
     helo_name: str = DEFAULT_HELO_NAME
     hosts: list[SmtpHost] = field(default_factory=list)  # empty = the checker's own target

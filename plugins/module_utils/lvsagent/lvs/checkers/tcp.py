@@ -6,12 +6,12 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
-from ...config.model import Checker
+from ...config.model import CheckSettings
 from .base import CheckerKind, CheckResult, CheckSpec, connection_words, describe, open_socket
 
 
 @dataclass
-class TcpCheck(Checker):
+class TcpCheck(CheckSettings):
     kind: str = "TCP_CHECK"
 
 

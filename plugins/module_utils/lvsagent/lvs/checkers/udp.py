@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...config.errors import Invalid
-from ...config.model import Checker
+from ...config.model import CheckSettings
 from .base import (
     CheckerKind,
     CheckResult,
@@ -30,7 +30,7 @@ RANDOM_PAYLOAD_SIZE = 16  # sent when no payload is configured, as keepalived se
 
 
 @dataclass
-class UdpCheck(Checker):
+class UdpCheck(CheckSettings):
     kind: str = "UDP_CHECK"
     payload: Optional[bytes] = None  # None = random bytes
     require_reply: bool = False
