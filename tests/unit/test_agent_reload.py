@@ -118,8 +118,28 @@ def test_a_parse_that_times_out_is_abandoned_and_the_next_reload_waits_for_it(
     assert "keeping the running configuration" in caplog.text
     assert running.config is before and running.vrrp.applied == []
     released.set()
-    running._parser.join(5)
+    running._abandoned_parse.join(5)
     assert reload(running)["reloaded"] is True
+
+
+def test_a_parse_that_delivered_does_not_hold_the_next_reload_back(tmp_path, monkeypatch):
+    """The parse thread may still be on its way out when its reload has finished."""
+
+    leave = threading.Event()
+
+    class LingeringThread(threading.Thread):
+        def run(self):
+            super().run()
+            if self.name == "config-parse":  # the executor's threads are Threads too
+                leave.wait(10)
+
+    monkeypatch.setattr(agent.threading, "Thread", LingeringThread)
+    running = make_agent(tmp_path)
+    try:
+        assert reload(running)["reloaded"] is True
+        assert reload(running)["reloaded"] is True
+    finally:
+        leave.set()
 
 
 def test_a_reload_that_would_remove_everything_is_refused(tmp_path, caplog):

@@ -161,7 +161,7 @@ class Agent:
         self._stopping: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._vips = owned_vips(self.state_dir())
-        self._parser: threading.Thread | None = None
+        self._abandoned_parse: threading.Thread | None = None  # timed out, may still run
         self.metrics = MetricsServer(self.status)
         self._started = time.time()
         self._reloads = {"ok": 0, "refused": 0}
@@ -319,7 +319,7 @@ class Agent:
         A daemon thread rather than an executor's: an abandoned parse must not delay exit.
         While one still runs, a new reload is refused rather than piling threads up.
         """
-        if self._parser is not None and self._parser.is_alive():
+        if self._abandoned_parse is not None and self._abandoned_parse.is_alive():
             raise ParseStillRunning(
                 f"the parsing of {self.args.config} by an earlier reload has not finished"
             )
@@ -344,11 +344,14 @@ class Agent:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(deliver, config, error)
 
-        self._parser = threading.Thread(target=parse, name="config-parse", daemon=True)
-        self._parser.start()
+        parser = threading.Thread(target=parse, name="config-parse", daemon=True)
+        parser.start()
         try:
             return await asyncio.wait_for(result, RELOAD_PARSE_TIMEOUT)
         except asyncio.TimeoutError:
+            # Only an abandoned parse holds the next reload back: one that delivered may
+            # still be leaving its thread when the next reload comes.
+            self._abandoned_parse = parser
             raise ParseStillRunning(
                 f"parsing {self.args.config} took more than {RELOAD_PARSE_TIMEOUT:g} seconds"
             ) from None
