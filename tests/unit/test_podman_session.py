@@ -4,6 +4,7 @@ stand-in podman that starts the session's server with this Python on this host."
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -115,3 +116,18 @@ def test_the_broker_runs_as_a_script_and_stops_on_sigterm(tmp_path, podman):
         broker.terminate()
         assert broker.wait(timeout=10) == 0
     assert not os.path.exists(socket_path)
+
+
+def test_a_client_gone_before_its_reply_leaves_the_session_serving(tmp_path, podman):
+    socket_path, broker = start_broker(tmp_path, podman[0])
+    command = b"/bin/sh -c 'sleep 0.3; echo late'"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(socket_path)
+        client.sendall(podman_session.REQUEST.pack(len(command), 0) + command)
+    assert podman_session.request(socket_path, "echo next", b"") == (0, b"next\n", b"")
+    assert broker.is_alive()
+
+
+def test_no_broker_is_a_request_not_sent(tmp_path):
+    with pytest.raises(podman_session.NotSent):
+        podman_session.request(str(tmp_path / "nobody"), "echo lost", b"")

@@ -18,6 +18,7 @@ starts a new broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -88,12 +89,22 @@ def answers(socket_path: str) -> bool:
     return True
 
 
+class NotSent(OSError):
+    """The request did not reach a broker (none there, or it was leaving): safe to send again."""
+
+
 def request(socket_path: str, command: str, data: bytes) -> tuple[int, bytes, bytes]:
-    """Runs COMMAND with DATA on its stdin through the broker at SOCKET_PATH (OSError if none)."""
+    """Runs COMMAND with DATA on its stdin through the broker at SOCKET_PATH.
+
+    NotSent when no broker took the request; ConnectionError when it took it and gave no reply.
+    """
     encoded = command.encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.connect(socket_path)
-        client.sendall(REQUEST.pack(len(encoded), len(data)) + encoded + data)
+        try:
+            client.connect(socket_path)
+            client.sendall(REQUEST.pack(len(encoded), len(data)) + encoded + data)
+        except OSError as error:
+            raise NotSent(f"no podman session at {socket_path}: {error}") from error
         frame = read_frame(client.recv, REPLY)
     if frame is None:
         raise ConnectionError(f"the podman session at {socket_path} closed without a reply")
@@ -103,10 +114,14 @@ def request(socket_path: str, command: str, data: bytes) -> tuple[int, bytes, by
 
 
 def answer(client: socket.socket, exec_session: subprocess.Popen) -> bool:
-    """Runs one client's request in the container; False when the exec has ended."""
+    """Runs one client's request in the container; False when the exec has ended. A client that
+    went away (its Ansible worker stopped) loses its reply, and the session goes on."""
     with client:
         client.setblocking(True)
-        frame = read_frame(client.recv, REQUEST)
+        try:
+            frame = read_frame(client.recv, REQUEST)
+        except OSError:
+            return True
         if frame is None:
             return True
         exec_session.stdin.write(frame)
@@ -114,7 +129,8 @@ def answer(client: socket.socket, exec_session: subprocess.Popen) -> bool:
         reply = read_frame(exec_session.stdout.read, REPLY)
         if reply is None:
             return False
-        client.sendall(reply)
+        with contextlib.suppress(OSError):
+            client.sendall(reply)
     return True
 
 

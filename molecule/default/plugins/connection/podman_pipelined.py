@@ -149,7 +149,7 @@ class Connection(PodmanConnection):
         for _attempt in range(3):
             try:
                 return podman_session.request(path, command, in_data or b"")
-            except (FileNotFoundError, ConnectionRefusedError):
+            except podman_session.NotSent:
                 self._start_session(path)
             except ConnectionError as error:
                 raise AnsibleConnectionFailure(str(error)) from error
