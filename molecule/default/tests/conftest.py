@@ -33,6 +33,8 @@ def lab():
     return {
         "vip": all_vars["lvs_vip"],
         "vip2": all_vars["lvs_vip2"],
+        "vip_tun": all_vars["lvs_vip_tun"],
+        "nat_port": all_vars["lvs_nat_port"],
         "port": service["port"],
         "nopreempt": os.environ.get("LVS_HA_NOPREEMPT", "false").lower() in ("1", "true", "yes"),
         "advert_int": advert,
@@ -74,25 +76,31 @@ def vip_holders(directors, vip) -> list[str]:
     return holders
 
 
-def ipvs_realservers(host, vip, port) -> set[str]:
-    """Real servers of the virtual service VIP:PORT in this host's IPVS table (`ipvsadm -Ln`)."""
+def ipvs_entries(host, vip, port) -> dict[str, str]:
+    """Real servers (address:port) of the virtual service VIP:PORT in this host's IPVS table
+    (`ipvsadm -Ln`), each with its forwarding (Route, Masq, Tunnel)."""
     out = host.check_output("ipvsadm -Ln")
-    found, inside = set(), False
+    found, inside = {}, False
     for line in out.splitlines():
         fields = line.split()
         if fields[:1] in (["TCP"], ["UDP"], ["FWM"], ["SCTP"]):
             inside = fields[1] == f"{vip}:{port}"
         elif inside and fields[:1] == ["->"] and fields[1] != "RemoteAddress:Port":
-            found.add(fields[1].rsplit(":", 1)[0])
+            found[fields[1]] = fields[2]
     return found
 
 
-def ask(client, vip, count=12) -> list[str]:
-    """`count` requests from the client to the VIP, one connection each; the pages' texts
+def ipvs_realservers(host, vip, port) -> set[str]:
+    """Addresses of the real servers of the virtual service VIP:PORT in this host's IPVS table."""
+    return {entry.rsplit(":", 1)[0] for entry in ipvs_entries(host, vip, port)}
+
+
+def ask(client, vip, count=12, port=80) -> list[str]:
+    """`count` requests from the client to VIP:PORT, one connection each; the pages' texts
     (each real server's page names it), or "" for a request that got no answer."""
     script = (
         f"for i in $(seq {count}); do "
-        f"printf '%s\\n' \"$(curl -s --max-time 2 http://{vip}/)\"; done"
+        f"printf '%s\\n' \"$(curl -s --max-time 2 http://{vip}:{port}/)\"; done"
     )
     out = client.run(script).stdout
     return [line.strip() for line in out.splitlines()][:count]

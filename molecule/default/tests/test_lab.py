@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import time
 
-from conftest import DIRECTORS, REALSERVERS, ask, ipvs_realservers, vip_holders, wait_for
+from conftest import (
+    DIRECTORS,
+    REALSERVERS,
+    ask,
+    ipvs_entries,
+    ipvs_realservers,
+    vip_holders,
+    wait_for,
+)
 
 MASTER, BACKUP = DIRECTORS
 
@@ -55,6 +63,32 @@ def test_master_ipvs_table_lists_both_real_servers(directors, lab):
 
 def test_requests_through_the_vip_are_answered_by_both_real_servers(client, lab):
     answers = ask(client, lab["vip"])
+    assert "" not in answers, answers
+    assert set(answers) == set(REALSERVERS), answers
+
+
+def test_nat_service_answers_through_the_vip(directors, client, lab):
+    """VIP:8080 rewritten to each real server's own address, port 80; the replies go back
+    through the director (the real servers' route to the client via the NAT gateway VIP)."""
+    vip, port = lab["vip"], lab["nat_port"]
+    master = directors[current_master(directors, lab)]
+    wanted = {f"{address}:80": "Masq" for address in REALSERVERS.values()}
+    took = wait_for(lambda: ipvs_entries(master, vip, port) == wanted, lab["addition_bound"])
+    assert took is not None, master.check_output("ipvsadm -Ln")
+    answers = ask(client, vip, port=port)
+    assert "" not in answers, answers
+    assert set(answers) == set(REALSERVERS), answers
+
+
+def test_tun_service_answers_through_its_vip(directors, client, lab):
+    """The TUN VIP's packets reach each real server in IPIP (out of tunl0), which answers the
+    client directly from that VIP."""
+    vip = lab["vip_tun"]
+    master = directors[current_master(directors, lab)]
+    wanted = {f"{address}:80": "Tunnel" for address in REALSERVERS.values()}
+    took = wait_for(lambda: ipvs_entries(master, vip, 80) == wanted, lab["addition_bound"])
+    assert took is not None, master.check_output("ipvsadm -Ln")
+    answers = ask(client, vip)
     assert "" not in answers, answers
     assert set(answers) == set(REALSERVERS), answers
 
