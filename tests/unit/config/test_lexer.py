@@ -6,9 +6,12 @@ import os
 
 import pytest
 from config_helpers import errors_of, parse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lvsagent.config import ConfigError, load
-from lvsagent.config.lexer import Lexer, Source, build_tree, expand_braces
+from lvsagent.config.lexer import Lexer, Source, build_tree, expand_braces, lines, statements
+from lvsagent.config.parser import Builder
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 MAIN = os.path.join(FIXTURES, "main.conf")
@@ -137,3 +140,48 @@ def test_include_cycle_is_reported(tmp_path):
 def test_brace_expansion_in_include_patterns():
     assert expand_braces("/a/{x,y{1,2}}.conf") == ["/a/x.conf", "/a/y1.conf", "/a/y2.conf"]
     assert expand_braces("/a/{x}.conf") == ["/a/{x}.conf"]
+
+
+@given(st.text(alphabet="ab \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029"))
+def test_lines_split_where_splitlines_does(text):
+    assert list(lines(text)) == text.splitlines()
+
+
+def test_each_top_level_statement_comes_before_the_next_is_read():
+    """The parser reads a statement while the file's next ones are still text: a large
+    file's tree is never whole (ten times the model's memory at 10,000 real servers)."""
+    read = []
+    lexer = Lexer(Source(), [].append)
+
+    def tokens():
+        for token in lexer.tokenize_file("t.conf", "a {\n b 1\n}\nc 2\nd\n{\n e\n}\nf\n"):
+            read.append(token.text)
+            yield token
+
+    seen = []
+    for node in statements(tokens(), [].append):
+        seen.append((node.keyword, list(read)))
+    assert [keyword for keyword, _read in seen] == ["a", "c", "d", "f"]
+    assert "e" not in seen[0][1]  # `a` came before `d`'s block was read
+    assert "f" not in seen[2][1]  # `d`, its `{` on the next line, before `f`
+
+
+def test_an_unclosed_block_still_comes_with_its_problem():
+    problems = []
+    nodes = list(statements(Lexer(Source(), problems.append).tokenize_file("t", "a {\n b\n"),
+                            problems.append))  # fmt: skip
+    assert [node.keyword for node in nodes] == ["a"]
+    assert [p.message for p in problems] == ["a: missing '}' to close this block"]
+
+
+def test_a_virtual_servers_block_states_are_dropped_once_it_is_read():
+    """What was read in each real server's block is needed until its virtual server is
+    complete, not until the end of the file."""
+    builder = Builder([].append)
+    text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n"
+    text += "  weight 2\n  TCP_CHECK {\n   connect_timeout 3\n  }\n }\n}\n"
+    config = builder.build(statements(Lexer(Source(), [].append).tokenize_file("t", text),
+                                      [].append))  # fmt: skip
+    real = config.virtual_servers[0].real_servers[0]
+    assert real.weight == 2 and real.checkers[0].connect_timeout == 3
+    assert set(builder.read.state) == {id(config)}  # the top level only

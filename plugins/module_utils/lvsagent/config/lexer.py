@@ -263,7 +263,7 @@ class Lexer:
         self.files.append(path)
         self.include_stack.append(absolute)
         try:
-            for number, line in enumerate(text.splitlines(), start=1):
+            for number, line in enumerate(lines(text), start=1):
                 try:
                     for expanded in self.parameters.expand(line, path):
                         yield from self.tokenize_line(expanded, path, number)
@@ -402,8 +402,30 @@ def read_escape(line: str, index: int) -> tuple[str, int]:
     return char, index + 1
 
 
+# One line and its break, where str.splitlines() breaks (\r\n counts as one break).
+_BREAKS = "\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029"
+LINE = re.compile(f"([^{_BREAKS}]*)(\r\n|[{_BREAKS}]|$)")
+
+
+def lines(text: str) -> Iterator[str]:
+    """text.splitlines(), one line at a time: a large file's lines are not all copied at
+    once."""
+    position, size = 0, len(text)
+    while position < size:
+        line = LINE.match(text, position)
+        yield line.group(1)
+        position = line.end()
+
+
 def build_tree(tokens: Iterable[Token], report: Callable[[Problem], None]) -> list[Node]:
     """Group tokens into statements and blocks; unbalanced braces are reported."""
+    return list(statements(tokens, report))
+
+
+def statements(tokens: Iterable[Token], report: Callable[[Problem], None]) -> Iterator[Node]:
+    """The top-level statements (with their blocks), each as soon as it is complete: the
+    parser reads one while the next is tokenized, so a large file's tree (ten times the
+    model it becomes) is never all alive at once. Unbalanced braces are reported."""
     root: list[Node] = []
     stack: list[tuple[Node, list[Node]]] = []
     current: list[str] = []
@@ -450,7 +472,12 @@ def build_tree(tokens: Iterable[Token], report: Callable[[Problem], None]) -> li
                 report(Problem(token.file, token.line, "unexpected '}'"))
                 continue
             siblings = stack.pop()[1]
+        # complete: all but an open block, or a line a `{` on the next line may still open
+        done = len(root) - 1 if stack or (root and root[-1] is last_leaf) else len(root)
+        if done > 0:
+            yield from root[:done]
+            del root[:done]
     finish()
     for node, _siblings in reversed(stack):
         report(Problem(node.file, node.line, f"{node.keyword}: missing '}}' to close this block"))
-    return root
+    yield from root

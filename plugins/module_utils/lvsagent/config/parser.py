@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 from . import checks
@@ -22,7 +23,7 @@ from .blocks.lvs import LvsBlocks
 from .blocks.trackers import TrackerBlocks
 from .blocks.vrrp import VrrpBlocks
 from .errors import ConfigError, Problem
-from .lexer import Lexer, Node, ReadError, Source, build_tree
+from .lexer import Lexer, Node, ReadError, Source, statements
 from .model import Config, VrrpInstance
 from .redact import redact
 from .values import Handler, Reader
@@ -58,14 +59,14 @@ class Builder:
         release(self.read.state)
         release(self.state.instance_keywords)
 
-    def build(self, nodes: list[Node]) -> Config:
-        """Empties `nodes` as it goes: each top-level statement is dropped once read, so the
-        tree of a large file shrinks while the model grows (the peak is not their sum)."""
+    def build(self, nodes: Iterable[Node]) -> Config:
+        """Reads the top-level statements as they come (lexer.statements): each is dropped
+        once read, so the model grows while at most one statement's tree is alive."""
         top = Node(["<top>"], "", 0)
-        nodes.reverse()
-        while nodes:
-            top.children = [nodes.pop()]
+        for node in nodes:
+            top.children = [node]
             self.read.walk(top, "top", self.state.config)
+        top.children = None
         return self.state.config
 
 
@@ -86,10 +87,9 @@ def run(
             raise ConfigError(
                 [Problem(path, 0, f"cannot read the configuration file: {error}")]
             ) from error
-    tree = build_tree(lexer.tokenize_file(path, text), problems.append)
     builder = Builder(problems.append)
     try:
-        config = builder.build(tree)
+        config = builder.build(statements(lexer.tokenize_file(path, text), problems.append))
         config.files = lexer.files
         checks.check(
             config, problems.append, builder.state.instance_keywords, host_checks=host_checks

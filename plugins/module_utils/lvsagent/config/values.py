@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -451,3 +452,9 @@ class Reader:
 
     def state_of(self, target: Any) -> BlockState:
         return self.state.setdefault(id(target), BlockState())
+
+    def forget(self, targets: Iterable[Any]) -> None:
+        """Drops what was read in the blocks of `targets`, once nothing asks any more: a
+        virtual server's ten thousand real servers' states are not kept to the end."""
+        for target in targets:
+            self.state.pop(id(target), None)

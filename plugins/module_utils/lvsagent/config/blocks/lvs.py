@@ -4,6 +4,7 @@ are read by `checkers`)."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from typing import Callable, Optional
 
 from ...ipvs.model import SCHED_FLAG_NAMES, SCHEDULERS
@@ -161,6 +162,8 @@ class LvsBlocks:
                 self.checks.resolve(checker, real, server)
         self.drop_foreign_scheduler_flags(server, state)
         config.virtual_servers.append(server)
+        checkers = (checker for real in server.real_servers for checker in real.checkers)
+        self.read.forget(itertools.chain((server,), server.real_servers, checkers))
 
     def virtual_server_table(self) -> dict[str, Handler]:
         table: dict[str, Handler] = {
