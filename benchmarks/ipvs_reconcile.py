@@ -14,6 +14,12 @@ process so that its memory is its own:
     resident memory, and the event loop's worst timer delay throughout (its watcher wakes
     every 10 ms; its own CPU, measured alone first, is printed beside the idle figure).
 
+A loaded machine delays every loop (the guest's virtual CPUs wait for the host's), so the
+delay is judged against a bare loop: a separate process in the same guest running only the
+same watcher, for the whole run. Each phase shows the agent's worst delay, the bare loop's,
+the agent's own (the longest time the agent's loop was late while the bare one was not) and
+the guest's steal and busy shares of its CPUs over the phase.
+
     tools/guest/run-cmd 'python3 benchmarks/ipvs_reconcile.py'
 """
 
@@ -21,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import json
 import os
 import subprocess
 import sys
 import time
+from array import array
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
@@ -97,32 +105,100 @@ def listing() -> str:
 
 class LoopDelay:
     """The longest the loop (where the checks and VRRP run) was kept from running a timer:
-    a bare callback every `interval` (no task, no future: the watcher costs little)."""
+    a bare callback every `interval` (no task, no future: the watcher costs little). Each
+    timer run more than LATE behind keeps its (due, ran) times, in the system-wide monotonic
+    clock (asyncio's), so that they can be set against the bare loop's."""
+
+    LATE = 0.002
 
     def __init__(self, interval: float = 0.01):
         self.worst = 0.0
-        self.phases: dict = {}  # phase (mark) -> its worst delay in ms, the RSS after it
-        self._phase_worst = 0.0
+        self.late = array("d")  # due, ran, due, ran...: 16 bytes a late timer, no object
+        self.phases: list = []  # (phase, start, end, RSS after it, /proc/stat CPU times)
         self._interval = interval
         self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(interval, self._tick, self._loop.time() + interval)
+        self._start = self._loop.time()
+        self._handle = self._loop.call_later(interval, self._tick, self._start + interval)
 
     def _tick(self, due: float) -> None:
         now = self._loop.time()
+        if now - due > self.LATE:
+            self.late.extend((due, now))
         self.worst = max(self.worst, now - due)
-        self._phase_worst = max(self._phase_worst, now - due)
         self._handle = self._loop.call_at(now + self._interval, self._tick, now + self._interval)
 
     async def mark(self, phase: str) -> None:
-        """Ends a phase: its worst delay, once a timer held back by its last step ran."""
+        """Ends a phase, once a timer held back by its last step ran."""
         for _turn in range(2):  # the task resumes first, the overdue timer right after
             await asyncio.sleep(0)
-        worst = max(self.phases.get(phase, (0,))[0], round(self._phase_worst * 1000))
-        self.phases[phase] = (worst, round(resident_mb(), 1))
-        self._phase_worst = 0.0
+        end = self._loop.time()
+        self.phases.append((phase, self._start, end, round(resident_mb(), 1), cpu_times()))
+        self._start = end
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+
+def cpu_times() -> list:
+    """The guest's CPU times (user nice system idle iowait irq softirq steal), all CPUs."""
+    with open("/proc/stat") as stat:
+        return [int(n) for n in stat.readline().split()[1:9]]
+
+
+def pairs(times) -> list:
+    return [(times[i], times[i + 1]) for i in range(0, len(times), 2)]
+
+
+def uncovered(due: float, ran: float, stalls: list, starts: list) -> float:
+    """How much of [due, ran] lies outside the `stalls` (sorted, disjoint (due, ran) of the
+    bare loop; `starts` their dues): the agent late while the bare loop was on time."""
+    covered = 0.0
+    index = max(bisect.bisect_right(starts, due) - 1, 0)
+    while index < len(stalls) and stalls[index][0] < ran:
+        covered += max(0.0, min(ran, stalls[index][1]) - max(due, stalls[index][0]))
+        index += 1
+    return (ran - due) - covered
+
+
+def delays_by_phase(watcher: LoopDelay, reference: list) -> dict:
+    """phase -> worst delay of the agent, of the bare loop, the agent's own (ms), the steal
+    and busy shares of the guest's CPUs (%), and the RSS after it; a repeated phase: the
+    worst of each, the last RSS."""
+    own, bare = pairs(watcher.late), pairs(reference)
+    starts = [due for due, _ran in bare]
+    phases: dict = {}
+    previous = None
+    for phase, start, end, rss, cpu in watcher.phases:
+        inside = [(due, ran) for due, ran in own if start <= ran <= end]
+        worst = max((ran - due for due, ran in inside), default=0.0)
+        alone = max((uncovered(due, ran, bare, starts) for due, ran in inside), default=0.0)
+        bare_worst = max((ran - due for due, ran in bare if start <= ran <= end), default=0.0)
+        steal = busy = 0.0
+        if previous is not None:
+            spent = [now - then for now, then in zip(cpu, previous)]
+            total = sum(spent) or 1
+            steal = 100 * spent[7] / total
+            busy = 100 * (total - spent[3] - spent[4]) / total
+        previous = cpu
+        figures = [round(worst * 1000), round(bare_worst * 1000), round(alone * 1000)]
+        figures += [round(steal, 1), round(busy)]
+        before = phases.get(phase)
+        if before is not None:
+            figures = [max(a, b) for a, b in zip(before[:5], figures)]
+        phases[phase] = (*figures, rss)
+    return phases
+
+
+async def bare_loop() -> None:
+    """The reference: nothing but the watcher, until stdin closes; then its late timers."""
+    watcher = LoopDelay()
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(), lambda: closed.done() or closed.set_result(None))
+    print("ready", flush=True)
+    await closed
+    watcher.cancel()
+    print(json.dumps(list(watcher.late)), flush=True)
 
 
 async def timed(coroutine) -> float:
@@ -174,6 +250,10 @@ async def bench(services: int, per_service: int, idle: float) -> dict:
 
     client = IpvsThread()  # as the agent does: netlink off the event loop
     engine = LvsEngine(config, client, LoopClock(asyncio.get_running_loop()))
+    bare = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--bare-loop", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    await bare.stdout.readline()  # ready: its imports are done
     watcher = LoopDelay()
     cpu = time.process_time()  # the watcher's own cost (100 wake-ups a second), alone
     await asyncio.sleep(WATCHER_CALIBRATION)
@@ -217,9 +297,14 @@ async def bench(services: int, per_service: int, idle: float) -> dict:
     figures["agent_idle_cpu"] = time.process_time() - cpu
     await watcher.mark("idle")
     figures["agent_rss"] = resident_mb()
-    figures["loop_lag"] = watcher.worst
-    figures["loop_lags"] = watcher.phases
     watcher.cancel()
+    bare.stdin.close()
+    reference = json.loads((await bare.stdout.read()).decode())
+    await bare.wait()
+    figures["loop_lags"] = delays_by_phase(watcher, reference)
+    figures["loop_lag"] = watcher.worst
+    worst = [max(phase[i] for phase in figures["loop_lags"].values()) for i in range(3)]
+    figures["bare_lag"], figures["own_lag"] = worst[1] / 1000, worst[2] / 1000
     await engine.stop()
     return figures
 
@@ -251,11 +336,17 @@ def report(results: list) -> None:
             f" idle {r['idle']:.0f}s: {r['agent_idle_cpu']:.2f} CPU s ({idle:.2f}% of a core,"
             f" of which the delay watcher alone {watcher:.2f}%: {idle - watcher:.2f}% net);"
             f" RSS {r['agent_rss']:.1f} MB; worst event-loop delay {r['loop_lag'] * 1000:.0f} ms"
+            f" (a bare loop beside it in the guest: {r['bare_lag'] * 1000:.0f} ms; the agent's"
+            f" own, late while the bare loop was not: {r['own_lag'] * 1000:.0f} ms)"
         )
     for r in results:
-        lags = ", ".join(f"{phase} {ms} ms/{mb} MB" for phase, (ms, mb) in r["loop_lags"].items())
         name = f"{r['services']} x {r['per_service']}"
-        print(f"{name}: worst event-loop delay by phase, and RSS after it: {lags}")
+        print(
+            f"{name} by phase: worst delay of the agent / the bare loop / the agent's own (ms),"
+            " the guest's CPU steal / busy (%), RSS after it"
+        )
+        for phase, (lag, bare, own, steal, busy, mb) in r["loop_lags"].items():
+            print(f"  {phase:12}{lag:>6}{bare:>6}{own:>6} ms{steal:>7.1f}{busy:>5.0f} %{mb:>7} MB")
     print(f"Python speed here: {python_speed():.2f}s for a fixed loop (compare across machines)")
 
 
@@ -264,7 +355,11 @@ def main() -> None:
     parser.add_argument("--size", action="append", help="SERVICESxREAL_SERVERS (repeatable)")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds idle with the table")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one size, JSON out
+    parser.add_argument("--bare-loop", action="store_true", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
+    if args.bare_loop:
+        asyncio.run(bare_loop())
+        return
     if args.one:
         services, per_service = (int(n) for n in args.one.split("x"))
         print(json.dumps(asyncio.run(bench(services, per_service, args.idle))))
