@@ -292,6 +292,32 @@ def test_a_large_batch_is_split_below_the_socket_buffer(client, kernel):
     assert len(client.destinations(WEB)) == 1000
 
 
+def test_a_large_batch_is_encoded_a_datagram_at_a_time(client, kernel, monkeypatch):
+    """Requests are encoded as their datagram is filled: a table of 10,000 real servers is
+    never held all encoded at once (a few megabytes at the build's peak)."""
+    encoded, at_send = [], []
+    encode = ipvs_client._change_request
+    monkeypatch.setattr(ipvs_client, "_change_request", lambda c: encoded.append(c) or encode(c))
+    send = kernel.send
+    monkeypatch.setattr(kernel, "send", lambda data: at_send.append(len(encoded)) or send(data))
+    client.add_service(Service(WEB))
+    dests = [Destination(f"10.1.{i // 250}.{i % 250 + 1}", 80) for i in range(1000)]
+    at_send.clear()
+    assert client.apply([Change("add_destination", WEB, destination=d) for d in dests]) == []
+    assert len(at_send) > 2 and at_send[0] < 1000 // 2 and at_send[-1] == 1000
+    assert at_send == sorted(at_send) and len(set(at_send)) == len(at_send)
+
+
+def test_a_failure_in_a_later_datagram_names_its_change(client, kernel):
+    client.add_service(Service(WEB))
+    dests = [Destination(f"10.1.{i // 250}.{i % 250 + 1}", 80) for i in range(1000)]
+    changes = [Change("add_destination", WEB, destination=d) for d in dests]
+    changes.insert(900, changes[5])  # already there by then: EEXIST
+    failed = client.apply(changes)
+    assert [(change, exc.errno) for change, exc in failed] == [(changes[900], errno.EEXIST)]
+    assert "add real server [10.1.0.6]:80 to [10.0.0.100]:80" in str(failed[0][1])
+
+
 def test_reads_without_counters_and_fingerprints(client):
     client.add_service(Service(WEB))
     dest = Destination("10.0.0.2", 8080, "nat", 5, upper_threshold=9, lower_threshold=2)

@@ -170,11 +170,8 @@ class IpvsClient:
         """Applies ipvs.plan Changes in order, in batches of one round trip each; goes on past
         a failure. Returns (change, IpvsError) of each one that failed."""
         changes = list(changes)
-        requests = [_change_request(change) for change in changes]
-        failed = []
-        for index, error in self._batch(requests):
-            failed.append((changes[index], error))
-        return failed
+        requests = (_change_request(change) for change in changes)  # a batch's at a time
+        return [(changes[index], error) for index, error in self._batch(requests)]
 
     def _change(self, request) -> None:
         for _index, error in self._batch([request]):
@@ -196,38 +193,36 @@ class IpvsClient:
         self._seq = self._seq % 0x7FFFFFFF + 1
         return self._seq
 
-    def _batch(self, requests: list) -> list:
+    def _batch(self, requests: Iterable) -> list:
         """Sends the requests (action, command, payload, scheduler), BATCH_BYTES at a time,
-        and returns (index, IpvsError) of each the kernel refused. An action is put into
-        words (_action_text) only for an error: a table of 10,000 entries is sent without
-        formatting 10,000 sentences.
+        and returns (index, IpvsError) of each the kernel refused. Requests are taken from
+        `requests` a batch at a time (a table of 10,000 entries is never all encoded at once),
+        and an action is put into words (_action_text) only for an error.
 
         Only the last request of a datagram asks for an acknowledgement: the kernel handles a
         datagram's requests in order within the send, and answers one without NLM_F_ACK only
         when it fails. So a datagram costs one receive, not one per request (a system call
         each: the most of a large table's build under the guest)."""
         failed = []
-        start = 0
         family = self._netlink.family
-        while start < len(requests):
+        pending = enumerate(requests)
+        next_request = next(pending, None)
+        while next_request is not None:
             chunk, size, by_seq = [], 0, {}
-            index = start
-            while index < len(requests) and (not chunk or size < BATCH_BYTES):
-                _action, command, payload, _scheduler = requests[index]
+            while next_request is not None and (not chunk or size < BATCH_BYTES):
+                _index, (_action, command, payload, _scheduler) = next_request
                 seq = self._next_seq()
-                by_seq[seq] = index
+                by_seq[seq] = next_request
                 chunk.append(codec.message(family, NLM_F_REQUEST, seq, command, payload))
                 size += len(chunk[-1])
-                index += 1
+                next_request = next(pending, None)
             last = seq
             chunk[-1] = codec.message(family, NLM_F_REQUEST | NLM_F_ACK, last, command, payload)
-            first = _action_text(requests[start][0])
+            first = _action_text(next(iter(by_seq.values()))[1][0])
             self._send(b"".join(chunk), first)
             for refused, code in self._failures(by_seq, last, first):
-                action, _command, _payload, scheduler = requests[by_seq[refused]]
-                error = _translate(_action_text(action), code, scheduler)
-                failed.append((by_seq[refused], error))
-            start = index
+                index, (action, _command, _payload, scheduler) = by_seq[refused]
+                failed.append((index, _translate(_action_text(action), code, scheduler)))
         failed.sort(key=lambda item: item[0])
         return failed
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import Destination, IpvsError, Service, ServiceKey, Table, format_endpoint
+from .model import SLOTS, Destination, IpvsError, Service, ServiceKey, Table, format_endpoint
 
 # What each action did, in the words the modules report (`done`).
 _DONE = {
@@ -25,7 +25,7 @@ _DONE = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)  # one per real server when a large table is built
 class Change:
     action: str  # add_service, edit_service, delete_service, add/edit/delete_destination
     key: ServiceKey

@@ -76,7 +76,7 @@ class RealServerEntry:
     inhibit: bool
     notify_up: Optional[Script]
     notify_down: Optional[Script]
-    checks: list[HealthCheck]
+    checks: tuple[HealthCheck, ...]  # most have none: the one empty tuple, no list each
     alive: bool = True
     current_weight: int = 0
     since: float = 0.0  # clock.monotonic() of the last up/down change
@@ -518,11 +518,11 @@ class LvsEngine:
             old.vrrp_instance = _vrrp_instance_of(keys, config)
             return old
         old_members = {(rs.address, rs.port): rs for rs in old.real_servers} if old else {}
-        members = []
+        members, now = [], self._clock.monotonic()  # one moment (one float) for all of them
         for rs in vs.real_servers:
             port = _first(rs.port, vs.port, 0)
             specs = (check_spec(c, rs, port, vs) for c in rs.checkers)
-            checks_of_rs = [self._check_for(spec, checks, old_checks) for spec in specs]
+            checks_of_rs = tuple(self._check_for(spec, checks, old_checks) for spec in specs)
             entry = RealServerEntry(
                 address=canonical_address(rs.address),
                 port=port,
@@ -539,7 +539,7 @@ class LvsEngine:
             entry.current_weight = entry.effective_weight()
             before = old_members.get((entry.address, entry.port))
             keep_since = before is not None and before.alive == entry.alive
-            entry.since = before.since if keep_since else self._clock.monotonic()
+            entry.since = before.since if keep_since else now
             members.append(entry)
             await pacer.pace()
         sorry = None
