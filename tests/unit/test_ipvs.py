@@ -331,6 +331,28 @@ def test_reads_without_counters_and_fingerprints(client):
     assert [d.weight for d in client.changed_destinations(WEB, expected)] == [6]
 
 
+def test_an_audit_remembers_a_matching_service_by_digests_only(client, kernel):
+    """What an audit keeps of each service it found as expected is two 16-byte digests (the
+    fingerprints themselves were 1.5 MB at 100 x 100); a different expectation still
+    reads the real servers again."""
+    client.add_service(Service(WEB))
+    dests = [Destination(f"10.0.0.{n}", 80, "dr", n) for n in range(2, 12)]
+    for dest in dests:
+        client.add_destination(WEB, dest)
+    for held in kernel.destinations.values():  # counters after the settings, as the kernel
+        for attrs in held.values():
+            attrs["IPVS_DEST_ATTR_ACTIVE_CONNS"] = 0
+    expected = frozenset(codec.expected_fingerprint(d) for d in dests)
+    assert client.changed_destinations(WEB, expected) is None
+    assert client.changed_destinations(WEB, expected) is None  # by the digests
+    (fingerprints, settings), = client._verified.values()  # fmt: skip
+    assert (len(fingerprints), len(settings)) == (16, 16)
+    moved = frozenset(codec.expected_fingerprint(d) for d in [*dests[1:], dests[0]])
+    assert codec.fingerprints_digest(moved) == fingerprints  # order does not matter
+    other = expected - {codec.expected_fingerprint(dests[0])}
+    assert len(client.changed_destinations(WEB, other)) == len(dests)
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

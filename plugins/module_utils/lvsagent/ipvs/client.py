@@ -79,7 +79,7 @@ class IpvsClient:
                 raise self._connect_error(exc.errno or 0, exc) from None
         self._netlink = netlink
         self._seq = 1
-        self._verified: dict = {}  # key -> (fingerprints, settings digest) seen matching
+        self._verified: dict = {}  # key -> (digest of fingerprints, of settings) seen matching
 
     def close(self) -> None:
         self._netlink.close()
@@ -126,11 +126,12 @@ class IpvsClient:
             f"list the real servers of {key}", codec.CMD_GET_DEST, codec.key_attr(key)
         )
         digest = codec.settings_digest(replies)
-        if digest is not None and self._verified.get(key) == (expected, digest):
+        seen = None if digest is None else (codec.fingerprints_digest(expected), digest)
+        if seen is not None and self._verified.get(key) == seen:
             return None
         if codec.fingerprints(replies) == expected:
-            if digest is not None:
-                self._verified[key] = (expected, digest)
+            if seen is not None:
+                self._verified[key] = seen
             return None
         self._verified.pop(key, None)
         return codec.decode_destinations(replies, key.family, stats=False)
