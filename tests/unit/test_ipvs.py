@@ -318,6 +318,25 @@ def test_a_failure_in_a_later_datagram_names_its_change(client, kernel):
     assert "add real server [10.1.0.6]:80 to [10.0.0.100]:80" in str(failed[0][1])
 
 
+def test_datagrams_are_received_into_one_reused_buffer(monkeypatch):
+    """The real socket, on the host's generic netlink controller (no IPVS needed)."""
+    monkeypatch.setattr(codec, "IPVS_GENL_NAME", "nlctrl")
+    sock = ipvs_client.NetlinkSocket()
+    try:
+        assert sock.family == codec.GENL_ID_CTRL
+        buffer = sock._buffer
+        assert sock._resolve("nlctrl") == codec.GENL_ID_CTRL  # the same buffer, read again
+        assert sock._buffer is buffer
+        request = codec.attr(codec.CTRL_ATTR_FAMILY_NAME, b"nlctrl\0")
+        sock.send(codec.message(codec.GENL_ID_CTRL, 1, 7, codec.CTRL_CMD_GETFAMILY, request))
+        data = sock.recv()
+        assert type(data) is bytes and len(data) == struct.unpack_from("=I", data)[0]
+    finally:
+        sock.close()
+    with pytest.raises(ValueError):  # closed with the socket
+        buffer[:1]
+
+
 def test_reads_without_counters_and_fingerprints(client):
     client.add_service(Service(WEB))
     dest = Destination("10.0.0.2", 8080, "nat", 5, upper_threshold=9, lower_threshold=2)

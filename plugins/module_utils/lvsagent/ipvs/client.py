@@ -9,6 +9,7 @@ only when asked for, and `fingerprints` reads real servers without building any 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import socket
 import struct
@@ -27,9 +28,15 @@ RECEIVE_BUFFER = 1 << 20
 
 
 class NetlinkSocket:
-    """A NETLINK_GENERIC socket and the IPVS family's id; `send`/`recv` move raw datagrams."""
+    """A NETLINK_GENERIC socket and the IPVS family's id; `send`/`recv` move raw datagrams.
+
+    Datagrams are received into one buffer, reused: `recv(RECEIVE_BUFFER)` allocated (and
+    the kernel mapped) a megabyte per datagram, a system call or two more each under the
+    guest. The buffer is an anonymous mapping, so only the pages the largest datagram
+    touched are resident."""
 
     def __init__(self):
+        self._buffer = mmap.mmap(-1, RECEIVE_BUFFER)
         self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         try:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -58,10 +65,12 @@ class NetlinkSocket:
         self._socket.send(data)
 
     def recv(self) -> bytes:
-        return self._socket.recv(RECEIVE_BUFFER)
+        size = self._socket.recv_into(self._buffer)
+        return self._buffer[:size]
 
     def close(self) -> None:
         self._socket.close()
+        self._buffer.close()
 
 
 class IpvsClient:
