@@ -215,13 +215,17 @@ def resident_mb() -> float:
     return 0.0
 
 
-async def reload_parse(text: str):
+def read_config(services: int, per_service: int, bumped: bool):
+    return loads(config_text(services, per_service, bumped))
+
+
+async def reload_parse(services: int, per_service: int, bumped: bool = False):
     """A reload's parse as the agent runs it (agent.collection_deferred, whose module would
-    bring the whole agent's imports in): on a thread, no cyclic collection meanwhile, the
-    result frozen out of later ones."""
+    bring the whole agent's imports in): the file read (here: written) and parsed on a
+    thread, no cyclic collection meanwhile, the result frozen out of later ones."""
     gc.disable()
     try:
-        return await asyncio.to_thread(loads, text)
+        return await asyncio.to_thread(read_config, services, per_service, bumped)
     finally:
         gc.freeze()
         gc.enable()
@@ -280,12 +284,12 @@ async def bench(services: int, per_service: int, idle: float) -> dict:
     del config, desired  # the engine keeps what it needs; an agent, no copies
     # A reload parses the file again, on a thread as the agent does (the loop is watched
     # meanwhile), so that at most two configurations are alive at once, as in the agent.
-    same = await reload_parse(config_text(services, per_service))
+    same = await reload_parse(services, per_service)
     await watcher.mark("parse")
     figures["agent_reapply"] = await timed(engine.apply_config(same))
     del same
     await watcher.mark("reapply")
-    bumped = await reload_parse(config_text(services, per_service, True))
+    bumped = await reload_parse(services, per_service, True)
     await watcher.mark("parse")
     figures["agent_weight"] = await timed(engine.apply_config(bumped))
     del bumped
