@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from config_helpers import MINIMAL_INSTANCE, errors_of, parse, warnings_of
 
+from lvsagent.config import loads
 from lvsagent.ipvs.model import SCHEDULERS
 from lvsagent.lvs.checkers.http import HttpCheck
 from lvsagent.lvs.checkers.misc import MiscCheck
@@ -551,3 +552,17 @@ def test_ignored_keywords_are_warnings_not_silence():
 )  # fmt: skip
 def test_bad_values_name_the_keyword_and_line(text, expected):
     assert expected in errors_of(text)
+
+
+def test_a_reload_shares_the_address_texts_of_the_running_configuration():
+    """Ten thousand real servers' addresses are one string each, whichever configuration
+    (running, reloaded) or engine entry holds them."""
+    text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n }\n}\n"
+    text += (
+        "virtual_server 2001:db8::1 80 {\n protocol TCP\n real_server 2001:0db8::2 80 {\n }\n}\n"
+    )
+    running, reloaded = loads(text), loads(text)
+    for old, new in zip(running.virtual_servers, reloaded.virtual_servers):
+        assert new.real_servers[0].address is old.real_servers[0].address
+        assert new.address is old.address
+    assert reloaded.virtual_servers[1].real_servers[0].address == "2001:db8::2"

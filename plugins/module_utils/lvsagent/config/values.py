@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..ipvs.model import canonical_address
 from ..scripts import split_command
 from .errors import Invalid, Problem
 from .keywords import AGENT_KEYWORDS, DEPRECATED_ALIASES, IGNORED, KEEPALIVED_KEYWORDS, OBSOLETE
@@ -266,9 +267,11 @@ class Reader:
         raise Invalid
 
     def address(self, node: Node, text: Optional[str] = None) -> str:
+        """The address's canonical text, the very object the running configuration and the
+        engine hold for it (ipvs.model's cache): a reload does not copy 10,000 of them."""
         raw = self.value(node) if text is None else text
         try:
-            return str(ipaddress.ip_address(raw))
+            return canonical_address(str(ipaddress.ip_address(raw)))
         except ValueError:
             self.error(node, f"{node.keyword}: invalid IP address '{excerpt(raw)}'")
             raise Invalid from None
