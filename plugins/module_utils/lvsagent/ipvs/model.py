@@ -138,7 +138,7 @@ class ServiceKey:
         return format_service(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)  # one per real server in a status read
 class Stats:
     """Counters and rates as `ipvsadm --stats` / `--rate` show them."""
 
