@@ -100,7 +100,7 @@ def test_what_keepalived_corrects_is_what_the_model_holds():
         None,
         None,
     )
-    assert unchecked.checkers == []
+    assert unchecked.checkers == ()
     groups = load(os.path.join(CORPUS, "39-sync-group-leftovers.conf"), host_checks=False)
     assert [(g.name, g.group) for g in groups.sync_groups] == [
         ("VG_WEB", ["VI_WEB"]),

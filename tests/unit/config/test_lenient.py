@@ -71,7 +71,7 @@ def check(*lines: str) -> str:
          "4: (V): Version must be either 2 or 3", lambda c: c.vrrp_instances[0].version == 2),
         (server(real("  HTTP_GET {\n  }")),
          "6: HTTP/SSL_GET checker has no urls specified - ignoring",
-         lambda c: c.virtual_servers[0].real_servers[0].checkers == []),
+         lambda c: c.virtual_servers[0].real_servers[0].checkers == ()),
         (server(real("  HTTP_GET {\n   url {\n    path /\n    status_code 200 99 300-250\n   }\n"
                      "   http_protocol 2\n   connect_port 0\n   bindto 10.0.0.999\n  }")),
          "9: Invalid HTTP_GET status code '99'",

@@ -73,7 +73,7 @@ def test_init_file_of_the_track_file_reaches_the_spec():
 )
 def test_a_file_check_without_its_track_file_is_dropped_as_keepalived_does(block, warning):
     config, checkers, _specs = only_spec(block)
-    assert checkers == []
+    assert checkers == ()
     assert any(warning in str(problem) for problem in config.warnings)
 
 

@@ -833,7 +833,8 @@ class Completion:
                     )
                     continue
             kept.append(checker)
-        real.checkers = kept
+        if len(kept) != len(real.checkers):
+            real.checkers = tuple(kept)
 
     def derive_family(self, server: VirtualServer) -> None:
         """fwmark and group services take their family from their non-tunnelled servers."""

@@ -439,7 +439,8 @@ class RealServer:
     virtualhost: Optional[str] = None
     delay_loop: Optional[float] = None  # None = the virtual server's
     alpha: Optional[bool] = None  # None = the virtual server's
-    checkers: list[CheckSettings] = field(default_factory=list)
+    # a tuple: most real servers have none, and share the one empty tuple (no list each)
+    checkers: tuple[CheckSettings, ...] = ()
     location: Location = field(default_factory=Location)
 
 

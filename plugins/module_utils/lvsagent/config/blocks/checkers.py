@@ -95,7 +95,7 @@ class CheckerBlocks:
                 )
             if any(severity == DROPPED for severity, _message in problems):
                 return  # keepalived runs the real server without this checker
-        real.checkers.append(checker)
+        real.checkers = (*real.checkers, checker)
 
     def checker_table(self, connection: bool) -> dict[str, Handler]:
         table: dict[str, Handler] = {
