@@ -166,9 +166,15 @@ class Announcer:
             for ifname in group.interfaces:
                 self._groups[ifname] = (("garp_group", str(number)), spacing)
 
-    def _spacing(self, ifname: str, version: int) -> tuple[tuple[Budget, int], float]:
-        budget, spacing = self._groups.get(ifname, (("interface", ifname), self._unpaced))
-        return (budget, version), spacing[version]
+    def _budget(self, ifname: str, version: int) -> tuple[Budget, int]:
+        """The queue a frame of this kind on this interface waits in."""
+        budget, _spacing = self._groups.get(ifname, (("interface", ifname), None))
+        return budget, version
+
+    def _spacing(self, ifname: str, version: int) -> float:
+        """Seconds between two frames of this kind on this interface's budget."""
+        _budget, spacing = self._groups.get(ifname, (None, self._unpaced))
+        return spacing[version]
 
     def queue(
         self, owner: object, ifname: str, address: IPAddress, sent: Callable[[], None]
@@ -177,7 +183,7 @@ class Announcer:
         frame is old enough); `sent()` once it went out. As keepalived (a "pending" flag per
         address), an address already waiting is not queued twice: under pacing the rounds of a
         burst that find it waiting collapse into that one frame."""
-        key, _spacing = self._spacing(ifname, address.version)
+        key = self._budget(ifname, address.version)
         waiting = self._waiting.setdefault(key, collections.deque())
         if any(entry[1:3] == (ifname, address) for entry in waiting):
             return
@@ -197,7 +203,7 @@ class Announcer:
         waiting = self._waiting.get(key)
         while waiting:
             _owner, ifname, address, sent = waiting[0]
-            _key, spacing = self._spacing(ifname, address.version)
+            spacing = self._spacing(ifname, address.version)
             now = self._loop.time()
             last = self._last_sent.get(key)
             if spacing and last is not None and now < last + spacing:

@@ -79,9 +79,12 @@ class CheckResult:
         return cls(False, error, reason=reason)
 
     @classmethod
-    def raised(cls, exc: BaseException, timeout: float, context: str = "") -> CheckResult:
-        """A probe that raised: `describe`'s words (after `context`), the reason by its type."""
-        return cls(False, context + describe(exc, timeout), reason=reason_of(exc))
+    def raised(
+        cls, exc: BaseException, timeout: float, context: str = "", suffix: str = ""
+    ) -> CheckResult:
+        """A probe that raised: `describe`'s words (between `context` and `suffix`), the
+        reason by its type."""
+        return cls(False, context + describe(exc, timeout) + suffix, reason=reason_of(exc))
 
 
 def reason_of(exc: BaseException) -> str:
