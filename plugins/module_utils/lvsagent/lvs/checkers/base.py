@@ -23,6 +23,7 @@ from ...config.model import CheckSettings, VirtualServer
 # A spec made without the parser (genhash, benchmarks, tests) takes the parser's defaults.
 _PARSED = CheckSettings()
 
+
 @dataclass(frozen=True)
 class CheckSpec:
     """Everything that defines one checker: equal specs share one running check."""
