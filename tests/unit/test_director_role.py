@@ -113,6 +113,7 @@ def test_the_variables_of_one_instance_still_make_the_seed_pair(tmp_path):
         assert "real_server 10.0.0.11 80 {" in text and "real_server 10.0.0.12 80 {" in text
         assert "include /etc/lvs-agent/conf.d/*.conf" in text
         assert "metrics_listen" not in text  # off unless asked for
+        assert "lvs_data_plane" not in text  # IPVS, as keepalived
 
 
 def test_metrics_listen_is_each_directors_own_address(tmp_path):
@@ -123,6 +124,17 @@ def test_metrics_listen_is_each_directors_own_address(tmp_path):
         address = DIRECTORS[host]["lvs_director_address"]
         assert f"global_defs {{\n    router_id {host}\n" in text
         assert f"    metrics_listen {address}:9650\n" in text.split("}", 1)[0]
+
+
+def test_the_nftables_data_plane_reaches_global_defs(tmp_path):
+    nat = [{"address": "10.251.51.199", "port": 80, "forwarding": "NAT"}]
+    chosen = {
+        "lvs_director_vips": ["10.251.51.199"],
+        "lvs_director_virtual_servers": nat,
+        "lvs_director_data_plane": "nftables",
+    }
+    for text in rendered(tmp_path, chosen).values():
+        assert "    lvs_data_plane nftables\n" in text.split("}", 1)[0]
 
 
 def test_the_lab_inventory_renders(tmp_path):
@@ -210,6 +222,7 @@ def with_first_instance(**changes) -> dict:
         ({**RICH, "lvs_director_metrics_listen": "localhost:9650"},
          "lvs_director_metrics_listen: localhost:9650 is not ADDRESS:PORT or [IPV6]:PORT"),
         ({**RICH, "lvs_director_metrics_listen": "fd00::2:9650"}, "fd00::2:9650 is not ADDRESS"),
+        ({**RICH, "lvs_director_data_plane": "nftable"}, "lvs_director_data_plane"),
     ],
 )  # fmt: skip
 def test_a_bad_variable_fails_validation_naming_it(tmp_path, group_vars, expected):
