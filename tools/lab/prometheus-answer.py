@@ -51,7 +51,7 @@ def main(wait: float) -> int:
     by_service: dict[str, list[str]] = {}
     for series in servers:
         labels = series["metric"]
-        service = f"{labels['protocol']} {labels['virtual_server']}"
+        service = f"{labels['protocol'].upper()} {labels['virtual_server']}"
         seen = f"{int(float(series['value'][1]))} on {labels['instance']}"
         by_service.setdefault(service, []).append(seen)
     for service, seen in sorted(by_service.items()):

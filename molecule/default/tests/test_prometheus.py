@@ -63,6 +63,15 @@ def test_promtool_accepts_what_prometheus_scrapes(prometheus, client):
         print(f"{url}: promtool check metrics passed on {size} bytes")
 
 
+def test_promql_names_the_director_that_holds_each_vip(prometheus, directors, lab):
+    for instance, vip in (("VI_1", lab["vip"]), ("VI_2", lab["vip2"])):
+        holders = vip_holders(directors, vip)
+        assert len(holders) == 1, f"{vip} held by {holders}"
+        expected = {name: float(name == holders[0]) for name in DIRECTORS}
+        promql = f'lvs:vrrp_instance_master{{vrrp_instance="{instance}"}}'
+        prometheus.wait(promql, expected, SCRAPE_AND_RULES)
+
+
 def test_make_lab_prints_the_master_and_the_real_servers_up(client, directors, lab):
     """tools/lab/show's Prometheus section (tools/lab/prometheus-answer.py, run on the client)."""
     script = (REPO / "tools/lab/prometheus-answer.py").read_text()
@@ -76,7 +85,7 @@ def test_make_lab_prints_the_master_and_the_real_servers_up(client, directors, l
 
 def test_stopped_real_server_shows_down_on_both_directors_then_back(prometheus, realservers, lab):
     stopped, address = "lvs-rs1", REALSERVERS["lvs-rs1"]
-    service = f'virtual_server="[{lab["vip"]}]:{lab["port"]}",protocol="TCP"'
+    service = f'virtual_server="[{lab["vip"]}]:{lab["port"]}",protocol="tcp"'
     real_servers_up = f"lvs:virtual_server_real_servers_up{{{service}}}"
     server_up = f'lvs_agent_real_server_up{{{service},real_server="[{address}]:80"}}'
     every = len(REALSERVERS)
@@ -105,10 +114,8 @@ def test_a_failover_shows_in_the_state_metrics_of_both_directors(prometheus, dir
     owner, other = BACKUP, MASTER
     bound = lab["vrrp_bound"] + 2 * lab["advert_int"] + 2.0 + SCRAPE_AND_RULES
     vi_2 = 'vrrp_instance="VI_2"'
-    master, backup = (
-        f'lvs_agent_vrrp_state{{{vi_2},state="MASTER"}}',
-        (f'lvs_agent_vrrp_state{{{vi_2},state="BACKUP"}}'),
-    )
+    master = f'lvs_agent_vrrp_state{{{vi_2},state="MASTER"}}'
+    backup = f'lvs_agent_vrrp_state{{{vi_2},state="BACKUP"}}'
     prometheus.wait(master, {owner: 1.0, other: 0.0}, bound)
     became = prometheus.query(f"lvs_agent_vrrp_became_master_total{{{vi_2}}}")
     released = prometheus.query(f"lvs_agent_vrrp_released_master_total{{{vi_2}}}")
