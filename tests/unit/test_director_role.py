@@ -147,6 +147,7 @@ def test_the_lab_inventory_renders(tmp_path):
     assert "vrrp_instance VI_2 {\n    state MASTER" in two
     assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
     assert "track_script {\n        chk_lab_flag\n" in two
+    assert "    metrics_listen 10.0.0.2:9650\n" in one  # scraped by the lab's Prometheus
 
 
 def test_a_rich_site_renders_to_configurations_the_agent_accepts(tmp_path):

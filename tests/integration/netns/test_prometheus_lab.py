@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from testbed.services import Nginx
 pytestmark = pytest.mark.netns
 
 RULES = REPO / "roles/lvs_director/files/prometheus/lvs-agent-rules.yml"
+LAB_ANSWER = REPO / "tools/lab/prometheus-answer.py"  # what `make lab` prints (tools/lab/show)
 PORT = 9650
 API = "http://127.0.0.1:9090/api/v1"
 RS1, RS2 = "192.168.77.21", "192.168.77.22"
@@ -120,6 +122,9 @@ def test_prometheus_answers_which_director_is_master_and_follows_a_real_server_a
     prometheus.wait("up", dict.fromkeys(both, 1.0))
     prometheus.wait("lvs:vrrp_instance_master == 1", {targets[d1]: 1.0})
     prometheus.wait(REAL_SERVERS_UP, dict.fromkeys(both, 2.0))
+    answer = prometheus.host.run([sys.executable, str(LAB_ANSWER), "30"]).stdout
+    assert f"  VI_1: {targets[d1]}\n" in answer, answer
+    assert f"  TCP [{VIP4}]:80: 2 on {targets[d1]}, 2 on {targets[d2]}\n" in answer, answer
 
     servers["rs1"].stop()
     down = f'lvs_agent_real_server_up{{real_server="[{RS1}]:80"}}'
