@@ -11,7 +11,9 @@ import pytest
 from conftest import DIRECTORS, REALSERVERS, REPO, vip_holders, wait_for
 
 API = "http://127.0.0.1:9090/api/v1"
-SCRAPE_AND_RULES = 2.0  # scrape_interval + evaluation_interval (1 s each) of the lab's Prometheus
+# A scrape and a rule evaluation (1 s each in the lab's Prometheus), with room for a loaded
+# TCG lab: every wait returns as soon as its answer is there.
+SCRAPE_AND_RULES = 10.0
 MASTER, BACKUP = DIRECTORS
 
 
