@@ -1,12 +1,13 @@
 """roles/lvs_director from inventory to keepalived syntax: the `render` entry point run by
 ansible-playbook on the controller for several inventories, each result judged by the agent's
 own `check-config`; bad variables stopped by the validation before anything is written; the
-rollout order of site.yml."""
+rollout order of site.yml; the platform check of both roles."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,15 +59,20 @@ def inventory(tmp_path: Path, group_vars: dict) -> Path:
     return path
 
 
-def playbook(tmp_path: Path, text: str, group_vars: dict, *extra: str):
-    """ansible-playbook of the play `text` on the two directors of a local inventory."""
+def playbook(tmp_path: Path, text: str, group_vars: dict, *extra: str, per_host=False):
+    """ansible-playbook of the play `text` on the two directors of a local inventory (with
+    `per_host`: no skipped host shown, results as one line of JSON each)."""
     play = tmp_path / "play.yml"
     play.write_text(text)
     hosts = inventory(tmp_path, group_vars)
     argv = [ansible_command("ansible-playbook"), "-i", str(hosts), *extra, str(play)]
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=ansible_env(), timeout=300, check=False
-    )
+    quiet = {
+        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+        "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false",
+    }
+    env = {**ansible_env(), **(quiet if per_host else {})}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def render(tmp_path: Path, group_vars: dict) -> tuple[subprocess.CompletedProcess, Path]:
@@ -260,3 +266,105 @@ def test_site_rolls_out_backups_before_the_master(tmp_path):
         lines = result.stdout.splitlines()
         order = [line.split("ROLLOUT ")[1].strip('" ') for line in lines if "ROLLOUT " in line]
         assert order == expected, result.stdout
+
+
+# A module that reports the facts it is given, as if gathered from a host of another platform
+# (ansible-playbook finds modules in the `library` folder beside the playbook).
+PLATFORM_FACTS_MODULE = """
+from ansible.module_utils.basic import AnsibleModule
+
+module = AnsibleModule(
+    argument_spec={"facts": {"type": "dict", "required": True}}, supports_check_mode=True
+)
+module.exit_json(changed=False, ansible_facts=module.params["facts"])
+"""
+
+
+def platform_facts(distribution: str, version: str, python: str = "3.11.2") -> dict:
+    major, minor = (int(part) for part in python.split(".")[:2])
+    return {
+        "distribution": distribution,
+        "distribution_version": version,
+        "distribution_major_version": version.split(".")[0],
+        "os_family": "RedHat" if distribution in ("Rocky", "CentOS", "Fedora") else "Debian",
+        "python": {"version": {"major": major, "minor": minor}},
+        "python_version": python,
+    }
+
+
+def tasks_run(stdout: str) -> dict[str, list[tuple[str, str, dict]]]:
+    """Per host, the tasks it ran: (task name, ok/changed/fatal, result), from the output of a
+    `per_host` playbook run."""
+    ran: dict[str, list[tuple[str, str, dict]]] = {}
+    task = ""
+    for line in stdout.splitlines():
+        header = re.match(r"TASK \[(?:[^]]* : )?([^]]*)\]", line)
+        outcome = re.match(r"(ok|changed|fatal): \[([^]]+)\](?:: FAILED!)?(?: => (.*))?$", line)
+        if header:
+            task = header.group(1)
+        elif outcome:
+            status, host, data = outcome.groups()
+            ran.setdefault(host, []).append((task, status, json.loads(data) if data else {}))
+    return ran
+
+
+def with_platform(tmp_path: Path, plays: list, facts: dict) -> str:
+    """`plays` as YAML, each starting with a task that sets the host's facts to `facts`."""
+    (tmp_path / "library").mkdir(exist_ok=True)
+    (tmp_path / "library" / "platform_facts.py").write_text(PLATFORM_FACTS_MODULE)
+    fake = {"name": "Pretend to be another platform", "platform_facts": {"facts": facts}}
+    for play in plays:
+        play["gather_facts"] = play["become"] = False
+        play["tasks"] = [fake, *play.get("tasks", [])]
+    return yaml.safe_dump(plays)
+
+
+@pytest.mark.parametrize(
+    ("facts", "shown"),
+    [
+        (platform_facts("Rocky", "9.4"), "Rocky 9.4 with Python 3.11.2"),
+        (platform_facts("Debian", "11.9"), "Debian 11.9 with Python 3.11.2"),
+        (platform_facts("Ubuntu", "24.04"), "Ubuntu 24.04 with Python 3.11.2"),
+        (platform_facts("Debian", "13.2", python="3.8.10"), "Debian 13.2 with Python 3.8.10"),
+    ],
+)
+def test_site_stops_another_platform_before_any_change(tmp_path, facts, shown):
+    """site.yml's first play (both roles), in check mode: every host fails at the platform
+    check, the first task it runs after the argument validation, naming its OS and the
+    supported ones."""
+    plays = yaml.safe_load((REPO / "site.yml").read_text())[:1]
+    text = with_platform(tmp_path, plays, facts)
+    realserver_vars = json.dumps({"lvs_realserver_vips": ["10.0.0.1"]})
+    result = playbook(tmp_path, text, RICH, "--check", "-e", realserver_vars, per_host=True)
+    assert result.returncode != 0, result.stdout + result.stderr
+    ran = tasks_run(result.stdout)
+    supported = "supports Debian 12, Debian 13 with Python 3.9 or newer"
+    for host, role in [*((name, "lvs_director") for name in DIRECTORS),
+                       *((name, "lvs_realserver") for name in REALSERVERS)]:  # fmt: skip
+        names = [name for name, _, _ in ran[host]]
+        assert names[0] == "Pretend to be another platform", names
+        allowed = ("Validating arguments", "Check the platform")
+        assert all(name.startswith(allowed) for name in names[1:]), names
+        last_name, last_status, last = ran[host][-1]
+        assert (last_name, last_status) == ("Check the platform", "fatal"), ran[host]
+        assert last["msg"] == f"lvs.ha.{role} {supported}; this host runs {shown}.", last["msg"]
+        assert all(status == "ok" for _, status, _ in ran[host][:-1]), ran[host]
+
+
+@pytest.mark.parametrize(
+    "facts", [platform_facts("Debian", "12.8"), platform_facts("Debian", "13.2", "3.13.5")]
+)
+def test_the_platform_check_accepts_debian_12_and_13(tmp_path, facts):
+    check = {
+        "name": "Check",
+        "ansible.builtin.import_role": {"name": "lvs.ha.lvs_director", "tasks_from": "platform"},
+    }
+    plays = [{"name": "Platform", "hosts": "lvs_directors", "tasks": [check]}]
+    result = playbook(tmp_path, with_platform(tmp_path, plays, facts), {}, per_host=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = tasks_run(result.stdout)
+    for host in DIRECTORS:
+        assert [(name, status) for name, status, _ in ran[host]] == [
+            ("Pretend to be another platform", "ok"),
+            ("Check the platform", "ok"),
+        ]

@@ -18,10 +18,10 @@ lab_wants_guest() {
     [[ ${LVS_HA_PODMAN:-} != host ]] && ! lab_host_has_ipvs
 }
 
-# Boots the QEMU guest with the node image baked into its disk and serves its Podman API on
+# Boots the QEMU guest with the node images baked into its disk and serves its Podman API on
 # 127.0.0.1:PORT; exports CONTAINER_HOST.
 lab_start_guest_podman() {
-    local port=$1 tool tarball image disk
+    local port=$1 tool suite tarball image disk bake_args
     for tool in ensure serve-podman stop-podman bake-image; do
         if [[ ! -x $lab_repo/tools/guest/$tool ]]; then
             echo "tools/guest/$tool is missing: this kernel has no IPVS, and the QEMU guest that" \
@@ -31,10 +31,14 @@ lab_start_guest_podman() {
     done
     lab_stage "QEMU guest (built once, cached)"
     "$lab_repo/tools/guest/ensure" >/dev/null
-    lab_stage "node image, baked into the guest's disk (once per image)"
-    tarball=$("$lab_repo/tools/image/build")
-    image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag")
-    disk=$("$lab_repo/tools/guest/bake-image" "$tarball" "$image")
+    lab_stage "node images (Debian 12 and 13), baked into the guest's disk (once per image set)"
+    bake_args=()
+    for suite in $("$lab_repo/tools/image/tag" --suites); do
+        tarball=$("$lab_repo/tools/image/build" "$suite")
+        image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag" "$suite")
+        bake_args+=("$tarball" "$image")
+    done
+    disk=$("$lab_repo/tools/guest/bake-image" "${bake_args[@]}")
     lab_stage "QEMU guest serving Podman on 127.0.0.1:$port"
     "$lab_repo/tools/guest/serve-podman" "$port" "$disk"
     export CONTAINER_HOST=tcp://127.0.0.1:$port

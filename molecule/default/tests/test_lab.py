@@ -6,13 +6,16 @@ Runs in file order: each failure test restores what it broke before it ends.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import yaml
 from conftest import (
     DIRECTORS,
     REALSERVERS,
     ask,
     ipvs_entries,
     ipvs_realservers,
+    podman_host,
     vip_holders,
     wait_for,
 )
@@ -27,6 +30,28 @@ def current_master(directors, lab) -> str:
     holders = vip_holders(directors, lab["vip"])
     assert len(holders) == 1, f"VIP {lab['vip']} held by {holders or 'nobody'}"
     return holders[0]
+
+
+# The Debian release of each node image (molecule.yml names the image of each platform).
+RELEASE_OF_IMAGE = {"LVS_HA_NODE_TAG_BOOKWORM": "12", "LVS_HA_NODE_TAG_TRIXIE": "13"}
+
+
+def test_the_lab_mixes_debian_12_and_13():
+    """Both supported releases really ran: each node's /etc/debian_version is the one its
+    image in molecule.yml promises, and a director and a real server run each of them."""
+    scenario = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
+    expected = {}
+    for platform in scenario["platforms"]:
+        image = platform["image"]
+        releases = {release for tag, release in RELEASE_OF_IMAGE.items() if tag in image}
+        assert len(releases) == 1, image
+        expected[platform["name"]] = releases.pop()
+    for group in (DIRECTORS, REALSERVERS):
+        assert {expected[name] for name in group} == {"12", "13"}, expected
+    versions = {
+        name: podman_host(name).file("/etc/debian_version").content_string for name in expected
+    }
+    assert {name: text.split(".")[0] for name, text in versions.items()} == expected, versions
 
 
 def test_agents_are_running(directors):
