@@ -5,12 +5,14 @@ Runs in file order: each failure test restores what it broke before it ends.
 
 from __future__ import annotations
 
+import json
 import time
 
 from conftest import (
     DIRECTORS,
     REALSERVERS,
     ask,
+    endpoint,
     ipvs_entries,
     ipvs_realservers,
     vip_holders,
@@ -23,9 +25,11 @@ MASTER, BACKUP = DIRECTORS
 AGENT_START_BOUND = 120  # seconds for a restarted agent to answer `lvs-agent status`
 
 
-def current_master(directors, lab) -> str:
-    holders = vip_holders(directors, lab["vip"])
-    assert len(holders) == 1, f"VIP {lab['vip']} held by {holders or 'nobody'}"
+def current_master(directors, lab, vip=None) -> str:
+    """The director holding VIP (default VI_1's)."""
+    vip = vip or lab["vip"]
+    holders = vip_holders(directors, vip)
+    assert len(holders) == 1, f"VIP {vip} held by {holders or 'nobody'}"
     return holders[0]
 
 
@@ -89,6 +93,33 @@ def test_tun_service_answers_through_its_vip(directors, client, lab):
     took = wait_for(lambda: ipvs_entries(master, vip, 80) == wanted, lab["addition_bound"])
     assert took is not None, master.check_output("ipvsadm -Ln")
     answers = ask(client, vip)
+    assert "" not in answers, answers
+    assert set(answers) == set(REALSERVERS), answers
+
+
+def test_ipv6_instance_has_one_master_holding_its_vip(directors, lab):
+    """VI_6 (VRRP version 3 over IPv6, unicast adverts from the link-local address): the
+    configured MASTER holds the IPv6 VIP, and the agents name one MASTER and one BACKUP."""
+    vip6 = lab["vip6"]
+    wait_for(lambda: vip_holders(directors, vip6) == [MASTER], lab["vrrp_bound"])
+    holders = vip_holders(directors, vip6)
+    assert holders == [MASTER], f"{vip6} held by {holders or 'nobody'}"
+    states = {}
+    for name, host in directors.items():
+        status = json.loads(host.check_output("lvs-agent status --json"))
+        states[name] = [vi["state"] for vi in status["vrrp"] if vi["name"] == "VI_6"]
+    assert states == {MASTER: ["MASTER"], BACKUP: ["BACKUP"]}, states
+
+
+def test_ipv6_dr_service_answers_through_its_vip(directors, client, realserver_addresses6, lab):
+    """[VIP6]:80 forwarded by direct routing to each real server's IPv6 address (the VIP on its
+    lo, where neighbour discovery never answers for it), which answers the client itself."""
+    vip6 = lab["vip6"]
+    master = directors[current_master(directors, lab, vip6)]
+    wanted = {endpoint(address, 80): "Route" for address in realserver_addresses6.values()}
+    took = wait_for(lambda: ipvs_entries(master, vip6, 80) == wanted, lab["addition_bound"])
+    assert took is not None, master.check_output("ipvsadm -Ln")
+    answers = ask(client, vip6)
     assert "" not in answers, answers
     assert set(answers) == set(REALSERVERS), answers
 
