@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from conftest import (
     DIRECTORS,
     REALSERVERS,
@@ -149,9 +150,17 @@ def test_stopped_real_server_is_removed_then_added_back(directors, realservers, 
     assert set(ask(client, vip)) == set(REALSERVERS)
 
 
-def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, client, lab):
-    vip = lab["vip"]
-    master_name = current_master(directors, lab)
+@pytest.mark.parametrize("instance", ["VI_1", "VI_6"])
+def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(
+    directors, client, realserver_addresses6, lab, instance
+):
+    """VI_1's VIP (IPv4, nopreempt in the rollout's variant) or VI_6's (IPv6, unicast adverts
+    to the other director's IPv6 address) moves to the backup, which serves its DR service."""
+    ipv6 = instance == "VI_6"
+    vip = lab["vip6"] if ipv6 else lab["vip"]
+    addresses = realserver_addresses6 if ipv6 else REALSERVERS
+    nopreempt = lab["nopreempt"] and not ipv6
+    master_name = current_master(directors, lab, vip)
     backup_name = BACKUP if master_name == MASTER else MASTER
     master = directors[master_name]
     started = time.monotonic()
@@ -164,7 +173,7 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         print(f"VIP moved {master_name} -> {backup_name} in {time.monotonic() - started:.1f} s")
         backup = directors[backup_name]
         wait_for(
-            lambda: ipvs_realservers(backup, vip, lab["port"]) == set(REALSERVERS.values()),
+            lambda: ipvs_realservers(backup, vip, lab["port"]) == set(addresses.values()),
             lab["addition_bound"],
         )
         answers = ask(client, vip)
@@ -179,7 +188,7 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         f"lvs-agent on {master_name} not answering {AGENT_START_BOUND} s after start"
     )
 
-    if lab["nopreempt"]:
+    if nopreempt:
         # nopreempt: the restarted director stays BACKUP; the VIP stays where it is.
         time.sleep(lab["vrrp_bound"])
         assert vip_holders(directors, vip) == [backup_name]
