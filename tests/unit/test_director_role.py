@@ -22,8 +22,8 @@ DIRECTORS = {
     "lvs-director2": {"lvs_director_address": "10.0.0.3", "lvs_director_address6": "fd00::3"},
 }
 REALSERVERS = {
-    "r1": {"lvs_realserver_address": "10.0.0.11"},
-    "r2": {"lvs_realserver_address": "10.0.0.12"},
+    "r1": {"lvs_realserver_address": "10.0.0.11", "lvs_realserver_address6": "fd00::11"},
+    "r2": {"lvs_realserver_address": "10.0.0.12", "lvs_realserver_address6": "fd00::12"},
 }
 
 RENDER_PLAY = """
@@ -101,6 +101,11 @@ def rendered(tmp_path: Path, group_vars: dict) -> dict[str, str]:
     return texts
 
 
+def instance_block(text: str, name: str) -> str:
+    """The body of `vrrp_instance NAME { ... }` in a rendered configuration."""
+    return text.split(f"vrrp_instance {name} {{\n", 1)[1].split("\n}\n", 1)[0]
+
+
 def test_the_variables_of_one_instance_still_make_the_seed_pair(tmp_path):
     """The single-instance variables of earlier versions, as the seed's pair used them."""
     legacy = {
@@ -154,6 +159,14 @@ def test_the_lab_inventory_renders(tmp_path):
     assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
     assert "track_script {\n        chk_lab_flag\n" in two
     assert "    metrics_listen 10.0.0.2:9650\n" in one  # scraped by the lab's Prometheus
+    # the IPv6 instance: VRRP version 3, adverts from the link-local address to the other
+    # director's IPv6 address; its DR service on the real servers' IPv6 addresses
+    vi6 = instance_block(one, "VI_6")
+    assert vi6.startswith("    state MASTER\n") and "    version 3\n" in vi6
+    assert "unicast_src_ip" not in vi6 and "    unicast_peer {\n        fd00::3\n" in vi6
+    service6 = one.split("virtual_server fd00:251:51::199 80 {\n", 1)[1].split("\n}\n", 1)[0]
+    assert "real_server fd00::11 80 {" in service6 and "real_server fd00::12 80 {" in service6
+    assert "lvs_method DR" in service6
 
 
 def test_a_rich_site_renders_to_configurations_the_agent_accepts(tmp_path):
@@ -161,7 +174,9 @@ def test_a_rich_site_renders_to_configurations_the_agent_accepts(tmp_path):
     one, two = texts["lvs-director1"], texts["lvs-director2"]
     # unicast peers default to the other director, in the instance's address family
     assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
-    assert "unicast_src_ip fd00::3\n    unicast_peer {\n        fd00::2\n" in two
+    # IPv6 adverts leave from the link-local address (no unicast_src_ip), as keepalived's do
+    vi6 = instance_block(two, "VI_6")
+    assert "unicast_src_ip" not in vi6 and "    unicast_peer {\n        fd00::2\n" in vi6
     # per-host priorities and masters; preempt_delay needs an initial BACKUP
     assert "virtual_router_id 52\n    priority 110" in two
     assert "virtual_router_id 52\n    priority 90" in one

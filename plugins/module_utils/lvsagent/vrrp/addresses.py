@@ -103,6 +103,11 @@ class AddressManager:
         }
         if vip.family == 6:
             options["flags"] = IFA_F_NODAD
+            if vip.address.network.prefixlen == 128:
+                # keepalived's default for a /128: deprecated (preferred_lft 0, RFC 3484), so
+                # that the host never picks the VIP as a source (a health check sent from it
+                # would get its answer on a DR real server's own copy of the VIP)
+                options["preferred_lft"] = 0
         if vip.label:
             options["label"] = vip.label
         if vip.broadcast:
