@@ -9,8 +9,8 @@ import json
 import time
 from pathlib import Path
 
-import yaml
 import pytest
+import yaml
 from conftest import (
     DIRECTORS,
     REALSERVERS,
