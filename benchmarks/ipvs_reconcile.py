@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -100,6 +101,8 @@ class LoopDelay:
 
     def __init__(self, interval: float = 0.01):
         self.worst = 0.0
+        self.phases: dict = {}  # phase (mark) -> its worst delay in ms, the RSS after it
+        self._phase_worst = 0.0
         self._interval = interval
         self._loop = asyncio.get_running_loop()
         self._handle = self._loop.call_later(interval, self._tick, self._loop.time() + interval)
@@ -107,7 +110,16 @@ class LoopDelay:
     def _tick(self, due: float) -> None:
         now = self._loop.time()
         self.worst = max(self.worst, now - due)
+        self._phase_worst = max(self._phase_worst, now - due)
         self._handle = self._loop.call_at(now + self._interval, self._tick, now + self._interval)
+
+    async def mark(self, phase: str) -> None:
+        """Ends a phase: its worst delay, once a timer held back by its last step ran."""
+        for _turn in range(2):  # the task resumes first, the overdue timer right after
+            await asyncio.sleep(0)
+        worst = max(self.phases.get(phase, (0,))[0], round(self._phase_worst * 1000))
+        self.phases[phase] = (worst, round(resident_mb(), 1))
+        self._phase_worst = 0.0
 
     def cancel(self) -> None:
         self._handle.cancel()
@@ -127,6 +139,18 @@ def resident_mb() -> float:
     return 0.0
 
 
+async def reload_parse(text: str):
+    """A reload's parse as the agent runs it (agent.collection_deferred, whose module would
+    bring the whole agent's imports in): on a thread, no cyclic collection meanwhile, the
+    result frozen out of later ones."""
+    gc.disable()
+    try:
+        return await asyncio.to_thread(loads, text)
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def audit_all(client, desired: dict) -> int:
     """What an audit of the whole table does: services read, real servers by fingerprint."""
     from lvsagent.lvs import reconciler
@@ -138,8 +162,6 @@ def audit_all(client, desired: dict) -> int:
 async def bench(services: int, per_service: int, idle: float) -> dict:
     rules = rules_text(services, per_service)
     config = loads(config_text(services, per_service))
-    same = loads(config_text(services, per_service))  # a reload parses the file again
-    bumped = loads(config_text(services, per_service, True))
     figures = {"services": services, "per_service": per_service, "idle": idle}
 
     ipvsadm("-C")
@@ -156,13 +178,16 @@ async def bench(services: int, per_service: int, idle: float) -> dict:
     cpu = time.process_time()  # the watcher's own cost (100 wake-ups a second), alone
     await asyncio.sleep(WATCHER_CALIBRATION)
     figures["watcher_cpu"] = (time.process_time() - cpu) / WATCHER_CALIBRATION
+    await watcher.mark("calibration")
     figures["agent_build"] = await timed(engine.start())
+    await watcher.mark("build")
     built = await asyncio.to_thread(listing)  # ipvsadm -Ln: not on the loop being watched
     if sorted(built.splitlines()) != sorted(reference.splitlines()):
         raise SystemExit("the engine's table differs from ipvsadm -R's")
     start = time.monotonic()
     await client.run(lambda c: c.table(stats=False))
     figures["agent_read"] = time.monotonic() - start
+    await watcher.mark("read")
     desired = {}
     for vse in engine._servers:
         desired.update(vse.desired())
@@ -171,15 +196,29 @@ async def bench(services: int, per_service: int, idle: float) -> dict:
         if await client.run(audit_all, desired) != 0:
             raise SystemExit("the audit found changes in an unchanged table")
         figures[name] = time.monotonic() - start
+    await watcher.mark("audits")
+    del config, desired  # the engine keeps what it needs; an agent, no copies
+    # A reload parses the file again, on a thread as the agent does (the loop is watched
+    # meanwhile), so that at most two configurations are alive at once, as in the agent.
+    same = await reload_parse(config_text(services, per_service))
+    await watcher.mark("parse")
     figures["agent_reapply"] = await timed(engine.apply_config(same))
+    del same
+    await watcher.mark("reapply")
+    bumped = await reload_parse(config_text(services, per_service, True))
+    await watcher.mark("parse")
     figures["agent_weight"] = await timed(engine.apply_config(bumped))
-    del config, same, bumped, desired  # the engine keeps what it needs; an agent, no copies
+    del bumped
+    await watcher.mark("weight")
     figures["agent_status"] = await timed(engine.status())
+    await watcher.mark("status")
     cpu = time.process_time()
     await asyncio.sleep(idle)
     figures["agent_idle_cpu"] = time.process_time() - cpu
+    await watcher.mark("idle")
     figures["agent_rss"] = resident_mb()
     figures["loop_lag"] = watcher.worst
+    figures["loop_lags"] = watcher.phases
     watcher.cancel()
     await engine.stop()
     return figures
@@ -213,6 +252,10 @@ def report(results: list) -> None:
             f" of which the delay watcher alone {watcher:.2f}%: {idle - watcher:.2f}% net);"
             f" RSS {r['agent_rss']:.1f} MB; worst event-loop delay {r['loop_lag'] * 1000:.0f} ms"
         )
+    for r in results:
+        lags = ", ".join(f"{phase} {ms} ms/{mb} MB" for phase, (ms, mb) in r["loop_lags"].items())
+        name = f"{r['services']} x {r['per_service']}"
+        print(f"{name}: worst event-loop delay by phase, and RSS after it: {lags}")
     print(f"Python speed here: {python_speed():.2f}s for a fixed loop (compare across machines)")
 
 

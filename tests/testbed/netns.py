@@ -344,11 +344,13 @@ class Lab:
         host.plug()
         return host
 
-    def capture(self, bpf_filter: str = "", host: Host | None = None) -> Capture:
-        """Start tcpdump on the bridge (every host's traffic) or on one host's eth0."""
+    def capture(
+        self, bpf_filter: str = "", host: Host | None = None, dev: str | None = None
+    ) -> Capture:
+        """Start tcpdump on the bridge (every host's traffic), or on one host's eth0 (or `dev`)."""
         if shutil.which("tcpdump") is None:
             raise RuntimeError("tcpdump is not installed (apt-get install tcpdump)")
-        netns, dev = (host.name, host.ifname) if host else (self.bridge_netns, self.bridge)
+        netns, dev = (host.name, dev or host.ifname) if host else (self.bridge_netns, self.bridge)
         path = self.workdir / f"capture-{len(self._captures)}-{dev}.pcap"
         # immediate mode: packets reach the file at once, not after the ring buffer's timeout
         argv = ["ip", "netns", "exec", netns, "tcpdump", "-i", dev, "--immediate-mode", "-U",

@@ -70,6 +70,7 @@ class FakeIpvsNetlink:
         self.destinations: dict = {}
         self.commands: list = []  # (object, command) of every request, to assert on
         self.datagrams: list = []  # sizes of the datagrams received, in messages
+        self.received = 0  # datagrams the client read (receive calls)
         self.closed = False
         self.family = FAMILY_ID
         self._replies: list = []
@@ -89,6 +90,7 @@ class FakeIpvsNetlink:
         self.datagrams.append(count)
 
     def recv(self) -> bytes:
+        self.received += 1
         return self._replies.pop(0)
 
     def _handle(self, raw: bytes) -> None:
@@ -121,7 +123,8 @@ class FakeIpvsNetlink:
             out += _header(NLMSG_DONE, NLM_F_MULTI, seq, struct.pack("=i", 0))
         elif flags & NLM_F_ACK:
             out += _header(NLMSG_ERROR, 0, seq, struct.pack("=i", 0) + raw[:16])
-        self._replies.append(out)
+        if out:  # as the kernel: a success without NLM_F_ACK is not answered
+            self._replies.append(out)
 
     # -- services -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 import sys
 
 import pytest
@@ -210,8 +211,10 @@ def test_changes_go_in_one_datagram_and_an_error_names_its_entry(client, kernel)
         Change("add_destination", WEB, destination=Destination("10.0.0.3", 80)),  # exists
         Change("edit_destination", WEB, destination=Destination("10.0.0.3", 80, weight=9)),
     ]
+    kernel.received = 0
     failed = client.apply(changes)
     assert kernel.datagrams == [3]  # one round trip
+    assert kernel.received == 2  # the failure, then the last request's acknowledgement
     assert [(change, str(exc)) for change, exc in failed] == [
         (changes[1], "cannot add real server [10.0.0.3]:80 to [10.0.0.100]:80: it already exists")
     ]
@@ -230,9 +233,54 @@ def test_a_real_server_request_decodes_to_the_real_server_it_encodes(dest):
     byte order and padding must still be what the kernel (and the decoder) read."""
     data = codec.destination_attr(dest)
     assert codec.NLA_HEADER.unpack_from(data) == (len(data), codec.CMD_ATTR_DEST)
-    found = codec.attrs(data, codec.NLA_HEADER.size, len(data))
-    assert codec.decode_destination(data, found, dest.family, stats=False) == dest
-    assert codec.fingerprint(data, found) == codec.expected_fingerprint(dest)
+    reply = codec.GENL_HEADER.pack(codec.CMD_NEW_DEST, codec.IPVS_GENL_VERSION, 0) + data
+    replies = [(reply, 0, len(reply))]
+    assert codec.decode_destinations(replies, dest.family, stats=False) == [dest]
+    assert codec.fingerprints(replies) == {codec.expected_fingerprint(dest)}
+
+
+def _reply(*attributes: bytes) -> tuple:
+    """One GET_DEST reply: the generic netlink header and IPVS_CMD_ATTR_DEST around them."""
+    data = codec.GENL_HEADER.pack(codec.CMD_NEW_DEST, codec.IPVS_GENL_VERSION, 0)
+    data += codec.attr(codec.CMD_ATTR_DEST, b"".join(attributes))
+    return data, 0, len(data)
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return codec.attr(kind, struct.pack("=I", value))
+
+
+def test_replies_laid_out_otherwise_are_not_read_by_the_layout_before():
+    """A dump is decoded by the layout learnt from a reply as long as the next one fits it
+    (same size, same attribute headers): a reply of another size, or of the same size with
+    its attributes in another order, is read by its own layout."""
+    address = codec.attr(codec.DEST_ADDR, socket.inet_pton(socket.AF_INET, "10.0.0.2") + bytes(12))
+    port = codec.attr(codec.DEST_PORT, struct.pack("!H", 80))
+    method = _u32(codec.DEST_FWD_METHOD, codec.FORWARDING["dr"])
+    counters = codec.attr(
+        codec.DEST_STATS64, b"".join(codec.attr(k, struct.pack("=Q", k * 10)) for k in range(1, 11))
+    )
+    replies = [
+        _reply(address, port, method, _u32(codec.DEST_WEIGHT, 3), _u32(codec.DEST_U_THRESH, 9)),
+        _reply(address, port, method, _u32(codec.DEST_U_THRESH, 8), _u32(codec.DEST_WEIGHT, 4)),
+        _reply(address, port, method, _u32(codec.DEST_WEIGHT, 5), counters),
+        _reply(address, port, method, _u32(codec.DEST_WEIGHT, 6)),
+    ]
+    decoded = codec.decode_destinations(replies, 4)
+    assert [(d.weight, d.upper_threshold) for d in decoded] == [(3, 9), (4, 8), (5, 0), (6, 0)]
+    assert [d.stats and d.stats.bytes_out for d in decoded] == [None, None, 50, None]
+    assert {f[2:4] for f in codec.fingerprints(replies)} == {(3, 9), (4, 8), (5, 0), (6, 0)}
+
+
+def test_a_malformed_attribute_ends_a_reply_as_attrs_ends_it():
+    address = codec.attr(codec.DEST_ADDR, socket.inet_pton(socket.AF_INET, "10.0.0.2"))
+    broken = struct.pack("=HH", 2, codec.DEST_WEIGHT)  # shorter than its own header
+    data, start, end = _reply(address, _u32(codec.DEST_WEIGHT, 3), broken + bytes(8))
+    assert codec.decode_destinations([(data, start, end)], 4) == [
+        Destination("10.0.0.2", 0, "nat", 3)
+    ]
+    nothing = codec.GENL_HEADER.pack(codec.CMD_NEW_DEST, 1, 0)[:3]
+    assert codec.decode_destinations([(nothing, 0, 3)], 4) == []
 
 
 def test_a_large_batch_is_split_below_the_socket_buffer(client, kernel):

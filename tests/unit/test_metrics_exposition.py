@@ -300,6 +300,11 @@ def test_durations_count_each_observation_once_in_its_bucket():
     assert (cumulative[0.001], cumulative[0.005], cumulative[0.5], cumulative[30.0]) == (2, 3, 4, 4)
     assert status["count"] == 5 and status["sum"] == pytest.approx(31.5021)
     assert Durations().status()["count"] == 0
+    assert observed.status() is status  # kept for the next status (one per real server)
+    observed.observe(0.002)
+    assert observed.status()["count"] == 6  # an observation is seen at once
+    observed.merge(other)
+    assert observed.status()["count"] == 7
 
 
 def test_process_metrics_are_the_agents_own():

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Awaitable
 from typing import Callable
 
+from . import pacing
 from .cli import say
 
 MAX_LINE = 65536
@@ -144,7 +145,7 @@ class ControlServer:
                 reply = {"error": f"request longer than {MAX_LINE} bytes"}
             else:
                 reply = await self._answer(line)
-            writer.write(json.dumps(reply).encode() + b"\n")
+            writer.write((await pacing.dumps(reply)).encode() + b"\n")
             await writer.drain()
         except (OSError, asyncio.TimeoutError):
             pass  # the client went away or never finished its line: nobody to answer

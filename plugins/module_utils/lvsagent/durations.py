@@ -8,6 +8,8 @@ count per bucket and the sum, and costs one bisect per observation.
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import accumulate
+from typing import Optional
 
 # Upper bounds in seconds (Prometheus' `le`): from a loopback TCP connect to a script that
 # runs into a long timeout.
@@ -20,20 +22,25 @@ class Durations:
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.sum = 0.0
+        self._status: Optional[dict] = None  # status(), until the next observation
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
+        self._status = None
 
     def merge(self, other: Durations) -> None:
         self.counts = [mine + theirs for mine, theirs in zip(self.counts, other.counts)]
         self.sum += other.sum
+        self._status = None
 
     def status(self) -> dict:
-        """The status' form: cumulative counts per bound (`[[le, count], ...]`, as Prometheus
-        counts them), the sum and the total count."""
-        cumulative, total = [], 0
-        for bound, count in zip(BUCKETS, self.counts):
-            total += count
-            cumulative.append([bound, total])
-        return {"buckets": cumulative, "sum": self.sum, "count": total + self.counts[-1]}
+        """The status' form: cumulative counts per bound (`[(le, count), ...]`, as Prometheus
+        counts them; pairs, as JSON writes them: `[[le, count], ...]`), the sum and the total
+        count. A status has one per real server: kept until the next observation (callers
+        only read it), tuples rather than 13 lists."""
+        if self._status is None:
+            cumulative = list(accumulate(self.counts))
+            buckets = list(zip(BUCKETS, cumulative))
+            self._status = {"buckets": buckets, "sum": self.sum, "count": cumulative[-1]}
+        return self._status

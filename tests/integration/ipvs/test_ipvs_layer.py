@@ -16,6 +16,7 @@ from lvsagent.ipvs import (
     ServiceKey,
     render_table,
 )
+from lvsagent.ipvs.plan import Change
 
 pytestmark = pytest.mark.ipvs
 
@@ -175,6 +176,37 @@ def test_errors_are_translated(client):
     with pytest.raises(IpvsError, match=r"scheduler 'twos' is not available \(no ip_vs_twos"):
         client.add_service(Service(missing, "twos"))
     assert saved() == ["-A -t 10.0.0.100:80 -s wlc", "-a -t 10.0.0.100:80 -r 10.0.0.2:80 -g -w 1"]
+
+
+def test_a_batch_maps_each_refusal_to_its_entry_and_applies_the_others(client):
+    """Only a batch's last request asks for an acknowledgement: a refusal in the middle is
+    still answered and names its entry, the requests after it are applied, and a refused
+    last request is reported too."""
+    client.add_service(Service(WEB))
+    client.add_destination(WEB, Destination("10.0.0.3", 80))
+    missing = ServiceKey.for_address("10.0.0.101", 80)
+    changes = [
+        Change("add_destination", WEB, destination=Destination("10.0.0.2", 80)),
+        Change("add_destination", WEB, destination=Destination("10.0.0.3", 80)),  # exists
+        Change("add_destination", WEB, destination=Destination("10.0.0.4", 80, weight=5)),
+        Change("add_destination", missing, destination=Destination("10.0.0.5", 80)),
+    ]
+    failed = client.apply(changes)
+    assert [(change, exc.errno) for change, exc in failed] == [
+        (changes[1], errno.EEXIST),
+        (changes[3], errno.ESRCH),
+    ]
+    assert sorted(saved()) == [
+        "-A -t 10.0.0.100:80 -s wlc",
+        "-a -t 10.0.0.100:80 -r 10.0.0.2:80 -g -w 1",
+        "-a -t 10.0.0.100:80 -r 10.0.0.3:80 -g -w 1",
+        "-a -t 10.0.0.100:80 -r 10.0.0.4:80 -g -w 5",
+    ]
+    again = [changes[0], changes[2]]  # both exist now: every request of the batch refused
+    assert [(change, exc.errno) for change, exc in client.apply(again)] == [
+        (again[0], errno.EEXIST),
+        (again[1], errno.EEXIST),
+    ]
 
 
 class UnvalidatedDestination(Destination):

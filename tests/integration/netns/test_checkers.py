@@ -156,6 +156,7 @@ def test_tcp_check_passes_on_a_listening_port(nginx):
 def test_tcp_check_fails_fast_on_a_closed_port():
     result, elapsed = timed_check(port=free_port(), connect_timeout=5)
     assert not result.ok and result.error == "connection refused" and elapsed < 1
+    assert result.reason == "refused"
 
 
 def test_tcp_check_times_out_when_the_handshake_never_completes():
@@ -173,6 +174,7 @@ def test_tcp_check_times_out_when_the_handshake_never_completes():
         for sock in fillers:
             sock.close()
     assert not result.ok and result.error == "timeout after 1s"
+    assert result.reason == "timeout"
     assert 0.9 < elapsed < 2
 
 
@@ -191,13 +193,14 @@ def test_http_get_status_and_genhash_digest(nginx):
     assert check("HTTP_GET", nginx["plain"], options=HttpOptions((url,)), connect_timeout=3).ok
     wrong = UrlSpec("/index.html", digest="0" * 32)
     result = check("HTTP_GET", nginx["plain"], options=HttpOptions((wrong,)), connect_timeout=3)
-    assert not result.ok and digest in result.error
+    assert not result.ok and digest in result.error and result.reason == "http_digest"
 
 
 def test_http_get_status_codes_and_ranges(nginx):
     port = nginx["plain"]
     result = check("HTTP_GET", port, options=HttpOptions((UrlSpec("/error"),)), connect_timeout=3)
     assert not result.ok and "status code 500" in result.error
+    assert result.reason == "http_status"
     server_errors = UrlSpec("/error", status_ranges=((200, 299), (500, 599)))
     assert check("HTTP_GET", port, options=HttpOptions((server_errors,)), connect_timeout=3).ok
     missing = check(
@@ -232,6 +235,7 @@ def test_ssl_get_with_digest(nginx):
     assert check("SSL_GET", nginx["tls"], options=HttpOptions((url,)), connect_timeout=3).ok
     plain = check("SSL_GET", nginx["plain"], options=HttpOptions((url,)), connect_timeout=3)
     assert not plain.ok and "tls" in plain.error  # plain HTTP is not TLS
+    assert plain.reason == "tls"
 
 
 def agent_genhash(*args: str) -> subprocess.CompletedProcess:
@@ -290,12 +294,14 @@ def test_http_get_server_answering_500(server):
     )
     result = check("HTTP_GET", srv.port, options=HttpOptions((UrlSpec("/"),)), connect_timeout=2)
     assert not result.ok and "status code 500" in result.error
+    assert result.reason == "http_status"
 
 
 def test_http_get_server_that_accepts_and_never_answers(server):
     srv = server("time.sleep(600)")
     result, elapsed = timed_check(kind="HTTP_GET", port=srv.port, connect_timeout=1.5)
     assert not result.ok and "timeout after 1.5s" in result.error and elapsed < 2.5
+    assert result.reason == "timeout"
 
 
 def test_http_get_trickling_server_cannot_outlast_the_deadline(server):
@@ -318,15 +324,16 @@ def test_http_get_garbage_and_early_close_are_failures(server):
     garbage = server("conn.recv(4096); conn.sendall(b'SSH-2.0-OpenSSH\\r\\n\\r\\n'); conn.close()")
     result = check("HTTP_GET", garbage.port, connect_timeout=2)
     assert not result.ok and "malformed status line" in result.error
+    assert result.reason == "bad_reply"
     early = server("conn.recv(4096); conn.sendall(b'HTTP/1.0 200'); conn.close()")
     result = check("HTTP_GET", early.port, connect_timeout=2)
-    assert not result.ok and "closed early" in result.error
+    assert not result.ok and "closed early" in result.error and result.reason == "bad_reply"
 
 
 def test_http_get_oversized_head_is_a_failure(server):
     srv = server("conn.recv(4096); conn.sendall(b'HTTP/1.0 200 OK\\r\\nX: ' + b'a' * 200000)")
     result = check("HTTP_GET", srv.port, connect_timeout=3)
-    assert not result.ok and "too large" in result.error
+    assert not result.ok and "too large" in result.error and result.reason == "bad_reply"
 
 
 # -- MISC_CHECK -----------------------------------------------------------------------------
@@ -338,7 +345,7 @@ def test_misc_check_exit_status(tmp_path):
     script.chmod(0o755)
     assert check("MISC_CHECK", options=MiscOptions(f"{script} 0")).ok
     failed = check("MISC_CHECK", options=MiscOptions(f"{script} 1"))
-    assert not failed.ok and failed.error == "exit status 1"
+    assert not failed.ok and failed.error == "exit status 1" and failed.reason == "exit_status"
     assert not check("MISC_CHECK", options=MiscOptions(f"{script} 12")).ok  # not dynamic: a failure
     dynamic = check("MISC_CHECK", options=MiscOptions(f"{script} 12", dynamic=True))
     assert dynamic.ok and dynamic.weight == 10
@@ -351,5 +358,6 @@ def test_misc_check_timeout_kills_the_script_and_its_children(tmp_path):
     misc_path = f"/bin/sh -c 'sleep 1; touch {marker}'"
     result, elapsed = timed_check(kind="MISC_CHECK", options=MiscOptions(misc_path, 0.5))
     assert not result.ok and result.error == "timed out after 0.5s" and elapsed < 1.5
+    assert result.reason == "timeout"
     time.sleep(1.5)
     assert not marker.exists()

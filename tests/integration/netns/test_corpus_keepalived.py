@@ -30,7 +30,7 @@ MODULE_UTILS = os.path.join(
     "plugins",
     "module_utils",
 )
-EXTRA_INTERFACES = ("eth1",)  # eth0 comes with the lab host
+EXTRA_INTERFACES = ("eth1", "eth2")  # eth0 comes with the lab host
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ their replies go back through it and conntrack un-NATs them, as IPVS NAT needs t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,7 +22,14 @@ import subprocess
 import sys
 
 import pytest
-from vrrp_support import Agent, config, instance_block, wait_single_holder
+from vrrp_support import (
+    MODULE_UTILS,
+    PYTHON,
+    Agent,
+    config,
+    instance_block,
+    wait_single_holder,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -169,6 +177,29 @@ def test_nat_through_nftables_follows_health_and_audit_and_leaves_nothing(site, 
     assert agent.stop() == 0
     gone = nft(director, "list", "table", "inet", "lvs_ha", check=False)
     assert gone.returncode != 0, gone.stdout
+
+
+def real_server_counters(agent) -> dict:
+    """`lvs-agent status --json`: the counters of each real server of VIP:80, by address."""
+    argv = ["env", f"PYTHONPATH={MODULE_UTILS}", PYTHON, "-m", "lvsagent", "status", "--json"]
+    status = json.loads(agent.host.run([*argv, "--control-socket", agent.socket]).stdout)
+    (service,) = [s for s in status["ipvs"] if (s["address"], s["port"]) == (VIP, 80)]
+    return {row["address"]: row["counters"] for row in service["realservers"]}
+
+
+def test_requests_through_the_vip_count_on_the_real_server_that_answered(site):
+    client, _director, _servers, _processes, agent = site
+    client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+    before = real_server_counters(agent)
+    answered = answers(client, count=9)
+    after = real_server_counters(agent)
+    for name, address in (("rs1", "10.1.0.2"), ("rs2", "10.1.0.3")):
+        grown = {key: after[address][key] - before[address][key] for key in after[address]}
+        # one connection per request (the health checks leave from the director: not counted)
+        assert grown["connections"] == answered.count(name), (answered, before, after)
+        assert grown["packets_in"] >= 3 * grown["connections"]  # handshake, request, close
+        assert grown["packets_out"] >= 3 * grown["connections"]
+        assert grown["bytes_out"] > grown["bytes_in"] > 0  # the page goes out
 
 
 def test_a_director_failover_keeps_the_client_answered(lab, tmp_path):

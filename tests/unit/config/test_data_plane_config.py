@@ -32,22 +32,61 @@ def test_an_unknown_data_plane_is_refused_naming_the_choices():
 
 def test_what_nftables_does_not_do_yet_is_refused_where_the_server_is():
     errors = errors_of(
-        conf("nftables", vs=" persistence_timeout 60\n lvs_method DR\n", rs="  uthreshold 9\n")
+        conf(
+            "nftables",
+            vs=" persistence_granularity 255.255.255.0\n lvs_method TUN\n",
+            rs="  uthreshold 9\n",
+        )
     )
     prefix = "4: virtual server [10.0.0.100]:80: "
     suffix = " is not available with lvs_data_plane nftables"
     assert errors == [
-        f"{prefix}persistence_timeout{suffix}",
-        f"{prefix}lvs_method DR (use NAT){suffix}",
+        f"{prefix}persistence_granularity{suffix}",
+        f"{prefix}lvs_method TUN (use NAT|DR){suffix}",
         f"{prefix}uthreshold/lthreshold{suffix}",
+    ]
+
+
+def test_persistence_is_taken_with_nat_and_refused_with_dr():
+    nat = parse(conf("nftables", vs=" persistence_timeout 60\n"))
+    assert nat.virtual_servers[0].persistence_timeout == 60
+    dr = conf("nftables", vs=" persistence_timeout 60\n").replace("NAT", "DR")
+    dr = dr.replace("wrr", "sh").replace(" 8080 ", " 80 ")
+    assert errors_of(dr) == [
+        "4: virtual server [10.0.0.100]:80: persistence_timeout with lvs_method DR "
+        "is not available with lvs_data_plane nftables"
     ]
 
 
 def test_the_default_scheduler_is_named_when_refused():
     text = conf("nftables").replace(" lvs_sched wrr\n", "")
     assert errors_of(text) == [
-        "4: virtual server [10.0.0.100]:80: lvs_sched wlc (use rr|wrr) is not available "
+        "4: virtual server [10.0.0.100]:80: lvs_sched wlc (use rr|wrr|sh|mh) is not available "
         "with lvs_data_plane nftables"
+    ]
+
+
+def test_hashing_schedulers_and_dr_are_taken():
+    assert parse(conf("nftables").replace("wrr", "sh")).virtual_servers[0].lvs_sched == "sh"
+    dr = conf("nftables").replace("wrr", "mh").replace("NAT", "DR").replace(" 8080 ", " 80 ")
+    assert parse(dr).virtual_servers[0].lvs_method == "DR"
+
+
+def test_dr_needs_a_hashing_scheduler_the_same_port_and_no_nat_beside_it():
+    dr = conf("nftables", vs=" sorry_server 10.0.1.9 80\n", rs="  lvs_method NAT\n")
+    dr = dr.replace("NAT\n protocol", "DR\n protocol")  # the sorry server's
+    assert errors_of(dr) == [
+        "4: virtual server [10.0.0.100]:80: lvs_method DR and NAT in one virtual server "
+        "is not available with lvs_data_plane nftables",
+        "4: virtual server [10.0.0.100]:80: lvs_method DR with lvs_sched wrr (use sh|mh: "
+        "nothing tracks its connections) is not available with lvs_data_plane nftables",
+    ]
+    ported = conf("nftables", vs=" sorry_server 10.0.1.9 81\n").replace("wrr", "sh")
+    assert errors_of(ported.replace("NAT", "DR")) == [
+        "8: virtual server [10.0.0.100]:80: real server 10.0.1.9 port 81: lvs_method DR "
+        "keeps the virtual server's port 80 with lvs_data_plane nftables",  # the sorry server
+        "9: virtual server [10.0.0.100]:80: real server 10.0.1.2 port 8080: lvs_method DR "
+        "keeps the virtual server's port 80 with lvs_data_plane nftables",
     ]
 
 

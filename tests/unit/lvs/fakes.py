@@ -100,8 +100,8 @@ class FakeProber:
         self.results: dict = {}
         self.probes: list = []
 
-    def fail(self, address, port, error="connection refused"):
-        self.results[(address, port)] = CheckResult(False, error)
+    def fail(self, address, port, error="connection refused", reason="refused"):
+        self.results[(address, port)] = CheckResult.failed(reason, error)
 
     def succeed(self, address, port, weight=None):
         self.results[(address, port)] = CheckResult(True, weight=weight)

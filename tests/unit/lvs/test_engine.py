@@ -12,7 +12,9 @@ import random
 import pytest
 from fakeclock import FakeClock
 from fakes import FakeIpvs, FakeProber
+from loopticks import LoopTicks
 
+from lvsagent import pacing
 from lvsagent.config import loads
 from lvsagent.config.model import (
     Config,
@@ -299,24 +301,32 @@ def test_audits_build_nothing_and_a_reload_builds_only_the_virtual_server_that_c
 def test_a_large_table_is_built_and_reconciled_in_slices_with_the_loop_running_between(
     monkeypatch,
 ):
-    monkeypatch.setattr(engine_module, "LOOP_SLICE", 0.0)  # a slice per virtual server
+    monkeypatch.setattr(pacing, "LOOP_SLICE", 0.0)  # a slice per virtual server
 
     async def test():
         bed = Bed(*(seed_vs(port=1000 + n) for n in range(20)))
-        ticks = 0
-
-        async def ticker():
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        running = asyncio.ensure_future(ticker())
-        await bed.engine.start()
-        running.cancel()
-        assert ticks >= 2 * 20  # the loop ran while each was installed, then reconciled
+        async with LoopTicks() as ticks:
+            await bed.engine.start()
+        assert ticks.count >= 2 * 20  # the loop ran while each was installed, then reconciled
         assert len(bed.ipvs.kernel) == 20
         await bed.engine.stop()
+
+    run(test)
+
+
+def test_one_virtual_server_of_many_real_servers_is_built_with_the_loop_running_between(
+    monkeypatch,
+):
+    monkeypatch.setattr(pacing, "LOOP_SLICE", 0.0)  # a slice per real server
+    members = [RealServer(f"10.9.{n // 250}.{n % 250 + 1}", 80) for n in range(60)]
+
+    async def test():
+        bed = Bed(seed_vs(real_servers=members))
+        build = bed.engine._install(bed.config)
+        async with LoopTicks() as ticks:
+            await build
+        assert ticks.count >= len(members)
+        assert len(bed.engine._servers[0].real_servers) == len(members)
 
     run(test)
 
@@ -434,7 +444,7 @@ def test_status_has_kernel_counters_quorum_failure_reasons_and_check_durations()
         prober = SlowProber()
         bed = Bed(seed_vs(quorum=150), ipvs=CountedIpvs(), prober=prober)
         prober.clock = bed.clock
-        bed.prober.fail(RS2, 80, "timeout after 10s")
+        bed.prober.fail(RS2, 80, "timeout after 10s", "timeout")
         await bed.engine.start()
         for _second in range(40):  # several audits (RESYNC_INTERVAL) and probes
             await bed.clock.advance_with_tasks(1)

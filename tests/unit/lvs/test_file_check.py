@@ -89,16 +89,21 @@ def probe_value(tmp_path, text: bytes, weight: int, reverse: bool = False) -> Ch
     ("text", "weight", "reverse", "expected"),
     [
         (b"0\n", 0, False, CheckResult(True)),
-        (b"1\n", 0, False, CheckResult(False, "value 1")),
-        (b"-3", 0, False, CheckResult(False, "value -3")),
-        (b"0", 0, True, CheckResult(False, "value 0")),
+        (b"1\n", 0, False, CheckResult.failed("file_value", "value 1")),
+        (b"-3", 0, False, CheckResult.failed("file_value", "value -3")),
+        (b"0", 0, True, CheckResult.failed("file_value", "value 0")),
         (b"7", 0, True, CheckResult(True)),
         (b"", 0, False, CheckResult(True)),  # nothing to read is 0
         (b"2", 5, False, CheckResult(True, offset=10)),
         (b"0x10", 1, False, CheckResult(True, offset=16)),  # strtol base 0
         (b"2", 5, True, CheckResult(True, offset=-10)),
         (b"-1", 2147483647, False, CheckResult(True, offset=-2147483647)),
-        (b"-2", 2147483647, False, CheckResult(False, "value -2")),  # at INT32_MIN: FAULT
+        (
+            b"-2",
+            2147483647,
+            False,
+            CheckResult.failed("file_value", "value -2"),
+        ),  # at INT32_MIN: FAULT
         (b"1", -2147483647, True, CheckResult(True, offset=2147483647)),
     ],
 )
@@ -114,8 +119,8 @@ def test_a_missing_file_reads_as_zero(tmp_path):
 
 
 def test_an_out_of_range_number_keeps_the_last_value(tmp_path):
-    assert probe_value(tmp_path, b"3", 0) == CheckResult(False, "value 3")
-    assert probe_value(tmp_path, b"99999999999", 0) == CheckResult(False, "value 3")
+    assert probe_value(tmp_path, b"3", 0) == CheckResult.failed("file_value", "value 3")
+    assert probe_value(tmp_path, b"99999999999", 0) == CheckResult.failed("file_value", "value 3")
     assert probe_value(tmp_path, b"0", 0) == CheckResult(True)
     assert probe_value(tmp_path, b"99999999999", 0) == CheckResult(True)
 
@@ -126,7 +131,7 @@ def test_an_offset_change_is_a_change_for_the_engine():
     assert not state.record(CheckResult(True)).changed
     assert state.record(CheckResult(True, offset=4)).changed and state.offset == 4
     assert not state.record(CheckResult(True, offset=4)).changed
-    down = state.record(CheckResult(False, "value -9"))
+    down = state.record(CheckResult.failed("file_value", "value -9"))
     assert down.changed and not state.up  # no retry: down at the first FAULT
 
 
@@ -136,7 +141,7 @@ def test_init_file_writes_the_value_before_the_first_probe(tmp_path):
     spec = dataclasses.replace(spec, options=FileOptions("tf", str(path), 0, False, 5))
     asyncio.run(KINDS["FILE_CHECK"].prepare(spec))
     assert path.read_text() == "5\n"
-    assert asyncio.run(probe(spec)) == CheckResult(False, "value 5")
+    assert asyncio.run(probe(spec)) == CheckResult.failed("file_value", "value 5")
     path.write_text("0\n")
     asyncio.run(KINDS["FILE_CHECK"].prepare(spec))  # no overwrite: left alone
     assert path.read_text() == "0\n"

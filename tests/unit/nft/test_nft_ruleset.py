@@ -5,6 +5,8 @@ edit touches only what differs."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,7 @@ WEB = ServiceKey.for_address("10.0.0.100", 80)
 DNS = ServiceKey.for_address("10.0.0.100", 53, "udp")
 
 
-def dispatch(chain: str, protocol: str, services: str) -> dict:
+def dispatch(chain: str, protocol: str, services: str, family: str = "inet") -> dict:
     """A dispatch rule as listed: (daddr, l4proto, dport) looked up in a services map."""
     fields = [
         {"payload": {"protocol": protocol, "field": "daddr"}},
@@ -25,12 +27,17 @@ def dispatch(chain: str, protocol: str, services: str) -> dict:
     vmap = {"key": {"concat": fields}, "data": f"@{services}"}
     return {
         "rule": {
-            "family": "inet",
+            "family": family,
             "table": "lvs_ha",
             "chain": chain,
             "expr": [{"vmap": vmap}],
         }
     }
+
+
+# The counting sets and chain as libnftables 1.0.6 listed them (handles left out; in4 given
+# an element counting 7 packets of a client to 10.0.1.2).
+COUNTING = json.loads((Path(__file__).parent / "counting_listing.json").read_text())["nftables"]
 
 
 # libnftables' listing of `inet lvs_ha` (nft 1.0.6, handles left out) after the agent programmed
@@ -131,8 +138,12 @@ LISTING = {
                 ],
             }
         },
+        *COUNTING,
     ]
 }
+
+
+COUNTING_SETS = {f"{name}{version}" for name in ("in", "out", "conns") for version in (4, 6)}
 
 
 def web(*weights: int, scheduler: str = "wrr") -> tuple:
@@ -173,19 +184,22 @@ def test_an_empty_table_is_created_in_one_transaction():
     assert actions(changes) == [("add_service", WEB), ("add_service", DNS)]
     assert not repaired
     added = [next(iter(c["add"])) for c in commands]
-    base = ["table", "map", "map", "chain", "rule", "rule", "chain", "rule", "rule"]
-    assert added[:9] == base  # the table, its maps, the prerouting and output dispatch
-    # chains before the rules and elements that jump to them
-    assert added[9:] == ["chain", "chain", "rule", "element", "rule", "element"]
-    assert commands[6]["add"]["chain"]["hook"] == "output"
-    rule = commands[11]["add"]["rule"]
+    counting = ["set"] * 6  # in, out, conns for IPv4 and IPv6
+    dispatch = ["chain", "rule", "rule", "chain", "rule", "rule", "chain", *["rule"] * 6]
+    base = ["table", "map", "map", *counting, *dispatch]
+    assert added[:22] == base  # the table, its maps and counting sets, the prerouting and
+    # output dispatch and the counting chain before the rules and elements that jump to them
+    assert added[22:] == ["chain", "chain", "rule", "element", "rule", "element"]
+    assert commands[12]["add"]["chain"]["hook"] == "output"
+    assert commands[15]["add"]["chain"]["hook"] == "forward"
+    rule = commands[24]["add"]["rule"]
     assert rule["chain"] == "vs-tcp-10.0.0.100-80" and rule["comment"] == "wrr"
     assert rule["expr"][1]["dnat"]["addr"]["map"] == {
         "key": {"numgen": {"mode": "inc", "mod": 3}},
         "data": {"set": [[{"range": [0, 2]}, {"concat": ["10.0.1.2", 80]}]]},
     }
-    assert commands[12]["add"]["element"]["name"] == "services4"
-    assert commands[12]["add"]["element"]["elem"] == [
+    assert commands[25]["add"]["element"]["name"] == "services4"
+    assert commands[25]["add"]["element"]["elem"] == [
         [{"concat": ["10.0.0.100", "tcp", 80]}, {"goto": {"target": "vs-tcp-10.0.0.100-80"}}]
     ]
 
@@ -304,3 +318,297 @@ def test_the_table_after_a_transaction_plans_to_nothing(listing, weights, whole_
     after = ruleset.applied(before, commands)
     assert ruleset.plan(wanted, after, (), whole_table=whole_table)[:2] == ([], [])
     assert before == live(listing)  # the listing it came from is left as it was
+
+
+def dr_web(*weights: int, scheduler: str = "sh") -> dict:
+    servers = [Destination(f"10.0.1.{2 + i}", 80, "dr", w) for i, w in enumerate(weights)]
+    return {WEB: (Service(WEB, scheduler), servers)}
+
+
+# libnftables' listing of `netdev lvs_ha` (nft 1.0.6, handles left out): WEB by DR (sh) to
+# 10.0.1.2 (slots 0-127) and 10.0.1.3 (128-255) through eth1.
+DR_LISTING = {
+    "nftables": [
+        {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+        {"table": {"family": "netdev", "name": "lvs_ha"}},
+        {
+            "map": {
+                "family": "netdev",
+                "name": "services4",
+                "table": "lvs_ha",
+                "type": ["ipv4_addr", "inet_proto", "inet_service"],
+                "map": "verdict",
+                "elem": [
+                    [
+                        {"concat": ["10.0.0.100", "tcp", 80]},
+                        {"goto": {"target": "vs-tcp-10.0.0.100-80"}},
+                    ]
+                ],
+            }
+        },
+        {
+            "chain": {
+                "family": "netdev",
+                "table": "lvs_ha",
+                "name": "in-eth1",
+                "type": "filter",
+                "hook": "ingress",
+                "prio": 0,
+                "policy": "accept",
+            }
+        },
+        {
+            "map": {
+                "family": "netdev",
+                "name": "services6",
+                "table": "lvs_ha",
+                "type": ["ipv6_addr", "inet_proto", "inet_service"],
+                "map": "verdict",
+            }
+        },
+        {"chain": {"family": "netdev", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}},
+        dispatch("in-eth1", "ip", "services4", "netdev"),
+        dispatch("in-eth1", "ip6", "services6", "netdev"),
+        {
+            "rule": {
+                "family": "netdev",
+                "table": "lvs_ha",
+                "chain": "vs-tcp-10.0.0.100-80",
+                "comment": "sh",
+                "expr": [
+                    {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
+                    {
+                        "fwd": {
+                            "dev": "eth1",
+                            "family": "ip",
+                            "addr": {
+                                "map": {
+                                    "key": {
+                                        "jhash": {
+                                            "mod": 256,
+                                            "seed": 0x4C5648,
+                                            "expr": {
+                                                "payload": {"protocol": "ip", "field": "saddr"}
+                                            },
+                                        }
+                                    },
+                                    "data": {
+                                        "set": [
+                                            [{"range": [0, 127]}, "10.0.1.2"],
+                                            [{"range": [128, 255]}, "10.0.1.3"],
+                                        ]
+                                    },
+                                }
+                            },
+                        }
+                    },
+                ],
+            }
+        },
+    ]
+}
+
+
+def dr_live(listing=None) -> ruleset.LiveTable:
+    return ruleset.parse_listing(listing, ruleset.DR_FAMILY)
+
+
+def test_sh_hashes_the_client_address_over_the_consistent_slot_table():
+    wanted = ruleset.desired_rule(*web(1, 1, scheduler="sh"))
+    key = wanted.expr()[1]["dnat"]["addr"]["map"]["key"]
+    assert key == {
+        "jhash": {
+            "mod": 256,
+            "seed": ruleset.hashing.SEED,
+            "expr": {"payload": {"protocol": "ip", "field": "saddr"}},
+        }
+    }
+    shares = {d.address: d.weight for d in wanted.destinations()}
+    assert set(shares) == {"10.0.1.2", "10.0.1.3"} and sum(shares.values()) == 256
+    one_gone = ruleset.desired_rule(*web(1, 0, scheduler="mh"))
+    assert [d.weight for d in one_gone.destinations()] == [256]
+
+
+def test_dr_goes_to_the_netdev_table_with_an_ingress_chain_on_the_real_servers_device():
+    changes, commands, repaired = ruleset.plan(
+        dr_web(1, 1), dr_live(), (), whole_table=True, devices={WEB: "eth1"}
+    )
+    assert actions(changes) == [("add_service", WEB)] and not repaired
+    assert all(next(iter(c["add"].values()))["family"] == "netdev" for c in commands)
+    ingress = commands[3]["add"]["chain"]
+    assert (ingress["name"], ingress["hook"], ingress["dev"]) == ("in-eth1", "ingress", "eth1")
+    fwd = commands[-2]["add"]["rule"]["expr"][1]["fwd"]
+    assert (fwd["dev"], fwd["family"]) == ("eth1", "ip")
+    assert {target for _slot, target in fwd["addr"]["map"]["data"]["set"]} == {
+        "10.0.1.2",
+        "10.0.1.3",
+    }
+
+
+def test_without_dr_services_no_netdev_table_is_made():
+    assert ruleset.plan({}, dr_live(), (), whole_table=True) == ([], [], False)
+
+
+def test_the_dr_listing_nft_prints_reads_back():
+    live = dr_live(DR_LISTING)
+    (service, destinations) = ruleset.read(live, {WEB})[WEB]
+    assert service.scheduler == "sh"
+    assert destinations == [
+        Destination("10.0.1.2", 80, "dr", 128),
+        Destination("10.0.1.3", 80, "dr", 128),
+    ]
+    rule = ruleset.live_rule(live, WEB)
+    assert rule.device == "eth1" and rule.modulus == 256
+
+
+def test_a_hand_edited_seed_is_not_ours():
+    listing = copy.deepcopy(DR_LISTING)
+    fwd = listing["nftables"][-1]["rule"]["expr"][1]["fwd"]
+    fwd["addr"]["map"]["key"]["jhash"]["seed"] = 7
+    assert ruleset.live_rule(dr_live(listing), WEB) is None
+
+
+def test_a_device_dr_no_longer_uses_loses_its_ingress_chain_quietly():
+    changes, commands, repaired = ruleset.plan(
+        dr_web(1, 1), dr_live(DR_LISTING), (), whole_table=True, devices={WEB: "eth2"}
+    )
+    assert actions(changes) == [("edit_service", WEB)] and not repaired
+    verbs = [
+        (verb, body["chain"]["name"])
+        for verb, body in (next(iter(c.items())) for c in commands)
+        if "chain" in body
+    ]
+    assert verbs[-2:] == [("flush", "in-eth1"), ("delete", "in-eth1")]
+    assert ("add", "in-eth2") in verbs
+
+
+@pytest.mark.parametrize("weights", [(3, 2), (0,), (1, 1, 1)])
+@pytest.mark.parametrize("listing", [None, DR_LISTING], ids=["absent", "listed"])
+def test_the_dr_table_after_a_transaction_plans_to_nothing(listing, weights):
+    before = dr_live(listing)
+    wanted, devices = dr_web(*weights), {WEB: "eth1"}
+    commands = ruleset.plan(wanted, before, (), whole_table=True, devices=devices)[1]
+    after = ruleset.applied(before, commands)
+    assert ruleset.plan(wanted, after, (), whole_table=True, devices=devices)[:2] == ([], [])
+
+
+def pinned_web(*weights: int, timeout: int = 60) -> dict:
+    service, servers = web(*weights, scheduler="rr")
+    return {WEB: (Service(WEB, "rr", persistence_timeout=timeout), servers)}
+
+
+def kinds(commands) -> list:
+    """(verb, kind, name) of each command."""
+    result = []
+    for command in commands:
+        ((verb, body),) = command.items()
+        ((kind, fields),) = body.items()
+        result.append((verb, kind, fields.get("name") or fields.get("chain")))
+    return result
+
+
+def test_persistence_records_each_client_in_its_real_servers_set():
+    changes, commands, _repaired = ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)
+    assert actions(changes) == [("add_service", WEB)]
+    pin = "pin-tcp-10.0.0.100-80-60-10.0.1.2-80"
+    to = "to-tcp-10.0.0.100-80-60-10.0.1.2-80"
+    done = kinds(commands)
+    assert done.index(("add", "set", pin)) < done.index(("add", "rule", to))
+    assert done.index(("add", "chain", to)) < done.index(("add", "rule", "vs-tcp-10.0.0.100-80"))
+    (set_command,) = [c["add"]["set"] for c in commands if kinds([c])[0][1:] == ("set", pin)]
+    assert (set_command["type"], set_command["timeout"]) == ("ipv4_addr", 60)
+    added = [(kinds([c])[0][2], c["add"]["rule"]["expr"]) for c in commands if "rule" in c["add"]]
+    service_rules = [expr for chain, expr in added if chain == "vs-tcp-10.0.0.100-80"]
+    pinned_rules = [expr for chain, expr in added if chain == "pinned-tcp-10.0.0.100-80"]
+    assert service_rules[0] == [{"jump": {"target": "pinned-tcp-10.0.0.100-80"}}]
+    assert pinned_rules[0][0]["match"]["right"] == f"@{pin}"  # a pinned client goes back
+    assert pinned_rules[0][1] == {"goto": {"target": to}}
+    vmap = service_rules[-1][1]["vmap"]  # a new client: rr over the real servers' chains
+    assert vmap["data"]["set"][0] == [{"range": [0, 0]}, {"goto": {"target": to}}]
+    recording = [c["add"]["rule"]["expr"] for c in commands if kinds([c])[0][1:] == ("rule", to)][0]
+    assert recording[1] == {
+        "set": {
+            "op": "update",
+            "elem": {"payload": {"protocol": "ip", "field": "saddr"}},
+            "set": f"@{pin}",
+        }
+    }
+    assert recording[2] == {"dnat": {"family": "ip", "addr": "10.0.1.2", "port": 80}}
+
+
+def test_a_persistent_real_server_leaving_rewrites_two_rules_and_empties_its_set():
+    before = ruleset.applied(
+        live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
+    )
+    changes, commands, repaired = ruleset.plan(pinned_web(1, 0), before, (), whole_table=False)
+    assert actions(changes) == [("edit_service", WEB)] and not repaired
+    gone = "10.0.1.3-80"
+    assert kinds(commands) == [  # one transaction: its order does not matter
+        ("flush", "set", f"pin-tcp-10.0.0.100-80-60-{gone}"),  # its clients scheduled again
+        ("flush", "chain", "vs-tcp-10.0.0.100-80"),
+        ("add", "rule", "vs-tcp-10.0.0.100-80"),  # jump to the pinned rules, left alone
+        ("add", "rule", "vs-tcp-10.0.0.100-80"),  # the scheduling rule
+    ]
+    after = ruleset.applied(before, commands)
+    assert ruleset.plan(pinned_web(1, 0), after, (), whole_table=False)[:2] == ([], [])
+    back = ruleset.plan(pinned_web(1, 1), after, (), whole_table=False)[1]
+    assert kinds(back)[:1] == [("flush", "chain", "vs-tcp-10.0.0.100-80")] and len(back) == 3
+
+    # a full pass removes what the gone one left: after the pinned rules referring to it
+    done = kinds(ruleset.plan(pinned_web(1, 0), after, (), whole_table=True)[1])
+    assert done[0] == ("flush", "chain", "pinned-tcp-10.0.0.100-80")
+    assert done[-2:] == [
+        ("delete", "chain", f"to-tcp-10.0.0.100-80-60-{gone}"),
+        ("delete", "set", f"pin-tcp-10.0.0.100-80-60-{gone}"),
+    ]
+
+
+def test_a_persistent_service_reads_back_with_its_timeout_and_real_servers():
+    commands = ruleset.plan(pinned_web(2, 1), live(None), (), whole_table=True)[1]
+    after = ruleset.applied(live(None), commands)
+    service, destinations = ruleset.read(after, {WEB})[WEB]
+    assert service.persistence_timeout == 60 and service.scheduler == "rr"
+    assert destinations == [
+        Destination("10.0.1.2", 80, "nat", 1),
+        Destination("10.0.1.3", 80, "nat", 1),
+    ]
+
+
+@pytest.mark.parametrize("change", [(1, 0), (0, 1), (1, 1, 1), ()], ids=str)
+def test_persistence_after_a_transaction_plans_to_nothing(change):
+    start = ruleset.applied(
+        live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
+    )
+    wanted = pinned_web(*change, timeout=30 if len(change) == 3 else 60)
+    for whole_table in (False, True):
+        commands = ruleset.plan(wanted, start, (), whole_table=whole_table)[1]
+        after = ruleset.applied(start, commands)
+        assert ruleset.plan(wanted, after, (), whole_table=whole_table)[:2] == ([], [])
+        cleaned = ruleset.plan(wanted, after, (), whole_table=True)[1]  # a slice's leftovers
+        after = ruleset.applied(after, cleaned)
+        assert ruleset.plan(wanted, after, (), whole_table=True)[:2] == ([], [])
+        if whole_table:
+            assert set(after.sets) == set(ruleset.pinning(*wanted[WEB]).sets) | COUNTING_SETS
+
+
+def test_retiring_a_persistent_service_removes_its_sets_and_chains():
+    start = ruleset.applied(
+        live(None), ruleset.plan(pinned_web(1, 1), live(None), (), whole_table=True)[1]
+    )
+    commands = ruleset.plan({}, start, {WEB}, whole_table=False)[1]
+    after = ruleset.applied(start, commands)
+    assert set(after.sets) == COUNTING_SETS and not after.chains
+    done = kinds(commands)
+    assert done.index(("delete", "chain", "vs-tcp-10.0.0.100-80")) < done.index(
+        ("delete", "chain", "to-tcp-10.0.0.100-80-60-10.0.1.2-80")
+    )
+
+
+def test_status_reads_each_nat_real_servers_counters_from_its_counting_set():
+    assert live().counters == {}  # the audit's listing leaves them
+    table = ruleset.read(ruleset.parse_listing(LISTING, counters=True), {WEB, DNS})
+    service, (server,) = table[WEB]
+    assert (server.address, server.stats.packets_in, server.stats.bytes_in) == ("10.0.1.2", 7, 420)
+    assert (server.stats.packets_out, server.stats.connections) == (0, 0)
+    assert service.stats.packets_in == 7 and service.stats.bytes_in == 420
+    assert table[DNS][1] == [] and table[DNS][0].stats.packets_in == 0

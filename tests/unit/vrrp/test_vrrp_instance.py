@@ -148,7 +148,7 @@ class FakeAnnouncer(Announcer):
     """The real slot keeping (vrrp_garp_interval / vrrp_gna_interval); frames recorded."""
 
     def __init__(self, loop):
-        super().__init__(loop.time)
+        super().__init__(loop)
         self.loop = loop
         self.announced = []
         self.sent_at = []
@@ -231,6 +231,7 @@ def services(loop, addresses=None, links=None):
 async def started(text, addresses=None, links=None):
     config = loads(text)
     shared = services(asyncio.get_running_loop(), addresses, links)
+    shared.announcer.pace(config)
     instance = Instance(config.vrrp_instances[0], config.global_defs, shared, lambda *a: None)
     await instance.start()
     await asyncio.sleep(0)
@@ -422,19 +423,29 @@ def test_unicast_peers_get_each_advert():
     asyncio.run(scenario())
 
 
-def test_track_interface_weight_changes_effective_priority():
+def test_track_interface_weight_changes_effective_priority(caplog):
+    """...and says so in keepalived's words, once per change."""
     extra = "  track_interface {\n    eth1 weight -60\n  }\n"
+    changing = "(VI_1) Changing effective priority from"
 
     async def scenario():
         links = FakeLinks(up=True)
         instance, _shared = await started(conf_text(extra=extra), links=links)
         assert instance.machine.effective_priority == 150
+        assert changing not in caplog.text
+        links.report("eth1", tracking.Link(3, False))
         links.report("eth1", tracking.Link(3, False))
         assert instance.machine.effective_priority == 90
         assert instance.status()["effective_priority"] == 90
+        links.report("eth1", tracking.Link(3, True))
         await instance.stop()
 
+    caplog.set_level(logging.INFO, logger="lvsagent")
     asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if changing in r.getMessage()] == [
+        "(VI_1) Changing effective priority from 150 to 90",
+        "(VI_1) Changing effective priority from 90 to 150",
+    ]
 
 
 class FakeTracker:
@@ -1050,30 +1061,32 @@ def test_a_tracked_static_rule_or_address_deleted_is_restored(caplog):
 
 def test_gratuitous_frames_of_one_kind_on_one_interface_keep_their_interval_apart():
     """vrrp_garp_interval spaces ARPs, vrrp_gna_interval NAs, per interface: every frame of the
-    5-round burst, not just the rounds; leaving MASTER cancels the ones still waiting."""
+    5-round burst (rounds finding an address waiting collapse into its frame, as keepalived's);
+    leaving MASTER cancels the ones still waiting."""
     prefix = "global_defs {\n  vrrp_garp_interval 0.02\n  vrrp_gna_interval 0.05\n}\n"
     extra = "  virtual_ipaddress_excluded {\n    192.168.77.101/24\n    fd00:7::1/64\n  }\n"
+    burst = {4: 3, 6: 2}  # .100 at once, .101 waiting, .100 of round 2; the NA and one more
 
     async def scenario():
         instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix))
         sent = shared.announcer.sent_at
-        for _wait in range(100):  # the last slot is 0.2 s away; timers run late under load
-            if len(sent) == 15:
+        for _wait in range(100):  # the last slot is 0.05 s away; timers run late under load
+            if len(sent) == sum(burst.values()):
                 break
             await asyncio.sleep(0.05)
         for version, spacing in ((4, 0.02), (6, 0.05)):
             times = [at for ifname, v, at in sent if (ifname, v) == ("eth0", version)]
-            assert len(times) == 5 * (2 if version == 4 else 1)
-            # frame k waits for its slot, first + k intervals (a late timer only adds to that)
-            assert all(at - times[0] >= k * spacing - 0.001 for k, at in enumerate(times))
+            assert len(times) == burst[version]
+            assert all(b - a >= spacing - 0.001 for a, b in zip(times, times[1:]))
         await instance.stop()
 
     async def resigning():
-        instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix))
+        prefix_slow = prefix.replace("0.02", "0.2")
+        instance, shared = await started(conf_text(state="MASTER", extra=extra, prefix=prefix_slow))
         instance.machine.force_backup()
         sent_while_master = len(shared.announcer.sent_at)
-        await asyncio.sleep(0.3)
-        assert 0 < sent_while_master == len(shared.announcer.sent_at) < 15
+        await asyncio.sleep(0.5)
+        assert 0 < sent_while_master == len(shared.announcer.sent_at) < sum(burst.values())
         await instance.stop()
 
     asyncio.run(scenario())

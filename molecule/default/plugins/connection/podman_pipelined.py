@@ -8,16 +8,26 @@ rm) instead of one. `podman exec -i` attaches stdin, and pipelining works: measu
 machines, it matters most when Podman is reached over its remote API in the QEMU guest
 (shared/docs/environment.md section 3b).
 
-This subclass only (1) declares pipelining support, (2) adds `-i` to `podman exec` when Ansible
-sends data on stdin, and (3) skips `podman mount` (one more call per task, and unsupported by a
-remote Podman): files are copied with `podman cp`, as the parent does whenever mount fails.
+This subclass (1) declares pipelining support, (2) runs commands and copies files through one
+long-lived `podman exec -i` per container that the tasks share (../podman_session.py: over the
+guest's API an exec costs seconds before its command starts, and every task runs in a new Ansible
+worker), and (3) skips `podman mount` (one more call per task, unsupported by a remote Podman).
+With a remote_user it runs `podman exec -i --user` per command instead.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.util
+import os
 import shlex
+import subprocess
+import sys
+import time
 
-from ansible.module_utils.common.text.converters import to_native
+from ansible.errors import AnsibleConnectionFailure
+from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.connection import ConnectionBase, ensure_connect
 from ansible_collections.containers.podman.plugins.connection.podman import (
     Connection as PodmanConnection,
@@ -69,6 +79,20 @@ DOCUMENTATION = """
 """
 
 
+SESSION_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "podman_session.py")
+SESSION_START_SECONDS = 120
+
+
+def _load_session_module():
+    spec = importlib.util.spec_from_file_location("lvs_ha_podman_session", SESSION_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+podman_session = _load_session_module()
+
+
 class Connection(PodmanConnection):
     transport = "podman_pipelined"
     has_pipelining = True
@@ -78,13 +102,69 @@ class Connection(PodmanConnection):
         self._mount_point = None
         self._connected = True
 
+    def _podman_command(self):
+        command = [self.get_option("podman_executable")]
+        command += shlex.split(self.get_option("podman_extra_args") or "")
+        return command
+
+    def _session_socket(self):
+        """The broker's socket: one per Podman service, container and user of this controller."""
+        podman = os.environ.get("CONTAINER_HOST", ""), *self._podman_command()
+        key = "\0".join((*podman, self._container_id))
+        directory = os.path.expanduser("~/.ansible/cp")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.join(directory, "podman-" + hashlib.sha256(key.encode()).hexdigest()[:20])
+
+    def _start_session(self, path):
+        """Starts the container's broker unless another worker just did (a lock orders them)."""
+        with open(path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.exists(path):
+                if podman_session.answers(path):
+                    return
+                os.unlink(path)  # a broker that was killed
+            broker = subprocess.Popen(
+                [sys.executable, SESSION_SCRIPT, path, *self._podman_command(), self._container_id],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            deadline = time.monotonic() + SESSION_START_SECONDS
+            while not os.path.exists(path):
+                if broker.poll() is not None or time.monotonic() > deadline:
+                    broker.kill()
+                    raise AnsibleConnectionFailure(
+                        f"no podman session to {self._container_id} (its broker stopped)"
+                    )
+                time.sleep(0.05)
+
     @ensure_connect
     def exec_command(self, cmd, in_data=None, sudoable=False):
         ConnectionBase.exec_command(self, cmd, in_data=in_data, sudoable=sudoable)
-        exec_args = ["exec"]
-        if in_data is not None:
-            exec_args.append("-i")
+        command = to_native(cmd, errors="surrogate_or_strict")
         if self.user:
-            exec_args.extend(("--user", self.user))
-        command = shlex.split(to_native(cmd, errors="surrogate_or_strict"))
-        return self._podman(exec_args, command, in_data)
+            exec_args = ["exec", "-i", "--user", self.user]
+            return self._podman(exec_args, shlex.split(command), in_data)
+        path = self._session_socket()
+        for _attempt in range(3):
+            try:
+                return podman_session.request(path, command, in_data or b"")
+            except podman_session.NotSent:
+                self._start_session(path)
+            except ConnectionError as error:
+                raise AnsibleConnectionFailure(str(error)) from error
+        raise AnsibleConnectionFailure(f"no podman session to {self._container_id}")
+
+    def put_file(self, in_path, out_path):
+        if self.user:
+            return super().put_file(in_path, out_path)
+        ConnectionBase.put_file(self, in_path, out_path)
+        with open(to_bytes(in_path, errors="surrogate_or_strict"), "rb") as source:
+            content = source.read()
+        command = "/bin/sh -c " + shlex.quote("cat > " + shlex.quote(out_path))
+        status, _out, err = self.exec_command(command, in_data=content)
+        if status != 0:
+            raise AnsibleConnectionFailure(
+                f"copying {in_path} to {self._container_id}:{out_path} failed: {to_native(err)}"
+            )
+        return None

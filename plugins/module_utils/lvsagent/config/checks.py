@@ -784,8 +784,10 @@ class Completion:
         if server.lvs_sched not in nft_ruleset.SCHEDULERS:
             schedulers = "|".join(nft_ruleset.SCHEDULERS)
             refused.append(f"lvs_sched {server.lvs_sched} (use {schedulers})")
-        if server.persistence_timeout:
-            refused.append("persistence_timeout")
+        if server.persistence_granularity is not None:
+            refused.append("persistence_granularity")
+        if server.persistence_engine is not None:
+            refused.append("persistence_engine")
         if server.scheduler_flags:
             refused.append(" ".join(server.scheduler_flags))
         methods = {real.lvs_method or server.lvs_method for real in server.real_servers}
@@ -793,6 +795,26 @@ class Completion:
             methods.add(server.sorry_server.lvs_method or server.lvs_method)
         for method in sorted(methods - set(nft_ruleset.METHODS)):
             refused.append(f"lvs_method {method} (use {'|'.join(nft_ruleset.METHODS)})")
+        if len(methods & set(nft_ruleset.METHODS)) > 1:
+            refused.append(f"lvs_method {' and '.join(sorted(methods))} in one virtual server")
+        stateless = methods & set(nft_ruleset.STATELESS_METHODS)
+        if stateless and server.lvs_sched not in nft_ruleset.HASHED:
+            refused.append(
+                f"lvs_method {min(stateless)} with lvs_sched {server.lvs_sched} (use "
+                f"{'|'.join(nft_ruleset.HASHED)}: nothing tracks its connections)"
+            )
+        unpinned = methods & set(nft_ruleset.METHODS) - set(nft_ruleset.PERSISTENT_METHODS)
+        if server.persistence_timeout and unpinned:
+            refused.append(f"persistence_timeout with lvs_method {min(unpinned)}")
+        sorry = [server.sorry_server] if server.sorry_server is not None else []
+        for real in [*server.real_servers, *sorry]:
+            method = real.lvs_method or server.lvs_method
+            if method in nft_ruleset.STATELESS_METHODS and real.port not in (None, server.port):
+                self.error(
+                    real.location,
+                    f"{name}: real server {real.address} port {real.port}: lvs_method {method} "
+                    f"keeps the virtual server's port {server.port} {plane}",
+                )
         if any(real.uthreshold or real.lthreshold for real in server.real_servers):
             refused.append("uthreshold/lthreshold")
         for what in refused:
@@ -848,6 +870,12 @@ class Completion:
                         track.location,
                         f"({instance.name}) track_interface {track.name} does not exist "
                         "on this host",
+                    )
+        for group in self.config.garp_groups:
+            for name, where in group.interfaces.items():
+                if not interface_exists(name):
+                    self.warning(
+                        where, f"WARNING - interface {name} specified for garp_group doesn't exist"
                     )
         self.check_routing_devices()
 

@@ -16,10 +16,12 @@ import itertools
 import os
 import re
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Callable, Optional
 
+from ..ipvs.model import SLOTS
 from .errors import Problem
 from .params import ExpansionError, Line, Parameters, default_config_id, shorten
 from .redact import secret_values
@@ -41,7 +43,7 @@ SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "E": "\x1b", "f": "\f", "n": "\n", "r": 
 SIMPLE_ESCAPES["v"] = "\v"
 
 
-@dataclass
+@dataclass(**SLOTS)  # one per statement: a large file makes hundreds of thousands
 class Node:
     """One statement: its words, and the statements of its block when it opens one."""
 
@@ -67,7 +69,7 @@ class Node:
         return self.children is not None
 
 
-@dataclass
+@dataclass(**SLOTS)  # one per word, all alive until the tree is built
 class Token:
     text: str
     file: str
@@ -254,39 +256,40 @@ class Lexer:
     def warning(self, file: str, line: int, message: str) -> None:
         self.report(Problem(file, line, message, "warning"))
 
-    def tokenize_file(self, path: str, text: str) -> list[Token]:
+    def tokenize_file(self, path: str, text: str) -> Iterator[Token]:
+        """The tokens of a file and its includes, a line at a time: the tree is built as they
+        come, so a large file's tokens (a hundred bytes each) are never all alive at once."""
         absolute = os.path.abspath(path)
         self.files.append(path)
         self.include_stack.append(absolute)
-        tokens: list[Token] = []
         try:
             for number, line in enumerate(text.splitlines(), start=1):
                 try:
                     for expanded in self.parameters.expand(line, path):
-                        tokens.extend(self.tokenize_line(expanded, path, number))
+                        yield from self.tokenize_line(expanded, path, number)
                 except ExpansionError as error:
                     self.error(path, number, str(error))
         finally:
             self.parameters.end_file()
             self.include_stack.pop()
-        return tokens
 
-    def tokenize_line(self, line: Line, file: str, number: int) -> list[Token]:
+    def tokenize_line(self, line: Line, file: str, number: int) -> Iterator[Token]:
         tokens = self.split_words(line.text.strip(), file, number)
         words = [token.text for token in tokens if token.kind == "word"]
         self.secrets.update(secret_values(words))
         if words and words[0] in INCLUDE_KEYWORDS and tokens[0].kind == "word":
             if line.include_allowed:
-                return self.include(words, file, number)
+                yield from self.include(words, file, number)
+                return
             self.error(
                 file,
                 number,
                 f"{words[0]}: an include must be written on a line of its own, not come from"
                 " a conditional line, a parameter or a sequence (keepalived reads it twice)",
             )
-            return []
+            return
         tokens.append(Token("", file, number, "eol"))
-        return tokens
+        yield from tokens
 
     def split_words(self, line: str, file: str, number: int) -> list[Token]:
         tokens: list[Token] = []
@@ -331,22 +334,22 @@ class Lexer:
             tokens.append(Token("".join(word), file, number))
         return tokens
 
-    def include(self, words: list[str], file: str, number: int) -> list[Token]:
+    def include(self, words: list[str], file: str, number: int) -> Iterator[Token]:
         keyword = words[0]
         if len(words) < 2:
             self.error(file, number, f"{keyword}: missing file name")
-            return []
+            return
         if len(words) > 2:
             self.warning(
                 file, number, f"{keyword}: ignoring extra arguments: {' '.join(words[2:])}"
             )
         if len(self.include_stack) >= MAX_INCLUDE_DEPTH:
             self.error(file, number, f"{keyword}: includes nested too deeply")
-            return []
+            return
         pattern = words[1]
         if "\0" in pattern:  # no file name holds one; os functions raise ValueError on it
             self.error(file, number, f"{keyword}: file name contains a NUL character")
-            return []
+            return
         if not os.path.isabs(pattern):
             pattern = os.path.join(os.path.dirname(os.path.abspath(file)), pattern)
         try:
@@ -354,8 +357,7 @@ class Lexer:
             wildcard = glob.has_magic(pattern) or len(expand_braces(pattern)) > 1
         except PatternError as error:
             self.error(file, number, f"{keyword} {shorten(words[1])}: {error}")
-            return []
-        tokens: list[Token] = []
+            return
         if not paths and wildcard and keyword != "includer":
             self.warning(file, number, f"{keyword} {words[1]}: no file matches")
         for path in paths:
@@ -371,8 +373,7 @@ class Lexer:
                 if keyword != "includer" or os.path.lexists(path):
                     self.error(file, number, f"{keyword}: cannot read {path}: {error}")
                 continue
-            tokens.extend(self.tokenize_file(display_path(path, file), text))
-        return tokens
+            yield from self.tokenize_file(display_path(path, file), text)
 
 
 def display_path(path: str, including_file: str) -> str:
@@ -401,7 +402,7 @@ def read_escape(line: str, index: int) -> tuple[str, int]:
     return char, index + 1
 
 
-def build_tree(tokens: list[Token], report: Callable[[Problem], None]) -> list[Node]:
+def build_tree(tokens: Iterable[Token], report: Callable[[Problem], None]) -> list[Node]:
     """Group tokens into statements and blocks; unbalanced braces are reported."""
     root: list[Node] = []
     stack: list[tuple[Node, list[Node]]] = []

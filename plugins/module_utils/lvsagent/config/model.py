@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from ..ipvs.model import DEFAULT_SCHEDULER
+from ..ipvs.model import DEFAULT_SCHEDULER, SLOTS
 from ..scripts import Identity
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -29,7 +29,7 @@ DEFAULT_INTERFACE = "eth0"  # keepalived's default_interface: a static address w
 DATA_PLANES = ("ipvs", "nftables")  # lvs_data_plane (lvs-agent's own keyword); first: default
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class Location:
     """Where an object was declared, for messages in the `FILE:LINE: message` form."""
 
@@ -250,6 +250,17 @@ class StaticTrackGroup:
 
 
 @dataclass
+class GarpGroup:
+    """A garp_group block: the spacing of gratuitous ARPs / unsolicited NAs on its interfaces,
+    one budget shared by all of them (a switch that cannot take a flood of them)."""
+
+    garp_interval: Optional[float] = None  # None = not set (no spacing of ARPs in the group)
+    gna_interval: Optional[float] = None
+    interfaces: dict[str, Location] = field(default_factory=dict)
+    location: Location = field(default_factory=Location)
+
+
+@dataclass
 class VirtualAddress:
     address: IPInterface  # /32 or /128 when the configuration gives no prefix
     dev: Optional[str] = None  # None = the instance's interface
@@ -414,7 +425,7 @@ class SorryServer:
     location: Location = field(default_factory=Location)
 
 
-@dataclass
+@dataclass(**SLOTS)  # by the ten thousand in a large table
 class RealServer:
     address: str
     port: Optional[int] = None
@@ -502,6 +513,7 @@ class Config:
     static_routes: list[Route] = field(default_factory=list)
     static_rules: list[Rule] = field(default_factory=list)
     static_track_groups: dict[str, StaticTrackGroup] = field(default_factory=dict)
+    garp_groups: list[GarpGroup] = field(default_factory=list)
     vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: list[VirtualServer] = field(default_factory=list)

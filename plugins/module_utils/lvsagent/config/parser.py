@@ -59,7 +59,13 @@ class Builder:
         release(self.state.instance_keywords)
 
     def build(self, nodes: list[Node]) -> Config:
-        self.read.walk(Node(["<top>"], "", 0, children=nodes), "top", self.state.config)
+        """Empties `nodes` as it goes: each top-level statement is dropped once read, so the
+        tree of a large file shrinks while the model grows (the peak is not their sum)."""
+        top = Node(["<top>"], "", 0)
+        nodes.reverse()
+        while nodes:
+            top.children = [nodes.pop()]
+            self.read.walk(top, "top", self.state.config)
         return self.state.config
 
 
@@ -80,13 +86,10 @@ def run(
             raise ConfigError(
                 [Problem(path, 0, f"cannot read the configuration file: {error}")]
             ) from error
-    tokens = lexer.tokenize_file(path, text)
-    tree = build_tree(tokens, problems.append)
-    release(tokens)
+    tree = build_tree(lexer.tokenize_file(path, text), problems.append)
     builder = Builder(problems.append)
     try:
         config = builder.build(tree)
-        release(tree)
         config.files = lexer.files
         checks.check(
             config, problems.append, builder.state.instance_keywords, host_checks=host_checks

@@ -95,7 +95,7 @@ class IpvsClient:
     def services(self, *, stats: bool = True) -> list:
         """Every virtual service (with its counters unless `stats` is false)."""
         data = self._dump("list the virtual services", codec.CMD_GET_SERVICE, b"")
-        return [codec.decode_service(d, s, e, stats=stats) for d, s, e in data]
+        return codec.decode_services(data, stats=stats)
 
     def service(self, key: ServiceKey, *, stats: bool = True) -> Optional[Service]:
         """The service as the kernel holds it (with its counters unless `stats` is false),
@@ -107,15 +107,12 @@ class IpvsClient:
             return None
         if code:
             raise _translate(action, code, None)
-        return next((codec.decode_service(d, s, e, stats=stats) for d, s, e in replies), None)
+        return next(iter(codec.decode_services(replies, stats=stats)), None)
 
     def destinations(self, key: ServiceKey, *, stats: bool = True) -> list:
         """The real servers of the service; none when the service does not exist (the kernel
         answers a dump for a missing service with nothing)."""
-        return [
-            codec.decode_destination(data, found, key.family, stats=stats)
-            for data, found in _destination_fields(self._destination_dump(key))
-        ]
+        return codec.decode_destinations(self._destination_dump(key), key.family, stats=stats)
 
     def changed_destinations(self, key: ServiceKey, expected: frozenset) -> Optional[list]:
         """None when the real servers' fingerprints (codec.fingerprint) are `expected`, else
@@ -131,13 +128,12 @@ class IpvsClient:
         digest = codec.settings_digest(replies)
         if digest is not None and self._verified.get(key) == (expected, digest):
             return None
-        entries = _destination_fields(replies)
-        if frozenset(codec.fingerprint(data, found) for data, found in entries) == expected:
+        if codec.fingerprints(replies) == expected:
             if digest is not None:
                 self._verified[key] = (expected, digest)
             return None
         self._verified.pop(key, None)
-        return [codec.decode_destination(d, found, key.family, stats=False) for d, found in entries]
+        return codec.decode_destinations(replies, key.family, stats=False)
 
     def _destination_dump(self, key: ServiceKey) -> list:
         action = f"list the real servers of {key}"
@@ -204,9 +200,15 @@ class IpvsClient:
         """Sends the requests (action, command, payload, scheduler), BATCH_BYTES at a time,
         and returns (index, IpvsError) of each the kernel refused. An action is put into
         words (_action_text) only for an error: a table of 10,000 entries is sent without
-        formatting 10,000 sentences."""
+        formatting 10,000 sentences.
+
+        Only the last request of a datagram asks for an acknowledgement: the kernel handles a
+        datagram's requests in order within the send, and answers one without NLM_F_ACK only
+        when it fails. So a datagram costs one receive, not one per request (a system call
+        each: the most of a large table's build under the guest)."""
         failed = []
         start = 0
+        family = self._netlink.family
         while start < len(requests):
             chunk, size, by_seq = [], 0, {}
             index = start
@@ -214,28 +216,34 @@ class IpvsClient:
                 _action, command, payload, _scheduler = requests[index]
                 seq = self._next_seq()
                 by_seq[seq] = index
-                flags = NLM_F_REQUEST | NLM_F_ACK
-                chunk.append(codec.message(self._netlink.family, flags, seq, command, payload))
+                chunk.append(codec.message(family, NLM_F_REQUEST, seq, command, payload))
                 size += len(chunk[-1])
                 index += 1
+            last = seq
+            chunk[-1] = codec.message(family, NLM_F_REQUEST | NLM_F_ACK, last, command, payload)
             first = _action_text(requests[start][0])
             self._send(b"".join(chunk), first)
-            for seq, code in self._acknowledgements(set(by_seq), first):
-                if code:
-                    action, _command, _payload, scheduler = requests[by_seq[seq]]
-                    failed.append((by_seq[seq], _translate(_action_text(action), code, scheduler)))
+            for refused, code in self._failures(by_seq, last, first):
+                action, _command, _payload, scheduler = requests[by_seq[refused]]
+                error = _translate(_action_text(action), code, scheduler)
+                failed.append((by_seq[refused], error))
             start = index
         failed.sort(key=lambda item: item[0])
         return failed
 
-    def _acknowledgements(self, pending: set, action: str):
-        """(seq, errno) of each awaited acknowledgement, as they come."""
-        while pending:
+    def _failures(self, sent: dict, last: int, action: str):
+        """(seq, errno) of each of the `sent` requests that failed, up to the acknowledgement
+        of the `last` one (which comes after every other answer to the datagram)."""
+        while True:
             data = self._recv(action)
             for kind, _flags, seq, start, _end in codec.messages(data):
-                if kind == NLMSG_ERROR and seq in pending:
-                    pending.discard(seq)
-                    yield seq, codec.error_code(data, start)
+                if kind != NLMSG_ERROR or seq not in sent:
+                    continue
+                code = codec.error_code(data, start)
+                if code:
+                    yield seq, code
+                if seq == last:
+                    return
 
     def _request(self, action: str, command: int, payload: bytes, flags: int) -> tuple:
         """One request and its answer: (errno, [(data, start, end)] of its replies), the
@@ -282,16 +290,6 @@ class IpvsClient:
         if code in (errno.EPERM, errno.EACCES):
             return IpvsError("IPVS needs root (CAP_NET_ADMIN): permission denied", code)
         return IpvsError(f"cannot reach IPVS over netlink: {exc}", code)
-
-
-def _destination_fields(replies: list) -> list:
-    """(data, attribute slices) of each real server of a GET_DEST dump."""
-    entries = []
-    for data, start, end in replies:
-        found = codec.destination_fields(data, start, end)
-        if found is not None:
-            entries.append((data, found))
-    return entries
 
 
 _SERVICE_COMMANDS = {

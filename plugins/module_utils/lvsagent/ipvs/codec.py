@@ -12,6 +12,7 @@ include/uapi/linux/ip_vs.h and net/netfilter/ipvs/ip_vs_ctl.c:
 from __future__ import annotations
 
 import hashlib
+import operator
 import socket
 import struct
 from functools import lru_cache
@@ -74,7 +75,6 @@ DEST_STATS, DEST_ADDR_FAMILY, DEST_STATS64 = 10, 11, 12
 FWD_MASK = 0x7  # IP_VS_CONN_F_FWD_MASK
 _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
-_U64 = struct.Struct("=Q")
 _BE16 = struct.Struct("!H")
 _FLAGS = struct.Struct("=II")  # flags, mask
 _STAT_FIELDS = (
@@ -89,7 +89,6 @@ _STAT_FIELDS = (
     "bytes_in_rate",
     "bytes_out_rate",
 )
-_STAT_32_BITS = {4, 5}  # INBYTES, OUTBYTES are 64 bits even in the 32-bit STATS
 _PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
 _FORWARDING_NAMES = {number: name for name, number in FORWARDING.items()}
 
@@ -219,116 +218,293 @@ def destination_attr(dest: Destination) -> bytes:
 
 # -- replies --------------------------------------------------------------------------------
 
-
-def _nested(data, start: int, end: int, kind: int) -> Optional[dict]:
-    span = attrs(data, start + GENL_HEADER.size, end).get(kind)
-    return None if span is None else attrs(data, *span)
-
-
-def _u32(data, found: dict, kind: int) -> int:
-    span = found.get(kind)
-    return _U32.unpack_from(data, span[0])[0] if span else 0
-
-
-def _text(data, found: dict, kind: int) -> str:
-    span = found.get(kind)
-    return bytes(data[span[0] : span[1]]).split(b"\0", 1)[0].decode() if span else ""
+_STATS_KINDS = (SVC_STATS, SVC_STATS64)  # the same numbers under IPVS_CMD_ATTR_DEST
+_NUMBERS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_RAW = {  # attributes read as bytes whatever their size: addresses, names, flags (two u32)
+    (CMD_ATTR_SERVICE, SVC_ADDR),
+    (CMD_ATTR_SERVICE, SVC_SCHED_NAME),
+    (CMD_ATTR_SERVICE, SVC_FLAGS),
+    (CMD_ATTR_SERVICE, SVC_PE_NAME),
+    (CMD_ATTR_DEST, DEST_ADDR),
+}
 
 
-def _address(data, span, family: int) -> str:
-    size = 4 if family == 4 else 16
-    return socket.inet_ntop(FAMILIES[family], bytes(data[span[0] : span[0] + size]))
+class Layout:
+    """Where each attribute of one reply lies, as one struct: a reply laid out the same way
+    (all the real servers of a dump are: the kernel writes the same attributes, in the same
+    order, of the same sizes) is decoded by one unpack and checked by one compare of its
+    attribute headers; nothing is split attribute by attribute.
+
+    `index` maps an attribute's path (its parents' types, then its own) to its value's place
+    in the unpacked tuple; `sizes` gives its size in bytes. Values of 1, 2 and 4 bytes are
+    integers in host order (ports too: swap them), counters of 8 bytes as well; addresses,
+    names, flags and values of other sizes are bytes. What follows a malformed attribute is
+    skipped, as `attrs` skips it.
+    """
+
+    __slots__ = ("size", "index", "sizes", "reader", "_struct", "_headers", "_expected")
+
+    def __init__(self, data, start: int, end: int):
+        self.size = end - start
+        self.index: dict = {}
+        self.sizes: dict = {}
+        self.reader = None  # what a decoder derived from `index`, kept with the layout
+        formats, headers, leaves = [f"={GENL_HEADER.size}x"], [], []
+        self._walk(data, start + GENL_HEADER.size, end, (), (formats, headers, leaves))
+        self._struct = struct.Struct("".join(formats))
+        places = [place for place, _value in headers]
+        self._expected = tuple(value for _place, value in headers)
+        self._headers = operator.itemgetter(*places) if places else lambda values: ()
+        if len(places) == 1:
+            self._expected = self._expected[0]
+
+    def _walk(self, data, offset: int, stop: int, path: tuple, found: tuple):
+        """Appends each attribute's struct format, header places and values, and its
+        value's (path) to `found` (formats, headers, leaves)."""
+        formats, headers, leaves = found
+        while offset + NLA_HEADER.size <= stop:
+            length, kind = NLA_HEADER.unpack_from(data, offset)
+            if length < NLA_HEADER.size or offset + length > stop:
+                break
+            place = len(headers) + len(leaves)
+            formats.append("HH")
+            headers += [(place, length), (place + 1, kind)]
+            here = path + (kind & NLA_TYPE_MASK,)
+            size = length - NLA_HEADER.size
+            if len(here) == 1 or (len(here) == 2 and here[1] in _STATS_KINDS):
+                self._walk(data, offset + NLA_HEADER.size, offset + length, here, found)
+            else:
+                number = None if here in _RAW else _NUMBERS.get(size)
+                formats.append(number or f"{size}s")
+                leaves.append(here)
+                self.index[here] = place + 2
+                self.sizes[here] = size
+            padded = min((length + 3) & ~3, stop - offset)
+            if padded > length:
+                formats.append(f"{padded - length}x")
+            offset += padded
+        if offset < stop:
+            formats.append(f"{stop - offset}x")
+
+    def unpack(self, data, start: int, end: int) -> Optional[tuple]:
+        """The values of a reply laid out as this one, else None."""
+        if end - start != self.size or self._struct.size != self.size:
+            return None
+        values = self._struct.unpack_from(data, start)
+        return values if self._headers(values) == self._expected else None
 
 
-def _stats(data, found: dict, wide: int, narrow: int) -> Optional[Stats]:
-    span = found.get(wide)
-    is64 = span is not None
-    span = span or found.get(narrow)
-    if span is None:
+_LEARNT: dict = {}  # reader class -> the layout of the last reply it read
+
+
+def _layouts(replies: list, reader):
+    """(reader, values) of each reply: `reader.of(layout)` is built once per layout (None
+    when a reply lacks what it needs: that reply is left out). The last layout is kept for
+    the next dump: a table's services, and its real servers, all read alike."""
+    layout = _LEARNT.get(reader)
+    for data, start, end in replies:
+        values = None if layout is None else layout.unpack(data, start, end)
+        if values is None:
+            layout = Layout(data, start, end)
+            layout.reader = reader.of(layout)
+            values = layout.unpack(data, start, end)
+            _LEARNT[reader] = layout
+        if values is not None and layout.reader is not None:
+            yield layout.reader, values
+
+
+def _stats_places(index: dict, parent: int, wide: int, narrow: int) -> Optional[list]:
+    """Where each Stats field lies: the 64-bit counters when the kernel sent them."""
+    for kind in (wide, narrow):
+        places = [index.get((parent, kind, field)) for field in range(1, len(_STAT_FIELDS) + 1)]
+        if any(place is not None for place in places):
+            return places
+    return None
+
+
+def _read_stats(values: tuple, places: Optional[list]) -> Optional[Stats]:
+    if places is None:
         return None
-    values = {}
-    for kind, (start, _end) in attrs(data, *span).items():
-        if 1 <= kind <= len(_STAT_FIELDS):
-            fmt = _U64 if is64 or kind in _STAT_32_BITS else _U32
-            values[_STAT_FIELDS[kind - 1]] = fmt.unpack_from(data, start)[0]
-    return Stats(**values)
+    return Stats(*(0 if place is None else values[place] for place in places))
 
 
-def decode_service(data, start: int, end: int, *, stats: bool = True) -> Service:
-    """The service of one GET_SERVICE reply (payload data[start:end])."""
-    found = _nested(data, start, end, CMD_ATTR_SERVICE) or {}
-    family = 6 if _u32_16(data, found, SVC_AF) == socket.AF_INET6 else 4
-    fwmark = _u32(data, found, SVC_FWMARK)
-    if fwmark:
-        key = ServiceKey(family, fwmark=fwmark)
-    else:
-        number = _u32_16(data, found, SVC_PROTOCOL)
-        protocol = _PROTOCOL_NAMES.get(number)
-        if protocol is None:
-            raise IpvsError(f"the kernel holds a service with unknown protocol {number}")
-        port = _BE16.unpack_from(data, found[SVC_PORT][0])[0]
-        key = ServiceKey(family, protocol, _address(data, found[SVC_ADDR], family), port)
-    flags_span = found.get(SVC_FLAGS)
-    bits = _U32.unpack_from(data, flags_span[0])[0] & ~FLAG_HASHED if flags_span else 0
-    scheduler = _text(data, found, SVC_SCHED_NAME)
-    names = SCHED_FLAG_NAMES.get(scheduler, GENERIC_SCHED_FLAG_NAMES)
-    flags = {name for bit, name in zip(FLAG_SCHED, names) if bits & bit}
-    if bits & FLAG_ONEPACKET:
-        flags.add("ops")
-    netmask = found.get(SVC_NETMASK)
-    return Service(
-        key=key,
-        scheduler=scheduler,
-        persistence_timeout=_u32(data, found, SVC_TIMEOUT) if bits & FLAG_PERSISTENT else 0,
-        persistence_netmask=decode_netmask(
-            family, bytes(data[netmask[0] : netmask[0] + 4]) if netmask else None
-        ),
-        flags=frozenset(flags),
-        persistence_engine=_text(data, found, SVC_PE_NAME) or None,
-        stats=_stats(data, found, SVC_STATS64, SVC_STATS) if stats else None,
+def _fields(layout: Layout, parent: int, wanted: dict) -> Optional[dict]:
+    """{name: place} of the attributes `wanted` ({name: (type, sizes allowed)}); None when
+    one is of another size. An absent one has place None (it reads as 0)."""
+    places = {}
+    for name, (kind, sizes) in wanted.items():
+        path = (parent, kind)
+        if path in layout.sizes and layout.sizes[path] not in sizes:
+            return None
+        places[name] = layout.index.get(path)
+    return places
+
+
+def _value(values: tuple, place: Optional[int], default=0):
+    return default if place is None else values[place]
+
+
+class _DestinationReader:
+    """Reads Destinations (and fingerprints) out of a GET_DEST reply's values."""
+
+    FIELDS = {
+        "address": (DEST_ADDR, (4, 16)),
+        "family": (DEST_ADDR_FAMILY, (2,)),
+        "port": (DEST_PORT, (2,)),
+        "method": (DEST_FWD_METHOD, (4,)),
+        "weight": (DEST_WEIGHT, (4,)),
+        "upper": (DEST_U_THRESH, (4,)),
+        "lower": (DEST_L_THRESH, (4,)),
+        "active": (DEST_ACTIVE_CONNS, (4,)),
+        "inactive": (DEST_INACT_CONNS, (4,)),
+        "persistent": (DEST_PERSIST_CONNS, (4,)),
+    }
+
+    @classmethod
+    def of(cls, layout: Layout) -> Optional[_DestinationReader]:
+        places = _fields(layout, CMD_ATTR_DEST, cls.FIELDS)
+        if places is None or places["address"] is None:
+            return None
+        stats = _stats_places(layout.index, CMD_ATTR_DEST, DEST_STATS64, DEST_STATS)
+        return cls(places, stats, layout.sizes[(CMD_ATTR_DEST, DEST_ADDR)] != 16)
+
+    def __init__(self, places: dict, stats: Optional[list], short_address: bool):
+        self._places = places
+        self._stats = stats
+        self._short_address = short_address  # the kernel's are 16 bytes, IPv4 in the first 4
+        self._settings = [places[name] for name in ("port", "weight", "upper", "lower")]
+
+    def fingerprint(self, values: tuple) -> tuple:
+        """What identifies the real server and its settings (counters left out): equal to
+        expected_fingerprint of an equal Destination, with nothing decoded."""
+        p = self._places
+        address = values[p["address"]]
+        if self._short_address:
+            address = address.ljust(16, b"\0")
+        settings = (0 if place is None else values[place] for place in self._settings)
+        return (address, *settings, _value(values, p["method"]) & FWD_MASK)
+
+    def destination(self, values: tuple, family: int, stats: bool) -> Destination:
+        p = self._places
+        if p["family"] is not None:
+            family = 6 if values[p["family"]] == socket.AF_INET6 else 4
+        method = _value(values, p["method"]) & FWD_MASK
+        return Destination(
+            address=_address(values[p["address"]], family),
+            port=socket.ntohs(_value(values, p["port"])),
+            forwarding=_FORWARDING_NAMES.get(method, "nat"),
+            weight=_value(values, p["weight"]),
+            upper_threshold=_value(values, p["upper"]),
+            lower_threshold=_value(values, p["lower"]),
+            active_connections=_value(values, p["active"]),
+            inactive_connections=_value(values, p["inactive"]),
+            persistent_connections=_value(values, p["persistent"]),
+            stats=_read_stats(values, self._stats) if stats else None,
+        )
+
+
+def _address(raw: bytes, family: int) -> str:
+    return socket.inet_ntop(FAMILIES[family], raw[: 4 if family == 4 else 16])
+
+
+def decode_destinations(replies: list, family: int, *, stats: bool = True) -> list:
+    """The Destinations of a GET_DEST dump's replies (`family`: the service's)."""
+    return [
+        reader.destination(values, family, stats)
+        for reader, values in _layouts(replies, _DestinationReader)
+    ]
+
+
+def fingerprints(replies: list) -> frozenset:
+    """The fingerprints of a GET_DEST dump's real servers, with no object built."""
+    return frozenset(
+        reader.fingerprint(values) for reader, values in _layouts(replies, _DestinationReader)
     )
 
 
-def _u32_16(data, found: dict, kind: int) -> int:
-    span = found.get(kind)
-    return _U16.unpack_from(data, span[0])[0] if span else 0
-
-
-def destination_fields(data, start: int, end: int) -> Optional[dict]:
-    """The attribute slices of one GET_DEST reply's destination."""
-    return _nested(data, start, end, CMD_ATTR_DEST)
-
-
-def fingerprint(data, found: dict) -> bytes:
-    """What identifies a real server and its settings, as raw bytes (counters left out): two
-    equal fingerprints are equal Destinations, with nothing decoded."""
-    addr, port = found[DEST_ADDR], found[DEST_PORT]
-    parts = [
-        bytes(data[addr[0] : min(addr[1], addr[0] + 16)]).ljust(16, b"\0"),
-        bytes(data[port[0] : port[0] + 2]),
-    ]
-    for kind in (DEST_WEIGHT, DEST_U_THRESH, DEST_L_THRESH):
-        span = found.get(kind)
-        parts.append(bytes(data[span[0] : span[0] + 4]) if span else b"\0\0\0\0")
-    parts.append(_U32.pack(_u32(data, found, DEST_FWD_METHOD) & FWD_MASK))
-    return b"".join(parts)
-
-
-# address (16 bytes, IPv4 in the first 4), port (network order), weight, thresholds, method
-_FINGERPRINT = struct.Struct("=16sHIIII")
-
-
-def expected_fingerprint(dest: Destination) -> bytes:
-    """The fingerprint the kernel reports for `dest` once it holds it (one pack, no cache:
-    an audit's pace bounds how often it is asked, and 10,000 cached keys cost megabytes)."""
-    return _FINGERPRINT.pack(
-        _packed_address(dest.family, dest.address),
+def expected_fingerprint(dest: Destination) -> tuple:
+    """The fingerprint the kernel reports for `dest` once it holds it (no cache: an audit's
+    pace bounds how often it is asked, and 10,000 cached keys cost megabytes)."""
+    return (
+        _packed_address(dest.family, dest.address).ljust(16, b"\0"),
         socket.htons(dest.port),
         dest.weight,
         dest.upper_threshold,
         dest.lower_threshold,
         FORWARDING[dest.forwarding],
     )
+
+
+class _ServiceReader:
+    """Reads Services out of a GET_SERVICE reply's values."""
+
+    FIELDS = {
+        "family": (SVC_AF, (2,)),
+        "protocol": (SVC_PROTOCOL, (2,)),
+        "address": (SVC_ADDR, (4, 16)),
+        "port": (SVC_PORT, (2,)),
+        "fwmark": (SVC_FWMARK, (4,)),
+        "flags": (SVC_FLAGS, (8,)),
+        "timeout": (SVC_TIMEOUT, (4,)),
+        "netmask": (SVC_NETMASK, (4,)),
+    }
+
+    @classmethod
+    def of(cls, layout: Layout) -> Optional[_ServiceReader]:
+        places = _fields(layout, CMD_ATTR_SERVICE, cls.FIELDS)
+        if places is None:
+            return None
+        for name, kind in (("scheduler", SVC_SCHED_NAME), ("engine", SVC_PE_NAME)):
+            places[name] = layout.index.get((CMD_ATTR_SERVICE, kind))
+        return cls(places, _stats_places(layout.index, CMD_ATTR_SERVICE, SVC_STATS64, SVC_STATS))
+
+    def __init__(self, places: dict, stats: Optional[list]):
+        self._places = places
+        self._stats = stats
+
+    def service(self, values: tuple, stats: bool) -> Service:
+        p = self._places
+        family = 6 if _value(values, p["family"]) == socket.AF_INET6 else 4
+        fwmark = _value(values, p["fwmark"])
+        if fwmark:
+            key = ServiceKey(family, fwmark=fwmark)
+        else:
+            number = _value(values, p["protocol"])
+            protocol = _PROTOCOL_NAMES.get(number)
+            if protocol is None:
+                raise IpvsError(f"the kernel holds a service with unknown protocol {number}")
+            if p["address"] is None or p["port"] is None:
+                raise IpvsError("the kernel sent a service without its address or port")
+            address = _address(values[p["address"]], family)
+            key = ServiceKey(family, protocol, address, socket.ntohs(values[p["port"]]))
+        flags_raw = _value(values, p["flags"], None)
+        bits = _FLAGS.unpack(flags_raw)[0] & ~FLAG_HASHED if flags_raw else 0
+        scheduler = _text(_value(values, p["scheduler"], b""))
+        names = SCHED_FLAG_NAMES.get(scheduler, GENERIC_SCHED_FLAG_NAMES)
+        flags = {name for bit, name in zip(FLAG_SCHED, names) if bits & bit}
+        if bits & FLAG_ONEPACKET:
+            flags.add("ops")
+        netmask = _value(values, p["netmask"], None)
+        return Service(
+            key=key,
+            scheduler=scheduler,
+            persistence_timeout=_value(values, p["timeout"]) if bits & FLAG_PERSISTENT else 0,
+            persistence_netmask=decode_netmask(
+                family, None if netmask is None else _U32.pack(netmask)
+            ),
+            flags=frozenset(flags),
+            persistence_engine=_text(_value(values, p["engine"], b"")) or None,
+            stats=_read_stats(values, self._stats) if stats else None,
+        )
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode()
+
+
+def decode_services(replies: list, *, stats: bool = True) -> list:
+    """The Services of GET_SERVICE replies."""
+    return [reader.service(values, stats) for reader, values in _layouts(replies, _ServiceReader)]
 
 
 def settings_digest(replies: list) -> Optional[bytes]:
@@ -356,22 +532,3 @@ def settings_digest(replies: list) -> Optional[bytes]:
             return None
         parts.append(data[start : start + cut])
     return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
-
-
-def decode_destination(data, found: dict, family: int, *, stats: bool = True) -> Destination:
-    """The Destination of one GET_DEST reply's attributes (`family`: the service's)."""
-    if DEST_ADDR_FAMILY in found:
-        family = 6 if _u32_16(data, found, DEST_ADDR_FAMILY) == socket.AF_INET6 else 4
-    method = _u32(data, found, DEST_FWD_METHOD) & FWD_MASK
-    return Destination(
-        address=_address(data, found[DEST_ADDR], family),
-        port=_BE16.unpack_from(data, found[DEST_PORT][0])[0] if DEST_PORT in found else 0,
-        forwarding=_FORWARDING_NAMES.get(method, "nat"),
-        weight=_u32(data, found, DEST_WEIGHT),
-        upper_threshold=_u32(data, found, DEST_U_THRESH),
-        lower_threshold=_u32(data, found, DEST_L_THRESH),
-        active_connections=_u32(data, found, DEST_ACTIVE_CONNS),
-        inactive_connections=_u32(data, found, DEST_INACT_CONNS),
-        persistent_connections=_u32(data, found, DEST_PERSIST_CONNS),
-        stats=_stats(data, found, DEST_STATS64, DEST_STATS) if stats else None,
-    )

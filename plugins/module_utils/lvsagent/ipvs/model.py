@@ -257,9 +257,10 @@ class Destination:
         self.address = canonical_address(self.address)
         if self.forwarding not in FORWARDING:
             raise ValueError(f"forwarding must be one of dr, nat, tun, not {self.forwarding!r}")
-        for name in ("port", "weight", "upper_threshold", "lower_threshold"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} cannot be negative")
+        if min(self.port, self.weight, self.upper_threshold, self.lower_threshold) < 0:
+            for name in ("port", "weight", "upper_threshold", "lower_threshold"):
+                if getattr(self, name) < 0:
+                    raise ValueError(f"{name} cannot be negative")
         if self.lower_threshold > self.upper_threshold:  # the kernel answers ERANGE
             raise ValueError(
                 f"lower_threshold {self.lower_threshold} is above upper_threshold "

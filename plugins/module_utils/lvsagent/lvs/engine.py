@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Optional
 
 from ..config.model import (
@@ -34,6 +35,7 @@ from ..ipvs import Destination, IpvsError, Service, ServiceKey, Stats, format_en
 from ..ipvs.model import SLOTS, canonical_address
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
+from ..pacing import Pacer
 from ..scripts import ScriptRunner, split_command
 from . import syncd
 from .checkers import KINDS, CheckResult, CheckSpec, probe
@@ -46,28 +48,19 @@ FORWARDING = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 RESYNC_INTERVAL = 5.0  # seconds between audits of the table (they undo hand edits)
 AUDIT_BUDGET = 500  # destinations read from the kernel per audit, at most
 AUDIT_SHARE = 0.01  # of a core: what audits may cost the netlink thread while nothing changes
-LOOP_SLICE = 0.01  # seconds of work on the loop (building a large table) between two yields
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 REVERT_LOG_LIMIT = 20  # hand edits logged one by one per pass; beyond, one line counts them
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
 KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
-
-
-class Pacer:
-    """Lets the loop run (timers, VRRP adverts, checks) once LOOP_SLICE seconds of work
-    went by: a large table is built in slices however fast the machine is."""
-
-    def __init__(self) -> None:
-        self._since = time.monotonic()
-
-    async def pace(self) -> None:
-        if time.monotonic() - self._since >= LOOP_SLICE:
-            await asyncio.sleep(0)
-            self._since = time.monotonic()
+NO_PROBES = Durations()  # a real server without checks: nothing observed, ever
 
 
 def _first(*values):
-    return next((v for v in values if v is not None), None)
+    """The first value that is set (called twice per real server built: no generator)."""
+    for value in values:
+        if value is not None:
+            return value
+    return None
 
 
 @dataclass(eq=False, **SLOTS)
@@ -114,11 +107,17 @@ class RealServerEntry:
     def health_status(self, wall_offset: float) -> dict:
         """The status row's health part: state, since, last error, failures (in all and by
         reason) and the probes' durations, over all of the real server's checks."""
-        reasons: Counter = Counter()
-        durations = Durations()
-        for check in self.checks:
-            reasons.update(check.state.failure_reasons)
-            durations.merge(check.durations)
+        checks = self.checks
+        if len(checks) > 1:
+            reasons: dict = Counter()
+            durations = Durations()
+            for check in checks:
+                reasons.update(check.state.failure_reasons)
+                durations.merge(check.durations)
+        elif checks:  # the check's own figures: nothing merged, its durations' status kept
+            reasons, durations = checks[0].state.failure_reasons, checks[0].durations
+        else:
+            reasons, durations = {}, NO_PROBES
         return {
             "health": "up" if self.alive else "down",
             "since": _iso(self.since + wall_offset),
@@ -265,7 +264,12 @@ def _vrrp_instance_of(keys: list[ServiceKey], config: Config) -> Optional[str]:
 
 
 def _iso(wall_time: float) -> str:
-    moment = datetime.datetime.fromtimestamp(wall_time, datetime.timezone.utc)
+    return _iso_second(int(wall_time // 1))
+
+
+@lru_cache(maxsize=1024)  # a status names each real server's `since`: most share a second
+def _iso_second(second: int) -> str:
+    moment = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -468,7 +472,7 @@ class LvsEngine:
         old_checks, checks = self._checks, {}
         servers, pacer = [], Pacer()
         for vs in config.virtual_servers:
-            servers.append(self._build(vs, config, checks, old_checks, previous))
+            servers.append(await self._build(vs, config, checks, old_checks, previous, pacer))
             await pacer.pace()
         self._checks = checks
         for spec, check in old_checks.items():
@@ -499,7 +503,12 @@ class LvsEngine:
         checks[spec] = check
         return check
 
-    def _build(self, vs, config, checks, old_checks, previous) -> VirtualServerEntry:
+    async def _build(
+        self, vs, config, checks, old_checks, previous, pacer: Pacer
+    ) -> VirtualServerEntry:
+        """The entry of `vs`: the one it had when its configuration is as it was, else built
+        a real server at a time (with the loop let run between: one virtual server may have
+        thousands)."""
         keys = service_keys(vs, config)
         old = previous.get(tuple(keys))
         if old is not None and old.config == vs:  # as it was: its entries, checks and health
@@ -532,6 +541,7 @@ class LvsEngine:
             keep_since = before is not None and before.alive == entry.alive
             entry.since = before.since if keep_since else self._clock.monotonic()
             members.append(entry)
+            await pacer.pace()
         sorry = None
         if vs.sorry_server is not None:
             sorry = Destination(
@@ -766,15 +776,17 @@ class LvsEngine:
         wall_offset = time.time() - self._clock.monotonic()
         reply, pacer = [], Pacer()
         for vse in self._servers:
-            await pacer.pace()
-            members = {(rs.address, rs.port): rs for rs in vse.real_servers}
             for service in vse.services:
+                members = {(rs.address, rs.port): rs for rs in vse.real_servers}
                 live_service, live_destinations = table.get(service.key, (None, []))
-                rows = [
-                    self._row(d, members.pop((d.address, d.port), None), vse, wall_offset)
-                    for d in live_destinations
-                ]
-                rows.extend(self._absent_row(rs, wall_offset) for rs in members.values())
+                rows = []
+                for dest in live_destinations:
+                    rs = members.pop((dest.address, dest.port), None)
+                    rows.append(self._row(dest, rs, vse, wall_offset))
+                    await pacer.pace()
+                for rs in members.values():
+                    rows.append(self._absent_row(rs, wall_offset))
+                    await pacer.pace()
                 shown = live_service or service
                 reply.append(
                     {

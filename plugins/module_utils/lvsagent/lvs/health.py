@@ -18,7 +18,6 @@ from typing import Callable, Optional
 
 from ..durations import Durations
 from .checkers import KINDS, CheckResult, CheckSpec, probe
-from .checkers.base import failure_reason
 
 log = logging.getLogger("lvsagent.lvs")
 
@@ -47,7 +46,7 @@ class CheckState:
         self.retries_done = 0
         self.last_error = ""
         self.failures = 0  # failed probes since the check started (retries included)
-        self.failure_reasons: Counter = Counter()  # the same, by checkers.FAILURE_REASONS
+        self.failure_reasons: Counter = Counter()  # the same, by reason (base.FAILURE_REASONS)
         self.weight: Optional[int] = None  # set by a misc_dynamic exit status
         self.offset = 0  # added to the real server's weight by a FILE_CHECK's value
 
@@ -69,7 +68,7 @@ class CheckState:
             return Outcome(spec.delay_loop, weight_changed)
         self.last_error = result.error
         self.failures += 1
-        self.failure_reasons[failure_reason(result.error)] += 1
+        self.failure_reasons[result.reason or "other"] += 1
         attempt = KINDS[spec.kind].failed(spec, result.error)
         if not self.up:
             return Outcome(spec.delay_loop, False, [attempt] if first_run else [])

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from ..ipvs import IpvsError
+from ..netlink import HAS_PYROUTE2, IPRoute, NetlinkError, missing_pyroute2
 
 LIBRARY = "libnftables.so.1"  # by soname: ctypes.util.find_library would run ldconfig
 OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
@@ -121,6 +122,10 @@ class NftClient:
             self._sock = None
             raise NftError(f"nftables: cannot read the ruleset generation: {error}") from None
 
+    async def compute(self, function, *args):
+        """function(*args) on the worker thread: CPU work (planning) kept off the loop."""
+        return await asyncio.wrap_future(self._executor.submit(function, *args))
+
     async def generation(self) -> int:
         """The ruleset generation (a few microseconds: no listing)."""
         return await asyncio.wrap_future(self._executor.submit(self._generation))
@@ -129,6 +134,29 @@ class NftClient:
         """The commands, as one transaction (all or nothing)."""
         if commands:
             await self._call(commands)
+
+    def _devices(self, addresses: list) -> dict:
+        if not HAS_PYROUTE2:
+            raise NftError(missing_pyroute2())
+        found, names = {}, {}  # names: ifindex -> device name
+        with IPRoute() as ipr:
+            for address in addresses:
+                try:
+                    (route,) = ipr.route("get", dst=address)[:1]
+                    index = route.get("RTA_OIF")
+                    if index not in names:
+                        (link,) = ipr.link("get", index=index)[:1]
+                        names[index] = link.get("IFLA_IFNAME")
+                except (NetlinkError, ValueError):
+                    found[address] = None
+                else:
+                    found[address] = names[index]
+        return found
+
+    async def devices(self, addresses: list) -> dict:
+        """address -> the device the kernel routes it through (DR forwards there), or None
+        without a route."""
+        return await asyncio.wrap_future(self._executor.submit(self._devices, addresses))
 
     async def list_table(self, family: str, name: str) -> Optional[dict]:
         """The table as libnftables lists it in JSON, or None when it does not exist."""

@@ -1,59 +1,106 @@
-"""The agent's nftables table as libnftables JSON commands, and back.
+"""The agent's nftables tables as libnftables JSON commands, and back.
 
-One table (`inet lvs_ha`, IPv4 and IPv6) holds everything: NAT prerouting and output chains
-(arriving packets and the director's own) whose rules look the packet's (daddr, l4proto,
-dport) up in the verdict map of its family (`services4`, `services6`) and jump to that
-virtual service's own chain. A service chain holds one rule: DNAT to
-`numgen inc mod TOTAL map { SLOTS : ADDRESS . PORT }`, each live real server owning as many
-consecutive slots as its weight (wrr) or one (rr); without a live real server, drop. The
-rule's comment names the scheduler, so the table alone says what it does (status, audit).
+NAT lives in `inet lvs_ha` (IPv4 and IPv6): NAT prerouting and output chains (arriving packets
+and the director's own) whose rules look the packet's (daddr, l4proto, dport) up in the verdict
+map of its family (`services4`, `services6`) and jump to that virtual service's own chain. A
+service chain holds one rule: DNAT to `SELECTOR map { SLOTS : ADDRESS . PORT }`; without a live
+real server, drop. The reply to a real server's packets is un-NATed by conntrack: the real
+servers route through the director.
+
+DR lives in `netdev lvs_ha`: `fwd` (the destination MAC rewritten, the VIP kept) exists only in
+the netdev family's ingress hook. One ingress chain per device the DR real servers are reached
+through (`in-DEVICE`: the one-armed director of DR, where clients and real servers share the
+LAN) holds the same dispatch rules and maps; a service chain's rule is `fwd ip to SELECTOR map
+{ SLOTS : ADDRESS } device DEVICE`. The ingress hook comes before conntrack, so nothing
+remembers a connection: DR takes the hashing schedulers only, whose slot of a client does not
+move while its real server stays (slots.py).
+
+persistence_timeout (NAT): per live real server, a set of its clients (each timing out) and a
+chain adding the client to it and DNATing there; the service chain sends a client found in a
+set to that chain, and schedules the others with `SELECTOR vmap { SLOTS : goto CHAIN }`.
+
+The selector: rr and wrr take `numgen inc mod TOTAL`, each live real server owning as many
+consecutive slots as its weight (wrr) or one (rr); sh and mh take `jhash ip saddr mod
+slots.SLOTS`, over the consistent slot table of slots.py. The rule's comment names the
+scheduler, so the table alone says what it does (status, audit).
 
 A change to one service (a health change) is one transaction that rewrites that service's
-chain (flush + one rule): the rest of the table is never touched. The reply to a real
-server's packets is un-NATed by conntrack: the real servers route through the director.
+chain (flush + one rule): the rest of the table is never touched.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..ipvs import Destination, Service, ServiceKey
+from ..ipvs import Destination, Service, ServiceKey, Stats
 from ..ipvs.plan import Change
+from . import slots as hashing
 
-FAMILY = "inet"
+FAMILY = "inet"  # NAT's table
+DR_FAMILY = "netdev"  # DR's table: fwd exists only in the netdev family
 TABLE = "lvs_ha"
+TABLE_FAMILIES = {"nat": FAMILY, "dr": DR_FAMILY}  # a Destination's forwarding -> its table
 SERVICES_MAPS = {4: "services4", 6: "services6"}  # IP version -> its services map
 ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
-NAT_FAMILIES = {4: "ip", 6: "ip6"}  # the payload protocol and the dnat family of a version
-# The base chains (each named after its hook) that send packets to the virtual services:
+NAT_FAMILIES = {4: "ip", 6: "ip6"}  # the payload protocol and the dnat/fwd family of a version
+# The NAT base chains (each named after its hook) that send packets to the virtual services:
 # those arriving, and the director's own (IPVS serves local clients too).
 DISPATCH_HOOKS = ("prerouting", "output")
 DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in either hook
+INGRESS_PRIORITY = 0  # DR's ingress chains: nothing else of the agent's shares the hook
+INGRESS_PREFIX = "in-"  # DR's ingress chain of a device: in-eth0
 SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
+# persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
+# each element timing out) and a chain recording the client there and DNATing to it (`to-`).
+PIN_PREFIX, TO_PREFIX = "pin-", "to-"
+# ... and per persistent service a chain of the rules sending a pinned client to its real
+# server's `to-` chain, jumped to first: a health change leaves it alone (see plan()).
+PINNED_PREFIX = "pinned-"
+
+# Counters (NAT): the `count` chain, on the forward hook after DNAT, files each forwarded
+# packet of a DNATed connection under (VIP, protocol, real server, its port) in a dynamic set
+# whose elements count: `in` the client's packets, `out` the real server's, `conns` the first
+# packet of each connection. Read only when status or the metrics ask.
+COUNT_CHAIN = "count"
+COUNT_HOOK = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
+COUNTER_SETS = ("in", "out", "conns")  # + the IP version: in4, out6, ...
+COUNTER_SET_SIZE = 65535
 
 # What the nftables data plane does today; the configuration refuses anything else.
-SCHEDULERS = ("rr", "wrr")
-METHODS = ("NAT",)
+SCHEDULERS = ("rr", "wrr", "sh", "mh")
+HASHED = ("sh", "mh")  # over the consistent slot table, keyed by the client's address
+METHODS = ("NAT", "DR")
+STATELESS_METHODS = ("DR",)  # before conntrack: only the hashing schedulers keep a client's flow
+PERSISTENT_METHODS = ("NAT",)
 FAMILIES = (4, 6)
 
 
+def _service_name(key: ServiceKey) -> str:
+    """`tcp-10.0.0.100-80` (`tcp-fd00__100-80`): a virtual service in words nft's own parser
+    reads too."""
+    return f"{key.protocol}-{key.address.replace(':', '_')}-{key.port}"
+
+
 def service_chain(key: ServiceKey) -> str:
-    """`vs-tcp-10.0.0.100-80` (`vs-tcp-fd00__100-80`): one chain per virtual service, named
-    after its key, in words nft's own parser reads too."""
-    return f"vs-{key.protocol}-{key.address.replace(':', '_')}-{key.port}"
+    """`vs-tcp-10.0.0.100-80`: one chain per virtual service."""
+    return f"vs-{_service_name(key)}"
 
 
-def _object(kind: str, **fields) -> dict:
-    return {kind: {"family": FAMILY, "table": TABLE, **fields}}
+def _protocol_match(protocol: str) -> dict:
+    return {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": protocol}}
 
 
-def _table() -> dict:
-    return {"table": {"family": FAMILY, "name": TABLE}}
+def _object(kind: str, family: str, **fields) -> dict:
+    return {kind: {"family": family, "table": TABLE, **fields}}
 
 
-def _dispatch_rules(hook: str) -> list:
+def _table(family: str) -> dict:
+    return {"table": {"family": family, "name": TABLE}}
+
+
+def dispatch_rules(family: str, chain: str) -> list:
     """One rule per IP version, each looking its packets up in its own map."""
     rules = []
     for version, name in SERVICES_MAPS.items():
@@ -65,25 +112,77 @@ def _dispatch_rules(hook: str) -> list:
             ]
         }
         vmap = {"vmap": {"key": key, "data": f"@{name}"}}
-        rules.append(_object("rule", chain=hook, expr=[vmap]))
+        rules.append(_object("rule", family, chain=chain, expr=[vmap]))
     return rules
 
 
-def _dispatch_chain(hook: str) -> dict:
-    return _object(
-        "chain",
-        name=hook,
-        type="nat",
-        hook=hook,
-        prio=DSTNAT_PRIORITY,
-        policy="accept",
-    )
+def counting_rules(family: str) -> list:
+    """The `count` chain's rules: per IP version, a DNATed connection's packets each way and
+    its first one, each updating its set's element (and so its counter)."""
+    rules = []
+    for version in SERVICES_MAPS:
+        ip = NAT_FAMILIES[version]
+        vip = {"ct": {"key": f"{ip} daddr", "dir": "original"}}
+        proto = {"meta": {"key": "l4proto"}}
+        for name, direction, side, extra in (
+            ("in", "original", "d", []),
+            ("out", "reply", "s", []),
+            ("conns", "original", "d", [_ct_match("state", "new")]),
+        ):
+            server = [
+                {"payload": {"protocol": ip, "field": f"{side}addr"}},
+                {"payload": {"protocol": "th", "field": f"{side}port"}},
+            ]
+            update = {
+                "set": {
+                    "op": "update",
+                    "elem": {"concat": [vip, proto, *server]},
+                    "set": f"@{name}{version}",
+                    "stmt": [{"counter": None}],
+                }
+            }
+            matches = [_ct_match("status", "dnat"), _ct_match("direction", direction), *extra]
+            rules.append(_object("rule", family, chain=COUNT_CHAIN, expr=[*matches, update]))
+    return rules
 
 
-def _services_map(version: int) -> dict:
+def _ct_match(key: str, value: str) -> dict:
+    operator = "==" if key == "direction" else "in"  # as nft lists them: state and status are bits
+    return {"match": {"op": operator, "left": {"ct": {"key": key}}, "right": value}}
+
+
+def counter_sets(family: str) -> dict:
+    """The counting sets, name -> their fields."""
+    sets = {}
+    for version in SERVICES_MAPS:
+        address = ADDRESS_TYPES[version]
+        for name in COUNTER_SETS:
+            sets[f"{name}{version}"] = {
+                "type": [address, "inet_proto", address, "inet_service"],
+                "size": COUNTER_SET_SIZE,
+            }
+    return sets
+
+
+def base_rules(family: str, chain: str) -> list:
+    """A base chain's rules: the counting chain's, or a dispatch chain's."""
+    return counting_rules(family) if chain == COUNT_CHAIN else dispatch_rules(family, chain)
+
+
+def base_chains(family: str, devices=()) -> dict:
+    """The base chains a table needs, name -> their hook fields: NAT's two hooks and its
+    counting chain, or DR's ingress chain of each device."""
+    if family == FAMILY:
+        nat = {"type": "nat", "prio": DSTNAT_PRIORITY, "policy": "accept"}
+        return {**{hook: {"hook": hook, **nat} for hook in DISPATCH_HOOKS}, COUNT_CHAIN: COUNT_HOOK}
+    ingress = {"type": "filter", "hook": "ingress", "prio": INGRESS_PRIORITY, "policy": "accept"}
+    return {f"{INGRESS_PREFIX}{device}": {**ingress, "dev": device} for device in sorted(devices)}
+
+
+def _services_map(family: str, version: int) -> dict:
     address = ADDRESS_TYPES[version]
     map_type = [address, "inet_proto", "inet_service"]
-    return _object("map", name=SERVICES_MAPS[version], type=map_type, map="verdict")
+    return _object("map", family, name=SERVICES_MAPS[version], type=map_type, map="verdict")
 
 
 def _version(address: str) -> int:
@@ -95,11 +194,11 @@ def _match(key: ServiceKey) -> tuple:
     return key.address, key.protocol, key.port
 
 
-def _element(match: tuple, target: Optional[str] = None) -> dict:
+def _element(match: tuple, target: Optional[str] = None, family: str = FAMILY) -> dict:
     entry = {"concat": list(match)}
     elem = [entry, {"goto": {"target": target}}] if target is not None else entry
     name = SERVICES_MAPS[_version(match[0])]
-    return {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": [elem]}}
+    return {"element": {"family": family, "table": TABLE, "name": name, "elem": [elem]}}
 
 
 def _service_key(match: tuple) -> Optional[ServiceKey]:
@@ -112,12 +211,19 @@ def _service_key(match: tuple) -> Optional[ServiceKey]:
 
 
 def slots(service: Service, destinations: list[Destination]) -> tuple:
-    """((address, port, first slot, last slot), ...) of the live real servers, in order.
+    """((address, port, first slot, last slot), ...) of the live real servers, by first slot.
 
     wrr gives each real server as many slots as its weight (so the table shows the weight;
-    scaled down only if their sum passes SLOTS_MAX); rr one slot each; weight 0 none.
+    scaled down only if their sum passes SLOTS_MAX); rr one slot each; weight 0 none. sh and
+    mh share the consistent slot table (a real server may own several runs of it).
     """
     live = [d for d in destinations if d.weight > 0]
+    if service.scheduler in HASHED:
+        owned = hashing.owners([(d.address, d.port, d.weight) for d in live])
+        return tuple(
+            (live[owner].address, live[owner].port, first, last)
+            for owner, first, last in hashing.runs(owned)
+        )
     weights = [1 if service.scheduler == "rr" else d.weight for d in live]
     total = sum(weights)
     if total > SLOTS_MAX:
@@ -133,37 +239,137 @@ def slots(service: Service, destinations: list[Destination]) -> tuple:
 class ServiceRule:
     """What a service chain's rule does, compared between the desired and the live table."""
 
-    family: str  # the dnat's: NAT_FAMILIES
+    family: str  # the dnat's or fwd's: NAT_FAMILIES
     protocol: str
     scheduler: str
     slots: tuple  # see slots()
-    modulus: int  # numgen's; the slots' total when the rule is whole
+    modulus: int  # the selector's; the slots' total when the rule is whole
+    device: Optional[str] = None  # DR: fwd through it; None: NAT
+    pinned: bool = False  # persistence: slots go to the `to-` chains their "address" names
+
+    def selector(self) -> dict:
+        if self.scheduler in HASHED:
+            saddr = {"payload": {"protocol": self.family, "field": "saddr"}}
+            return {"jhash": {"mod": self.modulus, "seed": hashing.SEED, "expr": saddr}}
+        return {"numgen": {"mode": "inc", "mod": self.modulus}}
 
     def expr(self) -> list:
-        left = {"meta": {"key": "l4proto"}}
-        protocol = {"match": {"op": "==", "left": left, "right": self.protocol}}
+        protocol = _protocol_match(self.protocol)
         if not self.slots:
             return [protocol, {"drop": None}]
-        mapping = [
-            [{"range": [first, last]}, {"concat": [address, port]}]
-            for address, port, first, last in self.slots
-        ]
-        numgen = {"numgen": {"mode": "inc", "mod": self.modulus}}
-        lookup = {"key": numgen, "data": {"set": mapping}}
-        return [protocol, {"dnat": {"family": self.family, "addr": {"map": lookup}}}]
+        forwarded = self.device is not None
+        mapping = []
+        for address, port, first, last in self.slots:
+            if self.pinned:
+                target = {"goto": {"target": address}}
+            else:
+                target = address if forwarded else {"concat": [address, port]}
+            if self.scheduler in HASHED:  # single slots: nft builds no interval set
+                mapping.extend([slot, target] for slot in range(first, last + 1))
+            else:
+                mapping.append([{"range": [first, last]}, target])
+        if self.pinned:
+            return [protocol, {"vmap": {"key": self.selector(), "data": {"set": mapping}}}]
+        lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
+        if forwarded:
+            return [protocol, {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}]
+        return [protocol, {"dnat": {"family": self.family, "addr": lookup}}]
+
+    def owned(self) -> dict:
+        """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain."""
+        owned: dict = {}
+        for address, port, first, last in self.slots:
+            owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
+        return owned
 
     def destinations(self) -> list[Destination]:
+        """Each real server once, its weight the slots it owns."""
+        forwarding = "nat" if self.device is None else "dr"
         return [
-            Destination(address, port, "nat", last - first + 1)
-            for address, port, first, last in self.slots
+            Destination(*endpoint, forwarding, count) for endpoint, count in self.owned().items()
         ]
 
 
-def desired_rule(service: Service, destinations: list[Destination]) -> ServiceRule:
+def desired_rule(
+    service: Service, destinations: list[Destination], device: Optional[str] = None
+) -> ServiceRule:
+    """The rule wanted; `device` (DR only) is where the real servers are reached."""
     taken = slots(service, destinations)
-    modulus = taken[-1][3] + 1 if taken else 0
+    if not taken:
+        modulus, device = 0, None
+    elif service.scheduler in HASHED:
+        modulus = hashing.SLOTS
+    else:
+        modulus = taken[-1][3] + 1
+    if device is not None:  # DR keeps the service's port
+        taken = tuple((address, service.key.port, *span) for address, _port, *span in taken)
+    pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
+    if pinned:
+        taken = tuple(
+            (to_chain(service, address, port), None, *span) for address, port, *span in taken
+        )
     family = NAT_FAMILIES[service.key.family]
-    return ServiceRule(family, service.key.protocol, service.scheduler, taken, modulus)
+    return ServiceRule(
+        family, service.key.protocol, service.scheduler, taken, modulus, device, pinned
+    )
+
+
+def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
+    """`pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is
+    a new set), the real server."""
+    owner = _service_name(service.key)
+    return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
+
+
+def pinned_chain(key: ServiceKey) -> str:
+    return f"{PINNED_PREFIX}{_service_name(key)}"
+
+
+def to_chain(service: Service, address: str, port: int) -> str:
+    return _pinned_name(TO_PREFIX, service, address, port)
+
+
+def pin_set(service: Service, address: str, port: int) -> str:
+    return _pinned_name(PIN_PREFIX, service, address, port)
+
+
+def _owned_by(name: str, key: ServiceKey) -> bool:
+    """Whether a `pin-` set, `to-` or `pinned-` chain belongs to the service `key`."""
+    owner = _service_name(key) + "-"
+    return name == pinned_chain(key) or any(
+        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX)
+    )
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """A persistent service's pieces beside its rule: the service chain's rules before it
+    (a pinned client goes to its real server's chain), the `to-` chains and `pin-` sets."""
+
+    rules: tuple = ()  # exprs
+    chains: dict = field(default_factory=dict)  # to- chain -> its one rule's expr
+    sets: dict = field(default_factory=dict)  # pin- set -> its fields
+
+
+def pinning(service: Service, destinations: list[Destination]) -> Pinning:
+    """What persistence_timeout adds for the live real servers (nothing without it)."""
+    timeout = service.persistence_timeout
+    if not timeout:
+        return Pinning()
+    version = service.key.family
+    family = NAT_FAMILIES[version]
+    saddr = {"payload": {"protocol": family, "field": "saddr"}}
+    rules, chains, sets = [], {}, {}
+    for dest in (d for d in destinations if d.weight > 0):
+        pin = pin_set(service, dest.address, dest.port)
+        to = to_chain(service, dest.address, dest.port)
+        pinned = {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}}
+        rules.append([pinned, {"goto": {"target": to}}])
+        update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
+        dnat = {"dnat": {"family": family, "addr": dest.address, "port": dest.port}}
+        chains[to] = [_protocol_match(service.key.protocol), update, dnat]
+        sets[pin] = {"type": ADDRESS_TYPES[version], "flags": ["timeout"], "timeout": timeout}
+    return Pinning(tuple(rules), chains, sets)
 
 
 def _slot_range(value) -> tuple:
@@ -173,59 +379,105 @@ def _slot_range(value) -> tuple:
     return value, value
 
 
-def parse_rule(rule: dict, family: str) -> Optional[ServiceRule]:
+def _merged(found: list) -> tuple:
+    """Adjacent slots of one real server as one run, as slots() gives them."""
+    runs = []
+    for address, port, first, last in found:
+        if runs and runs[-1][:2] == [address, port] and runs[-1][3] + 1 == first:
+            runs[-1][3] = last
+        else:
+            runs.append([address, port, first, last])
+    return tuple(tuple(run) for run in runs)
+
+
+def _selector_fits(selector: dict, scheduler: str, family: str) -> bool:
+    """Whether the listed selector is the one `scheduler` is written with."""
+    if scheduler not in HASHED:
+        return selector.get("numgen", {}).get("mode") == "inc"
+    jhash = selector.get("jhash", {})
+    saddr = {"payload": {"protocol": family, "field": "saddr"}}
+    fixed = (jhash.get("mod"), jhash.get("seed"), jhash.get("expr"))
+    return fixed == (hashing.SLOTS, hashing.SEED, saddr)
+
+
+def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[ServiceRule]:
     """The ServiceRule a listed rule is, or None when it is not one this module writes.
 
-    `family` is that of the service the chain is for: a drop rule does not say it."""
+    `family` is that of the service the chain is for (a drop rule does not say it), `port` its
+    port (a fwd rule does not say it either)."""
     scheduler = rule.get("comment", "")
     try:
         match, action = rule["expr"]
         protocol = match["match"]["right"]
         if action == {"drop": None}:
             return ServiceRule(family, protocol, scheduler, (), 0)
-        if action["dnat"]["family"] != family:
+        ((verb, body),) = action.items()
+        if verb == "vmap":
+            lookup = body
+        elif verb in ("dnat", "fwd") and body["family"] == family:
+            lookup = body["addr"]["map"]
+        else:
             return None
-        lookup = action["dnat"]["addr"]["map"]
-        modulus = lookup["key"]["numgen"]["mod"]
+        selector = lookup["key"]
+        if not _selector_fits(selector, scheduler, family):
+            return None
+        modulus = next(iter(selector.values()))["mod"]
         found = []
         for slot, target in lookup["data"]["set"]:
-            address, port = target["concat"]
-            found.append((address, port, *_slot_range(slot)))
-        ordered = tuple(sorted(found, key=lambda entry: entry[2]))
-    except (KeyError, TypeError, ValueError):
+            if verb == "vmap":
+                address, target_port = target["goto"]["target"], None
+            else:
+                address, target_port = (target, port) if verb == "fwd" else target["concat"]
+            found.append((address, target_port, *_slot_range(slot)))
+        ordered = _merged(sorted(found, key=lambda entry: entry[2]))
+        device = body["dev"] if verb == "fwd" else None
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    return ServiceRule(family, protocol, scheduler, ordered, modulus)
+    return ServiceRule(family, protocol, scheduler, ordered, modulus, device, verb == "vmap")
 
 
 @dataclass
 class LiveTable:
-    """The agent's table as its JSON listing shows it (absent: `present` False)."""
+    """One of the agent's tables as its JSON listing shows it (absent: `present` False)."""
 
     present: bool = False
-    dispatch: dict = field(default_factory=dict)  # dispatch chain (hook) -> its rules' exprs
+    dispatch: dict = field(default_factory=dict)  # base chain -> its rules' exprs
     services_maps: set = field(default_factory=set)  # names
     elements: dict = field(default_factory=dict)  # _match() -> the chain it jumps to, or None
-    chains: dict = field(default_factory=dict)  # service chain name -> [rules]
+    chains: dict = field(default_factory=dict)  # service (and to-) chain name -> [rules]
+    family: str = FAMILY
+    sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
+    counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
-    """What `live` holds once nftables committed `commands` (this module's own vocabulary):
-    the plane's view after its own transaction, without listing the table again."""
+    """What `live` holds once nftables committed `commands` (this module's own vocabulary;
+    those for the other table are left out): the plane's view after its own transaction,
+    without listing the table again."""
     after = LiveTable(
         live.present,
-        {hook: list(rules) for hook, rules in live.dispatch.items()},
+        {chain: list(rules) for chain, rules in live.dispatch.items()},
         set(live.services_maps),
         dict(live.elements),
         dict(live.chains),  # each chain's list is replaced, never changed in place
+        live.family,
+        dict(live.sets),
     )
     for command in commands:
         ((verb, body),) = command.items()
         ((kind, fields),) = body.items()
+        if fields["family"] != live.family:
+            continue
         name = fields.get("name") or fields.get("chain")
         if kind == "table":
-            after = LiveTable(present=verb == "add")
+            after = LiveTable(present=verb == "add", family=live.family)
         elif kind == "map":
             after.services_maps.add(name)
+        elif kind == "set":
+            if verb == "add":
+                after.sets[name] = fields.get("timeout")
+            elif verb == "delete":
+                after.sets.pop(name, None)
         elif kind == "element":
             entry = fields["elem"][0]
             match = tuple((entry[0] if verb == "add" else entry)["concat"])
@@ -233,39 +485,47 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
                 after.elements[match] = entry[1]["goto"]["target"]
             else:
                 after.elements.pop(match, None)
-        elif name in DISPATCH_HOOKS:
-            rules = after.dispatch.setdefault(name, [])
-            if kind == "rule":
-                rules.append(fields["expr"])
-            elif verb == "flush":
-                rules.clear()
-        elif kind == "rule":
-            after.chains[name] = [*after.chains.get(name, []), fields]
-        elif verb == "delete":
-            after.chains.pop(name, None)
-        else:  # add or flush a service chain
-            after.chains[name] = [] if verb == "flush" else after.chains.get(name, [])
+        elif name in after.dispatch or "hook" in fields:
+            _apply_to_chain(
+                after.dispatch, verb, kind, name, fields["expr"] if kind == "rule" else None
+            )
+        else:
+            _apply_to_chain(after.chains, verb, kind, name, fields if kind == "rule" else None)
     return after
 
 
-def parse_listing(listing: Optional[dict]) -> LiveTable:
-    live = LiveTable()
+def _apply_to_chain(chains: dict, verb: str, kind: str, name: str, rule) -> None:
+    """A chain command on `chains` (name -> rules); each changed list is a new one."""
+    if kind == "rule":
+        chains[name] = [*chains.get(name, []), rule]
+    elif verb == "delete":
+        chains.pop(name, None)
+    else:  # add or flush
+        chains[name] = [] if verb == "flush" else chains.get(name, [])
+
+
+def parse_listing(
+    listing: Optional[dict], family: str = FAMILY, counters: bool = False
+) -> LiveTable:
+    """The table a listing shows; its counting sets' elements only with `counters` (status)."""
+    live = LiveTable(family=family)
     if listing is None:
         return live
     live.present = True
     for item in listing.get("nftables", []):
         if "chain" in item:
             name = item["chain"]["name"]
-            if name in DISPATCH_HOOKS:
-                live.dispatch.setdefault(name, [])
-            else:
-                live.chains.setdefault(name, [])
+            (live.dispatch if "hook" in item["chain"] else live.chains).setdefault(name, [])
         elif "rule" in item:
             rule = item["rule"]
-            if rule["chain"] in DISPATCH_HOOKS:
-                live.dispatch.setdefault(rule["chain"], []).append(rule.get("expr"))
+            if rule["chain"] in live.dispatch:
+                live.dispatch[rule["chain"]].append(rule.get("expr"))
             else:
                 live.chains.setdefault(rule["chain"], []).append(rule)
+        elif "set" in item:
+            live.sets[item["set"]["name"]] = item["set"].get("timeout")
+            if counters and item["set"]["name"] in counter_sets(family):
+                live.counters[item["set"]["name"]] = _counted(item["set"].get("elem", []))
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
@@ -274,12 +534,61 @@ def parse_listing(listing: Optional[dict]) -> LiveTable:
     return live
 
 
+def _counted(elements: list) -> dict:
+    """A counting set's elements: (VIP, protocol, real server, port) -> (packets, bytes)."""
+    counted = {}
+    for element in elements:
+        body = element.get("elem", {}) if isinstance(element, dict) else {}
+        counter = body.get("counter") or {}
+        try:
+            counted[tuple(body["val"]["concat"])] = (counter["packets"], counter["bytes"])
+        except (KeyError, TypeError):
+            continue
+    return counted
+
+
+def stats(live: LiveTable, key: ServiceKey, address: str, port: int) -> Stats:
+    """A NAT real server's counters in service `key`, as IPVS gives them (no rates)."""
+    element = (key.address, key.protocol, address, port)
+    found = {
+        name: live.counters.get(f"{name}{key.family}", {}).get(element, (0, 0))
+        for name in COUNTER_SETS
+    }
+    return Stats(
+        connections=found["conns"][0],
+        packets_in=found["in"][0],
+        bytes_in=found["in"][1],
+        packets_out=found["out"][0],
+        bytes_out=found["out"][1],
+    )
+
+
+def _summed(counters: list) -> Stats:
+    """A virtual service's counters: its real servers' together."""
+    fields = ("connections", "packets_in", "bytes_in", "packets_out", "bytes_out")
+    return Stats(**{name: sum(getattr(c, name) for c in counters) for name in fields})
+
+
 def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
-    """The service chain's rule, when the chain holds exactly one."""
+    """The service chain's rule: its last (a persistent service's pinned rules come first)."""
     rules = live.chains.get(service_chain(key))
-    if rules is None or len(rules) != 1:
+    if not rules:
         return None
-    return parse_rule(rules[0], NAT_FAMILIES[key.family])
+    return parse_rule(rules[-1], NAT_FAMILIES[key.family], key.port)
+
+
+def _exprs(live: LiveTable, chain: str) -> Optional[list]:
+    rules = live.chains.get(chain)
+    return None if rules is None else [rule["expr"] for rule in rules]
+
+
+def _pinned_endpoint(live: LiveTable, chain: str) -> Optional[tuple]:
+    """(address, port) a `to-` chain DNATs to."""
+    try:
+        dnat = live.chains[chain][0]["expr"][-1]["dnat"]
+        return dnat["addr"], dnat["port"]
+    except (IndexError, KeyError, TypeError):
+        return None
 
 
 def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
@@ -288,56 +597,86 @@ def live_service(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
     return live_rule(live, key) if jumps else None
 
 
-def _base(live: LiveTable) -> list:
-    """Commands putting back the table, its dispatch chains and rules, and the services maps."""
-    commands = []
+def _base(live: LiveTable, wanted: dict) -> tuple:
+    """(commands putting back the table, its base chains and their rules, and the services
+    maps; whether that repairs what was there; commands removing the base chains no longer
+    `wanted`). A DR ingress chain comes and goes with the devices DR uses: its coming is
+    no repair."""
+    family, commands, repaired = live.family, [], False
     if not live.present:
-        commands.append({"add": _table()})
+        commands.append({"add": _table(family)})
     for version, name in SERVICES_MAPS.items():
         if name not in live.services_maps:
-            commands.append({"add": _services_map(version)})
-    for hook in DISPATCH_HOOKS:
-        if hook not in live.dispatch:
-            commands.append({"add": _dispatch_chain(hook)})
-        rules = _dispatch_rules(hook)
-        if live.dispatch.get(hook) != [rule["rule"]["expr"] for rule in rules]:
-            if hook in live.dispatch:
-                commands.append({"flush": _object("chain", name=hook)})
+            commands.append({"add": _services_map(family, version)})
+            repaired = live.present
+    for name, fields in (counter_sets(family) if family == FAMILY else {}).items():
+        if name not in live.sets:
+            commands.append({"add": _object("set", family, name=name, **fields)})
+    for chain, hook in wanted.items():
+        if chain not in live.dispatch:
+            commands.append({"add": _object("chain", family, name=chain, **hook)})
+            repaired = repaired or (live.present and family == FAMILY)
+        rules = base_rules(family, chain)
+        if live.dispatch.get(chain) != [rule["rule"]["expr"] for rule in rules]:
+            if chain in live.dispatch:
+                commands.append({"flush": _object("chain", family, name=chain)})
+                repaired = True
             commands.extend({"add": rule} for rule in rules)
-    return commands
+    unwanted = []
+    for chain in sorted(set(live.dispatch) - set(wanted)):
+        unwanted.append({"flush": _object("chain", family, name=chain)})
+        unwanted.append({"delete": _object("chain", family, name=chain)})
+    return commands, repaired, unwanted
 
 
-def _rule(key: ServiceKey, rule: ServiceRule) -> dict:
-    return _object("rule", chain=service_chain(key), expr=rule.expr(), comment=rule.scheduler)
+def _rule(key: ServiceKey, rule: ServiceRule, family: str) -> dict:
+    chain = service_chain(key)
+    return _object("rule", family, chain=chain, expr=rule.expr(), comment=rule.scheduler)
 
 
-def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool) -> tuple:
+def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=None) -> tuple:
     """(changes, commands, repaired): what differs, one transaction fixing it, and whether
     the table's base (or an element no service stands for) was repaired.
 
-    `desired` maps ServiceKey -> (Service, [Destination]). With `whole_table`, service
-    chains and elements nobody declared are removed too (the table is the agent's alone).
+    `desired` maps ServiceKey -> (Service, [Destination]): the services of this table. With
+    `whole_table`, service chains and elements nobody declared are removed too (the table is
+    the agent's alone). `devices` (the DR table): ServiceKey -> the device its real servers
+    are reached through. The DR table is made only once a service needs it.
     """
-    changes, commands, chains = [], [], []
-    base = _base(live)
+    family, devices = live.family, devices or {}
+    if family == DR_FAMILY and not live.present and not desired:
+        return [], [], False
+    changes, commands, chains, helpers, kept = [], [], [], [], set()
+    base, repaired, unwanted = _base(live, base_chains(family, set(filter(None, devices.values()))))
     for key, (service, destinations) in desired.items():
-        wanted = desired_rule(service, destinations)
+        wanted = desired_rule(service, destinations, devices.get(key))
+        pins = pinning(service, destinations)
+        kept |= set(pins.chains) | set(pins.sets)
+        helpers += _pinning_commands(live, pins)
         name = service_chain(key)
+        lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
+        rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
+        rules.append(_rule(key, wanted, family))
+        if service.persistence_timeout:
+            kept.add(pinned_chain(key))
+            added, pinned_commands = _pinned_rules(live, key, pins, wanted, whole_table)
+            chains += added
+            commands += pinned_commands
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
-            chains.append({"add": _object("chain", name=name)})
-            commands.append({"add": _rule(key, wanted)})
-        elif live_rule(live, key) != wanted:
+            chains.append({"add": _object("chain", family, name=name)})
+            commands.extend({"add": rule} for rule in rules)
+        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != lead:
             changes.append(Change("edit_service", key, service))
-            commands.append({"flush": _object("chain", name=name)})
-            commands.append({"add": _rule(key, wanted)})
+            commands.append({"flush": _object("chain", family, name=name)})
+            commands.extend({"add": rule} for rule in rules)
         match = _match(key)
         if live.elements.get(match) != name:
             if not changes or changes[-1].key != key:
                 changes.append(Change("edit_service", key, service))
             if match in live.elements:
-                commands.append({"delete": _element(match)})
-            commands.append({"add": _element(match, name)})
+                commands.append({"delete": _element(match, family=family)})
+            commands.append({"add": _element(match, name, family)})
     declared = {_match(key) for key in desired}
     gone = {_match(key): key for key in retired if key not in desired}
     if whole_table:
@@ -349,27 +688,126 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool) -> tuple
         if key is not None and (match in live.elements or service_chain(key) in live.chains):
             changes.append(Change("delete_service", key))
         if match in live.elements:
-            commands.append({"delete": _element(match)})
+            commands.append({"delete": _element(match, family=family)})
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
+    services = [key for key in (*desired, *gone.values()) if key is not None]
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX)
+    pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
     if whole_table:
-        stale |= set(live.chains) - {service_chain(key) for key in desired}
+        stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
+        stale -= {service_chain(key) for key in desired}
+        leftover = [name for name in pinned if name not in kept]
+    else:  # a slice keeps a persistent service's pieces its `pinned-` chain may refer to
+        retiring = [key for key in services if key not in desired]
+        leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in retiring)]
     commands.extend(
-        {"delete": _object("chain", name=name)} for name in sorted(stale) if name in live.chains
+        {"delete": _object("chain", family, name=name)}
+        for name in sorted(stale)
+        if name in live.chains
     )
-    return changes, base + chains + commands, foreign or (bool(base) and live.present)
+    late = [  # once nothing refers to them: the `pinned-` chains, the `to-` chains, the sets
+        {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
+        for name in sorted(
+            leftover, key=lambda name: (name in live.sets, not name.startswith(PINNED_PREFIX), name)
+        )
+    ]
+    commands = base + chains + helpers + commands + late + unwanted
+    return changes, commands, foreign or repaired
+
+
+def _pinned_rules(
+    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: ServiceRule, whole_table: bool
+) -> tuple:
+    """(chain commands, commands) keeping the `pinned-` chain of a persistent service.
+
+    A real server leaving only has its set flushed (its clients scheduled again), its rule
+    and chain left in place, unreachable: a health change rewrites the service chain's two
+    rules, never the pinned ones. One coming back finds them; a new one's rule is appended.
+    A full pass makes the chain exactly the live real servers' rules again."""
+    family, chain = live.family, pinned_chain(key)
+    have = _exprs(live, chain)
+    wanted_rules = [_object("rule", family, chain=chain, expr=expr) for expr in pins.rules]
+    if have is None:
+        return [{"add": _object("chain", family, name=chain)}], [
+            {"add": rule} for rule in wanted_rules
+        ]
+    commands = []
+    if whole_table and sorted(map(repr, have)) != sorted(map(repr, pins.rules)):
+        commands.append({"flush": _object("chain", family, name=chain)})
+        commands.extend({"add": rule} for rule in wanted_rules)
+    else:
+        present = set(map(_goto_target, have))
+        commands.extend(
+            {"add": rule}
+            for rule in wanted_rules
+            if _goto_target(rule["rule"]["expr"]) not in present
+        )
+    before = live_rule(live, key)
+    if before is not None and before.pinned:
+        staying = {to for to, _port in wanted.owned()}
+        for to, _port in before.owned():
+            pin = PIN_PREFIX + to[len(TO_PREFIX) :]
+            if to not in staying and pin in live.sets and pin not in pins.sets:
+                commands.append({"flush": _object("set", family, name=pin)})
+    return [], commands
+
+
+def _goto_target(expr: list) -> Optional[str]:
+    """The chain a pinned rule sends its clients to (what tells one from another)."""
+    try:
+        return expr[-1]["goto"]["target"]
+    except (IndexError, KeyError, TypeError):
+        return None
+
+
+def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
+    """The `pin-` sets and `to-` chains a persistent service lacks, or has otherwise."""
+    commands = []
+    for name, fields in pins.sets.items():
+        if live.sets.get(name) != fields["timeout"]:
+            commands.append({"add": _object("set", live.family, name=name, **fields)})
+    for name, expr in pins.chains.items():
+        if _exprs(live, name) != [expr]:
+            verb = "flush" if name in live.chains else "add"
+            commands.append({verb: _object("chain", live.family, name=name)})
+            commands.append({"add": _object("rule", live.family, chain=name, expr=expr)})
+    return commands
 
 
 def read(live: LiveTable, keys) -> dict:
-    """ServiceKey -> (Service, [Destination]) as the table holds them (for status)."""
+    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), NAT's
+    with their counters."""
     table = {}
     for key in keys:
         rule = live_service(live, key)
-        if rule is not None:
-            scheduler = rule.scheduler or "?"
-            table[key] = (Service(key, scheduler=scheduler), rule.destinations())
+        if rule is None:
+            continue
+        service, destinations = _read_service(live, key, rule)
+        if live.family == FAMILY:
+            destinations = [
+                replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
+            ]
+            service = replace(service, stats=_summed([d.stats for d in destinations]))
+        table[key] = (service, destinations)
     return table
 
 
-def delete_table() -> list:
-    return [{"delete": _table()}]
+def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
+    service = Service(key, scheduler=rule.scheduler or "?")
+    if not rule.pinned:
+        return service, rule.destinations()
+    chains = {to: count for (to, _port), count in rule.owned().items()}
+    pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
+    timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
+    endpoints = {to: _pinned_endpoint(live, to) for to in chains}
+    destinations = [
+        Destination(*endpoints[to], "nat", count)
+        for to, count in chains.items()
+        if endpoints[to] is not None
+    ]
+    return Service(key, service.scheduler, persistence_timeout=timeout), destinations
+
+
+def delete_table(family: str = FAMILY) -> list:
+    return [{"delete": _table(family)}]

@@ -3,6 +3,8 @@ frames."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import errno
 import fcntl
 import ipaddress
@@ -12,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config.model import VirtualAddress
+from ..config.model import Config, VirtualAddress
 from ..netlink import HAS_PYROUTE2, AsyncIPRoute, missing_pyroute2
 from . import packet
 from .packet import IPAddress
@@ -22,6 +24,7 @@ log = logging.getLogger("lvsagent.vrrp")
 IFA_F_SECONDARY = 0x01
 IFA_F_NODAD = 0x02
 SIOCGIFHWADDR = 0x8927
+Budget = tuple[str, str]  # what shares the slots: ("interface", NAME) or ("garp_group", NUMBER)
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 
 
@@ -136,23 +139,74 @@ class Announcer:
     A packet socket is bound to an interface index: one deleted and re-created under the same
     name needs a new socket, so each is kept with the index it was bound to and checked.
 
-    As keepalived, frames of one kind on one interface are kept `vrrp_garp_interval` (ARP) or
-    `vrrp_gna_interval` (NA) apart, whichever instance sends them: `reserve` hands out the slots.
+    As keepalived, a frame of one kind on one interface goes out `vrrp_garp_interval` (ARP) or
+    `vrrp_gna_interval` (NA) after the one sent before it, whichever instance sends them; the
+    interfaces of a garp_group share one budget, the group's intervals. Frames waiting for
+    their turn are queued per budget (`queue`, at most one per address), and an instance
+    leaving MASTER takes its own back (`forget`).
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sockets: dict[str, tuple[int, socket.socket]] = {}
-        self._clock = clock
-        self._next_free: dict[tuple[str, int], float] = {}
+        self._loop = loop
+        self._unpaced = {4: 0.0, 6: 0.0}
+        self._groups: dict[str, tuple[Budget, dict[int, float]]] = {}
+        self._waiting: dict[tuple[Budget, int], collections.deque] = {}
+        self._last_sent: dict[tuple[Budget, int], float] = {}
+        self._timers: dict[tuple[Budget, int], asyncio.TimerHandle] = {}
 
-    def reserve(self, ifname: str, version: int, spacing: float) -> float:
-        """Seconds from now until a frame of this IP version may go out on this interface."""
-        if not spacing:
-            return 0.0
-        now = self._clock()
-        slot = max(now, self._next_free.get((ifname, version), now))
-        self._next_free[(ifname, version)] = slot + spacing
-        return slot - now
+    def pace(self, config: Config) -> None:
+        """Take the spacing of a configuration: each garp_group's for its interfaces (an
+        interval the group leaves unset is no spacing), the global one for every other."""
+        defaults = config.global_defs
+        self._unpaced = {4: defaults.vrrp_garp_interval, 6: defaults.vrrp_gna_interval}
+        self._groups = {}
+        for number, group in enumerate(config.garp_groups):
+            spacing = {4: group.garp_interval or 0.0, 6: group.gna_interval or 0.0}
+            for ifname in group.interfaces:
+                self._groups[ifname] = (("garp_group", str(number)), spacing)
+
+    def _spacing(self, ifname: str, version: int) -> tuple[tuple[Budget, int], float]:
+        budget, spacing = self._groups.get(ifname, (("interface", ifname), self._unpaced))
+        return (budget, version), spacing[version]
+
+    def queue(
+        self, owner: object, ifname: str, address: IPAddress, sent: Callable[[], None]
+    ) -> None:
+        """Send the frame when its budget allows (now, when nothing is waiting and the last
+        frame is old enough); `sent()` once it went out. As keepalived (a "pending" flag per
+        address), an address already waiting is not queued twice: under pacing the rounds of a
+        burst that find it waiting collapse into that one frame."""
+        key, _spacing = self._spacing(ifname, address.version)
+        waiting = self._waiting.setdefault(key, collections.deque())
+        if any(entry[1:3] == (ifname, address) for entry in waiting):
+            return
+        waiting.append((owner, ifname, address, sent))
+        if key not in self._timers:
+            self._drain(key)
+
+    def forget(self, owner: object) -> None:
+        """Drop the frames `owner` queued that did not go out yet."""
+        for waiting in self._waiting.values():
+            kept = [entry for entry in waiting if entry[0] is not owner]
+            waiting.clear()
+            waiting.extend(kept)
+
+    def _drain(self, key: tuple[Budget, int]) -> None:
+        self._timers.pop(key, None)
+        waiting = self._waiting.get(key)
+        while waiting:
+            _owner, ifname, address, sent = waiting[0]
+            _key, spacing = self._spacing(ifname, address.version)
+            now = self._loop.time()
+            last = self._last_sent.get(key)
+            if spacing and last is not None and now < last + spacing:
+                self._timers[key] = self._loop.call_at(last + spacing, self._drain, key)
+                return
+            waiting.popleft()
+            self._last_sent[key] = now
+            if self.announce(ifname, address):
+                sent()
 
     def announce(self, ifname: str, address: IPAddress) -> bool:
         """True when the frame went out."""
@@ -187,6 +241,10 @@ class Announcer:
         return sock
 
     def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._waiting.clear()
         for _ifindex, sock in self._sockets.values():
             sock.close()
         self._sockets.clear()

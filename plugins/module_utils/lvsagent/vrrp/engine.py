@@ -62,7 +62,7 @@ class VrrpEngine:
         self.drop_log = Drops(LoopClock(loop), self.drops)
         self.addresses = AddressManager()
         self.routing = RoutingManager(self.addresses)
-        self.announcer = Announcer(loop.time)
+        self.announcer = Announcer(loop)
         self.notifier = Notifier()
         self.links = LinkMonitor(self.loop)
         self.static = StaticEntries(self.routing, self.links)
@@ -84,6 +84,7 @@ class VrrpEngine:
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        self.announcer.pace(self.config)
         await self.notifier.configure(self.config.global_defs)
         await self.static.start(self.config)
         await self.firewall.configure(self.config.global_defs, self.config.vrrp_instances)
@@ -145,6 +146,7 @@ class VrrpEngine:
                 process_tracker.track
             ):
                 await self.processes.remove(name)
+        self.announcer.pace(config)
         await self.notifier.configure(config.global_defs)
         await self.static.update(config)
         await self.firewall.configure(config.global_defs, config.vrrp_instances)

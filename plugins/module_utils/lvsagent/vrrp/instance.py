@@ -337,6 +337,8 @@ class Instance:
         self.last_transition = time.time()
         self.counters.became_master += new == State.MASTER
         self.counters.released_master += old == State.MASTER
+        if old == State.MASTER:  # no announcement of a VIP this router is giving up
+            self._stop_announcing()
         self._request_vip_sync()
         if new in (State.MASTER, State.BACKUP, State.FAULT):
             scripts = {
@@ -507,24 +509,14 @@ class Instance:
     def _announce_all(self) -> None:
         if self.machine is None or self.machine.state != State.MASTER:
             return
-        spacing = {4: self.global_defs.vrrp_garp_interval, 6: self.global_defs.vrrp_gna_interval}
         for vip, dev in self._all_vips():
-            address = vip.address.ip
-            delay = self.services.announcer.reserve(dev, address.version, spacing[address.version])
-            if delay:
-                self._keep_timer(
-                    self.services.loop.call_later(delay, self._announce_one, dev, address)
-                )
-            else:
-                self._announce_one(dev, address)
+            self.services.announcer.queue(self, dev, vip.address.ip, self._announced)
 
-    def _announce_one(self, dev: str, address: packet.IPAddress) -> None:
-        if self.machine is None or self.machine.state != State.MASTER:
-            return
-        if self.services.announcer.announce(dev, address):
-            self.counters.gratuitous_announcements_sent += 1
+    def _announced(self) -> None:
+        self.counters.gratuitous_announcements_sent += 1
 
     def _stop_announcing(self) -> None:
+        self.services.announcer.forget(self)
         for timer in self._garp_timers:
             timer.cancel()
         self._garp_timers.clear()
@@ -702,9 +694,17 @@ class Instance:
             self.machine.clear_fault(reason)
 
     def _update_priority(self) -> None:
+        before = self.machine.effective_priority
         self.machine.set_effective_priority(
             self.config.priority + sum(self._priority_parts.values())
         )
+        if self.machine.effective_priority != before:
+            log.info(
+                "(%s) Changing effective priority from %d to %d",
+                self.name,
+                before,
+                self.machine.effective_priority,
+            )
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict:

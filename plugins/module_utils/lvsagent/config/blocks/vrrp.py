@@ -13,6 +13,7 @@ from ..lexer import Node
 from ..lvs_globals import LvsGlobals
 from ..model import (
     Config,
+    GarpGroup,
     StaticTrackGroup,
     SyncGroup,
     TrackInterface,
@@ -26,6 +27,7 @@ from ..values import (
     GARP_DELAY_MAX,
     INT32_MAX,
     UINT32_MAX,
+    UINT_TIMER_MAX,
     Handler,
     Ignored,
     Reader,
@@ -61,6 +63,7 @@ class VrrpBlocks:
             "vrrp_sync_group": self.sync_group,
             "vrrp_instance": self.vrrp_instance,
             "track_group": self.static_track_group,
+            "garp_group": self.garp_group,
             "static_ipaddress": self.static_addresses,
             "static_routes": self.routing_lines("static_routes", self.static_route_line),
             "static_rules": self.routing_lines("static_rules", self.static_rule_line),
@@ -70,6 +73,20 @@ class VrrpBlocks:
         return {
             "vrrp_sync_group": self.sync_group_table(),
             "track_group": {"group": self.static_track_group_members},
+            "garp_group": {
+                "garp_interval": self.read.lenient(
+                    "garp_interval",
+                    decimal(0, UINT_TIMER_MAX),
+                    "garp_group garp_interval '{value}' invalid",
+                ),
+                "gna_interval": self.read.lenient(
+                    "gna_interval",
+                    decimal(0, UINT_TIMER_MAX),
+                    "garp_group gna_interval '{value}' invalid",
+                ),
+                "interface": self.garp_group_interface,
+                "interfaces": self.garp_group_interfaces,
+            },
             "vrrp_instance": self.vrrp_instance_table(),
             "authentication": {
                 "auth_type": self.auth_type,
@@ -524,6 +541,36 @@ class VrrpBlocks:
         return read_rule(
             words, say, self.state.rule_priorities, self.state.config.static_track_groups
         )
+
+    # ---- garp_group (pacing of gratuitous ARPs / NAs) --------------------------------------
+
+    def garp_group(self, node: Node, config: Config) -> None:
+        """keepalived's garp_group: a group that sets no interval is dropped with its message."""
+        self.read.require_block(node)
+        group = GarpGroup(location=location(node))
+        config.garp_groups.append(group)
+        self.read.walk(node, "garp_group", group)
+        if group.garp_interval is None and group.gna_interval is None:
+            self.read.warning(node, "garp_group does not have any delay set - removing")
+            config.garp_groups.remove(group)
+
+    def garp_group_interface(self, node: Node, group: GarpGroup) -> None:
+        self.add_garp_interface(node, group, self.read.value(node))
+
+    def garp_group_interfaces(self, node: Node, group: GarpGroup) -> None:
+        children = self.read.require_block(node)
+        if not children:
+            self.read.warning(node, "Warning - empty garp_group interfaces block")
+        for child in children:
+            for name in child.words:
+                self.add_garp_interface(child, group, name)
+
+    def add_garp_interface(self, node: Node, group: GarpGroup, name: str) -> None:
+        """An interface belongs to one garp_group: the first that names it."""
+        if any(name in other.interfaces for other in self.state.config.garp_groups):
+            self.read.warning(node, f"garp_group already specified for {name} - ignoring")
+            return
+        group.interfaces[name] = location(node)
 
     # ---- track_group (static tracking) ---------------------------------------------------
 

@@ -35,13 +35,13 @@ async def probe(spec: CheckSpec) -> CheckResult:
     """One attempt of the checker described by `spec`."""
     kind = KINDS.get(spec.kind)
     if kind is None:
-        return CheckResult(False, f"unknown checker {spec.kind}")
+        return CheckResult.failed("other", f"unknown checker {spec.kind}")
     try:
         return await kind.probe(spec)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a probe must never take the agent down
-        return CheckResult(False, f"{type(exc).__name__}: {exc}")
+        return CheckResult.failed("other", f"{type(exc).__name__}: {exc}")
 
 
 __all__ = ["KINDS", "CheckResult", "CheckSpec", "CheckerKind", "probe"]

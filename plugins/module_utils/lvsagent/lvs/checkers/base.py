@@ -8,6 +8,7 @@ and its log words. The registry in `__init__` maps keepalived's block name to th
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
 import socket
@@ -41,12 +42,56 @@ class CheckSpec:
         return f"[{self.address}]:{self.port}"
 
 
+# Why a probe failed, in a few words a metric can carry as a label: every failed CheckResult
+# names one of these (its `reason`).
+FAILURE_REASONS = (
+    "timeout",
+    "refused",
+    "reset",
+    "unreachable",
+    "tls",
+    "http_status",
+    "http_digest",
+    "exit_status",
+    "bad_reply",
+    "file_value",
+    "other",
+)
+ERRNO_REASONS = {
+    errno.ETIMEDOUT: "timeout",
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "unreachable",
+}
+
+
 @dataclass(frozen=True)
 class CheckResult:
     ok: bool
     error: str = ""  # why it failed, for logs and `status`
     weight: Optional[int] = None  # MISC_CHECK with misc_dynamic: the weight the script asked for
     offset: int = 0  # FILE_CHECK: what the file's value adds to the real server's weight
+    reason: str = ""  # a FAILURE_REASONS name when not ok
+
+    @classmethod
+    def failed(cls, reason: str, error: str) -> CheckResult:
+        return cls(False, error, reason=reason)
+
+    @classmethod
+    def raised(cls, exc: BaseException, timeout: float, context: str = "") -> CheckResult:
+        """A probe that raised: `describe`'s words (after `context`), the reason by its type."""
+        return cls(False, context + describe(exc, timeout), reason=reason_of(exc))
+
+
+def reason_of(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, ssl.SSLError):  # an OSError, its errno the library's
+        return "tls"
+    if isinstance(exc, OSError):
+        return ERRNO_REASONS.get(exc.errno, "other")
+    return "other"
 
 
 RECEIVE_SIZE = 65536  # a datagram, whole
@@ -147,37 +192,10 @@ def describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"timeout after {timeout:g}s"
     if isinstance(exc, ssl.SSLError):  # its errno is the library's, not the system's
-        return f"TLS: {exc.reason or exc}".lower()
+        return f"TLS: {getattr(exc, 'reason', None) or exc}".lower()
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
-
-
-# Why a probe failed, in a few words a metric can carry as a label (`failure_reason`): the
-# first reason one of whose phrases the error text holds, else "other".
-FAILURE_REASONS = (
-    ("timeout", ("timeout after", "timed out after")),
-    ("refused", ("connection refused",)),
-    ("reset", ("connection reset",)),
-    ("unreachable", ("unreachable", "no route to host")),
-    ("tls", ("tls:",)),
-    ("http_status", ("status code",)),
-    ("http_digest", ("md5 digest",)),
-    ("exit_status", ("exit status", "killed by signal")),
-    (
-        "bad_reply",
-        ("error answer", "mismatch", "banner", "response", "read failure", "closed early", "too "),
-    ),
-)
-
-
-def failure_reason(error: str) -> str:
-    """The FAILURE_REASONS name of a CheckResult's error (as `describe` and the kinds word it)."""
-    text = error.lower()
-    for reason, phrases in FAILURE_REASONS:
-        if any(phrase in text for phrase in phrases):
-            return reason
-    return "other"
 
 
 async def readable(sock: socket.socket, timeout: float) -> None:

@@ -19,7 +19,6 @@ from .base import (
     CheckResult,
     CheckSpec,
     connected_datagram_socket,
-    describe,
     exchange,
 )
 
@@ -106,7 +105,7 @@ async def dns_probe(spec: CheckSpec) -> CheckResult:
     try:
         sock = connected_datagram_socket(spec)
     except OSError as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     try:
         problem = await exchange(
             sock,
@@ -116,10 +115,10 @@ async def dns_probe(spec: CheckSpec) -> CheckResult:
             lambda datagram, _source: answer_problem(datagram, query_id),
         )
     except (OSError, asyncio.TimeoutError) as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     finally:
         sock.close()
-    return CheckResult(not problem, problem)
+    return CheckResult.failed("bad_reply", problem) if problem else CheckResult(True)
 
 
 KIND = CheckerKind(

@@ -101,7 +101,7 @@ async def file_probe(spec: CheckSpec) -> CheckResult:
     _last_values[options.path] = value
     status = file_status(value, options.weight, options.reverse, INT32_MIN, INT32_MAX)
     if status == INT32_MIN:
-        return CheckResult(False, f"value {value}")
+        return CheckResult.failed("file_value", f"value {value}")
     return CheckResult(True, offset=status)
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from ...config.errors import Invalid
 from ...config.model import CheckSettings, Location
-from .base import DROPPED, CheckerKind, CheckResult, CheckSpec, describe, open_socket
+from .base import DROPPED, CheckerKind, CheckResult, CheckSpec, open_socket
 
 HEADER_LIMIT = 64 * 1024  # a status line plus headers larger than this is a failure
 READ_CHUNK = 64 * 1024
@@ -232,21 +232,23 @@ async def http_probe(spec: CheckSpec) -> CheckResult:
     byte at a time cannot keep a check alive forever."""
     urls = spec.options.urls if spec.options else ()
     for number, url in enumerate(urls or (UrlSpec(),), start=1):
+        where = f"url({number}) {url.path}: "
         try:
             status, _headers, digest = await asyncio.wait_for(
                 fetch(spec, url, url.digest is not None), spec.connect_timeout
             )
         except asyncio.IncompleteReadError:
-            return CheckResult(False, f"url({number}) {url.path}: connection closed early")
+            return CheckResult.failed("bad_reply", where + "connection closed early")
         except asyncio.LimitOverrunError:
-            return CheckResult(False, f"url({number}) {url.path}: response head too large")
-        except (OSError, asyncio.TimeoutError, ValueError, ssl.SSLError) as exc:
-            reason = describe(exc, spec.connect_timeout)
-            return CheckResult(False, f"url({number}) {url.path}: {reason}")
+            return CheckResult.failed("bad_reply", where + "response head too large")
+        except ValueError as exc:  # a malformed response head
+            return CheckResult.failed("bad_reply", f"{where}{exc}")
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            return CheckResult.raised(exc, spec.connect_timeout, where)
         if not any(low <= status <= high for low, high in url.status_ranges):
-            return CheckResult(False, f"url({number}) {url.path}: status code {status}")
+            return CheckResult.failed("http_status", f"{where}status code {status}")
         if url.digest is not None and digest != url.digest.lower():
-            return CheckResult(False, f"url({number}) {url.path}: MD5 digest {digest}")
+            return CheckResult.failed("http_digest", f"{where}MD5 digest {digest}")
     return CheckResult(True)
 
 

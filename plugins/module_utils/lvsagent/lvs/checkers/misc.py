@@ -58,13 +58,15 @@ async def misc_probe(spec: CheckSpec) -> CheckResult:
     try:
         argv = split_command(options.path)
     except ValueError as exc:
-        return CheckResult(False, f"misc_path: {exc}")
+        return CheckResult.failed("other", f"misc_path: {exc}")
     outcome = await run_script(argv, options.run_as, timeout)
     if outcome.ok:
         return CheckResult(True)
     if options.dynamic and outcome.code is not None and dynamic_weight(outcome.code) is not None:
         return CheckResult(True, weight=dynamic_weight(outcome.code))
-    return CheckResult(False, outcome.error)
+    if outcome.timed_out:
+        return CheckResult.failed("timeout", outcome.error)
+    return CheckResult.failed("exit_status" if outcome.code is not None else "other", outcome.error)
 
 
 KIND = CheckerKind(

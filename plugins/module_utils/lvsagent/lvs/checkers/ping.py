@@ -24,7 +24,6 @@ from .base import (
     CheckResult,
     CheckSpec,
     connection_words,
-    describe,
     exchange,
     family,
     open_socket,
@@ -87,7 +86,7 @@ async def ping_probe(spec: CheckSpec) -> CheckResult:
     try:
         sock, raw = _icmp_socket(spec)
     except OSError as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     target = ipaddress.ip_address(spec.address)
     identifier = os.getpid() & 0xFFFF
     sequence = next(_sequence) & 0xFFFF
@@ -102,7 +101,7 @@ async def ping_probe(spec: CheckSpec) -> CheckResult:
     try:
         await exchange(sock, request, (spec.address, 0), spec.connect_timeout, our_reply)
     except (OSError, asyncio.TimeoutError) as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     finally:
         sock.close()
     return CheckResult(True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ...config.model import CheckSettings, Location
-from .base import CheckerKind, CheckResult, CheckSpec, describe, open_socket
+from .base import CheckerKind, CheckResult, CheckSpec, open_socket
 
 DEFAULT_HELO_NAME = "smtpchecker.keepalived.org"
 LINE_LIMIT = 1024  # RFC 5321 allows 512 octets a reply line; more is not an SMTP server
@@ -121,9 +121,10 @@ async def smtp_probe(spec: CheckSpec) -> CheckResult:
         except (asyncio.LimitOverrunError, ValueError):
             problem = "Reply line too long"
         except (OSError, asyncio.TimeoutError) as exc:
-            problem = describe(exc, spec.connect_timeout)
+            failure = CheckResult.raised(exc, spec.connect_timeout)
+            return CheckResult.failed(failure.reason, f"{failure.error} from server {host.target}")
         if problem:
-            return CheckResult(False, f"{problem} from server {host.target}")
+            return CheckResult.failed("bad_reply", f"{problem} from server {host.target}")
     return CheckResult(True)
 
 

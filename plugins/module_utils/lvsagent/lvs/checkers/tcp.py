@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 
 from ...config.model import CheckSettings
-from .base import CheckerKind, CheckResult, CheckSpec, connection_words, describe, open_socket
+from .base import CheckerKind, CheckResult, CheckSpec, connection_words, open_socket
 
 
 @dataclass
@@ -20,13 +20,13 @@ async def tcp_probe(spec: CheckSpec) -> CheckResult:
     try:
         sock = open_socket(spec, socket.SOCK_STREAM)
     except OSError as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     try:
         await asyncio.wait_for(
             loop.sock_connect(sock, (spec.address, spec.port)), spec.connect_timeout
         )
     except (OSError, asyncio.TimeoutError) as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     finally:
         sock.close()
     return CheckResult(True)

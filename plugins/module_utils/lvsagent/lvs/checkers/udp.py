@@ -21,7 +21,6 @@ from .base import (
     CheckSpec,
     connected_datagram_socket,
     connection_words,
-    describe,
     exchange,
 )
 
@@ -147,7 +146,7 @@ async def udp_probe(spec: CheckSpec) -> CheckResult:
     try:
         sock = connected_datagram_socket(spec)
     except OSError as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     try:
         payload = options.payload or os.urandom(RANDOM_PAYLOAD_SIZE)
         reply = await exchange(
@@ -155,16 +154,16 @@ async def udp_probe(spec: CheckSpec) -> CheckResult:
         )
     except asyncio.TimeoutError as exc:
         if options.require_reply:
-            return CheckResult(False, f"no reply: {describe(exc, spec.connect_timeout)}")
+            return CheckResult.raised(exc, spec.connect_timeout, "no reply: ")
         return CheckResult(True)  # silence: nothing said the port is closed
     except OSError as exc:
-        return CheckResult(False, describe(exc, spec.connect_timeout))
+        return CheckResult.raised(exc, spec.connect_timeout)
     finally:
         sock.close()
     if options.require_reply:
         problem = reply_problem(reply, options)
         if problem:
-            return CheckResult(False, problem)
+            return CheckResult.failed("bad_reply", problem)
     return CheckResult(True)
 
 
