@@ -21,7 +21,7 @@ lab_wants_guest() {
 # Boots the QEMU guest with the node image baked into its disk and serves its Podman API on
 # 127.0.0.1:PORT; exports CONTAINER_HOST.
 lab_start_guest_podman() {
-    local port=$1 tool tarball image
+    local port=$1 tool tarball image disk
     for tool in ensure serve-podman stop-podman bake-image; do
         if [[ ! -x $lab_repo/tools/guest/$tool ]]; then
             echo "tools/guest/$tool is missing: this kernel has no IPVS, and the QEMU guest that" \
@@ -34,9 +34,9 @@ lab_start_guest_podman() {
     lab_stage "node image, baked into the guest's disk (once per image)"
     tarball=$("$lab_repo/tools/image/build")
     image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag")
-    "$lab_repo/tools/guest/bake-image" "$tarball" "$image" >/dev/null
+    disk=$("$lab_repo/tools/guest/bake-image" "$tarball" "$image")
     lab_stage "QEMU guest serving Podman on 127.0.0.1:$port"
-    "$lab_repo/tools/guest/serve-podman" "$port"
+    "$lab_repo/tools/guest/serve-podman" "$port" "$disk"
     export CONTAINER_HOST=tcp://127.0.0.1:$port
 }
 
