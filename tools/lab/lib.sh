@@ -64,6 +64,18 @@ lab_timed() {
     return "$status"
 }
 
+# lab_bounded SECONDS STEP COMMAND...: runs COMMAND through lab_timed, stopped after SECONDS
+# (times LVS_HA_STEP_TIMEOUT_SCALE) with its whole process group; an overrun names STEP.
+lab_bounded() {
+    local limit=$(($1 * ${LVS_HA_STEP_TIMEOUT_SCALE:-1})) step=$2 status=0
+    shift 2
+    lab_timed timeout --kill-after=20 "$limit" "$@" || status=$?
+    if ((status == 124 || status == 137)); then
+        echo "molecule stage: step '$step' did not finish within ${limit}s and was stopped" >&2
+    fi
+    return "$status"
+}
+
 # Removes whatever of the lab is left in the current Podman after `molecule destroy` (under load
 # the driver's `podman rm -f` can give up on a container still shutting down, and then the
 # network stays in use).
