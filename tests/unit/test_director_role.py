@@ -1,12 +1,13 @@
 """roles/lvs_director from inventory to keepalived syntax: the `render` entry point run by
 ansible-playbook on the controller for several inventories, each result judged by the agent's
 own `check-config`; bad variables stopped by the validation before anything is written; the
-rollout order of site.yml."""
+rollout order of site.yml; the platform check of both roles."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,8 @@ DIRECTORS = {
     "lvs-director2": {"lvs_director_address": "10.0.0.3", "lvs_director_address6": "fd00::3"},
 }
 REALSERVERS = {
-    "r1": {"lvs_realserver_address": "10.0.0.11"},
-    "r2": {"lvs_realserver_address": "10.0.0.12"},
+    "r1": {"lvs_realserver_address": "10.0.0.11", "lvs_realserver_address6": "fd00::11"},
+    "r2": {"lvs_realserver_address": "10.0.0.12", "lvs_realserver_address6": "fd00::12"},
 }
 
 RENDER_PLAY = """
@@ -58,15 +59,20 @@ def inventory(tmp_path: Path, group_vars: dict) -> Path:
     return path
 
 
-def playbook(tmp_path: Path, text: str, group_vars: dict, *extra: str):
-    """ansible-playbook of the play `text` on the two directors of a local inventory."""
+def playbook(tmp_path: Path, text: str, group_vars: dict, *extra: str, per_host=False):
+    """ansible-playbook of the play `text` on the two directors of a local inventory (with
+    `per_host`: no skipped host shown, results as one line of JSON each)."""
     play = tmp_path / "play.yml"
     play.write_text(text)
     hosts = inventory(tmp_path, group_vars)
     argv = [ansible_command("ansible-playbook"), "-i", str(hosts), *extra, str(play)]
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=ansible_env(), timeout=300, check=False
-    )
+    quiet = {
+        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "false",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+        "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false",
+    }
+    env = {**ansible_env(), **(quiet if per_host else {})}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def render(tmp_path: Path, group_vars: dict) -> tuple[subprocess.CompletedProcess, Path]:
@@ -95,6 +101,11 @@ def rendered(tmp_path: Path, group_vars: dict) -> dict[str, str]:
     return texts
 
 
+def instance_block(text: str, name: str) -> str:
+    """The body of `vrrp_instance NAME { ... }` in a rendered configuration."""
+    return text.split(f"vrrp_instance {name} {{\n", 1)[1].split("\n}\n", 1)[0]
+
+
 def test_the_variables_of_one_instance_still_make_the_seed_pair(tmp_path):
     """The single-instance variables of earlier versions, as the seed's pair used them."""
     legacy = {
@@ -113,6 +124,7 @@ def test_the_variables_of_one_instance_still_make_the_seed_pair(tmp_path):
         assert "real_server 10.0.0.11 80 {" in text and "real_server 10.0.0.12 80 {" in text
         assert "include /etc/lvs-agent/conf.d/*.conf" in text
         assert "metrics_listen" not in text  # off unless asked for
+        assert "lvs_data_plane" not in text  # IPVS, as keepalived
 
 
 def test_metrics_listen_is_each_directors_own_address(tmp_path):
@@ -125,6 +137,17 @@ def test_metrics_listen_is_each_directors_own_address(tmp_path):
         assert f"    metrics_listen {address}:9650\n" in text.split("}", 1)[0]
 
 
+def test_the_nftables_data_plane_reaches_global_defs(tmp_path):
+    nat = [{"address": "10.251.51.199", "port": 80, "forwarding": "NAT"}]
+    chosen = {
+        "lvs_director_vips": ["10.251.51.199"],
+        "lvs_director_virtual_servers": nat,
+        "lvs_director_data_plane": "nftables",
+    }
+    for text in rendered(tmp_path, chosen).values():
+        assert "    lvs_data_plane nftables\n" in text.split("}", 1)[0]
+
+
 def test_the_lab_inventory_renders(tmp_path):
     lab = {}
     for name in ("all", "lvs_directors"):
@@ -135,6 +158,15 @@ def test_the_lab_inventory_renders(tmp_path):
     assert "vrrp_instance VI_2 {\n    state MASTER" in two
     assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
     assert "track_script {\n        chk_lab_flag\n" in two
+    assert "    metrics_listen 10.0.0.2:9650\n" in one  # scraped by the lab's Prometheus
+    # the IPv6 instance: VRRP version 3, adverts from the link-local address to the other
+    # director's IPv6 address; its DR service on the real servers' IPv6 addresses
+    vi6 = instance_block(one, "VI_6")
+    assert vi6.startswith("    state MASTER\n") and "    version 3\n" in vi6
+    assert "unicast_src_ip" not in vi6 and "    unicast_peer {\n        fd00::3\n" in vi6
+    service6 = one.split("virtual_server fd00:251:51::199 80 {\n", 1)[1].split("\n}\n", 1)[0]
+    assert "real_server fd00::11 80 {" in service6 and "real_server fd00::12 80 {" in service6
+    assert "lvs_method DR" in service6
 
 
 def test_a_rich_site_renders_to_configurations_the_agent_accepts(tmp_path):
@@ -142,7 +174,9 @@ def test_a_rich_site_renders_to_configurations_the_agent_accepts(tmp_path):
     one, two = texts["lvs-director1"], texts["lvs-director2"]
     # unicast peers default to the other director, in the instance's address family
     assert "unicast_src_ip 10.0.0.2\n    unicast_peer {\n        10.0.0.3\n" in one
-    assert "unicast_src_ip fd00::3\n    unicast_peer {\n        fd00::2\n" in two
+    # IPv6 adverts leave from the link-local address (no unicast_src_ip), as keepalived's do
+    vi6 = instance_block(two, "VI_6")
+    assert "unicast_src_ip" not in vi6 and "    unicast_peer {\n        fd00::2\n" in vi6
     # per-host priorities and masters; preempt_delay needs an initial BACKUP
     assert "virtual_router_id 52\n    priority 110" in two
     assert "virtual_router_id 52\n    priority 90" in one
@@ -210,6 +244,7 @@ def with_first_instance(**changes) -> dict:
         ({**RICH, "lvs_director_metrics_listen": "localhost:9650"},
          "lvs_director_metrics_listen: localhost:9650 is not ADDRESS:PORT or [IPV6]:PORT"),
         ({**RICH, "lvs_director_metrics_listen": "fd00::2:9650"}, "fd00::2:9650 is not ADDRESS"),
+        ({**RICH, "lvs_director_data_plane": "nftable"}, "lvs_director_data_plane"),
     ],
 )  # fmt: skip
 def test_a_bad_variable_fails_validation_naming_it(tmp_path, group_vars, expected):
@@ -246,3 +281,105 @@ def test_site_rolls_out_backups_before_the_master(tmp_path):
         lines = result.stdout.splitlines()
         order = [line.split("ROLLOUT ")[1].strip('" ') for line in lines if "ROLLOUT " in line]
         assert order == expected, result.stdout
+
+
+# A module that reports the facts it is given, as if gathered from a host of another platform
+# (ansible-playbook finds modules in the `library` folder beside the playbook).
+PLATFORM_FACTS_MODULE = """
+from ansible.module_utils.basic import AnsibleModule
+
+module = AnsibleModule(
+    argument_spec={"facts": {"type": "dict", "required": True}}, supports_check_mode=True
+)
+module.exit_json(changed=False, ansible_facts=module.params["facts"])
+"""
+
+
+def platform_facts(distribution: str, version: str, python: str = "3.11.2") -> dict:
+    major, minor = (int(part) for part in python.split(".")[:2])
+    return {
+        "distribution": distribution,
+        "distribution_version": version,
+        "distribution_major_version": version.split(".")[0],
+        "os_family": "RedHat" if distribution in ("Rocky", "CentOS", "Fedora") else "Debian",
+        "python": {"version": {"major": major, "minor": minor}},
+        "python_version": python,
+    }
+
+
+def tasks_run(stdout: str) -> dict[str, list[tuple[str, str, dict]]]:
+    """Per host, the tasks it ran: (task name, ok/changed/fatal, result), from the output of a
+    `per_host` playbook run."""
+    ran: dict[str, list[tuple[str, str, dict]]] = {}
+    task = ""
+    for line in stdout.splitlines():
+        header = re.match(r"TASK \[(?:[^]]* : )?([^]]*)\]", line)
+        outcome = re.match(r"(ok|changed|fatal): \[([^]]+)\](?:: FAILED!)?(?: => (.*))?$", line)
+        if header:
+            task = header.group(1)
+        elif outcome:
+            status, host, data = outcome.groups()
+            ran.setdefault(host, []).append((task, status, json.loads(data) if data else {}))
+    return ran
+
+
+def with_platform(tmp_path: Path, plays: list, facts: dict) -> str:
+    """`plays` as YAML, each starting with a task that sets the host's facts to `facts`."""
+    (tmp_path / "library").mkdir(exist_ok=True)
+    (tmp_path / "library" / "platform_facts.py").write_text(PLATFORM_FACTS_MODULE)
+    fake = {"name": "Pretend to be another platform", "platform_facts": {"facts": facts}}
+    for play in plays:
+        play["gather_facts"] = play["become"] = False
+        play["tasks"] = [fake, *play.get("tasks", [])]
+    return yaml.safe_dump(plays)
+
+
+@pytest.mark.parametrize(
+    ("facts", "shown"),
+    [
+        (platform_facts("Rocky", "9.4"), "Rocky 9.4 with Python 3.11.2"),
+        (platform_facts("Debian", "11.9"), "Debian 11.9 with Python 3.11.2"),
+        (platform_facts("Ubuntu", "24.04"), "Ubuntu 24.04 with Python 3.11.2"),
+        (platform_facts("Debian", "13.2", python="3.8.10"), "Debian 13.2 with Python 3.8.10"),
+    ],
+)
+def test_site_stops_another_platform_before_any_change(tmp_path, facts, shown):
+    """site.yml's first play (both roles), in check mode: every host fails at the platform
+    check, the first task it runs after the argument validation, naming its OS and the
+    supported ones."""
+    plays = yaml.safe_load((REPO / "site.yml").read_text())[:1]
+    text = with_platform(tmp_path, plays, facts)
+    realserver_vars = json.dumps({"lvs_realserver_vips": ["10.0.0.1"]})
+    result = playbook(tmp_path, text, RICH, "--check", "-e", realserver_vars, per_host=True)
+    assert result.returncode != 0, result.stdout + result.stderr
+    ran = tasks_run(result.stdout)
+    supported = "supports Debian 12, Debian 13 with Python 3.9 or newer"
+    for host, role in [*((name, "lvs_director") for name in DIRECTORS),
+                       *((name, "lvs_realserver") for name in REALSERVERS)]:  # fmt: skip
+        names = [name for name, _, _ in ran[host]]
+        assert names[0] == "Pretend to be another platform", names
+        allowed = ("Validating arguments", "Check the platform")
+        assert all(name.startswith(allowed) for name in names[1:]), names
+        last_name, last_status, last = ran[host][-1]
+        assert (last_name, last_status) == ("Check the platform", "fatal"), ran[host]
+        assert last["msg"] == f"lvs.ha.{role} {supported}; this host runs {shown}.", last["msg"]
+        assert all(status == "ok" for _, status, _ in ran[host][:-1]), ran[host]
+
+
+@pytest.mark.parametrize(
+    "facts", [platform_facts("Debian", "12.8"), platform_facts("Debian", "13.2", "3.13.5")]
+)
+def test_the_platform_check_accepts_debian_12_and_13(tmp_path, facts):
+    check = {
+        "name": "Check",
+        "ansible.builtin.import_role": {"name": "lvs.ha.lvs_director", "tasks_from": "platform"},
+    }
+    plays = [{"name": "Platform", "hosts": "lvs_directors", "tasks": [check]}]
+    result = playbook(tmp_path, with_platform(tmp_path, plays, facts), {}, per_host=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = tasks_run(result.stdout)
+    for host in DIRECTORS:
+        assert [(name, status) for name, status, _ in ran[host]] == [
+            ("Pretend to be another platform", "ok"),
+            ("Check the platform", "ok"),
+        ]

@@ -18,10 +18,10 @@ lab_wants_guest() {
     [[ ${LVS_HA_PODMAN:-} != host ]] && ! lab_host_has_ipvs
 }
 
-# Boots the QEMU guest with the node image baked into its disk and serves its Podman API on
+# Boots the QEMU guest with the node images baked into its disk and serves its Podman API on
 # 127.0.0.1:PORT; exports CONTAINER_HOST.
 lab_start_guest_podman() {
-    local port=$1 tool tarball image disk
+    local port=$1 tool suite tarball image disk bake_args
     for tool in ensure serve-podman stop-podman bake-image; do
         if [[ ! -x $lab_repo/tools/guest/$tool ]]; then
             echo "tools/guest/$tool is missing: this kernel has no IPVS, and the QEMU guest that" \
@@ -31,10 +31,14 @@ lab_start_guest_podman() {
     done
     lab_stage "QEMU guest (built once, cached)"
     "$lab_repo/tools/guest/ensure" >/dev/null
-    lab_stage "node image, baked into the guest's disk (once per image)"
-    tarball=$("$lab_repo/tools/image/build")
-    image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag")
-    disk=$("$lab_repo/tools/guest/bake-image" "$tarball" "$image")
+    lab_stage "node images (Debian 12 and 13), baked into the guest's disk (once per image set)"
+    bake_args=()
+    for suite in $("$lab_repo/tools/image/tag" --suites); do
+        tarball=$("$lab_repo/tools/image/build" "$suite")
+        image=localhost/lvs-ha-node:$("$lab_repo/tools/image/tag" "$suite")
+        bake_args+=("$tarball" "$image")
+    done
+    disk=$("$lab_repo/tools/guest/bake-image" "${bake_args[@]}")
     lab_stage "QEMU guest serving Podman on 127.0.0.1:$port"
     "$lab_repo/tools/guest/serve-podman" "$port" "$disk"
     export CONTAINER_HOST=tcp://127.0.0.1:$port
@@ -57,6 +61,18 @@ lab_timed() {
         esac
     done
     status=${PIPESTATUS[0]}
+    return "$status"
+}
+
+# lab_bounded SECONDS STEP COMMAND...: runs COMMAND through lab_timed, stopped after SECONDS
+# (times LVS_HA_STEP_TIMEOUT_SCALE) with its whole process group; an overrun names STEP.
+lab_bounded() {
+    local limit=$(($1 * ${LVS_HA_STEP_TIMEOUT_SCALE:-1})) step=$2 status=0
+    shift 2
+    lab_timed timeout --kill-after=20 "$limit" "$@" || status=$?
+    if ((status == 124 || status == 137)); then
+        echo "molecule stage: step '$step' did not finish within ${limit}s and was stopped" >&2
+    fi
     return "$status"
 }
 

@@ -34,6 +34,7 @@ def lab():
         "vip": all_vars["lvs_vip"],
         "vip2": all_vars["lvs_vip2"],
         "vip_tun": all_vars["lvs_vip_tun"],
+        "vip6": all_vars["lvs_vip6"],
         "nat_port": all_vars["lvs_nat_port"],
         "port": service["port"],
         "nopreempt": os.environ.get("LVS_HA_NOPREEMPT", "false").lower() in ("1", "true", "yes"),
@@ -67,10 +68,26 @@ def client():
     return podman_host(CLIENT)
 
 
+@pytest.fixture(scope="session")
+def realserver_addresses6(realservers) -> dict[str, str]:
+    """Each real server's global IPv6 address on eth0: Podman hands them out from the network's
+    IPv6 subnet, and the directors take them from facts (their default IPv6 address)."""
+    found = {}
+    for name, host in realservers.items():
+        out = host.check_output("ip -6 -o addr show dev eth0 scope global")
+        found[name] = out.split()[3].split("/")[0]
+    return found
+
+
+def endpoint(address: str, port) -> str:
+    """ADDRESS:PORT as `ipvsadm -Ln` and URLs write it, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def vip_holders(directors, vip) -> list[str]:
     holders = []
     for name, host in directors.items():
-        out = host.check_output("ip -4 -o addr show")
+        out = host.check_output("ip -o addr show")
         if f" {vip}/" in out:
             holders.append(name)
     return holders
@@ -84,7 +101,7 @@ def ipvs_entries(host, vip, port) -> dict[str, str]:
     for line in out.splitlines():
         fields = line.split()
         if fields[:1] in (["TCP"], ["UDP"], ["FWM"], ["SCTP"]):
-            inside = fields[1] == f"{vip}:{port}"
+            inside = fields[1] == endpoint(vip, port)
         elif inside and fields[:1] == ["->"] and fields[1] != "RemoteAddress:Port":
             found[fields[1]] = fields[2]
     return found
@@ -92,7 +109,7 @@ def ipvs_entries(host, vip, port) -> dict[str, str]:
 
 def ipvs_realservers(host, vip, port) -> set[str]:
     """Addresses of the real servers of the virtual service VIP:PORT in this host's IPVS table."""
-    return {entry.rsplit(":", 1)[0] for entry in ipvs_entries(host, vip, port)}
+    return {entry.rsplit(":", 1)[0].strip("[]") for entry in ipvs_entries(host, vip, port)}
 
 
 def ask(client, vip, count=12, port=80) -> list[str]:
@@ -100,7 +117,7 @@ def ask(client, vip, count=12, port=80) -> list[str]:
     (each real server's page names it), or "" for a request that got no answer."""
     script = (
         f"for i in $(seq {count}); do "
-        f"printf '%s\\n' \"$(curl -s --max-time 2 http://{vip}:{port}/)\"; done"
+        f"printf '%s\\n' \"$(curl -gs --max-time 2 http://{endpoint(vip, port)}/)\"; done"
     )
     out = client.run(script).stdout
     return [line.strip() for line in out.splitlines()][:count]

@@ -24,7 +24,25 @@ def longest_gap(rows: list[tuple[float, float, bool]]) -> tuple[float, float]:
     return longest, began
 
 
-def test_the_vip_answered_through_the_rolling_change(client, lab):
+def unanswered_time(rows: list[tuple[float, float, bool]]) -> float:
+    """The time spent without an answer, all gaps together: from the last answer (or the first
+    request) to the end of the next answered request, over every stretch of failed requests."""
+    last_answer, total, failing = rows[0][0], 0.0, False
+    for _start, end, ok in rows:
+        if not ok:
+            failing = True
+        elif failing:
+            total += end - last_answer
+            failing = False
+        if ok:
+            last_answer = end
+    if failing:
+        total += rows[-1][1] - last_answer
+    return total
+
+
+def polled(client) -> list[tuple[float, float, bool]]:
+    """The requests poll_vip.py logged on the client: (start, end, answered)."""
     log = client.file(POLL_LOG)
     assert log.exists, f"{POLL_LOG} missing on the client: poll_vip.py did not run"
     rows = []
@@ -32,6 +50,11 @@ def test_the_vip_answered_through_the_rolling_change(client, lab):
         start, end, outcome = line.split()
         rows.append((float(start), float(end), outcome == "ok"))
     assert len(rows) >= 10, f"only {len(rows)} requests polled"
+    return rows
+
+
+def test_the_vip_answered_through_the_rolling_change(client, lab):
+    rows = polled(client)
     failed = sum(1 for row in rows if not row[2])
     longest, began = longest_gap(rows)
     bound = lab["vrrp_bound"]

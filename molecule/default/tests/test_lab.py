@@ -5,14 +5,20 @@ Runs in file order: each failure test restores what it broke before it ends.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
+import pytest
+import yaml
 from conftest import (
     DIRECTORS,
     REALSERVERS,
     ask,
+    endpoint,
     ipvs_entries,
     ipvs_realservers,
+    podman_host,
     vip_holders,
     wait_for,
 )
@@ -23,10 +29,34 @@ MASTER, BACKUP = DIRECTORS
 AGENT_START_BOUND = 120  # seconds for a restarted agent to answer `lvs-agent status`
 
 
-def current_master(directors, lab) -> str:
-    holders = vip_holders(directors, lab["vip"])
-    assert len(holders) == 1, f"VIP {lab['vip']} held by {holders or 'nobody'}"
+def current_master(directors, lab, vip=None) -> str:
+    """The director holding VIP (default VI_1's)."""
+    vip = vip or lab["vip"]
+    holders = vip_holders(directors, vip)
+    assert len(holders) == 1, f"VIP {vip} held by {holders or 'nobody'}"
     return holders[0]
+
+
+# The Debian release of each node image (molecule.yml names the image of each platform).
+RELEASE_OF_IMAGE = {"LVS_HA_NODE_TAG_BOOKWORM": "12", "LVS_HA_NODE_TAG_TRIXIE": "13"}
+
+
+def test_the_lab_mixes_debian_12_and_13():
+    """Both supported releases really ran: each node's /etc/debian_version is the one its
+    image in molecule.yml promises, and a director and a real server run each of them."""
+    scenario = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
+    expected = {}
+    for platform in scenario["platforms"]:
+        image = platform["image"]
+        releases = {release for tag, release in RELEASE_OF_IMAGE.items() if tag in image}
+        assert len(releases) == 1, image
+        expected[platform["name"]] = releases.pop()
+    for group in (DIRECTORS, REALSERVERS):
+        assert {expected[name] for name in group} == {"12", "13"}, expected
+    versions = {
+        name: podman_host(name).file("/etc/debian_version").content_string for name in expected
+    }
+    assert {name: text.split(".")[0] for name, text in versions.items()} == expected, versions
 
 
 def test_agents_are_running(directors):
@@ -93,6 +123,33 @@ def test_tun_service_answers_through_its_vip(directors, client, lab):
     assert set(answers) == set(REALSERVERS), answers
 
 
+def test_ipv6_instance_has_one_master_holding_its_vip(directors, lab):
+    """VI_6 (VRRP version 3 over IPv6, unicast adverts from the link-local address): the
+    configured MASTER holds the IPv6 VIP, and the agents name one MASTER and one BACKUP."""
+    vip6 = lab["vip6"]
+    wait_for(lambda: vip_holders(directors, vip6) == [MASTER], lab["vrrp_bound"])
+    holders = vip_holders(directors, vip6)
+    assert holders == [MASTER], f"{vip6} held by {holders or 'nobody'}"
+    states = {}
+    for name, host in directors.items():
+        status = json.loads(host.check_output("lvs-agent status --json"))
+        states[name] = [vi["state"] for vi in status["vrrp"] if vi["name"] == "VI_6"]
+    assert states == {MASTER: ["MASTER"], BACKUP: ["BACKUP"]}, states
+
+
+def test_ipv6_dr_service_answers_through_its_vip(directors, client, realserver_addresses6, lab):
+    """[VIP6]:80 forwarded by direct routing to each real server's IPv6 address (the VIP on its
+    lo, where neighbour discovery never answers for it), which answers the client itself."""
+    vip6 = lab["vip6"]
+    master = directors[current_master(directors, lab, vip6)]
+    wanted = {endpoint(address, 80): "Route" for address in realserver_addresses6.values()}
+    took = wait_for(lambda: ipvs_entries(master, vip6, 80) == wanted, lab["addition_bound"])
+    assert took is not None, master.check_output("ipvsadm -Ln")
+    answers = ask(client, vip6)
+    assert "" not in answers, answers
+    assert set(answers) == set(REALSERVERS), answers
+
+
 def test_stopped_real_server_is_removed_then_added_back(directors, realservers, client, lab):
     master = directors[current_master(directors, lab)]
     stopped, other = "lvs-rs1", "lvs-rs2"
@@ -118,9 +175,17 @@ def test_stopped_real_server_is_removed_then_added_back(directors, realservers, 
     assert set(ask(client, vip)) == set(REALSERVERS)
 
 
-def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, client, lab):
-    vip = lab["vip"]
-    master_name = current_master(directors, lab)
+@pytest.mark.parametrize("instance", ["VI_1", "VI_6"])
+def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(
+    directors, client, realserver_addresses6, lab, instance
+):
+    """VI_1's VIP (IPv4, nopreempt in the rollout's variant) or VI_6's (IPv6, unicast adverts
+    to the other director's IPv6 address) moves to the backup, which serves its DR service."""
+    ipv6 = instance == "VI_6"
+    vip = lab["vip6"] if ipv6 else lab["vip"]
+    addresses = realserver_addresses6 if ipv6 else REALSERVERS
+    nopreempt = lab["nopreempt"] and not ipv6
+    master_name = current_master(directors, lab, vip)
     backup_name = BACKUP if master_name == MASTER else MASTER
     master = directors[master_name]
     started = time.monotonic()
@@ -133,7 +198,7 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         print(f"VIP moved {master_name} -> {backup_name} in {time.monotonic() - started:.1f} s")
         backup = directors[backup_name]
         wait_for(
-            lambda: ipvs_realservers(backup, vip, lab["port"]) == set(REALSERVERS.values()),
+            lambda: ipvs_realservers(backup, vip, lab["port"]) == set(addresses.values()),
             lab["addition_bound"],
         )
         answers = ask(client, vip)
@@ -148,7 +213,7 @@ def test_stopping_the_master_agent_moves_the_vip_and_service_goes_on(directors, 
         f"lvs-agent on {master_name} not answering {AGENT_START_BOUND} s after start"
     )
 
-    if lab["nopreempt"]:
+    if nopreempt:
         # nopreempt: the restarted director stays BACKUP; the VIP stays where it is.
         time.sleep(lab["vrrp_bound"])
         assert vip_holders(directors, vip) == [backup_name]

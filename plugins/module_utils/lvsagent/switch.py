@@ -34,7 +34,7 @@ from .control import ControlError, lock_path, request
 POLL = 0.2  # seconds between two looks at the new daemon
 KILL_WAIT = 10.0  # seconds a SIGKILLed process may take to be gone
 STOP_WAIT = 30.0  # seconds a stopping lvs-agent may take (its notify scripts have 10)
-KEEPALIVED_POLL = 1.0  # each look at keepalived makes all its processes dump their state
+KEEPALIVED_POLL = 0.5  # each look at keepalived makes all its processes dump their state
 
 
 class SwitchError(Exception):

@@ -28,6 +28,7 @@ from vrrp_support import (
     Agent,
     config,
     instance_block,
+    virtual_server_block,
     wait_single_holder,
 )
 
@@ -39,23 +40,8 @@ VIP6, GATEWAY6 = "fd00::100", "fd00:1::1"
 RS_PORT = 8080
 ELEMENT = f"{{ {VIP} . tcp . 80 }}"
 
-REAL_SERVER = """
-  real_server {address} {port} {{
-    HTTP_GET {{
-      url {{
-        path /
-        status_code 200
-      }}
-      connect_timeout 1
-      retry 1
-      delay_before_retry 1
-    }}
-  }}"""
-VIRTUAL_SERVER = (
-    f"virtual_server {VIP} 80 {{\n  delay_loop 1\n  lvs_sched rr\n  lvs_method NAT\n"
-    "  protocol TCP"
-    + "".join(REAL_SERVER.format(address=a, port=RS_PORT) for a in ("10.1.0.2", "10.1.0.3"))
-    + "\n}\n"
+VIRTUAL_SERVER = virtual_server_block(
+    VIP, ("10.1.0.2", "10.1.0.3"), rs_port=RS_PORT, check="HTTP_GET"
 )
 CONF = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n" + VIRTUAL_SERVER
 

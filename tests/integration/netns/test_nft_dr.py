@@ -16,8 +16,7 @@ import sys
 import time
 
 import pytest
-from test_nft_data_plane import REAL_SERVER
-from vrrp_support import Agent
+from vrrp_support import Agent, virtual_server_block
 
 from testbed.ansible import local_argv, run_adhoc
 
@@ -30,12 +29,8 @@ CLIENTS = [f"10.0.0.{n}" for n in range(10, 31)]
 REAL_SERVERS = {"rs1": "10.0.0.2", "rs2": "10.0.0.3"}
 REAL_SERVERS6 = {"rs1": "fd00::2", "rs2": "fd00::3"}
 
-CONF = (
-    "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n"
-    f"virtual_server {VIP} 80 {{\n  delay_loop 1\n  lvs_sched sh\n  lvs_method DR\n"
-    "  protocol TCP"
-    + "".join(REAL_SERVER.format(address=a, port=80) for a in REAL_SERVERS.values())
-    + "\n}\n"
+CONF = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n" + virtual_server_block(
+    VIP, REAL_SERVERS.values(), check="HTTP_GET", method="DR", scheduler="sh"
 )
 
 # Each client address (argv[3:]) asks argv[2] times in a row; "-" when nothing answered.

@@ -10,28 +10,30 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from vrrp_support import REPO, Agent, config, instance_block, wait_single_holder
+from vrrp_support import (
+    REPO,
+    VIP4,
+    Agent,
+    config,
+    instance_block,
+    virtual_server_block,
+    wait_single_holder,
+)
 
 from testbed.services import Nginx
 
 pytestmark = pytest.mark.netns
 
 RULES = REPO / "roles/lvs_director/files/prometheus/lvs-agent-rules.yml"
+LAB_ANSWER = REPO / "tools/lab/prometheus-answer.py"  # what `make lab` prints (tools/lab/show)
 PORT = 9650
 API = "http://127.0.0.1:9090/api/v1"
 RS1, RS2 = "192.168.77.21", "192.168.77.22"
 REAL_SERVERS_UP = 'lvs:virtual_server_real_servers_up{virtual_server="[192.168.77.100]:80"}'
-REAL_SERVER = """
-  real_server {address} 80 {{
-    TCP_CHECK {{
-      connect_timeout 1
-      retry 1
-      delay_before_retry 1
-    }}
-  }}"""
 SCRIPT = (
     'vrrp_script chk_ok {{\n  script "/usr/bin/test ! -e {flag}"\n  interval 1\n  weight -100\n}}\n'
 )
@@ -41,10 +43,7 @@ TRACK = "  track_script {\n    chk_ok\n  }\n"
 def director_config(host, priority: int, flag: Path) -> str:
     """The director's VRRP instance tracks a script that fails once `flag` exists."""
     listen = f"  metrics_listen {host.ip}:{PORT}\n  lvs_data_plane nftables\n"
-    virtual = (
-        "virtual_server 192.168.77.100 80 {\n  delay_loop 1\n  lvs_sched rr\n  lvs_method NAT\n"
-        "  protocol TCP" + "".join(REAL_SERVER.format(address=a) for a in (RS1, RS2)) + "\n}\n"
-    )
+    virtual = virtual_server_block(VIP4, (RS1, RS2))
     script = SCRIPT.format(flag=flag)
     return config(script, instance_block(priority, extra=TRACK), global_extra=listen) + virtual
 
@@ -123,6 +122,9 @@ def test_prometheus_answers_which_director_is_master_and_follows_a_real_server_a
     prometheus.wait("up", dict.fromkeys(both, 1.0))
     prometheus.wait("lvs:vrrp_instance_master == 1", {targets[d1]: 1.0})
     prometheus.wait(REAL_SERVERS_UP, dict.fromkeys(both, 2.0))
+    answer = prometheus.host.run([sys.executable, str(LAB_ANSWER), "30"]).stdout
+    assert f"  VI_1: {targets[d1]}\n" in answer, answer
+    assert f"  TCP [{VIP4}]:80: 2 on {targets[d1]}, 2 on {targets[d2]}\n" in answer, answer
 
     servers["rs1"].stop()
     down = f'lvs_agent_real_server_up{{real_server="[{RS1}]:80"}}'

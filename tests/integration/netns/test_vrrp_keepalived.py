@@ -2,7 +2,8 @@
 
 For VRRPv2 with PASS authentication, VRRPv3 over IPv4 and VRRPv3 over IPv6: one master at a
 time, takeover both ways (SIGTERM of the master, preemption when it comes back), and packets
-that keepalived itself would ignore (wrong password, wrong version) ignored by the agent too.
+that keepalived itself would ignore (wrong password, wrong version) ignored by the agent too;
+an IPv6 /128 VIP added as keepalived adds it (deprecated, never a source address).
 """
 
 from __future__ import annotations
@@ -77,3 +78,22 @@ def test_wrong_version_is_ignored_on_both_sides(pair, tmp_path):
     Keepalived(d2, tmp_path, config(instance_block(150, version=2))).start()
     d1.wait_for(lambda: holders(pair) == [d1, d2], 15)
     assert "(VI_1) wrong version. Received 2 and expect 3" in agent.log_text()
+
+
+def test_ipv6_host_vip_is_deprecated_as_keepalived_makes_it(pair, tmp_path):
+    """A /128 VIP gets preferred_lft 0 from both: the master's own connections (health checks
+    of a DR real server, which holds the VIP too) keep leaving from its own address, even
+    though the VIP shares more leading bits with the destination."""
+    d1, d2 = pair
+    variant = {"version": 3, "vip": f"{VIP6}/128", "vrid": 52}
+    agent = Agent(d1, tmp_path, config(instance_block(150, **variant))).start()
+    peer = Keepalived(d2, tmp_path, config(instance_block(100, **variant))).start()
+    own, other = "fd00:77::11", "fd00:77::12"
+    for host, node in ((d1, agent), (d2, peer)):
+        wait_alone(pair, host, VIP6)
+        shown = host.run(["ip", "-6", "-o", "address", "show", "to", f"{VIP6}/128"]).stdout
+        assert "deprecated" in shown and "preferred_lft 0sec" in shown, shown
+        route = host.run(["ip", "-6", "route", "get", other]).stdout
+        assert f"src {own} " in route, route
+        own, other = other, own
+        assert node.stop() == 0  # priority 0: the other one takes over

@@ -52,6 +52,40 @@ def sync_group_blocks(priority: int, group_extra: str = "", member_extra: str = 
     )
 
 
+QUICK_CHECKS = {
+    "TCP_CHECK": (
+        "TCP_CHECK {\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }"
+    ),
+    "HTTP_GET": (
+        "HTTP_GET {\n      url {\n        path /\n        status_code 200\n      }\n"
+        "      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }"
+    ),
+}
+
+
+def virtual_server_block(
+    vip: str,
+    real_servers,
+    *,
+    rs_port: int = 80,
+    check: str = "TCP_CHECK",
+    method: str = "NAT",
+    scheduler: str = "rr",
+) -> str:
+    """A virtual_server on `vip` port 80 over `real_servers`, each checked every second by
+    `check` (a key of QUICK_CHECKS) so that a failure shows within seconds."""
+    check_block = QUICK_CHECKS[check]
+    servers = "".join(
+        f"\n  real_server {address} {rs_port} {{\n    {check_block}\n  }}"
+        for address in real_servers
+    )
+    return (
+        f"virtual_server {vip} 80 {{\n  delay_loop 1\n  lvs_sched {scheduler}\n"
+        f"  lvs_method {method}\n"
+        f"  protocol TCP{servers}\n}}\n"
+    )
+
+
 def config(*blocks: str, global_extra: str = "") -> str:
     return (
         "global_defs {\n  router_id lab\n  script_user root\n"

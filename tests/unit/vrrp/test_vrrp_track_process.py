@@ -6,6 +6,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from fakeclock import FakeClock
@@ -100,6 +102,12 @@ def test_fork_delay_and_terminate_delay_absorb_a_restart():
 def test_read_processes_sees_a_real_child_by_name_and_command_line():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "marker-arg"])
     try:
+        # Python 3.13 (Debian 13) starts children with vfork: Popen can return while the
+        # child's exec is still setting up its command line, which then reads empty.
+        deadline = time.monotonic() + 10
+        while not Path(f"/proc/{child.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the child never showed its command line"
+            time.sleep(0.01)
         found = read_processes("/proc", with_cmdline=True)
         track = TrackProcess("t", sys.executable, ["-c"], "partial")
         assert any(process_matches(track, process) for process in found)

@@ -8,6 +8,8 @@ import logging
 import struct
 import time
 
+import pytest
+
 from lvsagent.config.model import VrrpScript
 from lvsagent.vrrp import tracking
 
@@ -202,3 +204,21 @@ def test_a_script_status_has_its_durations_and_when_its_state_last_changed():
     durations = status["durations"]
     buckets = dict(map(tuple, durations["buckets"]))
     assert durations["count"] == 2 and buckets[0.025] == 0  # the 50 ms sleep is counted
+
+
+@pytest.mark.parametrize(
+    ("command", "logged"),
+    [
+        ("/bin/sh -c 'exit 3'", "VRRP_Script(chk) failed (exited with status 3)"),
+        ("/bin/sh -c 'kill -9 $$'", "VRRP_Script(chk) failed (due to signal 9)"),
+    ],
+)
+def test_a_failed_script_is_logged_as_keepalived_says_how_it_ended(caplog, command, logged):
+    tracker = tracking.ScriptTracker(VrrpScript(name="chk", script=command, fall=1), loop=None)
+
+    async def run():
+        tracker.record(await tracker.run_once())
+
+    with caplog.at_level(logging.INFO, "lvsagent.vrrp"):
+        asyncio.run(run())
+    assert caplog.messages[-1] == logged

@@ -103,6 +103,11 @@ class AddressManager:
         }
         if vip.family == 6:
             options["flags"] = IFA_F_NODAD
+            if vip.address.network.prefixlen == 128:
+                # keepalived's default for a /128: deprecated (preferred_lft 0, RFC 3484), so
+                # that the host never picks the VIP as a source (a health check sent from it
+                # would get its answer on a DR real server's own copy of the VIP)
+                options["preferred_lft"] = 0
         if vip.label:
             options["label"] = vip.label
         if vip.broadcast:
@@ -166,9 +171,15 @@ class Announcer:
             for ifname in group.interfaces:
                 self._groups[ifname] = (("garp_group", str(number)), spacing)
 
-    def _spacing(self, ifname: str, version: int) -> tuple[tuple[Budget, int], float]:
-        budget, spacing = self._groups.get(ifname, (("interface", ifname), self._unpaced))
-        return (budget, version), spacing[version]
+    def _budget(self, ifname: str, version: int) -> tuple[Budget, int]:
+        """The queue a frame of this kind on this interface waits in."""
+        budget, _spacing = self._groups.get(ifname, (("interface", ifname), None))
+        return budget, version
+
+    def _spacing(self, ifname: str, version: int) -> float:
+        """Seconds between two frames of this kind on this interface's budget."""
+        _budget, spacing = self._groups.get(ifname, (None, self._unpaced))
+        return spacing[version]
 
     def queue(
         self, owner: object, ifname: str, address: IPAddress, sent: Callable[[], None]
@@ -177,7 +188,7 @@ class Announcer:
         frame is old enough); `sent()` once it went out. As keepalived (a "pending" flag per
         address), an address already waiting is not queued twice: under pacing the rounds of a
         burst that find it waiting collapse into that one frame."""
-        key, _spacing = self._spacing(ifname, address.version)
+        key = self._budget(ifname, address.version)
         waiting = self._waiting.setdefault(key, collections.deque())
         if any(entry[1:3] == (ifname, address) for entry in waiting):
             return
@@ -197,7 +208,7 @@ class Announcer:
         waiting = self._waiting.get(key)
         while waiting:
             _owner, ifname, address, sent = waiting[0]
-            _key, spacing = self._spacing(ifname, address.version)
+            spacing = self._spacing(ifname, address.version)
             now = self._loop.time()
             last = self._last_sent.get(key)
             if spacing and last is not None and now < last + spacing:

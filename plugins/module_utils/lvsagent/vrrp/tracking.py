@@ -226,6 +226,16 @@ class LinkMonitor:
             self._sock = None
 
 
+def ended_words(code: int | None) -> str:
+    """keepalived's words for how a script ended: "exited with status 1", "due to signal 9";
+    empty when it did not finish."""
+    if code is None:
+        return ""
+    if code < 0:
+        return f"due to signal {-code}"
+    return f"exited with status {code}"
+
+
 class ScriptTracker(Listeners):
     """Runs one vrrp_script every `interval`; `rise` successes / `fall` failures flip its state.
     Keeps how long its runs took, how many timed out, and when its state last changed (Unix
@@ -238,6 +248,7 @@ class ScriptTracker(Listeners):
         self.ok = not script.init_fail
         self._streak = 0
         self._trouble = ""  # why the last run did not finish (timeout, refused...)
+        self._ended = ""  # how the last run that finished ended, in keepalived's words
         self.durations = Durations()
         self.timeouts = 0
         self.changed = time.time()
@@ -282,6 +293,7 @@ class ScriptTracker(Listeners):
         if trouble and trouble != self._trouble:  # once, not every interval
             log.warning("VRRP_Script(%s) %s", self.script.name, trouble)
         self._trouble = trouble
+        self._ended = ended_words(outcome.code)
         return outcome.ok
 
     def record(self, success: bool) -> None:
@@ -295,5 +307,10 @@ class ScriptTracker(Listeners):
         self._streak = 0
         self.ok = success
         self.changed = time.time()
-        log.info("VRRP_Script(%s) %s", self.script.name, "succeeded" if success else "failed")
+        if success:
+            log.info("VRRP_Script(%s) succeeded", self.script.name)
+        elif self._ended:
+            log.info("VRRP_Script(%s) failed (%s)", self.script.name, self._ended)
+        else:
+            log.info("VRRP_Script(%s) failed", self.script.name)
         self.tell(self.script.name, success)

@@ -18,6 +18,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ...config.model import CheckSettings, VirtualServer
+
+# A spec made without the parser (genhash, benchmarks, tests) takes the parser's defaults.
+_PARSED = CheckSettings()
+
 
 @dataclass(frozen=True)
 class CheckSpec:
@@ -26,11 +31,11 @@ class CheckSpec:
     kind: str  # a name in the registry: "TCP_CHECK", "HTTP_GET", ...
     address: str
     port: int
-    connect_timeout: float = 5.0
-    retry: int = 1
-    delay_before_retry: float = 1.0
-    delay_loop: float = 60.0
-    warmup: Optional[float] = None  # None = a random delay up to delay_loop
+    connect_timeout: float = _PARSED.connect_timeout
+    retry: int = _PARSED.retry
+    delay_before_retry: float = _PARSED.delay_before_retry
+    delay_loop: float = VirtualServer.delay_loop
+    warmup: Optional[float] = _PARSED.warmup  # None = a random delay up to delay_loop
     alpha: bool = False  # start down until the first success
     bindto: Optional[str] = None
     bind_port: Optional[int] = None
@@ -79,9 +84,12 @@ class CheckResult:
         return cls(False, error, reason=reason)
 
     @classmethod
-    def raised(cls, exc: BaseException, timeout: float, context: str = "") -> CheckResult:
-        """A probe that raised: `describe`'s words (after `context`), the reason by its type."""
-        return cls(False, context + describe(exc, timeout), reason=reason_of(exc))
+    def raised(
+        cls, exc: BaseException, timeout: float, context: str = "", suffix: str = ""
+    ) -> CheckResult:
+        """A probe that raised: `describe`'s words (between `context` and `suffix`), the
+        reason by its type."""
+        return cls(False, context + describe(exc, timeout) + suffix, reason=reason_of(exc))
 
 
 def reason_of(exc: BaseException) -> str:

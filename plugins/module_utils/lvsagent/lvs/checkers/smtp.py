@@ -121,8 +121,9 @@ async def smtp_probe(spec: CheckSpec) -> CheckResult:
         except (asyncio.LimitOverrunError, ValueError):
             problem = "Reply line too long"
         except (OSError, asyncio.TimeoutError) as exc:
-            failure = CheckResult.raised(exc, spec.connect_timeout)
-            return CheckResult.failed(failure.reason, f"{failure.error} from server {host.target}")
+            return CheckResult.raised(
+                exc, spec.connect_timeout, suffix=f" from server {host.target}"
+            )
         if problem:
             return CheckResult.failed("bad_reply", f"{problem} from server {host.target}")
     return CheckResult(True)
