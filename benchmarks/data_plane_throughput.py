@@ -278,7 +278,7 @@ def servers_of(lab: Lab) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="every row this many times")

@@ -356,14 +356,14 @@ def test_site_stops_another_platform_before_any_change(tmp_path, facts, shown):
     supported = "supports Debian 12, Debian 13 with Python 3.9 or newer"
     for host, role in [*((name, "lvs_director") for name in DIRECTORS),
                        *((name, "lvs_realserver") for name in REALSERVERS)]:  # fmt: skip
-        names = [name for name, _, _ in ran[host]]
+        names = [name for name, _status, _result in ran[host]]
         assert names[0] == "Pretend to be another platform", names
         allowed = ("Validating arguments", "Check the platform")
         assert all(name.startswith(allowed) for name in names[1:]), names
         last_name, last_status, last = ran[host][-1]
         assert (last_name, last_status) == ("Check the platform", "fatal"), ran[host]
         assert last["msg"] == f"lvs.ha.{role} {supported}; this host runs {shown}.", last["msg"]
-        assert all(status == "ok" for _, status, _ in ran[host][:-1]), ran[host]
+        assert all(status == "ok" for _name, status, _result in ran[host][:-1]), ran[host]
 
 
 @pytest.mark.parametrize(
@@ -379,7 +379,7 @@ def test_the_platform_check_accepts_debian_12_and_13(tmp_path, facts):
     assert result.returncode == 0, result.stdout + result.stderr
     ran = tasks_run(result.stdout)
     for host in DIRECTORS:
-        assert [(name, status) for name, status, _ in ran[host]] == [
+        assert [(name, status) for name, status, _result in ran[host]] == [
             ("Pretend to be another platform", "ok"),
             ("Check the platform", "ok"),
         ]
