@@ -330,7 +330,7 @@ def test_datagrams_are_received_into_one_reused_buffer(monkeypatch):
         request = codec.attr(codec.CTRL_ATTR_FAMILY_NAME, b"nlctrl\0")
         sock.send(codec.message(codec.GENL_ID_CTRL, 1, 7, codec.CTRL_CMD_GETFAMILY, request))
         data = sock.recv()
-        assert type(data) is bytes and len(data) == struct.unpack_from("=I", data)[0]
+        assert isinstance(data, bytes) and len(data) == struct.unpack_from("=I", data)[0]
     finally:
         sock.close()
     with pytest.raises(ValueError):  # closed with the socket
