@@ -76,6 +76,20 @@ lab_bounded() {
     return "$status"
 }
 
+# Stops the podman_session.py brokers (molecule/default/plugins) that serve this lab's Podman
+# (the CONTAINER_HOST in their environment): a stalled one would hold its container's commands.
+lab_stop_podman_sessions() {
+    local environ pid
+    for environ in /proc/[0-9]*/environ; do
+        pid=${environ#/proc/}
+        pid=${pid%/environ}
+        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py* ]] || continue
+        if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qx "CONTAINER_HOST=${CONTAINER_HOST:-}"; then
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
 # Removes whatever of the lab is left in the current Podman after `molecule destroy` (under load
 # the driver's `podman rm -f` can give up on a container still shutting down, and then the
 # network stays in use).
