@@ -84,7 +84,7 @@ lab_stop_podman_sessions() {
         pid=${environ#/proc/}
         pid=${pid%/environ}
         [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py* ]] || continue
-        if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qx "CONTAINER_HOST=${CONTAINER_HOST:-}"; then
+        if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qxF "CONTAINER_HOST=${CONTAINER_HOST:-}"; then
             kill "$pid" 2>/dev/null || true
         fi
     done

@@ -2,7 +2,7 @@
 
 Netlink calls block (a large dump or batch takes a while), so the socket is created and used
 on a dedicated thread, never on the agent's loop. `run()` awaits a whole job there without
-blocking the loop; the plain operations block until they return, as a direct call would.
+blocking the loop; it is the only way in, so that no call from the loop can wait on netlink.
 """
 
 from __future__ import annotations
@@ -12,23 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..ipvs import IpvsClient
-
-OPERATIONS = frozenset(
-    {
-        "apply",
-        "changed_destinations",
-        "services",
-        "service",
-        "destinations",
-        "table",
-        "add_service",
-        "edit_service",
-        "delete_service",
-        "add_destination",
-        "edit_destination",
-        "delete_destination",
-    }
-)
 
 
 class IpvsThread:
@@ -41,13 +24,3 @@ class IpvsThread:
     async def run(self, job, *args):
         """`job(client, *args)` on the netlink thread; the loop keeps running meanwhile."""
         return await asyncio.wrap_future(self._executor.submit(job, self._client, *args))
-
-    def __getattr__(self, name: str):
-        if name not in OPERATIONS:
-            raise AttributeError(name)
-        method = getattr(self._client, name)
-
-        def call(*args):
-            return self._executor.submit(method, *args).result()
-
-        return call
