@@ -38,11 +38,11 @@ def podman(tmp_path):
     return script, starts
 
 
-def start_broker(tmp_path, podman, idle_seconds=30.0):
+def start_broker(tmp_path, podman, idle_seconds=30.0, reply_seconds=30.0):
     socket_path = str(tmp_path / "session")
     broker = threading.Thread(
         target=podman_session.serve,
-        args=(socket_path, [str(podman)], "lvs-director1", idle_seconds),
+        args=(socket_path, [str(podman)], "lvs-director1", idle_seconds, reply_seconds),
         daemon=True,
     )
     broker.start()
@@ -131,3 +131,14 @@ def test_a_client_gone_before_its_reply_leaves_the_session_serving(tmp_path, pod
 def test_no_broker_is_a_request_not_sent(tmp_path):
     with pytest.raises(podman_session.NotSent):
         podman_session.request(str(tmp_path / "nobody"), "echo lost", b"")
+
+
+def test_a_stalled_exec_gets_no_reply_and_ends_the_broker(tmp_path, podman):
+    socket_path, broker = start_broker(tmp_path, podman[0], reply_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        podman_session.request(socket_path, "sleep 3", b"")
+    assert time.monotonic() - started < 2.5  # the reply limit, not the command, ended it
+    broker.join(timeout=15)
+    assert not broker.is_alive()
+    assert not os.path.exists(socket_path)

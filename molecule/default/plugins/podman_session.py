@@ -12,21 +12,27 @@ Frames, on the socket and on the exec's stdio alike:
   request: u32 length of the command, u32 length of its stdin, the command (shell words), the stdin
   reply:   i32 exit status, u32 length of stdout, u32 length of stderr, stdout, stderr
 The broker exits after IDLE_SECONDS without a request (it removes its socket first, then answers
-the requests already queued), or when the exec ends (the container stopped); the next task then
-starts a new broker.
+the requests already queued), when the exec ends (the container stopped), or when the exec takes
+more than REPLY_SECONDS to take a request or answer it: over the guest's API an exec's stream has
+stalled for minutes with the command long done (podman remote attach under TCG), and every later
+task of that container would wait behind it. The client then gets no reply (ConnectionError) and
+the next task starts a new broker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 
 IDLE_SECONDS = 60
+REPLY_SECONDS = 180  # a lab task's command takes seconds; a stalled exec stream, forever
 REQUEST = struct.Struct("!II")
 REPLY = struct.Struct("!iII")
 
@@ -65,6 +71,36 @@ def read_exactly(read, size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+class Stalled(OSError):
+    """The exec took neither a request nor gave its reply within the time allowed."""
+
+
+def waiting_until(deadline: float, fd: int, writing: bool = False) -> None:
+    """Returns once FD can be read (or written), Stalled when DEADLINE passes first."""
+    left = max(deadline - time.monotonic(), 0)
+    wanted = ([], [fd]) if writing else ([fd], [])
+    if not any(select.select(*wanted, [], left)):
+        raise Stalled("the podman exec stalled")
+
+
+def bounded_read(fd: int, deadline: float):
+    """A read(size) of FD that raises Stalled past DEADLINE."""
+
+    def read(size: int) -> bytes:
+        waiting_until(deadline, fd)
+        return os.read(fd, size)
+
+    return read
+
+
+def bounded_write(fd: int, data: bytes, deadline: float) -> None:
+    """Writes DATA to FD (non-blocking), Stalled past DEADLINE."""
+    view = memoryview(data)
+    while view:
+        waiting_until(deadline, fd, writing=True)
+        view = view[os.write(fd, view) :]
 
 
 def read_frame(read, header: struct.Struct) -> bytes | None:
@@ -113,9 +149,12 @@ def request(socket_path: str, command: str, data: bytes) -> tuple[int, bytes, by
     return status, body[:out_size], body[out_size:]
 
 
-def answer(client: socket.socket, exec_session: subprocess.Popen) -> bool:
-    """Runs one client's request in the container; False when the exec has ended. A client that
-    went away (its Ansible worker stopped) loses its reply, and the session goes on."""
+def answer(
+    client: socket.socket, exec_session: subprocess.Popen, reply_seconds: float = REPLY_SECONDS
+) -> bool:
+    """Runs one client's request in the container; False when the exec has ended or stalled
+    (the client then gets no reply). A client that went away (its Ansible worker stopped) loses
+    its reply, and the session goes on."""
     with client:
         client.setblocking(True)
         try:
@@ -124,9 +163,16 @@ def answer(client: socket.socket, exec_session: subprocess.Popen) -> bool:
             return True
         if frame is None:
             return True
-        exec_session.stdin.write(frame)
-        exec_session.stdin.flush()
-        reply = read_frame(exec_session.stdout.read, REPLY)
+        deadline = time.monotonic() + reply_seconds
+        try:
+            bounded_write(exec_session.stdin.fileno(), frame, deadline)
+            reply = read_frame(bounded_read(exec_session.stdout.fileno(), deadline), REPLY)
+        except Stalled:
+            print(
+                f"podman_session: no reply within {reply_seconds} s: ending this session",
+                file=sys.stderr,
+            )
+            return False
         if reply is None:
             return False
         with contextlib.suppress(OSError):
@@ -135,13 +181,18 @@ def answer(client: socket.socket, exec_session: subprocess.Popen) -> bool:
 
 
 def serve(
-    socket_path: str, podman: list[str], container: str, idle_seconds: float = IDLE_SECONDS
+    socket_path: str,
+    podman: list[str],
+    container: str,
+    idle_seconds: float = IDLE_SECONDS,
+    reply_seconds: float = REPLY_SECONDS,
 ) -> None:
     exec_session = subprocess.Popen(
         [*podman, "exec", "-i", container, "python3", "-c", SERVER],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
+    os.set_blocking(exec_session.stdin.fileno(), False)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     temporary = f"{socket_path}.{os.getpid()}"
     listener.bind(temporary)
@@ -155,7 +206,7 @@ def serve(
                 client, _address = listener.accept()
             except socket.timeout:
                 break
-            if not answer(client, exec_session):
+            if not answer(client, exec_session, reply_seconds):
                 return
         os.unlink(socket_path)
         listening = False
@@ -165,7 +216,7 @@ def serve(
                 client, _address = listener.accept()
             except BlockingIOError:
                 return
-            if not answer(client, exec_session):
+            if not answer(client, exec_session, reply_seconds):
                 return
     finally:
         if listening:

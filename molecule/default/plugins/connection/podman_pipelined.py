@@ -29,6 +29,7 @@ import time
 from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.connection import ConnectionBase, ensure_connect
+from ansible.utils.display import Display
 from ansible_collections.containers.podman.plugins.connection.podman import (
     Connection as PodmanConnection,
 )
@@ -79,6 +80,7 @@ DOCUMENTATION = """
 """
 
 
+display = Display()
 SESSION_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "podman_session.py")
 SESSION_START_SECONDS = 120
 
@@ -146,13 +148,21 @@ class Connection(PodmanConnection):
             exec_args = ["exec", "-i", "--user", self.user]
             return self._podman(exec_args, shlex.split(command), in_data)
         path = self._session_socket()
+        unanswered = None
         for _attempt in range(3):
             try:
                 return podman_session.request(path, command, in_data or b"")
             except podman_session.NotSent:
                 self._start_session(path)
             except ConnectionError as error:
-                raise AnsibleConnectionFailure(str(error)) from error
+                # The broker ended without a reply: its exec stalled (REPLY_SECONDS) or ended.
+                # Sent once more through a new one: a lab task's command can run twice (the
+                # modules are idempotent); a stopped container fails the second time too.
+                if unanswered is not None:
+                    raise AnsibleConnectionFailure(str(error)) from error
+                unanswered = error
+                display.warning(f"{self._container_id}: {error}; sending the command once more")
+                self._start_session(path)
         raise AnsibleConnectionFailure(f"no podman session to {self._container_id}")
 
     def put_file(self, in_path, out_path):
