@@ -148,10 +148,12 @@ class VirtualServerEntry:
     quorum: Quorum
     vrrp_instance: Optional[str]  # whose VIP this virtual server listens on (ha_suspend)
     keys: list[ServiceKey] = field(init=False)
+    checks: tuple = field(init=False, repr=False)  # its real servers' HealthChecks
     _wanted: Optional[list] = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.keys = [service.key for service in self.services]
+        self.checks = tuple(check for rs in self.real_servers for check in rs.checks)
 
     @property
     def name(self) -> str:
@@ -512,8 +514,7 @@ class LvsEngine:
         keys = service_keys(vs, config)
         old = previous.get(tuple(keys))
         if old is not None and old.config == vs:  # as it was: its entries, checks and health
-            for rs in old.real_servers:
-                checks.update((check.spec, check) for check in rs.checks)
+            checks.update((check.spec, check) for check in old.checks)
             old.config = vs
             old.vrrp_instance = _vrrp_instance_of(keys, config)
             return old
@@ -585,8 +586,7 @@ class LvsEngine:
             check.spec
             for vse in self._servers
             if not vse.suspended(self._vrrp_states)
-            for rs in vse.real_servers
-            for check in rs.checks
+            for check in vse.checks
         }
         for spec, check in self._checks.items():
             check.set_suspended(spec not in wanted)
