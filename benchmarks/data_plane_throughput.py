@@ -9,17 +9,19 @@ default route is the director; DR: the VIP on their lo, ARP suppressed, the clie
 their link, so replies go straight back). The director's data plane is driven by the agent's
 own IpvsPlane / NftPlane with one service (NAT: rr; DR: sh, the only DR scheduler the nftables
 plane takes). A routed row sends the same requests to a real server routed through the
-director without any balancer: the ceiling this machine's client and servers allow.
+director without any balancer: the ceiling this machine's client and servers allow for NAT (DR's
+replies bypass the director, so DR may pass it).
 
 Load: ApacheBench (`ab`, Debian's apache2-utils, in the guest's package list) in the client's
-namespace: `--concurrency` requests in flight, a new connection each (`GET /`, HTTP/1.0), for
-`--seconds`, from an address of the row's own (no connection tracked in an earlier row can meet
-this row's). Beside its figures: the CPU share ab used (near 100%: the client, one process,
-limits) and how idle the machine's CPUs were (near 0: the CPUs limit, and a row's rate falls
-with what its data plane costs per request). Then a real server leaves the service while one
-client asks in a loop (testbed.services.HttpGet): "apply" is the data plane's sync call, "last
-hit" how long after the change began a new connection still reached the server that left (0:
-none did).
+namespace: `--processes` ab side by side, each `--concurrency` requests in flight, a new
+connection each (`GET /`, HTTP/1.0), for `--seconds`, from an address of the row's own (no
+connection tracked in an earlier row can meet this row's). Beside its figures: ab's user CPU
+(ab itself: near 100% of a CPU per process, the client limits), its system CPU (mostly the
+network stack's work done in its context, the data plane's included) and how idle the
+machine's CPUs were (near 0: the CPUs limit, and a row's rate falls with what its data plane
+costs per request). Then a real server leaves the service while one client asks in a loop
+(testbed.services.HttpGet): "apply" is the data plane's sync call, "last hit" how long after
+the change began a new connection still reached the server that left (0: none did).
 
     tools/guest/run-cmd 'python3 benchmarks/data_plane_throughput.py [--concurrency 16]'
 
