@@ -281,8 +281,7 @@ def measure_row(director, client, source: str, plane_name: str, forwarding: str,
         leaving_name = ask_once(client, VIP, source)  # under sh, the server this client hashes to
         if not leaving_name:
             raise SystemExit(f"{plane_name} {forwarding}: no real server answers through the VIP")
-        trace_client = HttpGet(VIP, (source,), count=0, seconds=3)
-        trace = trace_client.start(client)
+        trace = HttpGet(VIP, (source,), count=0, seconds=3).start(client)
         time.sleep(1)
         driver.stdin.write(REAL_SERVERS[leaving_name] + "\n")
         driver.stdin.flush()
