@@ -8,15 +8,22 @@ Lab (network namespaces on one bridge): a client 10.0.0.10, a director 10.0.0.1 
 default route is the director; DR: the VIP on their lo, ARP suppressed, the client's subnet on
 their link, so replies go straight back). The director's data plane is driven by the agent's
 own IpvsPlane / NftPlane with one service (NAT: rr; DR: sh, the only DR scheduler the nftables
-plane takes). A reference row sends the same requests to a real server routed through the
-director without any balancer: the ceiling this machine's client and servers allow.
+plane takes). A routed row sends the same requests to a real server routed through the
+director without any balancer: the ceiling this machine's client and servers allow for NAT (DR's
+replies bypass the director, so DR may pass it).
 
-For each row: PROCESSES client processes each open a connection, send `GET /`, read the reply
-to its end, close, for SECONDS; then a real server leaves the service while one client asks in
-a loop: "apply" is the data plane's sync call, "last hit" how long after the change began a new
-connection still reached the server that left (0: none did).
+Load: ApacheBench (`ab`, Debian's apache2-utils, in the guest's package list) in the client's
+namespace: `--processes` ab side by side, each `--concurrency` requests in flight, a new
+connection each (`GET /`, HTTP/1.0), for `--seconds`, from an address of the row's own (no
+connection tracked in an earlier row can meet this row's). Beside its figures: ab's user CPU
+(ab itself: near 100% of a CPU per process, the client limits), its system CPU (mostly the
+network stack's work done in its context, the data plane's included) and how idle the
+machine's CPUs were (near 0: the CPUs limit, and a row's rate falls with what its data plane
+costs per request). Then a real server leaves the service while one client asks in a loop
+(testbed.services.HttpGet): "apply" is the data plane's sync call, "last hit" how long after
+the change began a new connection still reached the server that left (0: none did).
 
-    tools/guest/run-cmd 'python3 benchmarks/data_plane_throughput.py [--seconds 10] [--processes 4]'
+    tools/guest/run-cmd 'python3 benchmarks/data_plane_throughput.py [--concurrency 16]'
 
 (`--planes nftables` runs on a kernel without IPVS, e.g. this project's machines.)
 """
@@ -27,24 +34,32 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "plugins" / "module_utils")]
 
 from lvsagent.ipvs import Destination, Service, ServiceKey  # noqa: E402
 from testbed.netns import Lab  # noqa: E402
+from testbed.services import HttpGet  # noqa: E402
 
 VIP = "10.0.0.100"
 CLIENT_SUBNET = "10.0.0.0/24"
 REAL_SERVERS = {"rs1": "10.1.0.2", "rs2": "10.1.0.3"}
+AB_MAX_RATE = 50_000  # requests per second: ab sizes its table of results by -n, -t ends first
 GATEWAY = "10.1.0.1"
 SCHEDULERS = {"nat": "rr", "dr": "sh"}
-ROWS = (("IPVS", "nat"), ("nftables", "nat"), ("IPVS", "dr"), ("nftables", "dr"))
+ROUTED = "routed, no balancer"
+ROWS = ((ROUTED, ""), ("IPVS", "nat"), ("nftables", "nat"), ("IPVS", "dr"), ("nftables", "dr"))
 PLANES = ("IPVS", "nftables")
 
 NGINX = """worker_processes 1;
@@ -64,55 +79,6 @@ http {{
         root {root}/www;
     }}
 }}
-"""
-
-# Runs in the client's namespace. "load SOURCE TARGET SECONDS PROCESSES": requests from
-# PROCESSES processes; prints {"latencies": [...], "errors": N}. "trace SOURCE TARGET SECONDS":
-# one process, prints [[monotonic start, server name or "-"], ...]. SOURCE: the client's
-# address to use ("-": any).
-CLIENT = r"""
-import json, multiprocessing, socket, sys, time
-REQUEST = b"GET / HTTP/1.0\r\n\r\n"
-
-def ask(target):
-    with socket.create_connection((target, 80), 2, SOURCE) as conn:
-        conn.sendall(REQUEST)
-        chunks = []
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks).rsplit(b"\r\n\r\n", 1)[-1].decode().strip()
-
-def load(target, seconds):
-    latencies, errors = [], 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.perf_counter()
-        try:
-            ask(target)
-            latencies.append(time.perf_counter() - start)
-        except OSError:
-            errors += 1
-    return latencies, errors
-
-mode, source, target, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-SOURCE = None if source == "-" else (source, 0)
-if mode == "load":
-    with multiprocessing.Pool(int(sys.argv[5])) as pool:
-        results = pool.starmap(load, [(target, seconds)] * int(sys.argv[5]))
-    print(json.dumps({"latencies": [l for lats, _e in results for l in lats],
-                      "errors": sum(e for _l, e in results)}))
-else:
-    rows, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.monotonic()
-        try:
-            rows.append([start, ask(target)])
-        except OSError:
-            rows.append([start, "-"])
-    print(json.dumps(rows))
 """
 
 
@@ -152,37 +118,95 @@ def build_lab(lab: Lab, workdir: Path) -> tuple:
 def ask_once(host, target: str, source: str = "-") -> str:
     """The name of the real server that answered one request from `host`, or "" if none did
     (no answer, or not a page of the lab's)."""
-    argv = [sys.executable, "-c", CLIENT, "trace", source, target, "0.001"]
-    result = host.run(argv, check=False)
-    rows = json.loads(result.stdout or "[]")
-    return rows[0][1] if rows and rows[0][1] in REAL_SERVERS else ""
+    page = HttpGet(target, (source,)).pages(host)[source][0]
+    return page if page in REAL_SERVERS else ""
 
 
-def client_json(client, *args) -> object:
-    result = client.run([sys.executable, "-c", CLIENT, *map(str, args)], timeout=300)
-    return json.loads(result.stdout)
+def cpu_times() -> tuple:
+    """(idle, total) jiffies of all the machine's CPUs."""
+    fields = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
 
 
-def percentile(values: list, fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+def children_cpu() -> tuple:
+    """(user, system) CPU seconds of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime
 
 
-def load_figures(client, source: str, target: str, seconds: float, processes: int) -> dict:
-    figures = client_json(client, "load", source, target, seconds, processes)
-    latencies = figures["latencies"]
+def ab_figure(output: str, name: str, default: Optional[float] = None) -> float:
+    found = re.search(rf"^{name}:\s+([0-9.]+)", output, re.MULTILINE)
+    if found:
+        return float(found.group(1))
+    if default is None:
+        raise SystemExit(f"ab printed no {name!r}:\n{output}")
+    return default
+
+
+def merged_percentile(tables: list, fraction: float) -> float:
+    """The `fraction` percentile of all requests of several ab processes, from each one's
+    table of percentiles (`-e`: {percent: ms}) weighted by its count of requests: the least
+    time that at least `fraction` of them took no longer than (exact for one process)."""
+    total = sum(count for count, _table in tables)
+    for time_ms in sorted({time_ms for _count, table in tables for time_ms in table.values()}):
+        within = sum(
+            count * max((percent for percent, ms in table.items() if ms <= time_ms), default=0)
+            for count, table in tables
+        )
+        if within >= fraction * 100 * total:
+            return time_ms / 1000
+    return 0.0
+
+
+def run_ab(client, source: str, target: str, args, percentiles: Path) -> subprocess.Popen:
+    argv = ["ab", "-q", "-l", "-r", "-c", args.concurrency, "-t", args.seconds]
+    argv += ["-n", args.seconds * AB_MAX_RATE, "-B", source, "-e", percentiles]
+    return client.popen(
+        [*argv, f"http://{target}/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def load_figures(client, source: str, target: str, args) -> dict:
+    """The figures of `--processes` ab processes for one row, with the CPU they used (user:
+    ab itself; system: mostly the network stack's work done in their context, the data
+    plane's included) and the share the machine's CPUs were idle."""
+    with tempfile.TemporaryDirectory(prefix="dpbench-ab-") as folder:
+        files = [Path(folder) / f"{number}.csv" for number in range(args.processes)]
+        idle_before, total_before = cpu_times()
+        (user_before, system_before), started = children_cpu(), time.monotonic()
+        runs = [run_ab(client, source, target, args, path) for path in files]
+        outputs = [run.communicate(timeout=args.seconds + 120) for run in runs]
+        wall = time.monotonic() - started
+        (user, system), (idle, total) = children_cpu(), cpu_times()
+        tables = []
+        for run, (output, errors), path in zip(runs, outputs, files):
+            if run.returncode != 0:
+                raise SystemExit(f"ab failed (exit {run.returncode}): {errors.strip()}")
+            lines = path.read_text().splitlines()[1:]  # after "Percentage served,Time in ms"
+            pairs = (line.split(",") for line in lines)
+            table = {int(percent): float(ms) for percent, ms in pairs}
+            tables.append((ab_figure(output, "Complete requests"), table))
+    texts = [output for output, _errors in outputs]
     return {
-        "rate": len(latencies) / seconds,
-        "p50": percentile(latencies, 0.5),
-        "p99": percentile(latencies, 0.99),
-        "slow": sum(latency > 0.1 for latency in latencies),
-        "errors": figures["errors"],
+        "rate": sum(ab_figure(output, "Requests per second") for output in texts),
+        "p50": merged_percentile(tables, 0.5),
+        "p99": merged_percentile(tables, 0.99),
+        "max": merged_percentile(tables, 1.0),
+        "errors": int(
+            sum(
+                ab_figure(output, "Failed requests") + ab_figure(output, "Non-2xx responses", 0)
+                for output in texts
+            )
+        ),
+        "user": (user - user_before) / wall,
+        "system": (system - system_before) / wall,
+        "idle": (idle - idle_before) / (total - total_before),
     }
 
 
 HEADER = (
-    f"{'data plane':<22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'>100ms':>7} {'errors':>7}"
-    f" {'apply ms':>9} {'last hit ms':>12}"
+    f"{'data plane':<18} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6}"
+    f" {'ab usr':>6} {'ab sys':>6} {'idle':>5} {'apply ms':>8} {'last hit ms':>11}"
 )
 
 
@@ -191,8 +215,9 @@ def print_row(label: str, row: dict) -> None:
     last_hit = f"{row['last_hit'] * 1000:.1f}" if "last_hit" in row else "-"
     refused = " (change refused)" if row.get("refused") else ""
     print(
-        f"{label:<22} {row['rate']:>8.0f} {row['p50'] * 1000:>8.2f} {row['p99'] * 1000:>8.2f}"
-        f" {row['slow']:>7} {row['errors']:>7} {apply:>9} {last_hit:>12}{refused}",
+        f"{label:<18} {row['rate']:>7.0f} {row['p50'] * 1000:>7.2f} {row['p99'] * 1000:>7.2f}"
+        f" {row['max'] * 1000:>7.1f} {row['errors']:>6.0f} {row['user']:>6.0%}"
+        f" {row['system']:>6.0%} {row['idle']:>5.0%} {apply:>8} {last_hit:>11}{refused}",
         flush=True,
     )
 
@@ -228,36 +253,40 @@ async def drive_plane(plane_name: str, forwarding: str) -> None:
     await plane.close()
 
 
+def route_replies(lab: Lab, forwarding: str) -> None:
+    """DR: the real servers reach the client's subnet on their link; else through the director."""
+    verb = "replace" if forwarding == "dr" else "del"
+    for server in servers_of(lab):
+        server.run(["ip", "route", verb, CLIENT_SUBNET, "dev", "eth0"], check=forwarding == "dr")
+
+
+def measure_routed(client, source: str, args) -> dict:
+    route_replies(client.lab, "nat")
+    route = ["10.1.0.0/24", "via", "10.0.0.1"]
+    client.run(["ip", "route", "add", *route])
+    try:
+        return load_figures(client, source, REAL_SERVERS["rs1"], args)
+    finally:
+        client.run(["ip", "route", "del", *route])
+
+
 def measure_row(director, client, source: str, plane_name: str, forwarding: str, args) -> dict:
-    on_link = [
-        "ip",
-        "route",
-        "replace" if forwarding == "dr" else "del",
-        CLIENT_SUBNET,
-        "dev",
-        "eth0",
-    ]
-    for server in servers_of(director.lab):
-        server.run(on_link, check=forwarding == "dr")
+    route_replies(director.lab, forwarding)
     argv = [sys.executable, __file__, "--drive", plane_name, forwarding]
     driver = director.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         if driver.stdout.readline().strip() != "ready":
             raise SystemExit(f"{plane_name} {forwarding}: the data plane did not come up")
-        figures = load_figures(client, source, VIP, args.seconds, args.processes)
+        figures = load_figures(client, source, VIP, args)
         leaving_name = ask_once(client, VIP, source)  # under sh, the server this client hashes to
         if not leaving_name:
             raise SystemExit(f"{plane_name} {forwarding}: no real server answers through the VIP")
-        trace = client.popen(
-            [sys.executable, "-c", CLIENT, "trace", source, VIP, "3"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        trace = HttpGet(VIP, (source,), count=0, seconds=3).start(client)
         time.sleep(1)
         driver.stdin.write(REAL_SERVERS[leaving_name] + "\n")
         driver.stdin.flush()
         change = json.loads(driver.stdout.readline())
-        rows = json.loads(trace.communicate(timeout=60)[0])
+        rows = HttpGet.answers(trace.communicate(timeout=60)[0])[source]
         driver.stdin.write("done\n")
         driver.stdin.flush()
         driver.wait(30)
@@ -277,10 +306,36 @@ def servers_of(lab: Lab) -> list:
     return [lab.hosts[name] for name in REAL_SERVERS]
 
 
+def label(row: tuple) -> str:
+    plane_name, forwarding = row
+    return f"{plane_name} {forwarding.upper()} {SCHEDULERS[forwarding]}" if forwarding else ROUTED
+
+
+def print_summary(results: dict) -> None:
+    """Each row's medians over the rounds (column by column; errors: their sum), and nftables'
+    rate over IPVS's per round (neighbours in time) and their median (the issue's target: 0.9
+    or more)."""
+    print(f"medians of {len(next(iter(results.values())))} rounds, column by column (errors: sum):")
+    for row, figures in results.items():
+        medians = {key: statistics.median(f[key] for f in figures) for key in figures[0]}
+        medians["errors"] = sum(f["errors"] for f in figures)
+        print_row(label(row), {**medians, "refused": any(f.get("refused") for f in figures)})
+    for forwarding in SCHEDULERS:
+        nft, ipvs = results.get(("nftables", forwarding)), results.get(("IPVS", forwarding))
+        if nft and ipvs:
+            ratios = [ours["rate"] / theirs["rate"] for ours, theirs in zip(nft, ipvs)]
+            print(
+                f"nftables/IPVS req/s, {forwarding.upper()}: by round"
+                f" {' '.join(f'{ratio:.2f}' for ratio in ratios)}, median"
+                f" {statistics.median(ratios):.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=10, help="ab's time limit per row")
+    parser.add_argument("--concurrency", type=int, default=16, help="each ab's requests in flight")
+    parser.add_argument("--processes", type=int, default=1, help="ab processes side by side")
     parser.add_argument("--rounds", type=int, default=2, help="every row this many times")
     parser.add_argument(
         "--planes", nargs="+", choices=PLANES, default=PLANES, help="only these data planes"
@@ -292,27 +347,36 @@ def main() -> None:
         return
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
+    if shutil.which("ab") is None:
+        raise SystemExit("needs ab: apt-get install apache2-utils")
     with (
         tempfile.TemporaryDirectory(prefix="dpbench-") as workdir,
         Lab(prefix="dpbench", workdir=Path(workdir) / "lab") as lab,
     ):
         Path(workdir).chmod(0o755)  # nginx's workers read the pages as nobody
         client, director, _servers = build_lab(lab, Path(workdir))
+        sysctl(client, "net.ipv4.ip_local_port_range", "1024 65535")
         kernel = os.uname().release
-        print(f"{args.processes} client processes, {args.seconds:g} s per row, kernel {kernel}")
+        print(
+            f"{args.processes} x ab -c {args.concurrency}, {args.seconds} s per row,"
+            f" {os.cpu_count()} CPUs,"
+            f" kernel {kernel}"
+        )
         print(HEADER, flush=True)
-        client.run(["ip", "route", "add", "10.1.0.0/24", "via", "10.0.0.1"])
-        reference = load_figures(client, "-", REAL_SERVERS["rs1"], args.seconds, args.processes)
-        print_row("routed, no balancer", reference)
-        client.run(["ip", "route", "del", "10.1.0.0/24", "via", "10.0.0.1"])
-        chosen = [row for row in ROWS if row[0] in args.planes] * args.rounds
-        for number, (plane_name, forwarding) in enumerate(chosen):
-            # A client address of its own: no connection tracked in an earlier row (a
-            # TIME_WAIT entry of the same ports) can meet this row's.
-            source = f"10.0.0.{20 + number}"
-            client.add_address(f"{source}/24")
-            row = measure_row(director, client, source, plane_name, forwarding, args)
-            print_row(f"{plane_name} {forwarding.upper()} {SCHEDULERS[forwarding]}", row)
+        chosen = [row for row in ROWS if row[0] in (ROUTED, *args.planes)]
+        results, number = {row: [] for row in chosen}, 0
+        for round_ in range(args.rounds):
+            for row in chosen if round_ % 2 == 0 else chosen[::-1]:  # drift falls on both sides
+                source = f"10.0.0.{20 + number}"
+                number += 1
+                client.add_address(f"{source}/24")
+                if row[0] == ROUTED:
+                    figures = measure_routed(client, source, args)
+                else:
+                    figures = measure_row(director, client, source, *row, args)
+                print_row(label(row), figures)
+                results[row].append(figures)
+        print_summary(results)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Services for data-path tests: a responder that names its host, a one-shot client, and a
-real nginx."""
+"""Services for data-path tests: a responder that names its host, a one-shot client, an HTTP
+client that says which real server answered, and a real nginx."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -50,6 +52,76 @@ def tcp_answer(client: Host, address: str, port: int, timeout: float = 1.0) -> s
     argv = [sys.executable, "-c", CLIENT, address, port, timeout]
     result = client.run(argv, check=False, timeout=timeout + 10)
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+# Runs in a client's namespace: argv TARGET PORT COUNT SECONDS TIMEOUT SOURCE...; from each
+# source address in turn ("-": any) `GET /` at least COUNT times and for at least SECONDS, one
+# connection per request, read to its end. Prints {source: [[monotonic start, page], ...]}.
+HTTP_GET = r"""
+import json, socket, sys, time
+target, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seconds, timeout = float(sys.argv[4]), float(sys.argv[5])
+
+def page(source):
+    with socket.create_connection((target, port), timeout, source) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        chunks = []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return body.decode().strip() if head.split(b" ", 2)[1:2] == [b"200"] else "-"
+
+answers = {}
+for source in sys.argv[6:]:
+    bind = None if source == "-" else (source, 0)
+    rows, end = answers.setdefault(source, []), time.monotonic() + seconds
+    while len(rows) < count or time.monotonic() < end:
+        start = time.monotonic()
+        try:
+            rows.append([start, page(bind)])
+        except OSError:
+            rows.append([start, "-"])
+print(json.dumps(answers))
+"""
+
+
+@dataclass(frozen=True)
+class HttpGet:
+    """From each of `sources` ("-": the host's own choice) in turn, `GET /` from
+    `target`:`port` at least `count` times and for at least `seconds`, a new connection each.
+    A page is what answered (in these labs a real server's name) or "-": no connection, no
+    reply, not 200."""
+
+    target: str
+    sources: tuple = ("-",)
+    port: int = 80
+    count: int = 1
+    seconds: float = 0.0
+    timeout: float = 2.0
+
+    def argv(self) -> list:
+        numbers = (self.port, self.count, self.seconds, self.timeout)
+        return [sys.executable, "-c", HTTP_GET, self.target, *numbers, *self.sources]
+
+    def pages(self, client: Host) -> dict:
+        """source -> the pages `client` got, in order."""
+        attempts = len(self.sources) * max(self.count, 1)
+        limit = attempts * (self.timeout + 1) + self.seconds + 30
+        answers = self.answers(client.run(self.argv(), timeout=limit).stdout)
+        return {source: [page for _start, page in rows] for source, rows in answers.items()}
+
+    def start(self, client: Host) -> subprocess.Popen:
+        """The client running in the background; `answers(proc.communicate()[0])` reads it."""
+        return client.popen(self.argv(), stdout=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def answers(output: str) -> dict:
+        """source -> [(monotonic start, page)]: the kernel's clock, comparable with
+        `time.monotonic()` in any namespace."""
+        return {source: [tuple(row) for row in rows] for source, rows in json.loads(output).items()}
 
 
 NGINX = """

@@ -32,6 +32,8 @@ from vrrp_support import (
     wait_single_holder,
 )
 
+from testbed.services import HttpGet
+
 pytestmark = pytest.mark.netns
 
 VIP = "10.0.0.100"
@@ -52,19 +54,6 @@ def pair_conf(priority: int) -> str:
     return config(instance, global_extra="  lvs_data_plane nftables\n") + VIRTUAL_SERVER
 
 
-FETCH = """
-import sys, urllib.request
-names = []
-for _ in range(int(sys.argv[2])):
-    try:
-        with urllib.request.urlopen(sys.argv[1], timeout=2) as reply:
-            names.append(reply.read().decode().strip())
-    except OSError:
-        names.append("-")
-print(" ".join(names))
-"""
-
-
 def sysctl(host, name: str, value: str) -> None:
     host.run(["sysctl", "-qw", f"{name}={value}"])
 
@@ -78,9 +67,7 @@ def http_server(host, tmp_path):
 
 
 def answers(client, count: int = 6, port: int = 80, vip: str = VIP) -> list[str]:
-    url = f"http://[{vip}]:{port}/" if ":" in vip else f"http://{vip}:{port}/"
-    result = client.run([sys.executable, "-c", FETCH, url, count], timeout=60)
-    return result.stdout.split()
+    return HttpGet(vip, port=port, count=count).pages(client)["-"]
 
 
 def nft(host, *args: str, check: bool = True):

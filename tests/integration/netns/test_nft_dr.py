@@ -19,6 +19,7 @@ import pytest
 from vrrp_support import Agent, virtual_server_block
 
 from testbed.ansible import local_argv, run_adhoc
+from testbed.services import HttpGet
 
 pytestmark = pytest.mark.netns
 
@@ -32,25 +33,6 @@ REAL_SERVERS6 = {"rs1": "fd00::2", "rs2": "fd00::3"}
 CONF = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n" + virtual_server_block(
     VIP, REAL_SERVERS.values(), check="HTTP_GET", method="DR", scheduler="sh"
 )
-
-# Each client address (argv[3:]) asks argv[2] times in a row; "-" when nothing answered.
-FETCH = """
-import http.client, sys
-rows = []
-for source in sys.argv[3:]:
-    names = []
-    for _ in range(int(sys.argv[2])):
-        try:
-            conn = http.client.HTTPConnection(sys.argv[1], 80, 2, (source, 0))
-            conn.request("GET", "/")
-            names.append(conn.getresponse().read().decode().strip())
-            conn.close()
-        except OSError:
-            names.append("-")
-    rows.append(",".join(names))
-print(" ".join(rows))
-"""
-
 
 # Counts, on the director, what comes from the VIP's port: a reply that went through it.
 PROBE = f"""table inet probe {{
@@ -85,8 +67,7 @@ def suppress_arp(host, tmp_path) -> None:
 
 def fetch_from(client, sources: list, count: int, vip: str = VIP) -> dict:
     """source address -> the names of the real servers that answered its `count` requests."""
-    result = client.run([sys.executable, "-c", FETCH, vip, count, *sources], timeout=120)
-    return {source: row.split(",") for source, row in zip(sources, result.stdout.split())}
+    return HttpGet(vip, tuple(sources), count=count).pages(client)
 
 
 def served(client) -> dict:
