@@ -140,15 +140,19 @@ lab_bounded() {
     return "$status"
 }
 
-# Stops the podman_session.py brokers (molecule/default/plugins) that serve this lab's Podman
-# (the CONTAINER_HOST in their environment): a stalled one would hold its container's commands.
+# Stops the podman_session.py brokers (molecule/default/plugins) that serve this lab's containers
+# (named LVS_HA_LAB_PREFIX...) on this lab's Podman (the CONTAINER_HOST in their environment, none
+# for the host's): a stalled one would hold its container's commands, and one left by an
+# interrupted run would answer the next run's first command for a container of the same name
+# with "closed without a reply" (it sees its container gone only then).
 lab_stop_podman_sessions() {
     local environ pid
     for environ in /proc/[0-9]*/environ; do
         pid=${environ#/proc/}
         pid=${pid%/environ}
-        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py* ]] || continue
-        if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qx "CONTAINER_HOST=${CONTAINER_HOST:-}"; then
+        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py*" ${LVS_HA_LAB_PREFIX:?}"* ]] ||
+            continue
+        if [[ $(tr '\0' '\n' <"$environ" 2>/dev/null | sed -n 's/^CONTAINER_HOST=//p') == "${CONTAINER_HOST:-}" ]]; then
             kill "$pid" 2>/dev/null || true
         fi
     done
@@ -156,9 +160,10 @@ lab_stop_podman_sessions() {
 
 # Removes whatever of the lab is left in the current Podman after `molecule destroy` (under load
 # the driver's `podman rm -f` can give up on a container still shutting down, and then the
-# network stays in use).
+# network stays in use), and the brokers that served its containers.
 lab_remove_leftovers() {
     local name prefix=${LVS_HA_LAB_PREFIX:?} network=${LVS_HA_LAB_NETWORK:?}
+    lab_stop_podman_sessions
     for name in director1 director2 rs1 rs2 client; do
         if podman container exists "$prefix$name" 2>/dev/null; then
             podman rm --force --time 2 "$prefix$name" >/dev/null 2>&1 || true
