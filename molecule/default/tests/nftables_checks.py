@@ -55,7 +55,7 @@ def answers_by_source(client, sources, vip, port) -> dict[str, str]:
     )
     found = {}
     for line in client.run(script).stdout.splitlines():
-        source, _, answer = line.partition(" ")
+        source, answer = line.split(" ", 1) if " " in line else (line, "")
         found[source] = answer.strip()
     return found
 
@@ -131,7 +131,8 @@ def test_stopped_real_server_is_removed_then_added_back(
 ):
     """Only the stopped real server's clients move; they come back to it when it returns."""
     master = directors[MASTER]
-    (stopped, address), (other, _) = REALSERVERS.items()
+    stopped, other = REALSERVERS
+    address = REALSERVERS[stopped]
     vip, port = lab["vip"], lab["port"]
     realservers[stopped].check_output("systemctl stop nginx")
     try:
