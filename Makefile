@@ -1,5 +1,5 @@
 # Two entry points for a fresh Debian 12 machine (as root): `make lab` and `make test`.
-.PHONY: setup lab lab-down test lint unit sanity integration-host integration-guest molecule
+.PHONY: setup lab lab-down test lint unit sanity integration-host molecule-nftables integration-guest molecule
 
 setup:
 	tools/setup.sh
@@ -13,5 +13,5 @@ lab-down:
 test: setup
 	tools/test.sh
 
-lint unit sanity integration-host integration-guest molecule: setup
+lint unit sanity integration-host molecule-nftables integration-guest molecule: setup
 	tools/test.sh $@

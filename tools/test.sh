@@ -8,7 +8,7 @@ cd "$repo" || exit 1
 export PATH="$repo/.venv/bin:$PATH"
 out="$repo/tests/output/stages"
 mkdir -p "$out"
-all_stages=(lint unit sanity integration-host integration-guest molecule)
+all_stages=(lint unit sanity integration-host molecule-nftables integration-guest molecule)
 stages=("${@:-${all_stages[@]}}")
 
 host_has_ipvs() {
@@ -63,6 +63,10 @@ stage_integration-guest() {
   fi
 }
 
+stage_molecule-nftables() {  # the lab on the nftables data plane, on this host's kernel
+  tools/molecule-nftables
+}
+
 stage_molecule() {
   tools/molecule-test
 }
@@ -74,6 +78,7 @@ run_stage() {
     sanity) stage_sanity ;;
     integration-host) stage_integration-host ;;
     integration-guest) stage_integration-guest ;;
+    molecule-nftables) stage_molecule-nftables ;;
     molecule) stage_molecule ;;
     *) echo "unknown stage $1 (stages: ${all_stages[*]})"; return 2 ;;
   esac

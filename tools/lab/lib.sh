@@ -13,9 +13,73 @@ lab_host_has_ipvs() {
 }
 
 # Decides the Podman to use; exports CONTAINER_HOST when it is the guest's. LVS_HA_PODMAN=host
-# forces the host's (for working on the roles where IPVS is missing).
+# forces the host's (for working on the roles where IPVS is missing); the nftables lab
+# (LVS_HA_DATA_PLANE=nftables) needs no IPVS and always runs on the host's.
 lab_wants_guest() {
-    [[ ${LVS_HA_PODMAN:-} != host ]] && ! lab_host_has_ipvs
+    [[ ${LVS_HA_PODMAN:-} != host && ${LVS_HA_DATA_PLANE:-ipvs} != nftables ]] && ! lab_host_has_ipvs
+}
+
+# The nftables lab (LVS_HA_DATA_PLANE=nftables, inventory/lab-nftables) runs on this host's
+# Podman, which every checkout on the machine shares: each run claims a network of its own,
+# lvs-ha-nftN on 10.252.N.0/24 (IPv4 only), its containers named lvs-nftN-director1 and so on.
+# The run's N is kept in STATE_DIR/lab-id, so that a later step (or `make lab-down`, or the next
+# run after an interrupted one) finds the same containers.
+
+# lab_nft_identity N: exports the lab's identity for tools/lab/env, molecule.yml and the tests.
+lab_nft_identity() {
+    export LVS_HA_LAB_PREFIX=lvs-nft$1- LVS_HA_LAB_NET=10.252.$1 LVS_HA_LAB_NETWORK=lvs-ha-nft$1
+    export LVS_HA_LAB_SUBNET6="" LVS_HA_LAB_INVENTORY=inventory/lab-nftables
+}
+
+# True when SUBNET overlaps an address or a route of this machine.
+lab_subnet_in_use() {
+    local subnet=$1
+    { ip -o addr show | awk '{print $4}'; ip route show table all | awk '{print $1}'; } |
+        python3 -c '
+import ipaddress, sys
+wanted = ipaddress.ip_network(sys.argv[1])
+for word in sys.stdin.read().split():
+    try:
+        network = ipaddress.ip_network(word, strict=False)
+    except ValueError:
+        continue
+    if network.version == wanted.version and network.overlaps(wanted):
+        sys.exit(0)
+sys.exit(1)' "$subnet"
+}
+
+# lab_nft_claim STATE_DIR: the first N whose subnet this machine does not use and whose network
+# Podman creates (Podman refuses a subnet another of its networks has: that is the claim, safe
+# against a run claiming at the same time); exports its identity, writes STATE_DIR/lab-id.
+lab_nft_claim() {
+    local state_dir=$1 n
+    mkdir -p "$state_dir"
+    for n in $(seq 1 254); do
+        lab_subnet_in_use "10.252.$n.0/24" && continue
+        podman container exists "lvs-nft$n-director1" && continue
+        if podman network create --subnet "10.252.$n.0/24" "lvs-ha-nft$n" >/dev/null 2>&1; then
+            echo "$n" >"$state_dir/lab-id"
+            lab_nft_identity "$n"
+            echo "nftables lab: network lvs-ha-nft$n (10.252.$n.0/24), containers lvs-nft$n-*" >&2
+            return 0
+        fi
+    done
+    echo "no free 10.252.N.0/24 for the nftables lab's network" >&2
+    return 1
+}
+
+# lab_nft_release STATE_DIR: removes what the run recorded in STATE_DIR left (containers through
+# `molecule destroy`, then by name, then its network) and forgets it. Nothing when none is there.
+lab_nft_release() {
+    local state_dir=$1
+    [[ -s $state_dir/lab-id ]] || return 0
+    (
+        lab_nft_identity "$(cat "$state_dir/lab-id")"
+        eval "$("$lab_repo/tools/lab/env")"
+        lab_bounded 300 "molecule destroy" molecule destroy >/dev/null 2>&1 || true
+        lab_remove_leftovers
+    )
+    rm -f "$state_dir/lab-id"
 }
 
 # Boots the QEMU guest with the node images baked into its disk and serves its Podman API on
@@ -76,15 +140,19 @@ lab_bounded() {
     return "$status"
 }
 
-# Stops the podman_session.py brokers (molecule/default/plugins) that serve this lab's Podman
-# (the CONTAINER_HOST in their environment): a stalled one would hold its container's commands.
+# Stops the podman_session.py brokers (molecule/default/plugins) that serve this lab's containers
+# (named LVS_HA_LAB_PREFIX...) on this lab's Podman (the CONTAINER_HOST in their environment, none
+# for the host's): a stalled one would hold its container's commands, and one left by an
+# interrupted run would answer the next run's first command for a container of the same name
+# with "closed without a reply" (it sees its container gone only then).
 lab_stop_podman_sessions() {
     local environ pid
     for environ in /proc/[0-9]*/environ; do
         pid=${environ#/proc/}
         pid=${pid%/environ}
-        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py* ]] || continue
-        if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qxF "CONTAINER_HOST=${CONTAINER_HOST:-}"; then
+        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py*" ${LVS_HA_LAB_PREFIX:?}"* ]] ||
+            continue
+        if [[ $(tr '\0' '\n' <"$environ" 2>/dev/null | sed -n 's/^CONTAINER_HOST=//p') == "${CONTAINER_HOST:-}" ]]; then
             kill "$pid" 2>/dev/null || true
         fi
     done
@@ -92,15 +160,16 @@ lab_stop_podman_sessions() {
 
 # Removes whatever of the lab is left in the current Podman after `molecule destroy` (under load
 # the driver's `podman rm -f` can give up on a container still shutting down, and then the
-# network stays in use).
+# network stays in use), and the brokers that served its containers.
 lab_remove_leftovers() {
-    local name
-    for name in lvs-director1 lvs-director2 lvs-rs1 lvs-rs2 lvs-client; do
-        if podman container exists "$name" 2>/dev/null; then
-            podman rm --force --time 2 "$name" >/dev/null 2>&1 || true
+    local name prefix=${LVS_HA_LAB_PREFIX:?} network=${LVS_HA_LAB_NETWORK:?}
+    lab_stop_podman_sessions
+    for name in director1 director2 rs1 rs2 client; do
+        if podman container exists "$prefix$name" 2>/dev/null; then
+            podman rm --force --time 2 "$prefix$name" >/dev/null 2>&1 || true
         fi
     done
-    if podman network exists lvs-ha-lab 2>/dev/null; then
-        podman network rm --force lvs-ha-lab >/dev/null 2>&1 || true
+    if podman network exists "$network" 2>/dev/null; then
+        podman network rm --force "$network" >/dev/null 2>&1 || true
     fi
 }

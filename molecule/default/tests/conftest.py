@@ -1,5 +1,6 @@
 """Fixtures for the lab's verification: testinfra hosts reached with `podman exec` (podman://),
-and the lab's settings read from the inventory that the converge used (inventory/lab)."""
+and the lab's settings read from the inventory that the converge used (inventory/lab, or
+inventory/lab-nftables). The lab's identity (names, addresses) is tools/lab/env's."""
 
 from __future__ import annotations
 
@@ -12,29 +13,36 @@ import testinfra
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-LAB_VARS = REPO / "inventory" / "lab" / "group_vars"
-DIRECTORS = ("lvs-director1", "lvs-director2")  # the first one is the configured MASTER
-REALSERVERS = {"lvs-rs1": "10.251.51.99", "lvs-rs2": "10.251.51.104"}
-CLIENT = "lvs-client"
+LAB_VARS = REPO / os.environ["LVS_HA_LAB_INVENTORY"] / "group_vars"
+PREFIX, NET = os.environ["LVS_HA_LAB_PREFIX"], os.environ["LVS_HA_LAB_NET"]
+DIRECTORS = (f"{PREFIX}director1", f"{PREFIX}director2")  # the first one is the configured MASTER
+REALSERVERS = {f"{PREFIX}rs1": f"{NET}.99", f"{PREFIX}rs2": f"{NET}.104"}
+CLIENT = f"{PREFIX}client"
 
 
 def podman_host(name: str):
     return testinfra.get_host(f"podman://{name}")
 
 
+def lab_vars(name: str) -> dict:
+    """A group_vars file of the lab's inventory, its addresses in the run's network (the
+    nftables lab writes them as hosts of `{{ lvs_lab_net }}`: tools/lab/env's LVS_HA_LAB_NET)."""
+    return yaml.safe_load((LAB_VARS / name).read_text().replace("{{ lvs_lab_net }}", NET))
+
+
 @pytest.fixture(scope="session")
 def lab():
     """The settings the lab was converged with: VIP, VRRP and health-check timings."""
-    all_vars = yaml.safe_load((LAB_VARS / "all.yml").read_text())
-    director_vars = yaml.safe_load((LAB_VARS / "lvs_directors.yml").read_text())
+    all_vars = lab_vars("all.yml")
+    director_vars = lab_vars("lvs_directors.yml")
     service = director_vars["lvs_director_virtual_servers"][0]
     check = service["check"]
     advert = float(director_vars["lvs_director_advert_int"])
     return {
         "vip": all_vars["lvs_vip"],
-        "vip2": all_vars["lvs_vip2"],
-        "vip_tun": all_vars["lvs_vip_tun"],
-        "vip6": all_vars["lvs_vip6"],
+        "vip2": all_vars.get("lvs_vip2"),
+        "vip_tun": all_vars.get("lvs_vip_tun"),
+        "vip6": all_vars.get("lvs_vip6"),
         "nat_port": all_vars["lvs_nat_port"],
         "port": service["port"],
         "nopreempt": os.environ.get("LVS_HA_NOPREEMPT", "false").lower() in ("1", "true", "yes"),
@@ -93,10 +101,11 @@ def vip_holders(directors, vip) -> list[str]:
     return holders
 
 
-def ipvs_entries(host, vip, port) -> dict[str, str]:
+def ipvs_entries(host, vip, port, listing="ipvsadm -Ln") -> dict[str, str]:
     """Real servers (address:port) of the virtual service VIP:PORT in this host's IPVS table
-    (`ipvsadm -Ln`), each with its forwarding (Route, Masq, Tunnel)."""
-    out = host.check_output("ipvsadm -Ln")
+    (`ipvsadm -Ln`, or the listing in its layout that `lvs-agent status` gives of the table of
+    either data plane), each with its forwarding (Route, Masq, Tunnel)."""
+    out = host.check_output(listing)
     found, inside = {}, False
     for line in out.splitlines():
         fields = line.split()

@@ -214,6 +214,19 @@ def test_the_listing_nft_prints_reads_back_as_what_was_planned():
     assert table[DNS][1] == []
 
 
+def test_protocols_listed_by_number_read_as_their_names():
+    """Where /etc/protocols is missing (Debian 12 without netbase), nft 1.0.6 lists `tcp` as 6:
+    the table still reads back as planned, with its counters, and nothing is rewritten."""
+    numbered = json.loads(json.dumps(LISTING).replace('"tcp"', "6").replace('"udp"', "17"))
+    assert numbered != LISTING
+    assert ruleset.plan(desired(3), live(numbered), (), whole_table=True)[:2] == ([], [])
+    listed = ruleset.parse_listing(numbered, counters=True)
+    assert ruleset.read(listed, {WEB, DNS}) == ruleset.read(
+        ruleset.parse_listing(LISTING, counters=True), {WEB, DNS}
+    )
+    assert ruleset.read(listed, {WEB})[WEB][1][0].stats.packets_in == 7
+
+
 def test_a_health_change_rewrites_only_that_service_chain():
     changes, commands, _repaired = ruleset.plan({WEB: web(3, 2)}, live(), (), whole_table=False)
     assert actions(changes) == [("edit_service", WEB)]

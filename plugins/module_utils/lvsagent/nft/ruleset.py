@@ -34,7 +34,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..ipvs import Destination, Service, ServiceKey, Stats
+from ..ipvs import PROTOCOLS, Destination, Service, ServiceKey, Stats
 from ..ipvs.plan import Change
 from . import slots as hashing
 
@@ -504,6 +504,31 @@ def _apply_to_chain(chains: dict, verb: str, kind: str, name: str, rule) -> None
         chains[name] = [] if verb == "flush" else chains.get(name, [])
 
 
+# nft lists a protocol by its number where the C library finds no /etc/protocols (Debian 12
+# without netbase; nft 1.1 knows the names itself): read back as the name this module writes.
+PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
+
+
+def _named(protocol):
+    return PROTOCOL_NAMES.get(protocol, protocol) if isinstance(protocol, int) else protocol
+
+
+def _named_concat(values: list) -> tuple:
+    """An (address, protocol, ...) element's key with its protocol named."""
+    return tuple(_named(value) if index == 1 else value for index, value in enumerate(values))
+
+
+def _named_rule(rule: dict) -> dict:
+    """The rule with its `meta l4proto` matches naming their protocol."""
+    exprs = []
+    for expr in rule.get("expr", []):
+        match = expr.get("match") if isinstance(expr, dict) else None
+        if isinstance(match, dict) and match.get("left") == {"meta": {"key": "l4proto"}}:
+            expr = {"match": {**match, "right": _named(match.get("right"))}}
+        exprs.append(expr)
+    return {**rule, "expr": exprs} if "expr" in rule else rule
+
+
 def parse_listing(
     listing: Optional[dict], family: str = FAMILY, counters: bool = False
 ) -> LiveTable:
@@ -517,7 +542,7 @@ def parse_listing(
             name = item["chain"]["name"]
             (live.dispatch if "hook" in item["chain"] else live.chains).setdefault(name, [])
         elif "rule" in item:
-            rule = item["rule"]
+            rule = _named_rule(item["rule"])
             if rule["chain"] in live.dispatch:
                 live.dispatch[rule["chain"]].append(rule.get("expr"))
             else:
@@ -530,7 +555,7 @@ def parse_listing(
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
                 jump = verdict.get("goto") if isinstance(verdict, dict) else None
-                live.elements[tuple(match["concat"])] = (jump or {}).get("target")
+                live.elements[_named_concat(match["concat"])] = (jump or {}).get("target")
     return live
 
 
@@ -541,7 +566,7 @@ def _counted(elements: list) -> dict:
         body = element.get("elem", {}) if isinstance(element, dict) else {}
         counter = body.get("counter") or {}
         try:
-            counted[tuple(body["val"]["concat"])] = (counter["packets"], counter["bytes"])
+            counted[_named_concat(body["val"]["concat"])] = (counter["packets"], counter["bytes"])
         except (KeyError, TypeError):
             continue
     return counted
