@@ -300,10 +300,7 @@ def test_an_ipv6_service_goes_to_its_own_map_with_an_ip6_dnat():
     assert chain["add"]["chain"]["name"] == "vs-tcp-fd00__100-80"
     dnat = rule["add"]["rule"]["expr"][1]["dnat"]
     assert dnat["family"] == "ip6"
-    assert dnat["addr"]["map"]["data"]["set"][1] == [
-        {"range": [1, 1]},
-        {"concat": ["fd00:1::3", 8080]},
-    ]
+    assert dnat["addr"]["map"]["data"]["set"][1] == [1, {"concat": ["fd00:1::3", 8080]}]
     assert element["add"]["element"]["name"] == "services6"
     assert element["add"]["element"]["elem"][0][0] == {"concat": ["fd00::100", "tcp", 80]}
 
@@ -524,7 +521,7 @@ def test_persistence_records_each_client_in_its_real_servers_set():
     assert pinned_rules[0][0]["match"]["right"] == f"@{pin}"  # a pinned client goes back
     assert pinned_rules[0][1] == {"goto": {"target": to}}
     vmap = service_rules[-1][1]["vmap"]  # a new client: rr over the real servers' chains
-    assert vmap["data"]["set"][0] == [{"range": [0, 0]}, {"goto": {"target": to}}]
+    assert vmap["data"]["set"][0] == [0, {"goto": {"target": to}}]  # a single slot: no range
     recording = [c["add"]["rule"]["expr"] for c in commands if kinds([c])[0][1:] == ("rule", to)][0]
     assert recording[1] == {
         "set": {
@@ -612,3 +609,88 @@ def test_status_reads_each_nat_real_servers_counters_from_its_counting_set():
     assert (server.stats.packets_out, server.stats.connections) == (0, 0)
     assert service.stats.packets_in == 7 and service.stats.bytes_in == 420
     assert table[DNS][1] == [] and table[DNS][0].stats.packets_in == 0
+
+
+def many(count: int, timeout: int = 0, scheduler: str = "rr") -> tuple:
+    """A service of `count` real servers (weight 1, 2, 3, 1, ...), pinned with `timeout`."""
+    servers = [
+        Destination(f"10.{1 + i // 250}.1.{1 + i % 250}", 80, "nat", 1 + i % 3)
+        for i in range(count)
+    ]
+    return Service(WEB, scheduler, persistence_timeout=timeout), servers
+
+
+def built(service: Service, servers: list) -> ruleset.LiveTable:
+    commands = ruleset.plan({WEB: (service, servers)}, live(None), (), whole_table=True)[1]
+    return ruleset.applied(live(None), commands)
+
+
+@pytest.mark.parametrize("timeout", [0, 60])
+def test_a_large_rr_service_is_split_in_group_chains_each_server_in_one(timeout):
+    service, servers = many(200, timeout)
+    top, groups = ruleset.desired_rules(service, servers)
+    assert top.grouped and 2 <= len(groups) <= 16
+    assert top.modulus == sum(rule.modulus for rule in groups.values()) == 200
+    leaves = [target for rule in groups.values() for target in rule.owned()]
+    if timeout:  # each group goes on to the real servers' `to-` chains
+        assert sorted(leaves) == sorted(
+            (ruleset.to_chain(service, d.address, 80), None) for d in servers
+        )
+    else:
+        assert sorted(leaves) == sorted((d.address, 80) for d in servers)
+    wrr_top, wrr_groups = ruleset.desired_rules(Service(WEB, "wrr"), servers)
+    assert wrr_top.modulus == sum(d.weight for d in servers)  # wrr: groups weigh their weights
+    assert not ruleset.desired_rules(*many(ruleset.GROUPED_ABOVE))[1]  # small: one rule
+    assert not ruleset.desired_rules(*many(200, scheduler="sh"))[1]  # hashed: 256 slots anyway
+
+
+@pytest.mark.parametrize("timeout", [0, 60])
+def test_a_grouped_health_change_rewrites_the_service_rule_and_one_group(timeout):
+    service, servers = many(200, timeout)
+    before = built(service, servers)
+    gone = servers[7]
+    staying = [d for d in servers if d != gone]
+    changes, commands, repaired = ruleset.plan(
+        {WEB: (service, staying)}, before, (), whole_table=False
+    )
+    assert actions(changes) == [("edit_service", WEB)] and not repaired
+    (group,) = {
+        chain
+        for chain, rule in ruleset.desired_rules(service, servers)[1].items()
+        if any(
+            address in (gone.address, ruleset.to_chain(service, gone.address, 80))
+            for address, _ in rule.owned()
+        )
+    }
+    rewritten = [name for verb, kind, name in kinds(commands) if kind == "rule"]
+    assert sorted(set(rewritten)) == sorted({group, "vs-tcp-10.0.0.100-80"})
+    if timeout:  # its clients are scheduled again: a server back starts with none
+        pin = ruleset.pin_set(service, gone.address, 80)
+        assert ("flush", "set", pin) in kinds(commands)
+    after = ruleset.applied(before, commands)
+    wanted = {WEB: (service, staying)}
+    assert ruleset.plan(wanted, after, (), whole_table=False)[:2] == ([], [])
+    after = ruleset.applied(after, ruleset.plan(wanted, after, (), whole_table=True)[1])
+    assert ruleset.plan(wanted, after, (), whole_table=True)[:2] == ([], [])
+    read_service, read = ruleset.read(after, {WEB})[WEB]
+    assert sorted((d.address, d.weight) for d in read) == sorted((d.address, 1) for d in staying)
+    assert read_service.persistence_timeout == timeout
+
+
+def test_a_service_shrinking_below_grouping_drops_its_groups_after_its_rule():
+    service, servers = many(100)
+    before = built(service, servers)
+    small = servers[: ruleset.GROUPED_ABOVE]
+    for whole_table in (False, True):
+        commands = ruleset.plan({WEB: (service, small)}, before, (), whole_table=whole_table)[1]
+        done = kinds(commands)
+        deleted = [name for verb, kind, name in done if verb == "delete" and kind == "chain"]
+        assert deleted and all(name.startswith("grp-tcp-10.0.0.100-80-") for name in deleted)
+        assert done.index(("add", "rule", "vs-tcp-10.0.0.100-80")) < done.index(
+            ("delete", "chain", deleted[0])
+        )
+        after = ruleset.applied(before, commands)
+        assert not [name for name in after.chains if name.startswith("grp-")]
+        assert ruleset.plan({WEB: (service, small)}, after, (), whole_table=True)[:2] == ([], [])
+    retired = ruleset.applied(before, ruleset.plan({}, before, {WEB}, whole_table=False)[1])
+    assert not retired.chains

@@ -22,16 +22,24 @@ set to that chain, and schedules the others with `SELECTOR vmap { SLOTS : goto C
 The selector: rr and wrr take `numgen inc mod TOTAL`, each live real server owning as many
 consecutive slots as its weight (wrr) or one (rr); sh and mh take `jhash ip saddr mod
 slots.SLOTS`, over the consistent slot table of slots.py. The rule's comment names the
-scheduler, so the table alone says what it does (status, audit).
+scheduler, so the table alone says what it does (status, audit). rr and wrr over more than
+GROUPED_ABOVE live real servers take two steps: the service chain's rule picks a group chain
+(`SELECTOR vmap { SLOTS : goto grp-... }`, a group owning its members' slots), whose rule picks
+among about GROUP_SIZE real servers as above: nft builds a rule's map anew on each write, so
+this keeps a health change to two small rules.
 
 A change to one service (a health change) is one transaction that rewrites that service's
-chain (flush + one rule): the rest of the table is never touched.
+chain (flush + one rule), and the group chain of the real server that changed: the rest of
+the table is never touched.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Optional
 
 from ..ipvs import Destination, Service, ServiceKey, Stats
@@ -51,6 +59,7 @@ DISPATCH_HOOKS = ("prerouting", "output")
 DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in either hook
 INGRESS_PRIORITY = 0  # DR's ingress chains: nothing else of the agent's shares the hook
 INGRESS_PREFIX = "in-"  # DR's ingress chain of a device: in-eth0
+PIECES_CACHED = 1024  # persistent services whose real servers' nft pieces are remembered
 SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
 # persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
 # each element timing out) and a chain recording the client there and DNATing to it (`to-`).
@@ -58,6 +67,13 @@ PIN_PREFIX, TO_PREFIX = "pin-", "to-"
 # ... and per persistent service a chain of the rules sending a pinned client to its real
 # server's `to-` chain, jumped to first: a health change leaves it alone (see plan()).
 PINNED_PREFIX = "pinned-"
+# rr/wrr with more than GROUPED_ABOVE live real servers: the service chain's rule picks one of
+# a few group chains (`grp-SERVICE-N`), each a rule over about GROUP_SIZE of them, so a health
+# change rewrites two small rules, not one of every real server (nft builds a rule's map anew).
+GROUP_PREFIX = "grp-"
+GROUPED_ABOVE = 64
+GROUP_SIZE = 32
+GROUPS_CACHED = 65536  # real servers whose group is remembered
 
 # Counters (NAT): the `count` chain, on the forward hook after DNAT, files each forwarded
 # packet of a DNATed connection under (VIP, protocol, real server, its port) in a dynamic set
@@ -225,12 +241,18 @@ def slots(service: Service, destinations: list[Destination]) -> tuple:
             for owner, first, last in hashing.runs(owned)
         )
     weights = [1 if service.scheduler == "rr" else d.weight for d in live]
+    return _consecutive([(d.address, d.port) for d in live], weights)
+
+
+def _consecutive(targets: list, weights: list) -> tuple:
+    """((address, port, first slot, last slot), ...): each target `weight` consecutive slots
+    (scaled down only if their sum passes SLOTS_MAX)."""
     total = sum(weights)
     if total > SLOTS_MAX:
         weights = [max(1, w * SLOTS_MAX // total) for w in weights]
     result, first = [], 0
-    for dest, weight in zip(live, weights):
-        result.append((dest.address, dest.port, first, first + weight - 1))
+    for (address, port), weight in zip(targets, weights):
+        result.append((address, port, first, first + weight - 1))
         first += weight
     return tuple(result)
 
@@ -246,6 +268,7 @@ class ServiceRule:
     modulus: int  # the selector's; the slots' total when the rule is whole
     device: Optional[str] = None  # DR: fwd through it; None: NAT
     pinned: bool = False  # persistence: slots go to the `to-` chains their "address" names
+    grouped: bool = False  # slots go to the `grp-` chains their "address" names
 
     def selector(self) -> dict:
         if self.scheduler in HASHED:
@@ -259,16 +282,17 @@ class ServiceRule:
             return [protocol, {"drop": None}]
         forwarded = self.device is not None
         mapping = []
+        chains = self.pinned or self.grouped
         for address, port, first, last in self.slots:
-            if self.pinned:
+            if chains:
                 target = {"goto": {"target": address}}
             else:
                 target = address if forwarded else {"concat": [address, port]}
-            if self.scheduler in HASHED:  # single slots: nft builds no interval set
+            if self.scheduler in HASHED or first == last:  # single slots: no interval to build
                 mapping.extend([slot, target] for slot in range(first, last + 1))
             else:
                 mapping.append([{"range": [first, last]}, target])
-        if self.pinned:
+        if chains:
             return [protocol, {"vmap": {"key": self.selector(), "data": {"set": mapping}}}]
         lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
         if forwarded:
@@ -276,7 +300,8 @@ class ServiceRule:
         return [protocol, {"dnat": {"family": self.family, "addr": lookup}}]
 
     def owned(self) -> dict:
-        """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain."""
+        """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain, a
+        grouped one's a `grp-` chain."""
         owned: dict = {}
         for address, port, first, last in self.slots:
             owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
@@ -305,20 +330,83 @@ def desired_rule(
         taken = tuple((address, service.key.port, *span) for address, _port, *span in taken)
     pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
     if pinned:
-        taken = tuple(
-            (to_chain(service, address, port), None, *span) for address, port, *span in taken
-        )
+        pieces = pinned_pieces(service.key, service.persistence_timeout)
+        taken = tuple((pieces[address, port][1], None, *span) for address, port, *span in taken)
     family = NAT_FAMILIES[service.key.family]
     return ServiceRule(
         family, service.key.protocol, service.scheduler, taken, modulus, device, pinned
     )
 
 
-def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
-    """`pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is
-    a new set), the real server."""
-    owner = _service_name(service.key)
-    return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
+def desired_rules(
+    service: Service, destinations: list[Destination], device: Optional[str] = None
+) -> tuple:
+    """(the service chain's rule, {group chain: its rule}): see GROUPED_ABOVE. A real server's
+    group is its endpoint's hash modulo a power of two fixed by how many real servers there are,
+    so one coming or going changes its group's rule only (and the service's, of group totals)."""
+    live = [d for d in destinations if d.weight > 0]
+    if service.scheduler in HASHED or len(live) <= GROUPED_ABOVE:
+        return desired_rule(service, destinations, device), {}
+    count = 1 << ((len(destinations) - 1) // GROUP_SIZE).bit_length()
+    members: dict = {}
+    for dest in live:
+        members.setdefault(_group(dest.address, dest.port, count), []).append(dest)
+    named = sorted((group_chain(service.key, index), found) for index, found in members.items())
+    groups = {chain: desired_rule(service, found, device) for chain, found in named}
+    taken = _consecutive([(chain, None) for chain in groups], [r.modulus for r in groups.values()])
+    family = NAT_FAMILIES[service.key.family]
+    top = ServiceRule(
+        family, service.key.protocol, service.scheduler, taken, taken[-1][3] + 1, grouped=True
+    )
+    return top, groups
+
+
+@lru_cache(maxsize=GROUPS_CACHED)
+def _group(address: str, port: int, count: int) -> int:
+    return zlib.crc32(f"{address} {port}".encode()) % count
+
+
+def group_chain(key: ServiceKey, index: int) -> str:
+    return f"{GROUP_PREFIX}{_service_name(key)}-{index}"
+
+
+class PinnedPieces(dict):
+    """(address, port) -> (`pin-` set, `to-` chain, the rule sending a pinned client there,
+    the `to-` chain's rule, the set's fields) of one real server of a persistent service, made
+    on first use and remembered: a health change of a large service would otherwise spend
+    most of its time rebuilding them (they are only ever read). Names read
+    `pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is a new
+    set), the real server."""
+
+    def __init__(self, key: ServiceKey, timeout: int):
+        super().__init__()
+        self.key, self.timeout = key, timeout
+
+    def __missing__(self, endpoint: tuple) -> tuple:
+        address, port = endpoint
+        family = NAT_FAMILIES[self.key.family]
+        owner = f"{_service_name(self.key)}-{self.timeout}-{address.replace(':', '_')}-{port}"
+        pin, to = PIN_PREFIX + owner, TO_PREFIX + owner
+        saddr = {"payload": {"protocol": family, "field": "saddr"}}
+        pinned = [
+            {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}},
+            {"goto": {"target": to}},
+        ]
+        update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
+        dnat = {"dnat": {"family": family, "addr": address, "port": port}}
+        recording = [_protocol_match(self.key.protocol), update, dnat]
+        fields = {
+            "type": ADDRESS_TYPES[self.key.family],
+            "flags": ["timeout"],
+            "timeout": self.timeout,
+        }
+        self[endpoint] = (pin, to, pinned, recording, fields)
+        return self[endpoint]
+
+
+@lru_cache(maxsize=PIECES_CACHED)
+def pinned_pieces(key: ServiceKey, timeout: int) -> PinnedPieces:
+    return PinnedPieces(key, timeout)
 
 
 def pinned_chain(key: ServiceKey) -> str:
@@ -326,18 +414,18 @@ def pinned_chain(key: ServiceKey) -> str:
 
 
 def to_chain(service: Service, address: str, port: int) -> str:
-    return _pinned_name(TO_PREFIX, service, address, port)
+    return pinned_pieces(service.key, service.persistence_timeout)[address, port][1]
 
 
 def pin_set(service: Service, address: str, port: int) -> str:
-    return _pinned_name(PIN_PREFIX, service, address, port)
+    return pinned_pieces(service.key, service.persistence_timeout)[address, port][0]
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set, `to-` or `pinned-` chain belongs to the service `key`."""
+    """Whether a `pin-` set, `to-`, `grp-` or `pinned-` chain belongs to the service `key`."""
     owner = _service_name(key) + "-"
     return name == pinned_chain(key) or any(
-        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX)
+        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX)
     )
 
 
@@ -356,19 +444,13 @@ def pinning(service: Service, destinations: list[Destination]) -> Pinning:
     timeout = service.persistence_timeout
     if not timeout:
         return Pinning()
-    version = service.key.family
-    family = NAT_FAMILIES[version]
-    saddr = {"payload": {"protocol": family, "field": "saddr"}}
     rules, chains, sets = [], {}, {}
+    pieces = pinned_pieces(service.key, timeout)
     for dest in (d for d in destinations if d.weight > 0):
-        pin = pin_set(service, dest.address, dest.port)
-        to = to_chain(service, dest.address, dest.port)
-        pinned = {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}}
-        rules.append([pinned, {"goto": {"target": to}}])
-        update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
-        dnat = {"dnat": {"family": family, "addr": dest.address, "port": dest.port}}
-        chains[to] = [_protocol_match(service.key.protocol), update, dnat]
-        sets[pin] = {"type": ADDRESS_TYPES[version], "flags": ["timeout"], "timeout": timeout}
+        pin, to, pinned, recording, fields = pieces[dest.address, dest.port]
+        rules.append(pinned)
+        chains[to] = recording
+        sets[pin] = fields
     return Pinning(tuple(rules), chains, sets)
 
 
@@ -404,7 +486,26 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
     """The ServiceRule a listed rule is, or None when it is not one this module writes.
 
     `family` is that of the service the chain is for (a drop rule does not say it), `port` its
-    port (a fwd rule does not say it either)."""
+    port (a fwd rule does not say it either). Remembered by the rule's identity (the rule kept
+    with it, so its id stays its own): a table known from `applied` holds the very rules the
+    plane wrote, which each pass would otherwise parse again (a grouped service's every one)."""
+    memo = (id(rule), family, port)
+    found = _parsed.get(memo)
+    if found is not None and found[0] is rule:
+        _parsed.move_to_end(memo)
+        return found[1]
+    parsed = _parse_rule(rule, family, port)
+    _parsed[memo] = (rule, parsed)
+    while len(_parsed) > PARSED_CACHED:
+        _parsed.popitem(last=False)
+    return parsed
+
+
+PARSED_CACHED = 4096  # rules remembered parsed: a few grouped services' worth
+_parsed: OrderedDict = OrderedDict()  # (id(rule), family, port) -> (rule, ServiceRule|None)
+
+
+def _parse_rule(rule: dict, family: str, port: Optional[int]) -> Optional[ServiceRule]:
     scheduler = rule.get("comment", "")
     try:
         match, action = rule["expr"]
@@ -431,9 +532,11 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
             found.append((address, target_port, *_slot_range(slot)))
         ordered = _merged(sorted(found, key=lambda entry: entry[2]))
         device = body["dev"] if verb == "fwd" else None
+        grouped = verb == "vmap" and all(entry[0].startswith(GROUP_PREFIX) for entry in found)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    return ServiceRule(family, protocol, scheduler, ordered, modulus, device, verb == "vmap")
+    pinned = verb == "vmap" and not grouped
+    return ServiceRule(family, protocol, scheduler, ordered, modulus, device, pinned, grouped)
 
 
 @dataclass
@@ -630,8 +733,29 @@ def _base(live: LiveTable, wanted: dict) -> tuple:
 
 
 def _rule(key: ServiceKey, rule: ServiceRule, family: str) -> dict:
-    chain = service_chain(key)
+    return _rule_in(service_chain(key), rule, family)
+
+
+def _rule_in(chain: str, rule: ServiceRule, family: str) -> dict:
     return _object("rule", family, chain=chain, expr=rule.expr(), comment=rule.scheduler)
+
+
+def _live_groups(live: LiveTable, key: ServiceKey, top: Optional[ServiceRule]) -> dict:
+    """The group chains a grouped service rule sends to -> their rule (None: not one of ours)."""
+    if top is None or not top.grouped:
+        return {}
+    found = {}
+    for chain, _port in top.owned():
+        rules = live.chains.get(chain)
+        found[chain] = parse_rule(rules[-1], top.family, key.port) if rules else None
+    return found
+
+
+def _leaves(top: Optional[ServiceRule], groups: dict) -> list:
+    """The rules that pick a real server (or its `to-` chain): the groups', else the top's."""
+    if top is not None and top.grouped:
+        return [rule for rule in groups.values() if rule is not None]
+    return [] if top is None else [top]
 
 
 def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=None) -> tuple:
@@ -646,12 +770,14 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     family, devices = live.family, devices or {}
     if family == DR_FAMILY and not live.present and not desired:
         return [], [], False
-    changes, commands, chains, helpers, kept = [], [], [], [], set()
+    changes, commands, chains, helpers, kept, late_groups = [], [], [], [], set(), []
     base, repaired, unwanted = _base(live, base_chains(family, set(filter(None, devices.values()))))
     for key, (service, destinations) in desired.items():
-        wanted = desired_rule(service, destinations, devices.get(key))
+        wanted, groups = desired_rules(service, destinations, devices.get(key))
+        before = live_rule(live, key)
+        before_groups = _live_groups(live, key, before)
         pins = pinning(service, destinations)
-        kept |= set(pins.chains) | set(pins.sets)
+        kept |= set(pins.chains) | set(pins.sets) | set(groups)
         helpers += _pinning_commands(live, pins)
         name = service_chain(key)
         lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
@@ -659,17 +785,33 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
         rules.append(_rule(key, wanted, family))
         if service.persistence_timeout:
             kept.add(pinned_chain(key))
-            added, pinned_commands = _pinned_rules(live, key, pins, wanted, whole_table)
+            leaving = _leaves(before, before_groups)
+            added, pinned_commands = _pinned_rules(
+                live, key, pins, _leaves(wanted, groups), leaving, whole_table
+            )
             chains += added
             commands += pinned_commands
+        regrouped = False
+        for chain, rule in groups.items():
+            if chain not in live.chains:
+                chains.append({"add": _object("chain", family, name=chain)})
+            elif before_groups.get(chain) == rule and len(live.chains[chain]) == 1:
+                continue
+            else:
+                commands.append({"flush": _object("chain", family, name=chain)})
+            commands.append({"add": _rule_in(chain, rule, family)})
+            regrouped = True
+        late_groups += [chain for chain in before_groups if chain not in groups]
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
-        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != lead:
+        elif before != wanted or _exprs(live, name)[:-1] != lead:
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
+        elif regrouped:
+            changes.append(Change("edit_service", key, service))
         match = _match(key)
         if live.elements.get(match) != name:
             if not changes or changes[-1].key != key:
@@ -692,7 +834,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX)
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX, GROUP_PREFIX)
     pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
     if whole_table:
         stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
@@ -701,6 +843,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     else:  # a slice keeps a persistent service's pieces its `pinned-` chain may refer to
         retiring = [key for key in services if key not in desired]
         leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in retiring)]
+        leftover += [chain for chain in late_groups if chain not in leftover]
     commands.extend(
         {"delete": _object("chain", family, name=name)}
         for name in sorted(stale)
@@ -717,7 +860,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
 
 
 def _pinned_rules(
-    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: ServiceRule, whole_table: bool
+    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: list, before: list, whole_table: bool
 ) -> tuple:
     """(chain commands, commands) keeping the `pinned-` chain of a persistent service.
 
@@ -727,30 +870,27 @@ def _pinned_rules(
     A full pass makes the chain exactly the live real servers' rules again."""
     family, chain = live.family, pinned_chain(key)
     have = _exprs(live, chain)
-    wanted_rules = [_object("rule", family, chain=chain, expr=expr) for expr in pins.rules]
     if have is None:
-        return [{"add": _object("chain", family, name=chain)}], [
-            {"add": rule} for rule in wanted_rules
-        ]
+        return [{"add": _object("chain", family, name=chain)}], _added(chain, pins.rules, family)
     commands = []
     if whole_table and sorted(map(repr, have)) != sorted(map(repr, pins.rules)):
         commands.append({"flush": _object("chain", family, name=chain)})
-        commands.extend({"add": rule} for rule in wanted_rules)
+        commands += _added(chain, pins.rules, family)
     else:
         present = set(map(_goto_target, have))
-        commands.extend(
-            {"add": rule}
-            for rule in wanted_rules
-            if _goto_target(rule["rule"]["expr"]) not in present
-        )
-    before = live_rule(live, key)
-    if before is not None and before.pinned:
-        staying = {to for to, _port in wanted.owned()}
-        for to, _port in before.owned():
+        missing = [expr for expr in pins.rules if _goto_target(expr) not in present]
+        commands += _added(chain, missing, family)
+    staying = {to for rule in wanted for to, _port in rule.owned()}
+    for rule in before:
+        for to, _port in rule.owned() if rule.pinned else ():
             pin = PIN_PREFIX + to[len(TO_PREFIX) :]
             if to not in staying and pin in live.sets and pin not in pins.sets:
                 commands.append({"flush": _object("set", family, name=pin)})
     return [], commands
+
+
+def _added(chain: str, exprs, family: str) -> list:
+    return [{"add": _object("rule", family, chain=chain, expr=expr)} for expr in exprs]
 
 
 def _goto_target(expr: list) -> Optional[str]:
@@ -768,7 +908,8 @@ def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
         if live.sets.get(name) != fields["timeout"]:
             commands.append({"add": _object("set", live.family, name=name, **fields)})
     for name, expr in pins.chains.items():
-        if _exprs(live, name) != [expr]:
+        rules = live.chains.get(name)
+        if rules is None or len(rules) != 1 or rules[0]["expr"] != expr:
             verb = "flush" if name in live.chains else "add"
             commands.append({verb: _object("chain", live.family, name=name)})
             commands.append({"add": _object("rule", live.family, chain=name, expr=expr)})
@@ -795,9 +936,10 @@ def read(live: LiveTable, keys) -> dict:
 
 def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
     service = Service(key, scheduler=rule.scheduler or "?")
-    if not rule.pinned:
-        return service, rule.destinations()
-    chains = {to: count for (to, _port), count in rule.owned().items()}
+    leaves = _leaves(rule, _live_groups(live, key, rule))
+    if not any(leaf.pinned for leaf in leaves):
+        return service, [dest for leaf in leaves for dest in leaf.destinations()]
+    chains = {to: count for leaf in leaves for (to, _port), count in leaf.owned().items()}
     pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
     timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
     endpoints = {to: _pinned_endpoint(live, to) for to in chains}
