@@ -434,12 +434,76 @@ def test_dr_goes_to_the_netdev_table_with_an_ingress_chain_on_the_real_servers_d
     assert all(next(iter(c["add"].values()))["family"] == "netdev" for c in commands)
     ingress = commands[3]["add"]["chain"]
     assert (ingress["name"], ingress["hook"], ingress["dev"]) == ("in-eth1", "ingress", "eth1")
-    fwd = commands[-2]["add"]["rule"]["expr"][1]["fwd"]
+    _protocol, counting, action = commands[-2]["add"]["rule"]["expr"]
+    fwd = action["fwd"]
     assert (fwd["dev"], fwd["family"]) == ("eth1", "ip")
     assert {target for _slot, target in fwd["addr"]["map"]["data"]["set"]} == {
         "10.0.1.2",
         "10.0.1.3",
     }
+    # each packet counts, before its fwd, in the counter of the real server its slot goes to
+    counters = counting["counter"]["map"]
+    assert counters["key"] == fwd["addr"]["map"]["key"]
+    goes_to = dict(fwd["addr"]["map"]["data"]["set"])
+    assert all(
+        name == f"rs-tcp-10.0.0.100-80-{goes_to[slot]}" for slot, name in counters["data"]["set"]
+    )
+    made = [c["add"]["counter"]["name"] for c in commands if "counter" in c["add"]]
+    assert sorted(made) == ["rs-tcp-10.0.0.100-80-10.0.1.2", "rs-tcp-10.0.0.100-80-10.0.1.3"]
+    assert kinds(commands).index(("add", "counter", made[0])) < len(commands) - 2
+
+
+def dr_built(*weights: int) -> ruleset.LiveTable:
+    commands = ruleset.plan(
+        dr_web(*weights), dr_live(), (), whole_table=True, devices={WEB: "eth1"}
+    )
+    return ruleset.applied(dr_live(), commands[1])
+
+
+def test_a_dr_real_server_leaving_loses_its_counter_after_the_rule_naming_it():
+    before = dr_built(1, 1)
+    for whole_table in (False, True):
+        commands = ruleset.plan(
+            dr_web(1, 0), before, (), whole_table=whole_table, devices={WEB: "eth1"}
+        )[1]
+        done = kinds(commands)
+        gone = ("delete", "counter", "rs-tcp-10.0.0.100-80-10.0.1.3")
+        assert gone in done and done.index(("add", "rule", "vs-tcp-10.0.0.100-80")) < done.index(
+            gone
+        )
+        after = ruleset.applied(before, commands)
+        assert set(after.objects) == {"rs-tcp-10.0.0.100-80-10.0.1.2"}
+        again = ruleset.plan(dr_web(1, 0), after, (), whole_table=True, devices={WEB: "eth1"})
+        assert again[:2] == ([], [])
+    back = ruleset.plan(dr_web(1, 1), after, (), whole_table=False, devices={WEB: "eth1"})[1]
+    assert ("add", "counter", "rs-tcp-10.0.0.100-80-10.0.1.3") in kinds(back)  # from 0 again
+    retired = ruleset.applied(before, ruleset.plan({}, before, {WEB}, whole_table=False)[1])
+    assert not retired.objects and not retired.chains
+
+
+def test_status_reads_each_dr_real_servers_counter():
+    live = dr_built(1, 1)
+    live.objects["rs-tcp-10.0.0.100-80-10.0.1.3"] = (5, 300)
+    service, destinations = ruleset.read(live, {WEB})[WEB]
+    found = {d.address: (d.stats.packets_in, d.stats.bytes_in) for d in destinations}
+    assert found == {"10.0.1.2": (0, 0), "10.0.1.3": (5, 300)}
+    assert (service.stats.packets_in, service.stats.bytes_in) == (5, 300)
+
+
+def test_a_dr_rule_counting_elsewhere_than_it_forwards_is_not_ours():
+    rule = {"expr": dr_built(1, 1).chains["vs-tcp-10.0.0.100-80"][0]["expr"], "comment": "sh"}
+    assert ruleset.parse_rule(rule, "ip", 80).counted == "rs-tcp-10.0.0.100-80-"
+    swapped = copy.deepcopy(rule)
+    names = swapped["expr"][1]["counter"]["map"]["data"]["set"]
+    other = next(entry for entry in names if entry[1] != names[0][1])
+    names[0][1], other[1] = other[1], names[0][1]
+    assert ruleset.parse_rule(swapped, "ip", 80) is None
+    old = {"expr": [rule["expr"][0], rule["expr"][2]], "comment": "sh"}  # before the counters
+    assert ruleset.parse_rule(old, "ip", 80).counted is None
+    upgraded = ruleset.plan(
+        dr_web(1, 1), dr_live(DR_LISTING), (), whole_table=True, devices={WEB: "eth1"}
+    )
+    assert ("add", "rule", "vs-tcp-10.0.0.100-80") in kinds(upgraded[1])
 
 
 def test_without_dr_services_no_netdev_table_is_made():

@@ -83,6 +83,13 @@ COUNT_CHAIN = "count"
 COUNT_HOOK = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
 COUNTER_SETS = ("in", "out", "conns")  # + the IP version: in4, out6, ...
 COUNTER_SET_SIZE = 65535
+# Counters (DR): ingress comes before conntrack, so the DR rule itself counts, before its fwd,
+# each packet in the named counter of the real server its slot goes to (`counter name SELECTOR
+# map { SLOTS : "rs-..." }`, the same selector and slots as the fwd's): a counter object per
+# live real server, `rs-SERVICE-ADDRESS`, made with it and deleted when it leaves (as IPVS
+# forgets a removed real server's counters). Only what the client sends: the replies go
+# straight from the real server.
+DR_COUNTER_PREFIX = "rs-"
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
@@ -91,6 +98,11 @@ METHODS = ("NAT", "DR")
 STATELESS_METHODS = ("DR",)  # before conntrack: only the hashing schedulers keep a client's flow
 PERSISTENT_METHODS = ("NAT",)
 FAMILIES = (4, 6)
+
+
+def _named(address: str) -> str:
+    """An address as part of an nft name (`fd00__2`)."""
+    return address.replace(":", "_")
 
 
 def _service_name(key: ServiceKey) -> str:
@@ -269,6 +281,7 @@ class ServiceRule:
     device: Optional[str] = None  # DR: fwd through it; None: NAT
     pinned: bool = False  # persistence: slots go to the `to-` chains their "address" names
     grouped: bool = False  # slots go to the `grp-` chains their "address" names
+    counted: Optional[str] = None  # DR: the prefix of its real servers' counters (see above)
 
     def selector(self) -> dict:
         if self.scheduler in HASHED:
@@ -296,7 +309,12 @@ class ServiceRule:
             return [protocol, {"vmap": {"key": self.selector(), "data": {"set": mapping}}}]
         lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
         if forwarded:
-            return [protocol, {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}]
+            fwd = {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}
+            if self.counted is None:
+                return [protocol, fwd]
+            counters = [[slot, self.counted + _named(address)] for slot, address in mapping]
+            counting = {"counter": {"map": {"key": self.selector(), "data": {"set": counters}}}}
+            return [protocol, counting, fwd]
         return [protocol, {"dnat": {"family": self.family, "addr": lookup}}]
 
     def owned(self) -> dict:
@@ -306,6 +324,12 @@ class ServiceRule:
         for address, port, first, last in self.slots:
             owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
         return owned
+
+    def counters(self) -> dict:
+        """DR: the counter object of each real server's address, by its name."""
+        if self.counted is None:
+            return {}
+        return {self.counted + _named(address): address for address, _port in self.owned()}
 
     def destinations(self) -> list[Destination]:
         """Each real server once, its weight the slots it owns."""
@@ -326,15 +350,24 @@ def desired_rule(
         modulus = hashing.SLOTS
     else:
         modulus = taken[-1][3] + 1
-    if device is not None:  # DR keeps the service's port
+    counted = None
+    if device is not None:  # DR keeps the service's port, and counts in its rule
         taken = tuple((address, service.key.port, *span) for address, _port, *span in taken)
+        counted = f"{DR_COUNTER_PREFIX}{_service_name(service.key)}-"
     pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
     if pinned:
         pieces = pinned_pieces(service.key, service.persistence_timeout)
         taken = tuple((pieces[address, port][1], None, *span) for address, port, *span in taken)
     family = NAT_FAMILIES[service.key.family]
     return ServiceRule(
-        family, service.key.protocol, service.scheduler, taken, modulus, device, pinned
+        family,
+        service.key.protocol,
+        service.scheduler,
+        taken,
+        modulus,
+        device,
+        pinned,
+        counted=counted,
     )
 
 
@@ -422,11 +455,11 @@ def pin_set(service: Service, address: str, port: int) -> str:
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set, `to-`, `grp-` or `pinned-` chain belongs to the service `key`."""
+    """Whether a `pin-` set, `to-`, `grp-` or `pinned-` chain, or an `rs-` counter, belongs to
+    the service `key`."""
     owner = _service_name(key) + "-"
-    return name == pinned_chain(key) or any(
-        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX)
-    )
+    prefixes = (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX, DR_COUNTER_PREFIX)
+    return name == pinned_chain(key) or any(name.startswith(prefix + owner) for prefix in prefixes)
 
 
 @dataclass(frozen=True)
@@ -508,8 +541,10 @@ _parsed: OrderedDict = OrderedDict()  # (id(rule), family, port) -> (rule, Servi
 def _parse_rule(rule: dict, family: str, port: Optional[int]) -> Optional[ServiceRule]:
     scheduler = rule.get("comment", "")
     try:
-        match, action = rule["expr"]
+        match, *counting, action = rule["expr"]
         protocol = match["match"]["right"]
+        if len(counting) > (1 if "fwd" in action else 0):
+            return None
         if action == {"drop": None}:
             return ServiceRule(family, protocol, scheduler, (), 0)
         ((verb, body),) = action.items()
@@ -533,10 +568,41 @@ def _parse_rule(rule: dict, family: str, port: Optional[int]) -> Optional[Servic
         ordered = _merged(sorted(found, key=lambda entry: entry[2]))
         device = body["dev"] if verb == "fwd" else None
         grouped = verb == "vmap" and all(entry[0].startswith(GROUP_PREFIX) for entry in found)
+        counted = _counting_prefix(counting[0]["counter"]["map"], lookup) if counting else None
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
+    if counting and counted is None:
+        return None
     pinned = verb == "vmap" and not grouped
-    return ServiceRule(family, protocol, scheduler, ordered, modulus, device, pinned, grouped)
+    return ServiceRule(
+        family, protocol, scheduler, ordered, modulus, device, pinned, grouped, counted
+    )
+
+
+def _counting_prefix(counting: dict, lookup: dict) -> Optional[str]:
+    """The counters' prefix of a DR rule whose counting map names, with the fwd's selector,
+    each slot's real server's counter; None otherwise."""
+    if counting["key"] != lookup["key"]:
+        return None
+    targets = dict(_slot_pairs(lookup["data"]["set"]))
+    named = dict(_slot_pairs(counting["data"]["set"]))
+    if set(named) != set(targets) or not named:
+        return None
+    slot, name = next(iter(named.items()))
+    prefix = name[: -len(_named(targets[slot]))]
+    if not prefix.startswith(DR_COUNTER_PREFIX) or any(
+        named[slot] != prefix + _named(address) for slot, address in targets.items()
+    ):
+        return None
+    return prefix
+
+
+def _slot_pairs(mapping: list):
+    """(slot, target) of each slot of a map's elements."""
+    for slots, target in mapping:
+        first, last = _slot_range(slots)
+        for slot in range(first, last + 1):
+            yield slot, target
 
 
 @dataclass
@@ -551,6 +617,7 @@ class LiveTable:
     family: str = FAMILY
     sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
     counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
+    objects: dict = field(default_factory=dict)  # DR's counter objects: name -> (packets, bytes)
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
@@ -565,6 +632,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
         dict(live.chains),  # each chain's list is replaced, never changed in place
         live.family,
         dict(live.sets),
+        objects=dict(live.objects),
     )
     for command in commands:
         ((verb, body),) = command.items()
@@ -581,6 +649,11 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
                 after.sets[name] = fields.get("timeout")
             elif verb == "delete":
                 after.sets.pop(name, None)
+        elif kind == "counter":
+            if verb == "add":
+                after.objects.setdefault(name, (0, 0))
+            else:
+                after.objects.pop(name, None)
         elif kind == "element":
             entry = fields["elem"][0]
             match = tuple((entry[0] if verb == "add" else entry)["concat"])
@@ -629,6 +702,9 @@ def parse_listing(
             live.sets[item["set"]["name"]] = item["set"].get("timeout")
             if counters and item["set"]["name"] in counter_sets(family):
                 live.counters[item["set"]["name"]] = _counted(item["set"].get("elem", []))
+        elif "counter" in item:
+            counter = item["counter"]
+            live.objects[counter["name"]] = (counter.get("packets", 0), counter.get("bytes", 0))
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
@@ -664,6 +740,12 @@ def stats(live: LiveTable, key: ServiceKey, address: str, port: int) -> Stats:
         packets_out=found["out"][0],
         bytes_out=found["out"][1],
     )
+
+
+def dr_stats(live: LiveTable, counter: Optional[str]) -> Stats:
+    """A DR real server's counters: what its counter object saw the clients send."""
+    packets, octets = live.objects.get(counter, (0, 0))
+    return Stats(packets_in=packets, bytes_in=octets)
 
 
 def _summed(counters: list) -> Stats:
@@ -770,15 +852,21 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     family, devices = live.family, devices or {}
     if family == DR_FAMILY and not live.present and not desired:
         return [], [], False
-    changes, commands, chains, helpers, kept, late_groups = [], [], [], [], set(), []
+    changes, commands, chains, helpers, kept, unused = [], [], [], [], set(), []
     base, repaired, unwanted = _base(live, base_chains(family, set(filter(None, devices.values()))))
     for key, (service, destinations) in desired.items():
         wanted, groups = desired_rules(service, destinations, devices.get(key))
         before = live_rule(live, key)
         before_groups = _live_groups(live, key, before)
         pins = pinning(service, destinations)
-        kept |= set(pins.chains) | set(pins.sets) | set(groups)
+        counters = wanted.counters()
+        kept |= set(pins.chains) | set(pins.sets) | set(groups) | set(counters)
         helpers += _pinning_commands(live, pins)
+        helpers += [
+            {"add": _object("counter", family, name=name)}
+            for name in counters
+            if name not in live.objects
+        ]
         name = service_chain(key)
         lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
         rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
@@ -801,7 +889,8 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
                 commands.append({"flush": _object("chain", family, name=chain)})
             commands.append({"add": _rule_in(chain, rule, family)})
             regrouped = True
-        late_groups += [chain for chain in before_groups if chain not in groups]
+        unused += [chain for chain in before_groups if chain not in groups]
+        unused += [name for name in (before.counters() if before else ()) if name not in counters]
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
@@ -834,8 +923,10 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX, GROUP_PREFIX)
-    pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX, GROUP_PREFIX, DR_COUNTER_PREFIX)
+    pinned = [
+        n for n in (*live.chains, *live.sets, *live.objects) if n.startswith(helpers_prefixes)
+    ]
     if whole_table:
         stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
         stale -= {service_chain(key) for key in desired}
@@ -843,20 +934,28 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     else:  # a slice keeps a persistent service's pieces its `pinned-` chain may refer to
         retiring = [key for key in services if key not in desired]
         leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in retiring)]
-        leftover += [chain for chain in late_groups if chain not in leftover]
+        leftover += [name for name in unused if name not in leftover]
     commands.extend(
         {"delete": _object("chain", family, name=name)}
         for name in sorted(stale)
         if name in live.chains
     )
-    late = [  # once nothing refers to them: the `pinned-` chains, the `to-` chains, the sets
-        {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
+    late = [  # once nothing refers to them: the `pinned-` chains, the other chains, the rest
+        {"delete": _object(_kind(live, name), family, name=name)}
         for name in sorted(
-            leftover, key=lambda name: (name in live.sets, not name.startswith(PINNED_PREFIX), name)
+            leftover,
+            key=lambda name: (name not in live.chains, not name.startswith(PINNED_PREFIX), name),
         )
     ]
     commands = base + chains + helpers + commands + late + unwanted
     return changes, commands, foreign or repaired
+
+
+def _kind(live: LiveTable, name: str) -> str:
+    """What a helper the agent made is: a chain, a set or (DR) a counter."""
+    if name in live.chains:
+        return "chain"
+    return "counter" if name in live.objects else "set"
 
 
 def _pinned_rules(
@@ -917,8 +1016,8 @@ def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
 
 
 def read(live: LiveTable, keys) -> dict:
-    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), NAT's
-    with their counters."""
+    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), with
+    their counters."""
     table = {}
     for key in keys:
         rule = live_service(live, key)
@@ -929,7 +1028,12 @@ def read(live: LiveTable, keys) -> dict:
             destinations = [
                 replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
             ]
-            service = replace(service, stats=_summed([d.stats for d in destinations]))
+        else:
+            counted = {address: name for name, address in rule.counters().items()}
+            destinations = [
+                replace(d, stats=dr_stats(live, counted.get(d.address))) for d in destinations
+            ]
+        service = replace(service, stats=_summed([d.stats for d in destinations]))
         table[key] = (service, destinations)
     return table
 
