@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Optional
@@ -515,30 +514,23 @@ def _selector_fits(selector: dict, scheduler: str, family: str) -> bool:
     return fixed == (hashing.SLOTS, hashing.SEED, saddr)
 
 
+def _parsed(live: LiveTable, rule: dict, family: str, port: int) -> Optional[ServiceRule]:
+    """parse_rule, remembered in `live` by the rule's identity (the rule kept with it, so its
+    id stays its own): a table known from `applied` holds the very rules the plane wrote,
+    which each pass would otherwise parse again (a grouped service's every one)."""
+    found = live.parsed.get(id(rule))
+    if found is not None and found[0] is rule and found[1] == (family, port):
+        return found[2]
+    parsed = parse_rule(rule, family, port)
+    live.parsed[id(rule)] = (rule, (family, port), parsed)
+    return parsed
+
+
 def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[ServiceRule]:
     """The ServiceRule a listed rule is, or None when it is not one this module writes.
 
     `family` is that of the service the chain is for (a drop rule does not say it), `port` its
-    port (a fwd rule does not say it either). Remembered by the rule's identity (the rule kept
-    with it, so its id stays its own): a table known from `applied` holds the very rules the
-    plane wrote, which each pass would otherwise parse again (a grouped service's every one)."""
-    memo = (id(rule), family, port)
-    found = _parsed.get(memo)
-    if found is not None and found[0] is rule:
-        _parsed.move_to_end(memo)
-        return found[1]
-    parsed = _parse_rule(rule, family, port)
-    _parsed[memo] = (rule, parsed)
-    while len(_parsed) > PARSED_CACHED:
-        _parsed.popitem(last=False)
-    return parsed
-
-
-PARSED_CACHED = 4096  # rules remembered parsed: a few grouped services' worth
-_parsed: OrderedDict = OrderedDict()  # (id(rule), family, port) -> (rule, ServiceRule|None)
-
-
-def _parse_rule(rule: dict, family: str, port: Optional[int]) -> Optional[ServiceRule]:
+    port (a fwd rule does not say it either)."""
     scheduler = rule.get("comment", "")
     try:
         match, *counting, action = rule["expr"]
@@ -618,6 +610,9 @@ class LiveTable:
     sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
     counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
     objects: dict = field(default_factory=dict)  # DR's counter objects: name -> (packets, bytes)
+    # id(rule) -> (rule, (family, port), its ServiceRule): see _parsed(); shared with the
+    # table `applied` makes of it, which forgets the rules it flushes
+    parsed: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
@@ -633,6 +628,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
         live.family,
         dict(live.sets),
         objects=dict(live.objects),
+        parsed=live.parsed,
     )
     for command in commands:
         ((verb, body),) = command.items()
@@ -666,6 +662,9 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
                 after.dispatch, verb, kind, name, fields["expr"] if kind == "rule" else None
             )
         else:
+            if kind == "chain" and verb != "add":
+                for rule in after.chains.get(name, ()):
+                    after.parsed.pop(id(rule), None)
             _apply_to_chain(after.chains, verb, kind, name, fields if kind == "rule" else None)
     return after
 
@@ -759,7 +758,7 @@ def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
     rules = live.chains.get(service_chain(key))
     if not rules:
         return None
-    return parse_rule(rules[-1], NAT_FAMILIES[key.family], key.port)
+    return _parsed(live, rules[-1], NAT_FAMILIES[key.family], key.port)
 
 
 def _exprs(live: LiveTable, chain: str) -> Optional[list]:
@@ -829,7 +828,7 @@ def _live_groups(live: LiveTable, key: ServiceKey, top: Optional[ServiceRule]) -
     found = {}
     for chain, _port in top.owned():
         rules = live.chains.get(chain)
-        found[chain] = parse_rule(rules[-1], top.family, key.port) if rules else None
+        found[chain] = _parsed(live, rules[-1], top.family, key.port) if rules else None
     return found
 
 
