@@ -38,7 +38,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Optional
 
 from ..ipvs import Destination, Service, ServiceKey, Stats
@@ -318,7 +318,11 @@ class ServiceRule:
 
     def owned(self) -> dict:
         """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain, a
-        grouped one's a `grp-` chain."""
+        grouped one's a `grp-` chain. Made once per rule (a plan asks several times)."""
+        return self._owned
+
+    @cached_property
+    def _owned(self) -> dict:
         owned: dict = {}
         for address, port, first, last in self.slots:
             owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
@@ -467,7 +471,7 @@ class Pinning:
     (a pinned client goes to its real server's chain), the `to-` chains and `pin-` sets."""
 
     rules: tuple = ()  # exprs
-    chains: dict = field(default_factory=dict)  # to- chain -> its one rule's expr
+    chains: dict = field(default_factory=dict)  # to- chain -> its one rule's expr, as `rules`
     sets: dict = field(default_factory=dict)  # pin- set -> its fields
 
 
@@ -976,7 +980,7 @@ def _pinned_rules(
         commands += _added(chain, pins.rules, family)
     else:
         present = set(map(_goto_target, have))
-        missing = [expr for expr in pins.rules if _goto_target(expr) not in present]
+        missing = [expr for to, expr in zip(pins.chains, pins.rules) if to not in present]
         commands += _added(chain, missing, family)
     staying = {to for rule in wanted for to, _port in rule.owned()}
     for rule in before:
