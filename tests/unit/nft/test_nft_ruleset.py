@@ -758,3 +758,22 @@ def test_a_service_shrinking_below_grouping_drops_its_groups_after_its_rule():
         assert ruleset.plan({WEB: (service, small)}, after, (), whole_table=True)[:2] == ([], [])
     retired = ruleset.applied(before, ruleset.plan({}, before, {WEB}, whole_table=False)[1])
     assert not retired.chains
+
+
+@pytest.mark.parametrize("scheduler", ["rr", "wrr"])
+def test_grouped_rr_and_wrr_give_each_real_server_its_share_of_a_cycle(scheduler):
+    """numgen simulated: the service rule's counter picks a group, each group's own counter
+    one of its members; over the total of slots each real server gets its weight (rr: 1)."""
+    service, servers = many(150, scheduler=scheduler)
+    top, groups = ruleset.desired_rules(service, servers)
+    counters = dict.fromkeys(groups, 0)
+    picked: dict = {}
+    for count in range(top.modulus):
+        (chain,) = [name for name, _port, first, last in top.slots if first <= count <= last]
+        rule = groups[chain]
+        slot = counters[chain] % rule.modulus
+        counters[chain] += 1
+        (address,) = [a for a, _port, first, last in rule.slots if first <= slot <= last]
+        picked[address] = picked.get(address, 0) + 1
+    share = {d.address: 1 if scheduler == "rr" else d.weight for d in servers}
+    assert picked == share
