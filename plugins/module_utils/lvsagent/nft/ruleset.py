@@ -11,9 +11,10 @@ DR lives in `netdev lvs_ha`: `fwd` (the destination MAC rewritten, the VIP kept)
 the netdev family's ingress hook. One ingress chain per device the DR real servers are reached
 through (`in-DEVICE`: the one-armed director of DR, where clients and real servers share the
 LAN) holds the same dispatch rules and maps; a service chain's rule is `fwd ip to SELECTOR map
-{ SLOTS : ADDRESS } device DEVICE`. The ingress hook comes before conntrack, so nothing
-remembers a connection: DR takes the hashing schedulers only, whose slot of a client does not
-move while its real server stays (slots.py).
+{ SLOTS : ADDRESS } device DEVICE`, after counting the packet in its real server's counter
+(`counter name SELECTOR map { SLOTS : "rs-..." }`). The ingress hook comes before conntrack,
+so nothing remembers a connection: DR takes the hashing schedulers only, whose slot of a
+client does not move while its real server stays (slots.py).
 
 persistence_timeout (NAT): per live real server, a set of its clients (each timing out) and a
 chain adding the client to it and DNATing there; the service chain sends a client found in a
