@@ -38,9 +38,11 @@ MORE_ADDRESSES = {"rs1": range(10, 44), "rs2": range(50, 84)}
 
 
 def grouped_conf() -> str:
-    """70 real servers: rs1 and rs2 on their 35 addresses each."""
+    """70 real servers: rs1 and rs2 on their 35 addresses each, in turn (rr takes a group's
+    members in this order: new clients meet both early)."""
     addresses = ["10.1.0.2", "10.1.0.3"]
-    addresses += [f"10.1.0.{n}" for numbers in MORE_ADDRESSES.values() for n in numbers]
+    for pair in zip(*MORE_ADDRESSES.values()):
+        addresses += [f"10.1.0.{n}" for n in pair]
     block = virtual_server_block(VIP, addresses, rs_port=RS_PORT, check="HTTP_GET")
     return GLOBAL + block.replace(*PERSISTENT)
 
