@@ -140,9 +140,10 @@ def test_dr_forwards_to_real_servers_that_answer_the_client_directly(lab, tmp_pa
         for name, address in REAL_SERVERS.items():
             grown = {key: after[address][key] - before[address][key] for key in after[address]}
             if name in answered:  # each connection's handshake, request and close at least
+                assert grown["connections"] == 3, (before, after)
                 assert grown["packets_in"] >= 3 * 3 and grown["bytes_in"] > 0, (before, after)
             else:
-                assert grown["packets_in"] == grown["bytes_in"] == 0, (before, after)
+                assert grown["connections"] == grown["packets_in"] == grown["bytes_in"] == 0
             assert grown["packets_out"] == 0  # the replies never pass the director
 
         # rs2 stops: its check takes it out; only its clients move

@@ -449,8 +449,20 @@ def test_dr_goes_to_the_netdev_table_with_an_ingress_chain_on_the_real_servers_d
         name == f"rs-tcp-10.0.0.100-80-{goes_to[slot]}" for slot, name in counters["data"]["set"]
     )
     made = [c["add"]["counter"]["name"] for c in commands if "counter" in c["add"]]
-    assert sorted(made) == ["rs-tcp-10.0.0.100-80-10.0.1.2", "rs-tcp-10.0.0.100-80-10.0.1.3"]
-    assert kinds(commands).index(("add", "counter", made[0])) < len(commands) - 2
+    assert sorted(made) == [
+        f"{kind}-tcp-10.0.0.100-80-{address}"
+        for kind in ("rs", "syn")
+        for address in ("10.0.1.2", "10.0.1.3")
+    ]
+    assert kinds(commands).index(("add", "counter", made[0])) < len(commands) - 3
+    # first, a TCP connection's first packet counts in its real server's `syn-` counter
+    syn, syn_counting = commands[-3]["add"]["rule"]["expr"]
+    assert syn["match"]["right"] == "syn" and syn["match"]["left"]["&"][1] == ["syn", "ack"]
+    assert syn_counting["counter"]["map"]["key"] == fwd["addr"]["map"]["key"]
+    assert all(
+        name == f"syn-tcp-10.0.0.100-80-{goes_to[slot]}"
+        for slot, name in syn_counting["counter"]["map"]["data"]["set"]
+    )
 
 
 def dr_built(*weights: int) -> ruleset.LiveTable:
@@ -467,12 +479,15 @@ def test_a_dr_real_server_leaving_loses_its_counter_after_the_rule_naming_it():
             dr_web(1, 0), before, (), whole_table=whole_table, devices={WEB: "eth1"}
         )[1]
         done = kinds(commands)
-        gone = ("delete", "counter", "rs-tcp-10.0.0.100-80-10.0.1.3")
-        assert gone in done and done.index(("add", "rule", "vs-tcp-10.0.0.100-80")) < done.index(
-            gone
-        )
+        for kind in ("rs", "syn"):
+            gone = ("delete", "counter", f"{kind}-tcp-10.0.0.100-80-10.0.1.3")
+            rule = ("add", "rule", "vs-tcp-10.0.0.100-80")
+            assert gone in done and done.index(rule) < done.index(gone)
         after = ruleset.applied(before, commands)
-        assert set(after.objects) == {"rs-tcp-10.0.0.100-80-10.0.1.2"}
+        assert set(after.objects) == {
+            "rs-tcp-10.0.0.100-80-10.0.1.2",
+            "syn-tcp-10.0.0.100-80-10.0.1.2",
+        }
         again = ruleset.plan(dr_web(1, 0), after, (), whole_table=True, devices={WEB: "eth1"})
         assert again[:2] == ([], [])
     back = ruleset.plan(dr_web(1, 1), after, (), whole_table=False, devices={WEB: "eth1"})[1]
@@ -484,14 +499,17 @@ def test_a_dr_real_server_leaving_loses_its_counter_after_the_rule_naming_it():
 def test_status_reads_each_dr_real_servers_counter():
     live = dr_built(1, 1)
     live.objects["rs-tcp-10.0.0.100-80-10.0.1.3"] = (5, 300)
+    live.objects["syn-tcp-10.0.0.100-80-10.0.1.3"] = (1, 60)
     service, destinations = ruleset.read(live, {WEB})[WEB]
-    found = {d.address: (d.stats.packets_in, d.stats.bytes_in) for d in destinations}
-    assert found == {"10.0.1.2": (0, 0), "10.0.1.3": (5, 300)}
+    found = {
+        d.address: (d.stats.connections, d.stats.packets_in, d.stats.bytes_in) for d in destinations
+    }
+    assert found == {"10.0.1.2": (0, 0, 0), "10.0.1.3": (1, 5, 300)}
     assert (service.stats.packets_in, service.stats.bytes_in) == (5, 300)
 
 
 def test_a_dr_rule_counting_elsewhere_than_it_forwards_is_not_ours():
-    rule = {"expr": dr_built(1, 1).chains["vs-tcp-10.0.0.100-80"][0]["expr"], "comment": "sh"}
+    rule = {"expr": dr_built(1, 1).chains["vs-tcp-10.0.0.100-80"][-1]["expr"], "comment": "sh"}
     assert ruleset.parse_rule(rule, "ip", 80).counted == "rs-tcp-10.0.0.100-80-"
     swapped = copy.deepcopy(rule)
     names = swapped["expr"][1]["counter"]["map"]["data"]["set"]
@@ -777,3 +795,17 @@ def test_grouped_rr_and_wrr_give_each_real_server_its_share_of_a_cycle(scheduler
         picked[address] = picked.get(address, 0) + 1
     share = {d.address: 1 if scheduler == "rr" else d.weight for d in servers}
     assert picked == share
+
+
+def test_a_udp_dr_service_counts_packets_only():
+    dns = ServiceKey.for_address("10.0.0.100", 53, "udp")
+    servers = [Destination("10.0.1.2", 53, "dr", 1)]
+    wanted = {dns: (Service(dns, "sh"), servers)}
+    commands = ruleset.plan(wanted, dr_live(), (), whole_table=True, devices={dns: "eth1"})[1]
+    made = [name for verb, kind, name in kinds(commands) if kind == "counter"]
+    assert made == ["rs-udp-10.0.0.100-53-10.0.1.2"]
+    assert [name for _verb, kind, name in kinds(commands) if kind == "rule"] == [
+        "in-eth1",
+        "in-eth1",
+        "vs-udp-10.0.0.100-53",
+    ]

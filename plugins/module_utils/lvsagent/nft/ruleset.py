@@ -88,8 +88,11 @@ COUNTER_SET_SIZE = 65535
 # map { SLOTS : "rs-..." }`, the same selector and slots as the fwd's): a counter object per
 # live real server, `rs-SERVICE-ADDRESS`, made with it and deleted when it leaves (as IPVS
 # forgets a removed real server's counters). Only what the client sends: the replies go
-# straight from the real server.
+# straight from the real server. A TCP service's chain first counts each connection's first
+# packet (SYN without ACK) the same way in `syn-SERVICE-ADDRESS`, its rule written as nft
+# lists it (nft drops the `meta l4proto tcp` that `tcp flags` implies).
 DR_COUNTER_PREFIX = "rs-"
+DR_SYN_PREFIX = "syn-"
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
@@ -330,10 +333,36 @@ class ServiceRule:
         return owned
 
     def counters(self) -> dict:
-        """DR: the counter object of each real server's address, by its name."""
+        """DR: the counter objects of each real server (its packets, and a TCP service's
+        connections) -> its address."""
         if self.counted is None:
             return {}
-        return {self.counted + _named(address): address for address, _port in self.owned()}
+        prefixes = [self.counted]
+        if self.protocol == "tcp":
+            prefixes.append(self._syn_prefix())
+        return {
+            prefix + _named(address): address
+            for prefix in prefixes
+            for address, _port in self.owned()
+        }
+
+    def _syn_prefix(self) -> str:
+        return DR_SYN_PREFIX + self.counted[len(DR_COUNTER_PREFIX) :]
+
+    def lead(self) -> list:
+        """The exprs of the rules before this one in its chain: a counted TCP service's
+        connection counting (see DR_SYN_PREFIX)."""
+        if self.counted is None or self.protocol != "tcp":
+            return []
+        flags = {"payload": {"protocol": "tcp", "field": "flags"}}
+        first = {"match": {"op": "==", "left": {"&": [flags, ["syn", "ack"]]}, "right": "syn"}}
+        names = [
+            [slot, self._syn_prefix() + _named(address)]
+            for address, _port, first_slot, last_slot in self.slots
+            for slot in range(first_slot, last_slot + 1)
+        ]
+        counting = {"counter": {"map": {"key": self.selector(), "data": {"set": names}}}}
+        return [[first, counting]]
 
     def destinations(self) -> list[Destination]:
         """Each real server once, its weight the slots it owns."""
@@ -459,10 +488,10 @@ def pin_set(service: Service, address: str, port: int) -> str:
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set, `to-`, `grp-` or `pinned-` chain, or an `rs-` counter, belongs to
-    the service `key`."""
+    """Whether a `pin-` set, `to-`, `grp-` or `pinned-` chain, or an `rs-` or `syn-` counter,
+    belongs to the service `key`."""
     owner = _service_name(key) + "-"
-    prefixes = (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX, DR_COUNTER_PREFIX)
+    prefixes = (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX, DR_COUNTER_PREFIX, DR_SYN_PREFIX)
     return name == pinned_chain(key) or any(name.startswith(prefix + owner) for prefix in prefixes)
 
 
@@ -746,10 +775,14 @@ def stats(live: LiveTable, key: ServiceKey, address: str, port: int) -> Stats:
     )
 
 
-def dr_stats(live: LiveTable, counter: Optional[str]) -> Stats:
-    """A DR real server's counters: what its counter object saw the clients send."""
-    packets, octets = live.objects.get(counter, (0, 0))
-    return Stats(packets_in=packets, bytes_in=octets)
+def dr_stats(live: LiveTable, counters: list) -> Stats:
+    """A DR real server's counters: what its counter objects saw the clients send (packets,
+    and a TCP service's connections)."""
+    found = {name[: name.index("-") + 1]: live.objects.get(name, (0, 0)) for name in counters}
+    packets, octets = found.get(DR_COUNTER_PREFIX, (0, 0))
+    return Stats(
+        connections=found.get(DR_SYN_PREFIX, (0, 0))[0], packets_in=packets, bytes_in=octets
+    )
 
 
 def _summed(counters: list) -> Stats:
@@ -873,6 +906,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
         ]
         name = service_chain(key)
         lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
+        lead += wanted.lead()
         rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
         rules.append(_rule(key, wanted, family))
         if service.persistence_timeout:
@@ -927,7 +961,14 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX, GROUP_PREFIX, DR_COUNTER_PREFIX)
+    helpers_prefixes = (
+        PIN_PREFIX,
+        TO_PREFIX,
+        PINNED_PREFIX,
+        GROUP_PREFIX,
+        DR_COUNTER_PREFIX,
+        DR_SYN_PREFIX,
+    )
     pinned = [
         n for n in (*live.chains, *live.sets, *live.objects) if n.startswith(helpers_prefixes)
     ]
@@ -1033,9 +1074,11 @@ def read(live: LiveTable, keys) -> dict:
                 replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
             ]
         else:
-            counted = {address: name for name, address in rule.counters().items()}
+            counted: dict = {}
+            for name, address in rule.counters().items():
+                counted.setdefault(address, []).append(name)
             destinations = [
-                replace(d, stats=dr_stats(live, counted.get(d.address))) for d in destinations
+                replace(d, stats=dr_stats(live, counted.get(d.address, []))) for d in destinations
             ]
         service = replace(service, stats=_summed([d.stats for d in destinations]))
         table[key] = (service, destinations)
