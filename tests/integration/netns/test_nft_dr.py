@@ -11,6 +11,7 @@ addresses, for 20 clients), director 10.0.0.1 with the VIP, real servers 10.0.0.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -125,7 +126,9 @@ def test_dr_forwards_to_real_servers_that_answer_the_client_directly(lab, tmp_pa
         assert replies_seen(director) == 0  # the replies went straight to the client
         table = director.run(["nft", "-a", "list", "table", "netdev", "lvs_ha"]).stdout
         assert 'hook ingress device "eth0"' in table, table
-        assert "fwd ip to jhash ip saddr mod 256" in table, table
+        assert "jhash ip saddr mod 256 seed 0x4c5648 vmap" in table, table
+        forward = r'counter packets \d+ bytes \d+ fwd ip to 10\.0\.0\.3 device "eth0"'
+        assert re.search(forward, table), table
         time.sleep(AUDIT_WAIT)  # the audits read the table back as written: nothing rewritten
         assert director.run(["nft", "-a", "list", "table", "netdev", "lvs_ha"]).stdout == table
         status = agent.command("status").stdout
@@ -199,7 +202,8 @@ def test_dr_over_ipv6_forwards_with_fwd_ip6(lab, tmp_path):
         except TimeoutError:
             pytest.fail(f"not both real servers: {spread()}\n{agent.log_text()}")
         table = director.run(["nft", "list", "table", "netdev", "lvs_ha"]).stdout
-        assert "fwd ip6 to jhash ip6 saddr mod 256" in table, table
+        assert "jhash ip6 saddr mod 256 seed 0x4c5648 vmap" in table, table
+        assert 'fwd ip6 to fd00::3 device "eth0"' in table, table
         assert replies_seen(director) == 0
     finally:
         agent.stop()

@@ -323,87 +323,8 @@ def dr_web(*weights: int, scheduler: str = "sh") -> dict:
 
 
 # libnftables' listing of `netdev lvs_ha` (nft 1.0.6, handles left out): WEB by DR (sh) to
-# 10.0.1.2 (slots 0-127) and 10.0.1.3 (128-255) through eth1.
-DR_LISTING = {
-    "nftables": [
-        {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-        {"table": {"family": "netdev", "name": "lvs_ha"}},
-        {
-            "map": {
-                "family": "netdev",
-                "name": "services4",
-                "table": "lvs_ha",
-                "type": ["ipv4_addr", "inet_proto", "inet_service"],
-                "map": "verdict",
-                "elem": [
-                    [
-                        {"concat": ["10.0.0.100", "tcp", 80]},
-                        {"goto": {"target": "vs-tcp-10.0.0.100-80"}},
-                    ]
-                ],
-            }
-        },
-        {
-            "chain": {
-                "family": "netdev",
-                "table": "lvs_ha",
-                "name": "in-eth1",
-                "type": "filter",
-                "hook": "ingress",
-                "prio": 0,
-                "policy": "accept",
-            }
-        },
-        {
-            "map": {
-                "family": "netdev",
-                "name": "services6",
-                "table": "lvs_ha",
-                "type": ["ipv6_addr", "inet_proto", "inet_service"],
-                "map": "verdict",
-            }
-        },
-        {"chain": {"family": "netdev", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}},
-        dispatch("in-eth1", "ip", "services4", "netdev"),
-        dispatch("in-eth1", "ip6", "services6", "netdev"),
-        {
-            "rule": {
-                "family": "netdev",
-                "table": "lvs_ha",
-                "chain": "vs-tcp-10.0.0.100-80",
-                "comment": "sh",
-                "expr": [
-                    {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
-                    {
-                        "fwd": {
-                            "dev": "eth1",
-                            "family": "ip",
-                            "addr": {
-                                "map": {
-                                    "key": {
-                                        "jhash": {
-                                            "mod": 256,
-                                            "seed": 0x4C5648,
-                                            "expr": {
-                                                "payload": {"protocol": "ip", "field": "saddr"}
-                                            },
-                                        }
-                                    },
-                                    "data": {
-                                        "set": [
-                                            [{"range": [0, 127]}, "10.0.1.2"],
-                                            [{"range": [128, 255]}, "10.0.1.3"],
-                                        ]
-                                    },
-                                }
-                            },
-                        }
-                    },
-                ],
-            }
-        },
-    ]
-}
+# 10.0.1.2 and 10.0.1.3 through eth1, as NftPlane wrote it.
+DR_LISTING = json.loads((Path(__file__).parent / "dr_listing.json").read_text())
 
 
 def dr_live(listing=None) -> ruleset.LiveTable:
@@ -434,34 +355,21 @@ def test_dr_goes_to_the_netdev_table_with_an_ingress_chain_on_the_real_servers_d
     assert all(next(iter(c["add"].values()))["family"] == "netdev" for c in commands)
     ingress = commands[3]["add"]["chain"]
     assert (ingress["name"], ingress["hook"], ingress["dev"]) == ("in-eth1", "ingress", "eth1")
-    _protocol, counting, action = commands[-2]["add"]["rule"]["expr"]
-    fwd = action["fwd"]
-    assert (fwd["dev"], fwd["family"]) == ("eth1", "ip")
-    assert {target for _slot, target in fwd["addr"]["map"]["data"]["set"]} == {
-        "10.0.1.2",
-        "10.0.1.3",
-    }
-    # each packet counts, before its fwd, in the counter of the real server its slot goes to
-    counters = counting["counter"]["map"]
-    assert counters["key"] == fwd["addr"]["map"]["key"]
-    goes_to = dict(fwd["addr"]["map"]["data"]["set"])
-    assert all(
-        name == f"rs-tcp-10.0.0.100-80-{goes_to[slot]}" for slot, name in counters["data"]["set"]
-    )
-    made = [c["add"]["counter"]["name"] for c in commands if "counter" in c["add"]]
-    assert sorted(made) == [
-        f"{kind}-tcp-10.0.0.100-80-{address}"
-        for kind in ("rs", "syn")
-        for address in ("10.0.1.2", "10.0.1.3")
+    # each slot goes to its real server's chain, which counts and forwards
+    vmap = commands[-2]["add"]["rule"]["expr"][1]["vmap"]
+    assert vmap["key"]["jhash"]["mod"] == 256
+    chains = {target["goto"]["target"] for _slot, target in vmap["data"]["set"]}
+    assert chains == {"dr-tcp-10.0.0.100-80-10.0.1.2", "dr-tcp-10.0.0.100-80-10.0.1.3"}
+    after = ruleset.applied(dr_live(), commands)
+    syn, forward = [rule["expr"] for rule in after.chains["dr-tcp-10.0.0.100-80-10.0.1.2"]]
+    assert forward == [
+        {"counter": None},
+        {"fwd": {"dev": "eth1", "family": "ip", "addr": "10.0.1.2"}},
     ]
-    assert kinds(commands).index(("add", "counter", made[0])) < len(commands) - 3
-    # first, a TCP connection's first packet counts in its real server's `syn-` counter
-    syn, syn_counting = commands[-3]["add"]["rule"]["expr"]
-    assert syn["match"]["right"] == "syn" and syn["match"]["left"]["&"][1] == ["syn", "ack"]
-    assert syn_counting["counter"]["map"]["key"] == fwd["addr"]["map"]["key"]
-    assert all(
-        name == f"syn-tcp-10.0.0.100-80-{goes_to[slot]}"
-        for slot, name in syn_counting["counter"]["map"]["data"]["set"]
+    assert syn[0]["match"]["right"] == "syn" and syn[1] == {"counter": None}  # a connection
+    done = kinds(commands)
+    assert done.index(("add", "rule", "dr-tcp-10.0.0.100-80-10.0.1.2")) < done.index(
+        ("add", "rule", "vs-tcp-10.0.0.100-80")
     )
 
 
@@ -472,56 +380,59 @@ def dr_built(*weights: int) -> ruleset.LiveTable:
     return ruleset.applied(dr_live(), commands[1])
 
 
-def test_a_dr_real_server_leaving_loses_its_counter_after_the_rule_naming_it():
+def test_a_dr_real_server_leaving_loses_its_chain_and_counters_after_the_rule_naming_it():
     before = dr_built(1, 1)
+    gone = ("delete", "chain", "dr-tcp-10.0.0.100-80-10.0.1.3")
     for whole_table in (False, True):
         commands = ruleset.plan(
             dr_web(1, 0), before, (), whole_table=whole_table, devices={WEB: "eth1"}
         )[1]
         done = kinds(commands)
-        for kind in ("rs", "syn"):
-            gone = ("delete", "counter", f"{kind}-tcp-10.0.0.100-80-10.0.1.3")
-            rule = ("add", "rule", "vs-tcp-10.0.0.100-80")
-            assert gone in done and done.index(rule) < done.index(gone)
+        assert gone in done
+        assert done.index(("add", "rule", "vs-tcp-10.0.0.100-80")) < done.index(gone)
         after = ruleset.applied(before, commands)
-        assert set(after.objects) == {
-            "rs-tcp-10.0.0.100-80-10.0.1.2",
-            "syn-tcp-10.0.0.100-80-10.0.1.2",
-        }
+        assert "dr-tcp-10.0.0.100-80-10.0.1.3" not in after.chains
         again = ruleset.plan(dr_web(1, 0), after, (), whole_table=True, devices={WEB: "eth1"})
         assert again[:2] == ([], [])
     back = ruleset.plan(dr_web(1, 1), after, (), whole_table=False, devices={WEB: "eth1"})[1]
-    assert ("add", "counter", "rs-tcp-10.0.0.100-80-10.0.1.3") in kinds(back)  # from 0 again
+    assert ("add", "chain", "dr-tcp-10.0.0.100-80-10.0.1.3") in kinds(back)  # from 0 again
+    moved = ruleset.plan(dr_web(1, 1), before, (), whole_table=False, devices={WEB: "eth2"})[1]
+    assert ("flush", "chain", "dr-tcp-10.0.0.100-80-10.0.1.2") in kinds(moved)  # another device
     retired = ruleset.applied(before, ruleset.plan({}, before, {WEB}, whole_table=False)[1])
-    assert not retired.objects and not retired.chains
+    assert not retired.chains
 
 
-def test_status_reads_each_dr_real_servers_counter():
+def listed_counters(live: ruleset.LiveTable, chain: str, *counts: tuple) -> None:
+    """The chain's rules as a listing shows them: each counter with its (packets, bytes)."""
+    live.chains[chain] = [
+        {
+            **rule,
+            "expr": [
+                {"counter": {"packets": p, "bytes": b}} if "counter" in s else s
+                for s in rule["expr"]
+            ],
+        }
+        for rule, (p, b) in zip(live.chains[chain], counts)
+    ]
+
+
+def test_status_reads_each_dr_real_servers_counters_from_its_chain():
     live = dr_built(1, 1)
-    live.objects["rs-tcp-10.0.0.100-80-10.0.1.3"] = (5, 300)
-    live.objects["syn-tcp-10.0.0.100-80-10.0.1.3"] = (1, 60)
+    listed_counters(live, "dr-tcp-10.0.0.100-80-10.0.1.3", (1, 60), (5, 300))
     service, destinations = ruleset.read(live, {WEB})[WEB]
     found = {
         d.address: (d.stats.connections, d.stats.packets_in, d.stats.bytes_in) for d in destinations
     }
     assert found == {"10.0.1.2": (0, 0, 0), "10.0.1.3": (1, 5, 300)}
     assert (service.stats.packets_in, service.stats.bytes_in) == (5, 300)
-
-
-def test_a_dr_rule_counting_elsewhere_than_it_forwards_is_not_ours():
-    rule = {"expr": dr_built(1, 1).chains["vs-tcp-10.0.0.100-80"][-1]["expr"], "comment": "sh"}
-    assert ruleset.parse_rule(rule, "ip", 80).counted == "rs-tcp-10.0.0.100-80-"
-    swapped = copy.deepcopy(rule)
-    names = swapped["expr"][1]["counter"]["map"]["data"]["set"]
-    other = next(entry for entry in names if entry[1] != names[0][1])
-    names[0][1], other[1] = other[1], names[0][1]
-    assert ruleset.parse_rule(swapped, "ip", 80) is None
-    old = {"expr": [rule["expr"][0], rule["expr"][2]], "comment": "sh"}  # before the counters
-    assert ruleset.parse_rule(old, "ip", 80).counted is None
-    upgraded = ruleset.plan(
-        dr_web(1, 1), dr_live(DR_LISTING), (), whole_table=True, devices={WEB: "eth1"}
+    assert {d.weight for d in destinations} <= set(range(1, 256)) and sum(
+        d.weight for d in destinations
+    ) == 256
+    # the counters' values are no difference to the audit
+    assert ruleset.plan(dr_web(1, 1), live, (), whole_table=True, devices={WEB: "eth1"})[:2] == (
+        [],
+        [],
     )
-    assert ("add", "rule", "vs-tcp-10.0.0.100-80") in kinds(upgraded[1])
 
 
 def test_without_dr_services_no_netdev_table_is_made():
@@ -532,18 +443,21 @@ def test_the_dr_listing_nft_prints_reads_back():
     live = dr_live(DR_LISTING)
     (service, destinations) = ruleset.read(live, {WEB})[WEB]
     assert service.scheduler == "sh"
-    assert destinations == [
-        Destination("10.0.1.2", 80, "dr", 128),
-        Destination("10.0.1.3", 80, "dr", 128),
+    assert [(d.address, d.port, d.forwarding) for d in destinations] == [
+        ("10.0.1.3", 80, "dr"),
+        ("10.0.1.2", 80, "dr"),
     ]
-    rule = ruleset.live_rule(live, WEB)
-    assert rule.device == "eth1" and rule.modulus == 256
+    assert sum(d.weight for d in destinations) == 256 and service.stats.packets_in == 0
+    assert ruleset.plan(dr_web(1, 1), live, (), whole_table=True, devices={WEB: "eth1"})[:2] == (
+        [],
+        [],
+    )
 
 
 def test_a_hand_edited_seed_is_not_ours():
     listing = copy.deepcopy(DR_LISTING)
-    fwd = listing["nftables"][-1]["rule"]["expr"][1]["fwd"]
-    fwd["addr"]["map"]["key"]["jhash"]["seed"] = 7
+    (rule,) = [i["rule"] for i in listing["nftables"] if i.get("rule", {}).get("comment")]
+    rule["expr"][1]["vmap"]["key"]["jhash"]["seed"] = 7
     assert ruleset.live_rule(dr_live(listing), WEB) is None
 
 
@@ -802,10 +716,6 @@ def test_a_udp_dr_service_counts_packets_only():
     servers = [Destination("10.0.1.2", 53, "dr", 1)]
     wanted = {dns: (Service(dns, "sh"), servers)}
     commands = ruleset.plan(wanted, dr_live(), (), whole_table=True, devices={dns: "eth1"})[1]
-    made = [name for verb, kind, name in kinds(commands) if kind == "counter"]
-    assert made == ["rs-udp-10.0.0.100-53-10.0.1.2"]
-    assert [name for _verb, kind, name in kinds(commands) if kind == "rule"] == [
-        "in-eth1",
-        "in-eth1",
-        "vs-udp-10.0.0.100-53",
-    ]
+    after = ruleset.applied(dr_live(), commands)
+    (forward,) = after.chains["dr-udp-10.0.0.100-53-10.0.1.2"]
+    assert forward["expr"][0] == {"counter": None} and "fwd" in forward["expr"][1]

@@ -10,11 +10,11 @@ servers route through the director.
 DR lives in `netdev lvs_ha`: `fwd` (the destination MAC rewritten, the VIP kept) exists only in
 the netdev family's ingress hook. One ingress chain per device the DR real servers are reached
 through (`in-DEVICE`: the one-armed director of DR, where clients and real servers share the
-LAN) holds the same dispatch rules and maps; a service chain's rule is `fwd ip to SELECTOR map
-{ SLOTS : ADDRESS } device DEVICE`, after counting the packet in its real server's counter
-(`counter name SELECTOR map { SLOTS : "rs-..." }`). The ingress hook comes before conntrack,
-so nothing remembers a connection: DR takes the hashing schedulers only, whose slot of a
-client does not move while its real server stays (slots.py).
+LAN) holds the same dispatch rules and maps; a service chain's rule is `SELECTOR vmap { SLOTS :
+goto dr-... }`, each real server's chain counting the packet and forwarding it, `counter fwd ip
+to ADDRESS device DEVICE` (see DR_PREFIX). The ingress hook comes before conntrack, so nothing
+remembers a connection: DR takes the hashing schedulers only, whose slot of a client does not
+move while its real server stays (slots.py).
 
 persistence_timeout (NAT): per live real server, a set of its clients (each timing out) and a
 chain adding the client to it and DNATing there; the service chain sends a client found in a
@@ -83,16 +83,23 @@ COUNT_CHAIN = "count"
 COUNT_HOOK = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
 COUNTER_SETS = ("in", "out", "conns")  # + the IP version: in4, out6, ...
 COUNTER_SET_SIZE = 65535
-# Counters (DR): ingress comes before conntrack, so the DR rule itself counts, before its fwd,
-# each packet in the named counter of the real server its slot goes to (`counter name SELECTOR
-# map { SLOTS : "rs-..." }`, the same selector and slots as the fwd's): a counter object per
-# live real server, `rs-SERVICE-ADDRESS`, made with it and deleted when it leaves (as IPVS
+# DR: the service rule sends each slot to its real server's chain, `dr-SERVICE-ADDRESS`, which
+# counts and forwards: ingress comes before conntrack, so the chain's rules are the counters
+# (`counter fwd ip to ADDRESS device DEV`; before it, for TCP, `tcp flags syn / syn,ack counter`:
+# each connection's first packet). Made with the real server, deleted when it leaves (as IPVS
 # forgets a removed real server's counters). Only what the client sends: the replies go
-# straight from the real server. A TCP service's chain first counts each connection's first
-# packet (SYN without ACK) the same way in `syn-SERVICE-ADDRESS`, its rule written as nft
-# lists it (nft drops the `meta l4proto tcp` that `tcp flags` implies).
-DR_COUNTER_PREFIX = "rs-"
-DR_SYN_PREFIX = "syn-"
+# straight from the real server.
+DR_PREFIX = "dr-"
+SYN_COUNTING = [
+    {
+        "match": {
+            "op": "==",
+            "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "ack"]]},
+            "right": "syn",
+        }
+    },
+    {"counter": None},
+]
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
@@ -276,15 +283,14 @@ def _consecutive(targets: list, weights: list) -> tuple:
 class ServiceRule:
     """What a service chain's rule does, compared between the desired and the live table."""
 
-    family: str  # the dnat's or fwd's: NAT_FAMILIES
+    family: str  # the dnat's or the selector's: NAT_FAMILIES
     protocol: str
     scheduler: str
     slots: tuple  # see slots()
     modulus: int  # the selector's; the slots' total when the rule is whole
-    device: Optional[str] = None  # DR: fwd through it; None: NAT
     pinned: bool = False  # persistence: slots go to the `to-` chains their "address" names
     grouped: bool = False  # slots go to the `grp-` chains their "address" names
-    counted: Optional[str] = None  # DR: the prefix of its real servers' counters (see above)
+    forwarders: bool = False  # DR: slots go to the `dr-` chains their "address" names
 
     def selector(self) -> dict:
         if self.scheduler in HASHED:
@@ -296,14 +302,10 @@ class ServiceRule:
         protocol = _protocol_match(self.protocol)
         if not self.slots:
             return [protocol, {"drop": None}]
-        forwarded = self.device is not None
         mapping = []
-        chains = self.pinned or self.grouped
+        chains = self.pinned or self.grouped or self.forwarders
         for address, port, first, last in self.slots:
-            if chains:
-                target = {"goto": {"target": address}}
-            else:
-                target = address if forwarded else {"concat": [address, port]}
+            target = {"goto": {"target": address}} if chains else {"concat": [address, port]}
             if self.scheduler in HASHED or first == last:  # single slots: no interval to build
                 mapping.extend([slot, target] for slot in range(first, last + 1))
             else:
@@ -311,18 +313,12 @@ class ServiceRule:
         if chains:
             return [protocol, {"vmap": {"key": self.selector(), "data": {"set": mapping}}}]
         lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
-        if forwarded:
-            fwd = {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}
-            if self.counted is None:
-                return [protocol, fwd]
-            counters = [[slot, self.counted + _named(address)] for slot, address in mapping]
-            counting = {"counter": {"map": {"key": self.selector(), "data": {"set": counters}}}}
-            return [protocol, counting, fwd]
         return [protocol, {"dnat": {"family": self.family, "addr": lookup}}]
 
     def owned(self) -> dict:
         """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain, a
-        grouped one's a `grp-` chain. Made once per rule (a plan asks several times)."""
+        grouped one's a `grp-` chain, a DR one's a `dr-` chain. Made once per rule (a plan asks
+        several times)."""
         return self._owned
 
     @cached_property
@@ -332,44 +328,9 @@ class ServiceRule:
             owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
         return owned
 
-    def counters(self) -> dict:
-        """DR: the counter objects of each real server (its packets, and a TCP service's
-        connections) -> its address."""
-        if self.counted is None:
-            return {}
-        prefixes = [self.counted]
-        if self.protocol == "tcp":
-            prefixes.append(self._syn_prefix())
-        return {
-            prefix + _named(address): address
-            for prefix in prefixes
-            for address, _port in self.owned()
-        }
-
-    def _syn_prefix(self) -> str:
-        return DR_SYN_PREFIX + self.counted[len(DR_COUNTER_PREFIX) :]
-
-    def lead(self) -> list:
-        """The exprs of the rules before this one in its chain: a counted TCP service's
-        connection counting (see DR_SYN_PREFIX)."""
-        if self.counted is None or self.protocol != "tcp":
-            return []
-        flags = {"payload": {"protocol": "tcp", "field": "flags"}}
-        first = {"match": {"op": "==", "left": {"&": [flags, ["syn", "ack"]]}, "right": "syn"}}
-        names = [
-            [slot, self._syn_prefix() + _named(address)]
-            for address, _port, first_slot, last_slot in self.slots
-            for slot in range(first_slot, last_slot + 1)
-        ]
-        counting = {"counter": {"map": {"key": self.selector(), "data": {"set": names}}}}
-        return [[first, counting]]
-
     def destinations(self) -> list[Destination]:
-        """Each real server once, its weight the slots it owns."""
-        forwarding = "nat" if self.device is None else "dr"
-        return [
-            Destination(*endpoint, forwarding, count) for endpoint, count in self.owned().items()
-        ]
+        """Each real server of a NAT rule once, its weight the slots it owns."""
+        return [Destination(*endpoint, "nat", count) for endpoint, count in self.owned().items()]
 
 
 def desired_rule(
@@ -378,15 +339,14 @@ def desired_rule(
     """The rule wanted; `device` (DR only) is where the real servers are reached."""
     taken = slots(service, destinations)
     if not taken:
-        modulus, device = 0, None
+        modulus = 0
     elif service.scheduler in HASHED:
         modulus = hashing.SLOTS
     else:
         modulus = taken[-1][3] + 1
-    counted = None
-    if device is not None:  # DR keeps the service's port, and counts in its rule
-        taken = tuple((address, service.key.port, *span) for address, _port, *span in taken)
-        counted = f"{DR_COUNTER_PREFIX}{_service_name(service.key)}-"
+    forwarders = device is not None and bool(taken)
+    if forwarders:  # DR: each real server's chain (dr_chains) forwards, on the service's port
+        taken = tuple((dr_chain(service.key, address), None, *span) for address, _p, *span in taken)
     pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
     if pinned:
         pieces = pinned_pieces(service.key, service.persistence_timeout)
@@ -398,10 +358,52 @@ def desired_rule(
         service.scheduler,
         taken,
         modulus,
-        device,
         pinned,
-        counted=counted,
+        forwarders=forwarders,
     )
+
+
+def dr_chain(key: ServiceKey, address: str) -> str:
+    return f"{DR_PREFIX}{_service_name(key)}-{_named(address)}"
+
+
+def dr_chains(key: ServiceKey, rule: ServiceRule, destinations: list, device: str) -> dict:
+    """The `dr-` chains a DR service's rule sends to -> their rules' exprs (see DR_PREFIX),
+    written as nft lists them (nft drops the `meta l4proto tcp` that `tcp flags` implies)."""
+    owned = rule.owned()
+    chains = {}
+    for dest in destinations:
+        name = dr_chain(key, dest.address)
+        if (name, None) in owned:
+            fwd = {"fwd": {"dev": device, "family": rule.family, "addr": dest.address}}
+            first = [SYN_COUNTING] if key.protocol == "tcp" else []
+            chains[name] = [*first, [{"counter": None}, fwd]]
+    return chains
+
+
+def _uncounted(expr: list) -> list:
+    """A rule's exprs with its counter's values left out (they move with the traffic)."""
+    return [{"counter": None} if "counter" in statement else statement for statement in expr]
+
+
+def dr_counters(rules: list) -> tuple:
+    """(address, Stats) from a `dr-` chain's rules as listed: the fwd rule's counter (packets
+    in) and the SYN one's (connections); None when the chain is not one this module writes."""
+    found = {}
+    for rule in rules:
+        expr = rule.get("expr") or []
+        counter = next((s["counter"] for s in expr if "counter" in s), None) or {}
+        fwd = expr[-1].get("fwd", {}) if expr else {}
+        found["fwd" if fwd else "syn"] = (
+            fwd.get("addr"),
+            counter.get("packets", 0),
+            counter.get("bytes", 0),
+        )
+    if "fwd" not in found:
+        return None
+    address, packets, octets = found["fwd"]
+    connections = found.get("syn", (None, 0, 0))[1]
+    return address, Stats(connections=connections, packets_in=packets, bytes_in=octets)
 
 
 def desired_rules(
@@ -488,10 +490,10 @@ def pin_set(service: Service, address: str, port: int) -> str:
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set, `to-`, `grp-` or `pinned-` chain, or an `rs-` or `syn-` counter,
-    belongs to the service `key`."""
+    """Whether a `pin-` set, or a `to-`, `grp-`, `dr-` or `pinned-` chain, belongs to the
+    service `key`."""
     owner = _service_name(key) + "-"
-    prefixes = (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX, DR_COUNTER_PREFIX, DR_SYN_PREFIX)
+    prefixes = (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX, DR_PREFIX)
     return name == pinned_chain(key) or any(name.startswith(prefix + owner) for prefix in prefixes)
 
 
@@ -548,35 +550,32 @@ def _selector_fits(selector: dict, scheduler: str, family: str) -> bool:
     return fixed == (hashing.SLOTS, hashing.SEED, saddr)
 
 
-def _parsed(live: LiveTable, rule: dict, family: str, port: int) -> Optional[ServiceRule]:
+def _parsed(live: LiveTable, rule: dict, family: str) -> Optional[ServiceRule]:
     """parse_rule, remembered in `live` by the rule's identity (the rule kept with it, so its
     id stays its own): a table known from `applied` holds the very rules the plane wrote,
     which each pass would otherwise parse again (a grouped service's every one)."""
     found = live.parsed.get(id(rule))
-    if found is not None and found[0] is rule and found[1] == (family, port):
+    if found is not None and found[0] is rule and found[1] == family:
         return found[2]
-    parsed = parse_rule(rule, family, port)
-    live.parsed[id(rule)] = (rule, (family, port), parsed)
+    parsed = parse_rule(rule, family)
+    live.parsed[id(rule)] = (rule, family, parsed)
     return parsed
 
 
-def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[ServiceRule]:
+def parse_rule(rule: dict, family: str) -> Optional[ServiceRule]:
     """The ServiceRule a listed rule is, or None when it is not one this module writes.
 
-    `family` is that of the service the chain is for (a drop rule does not say it), `port` its
-    port (a fwd rule does not say it either)."""
+    `family` is that of the service the chain is for (a drop rule does not say it)."""
     scheduler = rule.get("comment", "")
     try:
-        match, *counting, action = rule["expr"]
+        match, action = rule["expr"]
         protocol = match["match"]["right"]
-        if len(counting) > (1 if "fwd" in action else 0):
-            return None
         if action == {"drop": None}:
             return ServiceRule(family, protocol, scheduler, (), 0)
         ((verb, body),) = action.items()
         if verb == "vmap":
             lookup = body
-        elif verb in ("dnat", "fwd") and body["family"] == family:
+        elif verb == "dnat" and body["family"] == family:
             lookup = body["addr"]["map"]
         else:
             return None
@@ -589,46 +588,15 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
             if verb == "vmap":
                 address, target_port = target["goto"]["target"], None
             else:
-                address, target_port = (target, port) if verb == "fwd" else target["concat"]
+                address, target_port = target["concat"]
             found.append((address, target_port, *_slot_range(slot)))
         ordered = _merged(sorted(found, key=lambda entry: entry[2]))
-        device = body["dev"] if verb == "fwd" else None
         grouped = verb == "vmap" and all(entry[0].startswith(GROUP_PREFIX) for entry in found)
-        counted = _counting_prefix(counting[0]["counter"]["map"], lookup) if counting else None
+        forwarders = verb == "vmap" and all(entry[0].startswith(DR_PREFIX) for entry in found)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    if counting and counted is None:
-        return None
-    pinned = verb == "vmap" and not grouped
-    return ServiceRule(
-        family, protocol, scheduler, ordered, modulus, device, pinned, grouped, counted
-    )
-
-
-def _counting_prefix(counting: dict, lookup: dict) -> Optional[str]:
-    """The counters' prefix of a DR rule whose counting map names, with the fwd's selector,
-    each slot's real server's counter; None otherwise."""
-    if counting["key"] != lookup["key"]:
-        return None
-    targets = dict(_slot_pairs(lookup["data"]["set"]))
-    named = dict(_slot_pairs(counting["data"]["set"]))
-    if set(named) != set(targets) or not named:
-        return None
-    slot, name = next(iter(named.items()))
-    prefix = name[: -len(_named(targets[slot]))]
-    if not prefix.startswith(DR_COUNTER_PREFIX) or any(
-        named[slot] != prefix + _named(address) for slot, address in targets.items()
-    ):
-        return None
-    return prefix
-
-
-def _slot_pairs(mapping: list):
-    """(slot, target) of each slot of a map's elements."""
-    for slots, target in mapping:
-        first, last = _slot_range(slots)
-        for slot in range(first, last + 1):
-            yield slot, target
+    pinned = verb == "vmap" and not grouped and not forwarders
+    return ServiceRule(family, protocol, scheduler, ordered, modulus, pinned, grouped, forwarders)
 
 
 @dataclass
@@ -643,8 +611,7 @@ class LiveTable:
     family: str = FAMILY
     sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
     counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
-    objects: dict = field(default_factory=dict)  # DR's counter objects: name -> (packets, bytes)
-    # id(rule) -> (rule, (family, port), its ServiceRule): see _parsed(); shared with the
+    # id(rule) -> (rule, family, its ServiceRule): see _parsed(); shared with the
     # table `applied` makes of it, which forgets the rules it flushes
     parsed: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -661,7 +628,6 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
         dict(live.chains),  # each chain's list is replaced, never changed in place
         live.family,
         dict(live.sets),
-        objects=dict(live.objects),
         parsed=live.parsed,
     )
     for command in commands:
@@ -679,11 +645,6 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
                 after.sets[name] = fields.get("timeout")
             elif verb == "delete":
                 after.sets.pop(name, None)
-        elif kind == "counter":
-            if verb == "add":
-                after.objects.setdefault(name, (0, 0))
-            else:
-                after.objects.pop(name, None)
         elif kind == "element":
             entry = fields["elem"][0]
             match = tuple((entry[0] if verb == "add" else entry)["concat"])
@@ -735,9 +696,6 @@ def parse_listing(
             live.sets[item["set"]["name"]] = item["set"].get("timeout")
             if counters and item["set"]["name"] in counter_sets(family):
                 live.counters[item["set"]["name"]] = _counted(item["set"].get("elem", []))
-        elif "counter" in item:
-            counter = item["counter"]
-            live.objects[counter["name"]] = (counter.get("packets", 0), counter.get("bytes", 0))
         elif "map" in item and item["map"]["name"] in SERVICES_MAPS.values():
             live.services_maps.add(item["map"]["name"])
             for match, verdict in item["map"].get("elem", []):
@@ -775,16 +733,6 @@ def stats(live: LiveTable, key: ServiceKey, address: str, port: int) -> Stats:
     )
 
 
-def dr_stats(live: LiveTable, counters: list) -> Stats:
-    """A DR real server's counters: what its counter objects saw the clients send (packets,
-    and a TCP service's connections)."""
-    found = {name[: name.index("-") + 1]: live.objects.get(name, (0, 0)) for name in counters}
-    packets, octets = found.get(DR_COUNTER_PREFIX, (0, 0))
-    return Stats(
-        connections=found.get(DR_SYN_PREFIX, (0, 0))[0], packets_in=packets, bytes_in=octets
-    )
-
-
 def _summed(counters: list) -> Stats:
     """A virtual service's counters: its real servers' together."""
     fields = ("connections", "packets_in", "bytes_in", "packets_out", "bytes_out")
@@ -796,7 +744,7 @@ def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
     rules = live.chains.get(service_chain(key))
     if not rules:
         return None
-    return _parsed(live, rules[-1], NAT_FAMILIES[key.family], key.port)
+    return _parsed(live, rules[-1], NAT_FAMILIES[key.family])
 
 
 def _exprs(live: LiveTable, chain: str) -> Optional[list]:
@@ -866,7 +814,7 @@ def _live_groups(live: LiveTable, key: ServiceKey, top: Optional[ServiceRule]) -
     found = {}
     for chain, _port in top.owned():
         rules = live.chains.get(chain)
-        found[chain] = _parsed(live, rules[-1], top.family, key.port) if rules else None
+        found[chain] = _parsed(live, rules[-1], top.family) if rules else None
     return found
 
 
@@ -896,17 +844,12 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
         before = live_rule(live, key)
         before_groups = _live_groups(live, key, before)
         pins = pinning(service, destinations)
-        counters = wanted.counters()
-        kept |= set(pins.chains) | set(pins.sets) | set(groups) | set(counters)
-        helpers += _pinning_commands(live, pins)
-        helpers += [
-            {"add": _object("counter", family, name=name)}
-            for name in counters
-            if name not in live.objects
-        ]
+        forwarders = dr_chains(key, wanted, destinations, devices.get(key))
+        kept |= set(pins.chains) | set(pins.sets) | set(groups) | set(forwarders)
+        forwarding = _dr_commands(live, forwarders)
+        helpers += _pinning_commands(live, pins) + forwarding
         name = service_chain(key)
         lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
-        lead += wanted.lead()
         rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
         rules.append(_rule(key, wanted, family))
         if service.persistence_timeout:
@@ -917,7 +860,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             )
             chains += added
             commands += pinned_commands
-        regrouped = False
+        rewritten = bool(forwarding)  # a real server's own chain (DR) or its group's
         for chain, rule in groups.items():
             if chain not in live.chains:
                 chains.append({"add": _object("chain", family, name=chain)})
@@ -926,9 +869,13 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             else:
                 commands.append({"flush": _object("chain", family, name=chain)})
             commands.append({"add": _rule_in(chain, rule, family)})
-            regrouped = True
+            rewritten = True
         unused += [chain for chain in before_groups if chain not in groups]
-        unused += [name for name in (before.counters() if before else ()) if name not in counters]
+        unused += [
+            chain
+            for chain, _port in (before.owned() if before and before.forwarders else ())
+            if chain not in forwarders
+        ]
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
@@ -937,7 +884,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
-        elif regrouped:
+        elif rewritten:
             changes.append(Change("edit_service", key, service))
         match = _match(key)
         if live.elements.get(match) != name:
@@ -961,17 +908,8 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    helpers_prefixes = (
-        PIN_PREFIX,
-        TO_PREFIX,
-        PINNED_PREFIX,
-        GROUP_PREFIX,
-        DR_COUNTER_PREFIX,
-        DR_SYN_PREFIX,
-    )
-    pinned = [
-        n for n in (*live.chains, *live.sets, *live.objects) if n.startswith(helpers_prefixes)
-    ]
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX, GROUP_PREFIX, DR_PREFIX)
+    pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
     if whole_table:
         stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
         stale -= {service_chain(key) for key in desired}
@@ -986,7 +924,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
         if name in live.chains
     )
     late = [  # once nothing refers to them: the `pinned-` chains, the other chains, the rest
-        {"delete": _object(_kind(live, name), family, name=name)}
+        {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
         for name in sorted(
             leftover,
             key=lambda name: (name not in live.chains, not name.startswith(PINNED_PREFIX), name),
@@ -994,13 +932,6 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     ]
     commands = base + chains + helpers + commands + late + unwanted
     return changes, commands, foreign or repaired
-
-
-def _kind(live: LiveTable, name: str) -> str:
-    """What a helper the agent made is: a chain, a set or (DR) a counter."""
-    if name in live.chains:
-        return "chain"
-    return "counter" if name in live.objects else "set"
 
 
 def _pinned_rules(
@@ -1045,6 +976,20 @@ def _goto_target(expr: list) -> Optional[str]:
         return None
 
 
+def _dr_commands(live: LiveTable, forwarders: dict) -> list:
+    """The `dr-` chains a DR service lacks, or has otherwise (counters aside)."""
+    commands = []
+    for name, exprs in forwarders.items():
+        rules = live.chains.get(name)
+        if rules is not None and [_uncounted(rule["expr"]) for rule in rules] == exprs:
+            continue
+        commands.append(
+            {"flush" if rules is not None else "add": _object("chain", live.family, name=name)}
+        )
+        commands += [{"add": _object("rule", live.family, chain=name, expr=e)} for e in exprs]
+    return commands
+
+
 def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
     """The `pin-` sets and `to-` chains a persistent service lacks, or has otherwise."""
     commands = []
@@ -1073,20 +1018,16 @@ def read(live: LiveTable, keys) -> dict:
             destinations = [
                 replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
             ]
-        else:
-            counted: dict = {}
-            for name, address in rule.counters().items():
-                counted.setdefault(address, []).append(name)
-            destinations = [
-                replace(d, stats=dr_stats(live, counted.get(d.address, []))) for d in destinations
-            ]
-        service = replace(service, stats=_summed([d.stats for d in destinations]))
+        if all(d.stats is not None for d in destinations):
+            service = replace(service, stats=_summed([d.stats for d in destinations]))
         table[key] = (service, destinations)
     return table
 
 
 def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
     service = Service(key, scheduler=rule.scheduler or "?")
+    if rule.forwarders:
+        return service, _read_forwarders(live, key, rule)
     leaves = _leaves(rule, _live_groups(live, key, rule))
     if not any(leaf.pinned for leaf in leaves):
         return service, [dest for leaf in leaves for dest in leaf.destinations()]
@@ -1100,6 +1041,17 @@ def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
         if endpoints[to] is not None
     ]
     return Service(key, service.scheduler, persistence_timeout=timeout), destinations
+
+
+def _read_forwarders(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> list:
+    """A DR service's real servers from their `dr-` chains, with their counters."""
+    destinations = []
+    for (chain, _port), count in rule.owned().items():
+        found = dr_counters(live.chains.get(chain, []))
+        if found is not None:
+            address, counted = found
+            destinations.append(Destination(address, key.port, "dr", count, stats=counted))
+    return destinations
 
 
 def delete_table(family: str = FAMILY) -> list:
