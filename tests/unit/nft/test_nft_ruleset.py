@@ -719,3 +719,12 @@ def test_a_udp_dr_service_counts_packets_only():
     after = ruleset.applied(dr_live(), commands)
     (forward,) = after.chains["dr-udp-10.0.0.100-53-10.0.1.2"]
     assert forward["expr"][0] == {"counter": None} and "fwd" in forward["expr"][1]
+
+
+def test_a_hand_edited_dr_chain_is_rewritten_and_its_real_server_left_out_of_status():
+    live = dr_built(1, 1)
+    live.chains["dr-tcp-10.0.0.100-80-10.0.1.3"] = [{"expr": ["junk"]}]
+    service, destinations = ruleset.read(live, {WEB})[WEB]
+    assert [d.address for d in destinations] == ["10.0.1.2"]
+    commands = ruleset.plan(dr_web(1, 1), live, (), whole_table=True, devices={WEB: "eth1"})[1]
+    assert ("flush", "chain", "dr-tcp-10.0.0.100-80-10.0.1.3") in kinds(commands)

@@ -383,22 +383,28 @@ def dr_chains(key: ServiceKey, rule: ServiceRule, destinations: list, device: st
 
 def _uncounted(expr: list) -> list:
     """A rule's exprs with its counter's values left out (they move with the traffic)."""
-    return [{"counter": None} if "counter" in statement else statement for statement in expr]
+    return [
+        {"counter": None} if isinstance(statement, dict) and "counter" in statement else statement
+        for statement in expr
+    ]
 
 
 def dr_counters(rules: list) -> tuple:
     """(address, Stats) from a `dr-` chain's rules as listed: the fwd rule's counter (packets
     in) and the SYN one's (connections); None when the chain is not one this module writes."""
     found = {}
-    for rule in rules:
-        expr = rule.get("expr") or []
-        counter = next((s["counter"] for s in expr if "counter" in s), None) or {}
-        fwd = expr[-1].get("fwd", {}) if expr else {}
-        found["fwd" if fwd else "syn"] = (
-            fwd.get("addr"),
-            counter.get("packets", 0),
-            counter.get("bytes", 0),
-        )
+    try:
+        for rule in rules:
+            expr = rule["expr"]
+            counter = next((s["counter"] for s in expr if "counter" in s), None) or {}
+            fwd = expr[-1].get("fwd", {})
+            found["fwd" if fwd else "syn"] = (
+                fwd.get("addr"),
+                counter.get("packets", 0),
+                counter.get("bytes", 0),
+            )
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
     if "fwd" not in found:
         return None
     address, packets, octets = found["fwd"]
