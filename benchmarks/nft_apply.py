@@ -4,8 +4,11 @@ own (re-executed under `unshare --net`, as root; nothing outside it is touched).
 For NAT with wrr, NAT with sh, NAT with rr and persistence_timeout 60, and DR with sh (sh: the
 consistent slot table of nft.slots):
   - the first pass building 100 services of 10 real servers (and 1 service of 1,000);
-  - a health change: one real server leaving one service, the median of 20 (the plane's
-    sync of that one service: plan, one transaction, the generation read after it).
+  - a health change: one real server leaving one service and coming back, 20 times, the
+    median and the worst (the plane's sync of that one service: plan, one transaction, the
+    generation read after it), and the median CPU time this process spent on one (its
+    threads' and the kernel's on their behalf: what the other work on a shared machine does
+    not stretch).
 
     sudo python3 benchmarks/nft_apply.py ["NAT sh" ...]   (only those kinds)
 """
@@ -66,16 +69,17 @@ async def measure(services: int, servers: int, *kind) -> tuple:
     service, dests = desired[key]
     owner = plane_owner(desired[key])
     dests = [owner] + [d for d in dests if d != owner]  # one that owns slots leaves
-    times = []
+    times, cpu = [], []
     for change in range(HEALTH_CHANGES):
         slice_ = {key: (service, dests[1:] if change % 2 == 0 else dests)}
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         changes, failed = await plane.sync(slice_, (), False)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
         assert changes and not failed
     await plane.sync({}, desired, True)
     await plane.close()
-    return build, statistics.median(times)
+    return build, statistics.median(times), max(times), statistics.median(cpu)
 
 
 def main() -> None:
@@ -88,13 +92,20 @@ def main() -> None:
     subprocess.run(["ip", "link", "set", "eth0", "up"], check=True)
     for net in ("10.101.0.0/24", "10.102.0.0/24", "10.103.0.0/24", "10.104.0.0/24"):
         subprocess.run(["ip", "route", "add", net, "dev", "eth0"], check=True)
-    print(f"{'data plane':<10} {'size':>12} {'first pass':>12} {'health change (median)':>24}")
+    change = "health change: median"
+    print(
+        f"{'data plane':<10} {'size':>12} {'first pass':>12} {change:>22} {'worst':>9}"
+        f" {'CPU (median)':>13}"
+    )
     chosen = sys.argv[1:] or [label for label, *_kind in KINDS]
     for label, *kind in (entry for entry in KINDS if entry[0] in chosen):
         for services, servers in SIZES:
-            build, change = asyncio.run(measure(services, servers, *kind))
+            build, median, worst, cpu = asyncio.run(measure(services, servers, *kind))
             size = f"{services}x{servers}"
-            print(f"{label:<10} {size:>12} {build * 1000:>9.1f} ms {change * 1000:>21.2f} ms")
+            print(
+                f"{label:<10} {size:>12} {build * 1000:>9.1f} ms"
+                f" {median * 1000:>19.2f} ms {worst * 1000:>6.2f} ms {cpu * 1000:>10.2f} ms"
+            )
 
 
 if __name__ == "__main__":

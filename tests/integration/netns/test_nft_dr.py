@@ -2,20 +2,23 @@
 real servers through the director's `fwd` (destination MAC rewritten, the VIP kept), and the
 real servers answer it straight (they hold the VIP on lo, its ARP suppressed by the
 collection's arp_suppress module); the director never sees a reply. sh's consistent slot table
-keeps each client on its real server; a stopped real server is taken out by its health check
-(only its clients move) and comes back (they return to it). IPv6 goes the same way (fwd ip6).
+keeps each client on its real server, whose counters (status) grow with its requests; a stopped
+real server is taken out by its health check (only its clients move) and comes back (they
+return to it). IPv6 goes the same way (fwd ip6).
 
 All hosts share one LAN (the one-armed director of DR): client 10.0.0.10 (and 20 more
 addresses, for 20 clients), director 10.0.0.1 with the VIP, real servers 10.0.0.2 and .3."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import time
 
 import pytest
+from test_nft_data_plane import real_server_counters
 from vrrp_support import Agent, virtual_server_block
 
 from testbed.ansible import local_argv, run_adhoc
@@ -104,12 +107,28 @@ def test_dr_forwards_to_real_servers_that_answer_the_client_directly(lab, tmp_pa
         assert replies_seen(director) == 0  # the replies went straight to the client
         table = director.run(["nft", "-a", "list", "table", "netdev", "lvs_ha"]).stdout
         assert 'hook ingress device "eth0"' in table, table
-        assert "fwd ip to jhash ip saddr mod 256" in table, table
+        assert "jhash ip saddr mod 256 seed 0x4c5648 vmap" in table, table
+        forward = r'counter packets \d+ bytes \d+ fwd ip to 10\.0\.0\.3 device "eth0"'
+        assert re.search(forward, table), table
         time.sleep(AUDIT_WAIT)  # the audits read the table back as written: nothing rewritten
         assert director.run(["nft", "-a", "list", "table", "netdev", "lvs_ha"]).stdout == table
         status = agent.command("status").stdout
         assert "TCP  10.0.0.100:80 sh" in status, status
         assert " -> 10.0.0.2:80 " in status and "Route" in status, status
+
+        # a client's requests count on the real server that answered it, and only there
+        before = real_server_counters(agent)
+        answered = fetch_from(client, CLIENTS[:1], 3)[CLIENTS[0]]
+        after = real_server_counters(agent)
+        assert set(answered) == {first[CLIENTS[0]]}, answered
+        for name, address in REAL_SERVERS.items():
+            grown = {key: after[address][key] - before[address][key] for key in after[address]}
+            if name in answered:  # each connection's handshake, request and close at least
+                assert grown["connections"] == 3, (before, after)
+                assert grown["packets_in"] >= 3 * 3 and grown["bytes_in"] > 0, (before, after)
+            else:
+                assert grown["connections"] == grown["packets_in"] == grown["bytes_in"] == 0
+            assert grown["packets_out"] == 0  # the replies never pass the director
 
         # rs2 stops: its check takes it out; only its clients move
         processes["rs2"].terminate()
@@ -164,7 +183,8 @@ def test_dr_over_ipv6_forwards_with_fwd_ip6(lab, tmp_path):
         except TimeoutError:
             pytest.fail(f"not both real servers: {spread()}\n{agent.log_text()}")
         table = director.run(["nft", "list", "table", "netdev", "lvs_ha"]).stdout
-        assert "fwd ip6 to jhash ip6 saddr mod 256" in table, table
+        assert "jhash ip6 saddr mod 256 seed 0x4c5648 vmap" in table, table
+        assert 'fwd ip6 to fd00::3 device "eth0"' in table, table
         assert replies_seen(director) == 0
     finally:
         agent.stop()

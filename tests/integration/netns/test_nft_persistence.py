@@ -6,7 +6,9 @@ its old real server is back. mh (no persistence): each client stays on the real 
 address hashes to; one whose real server fails moves, and returns once it is back.
 
 The NAT site of test_nft_data_plane (real servers routed through the director), the client
-with 12 addresses (12 clients)."""
+with 12 addresses (12 clients). Again with each real server answering on 35 addresses (70 real
+servers in the configuration): rr then spreads them over group chains (nft.ruleset
+GROUPED_ABOVE), which the audit reads back as written and a health change rewrites in part."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 
 import pytest
 from test_nft_data_plane import (
+    RS_PORT,
     VIP,
     VIRTUAL_SERVER,
     director,
@@ -21,15 +24,27 @@ from test_nft_data_plane import (
     real_servers,
 )
 from test_nft_dr import fetch_from
-from vrrp_support import Agent
+from vrrp_support import Agent, virtual_server_block
 
 pytestmark = pytest.mark.netns
 
 AUDIT_WAIT = 7  # seconds: the engine audits the table every 5
 CLIENTS = [f"10.0.0.{n}" for n in range(10, 22)]
-CONF = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n" + (
-    VIRTUAL_SERVER.replace("lvs_sched rr\n", "lvs_sched rr\n  persistence_timeout 60\n")
-)
+GLOBAL = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n"
+PERSISTENT = ("lvs_sched rr\n", "lvs_sched rr\n  persistence_timeout 60\n")
+CONF = GLOBAL + VIRTUAL_SERVER.replace(*PERSISTENT)
+# each real server's addresses beyond its first, when it stands for 35 (see grouped_conf)
+MORE_ADDRESSES = {"rs1": range(10, 44), "rs2": range(50, 84)}
+
+
+def grouped_conf() -> str:
+    """70 real servers: rs1 and rs2 on their 35 addresses each, in turn (rr takes a group's
+    members in this order: new clients meet both early)."""
+    addresses = ["10.1.0.2", "10.1.0.3"]
+    for pair in zip(*MORE_ADDRESSES.values()):
+        addresses += [f"10.1.0.{n}" for n in pair]
+    block = virtual_server_block(VIP, addresses, rs_port=RS_PORT, check="HTTP_GET")
+    return GLOBAL + block.replace(*PERSISTENT)
 
 
 def served(client, count: int = 3) -> dict:
@@ -43,9 +58,13 @@ def handles(host) -> list:
     return [line for line in listing.splitlines() if "# handle" in line]
 
 
-def start(lab, tmp_path, conf: str) -> tuple:
-    """The NAT site with 12 clients, the agent started, both real servers answering."""
+def start(lab, tmp_path, conf: str, grouped: bool = False) -> tuple:
+    """The NAT site with 12 clients, the agent started, both real servers answering (with
+    `grouped`, each on its MORE_ADDRESSES too)."""
     servers, processes = real_servers(lab, tmp_path)
+    for server in servers if grouped else ():
+        for number in MORE_ADDRESSES[server.short_name]:
+            server.add_address(f"10.1.0.{number}/24")
     client = lab.host("client", f"{CLIENTS[0]}/24")
     for address in CLIENTS[1:]:
         client.add_address(f"{address}/24")
@@ -70,8 +89,10 @@ def stop_rs2(client, processes) -> None:
     client.wait_for(lambda: set().union(*served(client, 1).values()) == {"rs1"}, timeout=30)
 
 
-def test_each_client_stays_on_its_real_server(lab, tmp_path):
-    servers, processes, client, host, agent = start(lab, tmp_path, CONF)
+@pytest.mark.parametrize("grouped", [False, True], ids=["2 real servers", "70 grouped"])
+def test_each_client_stays_on_its_real_server(lab, tmp_path, grouped):
+    conf = grouped_conf() if grouped else CONF
+    servers, processes, client, host, agent = start(lab, tmp_path, conf, grouped)
     try:
         first = served(client, 4)
         assert all(len(names) == 1 for names in first.values()), first  # rr alone alternates
@@ -80,6 +101,8 @@ def test_each_client_stays_on_its_real_server(lab, tmp_path):
         assert "TCP  10.0.0.100:80 rr persistent 60" in status, status
         pinned = handles(host)
         assert any("pin-tcp-10.0.0.100-80-60-10.1.0.3-8080" in line for line in pinned), pinned
+        groups = [line for line in pinned if "chain grp-tcp-10.0.0.100-80-" in line]
+        assert len(groups) > 1 if grouped else not groups, pinned
         time.sleep(AUDIT_WAIT)  # the audits read the table back as written: nothing rewritten
         assert handles(host) == pinned
 

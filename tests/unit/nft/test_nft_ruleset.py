@@ -313,10 +313,7 @@ def test_an_ipv6_service_goes_to_its_own_map_with_an_ip6_dnat():
     assert chain["add"]["chain"]["name"] == "vs-tcp-fd00__100-80"
     dnat = rule["add"]["rule"]["expr"][1]["dnat"]
     assert dnat["family"] == "ip6"
-    assert dnat["addr"]["map"]["data"]["set"][1] == [
-        {"range": [1, 1]},
-        {"concat": ["fd00:1::3", 8080]},
-    ]
+    assert dnat["addr"]["map"]["data"]["set"][1] == [1, {"concat": ["fd00:1::3", 8080]}]
     assert element["add"]["element"]["name"] == "services6"
     assert element["add"]["element"]["elem"][0][0] == {"concat": ["fd00::100", "tcp", 80]}
 
@@ -339,87 +336,8 @@ def dr_web(*weights: int, scheduler: str = "sh") -> dict:
 
 
 # libnftables' listing of `netdev lvs_ha` (nft 1.0.6, handles left out): WEB by DR (sh) to
-# 10.0.1.2 (slots 0-127) and 10.0.1.3 (128-255) through eth1.
-DR_LISTING = {
-    "nftables": [
-        {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-        {"table": {"family": "netdev", "name": "lvs_ha"}},
-        {
-            "map": {
-                "family": "netdev",
-                "name": "services4",
-                "table": "lvs_ha",
-                "type": ["ipv4_addr", "inet_proto", "inet_service"],
-                "map": "verdict",
-                "elem": [
-                    [
-                        {"concat": ["10.0.0.100", "tcp", 80]},
-                        {"goto": {"target": "vs-tcp-10.0.0.100-80"}},
-                    ]
-                ],
-            }
-        },
-        {
-            "chain": {
-                "family": "netdev",
-                "table": "lvs_ha",
-                "name": "in-eth1",
-                "type": "filter",
-                "hook": "ingress",
-                "prio": 0,
-                "policy": "accept",
-            }
-        },
-        {
-            "map": {
-                "family": "netdev",
-                "name": "services6",
-                "table": "lvs_ha",
-                "type": ["ipv6_addr", "inet_proto", "inet_service"],
-                "map": "verdict",
-            }
-        },
-        {"chain": {"family": "netdev", "table": "lvs_ha", "name": "vs-tcp-10.0.0.100-80"}},
-        dispatch("in-eth1", "ip", "services4", "netdev"),
-        dispatch("in-eth1", "ip6", "services6", "netdev"),
-        {
-            "rule": {
-                "family": "netdev",
-                "table": "lvs_ha",
-                "chain": "vs-tcp-10.0.0.100-80",
-                "comment": "sh",
-                "expr": [
-                    {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
-                    {
-                        "fwd": {
-                            "dev": "eth1",
-                            "family": "ip",
-                            "addr": {
-                                "map": {
-                                    "key": {
-                                        "jhash": {
-                                            "mod": 256,
-                                            "seed": 0x4C5648,
-                                            "expr": {
-                                                "payload": {"protocol": "ip", "field": "saddr"}
-                                            },
-                                        }
-                                    },
-                                    "data": {
-                                        "set": [
-                                            [{"range": [0, 127]}, "10.0.1.2"],
-                                            [{"range": [128, 255]}, "10.0.1.3"],
-                                        ]
-                                    },
-                                }
-                            },
-                        }
-                    },
-                ],
-            }
-        },
-    ]
-}
+# 10.0.1.2 and 10.0.1.3 through eth1, as NftPlane wrote it.
+DR_LISTING = json.loads((Path(__file__).parent / "dr_listing.json").read_text())
 
 
 def dr_live(listing=None) -> ruleset.LiveTable:
@@ -450,12 +368,84 @@ def test_dr_goes_to_the_netdev_table_with_an_ingress_chain_on_the_real_servers_d
     assert all(next(iter(c["add"].values()))["family"] == "netdev" for c in commands)
     ingress = commands[3]["add"]["chain"]
     assert (ingress["name"], ingress["hook"], ingress["dev"]) == ("in-eth1", "ingress", "eth1")
-    fwd = commands[-2]["add"]["rule"]["expr"][1]["fwd"]
-    assert (fwd["dev"], fwd["family"]) == ("eth1", "ip")
-    assert {target for _slot, target in fwd["addr"]["map"]["data"]["set"]} == {
-        "10.0.1.2",
-        "10.0.1.3",
+    # each slot goes to its real server's chain, which counts and forwards
+    vmap = commands[-2]["add"]["rule"]["expr"][1]["vmap"]
+    assert vmap["key"]["jhash"]["mod"] == 256
+    chains = {target["goto"]["target"] for _slot, target in vmap["data"]["set"]}
+    assert chains == {"dr-tcp-10.0.0.100-80-10.0.1.2", "dr-tcp-10.0.0.100-80-10.0.1.3"}
+    after = ruleset.applied(dr_live(), commands)
+    syn, forward = [rule["expr"] for rule in after.chains["dr-tcp-10.0.0.100-80-10.0.1.2"]]
+    assert forward == [
+        {"counter": None},
+        {"fwd": {"dev": "eth1", "family": "ip", "addr": "10.0.1.2"}},
+    ]
+    assert syn[0]["match"]["right"] == "syn" and syn[1] == {"counter": None}  # a connection
+    done = kinds(commands)
+    assert done.index(("add", "rule", "dr-tcp-10.0.0.100-80-10.0.1.2")) < done.index(
+        ("add", "rule", "vs-tcp-10.0.0.100-80")
+    )
+
+
+def dr_built(*weights: int) -> ruleset.LiveTable:
+    commands = ruleset.plan(
+        dr_web(*weights), dr_live(), (), whole_table=True, devices={WEB: "eth1"}
+    )
+    return ruleset.applied(dr_live(), commands[1])
+
+
+def test_a_dr_real_server_leaving_loses_its_chain_and_counters_after_the_rule_naming_it():
+    before = dr_built(1, 1)
+    gone = ("delete", "chain", "dr-tcp-10.0.0.100-80-10.0.1.3")
+    for whole_table in (False, True):
+        commands = ruleset.plan(
+            dr_web(1, 0), before, (), whole_table=whole_table, devices={WEB: "eth1"}
+        )[1]
+        done = kinds(commands)
+        assert gone in done
+        assert done.index(("add", "rule", "vs-tcp-10.0.0.100-80")) < done.index(gone)
+        after = ruleset.applied(before, commands)
+        assert "dr-tcp-10.0.0.100-80-10.0.1.3" not in after.chains
+        again = ruleset.plan(dr_web(1, 0), after, (), whole_table=True, devices={WEB: "eth1"})
+        assert again[:2] == ([], [])
+    back = ruleset.plan(dr_web(1, 1), after, (), whole_table=False, devices={WEB: "eth1"})[1]
+    assert ("add", "chain", "dr-tcp-10.0.0.100-80-10.0.1.3") in kinds(back)  # from 0 again
+    moved = ruleset.plan(dr_web(1, 1), before, (), whole_table=False, devices={WEB: "eth2"})[1]
+    assert ("flush", "chain", "dr-tcp-10.0.0.100-80-10.0.1.2") in kinds(moved)  # another device
+    retired = ruleset.applied(before, ruleset.plan({}, before, {WEB}, whole_table=False)[1])
+    assert not retired.chains
+
+
+def listed_counters(live: ruleset.LiveTable, chain: str, *counts: tuple) -> None:
+    """The chain's rules as a listing shows them: each counter with its (packets, bytes)."""
+    live.chains[chain] = [
+        {
+            **rule,
+            "expr": [
+                {"counter": {"packets": p, "bytes": b}} if "counter" in s else s
+                for s in rule["expr"]
+            ],
+        }
+        for rule, (p, b) in zip(live.chains[chain], counts)
+    ]
+
+
+def test_status_reads_each_dr_real_servers_counters_from_its_chain():
+    live = dr_built(1, 1)
+    listed_counters(live, "dr-tcp-10.0.0.100-80-10.0.1.3", (1, 60), (5, 300))
+    service, destinations = ruleset.read(live, {WEB})[WEB]
+    found = {
+        d.address: (d.stats.connections, d.stats.packets_in, d.stats.bytes_in) for d in destinations
     }
+    assert found == {"10.0.1.2": (0, 0, 0), "10.0.1.3": (1, 5, 300)}
+    assert (service.stats.packets_in, service.stats.bytes_in) == (5, 300)
+    assert {d.weight for d in destinations} <= set(range(1, 256)) and sum(
+        d.weight for d in destinations
+    ) == 256
+    # the counters' values are no difference to the audit
+    assert ruleset.plan(dr_web(1, 1), live, (), whole_table=True, devices={WEB: "eth1"})[:2] == (
+        [],
+        [],
+    )
 
 
 def test_without_dr_services_no_netdev_table_is_made():
@@ -466,18 +456,21 @@ def test_the_dr_listing_nft_prints_reads_back():
     live = dr_live(DR_LISTING)
     (service, destinations) = ruleset.read(live, {WEB})[WEB]
     assert service.scheduler == "sh"
-    assert destinations == [
-        Destination("10.0.1.2", 80, "dr", 128),
-        Destination("10.0.1.3", 80, "dr", 128),
+    assert [(d.address, d.port, d.forwarding) for d in destinations] == [
+        ("10.0.1.3", 80, "dr"),
+        ("10.0.1.2", 80, "dr"),
     ]
-    rule = ruleset.live_rule(live, WEB)
-    assert rule.device == "eth1" and rule.modulus == 256
+    assert sum(d.weight for d in destinations) == 256 and service.stats.packets_in == 0
+    assert ruleset.plan(dr_web(1, 1), live, (), whole_table=True, devices={WEB: "eth1"})[:2] == (
+        [],
+        [],
+    )
 
 
 def test_a_hand_edited_seed_is_not_ours():
     listing = copy.deepcopy(DR_LISTING)
-    fwd = listing["nftables"][-1]["rule"]["expr"][1]["fwd"]
-    fwd["addr"]["map"]["key"]["jhash"]["seed"] = 7
+    (rule,) = [i["rule"] for i in listing["nftables"] if i.get("rule", {}).get("comment")]
+    rule["expr"][1]["vmap"]["key"]["jhash"]["seed"] = 7
     assert ruleset.live_rule(dr_live(listing), WEB) is None
 
 
@@ -537,7 +530,7 @@ def test_persistence_records_each_client_in_its_real_servers_set():
     assert pinned_rules[0][0]["match"]["right"] == f"@{pin}"  # a pinned client goes back
     assert pinned_rules[0][1] == {"goto": {"target": to}}
     vmap = service_rules[-1][1]["vmap"]  # a new client: rr over the real servers' chains
-    assert vmap["data"]["set"][0] == [{"range": [0, 0]}, {"goto": {"target": to}}]
+    assert vmap["data"]["set"][0] == [0, {"goto": {"target": to}}]  # a single slot: no range
     recording = [c["add"]["rule"]["expr"] for c in commands if kinds([c])[0][1:] == ("rule", to)][0]
     assert recording[1] == {
         "set": {
@@ -625,3 +618,126 @@ def test_status_reads_each_nat_real_servers_counters_from_its_counting_set():
     assert (server.stats.packets_out, server.stats.connections) == (0, 0)
     assert service.stats.packets_in == 7 and service.stats.bytes_in == 420
     assert table[DNS][1] == [] and table[DNS][0].stats.packets_in == 0
+
+
+def many(count: int, timeout: int = 0, scheduler: str = "rr") -> tuple:
+    """A service of `count` real servers (weight 1, 2, 3, 1, ...), pinned with `timeout`."""
+    servers = [
+        Destination(f"10.{1 + i // 250}.1.{1 + i % 250}", 80, "nat", 1 + i % 3)
+        for i in range(count)
+    ]
+    return Service(WEB, scheduler, persistence_timeout=timeout), servers
+
+
+def built(service: Service, servers: list) -> ruleset.LiveTable:
+    commands = ruleset.plan({WEB: (service, servers)}, live(None), (), whole_table=True)[1]
+    return ruleset.applied(live(None), commands)
+
+
+@pytest.mark.parametrize("timeout", [0, 60])
+def test_a_large_rr_service_is_split_in_group_chains_each_server_in_one(timeout):
+    service, servers = many(200, timeout)
+    top, groups = ruleset.desired_rules(service, servers)
+    assert top.grouped and 2 <= len(groups) <= 16
+    assert top.modulus == sum(rule.modulus for rule in groups.values()) == 200
+    leaves = [target for rule in groups.values() for target in rule.owned()]
+    if timeout:  # each group goes on to the real servers' `to-` chains
+        assert sorted(leaves) == sorted(
+            (ruleset.to_chain(service, d.address, 80), None) for d in servers
+        )
+    else:
+        assert sorted(leaves) == sorted((d.address, 80) for d in servers)
+    wrr_top, wrr_groups = ruleset.desired_rules(Service(WEB, "wrr"), servers)
+    assert wrr_top.modulus == sum(d.weight for d in servers)  # wrr: groups weigh their weights
+    assert not ruleset.desired_rules(*many(ruleset.GROUPED_ABOVE))[1]  # small: one rule
+    assert not ruleset.desired_rules(*many(200, scheduler="sh"))[1]  # hashed: 256 slots anyway
+
+
+@pytest.mark.parametrize("timeout", [0, 60])
+def test_a_grouped_health_change_rewrites_the_service_rule_and_one_group(timeout):
+    service, servers = many(200, timeout)
+    before = built(service, servers)
+    gone = servers[7]
+    staying = [d for d in servers if d != gone]
+    changes, commands, repaired = ruleset.plan(
+        {WEB: (service, staying)}, before, (), whole_table=False
+    )
+    assert actions(changes) == [("edit_service", WEB)] and not repaired
+    (group,) = {
+        chain
+        for chain, rule in ruleset.desired_rules(service, servers)[1].items()
+        if any(
+            address in (gone.address, ruleset.to_chain(service, gone.address, 80))
+            for address, _ in rule.owned()
+        )
+    }
+    rewritten = [name for verb, kind, name in kinds(commands) if kind == "rule"]
+    assert sorted(set(rewritten)) == sorted({group, "vs-tcp-10.0.0.100-80"})
+    if timeout:  # its clients are scheduled again: a server back starts with none
+        pin = ruleset.pin_set(service, gone.address, 80)
+        assert ("flush", "set", pin) in kinds(commands)
+    after = ruleset.applied(before, commands)
+    wanted = {WEB: (service, staying)}
+    assert ruleset.plan(wanted, after, (), whole_table=False)[:2] == ([], [])
+    after = ruleset.applied(after, ruleset.plan(wanted, after, (), whole_table=True)[1])
+    assert ruleset.plan(wanted, after, (), whole_table=True)[:2] == ([], [])
+    read_service, read = ruleset.read(after, {WEB})[WEB]
+    assert sorted((d.address, d.weight) for d in read) == sorted((d.address, 1) for d in staying)
+    assert read_service.persistence_timeout == timeout
+
+
+def test_a_service_shrinking_below_grouping_drops_its_groups_after_its_rule():
+    service, servers = many(100)
+    before = built(service, servers)
+    small = servers[: ruleset.GROUPED_ABOVE]
+    for whole_table in (False, True):
+        commands = ruleset.plan({WEB: (service, small)}, before, (), whole_table=whole_table)[1]
+        done = kinds(commands)
+        deleted = [name for verb, kind, name in done if verb == "delete" and kind == "chain"]
+        assert deleted and all(name.startswith("grp-tcp-10.0.0.100-80-") for name in deleted)
+        assert done.index(("add", "rule", "vs-tcp-10.0.0.100-80")) < done.index(
+            ("delete", "chain", deleted[0])
+        )
+        after = ruleset.applied(before, commands)
+        assert not [name for name in after.chains if name.startswith("grp-")]
+        assert ruleset.plan({WEB: (service, small)}, after, (), whole_table=True)[:2] == ([], [])
+    retired = ruleset.applied(before, ruleset.plan({}, before, {WEB}, whole_table=False)[1])
+    assert not retired.chains
+
+
+@pytest.mark.parametrize("scheduler", ["rr", "wrr"])
+def test_grouped_rr_and_wrr_give_each_real_server_its_share_of_a_cycle(scheduler):
+    """numgen simulated: the service rule's counter picks a group, each group's own counter
+    one of its members; over the total of slots each real server gets its weight (rr: 1)."""
+    service, servers = many(150, scheduler=scheduler)
+    top, groups = ruleset.desired_rules(service, servers)
+    counters = dict.fromkeys(groups, 0)
+    picked: dict = {}
+    for count in range(top.modulus):
+        (chain,) = [name for name, _port, first, last in top.slots if first <= count <= last]
+        rule = groups[chain]
+        slot = counters[chain] % rule.modulus
+        counters[chain] += 1
+        (address,) = [a for a, _port, first, last in rule.slots if first <= slot <= last]
+        picked[address] = picked.get(address, 0) + 1
+    share = {d.address: 1 if scheduler == "rr" else d.weight for d in servers}
+    assert picked == share
+
+
+def test_a_udp_dr_service_counts_packets_only():
+    dns = ServiceKey.for_address("10.0.0.100", 53, "udp")
+    servers = [Destination("10.0.1.2", 53, "dr", 1)]
+    wanted = {dns: (Service(dns, "sh"), servers)}
+    commands = ruleset.plan(wanted, dr_live(), (), whole_table=True, devices={dns: "eth1"})[1]
+    after = ruleset.applied(dr_live(), commands)
+    (forward,) = after.chains["dr-udp-10.0.0.100-53-10.0.1.2"]
+    assert forward["expr"][0] == {"counter": None} and "fwd" in forward["expr"][1]
+
+
+def test_a_hand_edited_dr_chain_is_rewritten_and_its_real_server_left_out_of_status():
+    live = dr_built(1, 1)
+    live.chains["dr-tcp-10.0.0.100-80-10.0.1.3"] = [{"expr": ["junk"]}]
+    service, destinations = ruleset.read(live, {WEB})[WEB]
+    assert [d.address for d in destinations] == ["10.0.1.2"]
+    commands = ruleset.plan(dr_web(1, 1), live, (), whole_table=True, devices={WEB: "eth1"})[1]
+    assert ("flush", "chain", "dr-tcp-10.0.0.100-80-10.0.1.3") in kinds(commands)

@@ -10,8 +10,9 @@ servers route through the director.
 DR lives in `netdev lvs_ha`: `fwd` (the destination MAC rewritten, the VIP kept) exists only in
 the netdev family's ingress hook. One ingress chain per device the DR real servers are reached
 through (`in-DEVICE`: the one-armed director of DR, where clients and real servers share the
-LAN) holds the same dispatch rules and maps; a service chain's rule is `fwd ip to SELECTOR map
-{ SLOTS : ADDRESS } device DEVICE`. The ingress hook comes before conntrack, so nothing
+LAN) holds the same dispatch rules and maps; a service chain's rule is `SELECTOR vmap { SLOTS :
+goto dr-... }`, each real server's chain counting the packet and forwarding it, `counter fwd ip
+to ADDRESS device DEVICE` (see DR_PREFIX). The ingress hook comes before conntrack, so nothing
 remembers a connection: DR takes the hashing schedulers only, whose slot of a client does not
 move while its real server stays (slots.py).
 
@@ -22,16 +23,23 @@ set to that chain, and schedules the others with `SELECTOR vmap { SLOTS : goto C
 The selector: rr and wrr take `numgen inc mod TOTAL`, each live real server owning as many
 consecutive slots as its weight (wrr) or one (rr); sh and mh take `jhash ip saddr mod
 slots.SLOTS`, over the consistent slot table of slots.py. The rule's comment names the
-scheduler, so the table alone says what it does (status, audit).
+scheduler, so the table alone says what it does (status, audit). rr and wrr over more than
+GROUPED_ABOVE live real servers take two steps: the service chain's rule picks a group chain
+(`SELECTOR vmap { SLOTS : goto grp-... }`, a group owning its members' slots), whose rule picks
+among about GROUP_SIZE real servers as above: nft builds a rule's map anew on each write, so
+this keeps a health change to two small rules.
 
 A change to one service (a health change) is one transaction that rewrites that service's
-chain (flush + one rule): the rest of the table is never touched.
+chain (flush + one rule), and the group chain of the real server that changed: the rest of
+the table is never touched.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 from typing import Optional
 
 from ..ipvs import PROTOCOLS, Destination, Service, ServiceKey, Stats
@@ -51,6 +59,7 @@ DISPATCH_HOOKS = ("prerouting", "output")
 DSTNAT_PRIORITY = -100  # nft's "dstnat": where DNAT belongs in either hook
 INGRESS_PRIORITY = 0  # DR's ingress chains: nothing else of the agent's shares the hook
 INGRESS_PREFIX = "in-"  # DR's ingress chain of a device: in-eth0
+PIECES_CACHED = 1024  # persistent services whose real servers' nft pieces are remembered
 SLOTS_MAX = 2**31  # numgen's modulus is a u32; the slot total stays well inside it
 # persistence_timeout (NAT): per live real server, a set of the clients it serves (`pin-`,
 # each element timing out) and a chain recording the client there and DNATing to it (`to-`).
@@ -58,6 +67,13 @@ PIN_PREFIX, TO_PREFIX = "pin-", "to-"
 # ... and per persistent service a chain of the rules sending a pinned client to its real
 # server's `to-` chain, jumped to first: a health change leaves it alone (see plan()).
 PINNED_PREFIX = "pinned-"
+# rr/wrr with more than GROUPED_ABOVE live real servers: the service chain's rule picks one of
+# a few group chains (`grp-SERVICE-N`), each a rule over about GROUP_SIZE of them, so a health
+# change rewrites two small rules, not one of every real server (nft builds a rule's map anew).
+GROUP_PREFIX = "grp-"
+GROUPED_ABOVE = 64
+GROUP_SIZE = 32
+GROUPS_CACHED = 65536  # real servers whose group is remembered
 
 # Counters (NAT): the `count` chain, on the forward hook after DNAT, files each forwarded
 # packet of a DNATed connection under (VIP, protocol, real server, its port) in a dynamic set
@@ -67,6 +83,23 @@ COUNT_CHAIN = "count"
 COUNT_HOOK = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
 COUNTER_SETS = ("in", "out", "conns")  # + the IP version: in4, out6, ...
 COUNTER_SET_SIZE = 65535
+# DR: the service rule sends each slot to its real server's chain, `dr-SERVICE-ADDRESS`, which
+# counts and forwards: ingress comes before conntrack, so the chain's rules are the counters
+# (`counter fwd ip to ADDRESS device DEV`; before it, for TCP, `tcp flags syn / syn,ack counter`:
+# each connection's first packet). Made with the real server, deleted when it leaves (as IPVS
+# forgets a removed real server's counters). Only what the client sends: the replies go
+# straight from the real server.
+DR_PREFIX = "dr-"
+SYN_COUNTING = [
+    {
+        "match": {
+            "op": "==",
+            "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "ack"]]},
+            "right": "syn",
+        }
+    },
+    {"counter": None},
+]
 
 # What the nftables data plane does today; the configuration refuses anything else.
 SCHEDULERS = ("rr", "wrr", "sh", "mh")
@@ -75,6 +108,11 @@ METHODS = ("NAT", "DR")
 STATELESS_METHODS = ("DR",)  # before conntrack: only the hashing schedulers keep a client's flow
 PERSISTENT_METHODS = ("NAT",)
 FAMILIES = (4, 6)
+
+
+def _named(address: str) -> str:
+    """An address as part of an nft name (`fd00__2`)."""
+    return address.replace(":", "_")
 
 
 def _service_name(key: ServiceKey) -> str:
@@ -225,12 +263,18 @@ def slots(service: Service, destinations: list[Destination]) -> tuple:
             for owner, first, last in hashing.runs(owned)
         )
     weights = [1 if service.scheduler == "rr" else d.weight for d in live]
+    return _consecutive([(d.address, d.port) for d in live], weights)
+
+
+def _consecutive(targets: list, weights: list) -> tuple:
+    """((address, port, first slot, last slot), ...): each target `weight` consecutive slots
+    (scaled down only if their sum passes SLOTS_MAX)."""
     total = sum(weights)
     if total > SLOTS_MAX:
         weights = [max(1, w * SLOTS_MAX // total) for w in weights]
     result, first = [], 0
-    for dest, weight in zip(live, weights):
-        result.append((dest.address, dest.port, first, first + weight - 1))
+    for (address, port), weight in zip(targets, weights):
+        result.append((address, port, first, first + weight - 1))
         first += weight
     return tuple(result)
 
@@ -239,13 +283,14 @@ def slots(service: Service, destinations: list[Destination]) -> tuple:
 class ServiceRule:
     """What a service chain's rule does, compared between the desired and the live table."""
 
-    family: str  # the dnat's or fwd's: NAT_FAMILIES
+    family: str  # the dnat's or the selector's: NAT_FAMILIES
     protocol: str
     scheduler: str
     slots: tuple  # see slots()
     modulus: int  # the selector's; the slots' total when the rule is whole
-    device: Optional[str] = None  # DR: fwd through it; None: NAT
     pinned: bool = False  # persistence: slots go to the `to-` chains their "address" names
+    grouped: bool = False  # slots go to the `grp-` chains their "address" names
+    forwarders: bool = False  # DR: slots go to the `dr-` chains their "address" names
 
     def selector(self) -> dict:
         if self.scheduler in HASHED:
@@ -257,37 +302,35 @@ class ServiceRule:
         protocol = _protocol_match(self.protocol)
         if not self.slots:
             return [protocol, {"drop": None}]
-        forwarded = self.device is not None
         mapping = []
+        chains = self.pinned or self.grouped or self.forwarders
         for address, port, first, last in self.slots:
-            if self.pinned:
-                target = {"goto": {"target": address}}
-            else:
-                target = address if forwarded else {"concat": [address, port]}
-            if self.scheduler in HASHED:  # single slots: nft builds no interval set
+            target = {"goto": {"target": address}} if chains else {"concat": [address, port]}
+            if self.scheduler in HASHED or first == last:  # single slots: no interval to build
                 mapping.extend([slot, target] for slot in range(first, last + 1))
             else:
                 mapping.append([{"range": [first, last]}, target])
-        if self.pinned:
+        if chains:
             return [protocol, {"vmap": {"key": self.selector(), "data": {"set": mapping}}}]
         lookup = {"map": {"key": self.selector(), "data": {"set": mapping}}}
-        if forwarded:
-            return [protocol, {"fwd": {"dev": self.device, "family": self.family, "addr": lookup}}]
         return [protocol, {"dnat": {"family": self.family, "addr": lookup}}]
 
     def owned(self) -> dict:
-        """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain."""
+        """(address, port) -> the slots it owns; a pinned rule's address is a `to-` chain, a
+        grouped one's a `grp-` chain, a DR one's a `dr-` chain. Made once per rule (a plan asks
+        several times)."""
+        return self._owned
+
+    @cached_property
+    def _owned(self) -> dict:
         owned: dict = {}
         for address, port, first, last in self.slots:
             owned[(address, port)] = owned.get((address, port), 0) + last - first + 1
         return owned
 
     def destinations(self) -> list[Destination]:
-        """Each real server once, its weight the slots it owns."""
-        forwarding = "nat" if self.device is None else "dr"
-        return [
-            Destination(*endpoint, forwarding, count) for endpoint, count in self.owned().items()
-        ]
+        """Each real server of a NAT rule once, its weight the slots it owns."""
+        return [Destination(*endpoint, "nat", count) for endpoint, count in self.owned().items()]
 
 
 def desired_rule(
@@ -296,29 +339,148 @@ def desired_rule(
     """The rule wanted; `device` (DR only) is where the real servers are reached."""
     taken = slots(service, destinations)
     if not taken:
-        modulus, device = 0, None
+        modulus = 0
     elif service.scheduler in HASHED:
         modulus = hashing.SLOTS
     else:
         modulus = taken[-1][3] + 1
-    if device is not None:  # DR keeps the service's port
-        taken = tuple((address, service.key.port, *span) for address, _port, *span in taken)
+    forwarders = device is not None and bool(taken)
+    if forwarders:  # DR: each real server's chain (dr_chains) forwards, on the service's port
+        taken = tuple((dr_chain(service.key, address), None, *span) for address, _p, *span in taken)
     pinned = bool(service.persistence_timeout and taken)  # without, it drops: nothing to pin
     if pinned:
-        taken = tuple(
-            (to_chain(service, address, port), None, *span) for address, port, *span in taken
-        )
+        pieces = pinned_pieces(service.key, service.persistence_timeout)
+        taken = tuple((pieces[address, port][1], None, *span) for address, port, *span in taken)
     family = NAT_FAMILIES[service.key.family]
     return ServiceRule(
-        family, service.key.protocol, service.scheduler, taken, modulus, device, pinned
+        family,
+        service.key.protocol,
+        service.scheduler,
+        taken,
+        modulus,
+        pinned,
+        forwarders=forwarders,
     )
 
 
-def _pinned_name(prefix: str, service: Service, address: str, port: int) -> str:
-    """`pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is
-    a new set), the real server."""
-    owner = _service_name(service.key)
-    return f"{prefix}{owner}-{service.persistence_timeout}-{address.replace(':', '_')}-{port}"
+def dr_chain(key: ServiceKey, address: str) -> str:
+    return f"{DR_PREFIX}{_service_name(key)}-{_named(address)}"
+
+
+def dr_chains(key: ServiceKey, rule: ServiceRule, destinations: list, device: str) -> dict:
+    """The `dr-` chains a DR service's rule sends to -> their rules' exprs (see DR_PREFIX),
+    written as nft lists them (nft drops the `meta l4proto tcp` that `tcp flags` implies)."""
+    owned = rule.owned()
+    chains = {}
+    for dest in destinations:
+        name = dr_chain(key, dest.address)
+        if (name, None) in owned:
+            fwd = {"fwd": {"dev": device, "family": rule.family, "addr": dest.address}}
+            first = [SYN_COUNTING] if key.protocol == "tcp" else []
+            chains[name] = [*first, [{"counter": None}, fwd]]
+    return chains
+
+
+def _uncounted(expr: list) -> list:
+    """A rule's exprs with its counter's values left out (they move with the traffic)."""
+    return [
+        {"counter": None} if isinstance(statement, dict) and "counter" in statement else statement
+        for statement in expr
+    ]
+
+
+def dr_counters(rules: list) -> tuple:
+    """(address, Stats) from a `dr-` chain's rules as listed: the fwd rule's counter (packets
+    in) and the SYN one's (connections); None when the chain is not one this module writes."""
+    found = {}
+    try:
+        for rule in rules:
+            expr = rule["expr"]
+            counter = next((s["counter"] for s in expr if "counter" in s), None) or {}
+            fwd = expr[-1].get("fwd", {})
+            found["fwd" if fwd else "syn"] = (
+                fwd.get("addr"),
+                counter.get("packets", 0),
+                counter.get("bytes", 0),
+            )
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    if "fwd" not in found:
+        return None
+    address, packets, octets = found["fwd"]
+    connections = found.get("syn", (None, 0, 0))[1]
+    return address, Stats(connections=connections, packets_in=packets, bytes_in=octets)
+
+
+def desired_rules(
+    service: Service, destinations: list[Destination], device: Optional[str] = None
+) -> tuple:
+    """(the service chain's rule, {group chain: its rule}): see GROUPED_ABOVE. A real server's
+    group is its endpoint's hash modulo a power of two fixed by how many real servers there are,
+    so one coming or going changes its group's rule only (and the service's, of group totals)."""
+    live = [d for d in destinations if d.weight > 0]
+    if service.scheduler in HASHED or len(live) <= GROUPED_ABOVE:
+        return desired_rule(service, destinations, device), {}
+    count = 1 << ((len(destinations) - 1) // GROUP_SIZE).bit_length()
+    members: dict = {}
+    for dest in live:
+        members.setdefault(_group(dest.address, dest.port, count), []).append(dest)
+    named = sorted((group_chain(service.key, index), found) for index, found in members.items())
+    groups = {chain: desired_rule(service, found, device) for chain, found in named}
+    taken = _consecutive([(chain, None) for chain in groups], [r.modulus for r in groups.values()])
+    family = NAT_FAMILIES[service.key.family]
+    top = ServiceRule(
+        family, service.key.protocol, service.scheduler, taken, taken[-1][3] + 1, grouped=True
+    )
+    return top, groups
+
+
+@lru_cache(maxsize=GROUPS_CACHED)
+def _group(address: str, port: int, count: int) -> int:
+    return zlib.crc32(f"{address} {port}".encode()) % count
+
+
+def group_chain(key: ServiceKey, index: int) -> str:
+    return f"{GROUP_PREFIX}{_service_name(key)}-{index}"
+
+
+class PinnedPieces(dict):
+    """(address, port) -> (`pin-` set, `to-` chain, the rule sending a pinned client there,
+    the `to-` chain's rule, the set's fields) of one real server of a persistent service, made
+    on first use and remembered: a health change of a large service would otherwise spend
+    most of its time rebuilding them (they are only ever read). Names read
+    `pin-tcp-10.0.0.100-80-60-10.1.0.2-8080`: the service, its timeout (a new timeout is a new
+    set), the real server."""
+
+    def __init__(self, key: ServiceKey, timeout: int):
+        super().__init__()
+        self.key, self.timeout = key, timeout
+
+    def __missing__(self, endpoint: tuple) -> tuple:
+        address, port = endpoint
+        family = NAT_FAMILIES[self.key.family]
+        owner = f"{_service_name(self.key)}-{self.timeout}-{address.replace(':', '_')}-{port}"
+        pin, to = PIN_PREFIX + owner, TO_PREFIX + owner
+        saddr = {"payload": {"protocol": family, "field": "saddr"}}
+        pinned = [
+            {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}},
+            {"goto": {"target": to}},
+        ]
+        update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
+        dnat = {"dnat": {"family": family, "addr": address, "port": port}}
+        recording = [_protocol_match(self.key.protocol), update, dnat]
+        fields = {
+            "type": ADDRESS_TYPES[self.key.family],
+            "flags": ["timeout"],
+            "timeout": self.timeout,
+        }
+        self[endpoint] = (pin, to, pinned, recording, fields)
+        return self[endpoint]
+
+
+@lru_cache(maxsize=PIECES_CACHED)
+def pinned_pieces(key: ServiceKey, timeout: int) -> PinnedPieces:
+    return PinnedPieces(key, timeout)
 
 
 def pinned_chain(key: ServiceKey) -> str:
@@ -326,19 +488,19 @@ def pinned_chain(key: ServiceKey) -> str:
 
 
 def to_chain(service: Service, address: str, port: int) -> str:
-    return _pinned_name(TO_PREFIX, service, address, port)
+    return pinned_pieces(service.key, service.persistence_timeout)[address, port][1]
 
 
 def pin_set(service: Service, address: str, port: int) -> str:
-    return _pinned_name(PIN_PREFIX, service, address, port)
+    return pinned_pieces(service.key, service.persistence_timeout)[address, port][0]
 
 
 def _owned_by(name: str, key: ServiceKey) -> bool:
-    """Whether a `pin-` set, `to-` or `pinned-` chain belongs to the service `key`."""
+    """Whether a `pin-` set, or a `to-`, `grp-`, `dr-` or `pinned-` chain, belongs to the
+    service `key`."""
     owner = _service_name(key) + "-"
-    return name == pinned_chain(key) or any(
-        name.startswith(prefix + owner) for prefix in (PIN_PREFIX, TO_PREFIX)
-    )
+    prefixes = (PIN_PREFIX, TO_PREFIX, GROUP_PREFIX, DR_PREFIX)
+    return name == pinned_chain(key) or any(name.startswith(prefix + owner) for prefix in prefixes)
 
 
 @dataclass(frozen=True)
@@ -347,7 +509,7 @@ class Pinning:
     (a pinned client goes to its real server's chain), the `to-` chains and `pin-` sets."""
 
     rules: tuple = ()  # exprs
-    chains: dict = field(default_factory=dict)  # to- chain -> its one rule's expr
+    chains: dict = field(default_factory=dict)  # to- chain -> its one rule's expr, as `rules`
     sets: dict = field(default_factory=dict)  # pin- set -> its fields
 
 
@@ -356,19 +518,13 @@ def pinning(service: Service, destinations: list[Destination]) -> Pinning:
     timeout = service.persistence_timeout
     if not timeout:
         return Pinning()
-    version = service.key.family
-    family = NAT_FAMILIES[version]
-    saddr = {"payload": {"protocol": family, "field": "saddr"}}
     rules, chains, sets = [], {}, {}
+    pieces = pinned_pieces(service.key, timeout)
     for dest in (d for d in destinations if d.weight > 0):
-        pin = pin_set(service, dest.address, dest.port)
-        to = to_chain(service, dest.address, dest.port)
-        pinned = {"match": {"op": "==", "left": saddr, "right": f"@{pin}"}}
-        rules.append([pinned, {"goto": {"target": to}}])
-        update = {"set": {"op": "update", "elem": saddr, "set": f"@{pin}"}}
-        dnat = {"dnat": {"family": family, "addr": dest.address, "port": dest.port}}
-        chains[to] = [_protocol_match(service.key.protocol), update, dnat]
-        sets[pin] = {"type": ADDRESS_TYPES[version], "flags": ["timeout"], "timeout": timeout}
+        pin, to, pinned, recording, fields = pieces[dest.address, dest.port]
+        rules.append(pinned)
+        chains[to] = recording
+        sets[pin] = fields
     return Pinning(tuple(rules), chains, sets)
 
 
@@ -400,11 +556,22 @@ def _selector_fits(selector: dict, scheduler: str, family: str) -> bool:
     return fixed == (hashing.SLOTS, hashing.SEED, saddr)
 
 
-def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[ServiceRule]:
+def _parsed(live: LiveTable, rule: dict, family: str) -> Optional[ServiceRule]:
+    """parse_rule, remembered in `live` by the rule's identity (the rule kept with it, so its
+    id stays its own): a table known from `applied` holds the very rules the plane wrote,
+    which each pass would otherwise parse again (a grouped service's every one)."""
+    found = live.parsed.get(id(rule))
+    if found is not None and found[0] is rule and found[1] == family:
+        return found[2]
+    parsed = parse_rule(rule, family)
+    live.parsed[id(rule)] = (rule, family, parsed)
+    return parsed
+
+
+def parse_rule(rule: dict, family: str) -> Optional[ServiceRule]:
     """The ServiceRule a listed rule is, or None when it is not one this module writes.
 
-    `family` is that of the service the chain is for (a drop rule does not say it), `port` its
-    port (a fwd rule does not say it either)."""
+    `family` is that of the service the chain is for (a drop rule does not say it)."""
     scheduler = rule.get("comment", "")
     try:
         match, action = rule["expr"]
@@ -414,7 +581,7 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
         ((verb, body),) = action.items()
         if verb == "vmap":
             lookup = body
-        elif verb in ("dnat", "fwd") and body["family"] == family:
+        elif verb == "dnat" and body["family"] == family:
             lookup = body["addr"]["map"]
         else:
             return None
@@ -427,13 +594,15 @@ def parse_rule(rule: dict, family: str, port: Optional[int] = None) -> Optional[
             if verb == "vmap":
                 address, target_port = target["goto"]["target"], None
             else:
-                address, target_port = (target, port) if verb == "fwd" else target["concat"]
+                address, target_port = target["concat"]
             found.append((address, target_port, *_slot_range(slot)))
         ordered = _merged(sorted(found, key=lambda entry: entry[2]))
-        device = body["dev"] if verb == "fwd" else None
+        grouped = verb == "vmap" and all(entry[0].startswith(GROUP_PREFIX) for entry in found)
+        forwarders = verb == "vmap" and all(entry[0].startswith(DR_PREFIX) for entry in found)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    return ServiceRule(family, protocol, scheduler, ordered, modulus, device, verb == "vmap")
+    pinned = verb == "vmap" and not grouped and not forwarders
+    return ServiceRule(family, protocol, scheduler, ordered, modulus, pinned, grouped, forwarders)
 
 
 @dataclass
@@ -448,6 +617,9 @@ class LiveTable:
     family: str = FAMILY
     sets: dict = field(default_factory=dict)  # pin- (and counting) set name -> its timeout
     counters: dict = field(default_factory=dict)  # counting set -> {element: (packets, bytes)}
+    # id(rule) -> (rule, family, its ServiceRule): see _parsed(); shared with the
+    # table `applied` makes of it, which forgets the rules it flushes
+    parsed: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def applied(live: LiveTable, commands: list) -> LiveTable:
@@ -462,6 +634,7 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
         dict(live.chains),  # each chain's list is replaced, never changed in place
         live.family,
         dict(live.sets),
+        parsed=live.parsed,
     )
     for command in commands:
         ((verb, body),) = command.items()
@@ -490,6 +663,9 @@ def applied(live: LiveTable, commands: list) -> LiveTable:
                 after.dispatch, verb, kind, name, fields["expr"] if kind == "rule" else None
             )
         else:
+            if kind == "chain" and verb != "add":
+                for rule in after.chains.get(name, ()):
+                    after.parsed.pop(id(rule), None)
             _apply_to_chain(after.chains, verb, kind, name, fields if kind == "rule" else None)
     return after
 
@@ -599,7 +775,7 @@ def live_rule(live: LiveTable, key: ServiceKey) -> Optional[ServiceRule]:
     rules = live.chains.get(service_chain(key))
     if not rules:
         return None
-    return parse_rule(rules[-1], NAT_FAMILIES[key.family], key.port)
+    return _parsed(live, rules[-1], NAT_FAMILIES[key.family])
 
 
 def _exprs(live: LiveTable, chain: str) -> Optional[list]:
@@ -655,8 +831,29 @@ def _base(live: LiveTable, wanted: dict) -> tuple:
 
 
 def _rule(key: ServiceKey, rule: ServiceRule, family: str) -> dict:
-    chain = service_chain(key)
+    return _rule_in(service_chain(key), rule, family)
+
+
+def _rule_in(chain: str, rule: ServiceRule, family: str) -> dict:
     return _object("rule", family, chain=chain, expr=rule.expr(), comment=rule.scheduler)
+
+
+def _live_groups(live: LiveTable, key: ServiceKey, top: Optional[ServiceRule]) -> dict:
+    """The group chains a grouped service rule sends to -> their rule (None: not one of ours)."""
+    if top is None or not top.grouped:
+        return {}
+    found = {}
+    for chain, _port in top.owned():
+        rules = live.chains.get(chain)
+        found[chain] = _parsed(live, rules[-1], top.family) if rules else None
+    return found
+
+
+def _leaves(top: Optional[ServiceRule], groups: dict) -> list:
+    """The rules that pick a real server (or its `to-` chain): the groups', else the top's."""
+    if top is not None and top.grouped:
+        return [rule for rule in groups.values() if rule is not None]
+    return [] if top is None else [top]
 
 
 def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=None) -> tuple:
@@ -671,30 +868,55 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     family, devices = live.family, devices or {}
     if family == DR_FAMILY and not live.present and not desired:
         return [], [], False
-    changes, commands, chains, helpers, kept = [], [], [], [], set()
+    changes, commands, chains, helpers, kept, unused = [], [], [], [], set(), []
     base, repaired, unwanted = _base(live, base_chains(family, set(filter(None, devices.values()))))
     for key, (service, destinations) in desired.items():
-        wanted = desired_rule(service, destinations, devices.get(key))
+        wanted, groups = desired_rules(service, destinations, devices.get(key))
+        before = live_rule(live, key)
+        before_groups = _live_groups(live, key, before)
         pins = pinning(service, destinations)
-        kept |= set(pins.chains) | set(pins.sets)
-        helpers += _pinning_commands(live, pins)
+        forwarders = dr_chains(key, wanted, destinations, devices.get(key))
+        kept |= set(pins.chains) | set(pins.sets) | set(groups) | set(forwarders)
+        forwarding = _dr_commands(live, forwarders)
+        helpers += _pinning_commands(live, pins) + forwarding
         name = service_chain(key)
         lead = [[{"jump": {"target": pinned_chain(key)}}]] if service.persistence_timeout else []
         rules = [_object("rule", family, chain=name, expr=expr) for expr in lead]
         rules.append(_rule(key, wanted, family))
         if service.persistence_timeout:
             kept.add(pinned_chain(key))
-            added, pinned_commands = _pinned_rules(live, key, pins, wanted, whole_table)
+            leaving = _leaves(before, before_groups)
+            added, pinned_commands = _pinned_rules(
+                live, key, pins, _leaves(wanted, groups), leaving, whole_table
+            )
             chains += added
             commands += pinned_commands
+        rewritten = bool(forwarding)  # a real server's own chain (DR) or its group's
+        for chain, rule in groups.items():
+            if chain not in live.chains:
+                chains.append({"add": _object("chain", family, name=chain)})
+            elif before_groups.get(chain) == rule and len(live.chains[chain]) == 1:
+                continue
+            else:
+                commands.append({"flush": _object("chain", family, name=chain)})
+            commands.append({"add": _rule_in(chain, rule, family)})
+            rewritten = True
+        unused += [chain for chain in before_groups if chain not in groups]
+        unused += [
+            chain
+            for chain, _port in (before.owned() if before and before.forwarders else ())
+            if chain not in forwarders
+        ]
         if name not in live.chains:
             changes.append(Change("add_service", key, service))
             chains.append({"add": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
-        elif live_rule(live, key) != wanted or _exprs(live, name)[:-1] != lead:
+        elif before != wanted or _exprs(live, name)[:-1] != lead:
             changes.append(Change("edit_service", key, service))
             commands.append({"flush": _object("chain", family, name=name)})
             commands.extend({"add": rule} for rule in rules)
+        elif rewritten:
+            changes.append(Change("edit_service", key, service))
         match = _match(key)
         if live.elements.get(match) != name:
             if not changes or changes[-1].key != key:
@@ -717,7 +939,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
             foreign = foreign or key is None
     stale = {service_chain(key) for key in gone.values() if key is not None}
     services = [key for key in (*desired, *gone.values()) if key is not None]
-    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX)
+    helpers_prefixes = (PIN_PREFIX, TO_PREFIX, PINNED_PREFIX, GROUP_PREFIX, DR_PREFIX)
     pinned = [n for n in (*live.chains, *live.sets) if n.startswith(helpers_prefixes)]
     if whole_table:
         stale |= {name for name in live.chains if not name.startswith(helpers_prefixes)}
@@ -726,15 +948,17 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
     else:  # a slice keeps a persistent service's pieces its `pinned-` chain may refer to
         retiring = [key for key in services if key not in desired]
         leftover = [n for n in pinned if n not in kept and any(_owned_by(n, k) for k in retiring)]
+        leftover += [name for name in unused if name not in leftover]
     commands.extend(
         {"delete": _object("chain", family, name=name)}
         for name in sorted(stale)
         if name in live.chains
     )
-    late = [  # once nothing refers to them: the `pinned-` chains, the `to-` chains, the sets
+    late = [  # once nothing refers to them: the `pinned-` chains, the other chains, the rest
         {"delete": _object("chain" if name in live.chains else "set", family, name=name)}
         for name in sorted(
-            leftover, key=lambda name: (name in live.sets, not name.startswith(PINNED_PREFIX), name)
+            leftover,
+            key=lambda name: (name not in live.chains, not name.startswith(PINNED_PREFIX), name),
         )
     ]
     commands = base + chains + helpers + commands + late + unwanted
@@ -742,7 +966,7 @@ def plan(desired: dict, live: LiveTable, retired, *, whole_table: bool, devices=
 
 
 def _pinned_rules(
-    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: ServiceRule, whole_table: bool
+    live: LiveTable, key: ServiceKey, pins: Pinning, wanted: list, before: list, whole_table: bool
 ) -> tuple:
     """(chain commands, commands) keeping the `pinned-` chain of a persistent service.
 
@@ -752,30 +976,27 @@ def _pinned_rules(
     A full pass makes the chain exactly the live real servers' rules again."""
     family, chain = live.family, pinned_chain(key)
     have = _exprs(live, chain)
-    wanted_rules = [_object("rule", family, chain=chain, expr=expr) for expr in pins.rules]
     if have is None:
-        return [{"add": _object("chain", family, name=chain)}], [
-            {"add": rule} for rule in wanted_rules
-        ]
+        return [{"add": _object("chain", family, name=chain)}], _added(chain, pins.rules, family)
     commands = []
     if whole_table and sorted(map(repr, have)) != sorted(map(repr, pins.rules)):
         commands.append({"flush": _object("chain", family, name=chain)})
-        commands.extend({"add": rule} for rule in wanted_rules)
+        commands += _added(chain, pins.rules, family)
     else:
         present = set(map(_goto_target, have))
-        commands.extend(
-            {"add": rule}
-            for rule in wanted_rules
-            if _goto_target(rule["rule"]["expr"]) not in present
-        )
-    before = live_rule(live, key)
-    if before is not None and before.pinned:
-        staying = {to for to, _port in wanted.owned()}
-        for to, _port in before.owned():
+        missing = [expr for to, expr in zip(pins.chains, pins.rules) if to not in present]
+        commands += _added(chain, missing, family)
+    staying = {to for rule in wanted for to, _port in rule.owned()}
+    for rule in before:
+        for to, _port in rule.owned() if rule.pinned else ():
             pin = PIN_PREFIX + to[len(TO_PREFIX) :]
             if to not in staying and pin in live.sets and pin not in pins.sets:
                 commands.append({"flush": _object("set", family, name=pin)})
     return [], commands
+
+
+def _added(chain: str, exprs, family: str) -> list:
+    return [{"add": _object("rule", family, chain=chain, expr=expr)} for expr in exprs]
 
 
 def _goto_target(expr: list) -> Optional[str]:
@@ -786,6 +1007,20 @@ def _goto_target(expr: list) -> Optional[str]:
         return None
 
 
+def _dr_commands(live: LiveTable, forwarders: dict) -> list:
+    """The `dr-` chains a DR service lacks, or has otherwise (counters aside)."""
+    commands = []
+    for name, exprs in forwarders.items():
+        rules = live.chains.get(name)
+        if rules is not None and [_uncounted(rule["expr"]) for rule in rules] == exprs:
+            continue
+        commands.append(
+            {"flush" if rules is not None else "add": _object("chain", live.family, name=name)}
+        )
+        commands += [{"add": _object("rule", live.family, chain=name, expr=e)} for e in exprs]
+    return commands
+
+
 def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
     """The `pin-` sets and `to-` chains a persistent service lacks, or has otherwise."""
     commands = []
@@ -793,7 +1028,8 @@ def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
         if live.sets.get(name) != fields["timeout"]:
             commands.append({"add": _object("set", live.family, name=name, **fields)})
     for name, expr in pins.chains.items():
-        if _exprs(live, name) != [expr]:
+        rules = live.chains.get(name)
+        if rules is None or len(rules) != 1 or rules[0]["expr"] != expr:
             verb = "flush" if name in live.chains else "add"
             commands.append({verb: _object("chain", live.family, name=name)})
             commands.append({"add": _object("rule", live.family, chain=name, expr=expr)})
@@ -801,8 +1037,8 @@ def _pinning_commands(live: LiveTable, pins: Pinning) -> list:
 
 
 def read(live: LiveTable, keys) -> dict:
-    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), NAT's
-    with their counters."""
+    """ServiceKey -> (Service, [Destination]) as the table holds them (for status), with
+    their counters."""
     table = {}
     for key in keys:
         rule = live_service(live, key)
@@ -813,6 +1049,7 @@ def read(live: LiveTable, keys) -> dict:
             destinations = [
                 replace(d, stats=stats(live, key, d.address, d.port)) for d in destinations
             ]
+        if all(d.stats is not None for d in destinations):
             service = replace(service, stats=_summed([d.stats for d in destinations]))
         table[key] = (service, destinations)
     return table
@@ -820,9 +1057,12 @@ def read(live: LiveTable, keys) -> dict:
 
 def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
     service = Service(key, scheduler=rule.scheduler or "?")
-    if not rule.pinned:
-        return service, rule.destinations()
-    chains = {to: count for (to, _port), count in rule.owned().items()}
+    if rule.forwarders:
+        return service, _read_forwarders(live, key, rule)
+    leaves = _leaves(rule, _live_groups(live, key, rule))
+    if not any(leaf.pinned for leaf in leaves):
+        return service, [dest for leaf in leaves for dest in leaf.destinations()]
+    chains = {to: count for leaf in leaves for (to, _port), count in leaf.owned().items()}
     pins = {PIN_PREFIX + to[len(TO_PREFIX) :] for to in chains}
     timeout = max((live.sets[pin] for pin in pins if live.sets.get(pin)), default=0)
     endpoints = {to: _pinned_endpoint(live, to) for to in chains}
@@ -832,6 +1072,17 @@ def _read_service(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> tuple:
         if endpoints[to] is not None
     ]
     return Service(key, service.scheduler, persistence_timeout=timeout), destinations
+
+
+def _read_forwarders(live: LiveTable, key: ServiceKey, rule: ServiceRule) -> list:
+    """A DR service's real servers from their `dr-` chains, with their counters."""
+    destinations = []
+    for (chain, _port), count in rule.owned().items():
+        found = dr_counters(live.chains.get(chain, []))
+        if found is not None:
+            address, counted = found
+            destinations.append(Destination(address, key.port, "dr", count, stats=counted))
+    return destinations
 
 
 def delete_table(family: str = FAMILY) -> list:
