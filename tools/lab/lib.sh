@@ -150,9 +150,9 @@ lab_stop_podman_sessions() {
     for environ in /proc/[0-9]*/environ; do
         pid=${environ#/proc/}
         pid=${pid%/environ}
-        [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *podman_session.py*" ${LVS_HA_LAB_PREFIX:?}"* ]] ||
+        [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *podman_session.py*" ${LVS_HA_LAB_PREFIX:?}"* ]] ||
             continue
-        if [[ $(tr '\0' '\n' <"$environ" 2>/dev/null | sed -n 's/^CONTAINER_HOST=//p') == "${CONTAINER_HOST:-}" ]]; then
+        if [[ $(tr '\0' '\n' 2>/dev/null <"$environ" | sed -n 's/^CONTAINER_HOST=//p') == "${CONTAINER_HOST:-}" ]]; then
             kill "$pid" 2>/dev/null || true
         fi
     done
