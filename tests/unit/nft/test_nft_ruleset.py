@@ -668,7 +668,7 @@ def test_a_grouped_health_change_rewrites_the_service_rule_and_one_group(timeout
         for chain, rule in ruleset.desired_rules(service, servers)[1].items()
         if any(
             address in (gone.address, ruleset.to_chain(service, gone.address, 80))
-            for address, _ in rule.owned()
+            for address, _port in rule.owned()
         )
     }
     rewritten = [name for verb, kind, name in kinds(commands) if kind == "rule"]
