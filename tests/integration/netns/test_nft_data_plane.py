@@ -7,7 +7,8 @@ With two directors sharing the VIPs by VRRP, the client keeps being answered acr
 Without IPVS in the kernel, the default data plane's start error says how to choose nftables.
 A reload adds and removes virtual servers in the table, and may not switch data planes.
 IPv6 virtual servers go through the same table. A killed agent's table is taken over and
-cleaned by the next run.
+cleaned by the next run. Below its quorum a virtual server sends every client to its
+sorry_server, and back to its real servers once the quorum is met again.
 
 The real servers live on their own subnet (same LAN) with the director as their gateway, so
 their replies go back through it and conntrack un-NATs them, as IPVS NAT needs too."""
@@ -150,6 +151,35 @@ def test_nat_through_nftables_follows_health_and_audit_and_leaves_nothing(site, 
     assert agent.stop() == 0
     gone = nft(director, "list", "table", "inet", "lvs_ha", check=False)
     assert gone.returncode != 0, gone.stdout
+
+
+def test_below_quorum_the_sorry_server_answers(lab, tmp_path):
+    servers, processes = real_servers(lab, tmp_path)
+    sorry = lab.host("sorry", "10.1.0.4/24")
+    sorry.run(["ip", "route", "add", "default", "via", GATEWAY])
+    processes["sorry"] = http_server(sorry, tmp_path)
+    client = lab.host("client", "10.0.0.10/24")
+    host = director(lab, "director", "10.0.0.1", GATEWAY)
+    host.add_address(f"{VIP}/24")
+    extra = f"  quorum 2\n  sorry_server 10.1.0.4 {RS_PORT}\n"
+    virtual_server = virtual_server_block(
+        VIP, ("10.1.0.2", "10.1.0.3"), rs_port=RS_PORT, check="HTTP_GET", extra=extra
+    )
+    conf = "global_defs {\n  router_id director\n  lvs_data_plane nftables\n}\n" + virtual_server
+    agent = Agent(host, tmp_path, conf).start()
+    try:
+        client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+        processes["rs2"].terminate()  # alive weight 1, quorum 2: only the sorry server
+        processes["rs2"].wait(10)
+        client.wait_for(lambda: set(answers(client)) == {"sorry"}, timeout=30)
+        assert "Adding sorry server [10.1.0.4]:8080 to VS [10.0.0.100]:80" in agent.log_text()
+        processes["rs2"] = http_server(servers[1], tmp_path / "again")
+        client.wait_for(lambda: set(answers(client)) == {"rs1", "rs2"}, timeout=30)
+        assert "Removing sorry server [10.1.0.4]:8080 from VS [10.0.0.100]:80" in agent.log_text()
+    except TimeoutError:
+        pytest.fail(f"answers {answers(client)}\n{agent.log_text()}")
+    finally:
+        agent.kill()
 
 
 def real_server_counters(agent) -> dict:

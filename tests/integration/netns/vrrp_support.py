@@ -71,9 +71,11 @@ def virtual_server_block(
     check: str = "TCP_CHECK",
     method: str = "NAT",
     scheduler: str = "rr",
+    extra: str = "",
 ) -> str:
     """A virtual_server on `vip` port 80 over `real_servers`, each checked every second by
-    `check` (a key of QUICK_CHECKS) so that a failure shows within seconds."""
+    `check` (a key of QUICK_CHECKS) so that a failure shows within seconds; `extra`: more of
+    its lines (quorum, sorry_server...)."""
     check_block = QUICK_CHECKS[check]
     servers = "".join(
         f"\n  real_server {address} {rs_port} {{\n    {check_block}\n  }}"
@@ -81,7 +83,7 @@ def virtual_server_block(
     )
     return (
         f"virtual_server {vip} 80 {{\n  delay_loop 1\n  lvs_sched {scheduler}\n"
-        f"  lvs_method {method}\n"
+        f"  lvs_method {method}\n{extra}"
         f"  protocol TCP{servers}\n}}\n"
     )
 
