@@ -140,6 +140,34 @@ lab_bounded() {
     return "$status"
 }
 
+# lab_retried LIMIT STEP COMMAND...: lab_bounded, tried up to three times while it overruns: an
+# exec over the guest's Podman API has stalled for minutes with its command long done. Only for
+# commands that may run twice.
+lab_retried() {
+    local limit=$1 step=$2 attempt status=0
+    shift 2
+    for attempt in 1 2 3; do
+        status=0
+        lab_bounded "$limit" "$step" "$@" || status=$?
+        ((status == 124 || status == 137)) || return "$status"
+        echo "molecule stage: '$step' overran (attempt $attempt of 3)" >&2
+    done
+    return "$status"
+}
+
+# lab_poll_start VIP LOG STOP_FILE: the client polls http://VIP/ every 0.1 s into LOG
+# (molecule/default/tests/poll_vip.py) until STOP_FILE exists; lab_poll_stop LOG STOP_FILE ends it.
+lab_poll_start() {
+    lab_retried 90 "starting the poller" podman exec "${LVS_HA_LAB_PREFIX:?}client" rm -f "$2" "$3" &&
+        lab_retried 90 "starting the poller" podman exec --detach "${LVS_HA_LAB_PREFIX}client" \
+            python3 -c "$(cat "$lab_repo/molecule/default/tests/poll_vip.py")" "$1" 80 0.1 "$2" "$3"
+}
+
+lab_poll_stop() {
+    lab_retried 90 "stopping the poller" podman exec "${LVS_HA_LAB_PREFIX:?}client" touch "$2" || return
+    sleep 2 # the poller's last request (1 s timeout) ends and is written
+}
+
 # Stops the podman_session.py brokers (molecule/default/plugins) that serve this lab's containers
 # (named LVS_HA_LAB_PREFIX...) on this lab's Podman (the CONTAINER_HOST in their environment, none
 # for the host's): a stalled one would hold its container's commands, and one left by an

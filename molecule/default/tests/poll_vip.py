@@ -1,6 +1,7 @@
 """Runs inside the lab's client (python3 -c, stdlib only), started by tools/molecule-test before
 a rolling change: one request to http://VIP:PORT/ every INTERVAL seconds, a new connection each,
 until STOP_FILE exists. One line per request in LOG: start end ok|fail (CLOCK_MONOTONIC seconds).
+LOG must not exist: a second poller (its start retried after a stalled `podman exec`) leaves.
 
 Usage: python3 -c "$(cat poll_vip.py)" VIP PORT INTERVAL LOG STOP_FILE
 """
@@ -25,7 +26,7 @@ def answered(vip: str, port: int) -> bool:
 
 
 def main(vip: str, port: str, interval: str, log: str, stop_file: str) -> None:
-    with open(log, "w", buffering=1) as out:
+    with open(log, "x", buffering=1) as out:
         while not os.path.exists(stop_file):
             start = time.monotonic()
             ok = answered(vip, int(port))
