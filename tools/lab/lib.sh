@@ -140,9 +140,9 @@ lab_bounded() {
     return "$status"
 }
 
-# lab_retried LIMIT STEP COMMAND...: lab_bounded, tried up to three times while it overruns: an
-# exec over the guest's Podman API has stalled for minutes with its command long done. Only for
-# commands that may run twice.
+# lab_retried LIMIT STEP COMMAND...: lab_bounded, tried up to three times while it overruns, the
+# Podman service recovered in between (lab_recover_podman): an exec over the guest's Podman API has
+# stalled for minutes with its command long done. Only for commands that may run twice.
 lab_retried() {
     local limit=$1 step=$2 attempt status=0
     shift 2
@@ -151,8 +151,35 @@ lab_retried() {
         lab_bounded "$limit" "$step" "$@" || status=$?
         ((status == 124 || status == 137)) || return "$status"
         echo "molecule stage: '$step' overran (attempt $attempt of 3)" >&2
+        ((attempt == 3)) || lab_recover_podman
     done
     return "$status"
+}
+
+# After a stall: stops this lab's brokers and, on the guest's Podman (CONTAINER_HOST
+# tcp://127.0.0.1:PORT), restarts its service (tools/guest/restart-podman: the containers stay up)
+# and appends what the guest saw to LVS_HA_PODMAN_RESTARTS (a file), if set.
+lab_recover_podman() {
+    lab_stop_podman_sessions
+    [[ ${CONTAINER_HOST:-} == tcp://127.0.0.1:* ]] || return 0
+    "$lab_repo/tools/guest/restart-podman" "${CONTAINER_HOST##*:}" 2>&1 |
+        tee -a "${LVS_HA_PODMAN_RESTARTS:-/dev/null}" >&2 || true
+}
+
+# lab_watch_podman: run in the background while the lab works; when Podman has not listed the
+# containers within 90 s (a stalled service holds every later command, `molecule destroy` too;
+# a lab task's command takes seconds), recovers it (lab_recover_podman): the tasks that were
+# waiting get no reply and are sent once more by their connection (podman_pipelined).
+lab_watch_podman() {
+    local status
+    while sleep 30; do
+        status=0
+        timeout 90 podman ps -a --format '{{.Names}}' >/dev/null 2>&1 || status=$?
+        ((status == 124)) || continue
+        echo "molecule stage: Podman did not list the containers within 90 s ($(date +%T))" |
+            tee -a "${LVS_HA_PODMAN_RESTARTS:-/dev/null}" >&2
+        lab_recover_podman
+    done
 }
 
 # lab_poll_start VIP LOG STOP_FILE: the client polls http://VIP/ every 0.1 s into LOG
