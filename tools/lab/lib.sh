@@ -182,6 +182,25 @@ lab_watch_podman() {
     done
 }
 
+# lab_check_mode LOG: site.yml with --check --diff on the converged lab (molecule converge), its
+# output also in LOG; fails when a host reports a change. Read-only, so an overrun runs once more
+# after Podman is recovered (lab_recover_podman).
+lab_check_mode() {
+    local log=$1 status=0
+    lab_bounded 600 "check mode" molecule converge -- --check --diff | tee "$log" || status=$?
+    if ((status == 124 || status == 137)); then
+        lab_recover_podman
+        status=0
+        lab_bounded 600 "check mode (second attempt)" molecule converge -- --check --diff |
+            tee "$log" || status=$?
+    fi
+    ((status == 0)) || return "$status"
+    if grep -E '^[^ ]+ +: ok=.* changed=[1-9]' "$log"; then
+        echo "site.yml --check --diff reported changes on the converged lab (hosts above)" >&2
+        return 1
+    fi
+}
+
 # lab_poll_start VIP LOG STOP_FILE: the client polls http://VIP/ every 0.1 s into LOG
 # (molecule/default/tests/poll_vip.py) until STOP_FILE exists; lab_poll_stop LOG STOP_FILE ends it.
 lab_poll_start() {
