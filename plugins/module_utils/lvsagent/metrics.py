@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import __version__
-from .ipvs import format_endpoint
+from .ipvs import KERNEL_COUNTERS, format_endpoint
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SLICE = 500  # samples written between two turns of the loop
@@ -128,13 +128,12 @@ VRRP_COUNTERS = {
 }
 # the kernel's counters (status "counters" key -> name after `virtual_server_`/`real_server_`),
 # worded as node_exporter's IPVS collector words them
-KERNEL_COUNTERS = {
-    "connections": "connections",
-    "packets_in": "incoming_packets",
-    "packets_out": "outgoing_packets",
-    "bytes_in": "incoming_bytes",
-    "bytes_out": "outgoing_bytes",
-}
+KERNEL_COUNTER_NAMES = dict(
+    zip(
+        KERNEL_COUNTERS,
+        ("connections", "incoming_packets", "outgoing_packets", "incoming_bytes", "outgoing_bytes"),
+    )
+)
 
 
 def sample_names() -> set:
@@ -233,7 +232,7 @@ def _vrrp_scripts(scripts: dict) -> list[Family]:
 
 
 def _kernel_counters(prefix: str) -> dict:
-    return {key: Family(f"lvs_agent_{prefix}_{name}") for key, name in KERNEL_COUNTERS.items()}
+    return {key: Family(f"lvs_agent_{prefix}_{name}") for key, name in KERNEL_COUNTER_NAMES.items()}
 
 
 def _add_counters(found: dict, labels: dict, counters: Optional[dict]) -> None:

@@ -154,6 +154,10 @@ class Stats:
     bytes_out_rate: int = 0
 
 
+# Stats' counters (the other fields are rates): what status and the metrics report
+KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
+
+
 def default_netmask(family: int) -> Netmask:
     return "255.255.255.255" if family == 4 else 128
 

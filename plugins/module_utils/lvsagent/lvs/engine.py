@@ -31,7 +31,15 @@ from ..config.model import (
     VirtualServer,
 )
 from ..durations import Durations
-from ..ipvs import Destination, IpvsError, Service, ServiceKey, Stats, format_endpoint
+from ..ipvs import (
+    KERNEL_COUNTERS,
+    Destination,
+    IpvsError,
+    Service,
+    ServiceKey,
+    Stats,
+    format_endpoint,
+)
 from ..ipvs.model import SLOTS, canonical_address
 from ..notify_fifo import NotifyFifos
 from ..owned import OwnedRecord
@@ -51,7 +59,6 @@ AUDIT_SHARE = 0.01  # of a core: what audits may cost the netlink thread while n
 IPVS_WEIGHT_MAX = 2**31 - 1  # the kernel's destination weight is an int
 REVERT_LOG_LIMIT = 20  # hand edits logged one by one per pass; beyond, one line counts them
 SCRIPT_GRACE = 10.0  # seconds stop() waits for omega's notify scripts
-KERNEL_COUNTERS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
 NO_PROBES = Durations()  # a real server without checks: nothing observed, ever
 
 
