@@ -140,18 +140,19 @@ lab_bounded() {
     return "$status"
 }
 
-# lab_retried LIMIT STEP COMMAND...: lab_bounded, tried up to three times while it overruns, the
-# Podman service recovered in between (lab_recover_podman): an exec over the guest's Podman API has
-# stalled for minutes with its command long done. Only for commands that may run twice.
+# lab_retried ATTEMPTS LIMIT STEP COMMAND...: lab_bounded, tried up to ATTEMPTS times while it
+# overruns, the Podman service recovered in between (lab_recover_podman): an exec over the guest's
+# Podman API has stalled for minutes with its command long done. Only for commands that may run
+# twice.
 lab_retried() {
-    local limit=$1 step=$2 attempt status=0
-    shift 2
-    for attempt in 1 2 3; do
+    local attempts=$1 limit=$2 step=$3 attempt status=0
+    shift 3
+    for ((attempt = 1; attempt <= attempts; attempt++)); do
         status=0
         lab_bounded "$limit" "$step" "$@" || status=$?
         ((status == 124 || status == 137)) || return "$status"
-        echo "molecule stage: '$step' overran (attempt $attempt of 3)" >&2
-        ((attempt == 3)) || lab_recover_podman
+        echo "molecule stage: '$step' overran (attempt $attempt of $attempts)" >&2
+        ((attempt == attempts)) || lab_recover_podman
     done
     return "$status"
 }
@@ -184,16 +185,10 @@ lab_watch_podman() {
 
 # lab_check_mode LOG: site.yml with --check --diff on the converged lab (molecule converge), its
 # output also in LOG; fails when a host reports a change. Read-only, so an overrun runs once more
-# after Podman is recovered (lab_recover_podman).
+# after Podman is recovered (lab_retried).
 lab_check_mode() {
     local log=$1 status=0
-    lab_bounded 600 "check mode" molecule converge -- --check --diff | tee "$log" || status=$?
-    if ((status == 124 || status == 137)); then
-        lab_recover_podman
-        status=0
-        lab_bounded 600 "check mode (second attempt)" molecule converge -- --check --diff |
-            tee "$log" || status=$?
-    fi
+    lab_retried 2 600 "check mode" molecule converge -- --check --diff | tee "$log" || status=$?
     ((status == 0)) || return "$status"
     if grep -E '^[^ ]+ +: ok=.* changed=[1-9]' "$log"; then
         echo "site.yml --check --diff reported changes on the converged lab (hosts above)" >&2
@@ -204,13 +199,13 @@ lab_check_mode() {
 # lab_poll_start VIP LOG STOP_FILE: the client polls http://VIP/ every 0.1 s into LOG
 # (molecule/default/tests/poll_vip.py) until STOP_FILE exists; lab_poll_stop LOG STOP_FILE ends it.
 lab_poll_start() {
-    lab_retried 90 "starting the poller" podman exec "${LVS_HA_LAB_PREFIX:?}client" rm -f "$2" "$3" &&
-        lab_retried 90 "starting the poller" podman exec --detach "${LVS_HA_LAB_PREFIX}client" \
+    lab_retried 3 90 "starting the poller" podman exec "${LVS_HA_LAB_PREFIX:?}client" rm -f "$2" "$3" &&
+        lab_retried 3 90 "starting the poller" podman exec --detach "${LVS_HA_LAB_PREFIX}client" \
             python3 -c "$(cat "$lab_repo/molecule/default/tests/poll_vip.py")" "$1" 80 0.1 "$2" "$3"
 }
 
 lab_poll_stop() {
-    lab_retried 90 "stopping the poller" podman exec "${LVS_HA_LAB_PREFIX:?}client" touch "$2" || return
+    lab_retried 3 90 "stopping the poller" podman exec "${LVS_HA_LAB_PREFIX:?}client" touch "$2" || return
     sleep 2 # the poller's last request (1 s timeout) ends and is written
 }
 
