@@ -101,7 +101,7 @@ def process_running(pid: int) -> bool:
     """Alive and not a zombie: a dead process still waiting for its parent no longer runs."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or before the read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
